@@ -1,0 +1,143 @@
+#include "bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "app/cli/args.h"
+#include "core/decoders/decoder.h"
+#include "core/training/device.h"
+#include "core/training/trainer.h"
+#include "datasets/tasks.h"
+
+namespace retreever::cli {
+namespace {
+
+const char* kBenchUsage =
+    "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
+    "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
+    "                       [--queries 1024] [--repeats 5]\n"
+    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO)\n"
+    "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
+    "             (batch 1, no encoder; tree building / key projection reported apart)\n";
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+template <typename Fn>
+double time_median(const torch::Device& d, int repeats, Fn&& fn) {
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    sync(d);
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    sync(d);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return median(t);
+}
+
+void bench_train(const Args& args, const std::string& device) {
+  const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
+  const int steps = int(args.integer("steps", 30));
+  if (seq_len < 4 || batch <= 0 || steps <= 0)
+    throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
+  std::printf("training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n",
+              (long long)seq_len, (long long)batch, steps);
+  std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
+  std::int64_t tca_tokens = 0;
+  for (const char* model : {"tca", "ca", "perceiver"}) {
+    Config c = Config::preset("copy");
+    c.model = model;
+    c.seq_len = seq_len;
+    c.batch = batch;
+    c.steps = 1000000;
+    c.device = device;
+    c.eval_batches = 1;
+    if (tca_tokens > 0) c.latents = tca_tokens;  // Perceiver IO reads as many latents as TCA nodes
+    Trainer trainer(c, datasets::make_task);
+    std::vector<double> t;
+    for (int i = 0; i < steps + 3; ++i) {
+      auto s = trainer.step();
+      if (i >= 3) t.push_back(s.seconds);  // the first steps warm caches and allocators
+    }
+    auto e = trainer.evaluate();
+    if (std::string(model) == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
+    const double ms = 1000 * median(t);
+    std::printf("%-10s %10.2f %12.1f %14.0f\n", model, ms, 1000 / ms, e.tokens_per_query);
+  }
+}
+
+void bench_inference(const Args& args, const std::string& device_name) {
+  torch::NoGradGuard no_grad;
+  const auto device = resolve_device(device_name);
+  const auto max_n = args.integer("max-n", 262144), queries = args.integer("queries", 1024);
+  const int repeats = int(args.integer("repeats", 5));
+  if (max_n < 1024 || queries <= 0 || repeats <= 0)
+    throw UsageError("--max-n must be >= 1024, --queries and --repeats positive");
+  Config c;  // d_model 64, 4 heads, b = 2: the paper's defaults
+  torch::manual_seed(0);
+  c.model = "tca";
+  auto tca = make_decoder(c);
+  c.model = "ca";
+  auto ca = make_decoder(c);
+  tca->to(device);
+  ca->to(device);
+  tca->eval();
+  ca->eval();
+  std::printf("inference, batch 1, %lld queries, no encoder, device %s (median of %d)\n",
+              (long long)queries, device.str().c_str(), repeats);
+  std::printf("%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query",
+              "tree build ms", "CA keys ms", "speed-up");
+  DecodeRequest greedy;
+  for (std::int64_t n = 1024; n <= max_n; n *= 4) {
+    auto opts = torch::TensorOptions().device(device);
+    auto context = torch::randn({1, n, c.d_model}, opts);
+    auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});
+    auto q = torch::randn({1, queries, c.d_model}, opts);
+    std::shared_ptr<Memory> tree, keys;
+    const double build = time_median(device, repeats, [&] { tree = tca->prepare(context, x); });
+    const double project = time_median(device, repeats, [&] { keys = ca->prepare(context, x); });
+    const double t_tca = time_median(device, repeats, [&] { tca->decode(*tree, q, greedy); });
+    const double t_ca = time_median(device, repeats, [&] { ca->decode(*keys, q, greedy); });
+    std::printf("%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
+                (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries,
+                1e3 * build, 1e3 * project, t_ca / t_tca);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  for (const auto& a : argv)
+    if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
+  Args args("bench", argv,
+            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads"}, {});
+  const auto what = args.str("what", "all");
+  if (what != "train" && what != "inference" && what != "all")
+    throw UsageError("--what must be train, inference or all");
+  const auto device = args.str("device", "auto");
+  resolve_device(device);  // fails early with the fix when CUDA is missing
+  if (args.has("threads")) {
+    const auto threads = args.integer("threads", 0);
+    if (threads <= 0) throw UsageError("--threads must be positive");
+    torch::set_num_threads(int(threads));
+  }
+  std::printf("LibTorch %d.%d.%d, %d CPU threads\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+              TORCH_VERSION_PATCH, torch::get_num_threads());
+  if (what != "inference") bench_train(args, device);
+  if (what != "train") bench_inference(args, device);
+  return 0;
+}
+
+}  // namespace retreever::cli

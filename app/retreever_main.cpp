@@ -1,0 +1,301 @@
+// retreever: train, evaluate, inspect and benchmark ReTreever from the command line
+// (DESIGN.md "Command line contract").
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "app/cli/args.h"
+#include "app/cli/bench.h"
+#include "app/cli/progress.h"
+#include "core/inspection.h"
+#include "core/training/trainer.h"
+#include "datasets/tasks.h"
+
+namespace fs = std::filesystem;
+using namespace retreever;
+using retreever::cli::Args;
+using retreever::cli::UsageError;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupted = 130;
+
+const char* kUsage =
+    "usage: retreever COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  train    train a model and write DIR/config.json, metrics.csv, checkpoint.pt\n"
+    "  eval     evaluate a checkpoint on a fixed evaluation set\n"
+    "  inspect  show the tree of one context and the retrieval path of one query\n"
+    "  bench    measure training-step and inference speed\n"
+    "\n"
+    "'retreever COMMAND --help' lists a command's options.\n";
+
+const char* kTrainUsage =
+    "usage: retreever train --task copy|gp --model tca|ca|perceiver --out DIR [options]\n"
+    "  --config FILE.json     start from a config file (flags override it)\n"
+    "  --resume FILE          continue training from a checkpoint (with its config)\n"
+    "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
+    "  --batch B --steps S --lr X --seed K\n"
+    "  --branch-factor b      children per tree node, >= 2\n"
+    "  --latents L            Perceiver IO latents\n"
+    "  --reward acc|nce       REINFORCE reward for classification\n"
+    "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
+    "  --ordering given|sort_x1|sort_x2|kdtree\n"
+    "  --eval-every N --log-every N\n"
+    "  --data DIR             dataset folder (image task)\n"
+    "  --device auto|cpu|cuda\n";
+
+const char* kEvalUsage =
+    "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
+    "                      [--device auto|cpu|cuda] [--json]\n";
+
+const char* kInspectUsage =
+    "usage: retreever inspect --checkpoint FILE [--sample I] [--query J] [--seed K] [--json]\n";
+
+bool is_help(const std::vector<std::string>& a) {
+  for (const auto& s : a)
+    if (s == "--help" || s == "-h") return true;
+  return false;
+}
+
+Config config_from_args(const Args& args) {
+  Config file_config;
+  std::string file_text;
+  if (args.has("config")) {
+    file_text = read_text_file(args.str("config"));
+    try {
+      file_config = Config::from_json(file_text);
+    } catch (const std::exception& e) {
+      throw UsageError("config file '" + args.str("config") + "': " + e.what());
+    }
+  }
+  const auto task = args.str("task", args.has("config") ? file_config.task : "copy");
+  Config c = Config::preset(task);
+  if (args.has("config")) c = Config::from_json(file_text, c);
+  c.task = task;
+  c.model = args.str("model", c.model);
+  c.seq_len = args.integer("seq-len", c.seq_len);
+  c.batch = args.integer("batch", c.batch);
+  c.steps = args.integer("steps", c.steps);
+  c.lr = args.number("lr", c.lr);
+  c.seed = args.integer("seed", c.seed);
+  c.branch_factor = args.integer("branch-factor", c.branch_factor);
+  c.latents = args.integer("latents", c.latents);
+  c.reward = args.str("reward", c.reward);
+  c.encoder_layers = args.integer("encoder-layers", c.encoder_layers);
+  c.ordering = args.str("ordering", c.ordering);
+  c.eval_every = args.integer("eval-every", c.eval_every);
+  c.log_every = args.integer("log-every", c.log_every);
+  c.data_dir = args.str("data", c.data_dir);
+  c.device = args.str("device", c.device);
+  auto problems = c.validate();
+  if (!problems.empty()) throw UsageError(problems.front());
+  return c;
+}
+
+std::string metric_text(const EvalMetrics& e) {
+  char buf[160];
+  if (e.metric == "accuracy")
+    std::snprintf(buf, sizeof buf, "eval accuracy %.2f%%", 100 * e.value);
+  else
+    std::snprintf(buf, sizeof buf, "eval log-likelihood %.3f", e.value);
+  return buf;
+}
+
+int cmd_train(const std::vector<std::string>& argv) {
+  if (is_help(argv)) return std::printf("%s", kTrainUsage), 0;
+  Args args("train", argv,
+            {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
+             "branch-factor", "latents", "reward", "encoder-layers", "ordering", "eval-every",
+             "log-every", "data", "device", "out"},
+            {});
+  const fs::path out = args.required("out");
+  std::unique_ptr<Trainer> trainer;
+  if (args.has("resume")) {
+    for (const char* fixed : {"task", "model", "config", "seq-len", "branch-factor", "latents",
+                              "encoder-layers", "ordering"})
+      if (args.has(fixed))
+        throw UsageError(std::string("--") + fixed +
+                         " cannot change when resuming: the checkpoint's config fixes the model");
+    const auto steps = args.integer("steps", -1);
+    const auto device = args.str("device");
+    trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) {
+      if (steps > 0) c.steps = steps;
+      if (!device.empty()) c.device = device;
+    });
+    if (args.has("steps") && steps <= 0) throw UsageError("steps: must be positive");
+  } else {
+    trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
+  }
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
+  const auto& cfg = trainer->config();
+  write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
+  const auto checkpoint = (out / "checkpoint.pt").string();
+  const auto best = (out / "checkpoint_best.pt").string();
+  auto write_metrics = [&] {
+    write_text_file_atomic((out / "metrics.csv").string(), trainer->history().to_csv());
+  };
+
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  cli::Progress progress(trainer->steps_done(), cfg.steps, isatty(STDERR_FILENO));
+  progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
+                " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer->device_name() +
+                " -> " + out.string());
+  auto evaluate_and_save = [&] {
+    auto e = trainer->evaluate();
+    trainer->save(checkpoint);
+    if (trainer->last_eval_was_best()) trainer->save(best);
+    write_metrics();
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
+                  metric_text(e).c_str(), e.tokens_per_query, e.context_size);
+    progress.line(buf);
+  };
+  double smoothed = 0;
+  try {
+    while (!trainer->finished()) {
+      if (g_interrupted) {
+        trainer->save(checkpoint);
+        write_metrics();
+        progress.line("interrupted at step " + std::to_string(trainer->steps_done()) +
+                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
+        return kExitInterrupted;
+      }
+      auto s = trainer->step();
+      smoothed = s.step == 1 ? s.loss : 0.95 * smoothed + 0.05 * s.loss;
+      char status[96];
+      std::snprintf(status, sizeof status, "loss %.4f", smoothed);
+      progress.update(s.step, status);
+      if (!isatty(STDERR_FILENO) && s.step % (cfg.log_every * 10) == 0)
+        progress.line("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
+      if (s.step % cfg.eval_every == 0 && !trainer->finished()) evaluate_and_save();
+    }
+    evaluate_and_save();
+  } catch (const DivergenceError& e) {
+    write_metrics();
+    progress.finish();
+    std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
+                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+    return kExitDiverged;
+  }
+  progress.finish();
+  return 0;
+}
+
+int cmd_eval(const std::vector<std::string>& argv) {
+  if (is_help(argv)) return std::printf("%s", kEvalUsage), 0;
+  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "device"}, {"json"});
+  const auto path = args.required("checkpoint");
+  const auto batches = args.integer("batches", -1);
+  const auto seed = args.integer("seed", -1);
+  if (args.has("batches") && batches <= 0) throw UsageError("--batches must be positive");
+  if (args.has("seed") && seed < 0) throw UsageError("--seed must be 0 or more");
+  const auto kernel = args.str("kernel"), device = args.str("device");
+  auto trainer = Trainer::load(path, datasets::make_task, [&](Config& c) {
+    if (batches > 0) c.eval_batches = batches;
+    if (seed >= 0) c.seed = seed;
+    if (!kernel.empty()) c.eval_kernel = kernel;
+    if (!device.empty()) c.device = device;
+    auto problems = c.validate();
+    if (!problems.empty()) throw UsageError(problems.front());
+  });
+  auto e = trainer->evaluate();
+  const auto& c = trainer->config();
+  if (args.has("json")) {
+    nlohmann::json j;
+    j["task"] = c.task;
+    j["model"] = c.model;
+    j["metric"] = e.metric;
+    j[e.metric] = e.value;
+    j["tokens_per_query"] = e.tokens_per_query;
+    j["context_size"] = e.context_size;
+    j["tokens_fraction"] = e.tokens_fraction();
+    j["step"] = trainer->steps_done();
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s %s at step %lld: %s, %.1f tokens per query of %.1f (%.1f%%)\n", c.model.c_str(),
+                c.task.c_str(), (long long)trainer->steps_done(), metric_text(e).c_str(),
+                e.tokens_per_query, e.context_size, 100 * e.tokens_fraction());
+  }
+  return 0;
+}
+
+int cmd_inspect(const std::vector<std::string>& argv) {
+  if (is_help(argv)) return std::printf("%s", kInspectUsage), 0;
+  Args args("inspect", argv, {"checkpoint", "sample", "query", "seed"}, {"json"});
+  const auto path = args.required("checkpoint");
+  const auto seed = args.integer("seed", -1);
+  if (args.has("seed") && seed < 0) throw UsageError("--seed must be 0 or more");
+  auto inspector = Inspector::from_checkpoint(path, datasets::make_task, seed);
+  auto r = inspector->inspect(args.integer("sample", 0), args.integer("query", 0));
+  if (args.has("json")) {
+    std::printf("%s\n", r.to_json().c_str());
+    return 0;
+  }
+  std::printf("sample %lld, query %lld: context of %lld tokens, %lld read per query\n",
+              (long long)r.sample, (long long)r.query, (long long)r.context_size,
+              (long long)r.tokens_per_query);
+  if (r.predicted_class >= 0)
+    std::printf("prediction: class %lld (p = %.3f), target class %lld\n", (long long)r.predicted_class,
+                r.prediction[r.predicted_class], (long long)r.target[0]);
+  else
+    std::printf("prediction: mean %.4f std %.4f, target %.4f\n", r.prediction[0], r.prediction[1],
+                r.target[0]);
+  if (!r.has_tree) return std::printf("(no tree: this model reads every token or its latents)\n"), 0;
+  std::printf("tree: branch factor %lld, depth %lld, %lld leaves per group, %zu nodes\npath:",
+              (long long)r.shape.b, (long long)r.shape.k, (long long)r.shape.p, r.nodes.size());
+  for (auto id : r.trace.path) std::printf(" %lld", (long long)id);
+  std::printf("\nselected:");
+  for (auto id : r.trace.selected) {
+    std::printf(" %lld[", (long long)id);
+    const auto& leaves = r.nodes[id].leaves;
+    if (leaves.empty()) std::printf("padding");
+    else if (leaves.size() == 1) std::printf("%lld", (long long)leaves[0]);
+    else std::printf("%lld..%lld", (long long)leaves.front(), (long long)leaves.back());
+    std::printf("]");
+  }
+  std::printf("\n");
+  for (size_t l = 0; l < r.trace.probabilities.size(); ++l) {
+    std::printf("level %zu policy:", l + 1);
+    for (double p : r.trace.probabilities[l]) std::printf(" %.3f", p);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
+  const std::string command = argc > 1 ? argv[1] : "";
+  try {
+    if (command == "train") return cmd_train(rest);
+    if (command == "eval") return cmd_eval(rest);
+    if (command == "inspect") return cmd_inspect(rest);
+    if (command == "bench") return cli::cmd_bench(rest);
+    if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
+    std::fprintf(stderr, "error: %s\n%s",
+                 command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), kUsage);
+    return kExitUsage;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    // Library errors can span lines (config problems); stderr gets the first, which names the fix.
+    std::string msg = e.what();
+    std::fprintf(stderr, "error: %s\n", msg.substr(0, msg.find('\n')).c_str());
+    return kExitError;
+  }
+}

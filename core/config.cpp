@@ -1,0 +1,210 @@
+#include "config.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace retreever {
+namespace {
+
+using json = nlohmann::json;
+
+// One table drives both directions of the JSON mapping, so a new field is one line.
+template <typename Fn>
+void for_each_field(Config& c, Fn&& fn) {
+  fn("task", c.task);
+  fn("model", c.model);
+  fn("seq_len", c.seq_len);
+  fn("data_dir", c.data_dir);
+  fn("kernel", c.kernel);
+  fn("eval_kernel", c.eval_kernel);
+  fn("d_model", c.d_model);
+  fn("heads", c.heads);
+  fn("ff_dim", c.ff_dim);
+  fn("embed_depth", c.embed_depth);
+  fn("encoder_layers", c.encoder_layers);
+  fn("branch_factor", c.branch_factor);
+  fn("aggregator_layers", c.aggregator_layers);
+  fn("bptt", c.bptt);
+  fn("ordering", c.ordering);
+  fn("latents", c.latents);
+  fn("bound_std", c.bound_std);
+  fn("lambda_rl", c.lambda_rl);
+  fn("lambda_ca", c.lambda_ca);
+  fn("entropy_bonus", c.entropy_bonus);
+  fn("reward", c.reward);
+  fn("batch", c.batch);
+  fn("steps", c.steps);
+  fn("lr", c.lr);
+  fn("grad_clip", c.grad_clip);
+  fn("seed", c.seed);
+  fn("device", c.device);
+  fn("log_every", c.log_every);
+  fn("eval_every", c.eval_every);
+  fn("eval_batches", c.eval_batches);
+  fn("eval_batch", c.eval_batch);
+}
+
+const char* type_name(const std::string&) { return "a string"; }
+const char* type_name(std::int64_t) { return "an integer"; }
+const char* type_name(double) { return "a number"; }
+const char* type_name(bool) { return "true or false"; }
+
+bool json_has_type(const json& v, const std::string&) { return v.is_string(); }
+bool json_has_type(const json& v, std::int64_t) { return v.is_number_integer(); }
+bool json_has_type(const json& v, double) { return v.is_number(); }
+bool json_has_type(const json& v, bool) { return v.is_boolean(); }
+
+void check_choice(std::vector<std::string>& errors, const char* field, const std::string& value,
+                  std::initializer_list<const char*> choices) {
+  std::string list;
+  for (const char* c : choices) {
+    if (value == c) return;
+    list += list.empty() ? c : std::string("|") + c;
+  }
+  errors.push_back(std::string(field) + ": unknown value '" + value + "'. Use one of " + list + ".");
+}
+
+}  // namespace
+
+std::vector<std::string> Config::validate() const {
+  std::vector<std::string> e;
+  check_choice(e, "task", task, {"copy", "gp", "image"});
+  check_choice(e, "model", model, {"tca", "ca", "perceiver"});
+  check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree"});
+  check_choice(e, "reward", reward, {"acc", "nce"});
+  check_choice(e, "device", device, {"auto", "cpu", "cuda"});
+  check_choice(e, "kernel", kernel, {"rbf", "matern", "periodic"});
+  check_choice(e, "eval_kernel", eval_kernel, {"rbf", "matern", "periodic"});
+  auto positive = [&](const char* field, std::int64_t v) {
+    if (v <= 0) e.push_back(std::string(field) + ": must be positive, got " + std::to_string(v) + ".");
+  };
+  positive("batch", batch);
+  positive("steps", steps);
+  positive("d_model", d_model);
+  positive("heads", heads);
+  positive("ff_dim", ff_dim);
+  positive("embed_depth", embed_depth);
+  positive("aggregator_layers", aggregator_layers);
+  positive("latents", latents);
+  positive("log_every", log_every);
+  positive("eval_every", eval_every);
+  positive("eval_batches", eval_batches);
+  if (eval_batch < 0) e.push_back("eval_batch: must be 0 (same as batch) or positive.");
+  if (encoder_layers < 0) e.push_back("encoder_layers: must be 0 or more.");
+  if (!(lr > 0) || !std::isfinite(lr))
+    e.push_back("lr: the learning rate must be a positive number, e.g. 5e-4.");
+  if (!(grad_clip >= 0) || !std::isfinite(grad_clip))
+    e.push_back("grad_clip: must be 0 (off) or a positive number.");
+  if (branch_factor < 2)
+    e.push_back("branch_factor: must be at least 2 (a tree needs two children per node), got " +
+                std::to_string(branch_factor) + ".");
+  if (d_model > 0 && heads > 0 && d_model % heads != 0)
+    e.push_back("heads: d_model (" + std::to_string(d_model) + ") must be divisible by heads (" +
+                std::to_string(heads) + ").");
+  if (task == "copy" && seq_len < 4)
+    e.push_back("seq_len: the copy task needs a sequence of at least 4 tokens, got " +
+                std::to_string(seq_len) + ".");
+  for (auto [name, v] : {std::pair<const char*, double>{"lambda_rl", lambda_rl},
+                         {"lambda_ca", lambda_ca},
+                         {"entropy_bonus", entropy_bonus}})
+    if (!(v >= 0) || !std::isfinite(v)) e.push_back(std::string(name) + ": must be 0 or more.");
+  return e;
+}
+
+std::string Config::to_json() const {
+  json j = json::object();
+  Config copy = *this;
+  for_each_field(copy, [&](const char* key, auto& value) { j[key] = value; });
+  return j.dump(2);
+}
+
+Config Config::from_json(const std::string& text, const Config& base) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& err) {
+    throw std::runtime_error(std::string("malformed JSON (") + err.what() +
+                             "); fix the syntax or start from a file written by 'retreever train'");
+  }
+  if (!j.is_object()) throw std::runtime_error("the config must be a JSON object {\"key\": value, ...}");
+  Config c = base;
+  std::set<std::string> known;
+  for_each_field(c, [&](const char* key, auto& value) {
+    known.insert(key);
+    auto it = j.find(key);
+    if (it == j.end()) return;
+    if (!json_has_type(*it, value))
+      throw std::runtime_error(std::string("config key '") + key + "' must be " + type_name(value) +
+                               ", got " + it->dump());
+    it->get_to(value);
+  });
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!known.count(it.key()))
+      throw std::runtime_error("unknown config key '" + it.key() +
+                               "'; check its spelling against 'retreever train --help'");
+  return c;
+}
+
+Config Config::from_json(const std::string& text) { return from_json(text, Config()); }
+
+Config Config::preset(const std::string& task) {
+  Config c;
+  c.task = task;
+  if (task == "copy") {
+    // Paper: batch 128, no encoder, accuracy reward. 2000 steps fit a laptop.
+    c.seq_len = 64;
+    c.batch = 128;
+    c.encoder_layers = 0;
+    c.steps = 2000;
+    c.eval_every = 200;
+  } else if (task == "gp") {
+    // Paper: batch 16, 6-layer encoder; fewer steps than the paper's 100k.
+    c.batch = 16;
+    c.encoder_layers = 6;
+    c.steps = 10000;
+    c.eval_every = 500;
+    c.eval_batches = 16;
+    c.eval_batch = 16;
+  } else if (task == "image") {
+    c.batch = 16;
+    c.encoder_layers = 6;
+    c.ordering = "sort_x2";
+    c.steps = 10000;
+    c.eval_every = 500;
+    c.eval_batches = 16;
+  }
+  return c;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read '" + path + "': no such file or not readable");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot write '" + tmp + "': check the folder exists and is writable");
+    out << text;
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("writing '" + tmp + "' failed (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
+  }
+}
+
+}  // namespace retreever

@@ -1,0 +1,71 @@
+// Every tunable of a ReTreever experiment in one value, with its JSON form.
+// Torch-free so that the GUI and the command line can include it cheaply.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace retreever {
+
+struct Config {
+  // What to learn.
+  std::string task = "copy";        // copy | gp | image
+  std::string model = "tca";        // tca | ca | perceiver
+  std::int64_t seq_len = 64;        // copy task: whole sequence length (context = first half)
+  std::string data_dir;             // image task: folder of IDX files
+  std::string kernel = "rbf";       // gp task: kernel of the training tasks (rbf | matern | periodic)
+  std::string eval_kernel = "rbf";  // gp task: kernel of the evaluation tasks
+
+  // Architecture (PAPER.md "ReTreever" defaults).
+  std::int64_t d_model = 64;        // width of every token embedding
+  std::int64_t heads = 4;           // attention heads (d_model must divide evenly)
+  std::int64_t ff_dim = 128;        // hidden width of the GEGLU feed-forward blocks
+  std::int64_t embed_depth = 4;     // linear layers in the embedder MLPs
+  std::int64_t encoder_layers = 0;  // Transformer layers over the context (0 = embedder only)
+  std::int64_t branch_factor = 2;   // children per tree node (b)
+  std::int64_t aggregator_layers = 1;  // Transformer layers of the bottom-up aggregator
+  bool bptt = false;                // backpropagate through the tree into the encoder
+  std::string ordering = "given";   // given | sort_x1 | sort_x2 | kdtree
+  std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
+  bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
+
+  // Objective (PAPER.md "Training objective").
+  double lambda_rl = 1.0;           // weight of the REINFORCE term
+  double lambda_ca = 1.0;           // weight of the all-leaves cross-attention term
+  double entropy_bonus = 0.01;      // alpha: weight of the policy's entropy bonus
+  std::string reward = "acc";       // classification reward: acc | nce (regression uses log-likelihood)
+
+  // Optimisation.
+  std::int64_t batch = 128;         // tasks (sequences) per training step
+  std::int64_t steps = 2000;        // training steps (cosine schedule spans them)
+  double lr = 5e-4;                 // Adam's peak learning rate
+  double grad_clip = 1.0;           // max global gradient norm (0 = off)
+  std::int64_t seed = 0;            // seeds data, initialisation and the policy's sampling
+  std::string device = "auto";      // auto | cpu | cuda
+
+  // Bookkeeping.
+  std::int64_t log_every = 10;      // steps between metric rows
+  std::int64_t eval_every = 200;    // steps between evaluations (and checkpoints)
+  std::int64_t eval_batches = 4;    // batches in the fixed evaluation set
+  std::int64_t eval_batch = 0;      // batch size of the evaluation set (0 = same as batch)
+
+  // A list of "field: problem. fix" lines; empty when the config is usable.
+  std::vector<std::string> validate() const;
+  bool is_classification() const { return task == "copy"; }
+
+  std::string to_json() const;  // pretty-printed JSON object
+  // Parses JSON text over the defaults (missing keys keep defaults). Throws
+  // std::runtime_error naming the bad key or the syntax error.
+  static Config from_json(const std::string& text, const Config& base);
+  static Config from_json(const std::string& text);
+  // Defaults that match the paper for a task, scaled to a laptop.
+  static Config preset(const std::string& task);
+};
+
+// Reads a whole file; throws std::runtime_error with the path on failure.
+std::string read_text_file(const std::string& path);
+// Writes to PATH.tmp, then renames over PATH so a crash never leaves half a file.
+void write_text_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace retreever

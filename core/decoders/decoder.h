@@ -1,0 +1,59 @@
+// The one interface behind which full cross attention, tree cross attention and Perceiver IO
+// read a context. A decoder first prepares a memory from the encoded context (once per
+// context: the tree, the latents, or the projected tokens) and then answers queries from it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <torch/nn.h>
+
+#include "core/tree/tree.h"
+
+namespace retreever {
+
+struct Config;
+
+enum class Retrieval { Sample, Greedy };
+
+struct DecodeRequest {
+  Retrieval retrieval = Retrieval::Greedy;
+  bool all_leaves = false;  // TCA: also predict from all leaves (for L_CA)
+  bool trace = false;       // TCA: return the retrieval trace
+};
+
+// Per-query retrieval trace of TCA (Algorithm 1), for k levels of the walk.
+struct RetrievalTrace {
+  torch::Tensor path;           // [B,M,k] long: index within level l (1..k) of the node walked to
+  torch::Tensor probabilities;  // [B,M,k,b]: the policy's probabilities over the children
+  torch::Tensor leaf_group;     // [B,M] long: the leaf group reached (index on level k)
+};
+
+struct DecodeOutput {
+  torch::Tensor encoding;    // [B,M,D] the prediction path (TCA: from the selected set S)
+  torch::Tensor all_leaves;  // [B,M,D] TCA with all_leaves: the same block over every leaf
+  torch::Tensor log_prob;    // [B,M] TCA: sum over levels of log pi(a_t | s_t)
+  torch::Tensor entropy;     // [] TCA: mean entropy of the policy over queries and levels
+  RetrievalTrace trace;
+};
+
+// Whatever a decoder keeps per context between prepare() and decode().
+struct Memory {
+  virtual ~Memory() = default;
+};
+
+class DecoderImpl : public torch::nn::Module {
+ public:
+  // context [B,N,D] in original order; x_context [B,N,dx] raw inputs (for ordering).
+  virtual std::shared_ptr<Memory> prepare(const torch::Tensor& context,
+                                          const torch::Tensor& x_context) = 0;
+  virtual DecodeOutput decode(const Memory& memory, const torch::Tensor& queries,
+                              const DecodeRequest& request) = 0;
+  // Nodes each query attends to for a context of n tokens.
+  virtual std::int64_t tokens_per_query(std::int64_t n) const = 0;
+};
+
+// Builds the decoder named by config.model ("tca", "ca", "perceiver").
+std::shared_ptr<DecoderImpl> make_decoder(const Config& config);
+
+}  // namespace retreever

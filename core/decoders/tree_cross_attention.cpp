@@ -1,0 +1,115 @@
+#include "tree_cross_attention.h"
+
+namespace retreever {
+namespace {
+
+// Rows of per-context nodes [B,n,H,dh] picked per query: idx [B,M,c] -> [B,M,c,H,dh].
+torch::Tensor gather_nodes(const torch::Tensor& nodes, const torch::Tensor& idx) {
+  const auto B = nodes.size(0), n = nodes.size(1);
+  auto base = (torch::arange(B, idx.options()) * n).view({B, 1, 1});
+  auto flat = nodes.reshape({B * n, nodes.size(2), nodes.size(3)});
+  auto picked = flat.index_select(0, (idx + base).reshape(-1));
+  return picked.view({idx.size(0), idx.size(1), idx.size(2), nodes.size(2), nodes.size(3)});
+}
+
+// Mask entries [B,n] picked per query: idx [B,M,c] -> [B,M,c].
+torch::Tensor gather_mask(const torch::Tensor& mask, const torch::Tensor& idx) {
+  const auto B = idx.size(0);
+  return mask.gather(1, idx.reshape({B, -1})).view(idx.sizes());
+}
+
+}  // namespace
+
+TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
+                                               std::int64_t ff_dim, std::int64_t branch_factor,
+                                               std::int64_t aggregator_layers, bool bptt,
+                                               std::string ordering)
+    : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)) {
+  aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim));
+  block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim));
+}
+
+std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& context,
+                                                        const torch::Tensor& x_context) {
+  auto memory = std::make_shared<TreeMemory>();
+  memory->tree = build_tree(context, context_order(x_context, ordering_), branch_factor_,
+                            aggregator_, bptt_);
+  // Project every node once; each query then only gathers the keys on its walk.
+  for (const auto& level : memory->tree.nodes) {
+    auto [k, v] = block_->keys_values(level);
+    memory->keys.push_back(k);
+    memory->values.push_back(v);
+  }
+  return memory;
+}
+
+DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Tensor& queries,
+                                            const DecodeRequest& request) {
+  const auto& memory = static_cast<const TreeMemory&>(base);
+  const auto& tree = memory.tree;
+  const auto& shape = tree.shape;
+  const auto B = queries.size(0), M = queries.size(1);
+  const auto b = shape.b;
+  auto& attention = block_->attention;
+  auto q = block_->queries(queries);  // [B,M,H,dh]
+  auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
+  auto siblings = torch::arange(b, long_opts).view({1, 1, b});
+
+  DecodeOutput out;
+  std::vector<torch::Tensor> sel_k, sel_v, sel_mask, log_probs, entropies, probs, path;
+  auto current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
+  for (std::int64_t level = 1; level <= shape.k; ++level) {
+    const auto& keys = memory.keys[level - 1];
+    auto children = current.unsqueeze(-1) * b + siblings;             // [B,M,b]
+    auto child_k = gather_nodes(keys, children);                      // [B,M,b,H,dh]
+    auto child_mask = gather_mask(tree.masks[level - 1], children);   // [B,M,b]
+    // The policy: the head-averaged attention of the query over the children.
+    auto pi = attention->weights_each(q, child_k, child_mask).mean(2);  // [B,M,b]
+    auto action = request.retrieval == Retrieval::Sample
+                      ? torch::multinomial(pi.detach().reshape({B * M, b}), 1).view({B, M, 1})
+                      : pi.argmax(-1, true);                              // [B,M,1]
+    log_probs.push_back(torch::log(pi.gather(-1, action).squeeze(-1).clamp_min(1e-12)));
+    entropies.push_back(-(pi * torch::log(pi.clamp_min(1e-12))).sum(-1));
+    // S gains the rejected siblings; the walk continues into the chosen child.
+    sel_k.push_back(child_k);
+    sel_v.push_back(gather_nodes(memory.values[level - 1], children));
+    sel_mask.push_back(child_mask.logical_and(siblings != action));
+    current = children.gather(-1, action).squeeze(-1);
+    if (request.trace) {
+      probs.push_back(pi.detach());
+      path.push_back(current);
+    }
+  }
+  // S gains the P leaves of the leaf group reached.
+  const auto p = shape.p;
+  auto leaves = current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p});
+  sel_k.push_back(gather_nodes(memory.keys.back(), leaves));
+  sel_v.push_back(gather_nodes(memory.values.back(), leaves));
+  sel_mask.push_back(gather_mask(tree.leaf_mask(), leaves));
+
+  auto attended = attention->attend_each(q, torch::cat(sel_k, 2), torch::cat(sel_v, 2),
+                                         torch::cat(sel_mask, 2), false);
+  out.encoding = block_->finish(queries, attended.out);
+
+  if (shape.k > 0) {
+    out.log_prob = torch::stack(log_probs, -1).sum(-1);
+    out.entropy = torch::stack(entropies, -1).mean();
+  } else {
+    out.log_prob = torch::zeros({B, M}, queries.options());
+    out.entropy = torch::zeros({}, queries.options());
+  }
+  if (request.all_leaves) {
+    auto all = attention->attend_shared(q, memory.keys.back(), memory.values.back(),
+                                        tree.leaf_mask(), false);
+    out.all_leaves = block_->finish(queries, all.out);
+  }
+  if (request.trace) {
+    auto float_opts = queries.options();
+    out.trace.path = shape.k > 0 ? torch::stack(path, -1) : torch::zeros({B, M, 0}, long_opts);
+    out.trace.probabilities = shape.k > 0 ? torch::stack(probs, 2) : torch::zeros({B, M, 0, b}, float_opts);
+    out.trace.leaf_group = current;
+  }
+  return out;
+}
+
+}  // namespace retreever

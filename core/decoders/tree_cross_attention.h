@@ -1,0 +1,37 @@
+// Tree Cross Attention (PAPER.md "Retrieval", Algorithm 1), batched over every query:
+// one gather per tree level, never a loop over queries or nodes.
+#pragma once
+
+#include <vector>
+
+#include "core/decoders/decoder.h"
+
+namespace retreever {
+
+struct TreeMemory : Memory {
+  Tree tree;
+  std::vector<torch::Tensor> keys, values;  // per tree level (1..k+1): [B,n_l,H,dh]
+};
+
+class TreeCrossAttentionImpl : public DecoderImpl {
+ public:
+  TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
+                         std::int64_t branch_factor, std::int64_t aggregator_layers, bool bptt,
+                         std::string ordering);
+
+  std::shared_ptr<Memory> prepare(const torch::Tensor& context, const torch::Tensor& x_context) override;
+  DecodeOutput decode(const Memory& memory, const torch::Tensor& queries,
+                      const DecodeRequest& request) override;
+  std::int64_t tokens_per_query(std::int64_t n) const override {
+    return TreeShape::of(n, branch_factor_).tokens_per_query();
+  }
+
+ private:
+  std::int64_t branch_factor_;
+  bool bptt_;
+  std::string ordering_;
+  Aggregator aggregator_{nullptr};
+  CrossAttentionBlock block_{nullptr};  // the policy's attention and the prediction's attention
+};
+
+}  // namespace retreever

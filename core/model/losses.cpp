@@ -1,0 +1,61 @@
+#include "losses.h"
+
+#include <cmath>
+
+#include <torch/nn/functional.h>
+
+namespace retreever {
+namespace F = torch::nn::functional;
+
+torch::Tensor task_loss(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
+                        bool bound_std) {
+  if (spec.classification()) {
+    auto ce = F::cross_entropy(prediction.reshape({-1, prediction.size(-1)}), yt.reshape(-1),
+                               F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return ce.view(yt.sizes());
+  }
+  return -task_metric(prediction, yt, spec, bound_std);
+}
+
+torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& yt,
+                          const TaskSpec& spec, bool bound_std) {
+  if (spec.classification()) return (prediction.argmax(-1) == yt).to(prediction.dtype());
+  auto [mean, std] = gaussian(prediction, bound_std);
+  auto z = (yt - mean) / std;
+  auto log_prob = -0.5 * z * z - torch::log(std) - 0.5 * std::log(2.0 * M_PI);
+  return log_prob.sum(-1);
+}
+
+std::pair<torch::Tensor, double> reward(const torch::Tensor& prediction, const torch::Tensor& yt,
+                                        const TaskSpec& spec, const Config& config) {
+  torch::NoGradGuard no_grad;
+  if (spec.classification() && config.reward == "nce")
+    return {-task_loss(prediction, yt, spec, config.bound_std), -std::log(double(spec.classes))};
+  return {task_metric(prediction, yt, spec, config.bound_std), 0.0};
+}
+
+LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
+                         const Config& config) {
+  LossTerms t;
+  t.tca = task_loss(out.prediction, batch.yt, spec, config.bound_std).mean();
+  {
+    torch::NoGradGuard no_grad;
+    t.metric = task_metric(out.prediction, batch.yt, spec, config.bound_std).mean();
+  }
+  t.total = t.tca;
+  if (out.prediction_all_leaves.defined()) {
+    t.ca = task_loss(out.prediction_all_leaves, batch.yt, spec, config.bound_std).mean();
+    t.total = t.total + config.lambda_ca * t.ca;
+  }
+  if (out.log_prob.defined() && out.log_prob.requires_grad()) {
+    auto [r, baseline] = reward(out.prediction, batch.yt, spec, config);
+    t.entropy = out.entropy;
+    t.rl = -((r - baseline) * out.log_prob).mean() - config.entropy_bonus * out.entropy;
+    t.total = t.total + config.lambda_rl * t.rl;
+  } else if (out.entropy.defined()) {
+    t.entropy = out.entropy;
+  }
+  return t;
+}
+
+}  // namespace retreever

@@ -1,0 +1,35 @@
+// The ReTreever objective (PAPER.md "Training objective"):
+// L = L_TCA + lambda_RL * L_RL + lambda_CA * L_CA.
+#pragma once
+
+#include <torch/types.h>
+
+#include "core/config.h"
+#include "core/model/retreever.h"
+
+namespace retreever {
+
+struct LossTerms {
+  torch::Tensor total;    // what the optimiser minimises
+  torch::Tensor tca;      // task loss of the prediction from S (or from everything for CA/Perceiver)
+  torch::Tensor ca;       // task loss of the all-leaves prediction (TCA training only)
+  torch::Tensor rl;       // REINFORCE term including the entropy bonus (TCA training only)
+  torch::Tensor entropy;  // mean policy entropy (TCA only)
+  torch::Tensor metric;   // accuracy (classification) or mean target log-likelihood (regression)
+};
+
+// Per-target task loss [B,M]: cross entropy, or Gaussian negative log-likelihood summed over dims.
+torch::Tensor task_loss(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
+                        bool bound_std);
+// Per-target metric [B,M]: 1/0 correctness, or the Gaussian log-likelihood.
+torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& yt,
+                          const TaskSpec& spec, bool bound_std);
+// REINFORCE reward [B,M] (detached) and its baseline: accuracy (baseline 0), negative cross
+// entropy (baseline -log C), or the log-likelihood for regression (baseline 0).
+std::pair<torch::Tensor, double> reward(const torch::Tensor& prediction, const torch::Tensor& yt,
+                                        const TaskSpec& spec, const Config& config);
+
+LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
+                         const Config& config);
+
+}  // namespace retreever

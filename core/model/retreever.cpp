@@ -1,0 +1,80 @@
+#include "retreever.h"
+
+#include <torch/nn/functional.h>
+
+namespace retreever {
+
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  return mix(seed ^ mix((stream << 40) ^ mix(index))) >> 1;  // positive as int64
+}
+
+ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : config_(config), spec_(spec) {
+  const auto D = config.d_model;
+  const auto context_in = spec.x_dim + (spec.metalearning ? spec.y_dim : 0);
+  embedder_ = register_module("embedder", MLP(context_in, D, D, config.embed_depth, Activation::ELU));
+  query_embedder_ =
+      register_module("query_embedder", MLP(spec.x_dim, D, D, config.embed_depth, Activation::ELU));
+  if (spec.sequential) {
+    context_position_ = register_module("context_position", MLP(D, 2 * D, D, 3, Activation::ReLU));
+    query_position_ = register_module("query_position", MLP(D, 2 * D, D, 3, Activation::ReLU));
+  }
+  // Perceiver IO brings its own latent encoder; the others encode the context tokens.
+  const auto layers = config.model == "perceiver" ? 0 : config.encoder_layers;
+  encoder_ = register_module("encoder", TransformerEncoder(layers, D, config.heads, config.ff_dim));
+  decoder_ = register_module("decoder", make_decoder(config));
+  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+  const auto out = spec.classification() ? spec.classes : 2 * spec.y_dim;
+  head_ = register_module("head", MLP(D, 2 * D, out, 2, Activation::ReLU));
+}
+
+torch::Tensor ReTreeverImpl::encode_context(const Batch& batch) {
+  auto input = spec_.metalearning ? torch::cat({batch.xc, batch.yc}, -1) : batch.xc;
+  auto h = embedder_->forward(input);
+  if (spec_.sequential) {
+    // Context tokens sit at positions 0..N-1 of the sequence.
+    h = context_position_->forward(h + sinusoidal_positions(0, h.size(1), h.size(2), h.options()));
+  }
+  return encoder_->forward(h);
+}
+
+torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
+  auto h = query_embedder_->forward(batch.xt);
+  if (spec_.sequential) {
+    // Targets follow the context: positions N..N+M-1.
+    h = query_position_->forward(
+        h + sinusoidal_positions(batch.xc.size(1), h.size(1), h.size(2), h.options()));
+  }
+  return h;
+}
+
+torch::Tensor ReTreeverImpl::head(const torch::Tensor& encoding) {
+  return head_->forward(norm_->forward(encoding));
+}
+
+ModelOutput ReTreeverImpl::forward(const Batch& batch, const DecodeRequest& request) {
+  auto context = encode_context(batch);
+  auto queries = embed_queries(batch);
+  ModelOutput out;
+  out.memory = decoder_->prepare(context, batch.xc);
+  auto decoded = decoder_->decode(*out.memory, queries, request);
+  out.prediction = head(decoded.encoding);
+  if (decoded.all_leaves.defined()) out.prediction_all_leaves = head(decoded.all_leaves);
+  out.log_prob = decoded.log_prob;
+  out.entropy = decoded.entropy;
+  out.trace = decoded.trace;
+  return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> gaussian(const torch::Tensor& prediction, bool bound_std) {
+  auto parts = prediction.chunk(2, -1);
+  auto std = bound_std ? 0.05 + 0.95 * torch::nn::functional::softplus(parts[1]) : torch::exp(parts[1]);
+  return {parts[0], std};
+}
+
+}  // namespace retreever

@@ -1,0 +1,205 @@
+#include "blocks.h"
+
+#include <cmath>
+#include <torch/nn/functional.h>
+
+namespace retreever {
+namespace F = torch::nn::functional;
+
+namespace {
+// Score given to masked keys: far below any real score, yet finite so that a row
+// with every key masked yields uniform weights rather than NaN.
+constexpr double kMaskedScore = -1e9;
+// Upper bound on score-matrix elements per chunk of queries in attend_shared.
+constexpr std::int64_t kMaxScoreElements = std::int64_t(1) << 24;
+}  // namespace
+
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_t heads)
+    : heads_(heads), head_dim_(d_model / heads), scale_(1.0 / std::sqrt(double(d_model / heads))) {
+  to_q_ = register_module("to_q", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+  to_k_ = register_module("to_k", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+  to_v_ = register_module("to_v", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+  to_out_ = register_module("to_out", torch::nn::Linear(d_model, d_model));
+}
+
+static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::int64_t dh) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = h;
+  sizes.push_back(dh);
+  return x.view(sizes);
+}
+
+torch::Tensor MultiHeadAttentionImpl::project_query(const torch::Tensor& x) {
+  return split_heads(to_q_->forward(x) * scale_, heads_, head_dim_);
+}
+torch::Tensor MultiHeadAttentionImpl::project_key(const torch::Tensor& x) {
+  return split_heads(to_k_->forward(x), heads_, head_dim_);
+}
+torch::Tensor MultiHeadAttentionImpl::project_value(const torch::Tensor& x) {
+  return split_heads(to_v_->forward(x), heads_, head_dim_);
+}
+torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
+  return to_out_->forward(x.flatten(-2));
+}
+
+AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
+                                                      const torch::Tensor& k,
+                                                      const torch::Tensor& v,
+                                                      const torch::Tensor& mask,
+                                                      bool need_weights) {
+  const auto B = q.size(0), M = q.size(1), N = k.size(1);
+  const auto kh = k.permute({0, 2, 3, 1});  // [B,H,dh,N]
+  const auto vh = v.transpose(1, 2);        // [B,H,N,dh]
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(M, kMaxScoreElements / std::max<std::int64_t>(1, B * heads_ * N)));
+  std::vector<torch::Tensor> outs, weights;
+  for (std::int64_t m0 = 0; m0 < M; m0 += chunk) {
+    const auto m1 = std::min(M, m0 + chunk);
+    auto qh = q.slice(1, m0, m1).transpose(1, 2);  // [B,H,m,dh]
+    auto scores = torch::matmul(qh, kh);            // [B,H,m,N]
+    if (mask.defined()) {
+      auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
+      scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
+    }
+    auto attn = torch::softmax(scores, -1);
+    outs.push_back(torch::matmul(attn, vh).transpose(1, 2));  // [B,m,H,dh]
+    if (need_weights) weights.push_back(attn.mean(1));
+  }
+  AttentionResult r;
+  r.out = project_out(outs.size() == 1 ? outs[0] : torch::cat(outs, 1));
+  if (need_weights) r.weights = weights.size() == 1 ? weights[0] : torch::cat(weights, 1);
+  return r;
+}
+
+torch::Tensor MultiHeadAttentionImpl::weights_each(const torch::Tensor& q, const torch::Tensor& k,
+                                                   const torch::Tensor& mask) {
+  // [B,M,H,1,dh] @ [B,M,H,dh,S] -> [B,M,H,1,S]
+  auto scores = torch::matmul(q.unsqueeze(-2), k.permute({0, 1, 3, 4, 2})).squeeze(-2);
+  if (mask.defined()) scores = scores.masked_fill(mask.unsqueeze(2).logical_not(), kMaskedScore);
+  return torch::softmax(scores, -1);
+}
+
+AttentionResult MultiHeadAttentionImpl::attend_each(const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v,
+                                                    const torch::Tensor& mask,
+                                                    bool need_weights) {
+  auto attn = weights_each(q, k, mask);  // [B,M,H,S]
+  auto out = torch::matmul(attn.unsqueeze(-2), v.transpose(2, 3)).squeeze(-2);  // [B,M,H,dh]
+  AttentionResult r;
+  r.out = project_out(out);
+  if (need_weights) r.weights = attn.mean(2);
+  return r;
+}
+
+AttentionResult MultiHeadAttentionImpl::forward(const torch::Tensor& query,
+                                                const torch::Tensor& context,
+                                                const torch::Tensor& mask, bool need_weights) {
+  return attend_shared(project_query(query), project_key(context), project_value(context), mask,
+                       need_weights);
+}
+
+FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
+  in_ = register_module("in", torch::nn::Linear(d_model, 2 * hidden));
+  out_ = register_module("out", torch::nn::Linear(hidden, d_model));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  auto h = in_->forward(x).chunk(2, -1);
+  return out_->forward(h[0] * torch::gelu(h[1]));
+}
+
+TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
+                                           std::int64_t ff_dim) {
+  norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  attn_ = register_module("attn", MultiHeadAttention(d_model, heads));
+  norm_ff_ = register_module("norm_ff", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  ff_ = register_module("ff", FeedForward(d_model, ff_dim));
+}
+
+torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  auto h = norm_attn_->forward(x);
+  auto y = x + attn_->forward(h, h, key_mask).out;
+  return y + ff_->forward(norm_ff_->forward(y));
+}
+
+TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model,
+                                               std::int64_t heads, std::int64_t ff_dim) {
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < layers; ++i) layers_->push_back(TransformerLayer(d_model, heads, ff_dim));
+  if (layers > 0)
+    norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+}
+
+torch::Tensor TransformerEncoderImpl::forward(torch::Tensor x, const torch::Tensor& key_mask) {
+  for (const auto& layer : *layers_) x = layer->as<TransformerLayer>()->forward(x, key_mask);
+  return norm_ ? norm_->forward(x) : x;
+}
+
+MLPImpl::MLPImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, std::int64_t depth,
+                 Activation act)
+    : act_(act) {
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < depth; ++i) {
+    const auto a = i == 0 ? in : hidden;
+    const auto b = i == depth - 1 ? out : hidden;
+    layers_->push_back(torch::nn::Linear(a, b));
+  }
+}
+
+torch::Tensor MLPImpl::forward(torch::Tensor x) {
+  const auto n = layers_->size();
+  for (size_t i = 0; i < n; ++i) {
+    x = layers_[i]->as<torch::nn::Linear>()->forward(x);
+    if (i + 1 < n) x = act_ == Activation::ELU ? torch::elu(x) : torch::relu(x);
+  }
+  return x;
+}
+
+torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,
+                                   const torch::TensorOptions& options) {
+  auto opts = options.dtype(torch::kFloat32);
+  auto pos = torch::arange(start, start + n, opts).unsqueeze(1);                  // [n,1]
+  auto i = torch::arange(0, d, 2, opts);                                        // [d/2]
+  auto freq = torch::exp(i * (-std::log(10000.0) / double(d)));
+  auto angles = pos * freq;                                                     // [n, d/2]
+  auto pe = torch::zeros({n, d}, opts);
+  pe.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, torch::indexing::None, 2)},
+                torch::sin(angles));
+  pe.index_put_({torch::indexing::Slice(), torch::indexing::Slice(1, torch::indexing::None, 2)},
+                torch::cos(angles).slice(1, 0, d / 2));
+  return pe;
+}
+
+CrossAttentionBlockImpl::CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads,
+                                                 std::int64_t ff_dim) {
+  norm_q_ = register_module("norm_q", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  norm_kv_ = register_module("norm_kv", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  attention = register_module("attention", MultiHeadAttention(d_model, heads));
+  norm_ff_ = register_module("norm_ff", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  ff_ = register_module("ff", FeedForward(d_model, ff_dim));
+}
+
+std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
+    const torch::Tensor& nodes) {
+  auto h = norm_kv_->forward(nodes);
+  return {attention->project_key(h), attention->project_value(h)};
+}
+
+torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
+  return attention->project_query(norm_q_->forward(query));
+}
+
+torch::Tensor CrossAttentionBlockImpl::finish(const torch::Tensor& query,
+                                              const torch::Tensor& attended) {
+  auto y = query + attended;
+  return y + ff_->forward(norm_ff_->forward(y));
+}
+
+torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& query,
+                                               const torch::Tensor& nodes,
+                                               const torch::Tensor& mask) {
+  auto [k, v] = keys_values(nodes);
+  return finish(query, attention->attend_shared(queries(query), k, v, mask, false).out);
+}
+
+}  // namespace retreever

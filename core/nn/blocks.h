@@ -1,0 +1,143 @@
+// Neural building blocks: multi-head attention with key masks that can return its
+// head-averaged weights, GEGLU feed-forward, pre-norm Transformer layers, MLPs.
+// Shapes: B batch, M queries, N keys, D model width, H heads, dh = D / H.
+#pragma once
+
+#include <torch/nn.h>
+
+namespace retreever {
+
+// Result of one attention: output [B, M, D] (after the output projection) and,
+// when asked for, the attention weights averaged over heads, [B, M, N].
+struct AttentionResult {
+  torch::Tensor out;
+  torch::Tensor weights;
+};
+
+// Multi-head attention with the projections split out, so that a tree can project
+// every node once and each query only gathers the keys it visits.
+class MultiHeadAttentionImpl : public torch::nn::Module {
+ public:
+  MultiHeadAttentionImpl(std::int64_t d_model, std::int64_t heads);
+
+  // Queries [.., D] -> [.., H, dh], already scaled by 1/sqrt(dh).
+  torch::Tensor project_query(const torch::Tensor& x);
+  // Keys/values [.., D] -> [.., H, dh].
+  torch::Tensor project_key(const torch::Tensor& x);
+  torch::Tensor project_value(const torch::Tensor& x);
+  // Merged heads [.., H, dh] -> [.., D].
+  torch::Tensor project_out(const torch::Tensor& x);
+
+  // Every query reads the same keys. q [B,M,H,dh], k/v [B,N,H,dh], mask (true = keep)
+  // [B,N] or [B,M,N] or undefined. Queries are processed in chunks so that the score
+  // matrix stays small even for huge N.
+  AttentionResult attend_shared(const torch::Tensor& q, const torch::Tensor& k,
+                                const torch::Tensor& v, const torch::Tensor& mask,
+                                bool need_weights);
+  // Per-head attention weights of each query over its own keys:
+  // q [B,M,H,dh], k [B,M,S,H,dh], mask [B,M,S] -> [B,M,H,S].
+  torch::Tensor weights_each(const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& mask);
+  // Each query reads its own keys. q [B,M,H,dh], k/v [B,M,S,H,dh], mask [B,M,S].
+  AttentionResult attend_each(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, const torch::Tensor& mask,
+                              bool need_weights);
+
+  // Convenience: query [B,M,D] attends to context [B,N,D].
+  AttentionResult forward(const torch::Tensor& query, const torch::Tensor& context,
+                          const torch::Tensor& mask = {}, bool need_weights = false);
+
+  std::int64_t heads() const { return heads_; }
+  std::int64_t head_dim() const { return head_dim_; }
+
+ private:
+  std::int64_t heads_, head_dim_;
+  double scale_;
+  torch::nn::Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr}, to_out_{nullptr};
+};
+TORCH_MODULE(MultiHeadAttention);
+
+// Linear -> GEGLU -> Linear (Shazeer 2020), as in Perceiver IO.
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(std::int64_t d_model, std::int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Linear in_{nullptr}, out_{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+// Pre-norm self-attention layer: x + Attn(LN(x)), then + FF(LN(.)).
+class TransformerLayerImpl : public torch::nn::Module {
+ public:
+  TransformerLayerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  // x [B,N,D]; key_mask [B,N] (true = real token) or undefined.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask = {});
+
+ private:
+  torch::nn::LayerNorm norm_attn_{nullptr}, norm_ff_{nullptr};
+  MultiHeadAttention attn_{nullptr};
+  FeedForward ff_{nullptr};
+};
+TORCH_MODULE(TransformerLayer);
+
+// A stack of pre-norm layers with a final LayerNorm (identity when layers == 0).
+class TransformerEncoderImpl : public torch::nn::Module {
+ public:
+  TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
+                         std::int64_t ff_dim);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask = {});
+  std::int64_t size() const { return static_cast<std::int64_t>(layers_->size()); }
+
+ private:
+  torch::nn::ModuleList layers_;
+  torch::nn::LayerNorm norm_{nullptr};
+};
+TORCH_MODULE(TransformerEncoder);
+
+enum class Activation { ReLU, ELU };
+
+// depth Linear layers: in -> hidden -> ... -> out, activation between them.
+class MLPImpl : public torch::nn::Module {
+ public:
+  MLPImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, std::int64_t depth,
+          Activation act);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::ModuleList layers_;
+  Activation act_;
+};
+TORCH_MODULE(MLP);
+
+// Sinusoidal positional encodings for positions [start, start + n): [n, d].
+torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,
+                                   const torch::TensorOptions& options);
+
+// The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"):
+// q' = q + Attn(LN_q(q), LN_kv(nodes)); out = q' + FF(LN(q')).
+// Exposes its pieces so that tree cross attention can precompute node keys once.
+class CrossAttentionBlockImpl : public torch::nn::Module {
+ public:
+  CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+
+  // Keys and values of context nodes [.., D] -> each [.., H, dh].
+  std::pair<torch::Tensor, torch::Tensor> keys_values(const torch::Tensor& nodes);
+  // Projected queries for queries [B,M,D] -> [B,M,H,dh].
+  torch::Tensor queries(const torch::Tensor& query);
+  // Residual + feed-forward after the attention output [B,M,D].
+  torch::Tensor finish(const torch::Tensor& query, const torch::Tensor& attended);
+  // Whole block over shared nodes [B,N,D] with mask [B,N].
+  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& nodes,
+                        const torch::Tensor& mask = {});
+
+  MultiHeadAttention attention{nullptr};
+
+ private:
+  torch::nn::LayerNorm norm_q_{nullptr}, norm_kv_{nullptr}, norm_ff_{nullptr};
+  FeedForward ff_{nullptr};
+};
+TORCH_MODULE(CrossAttentionBlock);
+
+}  // namespace retreever

@@ -1,0 +1,59 @@
+// What a task hands the model: batches of contexts and targets, and the shape of its data.
+// Tasks live in datasets/ (which depends on core); core only knows this interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <torch/types.h>
+
+namespace retreever {
+
+struct Config;
+
+// One batch: B tasks, each with N context points and M targets, all rows the same size.
+struct Batch {
+  torch::Tensor xc;  // [B,N,dx] context inputs
+  torch::Tensor yc;  // [B,N,dy] context outputs (meta-learning tasks), undefined otherwise
+  torch::Tensor xt;  // [B,M,dx] target inputs
+  torch::Tensor yt;  // [B,M] long class ids (classification) or [B,M,dy] values (regression)
+
+  Batch to(const torch::Device& device) const {
+    return {xc.to(device), yc.defined() ? yc.to(device) : yc, xt.to(device), yt.to(device)};
+  }
+  // Rows [from, to) of the batch.
+  Batch rows(std::int64_t from, std::int64_t to) const {
+    return {xc.slice(0, from, to), yc.defined() ? yc.slice(0, from, to) : yc, xt.slice(0, from, to),
+            yt.slice(0, from, to)};
+  }
+  std::int64_t size() const { return xc.size(0); }
+};
+
+struct TaskSpec {
+  std::string name;
+  std::int64_t x_dim = 1;    // input coordinates per point
+  std::int64_t y_dim = 1;    // outputs per point (regression)
+  std::int64_t classes = 0;  // > 0: classification over this many classes
+  bool sequential = false;   // positions matter: add positional encodings
+  bool metalearning = false;  // the context carries (x, y) pairs
+  bool classification() const { return classes > 0; }
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual TaskSpec spec() const = 0;
+  // Deterministic: the same (batch, seed, evaluation) gives the same batch, on the CPU.
+  // evaluation selects the evaluation distribution (e.g. another kernel or unseen classes).
+  virtual Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const = 0;
+};
+
+using TaskFactory = std::function<std::unique_ptr<Task>(const Config&)>;
+
+// Mixes a seed with a stream and an index (splitmix64), so that step t of seed s and batch j
+// of the evaluation set never share a random stream.
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
+
+}  // namespace retreever

@@ -1,0 +1,13 @@
+// The device is chosen in one place (STYLE.md: pytorch/examples' habit).
+#pragma once
+
+#include <string>
+
+#include <torch/types.h>
+
+namespace retreever {
+
+// "auto" -> CUDA when available, else CPU; "cuda" without a GPU throws with the fix.
+torch::Device resolve_device(const std::string& name);
+
+}  // namespace retreever

@@ -1,0 +1,192 @@
+#include "trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+
+#include "core/model/losses.h"
+#include "core/model/retreever.h"
+#include "core/training/checkpoint.h"
+#include "core/training/device.h"
+
+namespace retreever {
+namespace {
+
+// Random streams derived from the seed (see derive_seed): one per purpose.
+constexpr std::uint64_t kTrainData = 1, kEvalData = 2, kPolicySampling = 3, kInit = 4;
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += (s.empty() ? "" : "\n") + l;
+  return s;
+}
+
+}  // namespace
+
+double cosine_lr(double peak, std::int64_t t, std::int64_t total) {
+  if (total <= 0) return peak;
+  const double progress = std::min(1.0, double(t) / double(total));
+  return 0.5 * peak * (1.0 + std::cos(M_PI * progress));
+}
+
+struct Trainer::Impl {
+  Config config;
+  TaskSpec spec;
+  std::unique_ptr<Task> task;
+  torch::Device device = torch::kCPU;
+  ReTreever model{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer;
+  std::vector<Batch> eval_set;
+  std::int64_t step = 0;
+  MetricsHistory history;
+  double best = -std::numeric_limits<double>::infinity();
+  bool last_best = false;
+
+  void build(const Config& c, const TaskFactory& tasks) {
+    auto problems = c.validate();
+    if (!problems.empty()) throw std::invalid_argument(join(problems));
+    config = c;
+    device = resolve_device(c.device);
+    task = tasks(c);
+    spec = task->spec();
+    torch::manual_seed(derive_seed(c.seed, kInit, 0));
+    model = ReTreever(c, spec);
+    model->to(device);
+    optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(c.lr));
+    const auto eval_batch = c.eval_batch > 0 ? c.eval_batch : c.batch;
+    for (std::int64_t j = 0; j < c.eval_batches; ++j)
+      eval_set.push_back(task->sample(eval_batch, derive_seed(c.seed, kEvalData, j), true).to(device));
+  }
+
+  void set_lr(double lr) {
+    for (auto& group : optimizer->param_groups())
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  }
+};
+
+Trainer::Trainer() : impl_(std::make_unique<Impl>()) {}
+
+Trainer::Trainer(const Config& config, const TaskFactory& tasks) : Trainer() {
+  impl_->build(config, tasks);
+}
+
+Trainer::~Trainer() = default;
+
+std::unique_ptr<Trainer> Trainer::load(const std::string& path, const TaskFactory& tasks,
+                                       const std::function<void(Config&)>& adjust) {
+  auto header = read_checkpoint_header(path);
+  if (adjust) adjust(header.config);
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->impl_->build(header.config, tasks);
+  load_checkpoint_state(path, *t->impl_->model, t->impl_->optimizer.get(), t->impl_->device);
+  t->impl_->step = header.step;
+  t->impl_->history = header.history;
+  t->impl_->best = header.history.evals.empty() ? -std::numeric_limits<double>::infinity() : header.best;
+  return t;
+}
+
+StepMetrics Trainer::step() {
+  auto& m = *impl_;
+  const auto start = std::chrono::steady_clock::now();
+  const double lr = learning_rate();
+  m.set_lr(lr);
+  m.model->train();
+  auto batch = m.task->sample(m.config.batch, derive_seed(m.config.seed, kTrainData, m.step), false)
+                   .to(m.device);
+  torch::manual_seed(derive_seed(m.config.seed, kPolicySampling, m.step));
+  DecodeRequest request;
+  request.retrieval = Retrieval::Sample;
+  request.all_leaves = m.config.model == "tca" && m.config.lambda_ca > 0;
+  auto out = m.model->forward(batch, request);
+  auto terms = compute_losses(out, batch, m.spec, m.config);
+
+  StepMetrics s;
+  s.loss = terms.total.item<double>();
+  if (!std::isfinite(s.loss))
+    throw DivergenceError("training diverged at step " + std::to_string(m.step + 1) +
+                          ": the loss is " + std::to_string(s.loss) +
+                          "; the model was not updated. Lower the learning rate (--lr) or keep "
+                          "gradient clipping on");
+  m.optimizer->zero_grad();
+  terms.total.backward();
+  auto params = m.model->parameters();
+  s.grad_norm = torch::nn::utils::clip_grad_norm_(
+      params, m.config.grad_clip > 0 ? m.config.grad_clip : std::numeric_limits<double>::infinity());
+  if (!std::isfinite(s.grad_norm))
+    throw DivergenceError("training diverged at step " + std::to_string(m.step + 1) +
+                          ": the gradient is not finite; the model was not updated. Lower the "
+                          "learning rate (--lr)");
+  m.optimizer->step();
+  ++m.step;
+
+  s.step = m.step;
+  s.tca_loss = terms.tca.item<double>();
+  s.ca_loss = terms.ca.defined() ? terms.ca.item<double>() : 0.0;
+  s.rl_loss = terms.rl.defined() ? terms.rl.item<double>() : 0.0;
+  s.entropy = terms.entropy.defined() ? terms.entropy.item<double>() : 0.0;
+  s.train_metric = terms.metric.item<double>();
+  s.lr = lr;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (m.step % m.config.log_every == 0 || m.step == m.config.steps) m.history.steps.push_back(s);
+  return s;
+}
+
+EvalMetrics Trainer::evaluate() {
+  auto& m = *impl_;
+  torch::NoGradGuard no_grad;
+  m.model->eval();
+  double total = 0, count = 0, tokens = 0, context = 0;
+  for (const auto& batch : m.eval_set) {
+    auto out = m.model->forward(batch, DecodeRequest{});
+    auto metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std);
+    total += metric.sum().item<double>();
+    count += double(metric.numel());
+    const auto n = batch.xc.size(1);
+    tokens += double(m.model->tokens_per_query(n)) * double(metric.numel());
+    context += double(n) * double(metric.numel());
+  }
+  EvalMetrics e;
+  e.step = m.step;
+  e.metric = m.spec.classification() ? "accuracy" : "log_likelihood";
+  e.value = total / count;
+  e.tokens_per_query = tokens / count;
+  e.context_size = context / count;
+  m.last_best = e.value > m.best;
+  if (m.last_best) m.best = e.value;
+  m.history.evals.push_back(e);
+  return e;
+}
+
+void Trainer::save(const std::string& path) const {
+  CheckpointHeader h{impl_->config, impl_->step, impl_->history, impl_->best};
+  save_checkpoint(path, h, *impl_->model, impl_->optimizer.get());
+}
+
+Snapshot Trainer::snapshot() const {
+  return Snapshot{impl_->config, serialize_parameters(*impl_->model), impl_->step};
+}
+
+std::int64_t Trainer::steps_done() const { return impl_->step; }
+const Config& Trainer::config() const { return impl_->config; }
+const MetricsHistory& Trainer::history() const { return impl_->history; }
+double Trainer::best_eval() const { return impl_->best; }
+bool Trainer::last_eval_was_best() const { return impl_->last_best; }
+double Trainer::learning_rate() const {
+  return cosine_lr(impl_->config.lr, impl_->step, impl_->config.steps);
+}
+void Trainer::set_peak_learning_rate(double lr) {
+  if (!(lr > 0) || !std::isfinite(lr))
+    throw std::invalid_argument("learning rate must be a positive number");
+  impl_->config.lr = lr;
+}
+void Trainer::set_total_steps(std::int64_t steps) {
+  if (steps <= 0) throw std::invalid_argument("steps must be positive");
+  impl_->config.steps = steps;
+}
+std::string Trainer::device_name() const { return impl_->device.str(); }
+
+}  // namespace retreever

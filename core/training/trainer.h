@@ -1,0 +1,68 @@
+// Trains a ReTreever model: one step at a time, evaluation on a fixed set, checkpoints.
+// Torch-free header (pimpl): the command line and the GUI's worker thread drive it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/task.h"
+
+namespace retreever {
+
+// Training produced a non-finite loss or gradient; the model was not updated.
+struct DivergenceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A frozen copy of a model for inspection: never shares memory with the training model.
+struct Snapshot {
+  Config config;
+  std::string parameters;  // the model's parameters, serialised
+  std::int64_t step = 0;
+};
+
+class Trainer {
+ public:
+  // Throws std::invalid_argument listing every invalid config field.
+  Trainer(const Config& config, const TaskFactory& tasks);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Resumes from a checkpoint (config, parameters, optimiser, step, history). `adjust` may change
+  // settings that do not alter the model's shape (device, steps, evaluation set) before the
+  // trainer is built. Throws std::runtime_error naming what is wrong with the file.
+  static std::unique_ptr<Trainer> load(const std::string& path, const TaskFactory& tasks,
+                                       const std::function<void(Config&)>& adjust = {});
+
+  StepMetrics step();      // one optimiser step; throws DivergenceError on NaN/inf
+  EvalMetrics evaluate();  // greedy retrieval over the fixed evaluation set; appended to history
+  // Writes the checkpoint atomically (temporary file, then rename).
+  void save(const std::string& path) const;
+  Snapshot snapshot() const;
+
+  std::int64_t steps_done() const;
+  bool finished() const { return steps_done() >= config().steps; }
+  const Config& config() const;
+  const MetricsHistory& history() const;
+  double best_eval() const;       // best evaluation value so far (-inf before any)
+  bool last_eval_was_best() const;
+  double learning_rate() const;   // the rate the next step will use
+  void set_peak_learning_rate(double lr);  // rescales the cosine schedule
+  void set_total_steps(std::int64_t steps);  // extends or shortens the run
+  std::string device_name() const;
+
+ private:
+  Trainer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Learning rate of the cosine schedule at step t of T.
+double cosine_lr(double peak, std::int64_t t, std::int64_t total);
+
+}  // namespace retreever

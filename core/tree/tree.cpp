@@ -1,0 +1,82 @@
+#include "tree.h"
+
+#include <stdexcept>
+
+namespace retreever {
+
+torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering) {
+  const auto B = x.size(0), N = x.size(1);
+  auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  if (ordering == "given") return torch::arange(N, opts).unsqueeze(0).expand({B, N}).contiguous();
+  if (ordering == "sort_x1" || ordering == "sort_x2") {
+    const std::int64_t axis = ordering == "sort_x1" ? 0 : 1;
+    if (axis >= x.size(2))
+      throw std::invalid_argument("ordering '" + ordering + "' needs inputs with at least " +
+                                  std::to_string(axis + 1) + " coordinates; use 'given' or 'sort_x1'");
+    return std::get<1>(torch::sort(x.select(2, axis), /*stable=*/true, /*dim=*/1, false));
+  }
+  if (ordering == "kdtree") {
+    // Level d splits every current segment at its median along axis d mod dx. Done for all
+    // segments at once: sort by (segment, coordinate) with a combined key.
+    const auto dx = x.size(2);
+    auto order = torch::arange(N, opts).unsqueeze(0).expand({B, N}).contiguous();
+    auto pos = torch::arange(N, opts.dtype(torch::kDouble));
+    auto xd = x.to(torch::kDouble);
+    std::int64_t segments = 1, depth = 0;
+    while (segments < N) {
+      auto coord = xd.select(2, depth % dx).gather(1, order);  // [B,N] in current order
+      auto lo = std::get<0>(coord.min(1, true)), hi = std::get<0>(coord.max(1, true));
+      auto unit = (coord - lo) / (hi - lo).clamp_min(1e-12) * 0.999;  // in [0, 1)
+      auto segment = torch::floor(pos * double(segments) / double(N)).unsqueeze(0);
+      auto perm = std::get<1>(torch::sort(segment + unit, true, 1, false));
+      order = order.gather(1, perm);
+      segments *= 2;
+      ++depth;
+    }
+    return order;
+  }
+  throw std::invalid_argument("unknown ordering '" + ordering + "'; use given|sort_x1|sort_x2|kdtree");
+}
+
+AggregatorImpl::AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
+                               std::int64_t ff_dim) {
+  encoder_ = register_module("encoder", TransformerEncoder(layers, d_model, heads, ff_dim));
+}
+
+torch::Tensor AggregatorImpl::forward(const torch::Tensor& children, const torch::Tensor& mask) {
+  auto h = encoder_->forward(children, mask);
+  auto m = mask.unsqueeze(-1).to(h.dtype());
+  return (h * m).sum(1) / m.sum(1).clamp_min(1.0);
+}
+
+Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
+                Aggregator& aggregator, bool bptt) {
+  const auto B = context.size(0), N = context.size(1), D = context.size(2);
+  Tree tree;
+  tree.shape = TreeShape::of(N, branch_factor);
+  const auto& s = tree.shape;
+  const auto padded = s.padded();
+
+  // Leaves: the ordered context, padded by repeating real leaves.
+  auto slot = torch::arange(padded, order.options()) % N;  // [padded]
+  tree.order = order.index_select(1, slot);                 // [B,padded]
+  auto leaves = context.gather(1, tree.order.unsqueeze(-1).expand({B, padded, D}));
+  auto leaf_mask = (torch::arange(padded, order.options()) < N).unsqueeze(0).expand({B, padded});
+
+  std::vector<torch::Tensor> nodes{leaves}, masks{leaf_mask.contiguous()};
+  // Bottom-up: level k aggregates groups of P leaves, every level above groups of b.
+  for (std::int64_t level = s.k; level >= 1; --level) {
+    const auto fan = s.fan_out(level), count = s.level_size(level);
+    auto children = nodes.back();
+    if (!bptt) children = children.detach();
+    auto child_mask = masks.back().reshape({B * count, fan});
+    auto parent = aggregator->forward(children.reshape({B * count, fan, D}), child_mask);
+    nodes.push_back(parent.view({B, count, D}));
+    masks.push_back(child_mask.any(1).view({B, count}));  // padding only if all children are
+  }
+  tree.nodes.assign(nodes.rbegin(), nodes.rend());
+  tree.masks.assign(masks.rbegin(), masks.rend());
+  return tree;
+}
+
+}  // namespace retreever

@@ -1,0 +1,48 @@
+// The tree of Tree Cross Attention: ordering heuristics, padding, bottom-up aggregation.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/nn.h>
+
+#include "core/nn/blocks.h"
+#include "core/tree/tree_shape.h"
+
+namespace retreever {
+
+// Orders a context so that neighbours in the order are neighbours in input space.
+// x [B,N,dx] (raw inputs) -> [B,N] long: the original index of each position.
+// "given": as is; "sort_x1"/"sort_x2": by that coordinate; "kdtree": alternating median splits.
+torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering);
+
+// Levels 1 .. k+1 of a tree (the root is implicit: it is never a candidate in S).
+struct Tree {
+  TreeShape shape;
+  std::vector<torch::Tensor> nodes;  // nodes[l-1]: level l, [B, level_size(l), D]; back() = leaves
+  std::vector<torch::Tensor> masks;  // masks[l-1]: [B, level_size(l)] bool, false = padding
+  torch::Tensor order;               // [B, padded] long: original context index under each leaf
+
+  const torch::Tensor& leaves() const { return nodes.back(); }
+  const torch::Tensor& leaf_mask() const { return masks.back(); }
+};
+
+// Summarises a node's children: a masked Transformer over them, then a masked mean.
+class AggregatorImpl : public torch::nn::Module {
+ public:
+  AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  // children [G,c,D], mask [G,c] -> [G,D]
+  torch::Tensor forward(const torch::Tensor& children, const torch::Tensor& mask);
+
+ private:
+  TransformerEncoder encoder_{nullptr};
+};
+TORCH_MODULE(Aggregator);
+
+// Builds the tree bottom-up. context [B,N,D] in original order, order [B,N] from context_order.
+// Padding leaves repeat real leaves (finite values) and are masked. With bptt false the
+// aggregator sees detached children, so the task loss does not flow through the tree.
+Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
+                Aggregator& aggregator, bool bptt);
+
+}  // namespace retreever

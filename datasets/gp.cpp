@@ -1,0 +1,82 @@
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "datasets/tasks.h"
+
+namespace retreever::datasets {
+namespace {
+constexpr double kXMin = -2.0, kXMax = 2.0;  // input range
+constexpr std::int64_t kMaxPoints = 50;      // context + targets per task
+constexpr std::int64_t kMinContext = 3, kMaxContext = 47, kMinTargets = 3;
+constexpr double kNoise = 0.02;              // observation noise std
+
+torch::Tensor uniform(at::Generator& gen, std::int64_t batch, double lo, double hi) {
+  return torch::rand({batch, 1, 1}, gen, torch::kDouble) * (hi - lo) + lo;
+}
+
+std::int64_t uniform_int(at::Generator& gen, std::int64_t lo, std::int64_t hi) {  // [lo, hi]
+  return torch::randint(lo, hi + 1, {1}, gen, torch::kLong).item<std::int64_t>();
+}
+}  // namespace
+
+torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, at::Generator& gen) {
+  const auto B = x.size(0), n = x.size(1);
+  auto d = (x - x.transpose(1, 2)).abs();  // [B,n,n]
+  auto scale = uniform(gen, B, 0.1, 1.0);
+  auto length = uniform(gen, B, 0.1, 0.6);
+  torch::Tensor k;
+  if (kernel == "rbf") {
+    k = scale.pow(2) * torch::exp(-0.5 * (d / length).pow(2));
+  } else if (kernel == "matern") {
+    auto r = std::sqrt(5.0) * d / length;
+    k = scale.pow(2) * (1 + r + r.pow(2) / 3.0) * torch::exp(-r);
+  } else if (kernel == "periodic") {
+    auto period = uniform(gen, B, 0.1, 0.5);
+    k = scale.pow(2) * torch::exp(-2.0 * torch::sin(M_PI * d / period).pow(2) / length.pow(2));
+  } else {
+    throw std::invalid_argument("unknown GP kernel '" + kernel + "'; use rbf|matern|periodic");
+  }
+  return k + kNoise * kNoise * torch::eye(n, torch::kDouble).unsqueeze(0);
+}
+
+GPTask::GPTask(std::string train_kernel, std::string eval_kernel)
+    : train_kernel_(std::move(train_kernel)), eval_kernel_(std::move(eval_kernel)) {}
+
+TaskSpec GPTask::spec() const {
+  TaskSpec s;
+  s.name = "gp";
+  s.x_dim = 1;
+  s.y_dim = 1;
+  s.metalearning = true;
+  return s;
+}
+
+Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto nc = uniform_int(gen, kMinContext, kMaxContext);
+  const auto nt = uniform_int(gen, kMinTargets, kMaxPoints - nc);
+  const auto n = nc + nt;
+  auto x = torch::rand({batch, n, 1}, gen, torch::kDouble) * (kXMax - kXMin) + kXMin;
+  auto cov = gp_covariance(x, evaluation ? eval_kernel_ : train_kernel_, gen);
+  auto chol = at::linalg_cholesky(cov);
+  auto y = torch::matmul(chol, torch::randn({batch, n, 1}, gen, torch::kDouble));
+  // Context sorted by x: the "given" order is then the tree order for 1-D inputs.
+  auto xc = x.slice(1, 0, nc), yc = y.slice(1, 0, nc);
+  auto order = std::get<1>(xc.squeeze(-1).sort(1)).unsqueeze(-1);
+  Batch b;
+  b.xc = xc.gather(1, order).to(torch::kFloat32);
+  b.yc = yc.gather(1, order).to(torch::kFloat32);
+  b.xt = x.slice(1, nc, n).to(torch::kFloat32).contiguous();
+  b.yt = y.slice(1, nc, n).to(torch::kFloat32).contiguous();
+  return b;
+}
+
+std::unique_ptr<Task> make_task(const Config& config) {
+  if (config.task == "copy") return std::make_unique<CopyTask>(config.seq_len);
+  if (config.task == "gp") return std::make_unique<GPTask>(config.kernel, config.eval_kernel);
+  if (config.task == "image")
+    throw std::invalid_argument("task 'image' is not built yet; use copy or gp");
+  throw std::invalid_argument("unknown task '" + config.task + "'; use copy|gp|image");
+}
+
+}  // namespace retreever::datasets

@@ -1,0 +1,45 @@
+// The task generators of PAPER.md "Tasks", behind core's Task interface.
+#pragma once
+
+#include <memory>
+
+#include "core/config.h"
+#include "core/task.h"
+
+namespace retreever::datasets {
+
+// Copy (palindrome) task: a sequence of length L = seq_len, [BOS] d_1 .. d_{L-2} [EOS] with the
+// digits a palindrome; the context is the first ceil(L/2) tokens, the targets the rest.
+// Tokens are one-hot over 12 values: BOS = 0, EOS = 1, digits 2..11.
+class CopyTask : public Task {
+ public:
+  static constexpr std::int64_t kBos = 0, kEos = 1, kDigits = 10, kVocabulary = 12;
+  explicit CopyTask(std::int64_t seq_len);
+  TaskSpec spec() const override;
+  Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
+  std::int64_t context_size() const { return (seq_len_ + 1) / 2; }
+
+ private:
+  std::int64_t seq_len_;
+};
+
+// 1-D Gaussian-process regression: per batch 3..47 context points and 3..(50 - Nc) targets,
+// x ~ U[-2, 2] (context sorted by x), y from a GP whose kernel hyperparameters vary per task.
+class GPTask : public Task {
+ public:
+  GPTask(std::string train_kernel, std::string eval_kernel);
+  TaskSpec spec() const override;
+  Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
+
+ private:
+  std::string train_kernel_, eval_kernel_;
+};
+
+// Covariance matrices [B,n,n] for inputs x [B,n,1] with per-task hyperparameters drawn from
+// the generator: "rbf", "matern" (5/2) or "periodic". Adds the observation noise.
+torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, at::Generator& gen);
+
+// Builds the task the config names; throws std::invalid_argument with the fix when it cannot.
+std::unique_ptr<Task> make_task(const Config& config);
+
+}  // namespace retreever::datasets
