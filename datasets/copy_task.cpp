@@ -25,14 +25,12 @@ Batch CopyTask::sample(std::int64_t batch, std::uint64_t seed, bool) const {
   const auto L = seq_len_, C = context_size(), M = L - C;
   const auto half = (L - 1) / 2;  // free digits: s_1 .. s_half; the rest mirror them
   auto free = torch::randint(2, 2 + kDigits, {batch, half}, gen, torch::kLong);
-  // s_i = s_{L-1-i} for the digits, so index i > half reads free[L-1-i].
-  auto seq = torch::empty({batch, L}, torch::kLong);
-  seq.select(1, 0).fill_(kBos);
-  seq.select(1, L - 1).fill_(kEos);
-  for (std::int64_t i = 1; i <= L - 2; ++i) {
-    const auto j = i <= half ? i : L - 1 - i;
-    seq.select(1, i).copy_(free.select(1, j - 1));
-  }
+  // Digit i (1..L-2) copies free digit min(i, L-1-i): one gather builds every palindrome.
+  std::vector<std::int64_t> source(L - 2);
+  for (std::int64_t i = 1; i <= L - 2; ++i) source[i - 1] = std::min(i, L - 1 - i) - 1;
+  auto digits = free.index_select(1, torch::tensor(source, torch::kLong));
+  auto seq = torch::cat({torch::full({batch, 1}, kBos, torch::kLong), digits,
+                         torch::full({batch, 1}, kEos, torch::kLong)}, 1);
   Batch b;
   b.xc = torch::one_hot(seq.slice(1, 0, C), kVocabulary).to(torch::kFloat32);
   b.xt = torch::zeros({batch, M, kVocabulary});  // targets differ only by position

@@ -18,6 +18,14 @@ torch::Tensor gather_mask(const torch::Tensor& mask, const torch::Tensor& idx) {
   return mask.gather(1, idx.reshape({B, -1})).view(idx.sizes());
 }
 
+// One draw per query from pi [B,M,b] by inverting the CDF (far cheaper than multinomial
+// over many tiny rows); uses the global generator, so torch::manual_seed fixes it.
+torch::Tensor sample_children(const torch::Tensor& pi) {
+  auto u = torch::rand({pi.size(0), pi.size(1), 1}, pi.options());
+  auto below = (pi.cumsum(-1) <= u).sum(-1, true);  // children whose CDF is still below u
+  return below.clamp_max(pi.size(-1) - 1);
+}
+
 }  // namespace
 
 TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
@@ -34,12 +42,12 @@ std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& con
   auto memory = std::make_shared<TreeMemory>();
   memory->tree = build_tree(context, context_order(x_context, ordering_), branch_factor_,
                             aggregator_, bptt_);
-  // Project every node once; each query then only gathers the keys on its walk.
-  for (const auto& level : memory->tree.nodes) {
-    auto [k, v] = block_->keys_values(level);
-    memory->keys.push_back(k);
-    memory->values.push_back(v);
-  }
+  // Project every node of every level at once; each query then only gathers the keys on its walk.
+  std::vector<std::int64_t> sizes;
+  for (const auto& level : memory->tree.nodes) sizes.push_back(level.size(1));
+  auto [k, v] = block_->keys_values(torch::cat(memory->tree.nodes, 1));
+  memory->keys = k.split_with_sizes(sizes, 1);
+  memory->values = v.split_with_sizes(sizes, 1);
   return memory;
 }
 
@@ -56,22 +64,22 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
 
   DecodeOutput out;
-  std::vector<torch::Tensor> sel_k, sel_v, sel_mask, log_probs, entropies, probs, path;
+  // S as it grows: the attention scores of its nodes (reused from the policy: the same
+  // attention scores the children), their values and their mask.
+  std::vector<torch::Tensor> sel_scores, sel_v, sel_mask, log_probs, entropies, probs, path;
   auto current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
   for (std::int64_t level = 1; level <= shape.k; ++level) {
-    const auto& keys = memory.keys[level - 1];
-    auto children = current.unsqueeze(-1) * b + siblings;             // [B,M,b]
-    auto child_k = gather_nodes(keys, children);                      // [B,M,b,H,dh]
-    auto child_mask = gather_mask(tree.masks[level - 1], children);   // [B,M,b]
+    auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b]
+    auto scores = attention->scores_each(q, gather_nodes(memory.keys[level - 1], children));
+    auto child_mask = gather_mask(tree.masks[level - 1], children);           // [B,M,b]
     // The policy: the head-averaged attention of the query over the children.
-    auto pi = attention->weights_each(q, child_k, child_mask).mean(2);  // [B,M,b]
-    auto action = request.retrieval == Retrieval::Sample
-                      ? torch::multinomial(pi.detach().reshape({B * M, b}), 1).view({B, M, 1})
-                      : pi.argmax(-1, true);                              // [B,M,1]
+    auto pi = attention->head_averaged_weights(scores, child_mask);           // [B,M,b]
+    auto action = request.retrieval == Retrieval::Sample ? sample_children(pi.detach())
+                                                         : pi.argmax(-1, true);  // [B,M,1]
     log_probs.push_back(torch::log(pi.gather(-1, action).squeeze(-1).clamp_min(1e-12)));
     entropies.push_back(-(pi * torch::log(pi.clamp_min(1e-12))).sum(-1));
     // S gains the rejected siblings; the walk continues into the chosen child.
-    sel_k.push_back(child_k);
+    sel_scores.push_back(scores);
     sel_v.push_back(gather_nodes(memory.values[level - 1], children));
     sel_mask.push_back(child_mask.logical_and(siblings != action));
     current = children.gather(-1, action).squeeze(-1);
@@ -83,12 +91,12 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   // S gains the P leaves of the leaf group reached.
   const auto p = shape.p;
   auto leaves = current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p});
-  sel_k.push_back(gather_nodes(memory.keys.back(), leaves));
+  sel_scores.push_back(attention->scores_each(q, gather_nodes(memory.keys.back(), leaves)));
   sel_v.push_back(gather_nodes(memory.values.back(), leaves));
   sel_mask.push_back(gather_mask(tree.leaf_mask(), leaves));
 
-  auto attended = attention->attend_each(q, torch::cat(sel_k, 2), torch::cat(sel_v, 2),
-                                         torch::cat(sel_mask, 2), false);
+  auto attended = attention->attend_scores(torch::cat(sel_scores, 2), torch::cat(sel_v, 2),
+                                           torch::cat(sel_mask, 2), false);
   out.encoding = block_->finish(queries, attended.out);
 
   if (shape.k > 0) {

@@ -12,13 +12,14 @@ namespace {
 constexpr double kMaskedScore = -1e9;
 // Upper bound on score-matrix elements per chunk of queries in attend_shared.
 constexpr std::int64_t kMaxScoreElements = std::int64_t(1) << 24;
+// Up to this many keys, attention uses broadcast products instead of batched matmuls.
+constexpr std::int64_t kSmallKeys = 16;
 }  // namespace
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_t heads)
     : heads_(heads), head_dim_(d_model / heads), scale_(1.0 / std::sqrt(double(d_model / heads))) {
   to_q_ = register_module("to_q", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
-  to_k_ = register_module("to_k", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
-  to_v_ = register_module("to_v", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+  to_kv_ = register_module("to_kv", torch::nn::Linear(torch::nn::LinearOptions(d_model, 2 * d_model).bias(false)));
   to_out_ = register_module("to_out", torch::nn::Linear(d_model, d_model));
 }
 
@@ -32,11 +33,9 @@ static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::in
 torch::Tensor MultiHeadAttentionImpl::project_query(const torch::Tensor& x) {
   return split_heads(to_q_->forward(x) * scale_, heads_, head_dim_);
 }
-torch::Tensor MultiHeadAttentionImpl::project_key(const torch::Tensor& x) {
-  return split_heads(to_k_->forward(x), heads_, head_dim_);
-}
-torch::Tensor MultiHeadAttentionImpl::project_value(const torch::Tensor& x) {
-  return split_heads(to_v_->forward(x), heads_, head_dim_);
+std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::project_key_value(const torch::Tensor& x) {
+  auto kv = to_kv_->forward(x).chunk(2, -1);
+  return {split_heads(kv[0], heads_, head_dim_), split_heads(kv[1], heads_, head_dim_)};
 }
 torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
   return to_out_->forward(x.flatten(-2));
@@ -48,21 +47,25 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       const torch::Tensor& mask,
                                                       bool need_weights) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
-  const auto kh = k.permute({0, 2, 3, 1});  // [B,H,dh,N]
-  const auto vh = v.transpose(1, 2);        // [B,H,N,dh]
+  const auto kh = k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
+  const auto vh = v.transpose(1, 2).contiguous();        // [B,H,N,dh]
+  const bool small = N <= kSmallKeys;
+  const auto vh_keys = small ? k.transpose(1, 2) : torch::Tensor();  // [B,H,N,dh]
   const std::int64_t chunk =
       std::max<std::int64_t>(1, std::min<std::int64_t>(M, kMaxScoreElements / std::max<std::int64_t>(1, B * heads_ * N)));
   std::vector<torch::Tensor> outs, weights;
   for (std::int64_t m0 = 0; m0 < M; m0 += chunk) {
     const auto m1 = std::min(M, m0 + chunk);
-    auto qh = q.slice(1, m0, m1).transpose(1, 2);  // [B,H,m,dh]
-    auto scores = torch::matmul(qh, kh);            // [B,H,m,N]
+    auto qh = q.slice(1, m0, m1).transpose(1, 2).contiguous();  // [B,H,m,dh]
+    // Few keys: broadcast product (see weights_each); many: one matmul.
+    auto scores = small ? (qh.unsqueeze(-2) * vh_keys.unsqueeze(-3)).sum(-1) : torch::matmul(qh, kh);
     if (mask.defined()) {
       auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
       scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
     }
     auto attn = torch::softmax(scores, -1);
-    outs.push_back(torch::matmul(attn, vh).transpose(1, 2));  // [B,m,H,dh]
+    auto o = small ? (attn.unsqueeze(-1) * vh.unsqueeze(-3)).sum(-2) : torch::matmul(attn, vh);
+    outs.push_back(o.transpose(1, 2));  // [B,m,H,dh]
     if (need_weights) weights.push_back(attn.mean(1));
   }
   AttentionResult r;
@@ -71,31 +74,46 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
   return r;
 }
 
-torch::Tensor MultiHeadAttentionImpl::weights_each(const torch::Tensor& q, const torch::Tensor& k,
-                                                   const torch::Tensor& mask) {
-  // [B,M,H,1,dh] @ [B,M,H,dh,S] -> [B,M,H,1,S]
-  auto scores = torch::matmul(q.unsqueeze(-2), k.permute({0, 1, 3, 4, 2})).squeeze(-2);
-  if (mask.defined()) scores = scores.masked_fill(mask.unsqueeze(2).logical_not(), kMaskedScore);
-  return torch::softmax(scores, -1);
+// Few keys per query: broadcast products beat batched matmuls of tiny matrices, which
+// LibTorch runs as a loop on the CPU.
+torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const torch::Tensor& k) {
+  return (q.unsqueeze(2) * k).sum(-1);  // [B,M,S,H]
+}
+
+static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
+  auto s = mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
+  return torch::softmax(s, 2);  // over S, per head
+}
+
+torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor& scores,
+                                                            const torch::Tensor& mask) {
+  return masked_softmax(scores, mask).mean(-1);
+}
+
+AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& scores,
+                                                      const torch::Tensor& v,
+                                                      const torch::Tensor& mask,
+                                                      bool need_weights) {
+  auto attn = masked_softmax(scores, mask);             // [B,M,S,H]
+  auto out = (attn.unsqueeze(-1) * v).sum(2);           // [B,M,H,dh]
+  AttentionResult r;
+  r.out = project_out(out);
+  if (need_weights) r.weights = attn.mean(-1);
+  return r;
 }
 
 AttentionResult MultiHeadAttentionImpl::attend_each(const torch::Tensor& q, const torch::Tensor& k,
                                                     const torch::Tensor& v,
                                                     const torch::Tensor& mask,
                                                     bool need_weights) {
-  auto attn = weights_each(q, k, mask);  // [B,M,H,S]
-  auto out = torch::matmul(attn.unsqueeze(-2), v.transpose(2, 3)).squeeze(-2);  // [B,M,H,dh]
-  AttentionResult r;
-  r.out = project_out(out);
-  if (need_weights) r.weights = attn.mean(2);
-  return r;
+  return attend_scores(scores_each(q, k), v, mask, need_weights);
 }
 
 AttentionResult MultiHeadAttentionImpl::forward(const torch::Tensor& query,
                                                 const torch::Tensor& context,
                                                 const torch::Tensor& mask, bool need_weights) {
-  return attend_shared(project_query(query), project_key(context), project_value(context), mask,
-                       need_weights);
+  auto [k, v] = project_key_value(context);
+  return attend_shared(project_query(query), k, v, mask, need_weights);
 }
 
 FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
@@ -123,10 +141,11 @@ torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch:
 }
 
 TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model,
-                                               std::int64_t heads, std::int64_t ff_dim) {
+                                               std::int64_t heads, std::int64_t ff_dim,
+                                               bool final_norm) {
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < layers; ++i) layers_->push_back(TransformerLayer(d_model, heads, ff_dim));
-  if (layers > 0)
+  if (layers > 0 && final_norm)
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
 }
 
@@ -181,8 +200,7 @@ CrossAttentionBlockImpl::CrossAttentionBlockImpl(std::int64_t d_model, std::int6
 
 std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
     const torch::Tensor& nodes) {
-  auto h = norm_kv_->forward(nodes);
-  return {attention->project_key(h), attention->project_value(h)};
+  return attention->project_key_value(norm_kv_->forward(nodes));
 }
 
 torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {

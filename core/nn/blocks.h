@@ -22,9 +22,8 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   // Queries [.., D] -> [.., H, dh], already scaled by 1/sqrt(dh).
   torch::Tensor project_query(const torch::Tensor& x);
-  // Keys/values [.., D] -> [.., H, dh].
-  torch::Tensor project_key(const torch::Tensor& x);
-  torch::Tensor project_value(const torch::Tensor& x);
+  // Keys and values [.., D] -> each [.., H, dh], from one fused projection.
+  std::pair<torch::Tensor, torch::Tensor> project_key_value(const torch::Tensor& x);
   // Merged heads [.., H, dh] -> [.., D].
   torch::Tensor project_out(const torch::Tensor& x);
 
@@ -34,11 +33,13 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   AttentionResult attend_shared(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& mask,
                                 bool need_weights);
-  // Per-head attention weights of each query over its own keys:
-  // q [B,M,H,dh], k [B,M,S,H,dh], mask [B,M,S] -> [B,M,H,S].
-  torch::Tensor weights_each(const torch::Tensor& q, const torch::Tensor& k,
-                             const torch::Tensor& mask);
-  // Each query reads its own keys. q [B,M,H,dh], k/v [B,M,S,H,dh], mask [B,M,S].
+  // Each query reads its own few keys (tree cross attention). Shapes: q [B,M,H,dh],
+  // k/v [B,M,S,H,dh], mask [B,M,S] (true = keep), scores [B,M,S,H].
+  torch::Tensor scores_each(const torch::Tensor& q, const torch::Tensor& k);
+  // Softmax over S of masked scores, averaged over heads: [B,M,S] (the retrieval policy).
+  static torch::Tensor head_averaged_weights(const torch::Tensor& scores, const torch::Tensor& mask);
+  AttentionResult attend_scores(const torch::Tensor& scores, const torch::Tensor& v,
+                                const torch::Tensor& mask, bool need_weights);
   AttentionResult attend_each(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, const torch::Tensor& mask,
                               bool need_weights);
@@ -53,7 +54,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
  private:
   std::int64_t heads_, head_dim_;
   double scale_;
-  torch::nn::Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr}, to_out_{nullptr};
+  torch::nn::Linear to_q_{nullptr}, to_kv_{nullptr}, to_out_{nullptr};
 };
 TORCH_MODULE(MultiHeadAttention);
 
@@ -86,7 +87,7 @@ TORCH_MODULE(TransformerLayer);
 class TransformerEncoderImpl : public torch::nn::Module {
  public:
   TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
-                         std::int64_t ff_dim);
+                         std::int64_t ff_dim, bool final_norm = true);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask = {});
   std::int64_t size() const { return static_cast<std::int64_t>(layers_->size()); }
 
