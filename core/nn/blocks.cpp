@@ -10,8 +10,6 @@ namespace {
 // Score given to masked keys: far below any real score, yet finite so that a row
 // with every key masked yields uniform weights rather than NaN.
 constexpr double kMaskedScore = -1e9;
-// Upper bound on score-matrix elements per chunk of queries in attend_shared.
-constexpr std::int64_t kMaxScoreElements = std::int64_t(1) << 24;
 // Up to this many keys, attention uses broadcast products instead of batched matmuls.
 constexpr std::int64_t kSmallKeys = 16;
 }  // namespace
@@ -45,14 +43,15 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       const torch::Tensor& k,
                                                       const torch::Tensor& v,
                                                       const torch::Tensor& mask,
-                                                      bool need_weights) {
+                                                      bool need_weights,
+                                                      std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
   const auto kh = k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
   const auto vh = v.transpose(1, 2).contiguous();        // [B,H,N,dh]
   const bool small = N <= kSmallKeys;
   const auto vh_keys = small ? k.transpose(1, 2) : torch::Tensor();  // [B,H,N,dh]
   const std::int64_t chunk =
-      std::max<std::int64_t>(1, std::min<std::int64_t>(M, kMaxScoreElements / std::max<std::int64_t>(1, B * heads_ * N)));
+      std::max<std::int64_t>(1, std::min<std::int64_t>(M, max_score_elements / std::max<std::int64_t>(1, B * heads_ * N)));
   std::vector<torch::Tensor> outs, weights;
   for (std::int64_t m0 = 0; m0 < M; m0 += chunk) {
     const auto m1 = std::min(M, m0 + chunk);
@@ -117,8 +116,8 @@ AttentionResult MultiHeadAttentionImpl::forward(const torch::Tensor& query,
 }
 
 FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
-  in_ = register_module("in", torch::nn::Linear(d_model, 2 * hidden));
-  out_ = register_module("out", torch::nn::Linear(hidden, d_model));
+  in_ = register_module("expand", torch::nn::Linear(d_model, 2 * hidden));
+  out_ = register_module("contract", torch::nn::Linear(hidden, d_model));
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {

@@ -1,0 +1,196 @@
+// The 'retreever' command line, run as a user would: train, eval --json, inspect --json,
+// resume, Ctrl-C, and every bad input refused with one clear line and a non-zero exit.
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <csignal>
+
+namespace {
+
+struct Result {
+  int code = -1;
+  bool crashed = false;
+  QString out, err;
+};
+
+Result run(const QStringList& args, int timeout_ms = 300000) {
+  QProcess p;
+  p.start(RETREEVER_BINARY, args);
+  Result r;
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    p.waitForFinished();
+    r.err = "timed out (a hang)";
+    return r;
+  }
+  r.code = p.exitCode();
+  r.crashed = p.exitStatus() != QProcess::NormalExit;
+  r.out = QString::fromUtf8(p.readAllStandardOutput());
+  r.err = QString::fromUtf8(p.readAllStandardError());
+  return r;
+}
+
+QJsonObject json_of(const QString& text) {
+  QJsonParseError error;
+  auto doc = QJsonDocument::fromJson(text.toUtf8(), &error);
+  if (error.error != QJsonParseError::NoError) qWarning() << "bad JSON:" << text.left(300);
+  return doc.object();
+}
+
+}  // namespace
+
+class TestCli : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+  QString run_dir_;
+
+  QString file(const QString& name) { return dir_.filePath(name); }
+
+  void expect_refusal(const QStringList& args, const QString& words) {
+    auto r = run(args, 120000);
+    const auto what = args.join(' ');
+    QVERIFY2(!r.crashed, qPrintable("crashed: " + what));
+    QVERIFY2(r.code != 0 && r.code != -1, qPrintable("accepted or hung: " + what + " " + r.err));
+    const auto lines = r.err.trimmed().split('\n');
+    QVERIFY2(lines.size() == 1 || (lines.size() > 1 && lines[1].startsWith("usage")),
+             qPrintable("more than one error line for " + what + ": " + r.err));
+    QVERIFY2(lines[0].startsWith("error: "), qPrintable(what + ": " + r.err));
+    QVERIFY2(lines[0].contains(words, Qt::CaseInsensitive),
+             qPrintable(what + ": expected '" + words + "' in: " + r.err));
+  }
+
+ private Q_SLOTS:
+  void initTestCase() {
+    run_dir_ = file("run");
+    auto r = run({"train", "--task", "copy", "--model", "tca", "--seq-len", "8", "--batch", "8",
+                  "--steps", "20", "--eval-every", "10", "--out", run_dir_});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+  }
+
+  void train_writes_config_metrics_and_checkpoints() {
+    for (const char* f : {"config.json", "metrics.csv", "checkpoint.pt", "checkpoint_best.pt"})
+      QVERIFY2(QFile::exists(run_dir_ + "/" + f), f);
+    QFile csv(run_dir_ + "/metrics.csv");
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const auto rows = QString::fromUtf8(csv.readAll()).trimmed().split('\n');
+    QVERIFY(rows[0].startsWith("step,loss,"));
+    QCOMPARE(rows.size(), 3);  // the header, then steps 10 and 20 (log_every 10)
+    QVERIFY(rows[1].startsWith("10,") && rows[1].contains(",accuracy,"));  // evaluated at step 10
+  }
+
+  void eval_json_reports_the_contract_fields() {
+    auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.pt", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    auto j = json_of(r.out);
+    QCOMPARE(j["task"].toString(), QString("copy"));
+    QCOMPARE(j["model"].toString(), QString("tca"));
+    QVERIFY(j.contains("accuracy"));
+    const double acc = j["accuracy"].toDouble();
+    QVERIFY(acc >= 0 && acc <= 1);
+    QCOMPARE(j["context_size"].toDouble(), 4.0);      // seq 8 -> 4 context tokens
+    QCOMPARE(j["tokens_per_query"].toDouble(), 3.0);  // k = 1, P = 2: 1 + 2
+    QCOMPARE(j["tokens_fraction"].toDouble(), 0.75);
+    // Another seed gives another evaluation set, same contract.
+    auto r2 = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.pt", "--json", "--seed", "5", "--batches", "2"});
+    QVERIFY2(r2.code == 0, qPrintable(r2.err));
+    QVERIFY(json_of(r2.out).contains("accuracy"));
+  }
+
+  void inspect_json_describes_tree_and_trace() {
+    auto r = run({"inspect", "--checkpoint", run_dir_ + "/checkpoint.pt", "--sample", "1", "--query", "2", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    auto j = json_of(r.out);
+    QCOMPARE(j["context_size"].toInt(), 4);
+    QCOMPARE(j["tokens_per_query"].toInt(), 3);
+    QVERIFY(j["prediction"].toObject().contains("class"));
+    auto nodes = j["tree"].toObject()["nodes"].toArray();
+    QCOMPARE(nodes.size(), 1 + 2 + 4);  // root, two leaf groups, four leaves
+    QCOMPARE(nodes[0].toObject()["level"].toInt(), 0);
+    QCOMPARE(nodes[0].toObject()["parent"].toInt(), -1);
+    QCOMPARE(nodes[0].toObject()["leaves"].toArray().size(), 4);
+    auto trace = j["trace"].toObject();
+    QCOMPARE(trace["path"].toArray().size(), 2);
+    QCOMPARE(trace["selected"].toArray().size(), 3);
+    QCOMPARE(trace["probabilities"].toArray().size(), 1);
+    QCOMPARE(trace["probabilities"].toArray()[0].toArray().size(), 2);
+  }
+
+  void resume_continues_from_the_checkpoint() {
+    auto r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "30", "--out", file("resumed")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    auto e = json_of(run({"eval", "--checkpoint", file("resumed/checkpoint.pt"), "--json"}).out);
+    QCOMPARE(e["step"].toInt(), 30);
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--model", "ca", "--out", file("x")},
+                   "cannot change when resuming");
+  }
+
+  void ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    QProcess p;
+    p.start(RETREEVER_BINARY, {"train", "--task", "copy", "--seq-len", "16", "--batch", "8", "--steps",
+                               "100000", "--out", file("interrupted")});
+    QVERIFY(p.waitForStarted());
+    QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(file("interrupted/config.json")), 60000);
+    QTest::qWait(1500);
+    ::kill(pid_t(p.processId()), SIGINT);
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+    QCOMPARE(p.exitCode(), 130);
+    QVERIFY(QString::fromUtf8(p.readAllStandardError()).contains("interrupted at step"));
+    QVERIFY(QFile::exists(file("interrupted/checkpoint.pt")));
+    auto r = run({"eval", "--checkpoint", file("interrupted/checkpoint.pt"), "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+  }
+
+  void bad_input_is_refused_with_one_clear_line() {
+    const QString out = file("bad");
+    const QStringList train = {"train", "--out", out, "--steps", "1"};
+    expect_refusal(train + QStringList{"--task", "chess"}, "task");
+    expect_refusal(train + QStringList{"--model", "lstm"}, "model");
+    expect_refusal(train + QStringList{"--batch", "0"}, "batch");
+    expect_refusal(train + QStringList{"--batch", "abc"}, "integer");
+    expect_refusal({"train", "--out", out, "--steps", "-5"}, "steps");
+    expect_refusal(train + QStringList{"--lr", "0"}, "lr");
+    expect_refusal(train + QStringList{"--lr", "-1"}, "lr");
+    expect_refusal(train + QStringList{"--branch-factor", "1"}, "branch_factor");
+    expect_refusal(train + QStringList{"--seq-len", "2"}, "seq_len");
+    expect_refusal(train + QStringList{"--device", "tpu"}, "device");
+    expect_refusal(train + QStringList{"--bogus", "1"}, "unknown option");
+    expect_refusal({"train", "--task", "copy"}, "--out");
+    expect_refusal({"frobnicate"}, "unknown command");
+
+    QFile bad(file("bad.json"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\"steps\": 10,,}");
+    bad.close();
+    expect_refusal(train + QStringList{"--config", file("bad.json")}, "malformed JSON");
+    expect_refusal(train + QStringList{"--config", file("absent.json")}, "cannot read");
+
+    expect_refusal({"eval", "--checkpoint", file("absent.pt")}, "does not exist");
+    QFile junk(file("junk.pt"));
+    QVERIFY(junk.open(QIODevice::WriteOnly));
+    junk.write("not a checkpoint at all");
+    junk.close();
+    expect_refusal({"eval", "--checkpoint", file("junk.pt")}, "not a readable checkpoint");
+    QFile full(run_dir_ + "/checkpoint.pt");
+    QVERIFY(full.open(QIODevice::ReadOnly));
+    const auto bytes = full.readAll();
+    QFile half(file("half.pt"));
+    QVERIFY(half.open(QIODevice::WriteOnly));
+    half.write(bytes.left(bytes.size() / 3));
+    half.close();
+    expect_refusal({"eval", "--checkpoint", file("half.pt")}, "not a readable checkpoint");
+    expect_refusal({"inspect", "--checkpoint", file("half.pt"), "--json"}, "not a readable checkpoint");
+
+    const auto ck = run_dir_ + "/checkpoint.pt";
+    expect_refusal({"inspect", "--checkpoint", ck, "--sample", "99999", "--json"}, "out of range");
+    expect_refusal({"inspect", "--checkpoint", ck, "--query", "99", "--json"}, "out of range");
+    expect_refusal({"inspect", "--checkpoint", ck, "--query", "-1", "--json"}, "out of range");
+    expect_refusal({"eval", "--checkpoint", ck, "--batches", "0"}, "batches");
+  }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"

@@ -1,0 +1,127 @@
+// Attention equals a naive per-query, per-head reference on random inputs, with and without
+// masks, for shared keys (full cross attention), per-query keys (tree cross attention) and the
+// chunked path used for huge contexts.
+#include <QtTest>
+#include <cmath>
+#include <torch/torch.h>
+
+#include "core/nn/blocks.h"
+
+using namespace retreever;
+
+namespace {
+
+// softmax(q.k) v per head, with masked keys removed, written as plainly as possible.
+// q [H,dh] (already scaled), k/v [N,H,dh], keep [N] -> out [H,dh], weights [N] (head mean)
+std::pair<torch::Tensor, torch::Tensor> naive(const torch::Tensor& q, const torch::Tensor& k,
+                                              const torch::Tensor& v, const torch::Tensor& keep) {
+  const auto H = q.size(0), N = k.size(0);
+  auto out = torch::zeros_like(q);
+  auto weights = torch::zeros({N});
+  for (int64_t h = 0; h < H; ++h) {
+    std::vector<double> s(N);
+    double mx = -1e300;
+    for (int64_t n = 0; n < N; ++n) {
+      if (!keep[n].item<bool>()) continue;
+      s[n] = (q[h] * k[n][h]).sum().item<double>();
+      mx = std::max(mx, s[n]);
+    }
+    double z = 0;
+    for (int64_t n = 0; n < N; ++n)
+      if (keep[n].item<bool>()) z += std::exp(s[n] - mx);
+    for (int64_t n = 0; n < N; ++n) {
+      if (!keep[n].item<bool>()) continue;
+      const double w = std::exp(s[n] - mx) / z;
+      out[h] += w * v[n][h];
+      weights[n] += w / double(H);
+    }
+  }
+  return {out, weights};
+}
+
+bool close(const torch::Tensor& a, const torch::Tensor& b, double tol = 1e-5) {
+  return torch::allclose(a.to(torch::kDouble), b.to(torch::kDouble), tol, tol);
+}
+
+}  // namespace
+
+class TestAttention : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void initTestCase() { torch::manual_seed(7); }
+
+  void shared_keys_match_naive_reference_with_and_without_mask() {
+    for (int64_t N : {1, 3, 16, 17, 40}) {
+      MultiHeadAttention attn(32, 4);
+      const int64_t B = 2, M = 5;
+      auto q = attn->project_query(torch::randn({B, M, 32}));
+      auto [k, v] = attn->project_key_value(torch::randn({B, N, 32}));
+      auto keep = torch::rand({B, N}) > 0.3;
+      keep.select(1, 0).fill_(true);  // at least one real key per row
+      for (bool masked : {false, true}) {
+        auto r = attn->attend_shared(q, k, v, masked ? keep : torch::Tensor(), true);
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t m = 0; m < M; ++m) {
+            auto [o, w] = naive(q[b][m], k[b], v[b], masked ? keep[b] : torch::ones({N}, torch::kBool));
+            QVERIFY2(close(r.weights[b][m], w), qPrintable(QString("weights differ at N=%1").arg(N)));
+            QVERIFY2(close(r.out[b][m], attn->project_out(o.unsqueeze(0))[0]),
+                     qPrintable(QString("output differs at N=%1").arg(N)));
+          }
+        QVERIFY(torch::allclose(r.weights.sum(-1), torch::ones({B, M}), 1e-5, 1e-5));
+      }
+    }
+  }
+
+  void per_query_keys_match_naive_reference() {
+    MultiHeadAttention attn(16, 2);
+    const int64_t B = 2, M = 3, S = 7;
+    auto q = attn->project_query(torch::randn({B, M, 16}));
+    auto kv = attn->project_key_value(torch::randn({B, M, S, 16}));
+    auto keep = torch::rand({B, M, S}) > 0.4;
+    keep.select(2, 3).fill_(true);
+    auto r = attn->attend_each(q, kv.first, kv.second, keep, true);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t m = 0; m < M; ++m) {
+        auto [o, w] = naive(q[b][m], kv.first[b][m], kv.second[b][m], keep[b][m]);
+        QVERIFY(close(r.weights[b][m], w));
+        QVERIFY(close(r.out[b][m], attn->project_out(o.unsqueeze(0))[0]));
+      }
+    // Masked keys get exactly zero weight: the policy can never pick a padding node.
+    QVERIFY((r.weights.masked_select(keep.logical_not()) == 0).all().item<bool>());
+  }
+
+  void chunked_queries_equal_one_pass() {
+    MultiHeadAttention attn(16, 2);
+    auto q = attn->project_query(torch::randn({1, 300, 16}));
+    auto [k, v] = attn->project_key_value(torch::randn({1, 64, 16}));
+    auto whole = attn->attend_shared(q, k, v, {}, true);
+    auto chunked = attn->attend_shared(q, k, v, {}, true, /*max_score_elements=*/2 * 64 * 7);
+    QVERIFY(close(whole.out, chunked.out));
+    QVERIFY(close(whole.weights, chunked.weights));
+  }
+
+  void feed_forward_is_geglu() {
+    FeedForward ff(8, 6);
+    auto x = torch::randn({3, 8});
+    auto params = ff->named_parameters();
+    auto h = torch::nn::functional::linear(x, params["expand.weight"], params["expand.bias"]);
+    auto parts = h.chunk(2, -1);
+    auto expected = torch::nn::functional::linear(parts[0] * torch::gelu(parts[1]), params["contract.weight"],
+                                                  params["contract.bias"]);
+    QVERIFY(close(ff->forward(x), expected));
+  }
+
+  void encoder_layer_ignores_masked_tokens() {
+    TransformerLayer layer(16, 4, 32);
+    auto x = torch::randn({2, 6, 16});
+    auto keep = torch::tensor({1, 1, 1, 1, 0, 0}, torch::kBool).unsqueeze(0).expand({2, 6});
+    auto y1 = layer->forward(x, keep);
+    auto x2 = x.clone();
+    x2.slice(1, 4, 6).normal_();  // change only the masked tokens
+    auto y2 = layer->forward(x2, keep);
+    QVERIFY(close(y1.slice(1, 0, 4), y2.slice(1, 0, 4)));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestAttention)
+#include "test_attention.moc"

@@ -1,0 +1,79 @@
+// Configs round-trip through JSON, and every bad value is named with its fix.
+#include <QtTest>
+
+#include "core/config.h"
+
+using namespace retreever;
+
+namespace {
+bool mentions(const std::vector<std::string>& problems, const std::string& what) {
+  for (const auto& p : problems)
+    if (p.find(what) != std::string::npos) return true;
+  return false;
+}
+}  // namespace
+
+class TestConfig : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void json_round_trip_keeps_every_field() {
+    Config c = Config::preset("gp");
+    c.model = "perceiver";
+    c.lr = 1.25e-4;
+    c.bptt = true;
+    c.ordering = "kdtree";
+    c.seed = 42;
+    auto back = Config::from_json(c.to_json());
+    QCOMPARE(back.to_json(), c.to_json());
+    QVERIFY(Config().validate().empty());
+    for (const char* t : {"copy", "gp", "image"}) QVERIFY(Config::preset(t).validate().empty());
+  }
+
+  void missing_keys_keep_defaults() {
+    auto c = Config::from_json(R"({"model": "ca", "steps": 7})");
+    QCOMPARE(c.model, std::string("ca"));
+    QCOMPARE(c.steps, int64_t(7));
+    QCOMPARE(c.d_model, Config().d_model);
+  }
+
+  void bad_values_are_named() {
+    auto check = [](auto mutate, const std::string& field) {
+      Config c;
+      mutate(c);
+      auto problems = c.validate();
+      QVERIFY2(mentions(problems, field + ":"), field.c_str());
+    };
+    check([](Config& c) { c.task = "chess"; }, "task");
+    check([](Config& c) { c.model = "lstm"; }, "model");
+    check([](Config& c) { c.batch = 0; }, "batch");
+    check([](Config& c) { c.batch = -3; }, "batch");
+    check([](Config& c) { c.steps = 0; }, "steps");
+    check([](Config& c) { c.lr = 0; }, "lr");
+    check([](Config& c) { c.lr = -1e-3; }, "lr");
+    check([](Config& c) { c.branch_factor = 1; }, "branch_factor");
+    check([](Config& c) { c.seq_len = 3; }, "seq_len");
+    check([](Config& c) { c.heads = 3; }, "heads");
+    check([](Config& c) { c.reward = "money"; }, "reward");
+    check([](Config& c) { c.device = "tpu"; }, "device");
+    check([](Config& c) { c.ordering = "random"; }, "ordering");
+  }
+
+  void malformed_json_is_refused_with_the_reason() {
+    auto message = [](const std::string& text) {
+      try {
+        Config::from_json(text);
+      } catch (const std::runtime_error& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    };
+    QVERIFY(message("{\"steps\": 10,").find("malformed JSON") != std::string::npos);
+    QVERIFY(message("[1, 2]").find("JSON object") != std::string::npos);
+    QVERIFY(message(R"({"stpes": 10})").find("unknown config key 'stpes'") != std::string::npos);
+    QVERIFY(message(R"({"steps": "many"})").find("'steps' must be an integer") != std::string::npos);
+    QVERIFY(message(R"({"lr": true})").find("'lr' must be a number") != std::string::npos);
+  }
+};
+
+QTEST_GUILESS_MAIN(TestConfig)
+#include "test_config.moc"

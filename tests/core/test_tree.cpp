@@ -1,0 +1,121 @@
+// Tree shapes and padding for many N and b, orderings, and an aggregator that ignores padding.
+#include <QtTest>
+#include <cmath>
+#include <torch/torch.h>
+
+#include "core/tree/tree.h"
+
+using namespace retreever;
+
+class TestTree : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void initTestCase() { torch::manual_seed(3); }
+
+  void shape_follows_the_paper_for_many_n_and_b() {
+    for (int64_t b = 2; b <= 7; ++b)
+      for (int64_t n = 2; n <= 600; ++n) {
+        auto s = TreeShape::of(n, b);
+        // k = floor(log_b(n - 1)): b^k <= n - 1 < b^(k+1)
+        int64_t bk = 1;
+        for (int64_t i = 0; i < s.k; ++i) bk *= b;
+        QVERIFY(bk <= n - 1);
+        QVERIFY(bk * b > n - 1);
+        QCOMPARE(s.groups(), bk);
+        QCOMPARE(s.p, (n + bk - 1) / bk);  // P = ceil(n / b^k)
+        QVERIFY(s.padded() >= n);
+        QVERIFY(s.padded() - n < bk);  // less than one leaf per group is padding
+        QCOMPARE(s.tokens_per_query(), s.k * (b - 1) + s.p);
+        QCOMPARE(s.node_count(), s.level_offset(s.k + 1) + s.padded());
+      }
+    // PAPER.md's example: N = 512, b = 2 -> k = 8, P = 2, |S| = 10.
+    auto s = TreeShape::of(512, 2);
+    QCOMPARE(s.k, int64_t(8));
+    QCOMPARE(s.p, int64_t(2));
+    QCOMPARE(s.tokens_per_query(), int64_t(10));
+  }
+
+  void shape_refuses_degenerate_trees() {
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, TreeShape::of(1, 2));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, TreeShape::of(10, 1));
+  }
+
+  void built_tree_has_the_levels_masks_and_padding_of_its_shape() {
+    Aggregator agg(1, 16, 2, 32);
+    for (int64_t b : {2, 3, 4})
+      for (int64_t n : {2, 3, 5, 9, 16, 33, 100}) {
+        auto ctx = torch::randn({2, n, 16});
+        auto x = torch::randn({2, n, 1});
+        auto tree = build_tree(ctx, context_order(x, "given"), b, agg, false);
+        const auto& s = tree.shape;
+        QCOMPARE(int64_t(tree.nodes.size()), s.k + 1);
+        for (int64_t l = 1; l <= s.k + 1; ++l) {
+          QCOMPARE(tree.nodes[l - 1].size(1), s.level_size(l));
+          QCOMPARE(tree.masks[l - 1].size(1), s.level_size(l));
+          QVERIFY(torch::isfinite(tree.nodes[l - 1]).all().item<bool>());
+        }
+        // Exactly n real leaves; the padding ones come last.
+        auto leaf_mask = tree.leaf_mask()[0];
+        QCOMPARE(leaf_mask.sum().item<int64_t>(), n);
+        QVERIFY(leaf_mask.slice(0, 0, n).all().item<bool>());
+        // A node is padding exactly when all its children are.
+        for (int64_t l = s.k; l >= 1; --l) {
+          auto children = tree.masks[l].view({2, s.level_size(l), s.fan_out(l)});
+          QVERIFY(torch::equal(tree.masks[l - 1], children.any(-1)));
+        }
+        // Every real context token is a leaf exactly once.
+        auto real = tree.order[0].slice(0, 0, n);
+        QVERIFY(torch::equal(std::get<0>(real.sort()), torch::arange(n)));
+      }
+  }
+
+  void aggregator_ignores_padding() {
+    Aggregator agg(1, 16, 4, 32);
+    auto children = torch::randn({5, 3, 16});
+    auto mask = torch::tensor({1, 1, 0}, torch::kBool).unsqueeze(0).expand({5, 3});
+    auto a = agg->forward(children, mask);
+    auto changed = children.clone();
+    changed.select(1, 2).mul_(100).add_(3);
+    auto b = agg->forward(changed, mask);
+    QVERIFY(torch::allclose(a, b, 1e-5, 1e-5));
+    // ... while a real child does matter.
+    changed = children.clone();
+    changed.select(1, 0).add_(1);
+    QVERIFY(!torch::allclose(a, agg->forward(changed, mask), 1e-5, 1e-5));
+  }
+
+  void orderings_are_permutations_that_sort_as_promised() {
+    auto x = torch::rand({3, 37, 2});
+    for (const char* o : {"given", "sort_x1", "sort_x2", "kdtree"}) {
+      auto order = context_order(x, o);
+      for (int64_t b = 0; b < 3; ++b)
+        QVERIFY2(torch::equal(std::get<0>(order[b].sort()), torch::arange(37)), o);
+    }
+    QVERIFY(torch::equal(context_order(x, "given")[1], torch::arange(37)));
+    auto by_x2 = x.select(2, 1).gather(1, context_order(x, "sort_x2"));
+    QVERIFY((by_x2.slice(1, 1) >= by_x2.slice(1, 0, -1)).all().item<bool>());
+    // k-d tree: the first split is at the median of x1; within each half, x2 is split next.
+    auto order = context_order(x, "kdtree")[0];
+    auto first = x[0].select(1, 0).index_select(0, order);
+    QVERIFY(first.slice(0, 0, 19).max().item<float>() <= first.slice(0, 19).min().item<float>());
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(torch::rand({1, 5, 1}), "sort_x2"));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(x, "spiral"));
+  }
+
+  void bptt_controls_gradient_through_the_tree() {
+    Aggregator agg(1, 16, 2, 32);
+    for (bool bptt : {false, true}) {
+      auto ctx = torch::randn({1, 8, 16}, torch::requires_grad());
+      auto tree = build_tree(ctx, context_order(torch::rand({1, 8, 1}), "given"), 2, agg, bptt);
+      // Gradient of the internal nodes only (not the leaves themselves).
+      torch::Tensor total = torch::zeros({});
+      for (size_t l = 0; l + 1 < tree.nodes.size(); ++l) total = total + tree.nodes[l].sum();
+      total.backward();
+      const bool reaches = ctx.grad().defined() && ctx.grad().abs().sum().item<double>() > 0;
+      QCOMPARE(reaches, bptt);
+    }
+  }
+};
+
+QTEST_GUILESS_MAIN(TestTree)
+#include "test_tree.moc"
