@@ -1,0 +1,132 @@
+#include "comparison_panel.h"
+
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QPushButton>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+#include "ui/qcp.h"
+
+namespace retreever::ui {
+
+QString paper_result(const Config& c) {
+  // PAPER.md "Published results": copy task accuracy (%) at sequence lengths 256/512/1024.
+  if (c.task != "copy") return {};
+  const int col = c.seq_len == 256 ? 0 : c.seq_len == 512 ? 1 : c.seq_len == 1024 ? 2 : -1;
+  if (col < 0) return {};
+  static const char* ca[] = {"100.0 ± 0.0", "100.0 ± 0.0", "99.9 ± 0.2"};
+  static const char* tca_acc[] = {"100.0 ± 0.0", "100.0 ± 0.0", "99.6 ± 0.6"};
+  static const char* tca_nce[] = {"99.8 ± 0.3", "95.5 ± 3.8", "80.3 ± 14.8"};
+  if (c.model == "ca") return ca[col];
+  if (c.model == "tca") return c.reward == "nce" ? tca_nce[col] : tca_acc[col];
+  return {};
+}
+
+namespace {
+const QStringList kColumns = {"run", "model", "task", "steps", "context N", "tokens/query", "tokens %",
+                              "metric", "value", "paper"};
+}
+
+ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  auto* buttons = new QHBoxLayout;
+  auto* compare = new QPushButton(tr("Compare TCA, CA and Perceiver IO"));
+  compare->setObjectName("compareButton");
+  compare->setToolTip(tr("Queue three runs of the current experiment (same task, seed and steps): tree cross "
+                         "attention, full cross attention, and Perceiver IO with as many latents as TCA reads."));
+  auto* reward = new QPushButton(tr("Reward study: accuracy vs negative CE"));
+  reward->setObjectName("rewardStudyButton");
+  reward->setToolTip(tr("Queue two TCA runs on the copy task that differ only in the RL reward (the paper's Table 3)."));
+  buttons->addWidget(compare);
+  buttons->addWidget(reward);
+  buttons->addStretch();
+  layout->addLayout(buttons);
+  auto* splitter = new QSplitter(Qt::Vertical);
+  table_ = new QTableWidget(0, kColumns.size());
+  table_->setHorizontalHeaderLabels(kColumns);
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->verticalHeader()->setVisible(false);
+  plot_ = new QCustomPlot;
+  plot_->xAxis->setLabel(tr("tokens read per query"));
+  plot_->xAxis->setScaleType(QCPAxis::stLogarithmic);
+  plot_->xAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+  plot_->yAxis->setLabel(tr("accuracy % / log-likelihood"));
+  plot_->legend->setVisible(true);
+  plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
+  splitter->addWidget(table_);
+  splitter->addWidget(plot_);
+  layout->addWidget(splitter, 1);
+  connect(compare, &QPushButton::clicked, this, &ComparisonPanel::compareRequested);
+  connect(reward, &QPushButton::clicked, this, &ComparisonPanel::rewardStudyRequested);
+}
+
+void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
+  table_->setRowCount(0);
+  plot_->clearGraphs();
+  plot_->clearItems();
+  for (const auto* run : runs) {
+    const auto* e = run->lastEval();
+    const int row = table_->rowCount();
+    table_->insertRow(row);
+    const auto& c = run->config;
+    QStringList cells = {run->name, QString::fromStdString(c.model), QString::fromStdString(c.task),
+                         QString::number(e ? e->step : 0)};
+    if (e) {
+      const bool acc = e->metric == "accuracy";
+      cells << QString::number(e->context_size, 'f', 1) << QString::number(e->tokens_per_query, 'f', 1)
+            << QString::number(100 * e->tokens_fraction(), 'f', 1) << QString::fromStdString(e->metric)
+            << (acc ? QString::number(100 * e->value, 'f', 2) : QString::number(e->value, 'f', 3));
+    } else {
+      cells << "" << "" << "" << "" << tr("(no evaluation yet)");
+    }
+    cells << paper_result(c);
+    for (int col = 0; col < cells.size(); ++col) {
+      auto* item = new QTableWidgetItem(cells[col]);
+      if (col == 0) item->setForeground(run->color);
+      table_->setItem(row, col, item);
+    }
+    if (!e) continue;
+    auto* g = plot_->addGraph();
+    g->setName(run->name);
+    g->setLineStyle(QCPGraph::lsNone);
+    g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, run->color, run->color, 10));
+    g->setData({e->tokens_per_query}, {e->metric == "accuracy" ? 100 * e->value : e->value});
+  }
+  plot_->rescaleAxes();
+  plot_->xAxis->scaleRange(1.6);
+  plot_->yAxis->scaleRange(1.2);
+  plot_->replot();
+}
+
+QString ComparisonPanel::toCsv() const {
+  QStringList lines = {kColumns.join(',')};
+  for (int r = 0; r < table_->rowCount(); ++r) {
+    QStringList cells;
+    for (int c = 0; c < table_->columnCount(); ++c) {
+      auto text = table_->item(r, c) ? table_->item(r, c)->text() : QString();
+      if (text.contains(',') || text.contains('"')) text = '"' + text.replace("\"", "\"\"") + '"';
+      cells << text;
+    }
+    lines << cells.join(',');
+  }
+  return lines.join('\n') + '\n';
+}
+
+QString ComparisonPanel::toMarkdown() const {
+  QStringList lines = {"| " + kColumns.join(" | ") + " |", "|" + QString("---|").repeated(kColumns.size())};
+  for (int r = 0; r < table_->rowCount(); ++r) {
+    QStringList cells;
+    for (int c = 0; c < table_->columnCount(); ++c)
+      cells << (table_->item(r, c) ? table_->item(r, c)->text().replace('|', "\\|") : QString());
+    lines << "| " + cells.join(" | ") + " |";
+  }
+  return lines.join('\n') + '\n';
+}
+
+}  // namespace retreever::ui

@@ -1,0 +1,39 @@
+// The comparison dashboard: every run's tokens read per query against its accuracy or
+// log-likelihood, as a table (with the paper's numbers where the task matches) and a scatter.
+#pragma once
+
+#include <QList>
+#include <QWidget>
+
+#include "ui/run_record.h"
+
+class QTableWidget;
+class QCustomPlot;
+class QLabel;
+
+namespace retreever::ui {
+
+// The paper's published number for a run's setting, if there is one ("" otherwise).
+QString paper_result(const Config& c);
+
+class ComparisonPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit ComparisonPanel(QWidget* parent = nullptr);
+  void setRuns(const QList<const RunRecord*>& runs);
+  QTableWidget* table() const { return table_; }
+  QCustomPlot* plot() const { return plot_; }
+  // The table as CSV or Markdown text (what Export writes).
+  QString toCsv() const;
+  QString toMarkdown() const;
+
+ Q_SIGNALS:
+  void compareRequested();
+  void rewardStudyRequested();
+
+ private:
+  QTableWidget* table_;
+  QCustomPlot* plot_;
+};
+
+}  // namespace retreever::ui

@@ -1,0 +1,223 @@
+#include "experiment_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QFile>
+#include <QFormLayout>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QVBoxLayout>
+
+namespace retreever::ui {
+
+Config load_preset(const QString& task) {
+  Config base = Config::preset(task.toStdString());
+  QFile f(":/presets/" + task + ".json");
+  if (!f.open(QIODevice::ReadOnly)) return base;
+  try {
+    return Config::from_json(f.readAll().toStdString(), base);
+  } catch (const std::exception&) {
+    return base;  // a broken preset must not stop the app; tests check the presets parse
+  }
+}
+
+ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
+  auto* outer = new QVBoxLayout(this);
+  auto* scroll = new QScrollArea;
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  auto* inner = new QWidget;
+  auto* form = new QFormLayout(inner);
+  form->setFieldGrowthPolicy(QFormLayout::AllNonFixedFieldsGrow);
+  scroll->setWidget(inner);
+
+  addSection(form, tr("Task"));
+  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task or 1-D Gaussian-process regression."), {"copy", "gp"}});
+  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents)."), {"tca", "ca", "perceiver"}});
+  addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
+  addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), {"rbf", "matern", "periodic"}});
+  addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), {"rbf", "matern", "periodic"}});
+
+  addSection(form, tr("Model"));
+  addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
+  addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, or k-d tree splits."), {"given", "sort_x1", "sort_x2", "kdtree"}});
+  addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
+  addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});
+  addField(form, {"heads", tr("Heads"), tr("Attention heads; d_model must be divisible by it (paper: 4).")});
+  addField(form, {"ff_dim", tr("Feed-forward width"), tr("Hidden width of the GEGLU feed-forward blocks (paper: 128).")});
+  addField(form, {"embed_depth", tr("Embedder depth"), tr("Linear layers in the embedder MLPs (paper: 4).")});
+  addField(form, {"encoder_layers", tr("Encoder layers"), tr("Transformer layers over the context before the decoder (0 = embedder only, as in the copy task).")});
+  addField(form, {"aggregator_layers", tr("Aggregator layers"), tr("Transformer layers that summarise a node's children in the tree.")});
+  addField(form, {"bptt", tr("Backprop through tree"), tr("Let the task loss flow through the tree's internal nodes into the encoder."), {}, true});
+
+  addSection(form, tr("Objective"));
+  addField(form, {"reward", tr("RL reward"), tr("Classification reward for REINFORCE: accuracy (0/1) or negative cross entropy."), {"acc", "nce"}});
+  addField(form, {"lambda_rl", tr("λ RL"), tr("Weight of the REINFORCE term that trains the retrieval policy.")});
+  addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
+  addField(form, {"entropy_bonus", tr("Entropy bonus α"), tr("Weight of the policy's entropy bonus; keeps exploration alive (paper: 0.01).")});
+
+  addSection(form, tr("Optimisation"));
+  addField(form, {"batch", tr("Batch"), tr("Tasks (sequences) per training step.")});
+  addField(form, {"steps", tr("Steps"), tr("Training steps; the cosine learning-rate schedule spans them.")});
+  addField(form, {"lr", tr("Learning rate"), tr("Adam's peak learning rate (paper: 5e-4).")});
+  addField(form, {"grad_clip", tr("Gradient clip"), tr("Largest global gradient norm (0 turns clipping off).")});
+  addField(form, {"seed", tr("Seed"), tr("Seeds the data, the initial weights and the policy's sampling.")});
+  addField(form, {"device", tr("Device"), tr("Where to train: auto picks CUDA when this build sees a GPU."), {"auto", "cpu", "cuda"}});
+  addField(form, {"eval_every", tr("Evaluate every"), tr("Steps between evaluations on the fixed evaluation set.")});
+  addField(form, {"eval_batches", tr("Eval batches"), tr("Batches in the fixed evaluation set.")});
+  addField(form, {"log_every", tr("Log every"), tr("Steps between rows of the metrics CSV.")});
+
+  auto* preset = new QPushButton(tr("Reset to the task's preset"));
+  preset->setToolTip(tr("Load the paper's settings for this task, scaled to a laptop."));
+  connect(preset, &QPushButton::clicked, this, [this] { applyPreset(config().task.c_str()); });
+  status_ = new QLabel;
+  status_->setWordWrap(true);
+  status_->setObjectName("validationStatus");
+  outer->addWidget(scroll, 1);
+  outer->addWidget(preset);
+  outer->addWidget(status_);
+
+  connect(qobject_cast<QComboBox*>(editors_["task"]), &QComboBox::currentTextChanged, this,
+          [this](const QString& task) {
+            if (!loading_) applyPreset(task);
+          });
+  applyPreset("copy");
+}
+
+void ExperimentPanel::addSection(QFormLayout* form, const QString& title) {
+  auto* label = new QLabel("<b>" + title + "</b>");
+  form->addRow(label);
+}
+
+void ExperimentPanel::addField(QFormLayout* form, const Field& f) {
+  QWidget* editor;
+  if (f.boolean) {
+    auto* box = new QCheckBox;
+    connect(box, &QCheckBox::toggled, this, &ExperimentPanel::revalidate);
+    editor = box;
+  } else if (!f.choices.isEmpty()) {
+    auto* combo = new QComboBox;
+    combo->addItems(f.choices);
+    connect(combo, &QComboBox::currentTextChanged, this, &ExperimentPanel::revalidate);
+    editor = combo;
+  } else {
+    auto* line = new QLineEdit;
+    connect(line, &QLineEdit::textChanged, this, &ExperimentPanel::revalidate);
+    editor = line;
+    is_number_[f.key] = true;
+  }
+  editor->setObjectName(f.key);
+  editor->setToolTip(f.tip);
+  editor->setProperty("baseTip", f.tip);
+  auto* label = new QLabel(f.label);
+  label->setToolTip(f.tip);
+  form->addRow(label, editor);
+  editors_[f.key] = editor;
+}
+
+void ExperimentPanel::fromJsonObject(const QJsonObject& o) {
+  loading_ = true;
+  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
+    const auto v = o.value(it.key());
+    if (auto* box = qobject_cast<QCheckBox*>(it.value())) box->setChecked(v.toBool());
+    else if (auto* combo = qobject_cast<QComboBox*>(it.value())) combo->setCurrentText(v.toString());
+    else if (auto* line = qobject_cast<QLineEdit*>(it.value()))
+      line->setText(v.isDouble() ? QString::number(v.toDouble(), 'g', 8) : v.toString());
+  }
+  loading_ = false;
+  revalidate();
+}
+
+void ExperimentPanel::setConfig(const Config& config) {
+  fromJsonObject(QJsonDocument::fromJson(QByteArray::fromStdString(config.to_json())).object());
+}
+
+void ExperimentPanel::applyPreset(const QString& task) {
+  Config c = load_preset(task);
+  const auto current = config();
+  c.model = current.model;  // a new task keeps the chosen model
+  c.device = current.device;
+  setConfig(c);
+}
+
+Config ExperimentPanel::config() const {
+  // Editors -> JSON -> Config::from_json: the same parser as config files, so the GUI and the
+  // command line accept exactly the same values.
+  QJsonObject o = QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object();
+  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
+    if (auto* box = qobject_cast<QCheckBox*>(it.value())) o[it.key()] = box->isChecked();
+    else if (auto* combo = qobject_cast<QComboBox*>(it.value())) o[it.key()] = combo->currentText();
+    else if (auto* line = qobject_cast<QLineEdit*>(it.value())) {
+      const auto text = line->text().trimmed();
+      bool is_int = false, is_double = false;
+      const qlonglong i = text.toLongLong(&is_int);
+      const double d = text.toDouble(&is_double);
+      const bool integer_field = o[it.key()].toVariant().typeId() != QMetaType::Double;
+      if (integer_field && is_int) o[it.key()] = i;
+      else if (!integer_field && is_double) o[it.key()] = d;
+      else o[it.key()] = text;  // keeps the bad text so that validation names the field
+    }
+  }
+  try {
+    return Config::from_json(QJsonDocument(o).toJson().toStdString());
+  } catch (const std::exception&) {
+    return Config();  // problems() explains; revalidate() parsed the same text
+  }
+}
+
+void ExperimentPanel::revalidate() {
+  if (loading_) return;
+  QStringList problems;
+  QSet<QString> bad;
+  // Type errors first (text in a number field), then Config::validate's rules.
+  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
+    auto* line = qobject_cast<QLineEdit*>(it.value());
+    if (!line) continue;
+    const auto def = QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object()[it.key()];
+    bool ok = false;
+    if (def.toVariant().typeId() == QMetaType::Double) line->text().trimmed().toDouble(&ok);
+    else line->text().trimmed().toLongLong(&ok);
+    if (!ok) {
+      problems << QString("%1: '%2' is not a number.").arg(it.key(), line->text());
+      bad.insert(it.key());
+    }
+  }
+  if (problems.isEmpty())
+    for (const auto& p : config().validate()) {
+      const auto line = QString::fromStdString(p);
+      problems << line;
+      bad.insert(line.section(':', 0, 0));
+    }
+  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
+    const bool is_bad = bad.contains(it.key());
+    it.value()->setStyleSheet(is_bad ? "background-color: #f8d0d0; color: #600;" : "");
+    QString tip = it.value()->property("baseTip").toString();
+    for (const auto& p : problems)
+      if (p.startsWith(it.key() + ":")) tip += "\n\n⚠ " + p;
+    it.value()->setToolTip(tip);
+  }
+  // Fields that do not apply to this task/model are disabled, not hidden: users see them.
+  const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText();
+  const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText();
+  editors_["seq_len"]->setEnabled(task == "copy");
+  editors_["reward"]->setEnabled(task == "copy" && model == "tca");
+  editors_["kernel"]->setEnabled(task == "gp");
+  editors_["eval_kernel"]->setEnabled(task == "gp");
+  for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus"})
+    editors_[k]->setEnabled(model == "tca");
+  editors_["latents"]->setEnabled(model == "perceiver");
+
+  const bool was_valid = problems_.isEmpty();
+  problems_ = problems;
+  status_->setText(problems.isEmpty() ? tr("Ready to train.")
+                                      : "<span style='color:#b00'>" + problems.first().toHtmlEscaped() + "</span>");
+  Q_EMIT validityChanged(problems.isEmpty(), problems.isEmpty() ? QString() : problems.first());
+  Q_EMIT configChanged();
+  (void)was_valid;
+}
+
+}  // namespace retreever::ui

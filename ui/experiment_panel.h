@@ -1,0 +1,54 @@
+// Task, model and every hyperparameter of a run, validated as you type: bad values are
+// marked, and the reason travels with validityChanged so Train can say why it is disabled.
+#pragma once
+
+#include <QMap>
+#include <QWidget>
+
+#include "core/config.h"
+
+class QComboBox;
+class QLabel;
+class QFormLayout;
+
+namespace retreever::ui {
+
+class ExperimentPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit ExperimentPanel(QWidget* parent = nullptr);
+
+  // The config the editors describe (valid or not; see problems()).
+  Config config() const;
+  void setConfig(const Config& config);
+  bool isValid() const { return problems_.isEmpty(); }
+  QStringList problems() const { return problems_; }
+  QWidget* editor(const QString& key) const { return editors_.value(key); }
+  void applyPreset(const QString& task);
+
+ Q_SIGNALS:
+  void validityChanged(bool valid, const QString& reason);
+  void configChanged();
+
+ private:
+  struct Field {
+    QString key, label, tip;
+    QStringList choices;  // a combo box when not empty
+    bool boolean = false;
+  };
+  void addSection(QFormLayout* form, const QString& title);
+  void addField(QFormLayout* form, const Field& f);
+  void revalidate();
+  void fromJsonObject(const class QJsonObject& o);
+
+  QMap<QString, QWidget*> editors_;
+  QMap<QString, bool> is_number_;
+  QStringList problems_;
+  QLabel* status_ = nullptr;
+  bool loading_ = false;
+};
+
+// Reads a preset from resources (":/presets/TASK.json") over Config::preset(TASK).
+Config load_preset(const QString& task);
+
+}  // namespace retreever::ui

@@ -1,0 +1,169 @@
+#include "inspector_panel.h"
+
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSlider>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QStackedWidget>
+#include <QVBoxLayout>
+
+#include "datasets/tasks.h"
+#include "ui/tree_view.h"
+
+namespace retreever::ui {
+
+InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  auto* controls = new QHBoxLayout;
+  controls->addWidget(new QLabel(tr("Evaluation sample")));
+  sample_spin_ = new QSpinBox;
+  sample_spin_->setObjectName("sample");
+  sample_spin_->setToolTip(tr("Which context of the fixed evaluation set to inspect."));
+  controls->addWidget(sample_spin_);
+  auto* prev = new QPushButton(tr("◀ Level"));
+  auto* next = new QPushButton(tr("Level ▶"));
+  prev->setToolTip(tr("Hide the last level of the walk (step back through Algorithm 1)."));
+  next->setToolTip(tr("Reveal the next level of the walk."));
+  level_slider_ = new QSlider(Qt::Horizontal);
+  level_slider_->setObjectName("revealLevel");
+  level_slider_->setToolTip(tr("How deep the retrieval walk is shown: 0 = the root only."));
+  level_slider_->setMaximumWidth(200);
+  controls->addSpacing(16);
+  controls->addWidget(prev);
+  controls->addWidget(level_slider_);
+  controls->addWidget(next);
+  controls->addStretch();
+  layout->addLayout(controls);
+
+  body_ = new QWidget;
+  auto* body_layout = new QVBoxLayout(body_);
+  body_layout->setContentsMargins(0, 0, 0, 0);
+  auto* splitter = new QSplitter(Qt::Vertical);
+  views_ = new QStackedWidget;
+  copy_view_ = new CopyTaskView;
+  gp_view_ = new GpTaskView;
+  views_->addWidget(copy_view_);
+  views_->addWidget(gp_view_);
+  tree_ = new TreeView;
+  splitter->addWidget(views_);
+  splitter->addWidget(tree_);
+  splitter->setStretchFactor(0, 1);
+  splitter->setStretchFactor(1, 2);
+  body_layout->addWidget(splitter, 1);
+  summary_ = new QLabel(tr("No model yet: start training or open a checkpoint."));
+  summary_->setObjectName("inspectSummary");
+  summary_->setWordWrap(true);
+  summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  body_layout->addWidget(summary_);
+  layout->addWidget(body_, 1);
+
+  connect(sample_spin_, qOverload<int>(&QSpinBox::valueChanged), this, [this](int s) { selectSample(s); });
+  connect(copy_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
+  connect(gp_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
+  connect(level_slider_, &QSlider::valueChanged, this, &InspectorPanel::revealLevel);
+  connect(prev, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() - 1); });
+  connect(next, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() + 1); });
+}
+
+InspectorPanel::~InspectorPanel() = default;
+
+std::int64_t InspectorPanel::sample() const { return sample_spin_->value(); }
+TaskView* InspectorPanel::taskView() const {
+  return views_->currentWidget() == gp_view_ ? static_cast<TaskView*>(gp_view_) : copy_view_;
+}
+QWidget* InspectorPanel::exportTarget() const { return body_; }
+
+void InspectorPanel::clear() {
+  inspector_.reset();
+  result_.reset();
+  tree_->clear();
+  summary_->setText(tr("No model yet: start training or open a checkpoint."));
+}
+
+void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
+  try {
+    inspector_ = std::make_unique<Inspector>(snapshot, datasets::make_task);
+  } catch (const std::exception& e) {
+    inspector_.reset();
+    return Q_EMIT failed(tr("Cannot inspect this model: %1").arg(e.what()));
+  }
+  views_->setCurrentWidget(snapshot.config.task == "gp" ? static_cast<QWidget*>(gp_view_) : copy_view_);
+  sample_spin_->blockSignals(true);
+  sample_spin_->setRange(0, int(inspector_->samples() - 1));
+  sample_spin_->blockSignals(false);
+  refresh();
+}
+
+void InspectorPanel::selectSample(qint64 sample) {
+  if (!inspector_) return;
+  if (sample_spin_->value() != sample) return sample_spin_->setValue(int(sample));  // re-enters
+  query_ = std::min<std::int64_t>(query_, inspector_->queries(sample) - 1);
+  refresh();
+}
+
+void InspectorPanel::selectQuery(qint64 query) {
+  query_ = query;
+  refresh();
+}
+
+void InspectorPanel::revealLevel(int level) {
+  tree_->setRevealedLevel(level);
+  if (level_slider_->value() != tree_->revealedLevel()) level_slider_->setValue(tree_->revealedLevel());
+}
+
+void InspectorPanel::refresh() {
+  if (!inspector_) return;
+  const auto s = sample();
+  try {
+    auto view = inspector_->view(s);
+    query_ = std::clamp<std::int64_t>(query_, 0, view.target_count - 1);
+    result_ = inspector_->inspect(s, query_);
+    // Context tokens under S: the P leaves read one by one in dark green, each summary
+    // node's tokens in its own lighter shade, so the regions it stands for show.
+    Highlight h;
+    h.query = query_;
+    static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
+                                    QColor(240, 210, 150), QColor(170, 225, 215)};
+    int shade = 0;
+    for (auto id : result_->trace.selected) {
+      const auto& node = result_->nodes[id];
+      const bool leaf = node.level == result_->shape.k + 1;
+      for (auto i : node.leaves) h.context[i] = leaf ? QColor(46, 160, 67) : shades[shade % 5];
+      if (!leaf) ++shade;
+    }
+    taskView()->setSample(view);
+    taskView()->setHighlight(h);
+    tree_->setResult(*result_);
+    level_slider_->blockSignals(true);
+    level_slider_->setRange(0, std::max(0, tree_->levels() - 1));
+    level_slider_->setValue(tree_->revealedLevel());
+    level_slider_->blockSignals(false);
+
+    QString text = tr("Sample %1, query %2: ").arg(s).arg(query_);
+    if (result_->predicted_class >= 0) {
+      auto name = [](double c) { return c == 0 ? QString("BOS") : c == 1 ? QString("EOS") : QString::number(int(c) - 2); };
+      text += tr("predicts %1 (p = %2), target %3. ").arg(name(result_->predicted_class))
+                  .arg(result_->prediction[result_->predicted_class], 0, 'f', 3).arg(name(result_->target[0]));
+    } else {
+      text += tr("predicts %1 ± %2, target %3. ").arg(result_->prediction[0], 0, 'f', 3)
+                  .arg(result_->prediction[1], 0, 'f', 3).arg(result_->target[0], 0, 'f', 3);
+    }
+    text += tr("Reads %1 of %2 context tokens").arg(result_->tokens_per_query).arg(result_->context_size);
+    if (result_->has_tree) {
+      text += tr(" (k = %1 levels, b = %2, P = %3). Policy per level:").arg(result_->shape.k).arg(result_->shape.b).arg(result_->shape.p);
+      for (const auto& level : result_->trace.probabilities) {
+        QStringList ps;
+        for (double p : level) ps << QString::number(p, 'f', 2);
+        text += " [" + ps.join(' ') + "]";
+      }
+    }
+    summary_->setText(text);
+    Q_EMIT inspected(*result_);
+  } catch (const std::exception& e) {
+    Q_EMIT failed(QString::fromStdString(e.what()));
+  }
+}
+
+}  // namespace retreever::ui

@@ -1,0 +1,64 @@
+// The tree inspector: a task view to click a query in, the tree with its retrieval path,
+// and controls to pick the sample and step through the walk level by level. Works on a
+// snapshot (a frozen copy of the model), so clicking never races the optimiser.
+#pragma once
+
+#include <QWidget>
+#include <memory>
+
+#include "core/inspection.h"
+#include "core/training/trainer.h"
+#include "ui/task_views.h"
+
+Q_DECLARE_METATYPE(retreever::InspectResult)
+
+class QSpinBox;
+class QLabel;
+class QStackedWidget;
+class QSlider;
+
+namespace retreever::ui {
+
+class TreeView;
+
+class InspectorPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit InspectorPanel(QWidget* parent = nullptr);
+  ~InspectorPanel() override;
+
+  void setSnapshot(const Snapshot& snapshot);
+  void clear();
+  bool hasModel() const { return inspector_ != nullptr; }
+  const InspectResult* current() const { return result_ ? &*result_ : nullptr; }
+  std::int64_t sample() const;
+  std::int64_t query() const { return query_; }
+  TreeView* treeView() const { return tree_; }
+  TaskView* taskView() const;
+  QWidget* exportTarget() const;  // what "export inspector image" renders
+
+ public Q_SLOTS:
+  void selectSample(qint64 sample);
+  void selectQuery(qint64 query);
+  void revealLevel(int level);
+
+ Q_SIGNALS:
+  void inspected(const retreever::InspectResult& result);
+  void failed(const QString& message);
+
+ private:
+  void refresh();
+  std::unique_ptr<Inspector> inspector_;
+  std::optional<InspectResult> result_;
+  std::int64_t query_ = 0;
+  QSpinBox* sample_spin_;
+  QSlider* level_slider_;
+  QLabel* summary_;
+  QStackedWidget* views_;
+  CopyTaskView* copy_view_;
+  GpTaskView* gp_view_;
+  TreeView* tree_;
+  QWidget* body_;
+};
+
+}  // namespace retreever::ui

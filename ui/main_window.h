@@ -1,0 +1,110 @@
+// ReTreever Studio's main window: experiment dock, runs dock, tabs for the curves, the tree
+// inspector and the comparison dashboard; menus, toolbar and shortcuts share one QAction per
+// command (STYLE.md: Qt's MainWindow skeleton).
+#pragma once
+
+#include <QElapsedTimer>
+#include <QList>
+#include <QMainWindow>
+
+#include "ui/run_record.h"
+#include "ui/training_session.h"
+
+class QAction;
+class QLabel;
+class QListWidget;
+class QTabWidget;
+class QMenu;
+
+namespace retreever::ui {
+
+class ExperimentPanel;
+class PlotPanel;
+class InspectorPanel;
+class ComparisonPanel;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  // For tests and scripting: the parts, the runs, and the commands without dialogs.
+  TrainingSession* session() const { return session_; }
+  ExperimentPanel* experiment() const { return experiment_; }
+  PlotPanel* plots() const { return plots_; }
+  InspectorPanel* inspector() const { return inspector_; }
+  ComparisonPanel* comparison() const { return comparison_; }
+  QTabWidget* tabs() const { return tabs_; }
+  const QList<RunRecord>& runs() const { return runs_; }
+  QAction* action(const QString& name) const;
+
+  void startTraining();                 // a new run from the experiment panel
+  void queueRuns(const QList<Config>& configs, const QString& group);
+  bool openCheckpoint(const QString& path);     // false (and an error dialog) when unreadable
+  void saveCheckpoint(const QString& path);
+  bool exportPlots(const QString& folder, const QString& format, int width, int height);
+  bool exportMetricsCsv(const QString& path);
+  bool exportComparison(const QString& path);   // .csv or .md by extension
+  bool exportReport(const QString& folder);
+  void setDarkTheme(bool dark);
+
+ Q_SIGNALS:
+  void errorReported(const QString& message);  // every error dialog also emits this
+  void refreshed();                             // after plots and tables were redrawn
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+
+ private:
+  void createActions();
+  void createMenus();
+  void createToolBars();
+  void createStatusBar();
+  void createDockWindows();
+  void readSettings();
+  void writeSettings();
+
+  void showError(const QString& message);
+  void updateActions();
+  void refreshViews();
+  void startNextQueued();
+  void addRecentFile(const QString& path);
+  void updateRecentMenu();
+  RunRecord* currentRun();
+  QList<const RunRecord*> runPointers() const;
+  bool writeFileAtomically(const QString& path, const QByteArray& bytes);
+
+  // Session events.
+  void onRunStarted(const Config& config, qint64 steps_done, const MetricsHistory& history, const QString& device);
+  void onStepped(const StepMetrics& m);
+  void onEvaluated(const EvalMetrics& e);
+  void onSnapshot(const Snapshot& s);
+  void onStateChanged(TrainingSession::State s);
+
+  TrainingSession* session_;
+  ExperimentPanel* experiment_;
+  PlotPanel* plots_;
+  InspectorPanel* inspector_;
+  ComparisonPanel* comparison_;
+  QTabWidget* tabs_;
+  QListWidget* run_list_;
+  QLabel* state_label_;
+  QLabel* speed_label_;
+  QLabel* device_label_;
+  QMenu* recent_menu_ = nullptr;
+  QList<QAction*> actions_;
+
+  QList<RunRecord> runs_;
+  int current_ = -1;                 // index in runs_ of the run the session trains
+  QList<int> queue_;                 // runs waiting their turn
+  int next_id_ = 1;
+  bool dirty_ = false;
+  bool dark_ = false;
+  QString pending_load_;             // checkpoint being opened (becomes a run when it starts)
+  QElapsedTimer rate_clock_;
+  qint64 rate_steps_ = 0;
+  double steps_per_second_ = 0;
+};
+
+}  // namespace retreever::ui

@@ -1,0 +1,46 @@
+// Live training curves (QCustomPlot): loss, loss terms, evaluation metric, tokens per query
+// and learning rate, every run overlaid in its own colour, with smoothing, a log-axis toggle
+// and a read-out of the value under the mouse.
+#pragma once
+
+#include <QList>
+#include <QWidget>
+
+#include "ui/run_record.h"
+
+class QCustomPlot;
+class QSlider;
+class QCheckBox;
+class QLabel;
+
+namespace retreever::ui {
+
+class PlotPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit PlotPanel(QWidget* parent = nullptr);
+
+  // Redraws from the runs (cheap enough to call at ~10 Hz while training).
+  void setRuns(const QList<const RunRecord*>& runs);
+  QList<QCustomPlot*> plots() const { return plots_; }
+  QStringList plotNames() const;
+  double smoothing() const;
+  void setSmoothing(double alpha);  // 0 = raw .. 0.99
+  void setLogScale(bool on);
+
+ private:
+  void rebuild();
+  QCustomPlot* makePlot(const QString& title, const QString& y_label);
+  void showReadout(QCustomPlot* plot, QMouseEvent* event);
+
+  QList<QCustomPlot*> plots_;
+  QList<const RunRecord*> runs_;
+  QSlider* smoothing_ = nullptr;
+  QCheckBox* log_ = nullptr;
+  QLabel* readout_ = nullptr;
+};
+
+// Exponential moving average with bias correction (as TensorBoard smooths curves).
+QVector<double> smooth(const QVector<double>& values, double alpha);
+
+}  // namespace retreever::ui

@@ -1,0 +1,32 @@
+// One training run kept in the session: what it was, what it measured, its latest snapshot.
+#pragma once
+
+#include <QColor>
+#include <QString>
+#include <optional>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/training/trainer.h"
+
+namespace retreever::ui {
+
+struct RunRecord {
+  int id = 0;
+  QString name;     // e.g. "#2 tca copy-64"
+  QColor color;
+  Config config;
+  MetricsHistory history;
+  std::optional<Snapshot> snapshot;  // the latest frozen model, for inspection
+  QString state;    // human-readable: queued, running, paused, finished, failed
+  bool visible = true;
+  QString group;    // runs queued together by a comparison share a group
+
+  const EvalMetrics* lastEval() const { return history.evals.empty() ? nullptr : &history.evals.back(); }
+};
+
+// A colour per run that stays distinct on light and dark backgrounds.
+QColor run_color(int index);
+QString run_name(int id, const Config& c);
+
+}  // namespace retreever::ui

@@ -1,0 +1,192 @@
+#include "task_views.h"
+
+#include <QMouseEvent>
+#include <QPainter>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <numeric>
+
+#include "ui/qcp.h"
+
+namespace retreever::ui {
+
+CopyTaskView::CopyTaskView(QWidget* parent) : TaskView(parent) {
+  setMinimumHeight(120);
+  setToolTip(tr("Top: the context (B = begin). Middle: the targets. Bottom: the model's predictions, "
+                "errors in red. Click a target to see which nodes its query reads."));
+}
+
+QString CopyTaskView::token(float id) {
+  const int t = int(id);
+  if (t == 0) return "B";
+  if (t == 1) return "E";
+  return QString::number(t - 2);
+}
+
+QRectF CopyTaskView::cell(int row, std::int64_t i) const {
+  // The sequence reads left to right: context cells, then target cells on the lower rows.
+  const double n = double(sample_.context_size + sample_.target_count);
+  const double w = std::max(4.0, (width() - 90.0) / std::max(1.0, n));
+  const double h = std::min(28.0, (height() - 20.0) / 3.2);
+  const double x0 = 80 + (row == 0 ? 0 : double(sample_.context_size)) * w;
+  return {x0 + double(i) * w, 10 + row * (h + 4), w - 1, h};
+}
+
+QRectF CopyTaskView::targetCell(std::int64_t j) const { return cell(1, j); }
+
+void CopyTaskView::setSample(const SampleView& sample) {
+  sample_ = sample;
+  update();
+}
+
+void CopyTaskView::setHighlight(const Highlight& h) {
+  highlight_ = h;
+  update();
+}
+
+void CopyTaskView::paintEvent(QPaintEvent*) {
+  QPainter p(this);
+  p.setRenderHint(QPainter::Antialiasing);
+  p.fillRect(rect(), palette().base());
+  if (sample_.context_size == 0) return;
+  const QStringList labels = {tr("context"), tr("target"), tr("predicted")};
+  for (int row = 0; row < 3; ++row) {
+    p.setPen(palette().color(QPalette::Text));
+    p.drawText(QRectF(4, cell(row, 0).top(), 72, cell(row, 0).height()), Qt::AlignVCenter, labels[row]);
+    const auto count = row == 0 ? sample_.context_size : sample_.target_count;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const auto r = cell(row, i);
+      QColor fill = palette().color(QPalette::AlternateBase);
+      QString text;
+      if (row == 0) {
+        text = token(sample_.xc[i]);
+        if (highlight_.context.contains(i)) fill = highlight_.context[i];
+      } else if (row == 1) {
+        text = token(sample_.yt[i]);
+        if (i == highlight_.query) fill = QColor(255, 200, 60);
+      } else {
+        text = token(sample_.mean[i]);
+        const bool wrong = sample_.mean[i] != sample_.yt[i];
+        fill = wrong ? QColor(230, 80, 80) : palette().color(QPalette::AlternateBase);
+        if (i == highlight_.query) fill = wrong ? QColor(255, 120, 60) : QColor(255, 200, 60);
+      }
+      p.setPen(Qt::NoPen);
+      p.setBrush(fill);
+      p.drawRoundedRect(r, 2, 2);
+      if (r.width() >= 9) {
+        p.setPen(fill.lightness() < 110 ? Qt::white : Qt::black);
+        p.drawText(r, Qt::AlignCenter, text);
+      }
+    }
+  }
+  p.setPen(palette().color(QPalette::Text));
+  p.drawText(QRectF(4, height() - 18, width() - 8, 16), Qt::AlignLeft,
+             tr("accuracy on this sequence: %1%").arg(100 * sample_.metric, 0, 'f', 1));
+}
+
+void CopyTaskView::mousePressEvent(QMouseEvent* e) {
+  for (int row = 1; row < 3; ++row)
+    for (std::int64_t j = 0; j < sample_.target_count; ++j)
+      if (cell(row, j).contains(e->position())) return Q_EMIT querySelected(j);
+}
+
+GpTaskView::GpTaskView(QWidget* parent) : TaskView(parent), plot_(new QCustomPlot) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  layout->addWidget(plot_);
+  setMinimumHeight(200);
+  plot_->setToolTip(tr("Black: context points. Grey crosses: true targets. Line and band: predicted mean ± 2σ. "
+                       "Click near a target to inspect its retrieval."));
+  plot_->legend->setVisible(true);
+  plot_->xAxis->setLabel("x");
+  plot_->yAxis->setLabel("y");
+  connect(plot_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
+    if (sample_.target_count == 0) return;
+    // The nearest target point on screen.
+    std::int64_t best = -1;
+    double best_d = 1e18;
+    for (std::int64_t j = 0; j < sample_.target_count; ++j) {
+      const double px = plot_->xAxis->coordToPixel(sample_.xt[j]), py = plot_->yAxis->coordToPixel(sample_.yt[j]);
+      const double d = std::hypot(px - e->position().x(), py - e->position().y());
+      if (d < best_d) {
+        best_d = d;
+        best = j;
+      }
+    }
+    if (best >= 0 && best_d < 40) Q_EMIT querySelected(best);
+  });
+}
+
+void GpTaskView::setSample(const SampleView& sample) {
+  sample_ = sample;
+  redraw();
+  plot_->rescaleAxes();
+  plot_->yAxis->scaleRange(1.15);
+  plot_->replot();
+}
+
+void GpTaskView::setHighlight(const Highlight& h) {
+  highlight_ = h;
+  redraw();
+  plot_->replot();
+}
+
+void GpTaskView::redraw() {
+  plot_->clearGraphs();
+  if (sample_.context_size == 0) return;
+  // Predicted mean and band at the targets, sorted by x so that the line reads left to right.
+  std::vector<std::int64_t> order(sample_.target_count);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sample_.xt[a] < sample_.xt[b]; });
+  QVector<double> x, mean, lo, hi;
+  for (auto j : order) {
+    x << sample_.xt[j];
+    mean << sample_.mean[j];
+    lo << sample_.mean[j] - 2 * sample_.stddev[j];
+    hi << sample_.mean[j] + 2 * sample_.stddev[j];
+  }
+  auto* upper = plot_->addGraph();
+  upper->setData(x, hi, true);
+  upper->setPen(Qt::NoPen);
+  upper->removeFromLegend();
+  auto* lower = plot_->addGraph();
+  lower->setData(x, lo, true);
+  lower->setPen(Qt::NoPen);
+  lower->setBrush(QColor(31, 119, 180, 50));
+  lower->setChannelFillGraph(upper);
+  lower->setName(tr("±2σ"));
+  auto* m = plot_->addGraph();
+  m->setData(x, mean, true);
+  m->setPen(QPen(QColor(31, 119, 180), 2));
+  m->setName(tr("predicted mean"));
+
+  QVector<double> cx, cy, tx, ty, hx, hy;
+  for (std::int64_t i = 0; i < sample_.context_size; ++i) {
+    (highlight_.context.contains(i) ? hx : cx) << sample_.xc[i];
+    (highlight_.context.contains(i) ? hy : cy) << sample_.yc[i];
+  }
+  for (std::int64_t j = 0; j < sample_.target_count; ++j) {
+    tx << sample_.xt[j];
+    ty << sample_.yt[j];
+  }
+  auto scatter = [&](const QVector<double>& xs, const QVector<double>& ys, QCPScatterStyle style, const QString& name) {
+    auto* g = plot_->addGraph();
+    g->setData(xs, ys);
+    g->setLineStyle(QCPGraph::lsNone);
+    g->setScatterStyle(style);
+    g->setName(name);
+    if (xs.isEmpty()) g->removeFromLegend();
+    return g;
+  };
+  scatter(tx, ty, QCPScatterStyle(QCPScatterStyle::ssCross, QColor(120, 120, 120), 7), tr("true targets"));
+  scatter(cx, cy, QCPScatterStyle(QCPScatterStyle::ssDisc, palette().color(QPalette::Text), 6), tr("context"));
+  scatter(hx, hy, QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(46, 160, 67), 9), tr("covered by a selected node"));
+  if (highlight_.query >= 0 && highlight_.query < sample_.target_count) {
+    const auto j = highlight_.query;
+    scatter({sample_.xt[j]}, {sample_.yt[j]},
+            QCPScatterStyle(QCPScatterStyle::ssStar, QPen(QColor(255, 140, 0), 2), QColor(255, 200, 60), 16),
+            tr("query"));
+  }
+}
+
+}  // namespace retreever::ui

@@ -1,0 +1,224 @@
+#include "training_session.h"
+
+#include <QTimer>
+
+#include "datasets/tasks.h"
+
+namespace retreever::ui {
+
+namespace {
+void register_types() {
+  static const bool done = [] {
+    qRegisterMetaType<Config>();
+    qRegisterMetaType<StepMetrics>();
+    qRegisterMetaType<EvalMetrics>();
+    qRegisterMetaType<MetricsHistory>();
+    qRegisterMetaType<Snapshot>();
+    qRegisterMetaType<TrainingSession::State>();
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+
+TrainingSession::TrainingSession(QObject* parent) : QObject(parent) {
+  register_types();
+  worker_ = new TrainingWorker(this);
+  worker_->moveToThread(&thread_);
+  connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
+  connect(worker_, &TrainingWorker::stateChanged, this, &TrainingSession::setState);
+  thread_.setObjectName("retreever-training");
+  thread_.start();
+}
+
+TrainingSession::~TrainingSession() {
+  // Stop between steps, then let the thread finish its event loop.
+  QMetaObject::invokeMethod(worker_, "stop", Qt::BlockingQueuedConnection);
+  thread_.quit();
+  thread_.wait();
+}
+
+void TrainingSession::setState(State s) {
+  if (state_ == s) return;
+  state_ = s;
+  Q_EMIT stateChanged(s);
+}
+
+// Every command is a queued call into the worker's thread.
+void TrainingSession::start(const Config& config) {
+  setState(State::Preparing);
+  QMetaObject::invokeMethod(worker_, "start", Qt::QueuedConnection, Q_ARG(retreever::Config, config));
+}
+void TrainingSession::resumeFrom(const QString& checkpoint, bool paused) {
+  setState(State::Preparing);
+  QMetaObject::invokeMethod(worker_, "resumeFrom", Qt::QueuedConnection, Q_ARG(QString, checkpoint),
+                            Q_ARG(bool, paused));
+}
+void TrainingSession::pause() { QMetaObject::invokeMethod(worker_, "pause", Qt::QueuedConnection); }
+void TrainingSession::resume() { QMetaObject::invokeMethod(worker_, "resume", Qt::QueuedConnection); }
+void TrainingSession::stop() { QMetaObject::invokeMethod(worker_, "stop", Qt::QueuedConnection); }
+void TrainingSession::stepOnce() { QMetaObject::invokeMethod(worker_, "stepOnce", Qt::QueuedConnection); }
+void TrainingSession::setLearningRate(double lr) {
+  QMetaObject::invokeMethod(worker_, "setLearningRate", Qt::QueuedConnection, Q_ARG(double, lr));
+}
+void TrainingSession::setTotalSteps(qint64 steps) {
+  QMetaObject::invokeMethod(worker_, "setTotalSteps", Qt::QueuedConnection, Q_ARG(qint64, steps));
+}
+void TrainingSession::saveCheckpoint(const QString& path) {
+  QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::QueuedConnection, Q_ARG(QString, path));
+}
+void TrainingSession::saveCheckpointNow(const QString& path) {
+  QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::BlockingQueuedConnection, Q_ARG(QString, path));
+}
+void TrainingSession::requestSnapshot() {
+  QMetaObject::invokeMethod(worker_, "requestSnapshot", Qt::QueuedConnection);
+}
+
+TrainingWorker::TrainingWorker(TrainingSession* session) : session_(session) {
+  timer_ = new QTimer(this);
+  timer_->setInterval(0);
+  connect(timer_, &QTimer::timeout, this, &TrainingWorker::tick);
+}
+
+TrainingWorker::~TrainingWorker() = default;
+
+void TrainingWorker::setState(TrainingSession::State s) {
+  state_ = s;
+  Q_EMIT stateChanged(s);
+}
+
+void TrainingWorker::fail(const QString& message) {
+  timer_->stop();
+  Q_EMIT session_->failed(message);
+  setState(TrainingSession::State::Failed);
+}
+
+void TrainingWorker::begin(bool paused) {
+  Q_EMIT session_->runStarted(trainer_->config(), trainer_->steps_done(), trainer_->history(),
+                              QString::fromStdString(trainer_->device_name()));
+  if (trainer_->finished()) {
+    setState(TrainingSession::State::Finished);
+    requestSnapshot();
+    return;
+  }
+  if (paused) {
+    setState(TrainingSession::State::Paused);
+    requestSnapshot();
+    return;
+  }
+  setState(TrainingSession::State::Running);
+  timer_->start();
+}
+
+void TrainingWorker::start(const Config& config) {
+  timer_->stop();
+  try {
+    trainer_ = std::make_unique<Trainer>(config, datasets::make_task);
+  } catch (const std::exception& e) {
+    trainer_.reset();
+    return fail(QString::fromStdString(e.what()));
+  }
+  begin();
+}
+
+void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused) {
+  timer_->stop();
+  try {
+    trainer_ = Trainer::load(checkpoint.toStdString(), datasets::make_task);
+  } catch (const std::exception& e) {
+    trainer_.reset();
+    return fail(QString::fromStdString(e.what()));
+  }
+  begin(paused);
+}
+
+void TrainingWorker::pause() {
+  if (!trainer_ || !timer_->isActive()) return;
+  timer_->stop();
+  setState(TrainingSession::State::Paused);
+  requestSnapshot();  // what the user inspects while paused is the model as it is now
+}
+
+void TrainingWorker::resume() {
+  if (!trainer_ || trainer_->finished() || timer_->isActive()) return;
+  setState(TrainingSession::State::Running);
+  timer_->start();
+}
+
+void TrainingWorker::stop() {
+  if (!trainer_) return;
+  const bool was_running = timer_->isActive();
+  timer_->stop();
+  if (was_running || state_ == TrainingSession::State::Paused) {
+    setState(TrainingSession::State::Finished);
+    requestSnapshot();
+  }
+}
+
+void TrainingWorker::stepOnce() {
+  if (!trainer_ || timer_->isActive()) return;
+  if (trainer_->finished()) trainer_->set_total_steps(trainer_->steps_done() + 1);
+  if (runOneStep()) requestSnapshot();
+}
+
+void TrainingWorker::setLearningRate(double lr) {
+  if (!trainer_) return;
+  try {
+    trainer_->set_peak_learning_rate(lr);
+    Q_EMIT session_->learningRateChanged(trainer_->learning_rate());
+  } catch (const std::exception& e) {
+    Q_EMIT session_->failed(QString::fromStdString(e.what()));
+  }
+}
+
+void TrainingWorker::setTotalSteps(qint64 steps) {
+  if (!trainer_ || steps <= trainer_->steps_done()) return;
+  trainer_->set_total_steps(steps);
+}
+
+void TrainingWorker::saveCheckpoint(const QString& path) {
+  if (!trainer_) return Q_EMIT session_->failed("There is no model to save yet: start a run first.");
+  try {
+    trainer_->save(path.toStdString());
+    Q_EMIT session_->checkpointSaved(path);
+  } catch (const std::exception& e) {
+    Q_EMIT session_->failed(QString::fromStdString(e.what()));
+  }
+}
+
+void TrainingWorker::requestSnapshot() {
+  if (trainer_) Q_EMIT session_->snapshotReady(trainer_->snapshot());
+}
+
+void TrainingWorker::evaluateAndSnapshot() {
+  Q_EMIT session_->evaluated(trainer_->evaluate());
+  requestSnapshot();
+}
+
+bool TrainingWorker::runOneStep() {
+  try {
+    auto s = trainer_->step();
+    Q_EMIT session_->stepped(s);
+    const auto& c = trainer_->config();
+    if (s.step % c.eval_every == 0 || trainer_->finished()) evaluateAndSnapshot();
+  } catch (const DivergenceError& e) {
+    fail(QString::fromStdString(e.what()) +
+         ". The model keeps its last good parameters; lower the learning rate and step on.");
+    return false;
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  return true;
+}
+
+void TrainingWorker::tick() {
+  if (!trainer_) return timer_->stop();
+  if (!runOneStep()) return;
+  if (trainer_->finished()) {
+    timer_->stop();
+    setState(TrainingSession::State::Finished);
+  }
+}
+
+}  // namespace retreever::ui

@@ -1,0 +1,108 @@
+// Runs the core Trainer on its own thread (DESIGN.md "The training worker"). Commands go in
+// as queued calls, events come out as signals; the GUI thread never touches the model.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QThread>
+#include <QTimer>
+#include <memory>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/training/trainer.h"
+
+Q_DECLARE_METATYPE(retreever::Config)
+Q_DECLARE_METATYPE(retreever::StepMetrics)
+Q_DECLARE_METATYPE(retreever::EvalMetrics)
+Q_DECLARE_METATYPE(retreever::MetricsHistory)
+Q_DECLARE_METATYPE(retreever::Snapshot)
+
+namespace retreever::ui {
+
+class TrainingWorker;
+
+class TrainingSession : public QObject {
+  Q_OBJECT
+ public:
+  enum class State { Idle, Preparing, Running, Paused, Finished, Failed };
+  Q_ENUM(State)
+
+  explicit TrainingSession(QObject* parent = nullptr);
+  ~TrainingSession() override;
+
+  State state() const { return state_; }
+  bool busy() const { return state_ == State::Preparing || state_ == State::Running || state_ == State::Paused; }
+
+ public Q_SLOTS:
+  void start(const retreever::Config& config);   // a fresh run
+  // Loads a saved run (config, curves, model, optimiser); paused = wait for resume().
+  void resumeFrom(const QString& checkpoint, bool paused = true);
+  void pause();
+  void resume();
+  void stop();                                   // ends the run (the model stays for saving)
+  void stepOnce();                               // one step while paused
+  void setLearningRate(double lr);               // takes effect at the next step
+  void setTotalSteps(qint64 steps);
+  void saveCheckpoint(const QString& path);
+  void requestSnapshot();
+  // Saves and returns when the file is written (used when the window closes).
+  void saveCheckpointNow(const QString& path);
+
+ Q_SIGNALS:
+  void stateChanged(retreever::ui::TrainingSession::State state);
+  // A run began: its config, the steps already done and its history (non-empty when resumed).
+  void runStarted(const retreever::Config& config, qint64 steps_done,
+                  const retreever::MetricsHistory& history, const QString& device);
+  void stepped(const retreever::StepMetrics& metrics);
+  void evaluated(const retreever::EvalMetrics& metrics);
+  void snapshotReady(const retreever::Snapshot& snapshot);
+  void checkpointSaved(const QString& path);
+  void failed(const QString& message);
+  void learningRateChanged(double lr);
+
+ private:
+  void setState(State s);
+  QThread thread_;
+  TrainingWorker* worker_ = nullptr;
+  State state_ = State::Idle;
+};
+
+// Lives on the session's thread. Each timer tick runs one step, so queued commands are
+// handled between steps (pause latency is one step).
+class TrainingWorker : public QObject {
+  Q_OBJECT
+ public:
+  explicit TrainingWorker(TrainingSession* session);
+  ~TrainingWorker() override;
+
+ public Q_SLOTS:
+  void start(const retreever::Config& config);
+  void resumeFrom(const QString& checkpoint, bool paused);
+  void pause();
+  void resume();
+  void stop();
+  void stepOnce();
+  void setLearningRate(double lr);
+  void setTotalSteps(qint64 steps);
+  void saveCheckpoint(const QString& path);
+  void requestSnapshot();
+
+ Q_SIGNALS:
+  void stateChanged(retreever::ui::TrainingSession::State state);
+
+ private:
+  void tick();
+  bool runOneStep();  // false when the run ended or failed
+  void evaluateAndSnapshot();
+  void fail(const QString& message);
+  void begin(bool paused = false);
+  void setState(TrainingSession::State s);
+
+  TrainingSession* session_;
+  TrainingSession::State state_ = TrainingSession::State::Idle;
+  std::unique_ptr<Trainer> trainer_;
+  QTimer* timer_ = nullptr;
+};
+
+}  // namespace retreever::ui

@@ -1,0 +1,60 @@
+// The tree of one context drawn top-down, with the retrieval path of the selected query lit
+// up as in Figure 3 of the paper: the path taken, the selected set S, nodes explored but not
+// selected, and nodes never explored, each in its own colour; policy probabilities on the
+// edges. Wheel zooms, drag pans, double-click fits; levels can be revealed one at a time.
+#pragma once
+
+#include <QPointF>
+#include <QWidget>
+#include <optional>
+
+#include "core/inspection.h"
+
+namespace retreever::ui {
+
+class TreeView : public QWidget {
+  Q_OBJECT
+ public:
+  enum class Role { Path, Selected, Explored, Unexplored };
+  explicit TreeView(QWidget* parent = nullptr);
+
+  void setResult(const InspectResult& result);  // tree + trace of one query
+  void clear();
+  // Reveal the walk down to this level (0 = root only; shape.k + 1 = everything).
+  void setRevealedLevel(int level);
+  int revealedLevel() const { return revealed_; }
+  int levels() const { return result_ ? int(result_->shape.levels()) : 0; }
+  Role roleOf(std::int64_t id) const;  // as drawn at the current revealed level
+  void fit();
+
+  static QColor colorOf(Role role);
+
+ Q_SIGNALS:
+  void nodeHovered(const QString& description);
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+  void wheelEvent(QWheelEvent*) override;
+  void mousePressEvent(QMouseEvent*) override;
+  void mouseMoveEvent(QMouseEvent*) override;
+  void mouseDoubleClickEvent(QMouseEvent*) override;
+  void resizeEvent(QResizeEvent*) override;
+
+ private:
+  QPointF nodePos(std::int64_t id) const;  // in widget pixels (after zoom and pan)
+  double nodeRadius(std::int64_t id) const;
+  std::int64_t nodeAt(const QPointF& p) const;
+  double probabilityOf(std::int64_t id) const;  // policy probability of reaching id from its parent
+
+  std::optional<InspectResult> result_;
+  std::vector<int> role_;          // per node id, for the full trace
+  std::vector<int> role_level_;    // the level at which each node's role becomes known
+  std::vector<double> prob_;       // per node id, -1 when not scored
+  int revealed_ = 0;
+  double zoom_ = 1.0;
+  QPointF pan_;
+  QPoint drag_from_;
+  bool dragging_ = false;
+};
+
+}  // namespace retreever::ui
