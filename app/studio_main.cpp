@@ -1,6 +1,9 @@
 // retreever-studio: the desktop app.
+//   retreever-studio [CHECKPOINT.pt]      open a saved run
+//   retreever-studio --tour DIR [STEPS]   drive a short session and save screenshots into DIR
 #include <QApplication>
 
+#include "app/studio_tour.h"
 #include "ui/main_window.h"
 
 int main(int argc, char** argv) {
@@ -9,8 +12,22 @@ int main(int argc, char** argv) {
   QApplication::setOrganizationName("ReTreever");
   QApplication::setApplicationName("ReTreever Studio");
   retreever::ui::MainWindow window;
+  const auto args = QApplication::arguments().mid(1);
+  const int tour = args.indexOf("--tour");
+  if (tour >= 0) {
+    if (tour + 1 >= args.size()) {
+      std::fprintf(stderr, "error: --tour needs a folder for the screenshots\n");
+      return 2;
+    }
+    window.resize(1600, 1000);
+    window.show();
+    const int steps = tour + 2 < args.size() ? args[tour + 2].toInt() : 600;
+    auto* t = new StudioTour(&window, args[tour + 1], steps > 0 ? steps : 600);
+    t->start();
+    return app.exec();
+  }
   window.show();
-  for (const auto& arg : QApplication::arguments().mid(1))
-    if (arg.endsWith(".pt")) window.openCheckpoint(arg);  // retreever-studio run/checkpoint.pt
+  for (const auto& arg : args)
+    if (arg.endsWith(".pt")) window.openCheckpoint(arg);
   return app.exec();
 }

@@ -85,7 +85,8 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     } else {
       cells << "" << "" << "" << "" << tr("(no evaluation yet)");
     }
-    cells << paper_result(c);
+    const auto paper = paper_result(c);
+    cells << (paper.isEmpty() ? (c.task == "copy" ? tr("— (paper: N = 256, 512, 1024)") : tr("—")) : paper);
     for (int col = 0; col < cells.size(); ++col) {
       auto* item = new QTableWidgetItem(cells[col]);
       if (col == 0) item->setForeground(run->color);
@@ -96,7 +97,14 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     g->setName(run->name);
     g->setLineStyle(QCPGraph::lsNone);
     g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, run->color, run->color, 10));
-    g->setData({e->tokens_per_query}, {e->metric == "accuracy" ? 100 * e->value : e->value});
+    const double y = e->metric == "accuracy" ? 100 * e->value : e->value;
+    g->setData({e->tokens_per_query}, {y});
+    auto* label = new QCPItemText(plot_);
+    label->position->setCoords(e->tokens_per_query, y);
+    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+    label->setPadding(QMargins(8, 0, 0, 4));
+    label->setText(run->name);
+    label->setColor(run->color);
   }
   plot_->rescaleAxes();
   plot_->xAxis->scaleRange(1.6);

@@ -108,8 +108,28 @@ void InspectorPanel::selectQuery(qint64 query) {
   refresh();
 }
 
+void InspectorPanel::updateHighlight() {
+  if (!result_) return;
+  // Context tokens under S: the P leaves read one by one in dark green, each summary
+  // node's tokens in its own lighter shade, so the regions it stands for show.
+  Highlight h;
+  h.query = query_;
+  static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
+                                  QColor(240, 210, 150), QColor(170, 225, 215)};
+  int shade = 0;
+  for (auto id : result_->trace.selected) {
+    const auto& node = result_->nodes[id];
+    if (node.level > tree_->revealedLevel()) continue;
+    const bool leaf = node.level == result_->shape.k + 1;
+    for (auto i : node.leaves) h.context[i] = leaf ? QColor(46, 160, 67) : shades[shade % 5];
+    if (!leaf) ++shade;
+  }
+  taskView()->setHighlight(h);
+}
+
 void InspectorPanel::revealLevel(int level) {
   tree_->setRevealedLevel(level);
+  updateHighlight();
   if (level_slider_->value() != tree_->revealedLevel()) level_slider_->setValue(tree_->revealedLevel());
 }
 
@@ -120,22 +140,9 @@ void InspectorPanel::refresh() {
     auto view = inspector_->view(s);
     query_ = std::clamp<std::int64_t>(query_, 0, view.target_count - 1);
     result_ = inspector_->inspect(s, query_);
-    // Context tokens under S: the P leaves read one by one in dark green, each summary
-    // node's tokens in its own lighter shade, so the regions it stands for show.
-    Highlight h;
-    h.query = query_;
-    static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
-                                    QColor(240, 210, 150), QColor(170, 225, 215)};
-    int shade = 0;
-    for (auto id : result_->trace.selected) {
-      const auto& node = result_->nodes[id];
-      const bool leaf = node.level == result_->shape.k + 1;
-      for (auto i : node.leaves) h.context[i] = leaf ? QColor(46, 160, 67) : shades[shade % 5];
-      if (!leaf) ++shade;
-    }
     taskView()->setSample(view);
-    taskView()->setHighlight(h);
     tree_->setResult(*result_);
+    updateHighlight();
     level_slider_->blockSignals(true);
     level_slider_->setRange(0, std::max(0, tree_->levels() - 1));
     level_slider_->setValue(tree_->revealedLevel());

@@ -48,6 +48,7 @@ class InspectorPanel : public QWidget {
 
  private:
   void refresh();
+  void updateHighlight();  // the context tokens under S, as far as the walk is revealed
   std::unique_ptr<Inspector> inspector_;
   std::optional<InspectResult> result_;
   std::int64_t query_ = 0;

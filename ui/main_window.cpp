@@ -376,6 +376,10 @@ void MainWindow::setDarkTheme(bool dark) {
   dirty_ = true;
 }
 
+void MainWindow::selectRun(int index) {
+  if (index >= 0 && index < run_list_->count()) run_list_->setCurrentRow(index);
+}
+
 void MainWindow::showError(const QString& message) {
   Q_EMIT errorReported(message);
   statusBar()->showMessage(message.section('\n', 0, 0), 10000);

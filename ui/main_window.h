@@ -48,6 +48,8 @@ class MainWindow : public QMainWindow {
   bool exportComparison(const QString& path);   // .csv or .md by extension
   bool exportReport(const QString& folder);
   void setDarkTheme(bool dark);
+  void selectRun(int index);                    // shows that run's model in the inspector
+  bool queueEmpty() const { return queue_.isEmpty(); }
 
  Q_SIGNALS:
   void errorReported(const QString& message);  // every error dialog also emits this

@@ -167,6 +167,10 @@ void PlotPanel::rebuild() {
   }
   for (auto* p : plots_) {
     p->rescaleAxes();
+    // Room around the data so that flat curves and end points stay visible.
+    const auto r = p->yAxis->range();
+    if (p->yAxis->scaleType() == QCPAxis::stLinear)
+      p->yAxis->setRange(r.lower - 0.06 * std::max(r.size(), 1e-3), r.upper + 0.06 * std::max(r.size(), 1e-3));
     p->legend->setVisible(p->graphCount() > 0 && p->graphCount() <= 12);
     p->replot(QCustomPlot::rpQueuedReplot);
   }

@@ -9,7 +9,7 @@
 namespace retreever::ui {
 
 namespace {
-constexpr double kMargin = 24;      // pixels around the drawing
+constexpr double kMargin = 28;      // pixels around the drawing
 constexpr double kMaxRadius = 14;   // largest node circle
 }  // namespace
 
@@ -172,7 +172,10 @@ void TreeView::paintEvent(QPaintEvent*) {
     const double radius = nodeRadius(n.id);
     const auto role = roleOf(n.id);
     QColor fill = colorOf(role);
-    if (role == Role::Unexplored) fill.setAlpha(120);
+    if (role == Role::Unexplored) {  // faded, but opaque so that edges do not show through
+      const QColor base = palette().color(QPalette::Base);
+      fill = QColor((fill.red() + base.red()) / 2, (fill.green() + base.green()) / 2, (fill.blue() + base.blue()) / 2);
+    }
     painter.setBrush(n.padding ? QBrush(fill, Qt::BDiagPattern) : QBrush(fill));
     QPen outline(palette().color(QPalette::Text), n.padding ? 0.8 : 1.0);
     if (n.padding) outline.setStyle(Qt::DashLine);
@@ -184,10 +187,10 @@ void TreeView::paintEvent(QPaintEvent*) {
                        QString::number(n.leaves.front()));
     }
   }
-  // Legend.
+  // Legend, top left (the leaves use the bottom row).
   painter.setFont(font());
   int x = 8;
-  const int y = height() - 10;
+  const int y = fontMetrics().height();
   for (auto [role, text] : {std::pair{Role::Selected, tr("selected S")}, {Role::Path, tr("path (explored)")},
                             {Role::Unexplored, tr("never explored")}}) {
     painter.setPen(Qt::NoPen);

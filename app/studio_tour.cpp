@@ -1,0 +1,104 @@
+#include "studio_tour.h"
+
+#include <QApplication>
+#include <QDir>
+#include <QPixmap>
+#include <QTabWidget>
+#include <QTimer>
+#include <cstdio>
+
+#include "ui/experiment_panel.h"
+#include "ui/inspector_panel.h"
+#include "ui/main_window.h"
+
+using namespace retreever;
+using namespace retreever::ui;
+
+StudioTour::StudioTour(MainWindow* window, QString folder, int steps)
+    : QObject(window), w_(window), folder_(std::move(folder)), steps_(steps) {}
+
+void StudioTour::start() {
+  QDir().mkpath(folder_);
+  connect(w_->session(), &TrainingSession::stateChanged, this, [this](TrainingSession::State s) {
+    if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed)
+      QTimer::singleShot(800, this, [this] {
+        if (!w_->session()->busy() && w_->queueEmpty()) next();
+      });
+  });
+  // Stage 0: the copy task, TCA against CA and Perceiver IO (one click: Compare).
+  Config c = load_preset("copy");
+  c.steps = steps_;
+  c.eval_every = std::max(10, steps_ / 10);
+  w_->experiment()->setConfig(c);
+  w_->action("compare")->trigger();
+}
+
+void StudioTour::shoot(const QString& name) {
+  QApplication::processEvents();
+  const auto path = QDir(folder_).filePath(name + ".png");
+  w_->grab().save(path);
+  std::printf("wrote %s\n", qPrintable(path));
+  std::fflush(stdout);
+}
+
+void StudioTour::next() {
+  switch (stage_++) {
+    case 0: {
+      w_->selectRun(0);  // the TCA run
+      w_->tabs()->setCurrentIndex(0);
+      QTimer::singleShot(600, this, [this] {
+        shoot("studio-curves");
+        w_->tabs()->setCurrentWidget(w_->inspector());
+        w_->inspector()->selectQuery(9);
+        QTimer::singleShot(400, this, [this] {
+          shoot("studio-inspector-copy");
+          w_->inspector()->revealLevel(2);
+          QTimer::singleShot(300, this, [this] {
+            shoot("studio-inspector-step");
+            w_->inspector()->revealLevel(99);
+            w_->tabs()->setCurrentWidget(w_->tabs()->widget(2));
+            QTimer::singleShot(400, this, [this] {
+              shoot("studio-comparison");
+              // Stage 1: GP regression with TCA.
+              Config g = load_preset("gp");
+              g.steps = steps_;
+              g.encoder_layers = 2;
+              g.eval_every = std::max(10, steps_ / 10);
+              w_->experiment()->setConfig(g);
+              w_->action("train")->trigger();
+            });
+          });
+        });
+      });
+      break;
+    }
+    case 1: {
+      w_->selectRun(3);
+      w_->tabs()->setCurrentWidget(w_->inspector());
+      // Show the evaluation context with the most points: the retrieval has most to choose from.
+      qint64 best = 0, most = 0;
+      for (qint64 i = 0; i < 256; i += 16) {  // a GP batch shares its context size: one probe per batch
+        w_->inspector()->selectSample(i);
+        if (w_->inspector()->current() && w_->inspector()->current()->context_size > most) {
+          most = w_->inspector()->current()->context_size;
+          best = i;
+        }
+      }
+      w_->inspector()->selectSample(best);
+      w_->inspector()->selectQuery(2);
+      QTimer::singleShot(600, this, [this] {
+        shoot("studio-inspector-gp");
+        w_->setDarkTheme(true);
+        w_->tabs()->setCurrentIndex(0);
+        QTimer::singleShot(600, this, [this] {
+          shoot("studio-dark");
+          w_->setDarkTheme(false);
+          QApplication::quit();
+        });
+      });
+      break;
+    }
+    default:
+      break;
+  }
+}

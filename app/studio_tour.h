@@ -1,0 +1,25 @@
+// 'retreever-studio --tour DIR': drives the real app through a short session and saves a
+// screenshot of each main screen (the README's pictures come from here).
+#pragma once
+
+#include <QObject>
+#include <QString>
+
+namespace retreever::ui {
+class MainWindow;
+}
+
+class StudioTour : public QObject {
+  Q_OBJECT
+ public:
+  StudioTour(retreever::ui::MainWindow* window, QString folder, int steps);
+  void start();
+
+ private:
+  void next();
+  void shoot(const QString& name);
+  retreever::ui::MainWindow* w_;
+  QString folder_;
+  int steps_;
+  int stage_ = 0;
+};

@@ -1,0 +1,272 @@
+// The studio driven through its own widgets under QT_QPA_PLATFORM=offscreen: validation, the
+// worker's command/event protocol, a real short run updating the plots, a clicked query
+// matching 'retreever inspect', exports, and bad files answered with a dialog.
+#include <QAction>
+#include <QComboBox>
+#include <QElapsedTimer>
+#include <QImage>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLineEdit>
+#include <QMessageBox>
+#include <QProcess>
+#include <QSignalSpy>
+#include <QTableWidget>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <algorithm>
+
+#include "ui/comparison_panel.h"
+#include "ui/experiment_panel.h"
+#include "ui/inspector_panel.h"
+#include "ui/main_window.h"
+#include "ui/plot_panel.h"
+#include "ui/qcp.h"
+#include "ui/task_views.h"
+#include "ui/training_session.h"
+
+using namespace retreever;
+using namespace retreever::ui;
+
+namespace {
+
+Config small_copy(std::int64_t steps) {
+  Config c = Config::preset("copy");
+  c.seq_len = 16;
+  c.batch = 16;
+  c.d_model = 32;
+  c.heads = 4;
+  c.ff_dim = 64;
+  c.steps = steps;
+  c.eval_every = 20;
+  c.eval_batches = 1;
+  c.log_every = 5;
+  c.device = "cpu";
+  return c;
+}
+
+bool waitForState(TrainingSession* s, TrainingSession::State state, int ms = 120000) {
+  QElapsedTimer t;
+  t.start();
+  while (s->state() != state && t.elapsed() < ms) QTest::qWait(20);
+  return s->state() == state;
+}
+
+}  // namespace
+
+class TestStudio : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+
+ private Q_SLOTS:
+  void initTestCase() {
+    QCoreApplication::setOrganizationName("ReTreeverTest");
+    QCoreApplication::setApplicationName("StudioTest");
+    QSettings().clear();
+  }
+
+  void validation_marks_bad_values_and_disables_train() {
+    MainWindow w;
+    auto* panel = w.experiment();
+    QVERIFY(panel->isValid());
+    QVERIFY(w.action("train")->isEnabled());
+    auto* batch = qobject_cast<QLineEdit*>(panel->editor("batch"));
+    QSignalSpy validity(panel, &ExperimentPanel::validityChanged);
+    batch->setText("0");
+    QVERIFY(!panel->isValid());
+    QVERIFY(!w.action("train")->isEnabled());
+    QVERIFY(w.action("train")->toolTip().contains("batch"));
+    QVERIFY(!batch->styleSheet().isEmpty());  // marked
+    QVERIFY(validity.count() > 0);
+    QCOMPARE(validity.last().at(0).toBool(), false);
+    batch->setText("abc");
+    QVERIFY(panel->problems().first().contains("not a number"));
+    batch->setText("32");
+    QVERIFY(panel->isValid());
+    QVERIFY(batch->styleSheet().isEmpty());
+    QVERIFY(w.action("train")->isEnabled());
+    qobject_cast<QLineEdit*>(panel->editor("branch_factor"))->setText("1");
+    QVERIFY(panel->problems().first().startsWith("branch_factor"));
+    qobject_cast<QLineEdit*>(panel->editor("lr"))->setText("-1");
+    QVERIFY(!panel->isValid());
+    // Every editor explains itself.
+    for (const char* key : {"task", "model", "seq_len", "branch_factor", "lr", "batch", "steps", "seed", "device"})
+      QVERIFY2(!panel->editor(key)->toolTip().isEmpty(), key);
+    // Presets parse and load.
+    QCOMPARE(load_preset("gp").task, std::string("gp"));
+    QCOMPARE(load_preset("copy").seq_len, std::int64_t(64));
+  }
+
+  void worker_follows_the_command_protocol() {
+    TrainingSession session;
+    QSignalSpy states(&session, &TrainingSession::stateChanged);
+    QSignalSpy steps(&session, &TrainingSession::stepped);
+    QSignalSpy evals(&session, &TrainingSession::evaluated);
+    QSignalSpy lr(&session, &TrainingSession::learningRateChanged);
+    session.start(small_copy(100000));
+    QVERIFY(waitForState(&session, TrainingSession::State::Running));
+    QTRY_VERIFY_WITH_TIMEOUT(steps.count() >= 3, 60000);
+
+    // The GUI thread stays responsive while the worker trains.
+    std::vector<qint64> gaps;
+    QElapsedTimer clock;
+    clock.start();
+    qint64 last = 0;
+    QTimer probe;
+    probe.setInterval(5);
+    connect(&probe, &QTimer::timeout, [&] {
+      const auto now = clock.elapsed();
+      gaps.push_back(now - last);
+      last = now;
+    });
+    probe.start();
+    QTest::qWait(1500);
+    probe.stop();
+    std::sort(gaps.begin(), gaps.end());
+    const auto p95 = gaps[gaps.size() * 95 / 100];
+    qInfo() << "event-loop gap while training: median" << gaps[gaps.size() / 2] << "ms, p95" << p95 << "ms, max"
+            << gaps.back() << "ms";
+    QVERIFY2(p95 < 50, qPrintable(QString("event loop blocked: p95 gap %1 ms").arg(p95)));
+
+    session.pause();
+    QVERIFY(waitForState(&session, TrainingSession::State::Paused));
+    QTest::qWait(100);
+    const int paused_at = steps.count();
+    QTest::qWait(500);
+    QCOMPARE(steps.count(), paused_at);  // nothing moves while paused
+    session.stepOnce();
+    QTRY_COMPARE_WITH_TIMEOUT(steps.count(), paused_at + 1, 30000);
+    QTest::qWait(300);
+    QCOMPARE(steps.count(), paused_at + 1);  // exactly one step
+    QCOMPARE(session.state(), TrainingSession::State::Paused);
+    session.setLearningRate(1e-3);
+    QTRY_COMPARE_WITH_TIMEOUT(lr.count(), 1, 10000);
+    QVERIFY(lr.first().at(0).toDouble() > 0 && lr.first().at(0).toDouble() <= 1e-3);
+    session.resume();
+    QVERIFY(waitForState(&session, TrainingSession::State::Running));
+    QTRY_VERIFY_WITH_TIMEOUT(steps.count() > paused_at + 2, 30000);
+    session.stop();
+    QVERIFY(waitForState(&session, TrainingSession::State::Finished));
+    // Step numbers arrive in order with no gaps.
+    for (int i = 1; i < steps.count(); ++i)
+      QCOMPARE(steps.at(i).at(0).value<StepMetrics>().step, steps.at(i - 1).at(0).value<StepMetrics>().step + 1);
+  }
+
+  void bad_config_fails_with_a_message() {
+    TrainingSession session;
+    QSignalSpy failed(&session, &TrainingSession::failed);
+    Config c = small_copy(10);
+    c.batch = 0;
+    session.start(c);
+    QVERIFY(waitForState(&session, TrainingSession::State::Failed));
+    QCOMPARE(failed.count(), 1);
+    QVERIFY(failed.first().at(0).toString().contains("batch"));
+  }
+
+  void short_run_updates_plots_inspector_and_matches_cli_inspect() {
+    MainWindow w;
+    w.experiment()->setConfig(small_copy(60));
+    QSignalSpy refreshed(&w, &MainWindow::refreshed);
+    w.action("train")->trigger();
+    QVERIFY(waitForState(w.session(), TrainingSession::State::Finished));
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs().size() == 1 && w.runs()[0].snapshot.has_value(), 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(refreshed.count() > 0, 5000);
+    QTest::qWait(400);
+    auto* loss = w.plots()->plots()[0];
+    QVERIFY(loss->graphCount() >= 1);
+    QCOMPARE(loss->graph(0)->dataCount(), 60);  // one point per step
+    auto* eval = w.plots()->plots()[2];
+    QCOMPARE(eval->graph(0)->dataCount(), 3);  // steps 20, 40, 60
+    QCOMPARE(w.comparison()->table()->rowCount(), 1);
+
+    // Click target 3 in the copy-task view.
+    auto* view = qobject_cast<CopyTaskView*>(w.inspector()->taskView());
+    QVERIFY(view);
+    w.tabs()->setCurrentWidget(w.inspector());
+    w.resize(1400, 900);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    QTest::mouseClick(view, Qt::LeftButton, {}, view->targetCell(3).center().toPoint());
+    QCOMPARE(w.inspector()->query(), std::int64_t(3));
+    const auto* result = w.inspector()->current();
+    QVERIFY(result && result->has_tree);
+
+    // The same snapshot, saved, inspected by the command line.
+    const auto path = dir_.filePath("studio.pt");
+    w.saveCheckpoint(path);
+    QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(path), 30000);
+    QProcess cli;
+    cli.start(RETREEVER_BINARY, {"inspect", "--checkpoint", path, "--sample", "0", "--query", "3", "--json"});
+    QVERIFY(cli.waitForFinished(120000));
+    QCOMPARE(cli.exitCode(), 0);
+    auto expected = QJsonDocument::fromJson(cli.readAllStandardOutput()).object();
+    auto actual = QJsonDocument::fromJson(QByteArray::fromStdString(result->to_json())).object();
+    QCOMPARE(actual["trace"].toObject()["path"], expected["trace"].toObject()["path"]);
+    QCOMPARE(actual["trace"].toObject()["selected"], expected["trace"].toObject()["selected"]);
+    QCOMPARE(actual["prediction"].toObject()["class"], expected["prediction"].toObject()["class"]);
+    QCOMPARE(actual["tree"].toObject()["nodes"], expected["tree"].toObject()["nodes"]);
+
+    // Exports: PNG and PDF plots at the chosen size, CSV metrics, Markdown comparison.
+    const auto out = dir_.filePath("export");
+    QVERIFY(w.exportPlots(out, "png", 640, 480));
+    QVERIFY(w.exportPlots(out, "pdf", 640, 480));
+    for (const auto& name : w.plots()->plotNames() + QStringList{"comparison"}) {
+      QImage image(out + "/" + name + ".png");
+      QVERIFY2(!image.isNull(), qPrintable(name));
+      QCOMPARE(image.size(), QSize(640, 480));
+      QFile pdf(out + "/" + name + ".pdf");
+      QVERIFY(pdf.open(QIODevice::ReadOnly));
+      QVERIFY(pdf.read(5) == "%PDF-");
+      QVERIFY(!QFile::exists(out + "/" + name + ".png.part"));
+    }
+    QVERIFY(w.exportMetricsCsv(out + "/metrics.csv"));
+    QFile csv(out + "/metrics.csv");
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const auto lines = QString::fromUtf8(csv.readAll()).trimmed().split('\n');
+    QCOMPARE(lines.first(), QString(MetricsHistory::csv_header()));
+    QCOMPARE(lines.size(), 61);
+    QVERIFY(w.exportComparison(out + "/comparison.md"));
+    QFile md(out + "/comparison.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    QVERIFY(md.readAll().startsWith("| run | model |"));
+    QVERIFY(w.exportReport(dir_.filePath("report")));
+    QVERIFY(QFile::exists(dir_.filePath("report/report.md")));
+    QVERIFY(QFile::exists(dir_.filePath("report/checkpoint.pt")));
+  }
+
+  void bad_files_give_a_dialog_not_a_crash() {
+    MainWindow w;
+    QSignalSpy errors(&w, &MainWindow::errorReported);
+    QFile junk(dir_.filePath("junk.pt"));
+    QVERIFY(junk.open(QIODevice::WriteOnly));
+    junk.write("definitely not a checkpoint");
+    junk.close();
+    QVERIFY(w.openCheckpoint(dir_.filePath("junk.pt")));  // accepted for loading ...
+    QTRY_COMPARE_WITH_TIMEOUT(errors.count(), 1, 30000);  // ... and refused with a message
+    QVERIFY(errors.first().at(0).toString().contains("not a readable checkpoint"));
+    QVERIFY(w.findChild<QMessageBox*>("errorDialog") != nullptr);
+    QVERIFY(!w.openCheckpoint(dir_.filePath("missing.pt")));
+    QCOMPARE(errors.count(), 2);
+    QVERIFY(errors.last().at(0).toString().contains("does not exist"));
+    QVERIFY(w.runs().isEmpty());
+    // Writing into a folder that cannot exist is an error dialog, not a crash.
+    QVERIFY(!w.exportComparison("/proc/nonexistent/dir/table.csv"));
+    QCOMPARE(errors.count(), 3);
+  }
+
+  void opening_a_checkpoint_restores_config_curves_and_model() {
+    const auto path = dir_.filePath("studio.pt");
+    QVERIFY(QFile::exists(path));
+    MainWindow w;
+    QVERIFY(w.openCheckpoint(path));
+    QVERIFY(waitForState(w.session(), TrainingSession::State::Finished));
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs().size() == 1 && w.runs()[0].snapshot.has_value(), 30000);
+    QCOMPARE(w.runs()[0].config.seq_len, std::int64_t(16));
+    QCOMPARE(w.runs()[0].history.evals.size(), size_t(3));
+    QCOMPARE(w.experiment()->config().seq_len, std::int64_t(16));
+    QVERIFY(w.inspector()->hasModel());
+  }
+};
+
+QTEST_MAIN(TestStudio)
+#include "test_studio.moc"
