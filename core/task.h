@@ -19,14 +19,17 @@ struct Batch {
   torch::Tensor yc;  // [B,N,dy] context outputs (meta-learning tasks), undefined otherwise
   torch::Tensor xt;  // [B,M,dx] target inputs
   torch::Tensor yt;  // [B,M] long class ids (classification) or [B,M,dy] values (regression)
+  // Every row asks the same target inputs (the copy task): the model embeds them once.
+  // Set by the task, so that no device-to-host check is needed per step.
+  bool shared_targets = false;
 
   Batch to(const torch::Device& device) const {
-    return {xc.to(device), yc.defined() ? yc.to(device) : yc, xt.to(device), yt.to(device)};
+    return {xc.to(device), yc.defined() ? yc.to(device) : yc, xt.to(device), yt.to(device), shared_targets};
   }
   // Rows [from, to) of the batch.
   Batch rows(std::int64_t from, std::int64_t to) const {
     return {xc.slice(0, from, to), yc.defined() ? yc.slice(0, from, to) : yc, xt.slice(0, from, to),
-            yt.slice(0, from, to)};
+            yt.slice(0, from, to), shared_targets};
   }
   std::int64_t size() const { return xc.size(0); }
 };

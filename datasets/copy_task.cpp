@@ -35,6 +35,7 @@ Batch CopyTask::sample(std::int64_t batch, std::uint64_t seed, bool) const {
   b.xc = torch::one_hot(seq.slice(1, 0, C), kVocabulary).to(torch::kFloat32);
   b.xt = torch::zeros({batch, M, kVocabulary});  // targets differ only by position
   b.yt = seq.slice(1, C, L).contiguous();
+  b.shared_targets = true;
   return b;
 }
 

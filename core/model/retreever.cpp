@@ -47,8 +47,7 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
   // When every row asks the same queries (the copy task: all-zero inputs that differ only by
   // position), embed one row and share it; gradients sum over the rows exactly as before.
   const auto B = batch.xt.size(0);
-  if (B > 1 && torch::equal(batch.xt, batch.xt.slice(0, 0, 1).expand_as(batch.xt)))
-    return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
+  if (B > 1 && batch.shared_targets) return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
   auto h = query_embedder_->forward(batch.xt);
   if (spec_.sequential) {
     // Targets follow the context: positions N..N+M-1.

@@ -46,6 +46,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       bool need_weights,
                                                       std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
+  if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
   const auto kh = k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
   const auto vh = v.transpose(1, 2).contiguous();        // [B,H,N,dh]
   const bool small = N <= kSmallKeys;

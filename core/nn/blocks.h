@@ -29,10 +29,10 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   // Every query reads the same keys. q [B,M,H,dh], k/v [B,N,H,dh], mask (true = keep)
   // [B,N] or [B,M,N] or undefined. Queries are processed in chunks so that the score
-  // matrix stays below max_score_elements even for huge N.
+  // matrix stays below max_score_elements even for huge N (0: 2^24 on the CPU, 2^28 on a GPU).
   AttentionResult attend_shared(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& mask,
-                                bool need_weights, std::int64_t max_score_elements = 1 << 24);
+                                bool need_weights, std::int64_t max_score_elements = 0);
   // Each query reads its own few keys (tree cross attention). Shapes: q [B,M,H,dh],
   // k/v [B,M,S,H,dh], mask [B,M,S] (true = keep), scores [B,M,S,H].
   torch::Tensor scores_each(const torch::Tensor& q, const torch::Tensor& k);
