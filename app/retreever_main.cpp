@@ -40,7 +40,7 @@ const char* kUsage =
     "'retreever COMMAND --help' lists a command's options.\n";
 
 const char* kTrainUsage =
-    "usage: retreever train --task copy|gp --model tca|ca|perceiver --out DIR [options]\n"
+    "usage: retreever train --task copy|gp|image --model tca|ca|perceiver --out DIR [options]\n"
     "  --config FILE.json     start from a config file (flags override it)\n"
     "  --resume FILE          continue training from a checkpoint (with its config)\n"
     "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
@@ -49,14 +49,16 @@ const char* kTrainUsage =
     "  --latents L            Perceiver IO latents\n"
     "  --reward acc|nce       REINFORCE reward for classification\n"
     "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
-    "  --ordering given|sort_x1|sort_x2|kdtree\n"
+    "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
     "  --eval-every N --log-every N\n"
-    "  --data DIR             dataset folder (image task)\n"
+    "  --data DIR             image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --device auto|cpu|cuda\n";
 
 const char* kEvalUsage =
     "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
-    "                      [--device auto|cpu|cuda] [--json]\n";
+    "                      [--split seen|unseen] [--device auto|cpu|cuda] [--json]\n"
+    "  --kernel   GP: the kernel of the evaluation functions\n"
+    "  --split    image: evaluate on the training classes (seen) or the unseen ones\n";
 
 const char* kInspectUsage =
     "usage: retreever inspect --checkpoint FILE [--sample I] [--query J] [--seed K] [--json]\n";
@@ -196,17 +198,18 @@ int cmd_train(const std::vector<std::string>& argv) {
 
 int cmd_eval(const std::vector<std::string>& argv) {
   if (is_help(argv)) return std::printf("%s", kEvalUsage), 0;
-  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "device"}, {"json"});
+  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "split", "device"}, {"json"});
   const auto path = args.required("checkpoint");
   const auto batches = args.integer("batches", -1);
   const auto seed = args.integer("seed", -1);
   if (args.has("batches") && batches <= 0) throw UsageError("--batches must be positive");
   if (args.has("seed") && seed < 0) throw UsageError("--seed must be 0 or more");
-  const auto kernel = args.str("kernel"), device = args.str("device");
+  const auto kernel = args.str("kernel"), device = args.str("device"), split = args.str("split");
   auto trainer = Trainer::load(path, datasets::make_task, [&](Config& c) {
     if (batches > 0) c.eval_batches = batches;
     if (seed >= 0) c.seed = seed;
     if (!kernel.empty()) c.eval_kernel = kernel;
+    if (!split.empty()) c.eval_split = split;
     if (!device.empty()) c.device = device;
     auto problems = c.validate();
     if (!problems.empty()) throw UsageError(problems.front());

@@ -88,6 +88,22 @@ void StudioTour::next() {
       w_->inspector()->selectQuery(2);
       QTimer::singleShot(600, this, [this] {
         shoot("studio-inspector-gp");
+        // Stage 2: image completion on Fashion-MNIST (skipped when the data is not installed).
+        Config im = load_preset("image");
+        im.steps = steps_;
+        im.eval_every = std::max(10, steps_ / 10);
+        w_->experiment()->setConfig(im);
+        w_->action("train")->trigger();
+      });
+      break;
+    }
+    case 2: {
+      w_->selectRun(4);
+      w_->tabs()->setCurrentWidget(w_->inspector());
+      w_->inspector()->selectSample(3);
+      w_->inspector()->selectQuery(0);
+      QTimer::singleShot(600, this, [this] {
+        if (w_->runs().size() > 4 && w_->runs()[4].snapshot) shoot("studio-inspector-image");
         w_->setDarkTheme(true);
         w_->tabs()->setCurrentIndex(0);
         QTimer::singleShot(600, this, [this] {

@@ -22,6 +22,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("data_dir", c.data_dir);
   fn("kernel", c.kernel);
   fn("eval_kernel", c.eval_kernel);
+  fn("eval_split", c.eval_split);
   fn("d_model", c.d_model);
   fn("heads", c.heads);
   fn("ff_dim", c.ff_dim);
@@ -75,11 +76,12 @@ std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   check_choice(e, "task", task, {"copy", "gp", "image"});
   check_choice(e, "model", model, {"tca", "ca", "perceiver"});
-  check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree"});
+  check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
   check_choice(e, "reward", reward, {"acc", "nce"});
   check_choice(e, "device", device, {"auto", "cpu", "cuda"});
   check_choice(e, "kernel", kernel, {"rbf", "matern", "periodic"});
   check_choice(e, "eval_kernel", eval_kernel, {"rbf", "matern", "periodic"});
+  check_choice(e, "eval_split", eval_split, {"seen", "unseen"});
   auto positive = [&](const char* field, std::int64_t v) {
     if (v <= 0) e.push_back(std::string(field) + ": must be positive, got " + std::to_string(v) + ".");
   };

@@ -16,6 +16,7 @@ struct Config {
   std::string data_dir;             // image task: folder of IDX files
   std::string kernel = "rbf";       // gp task: kernel of the training tasks (rbf | matern | periodic)
   std::string eval_kernel = "rbf";  // gp task: kernel of the evaluation tasks
+  std::string eval_split = "seen";  // image task: evaluate on the training classes or the unseen ones
 
   // Architecture (PAPER.md "ReTreever" defaults).
   std::int64_t d_model = 64;        // width of every token embedding
@@ -26,7 +27,7 @@ struct Config {
   std::int64_t branch_factor = 2;   // children per tree node (b)
   std::int64_t aggregator_layers = 1;  // Transformer layers of the bottom-up aggregator
   bool bptt = false;                // backpropagate through the tree into the encoder
-  std::string ordering = "given";   // given | sort_x1 | sort_x2 | kdtree
+  std::string ordering = "given";   // given | sort_x1 | sort_x2 | kdtree | random_proj
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
 

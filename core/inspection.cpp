@@ -87,6 +87,8 @@ SampleView Inspector::view(std::int64_t sample) {
   v.x_dim = m.spec.x_dim;
   v.y_dim = m.spec.classification() ? 1 : m.spec.y_dim;
   v.classes = m.spec.classes;
+  v.image_height = m.spec.image_height;
+  v.image_width = m.spec.image_width;
   v.xt = to_vector(batch.xt[0]);
   v.metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std).mean().item<double>();
   if (m.spec.classification()) {

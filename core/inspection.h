@@ -38,6 +38,7 @@ struct SampleView {
   std::vector<float> mean;     // [M*y_dim] predicted class id, or predicted mean
   std::vector<float> stddev;   // [M*y_dim] regression only
   double metric = 0;           // accuracy or mean log-likelihood over this sample's targets
+  std::int64_t image_height = 0, image_width = 0;  // image tasks: x = (row, column) in [-1, 1]^2
 };
 
 struct InspectResult {

@@ -41,6 +41,7 @@ struct TaskSpec {
   std::int64_t classes = 0;  // > 0: classification over this many classes
   bool sequential = false;   // positions matter: add positional encodings
   bool metalearning = false;  // the context carries (x, y) pairs
+  std::int64_t image_height = 0, image_width = 0;  // image tasks: the pixel grid
   bool classification() const { return classes > 0; }
 };
 

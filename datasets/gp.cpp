@@ -74,8 +74,7 @@ Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) co
 std::unique_ptr<Task> make_task(const Config& config) {
   if (config.task == "copy") return std::make_unique<CopyTask>(config.seq_len);
   if (config.task == "gp") return std::make_unique<GPTask>(config.kernel, config.eval_kernel);
-  if (config.task == "image")
-    throw std::invalid_argument("task 'image' is not built yet; use copy or gp");
+  if (config.task == "image") return std::make_unique<ImageTask>(config.data_dir, config.eval_split);
   throw std::invalid_argument("unknown task '" + config.task + "'; use copy|gp|image");
 }
 

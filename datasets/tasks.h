@@ -35,6 +35,23 @@ class GPTask : public Task {
   std::string train_kernel_, eval_kernel_;
 };
 
+// Image completion on IDX image files (PAPER.md "Tasks"): each task is one image; a random
+// 3..197 of its pixels are the context and up to 200 points in all are given, x = (row, column)
+// in [-1, 1]^2, y = intensity - 0.5. Trains on classes 0-4; evaluates on 0-4 ("seen") or on
+// the unseen classes 5-9 ("unseen"). Files: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+class ImageTask : public Task {
+ public:
+  static const char* kDefaultFolder;  // Debian's dataset-fashion-mnist
+  ImageTask(const std::string& folder, const std::string& eval_split);
+  TaskSpec spec() const override;
+  Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
+
+ private:
+  bool eval_unseen_;
+  std::int64_t height_ = 0, width_ = 0;
+  torch::Tensor train_, eval_seen_, eval_unseen_images_;  // [n, pixels] uint8
+};
+
 // Covariance matrices [B,n,n] for inputs x [B,n,1] with per-task hyperparameters drawn from
 // the generator: "rbf", "matern" (5/2) or "periodic". Adds the observation noise.
 torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, at::Generator& gen);

@@ -36,15 +36,18 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   scroll->setWidget(inner);
 
   addSection(form, tr("Task"));
-  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task or 1-D Gaussian-process regression."), {"copy", "gp"}});
+  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), {"copy", "gp", "image"}});
   addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents)."), {"tca", "ca", "perceiver"}});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), {"rbf", "matern", "periodic"}});
   addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), {"rbf", "matern", "periodic"}});
 
+  addField(form, {"data_dir", tr("Image folder"), tr("Image task: folder of IDX files (empty = /usr/share/datasets/fashion-mnist)."), {}, false, true});
+  addField(form, {"eval_split", tr("Eval classes"), tr("Image task: evaluate on the training classes 0-4 (seen) or the unseen classes 5-9."), {"seen", "unseen"}});
+
   addSection(form, tr("Model"));
   addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
-  addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, or k-d tree splits."), {"given", "sort_x1", "sort_x2", "kdtree"}});
+  addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}});
   addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
   addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});
   addField(form, {"heads", tr("Heads"), tr("Attention heads; d_model must be divisible by it (paper: 4).")});
@@ -108,7 +111,7 @@ void ExperimentPanel::addField(QFormLayout* form, const Field& f) {
     auto* line = new QLineEdit;
     connect(line, &QLineEdit::textChanged, this, &ExperimentPanel::revalidate);
     editor = line;
-    is_number_[f.key] = true;
+    is_number_[f.key] = !f.text;
   }
   editor->setObjectName(f.key);
   editor->setToolTip(f.tip);
@@ -153,6 +156,10 @@ Config ExperimentPanel::config() const {
     else if (auto* combo = qobject_cast<QComboBox*>(it.value())) o[it.key()] = combo->currentText();
     else if (auto* line = qobject_cast<QLineEdit*>(it.value())) {
       const auto text = line->text().trimmed();
+      if (!is_number_.value(it.key())) {
+        o[it.key()] = text;
+        continue;
+      }
       bool is_int = false, is_double = false;
       const qlonglong i = text.toLongLong(&is_int);
       const double d = text.toDouble(&is_double);
@@ -176,7 +183,7 @@ void ExperimentPanel::revalidate() {
   // Type errors first (text in a number field), then Config::validate's rules.
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     auto* line = qobject_cast<QLineEdit*>(it.value());
-    if (!line) continue;
+    if (!line || !is_number_.value(it.key())) continue;
     const auto def = QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object()[it.key()];
     bool ok = false;
     if (def.toVariant().typeId() == QMetaType::Double) line->text().trimmed().toDouble(&ok);
@@ -207,6 +214,8 @@ void ExperimentPanel::revalidate() {
   editors_["reward"]->setEnabled(task == "copy" && model == "tca");
   editors_["kernel"]->setEnabled(task == "gp");
   editors_["eval_kernel"]->setEnabled(task == "gp");
+  editors_["data_dir"]->setEnabled(task == "image");
+  editors_["eval_split"]->setEnabled(task == "image");
   for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus"})
     editors_[k]->setEnabled(model == "tca");
   editors_["latents"]->setEnabled(model == "perceiver");

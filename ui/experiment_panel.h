@@ -35,6 +35,7 @@ class ExperimentPanel : public QWidget {
     QString key, label, tip;
     QStringList choices;  // a combo box when not empty
     bool boolean = false;
+    bool text = false;  // a free-text field (a path), not a number
   };
   void addSection(QFormLayout* form, const QString& title);
   void addField(QFormLayout* form, const Field& f);

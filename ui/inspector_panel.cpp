@@ -46,6 +46,8 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   gp_view_ = new GpTaskView;
   views_->addWidget(copy_view_);
   views_->addWidget(gp_view_);
+  image_view_ = new ImageTaskView;
+  views_->addWidget(image_view_);
   tree_ = new TreeView;
   splitter->addWidget(views_);
   splitter->addWidget(tree_);
@@ -62,6 +64,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(sample_spin_, qOverload<int>(&QSpinBox::valueChanged), this, [this](int s) { selectSample(s); });
   connect(copy_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
   connect(gp_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
+  connect(image_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
   connect(level_slider_, &QSlider::valueChanged, this, &InspectorPanel::revealLevel);
   connect(prev, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() - 1); });
   connect(next, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() + 1); });
@@ -71,7 +74,7 @@ InspectorPanel::~InspectorPanel() = default;
 
 std::int64_t InspectorPanel::sample() const { return sample_spin_->value(); }
 TaskView* InspectorPanel::taskView() const {
-  return views_->currentWidget() == gp_view_ ? static_cast<TaskView*>(gp_view_) : copy_view_;
+  return static_cast<TaskView*>(views_->currentWidget());
 }
 QWidget* InspectorPanel::exportTarget() const { return body_; }
 
@@ -89,7 +92,10 @@ void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
     inspector_.reset();
     return Q_EMIT failed(tr("Cannot inspect this model: %1").arg(e.what()));
   }
-  views_->setCurrentWidget(snapshot.config.task == "gp" ? static_cast<QWidget*>(gp_view_) : copy_view_);
+  const auto& task = snapshot.config.task;
+  views_->setCurrentWidget(task == "gp"      ? static_cast<QWidget*>(gp_view_)
+                           : task == "image" ? static_cast<QWidget*>(image_view_)
+                                             : copy_view_);
   sample_spin_->blockSignals(true);
   sample_spin_->setRange(0, int(inspector_->samples() - 1));
   sample_spin_->blockSignals(false);

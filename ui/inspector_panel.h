@@ -58,6 +58,7 @@ class InspectorPanel : public QWidget {
   QStackedWidget* views_;
   CopyTaskView* copy_view_;
   GpTaskView* gp_view_;
+  ImageTaskView* image_view_;
   TreeView* tree_;
   QWidget* body_;
 };

@@ -190,3 +190,99 @@ void GpTaskView::redraw() {
 }
 
 }  // namespace retreever::ui
+
+namespace retreever::ui {
+
+ImageTaskView::ImageTaskView(QWidget* parent) : TaskView(parent) {
+  setMinimumHeight(180);
+  setToolTip(tr("Left: the context pixels (the rest masked in blue). Middle: the prediction (context as given, "
+                "targets as predicted). Right: the ground truth at the targets. Click a target pixel to inspect it."));
+}
+
+void ImageTaskView::setSample(const SampleView& sample) {
+  sample_ = sample;
+  update();
+}
+
+void ImageTaskView::setHighlight(const Highlight& h) {
+  highlight_ = h;
+  update();
+}
+
+QRectF ImageTaskView::panel(int i) const {
+  const double side = std::max(40.0, std::min((width() - 40.0) / 3.0, height() - 30.0));
+  return {10 + i * (side + 10), 22, side, side};
+}
+
+QPoint ImageTaskView::pixelOf(const float* x) const {
+  const int r = int(std::lround((x[0] + 1) / 2 * double(sample_.image_height - 1)));
+  const int c = int(std::lround((x[1] + 1) / 2 * double(sample_.image_width - 1)));
+  return {c, r};
+}
+
+QPointF ImageTaskView::targetCenter(std::int64_t j) const {
+  const auto p = pixelOf(&sample_.xt[j * 2]);
+  const auto r = panel(0);
+  return {r.left() + (p.x() + 0.5) * r.width() / double(sample_.image_width),
+          r.top() + (p.y() + 0.5) * r.height() / double(sample_.image_height)};
+}
+
+void ImageTaskView::paintEvent(QPaintEvent*) {
+  QPainter p(this);
+  p.fillRect(rect(), palette().base());
+  const int H = int(sample_.image_height), W = int(sample_.image_width);
+  if (H == 0 || W == 0) return;
+  auto gray = [](float y) {  // y = intensity - 0.5
+    const int v = std::clamp(int(std::lround((y + 0.5f) * 255)), 0, 255);
+    return qRgb(v, v, v);
+  };
+  const QRgb masked = qRgb(40, 60, 110);
+  QImage context(W, H, QImage::Format_RGB32), prediction(W, H, QImage::Format_RGB32), truth(W, H, QImage::Format_RGB32);
+  context.fill(masked);
+  prediction.fill(masked);
+  truth.fill(masked);
+  for (std::int64_t i = 0; i < sample_.context_size; ++i) {
+    const auto px = pixelOf(&sample_.xc[i * 2]);
+    context.setPixel(px, gray(sample_.yc[i]));
+    prediction.setPixel(px, gray(sample_.yc[i]));
+    truth.setPixel(px, gray(sample_.yc[i]));
+  }
+  for (std::int64_t j = 0; j < sample_.target_count; ++j) {
+    const auto px = pixelOf(&sample_.xt[j * 2]);
+    prediction.setPixel(px, gray(sample_.mean[j]));
+    truth.setPixel(px, gray(sample_.yt[j]));
+  }
+  const QStringList titles = {tr("context (%1 px)").arg(sample_.context_size), tr("prediction"), tr("ground truth")};
+  const QImage* images[] = {&context, &prediction, &truth};
+  for (int i = 0; i < 3; ++i) {
+    const auto r = panel(i);
+    p.drawImage(r, *images[i]);
+    p.setPen(palette().color(QPalette::Text));
+    p.drawText(QRectF(r.left(), 2, r.width(), 18), Qt::AlignCenter, titles[i]);
+    const double cw = r.width() / W, ch = r.height() / H;
+    p.setBrush(Qt::NoBrush);
+    for (auto it = highlight_.context.begin(); it != highlight_.context.end(); ++it) {
+      const auto px = pixelOf(&sample_.xc[it.key() * 2]);
+      p.setPen(QPen(it.value(), 1.5));
+      p.drawRect(QRectF(r.left() + px.x() * cw, r.top() + px.y() * ch, cw, ch));
+    }
+    if (highlight_.query >= 0 && highlight_.query < sample_.target_count) {
+      const auto px = pixelOf(&sample_.xt[highlight_.query * 2]);
+      p.setPen(QPen(QColor(255, 140, 0), 2.5));
+      p.drawEllipse(QRectF(r.left() + (px.x() - 0.5) * cw, r.top() + (px.y() - 0.5) * ch, 2 * cw, 2 * ch));
+    }
+  }
+}
+
+void ImageTaskView::mousePressEvent(QMouseEvent* e) {
+  for (int i = 0; i < 3; ++i) {
+    const auto r = panel(i);
+    if (!r.contains(e->position())) continue;
+    const int c = int((e->position().x() - r.left()) / r.width() * double(sample_.image_width));
+    const int row = int((e->position().y() - r.top()) / r.height() * double(sample_.image_height));
+    for (std::int64_t j = 0; j < sample_.target_count; ++j)
+      if (pixelOf(&sample_.xt[j * 2]) == QPoint(c, row)) return Q_EMIT querySelected(j);
+  }
+}
+
+}  // namespace retreever::ui

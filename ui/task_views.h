@@ -66,4 +66,26 @@ class GpTaskView : public TaskView {
   Highlight highlight_;
 };
 
+// Image completion: the context mask, the prediction (context pixels as given, targets as
+// predicted means) and the ground truth side by side. Click a target pixel to inspect it; the
+// pixels under the selected nodes are outlined in green.
+class ImageTaskView : public TaskView {
+  Q_OBJECT
+ public:
+  explicit ImageTaskView(QWidget* parent = nullptr);
+  void setSample(const SampleView& sample) override;
+  void setHighlight(const Highlight& h) override;
+  QPointF targetCenter(std::int64_t j) const;  // widget position of target j (first panel)
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+  void mousePressEvent(QMouseEvent*) override;
+
+ private:
+  QRectF panel(int i) const;
+  QPoint pixelOf(const float* x) const;  // (row, column) of a point
+  SampleView sample_;
+  Highlight highlight_;
+};
+
 }  // namespace retreever::ui

@@ -4,6 +4,10 @@
 
 namespace retreever {
 
+namespace {
+constexpr std::uint64_t kRandomProjectionSeed = 2147483647;  // fixes the random direction
+}  // namespace
+
 torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering) {
   const auto B = x.size(0), N = x.size(1);
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
@@ -14,6 +18,12 @@ torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering)
       throw std::invalid_argument("ordering '" + ordering + "' needs inputs with at least " +
                                   std::to_string(axis + 1) + " coordinates; use 'given' or 'sort_x1'");
     return std::get<1>(torch::sort(x.select(2, axis), /*stable=*/true, /*dim=*/1, false));
+  }
+  if (ordering == "random_proj") {
+    // Sort by the projection on one fixed random direction (the same for every run).
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(kRandomProjectionSeed);
+    auto direction = torch::randn({x.size(2)}, gen, torch::kFloat32).to(x.device(), x.scalar_type());
+    return std::get<1>(torch::sort(torch::matmul(x, direction), true, 1, false));
   }
   if (ordering == "kdtree") {
     // Level d splits every current segment at its median along axis d mod dx. Done for all
@@ -35,7 +45,7 @@ torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering)
     }
     return order;
   }
-  throw std::invalid_argument("unknown ordering '" + ordering + "'; use given|sort_x1|sort_x2|kdtree");
+  throw std::invalid_argument("unknown ordering '" + ordering + "'; use given|sort_x1|sort_x2|kdtree|random_proj");
 }
 
 AggregatorImpl::AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,

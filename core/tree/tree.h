@@ -13,7 +13,8 @@ namespace retreever {
 
 // Orders a context so that neighbours in the order are neighbours in input space.
 // x [B,N,dx] (raw inputs) -> [B,N] long: the original index of each position.
-// "given": as is; "sort_x1"/"sort_x2": by that coordinate; "kdtree": alternating median splits.
+// "given": as is; "sort_x1"/"sort_x2": by that coordinate; "kdtree": alternating median splits;
+// "random_proj": by the projection on a fixed random direction.
 torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering);
 
 // Levels 1 .. k+1 of a tree (the root is implicit: it is never a candidate in S).

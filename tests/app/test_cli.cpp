@@ -160,6 +160,7 @@ class TestCli : public QObject {
     expect_refusal(train + QStringList{"--bogus", "1"}, "unknown option");
     expect_refusal({"train", "--task", "copy"}, "--out");
     expect_refusal({"frobnicate"}, "unknown command");
+    expect_refusal(train + QStringList{"--task", "image", "--data", file("no-such-folder")}, "dataset-fashion-mnist");
 
     QFile bad(file("bad.json"));
     QVERIFY(bad.open(QIODevice::WriteOnly));

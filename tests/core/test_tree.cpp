@@ -86,7 +86,7 @@ class TestTree : public QObject {
 
   void orderings_are_permutations_that_sort_as_promised() {
     auto x = torch::rand({3, 37, 2});
-    for (const char* o : {"given", "sort_x1", "sort_x2", "kdtree"}) {
+    for (const char* o : {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}) {
       auto order = context_order(x, o);
       for (int64_t b = 0; b < 3; ++b)
         QVERIFY2(torch::equal(std::get<0>(order[b].sort()), torch::arange(37)), o);
@@ -98,6 +98,8 @@ class TestTree : public QObject {
     auto order = context_order(x, "kdtree")[0];
     auto first = x[0].select(1, 0).index_select(0, order);
     QVERIFY(first.slice(0, 0, 19).max().item<float>() <= first.slice(0, 19).min().item<float>());
+    // A random projection is a fixed direction: the same order every time, sorted along it.
+    QVERIFY(torch::equal(context_order(x, "random_proj"), context_order(x, "random_proj")));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(torch::rand({1, 5, 1}), "sort_x2"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(x, "spiral"));
   }

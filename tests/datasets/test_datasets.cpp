@@ -1,5 +1,8 @@
 // The task generators: deterministic for a seed, and the data they promise.
 #include <QtTest>
+#include <QTemporaryDir>
+#include <QtEndian>
+#include <zlib.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -66,6 +69,92 @@ class TestDatasets : public QObject {
       QVERIFY((torch::linalg_eigvalsh(cov) > 0).all().item<bool>());
     }
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gp_covariance(x, "cubic", gen));
+  }
+
+  void image_task_reads_idx_files_gzipped_or_not() {
+    QTemporaryDir dir;
+    // 20 tiny 6x5 images; image i has class i % 10 and every pixel = 20 * class.
+    auto write = [&](const QString& name, const QByteArray& bytes, bool gz) {
+      const auto path = dir.filePath(name + (gz ? ".gz" : ""));
+      if (gz) {
+        gzFile f = gzopen(path.toUtf8().constData(), "wb");
+        gzwrite(f, bytes.constData(), unsigned(bytes.size()));
+        gzclose(f);
+      } else {
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(bytes);
+      }
+    };
+    auto be32 = [](quint32 v) {
+      QByteArray b(4, 0);
+      qToBigEndian(v, b.data());
+      return b;
+    };
+    const int n = 20, H = 6, W = 5;
+    QByteArray images = be32(0x803) + be32(n) + be32(H) + be32(W), labels = be32(0x801) + be32(n);
+    for (int i = 0; i < n; ++i) {
+      images += QByteArray(H * W, char(20 * (i % 10)));
+      labels += char(i % 10);
+    }
+    write("train-images-idx3-ubyte", images, true);
+    write("train-labels-idx1-ubyte", labels, true);
+    write("t10k-images-idx3-ubyte", images, false);
+    write("t10k-labels-idx1-ubyte", labels, false);
+    const auto folder = dir.path().toStdString();
+    ImageTask seen(folder, "seen"), unseen(folder, "unseen");
+    QCOMPARE(seen.spec().image_height, int64_t(H));
+    QCOMPARE(seen.spec().x_dim, int64_t(2));
+    for (uint64_t seed = 0; seed < 10; ++seed) {
+      auto b = seen.sample(4, seed, false);
+      const auto nc = b.xc.size(1), nt = b.xt.size(1);
+      QVERIFY(nc >= 3 && nt >= 3 && nc + nt <= H * W);
+      QVERIFY((b.xc.abs() <= 1).all().item<bool>() && (b.xt.abs() <= 1).all().item<bool>());
+      // Context and target pixels of one image are distinct points.
+      auto all = torch::cat({b.xc[0], b.xt[0]}, 0);
+      QCOMPARE(std::get<0>(torch::unique_dim(all, 0)).size(0), nc + nt);
+      // Training uses classes 0-4 only, the unseen evaluation classes 5-9 only.
+      QVERIFY(((b.yc + 0.5) * 255 <= 4 * 20 + 0.5).all().item<bool>());
+      auto u = unseen.sample(4, seed, true);
+      QVERIFY(((u.yt + 0.5) * 255 >= 5 * 20 - 0.5).all().item<bool>());
+      QVERIFY(torch::equal(seen.sample(4, seed, false).yc, b.yc));  // deterministic
+    }
+  }
+
+  void image_task_explains_missing_and_broken_files() {
+    QTemporaryDir dir;
+    auto message = [](const std::string& folder) {
+      try {
+        ImageTask t(folder, "seen");
+      } catch (const std::exception& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    };
+    QVERIFY(message(dir.path().toStdString()).find("apt-get install dataset-fashion-mnist") != std::string::npos);
+    QFile bad(dir.filePath("train-images-idx3-ubyte"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("not an idx file at all");
+    bad.close();
+    QFile labels(dir.filePath("train-labels-idx1-ubyte"));
+    QVERIFY(labels.open(QIODevice::WriteOnly));
+    labels.close();
+    QVERIFY(message(dir.path().toStdString()).find("not an IDX image file") != std::string::npos);
+    QFile truncated(dir.filePath("train-images-idx3-ubyte"));
+    QVERIFY(truncated.open(QIODevice::WriteOnly));
+    truncated.write(QByteArray::fromHex("00000803000000640000001c0000001c0102"));  // 100 images, 2 bytes
+    truncated.close();
+    QVERIFY(message(dir.path().toStdString()).find("ends early") != std::string::npos);
+  }
+
+  void fashion_mnist_from_debian_loads_when_installed() {
+    if (!QFile::exists(QString(ImageTask::kDefaultFolder) + "/train-images-idx3-ubyte.gz"))
+      QSKIP("dataset-fashion-mnist is not installed");
+    ImageTask task("", "unseen");
+    QCOMPARE(task.spec().image_height, int64_t(28));
+    QCOMPARE(task.spec().image_width, int64_t(28));
+    auto b = task.sample(2, 1, true);
+    QVERIFY(b.xc.size(1) + b.xt.size(1) <= 200);
   }
 
   void make_task_names_unknown_tasks() {
