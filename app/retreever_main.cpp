@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -36,6 +37,7 @@ const char* kUsage =
     "  eval     evaluate a checkpoint on a fixed evaluation set\n"
     "  inspect  show the tree of one context and the retrieval path of one query\n"
     "  bench    measure training-step and inference speed\n"
+    "  study    train and compare several runs: reward, ordering or models\n"
     "\n"
     "'retreever COMMAND --help' lists a command's options.\n";
 
@@ -69,7 +71,7 @@ bool is_help(const std::vector<std::string>& a) {
   return false;
 }
 
-Config config_from_args(const Args& args) {
+Config config_from_args(const Args& args, const std::string& default_task = "copy") {
   Config file_config;
   std::string file_text;
   if (args.has("config")) {
@@ -80,7 +82,7 @@ Config config_from_args(const Args& args) {
       throw UsageError("config file '" + args.str("config") + "': " + e.what());
     }
   }
-  const auto task = args.str("task", args.has("config") ? file_config.task : "copy");
+  const auto task = args.str("task", args.has("config") ? file_config.task : default_task);
   Config c = Config::preset(task);
   if (args.has("config")) c = Config::from_json(file_text, c);
   c.task = task;
@@ -113,6 +115,67 @@ std::string metric_text(const EvalMetrics& e) {
   return buf;
 }
 
+// Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
+// every run of 'study'. Returns the exit status (0, interrupted or diverged).
+int run_training(Trainer& trainer, const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
+  const auto& cfg = trainer.config();
+  write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
+  const auto checkpoint = (out / "checkpoint.pt").string();
+  const auto best = (out / "checkpoint_best.pt").string();
+  auto write_metrics = [&] {
+    write_text_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
+  };
+
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  cli::Progress progress(trainer.steps_done(), cfg.steps, isatty(STDERR_FILENO));
+  progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
+                " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer.device_name() +
+                " -> " + out.string());
+  auto evaluate_and_save = [&] {
+    auto e = trainer.evaluate();
+    trainer.save(checkpoint);
+    if (trainer.last_eval_was_best()) trainer.save(best);
+    write_metrics();
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
+                  metric_text(e).c_str(), e.tokens_per_query, e.context_size);
+    progress.line(buf);
+  };
+  double smoothed = 0;
+  try {
+    while (!trainer.finished()) {
+      if (g_interrupted) {
+        trainer.save(checkpoint);
+        write_metrics();
+        progress.line("interrupted at step " + std::to_string(trainer.steps_done()) +
+                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
+        return kExitInterrupted;
+      }
+      auto s = trainer.step();
+      smoothed = s.step == 1 ? s.loss : 0.95 * smoothed + 0.05 * s.loss;
+      char status[96];
+      std::snprintf(status, sizeof status, "loss %.4f", smoothed);
+      progress.update(s.step, status);
+      if (!isatty(STDERR_FILENO) && s.step % (cfg.log_every * 10) == 0)
+        progress.line("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
+      if (s.step % cfg.eval_every == 0 && !trainer.finished()) evaluate_and_save();
+    }
+    evaluate_and_save();
+  } catch (const DivergenceError& e) {
+    write_metrics();
+    progress.finish();
+    std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
+                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+    return kExitDiverged;
+  }
+  progress.finish();
+  return 0;
+}
+
 int cmd_train(const std::vector<std::string>& argv) {
   if (is_help(argv)) return std::printf("%s", kTrainUsage), 0;
   Args args("train", argv,
@@ -138,62 +201,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
   }
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
-  const auto& cfg = trainer->config();
-  write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
-  const auto checkpoint = (out / "checkpoint.pt").string();
-  const auto best = (out / "checkpoint_best.pt").string();
-  auto write_metrics = [&] {
-    write_text_file_atomic((out / "metrics.csv").string(), trainer->history().to_csv());
-  };
-
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
-  cli::Progress progress(trainer->steps_done(), cfg.steps, isatty(STDERR_FILENO));
-  progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
-                " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer->device_name() +
-                " -> " + out.string());
-  auto evaluate_and_save = [&] {
-    auto e = trainer->evaluate();
-    trainer->save(checkpoint);
-    if (trainer->last_eval_was_best()) trainer->save(best);
-    write_metrics();
-    char buf[200];
-    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
-                  metric_text(e).c_str(), e.tokens_per_query, e.context_size);
-    progress.line(buf);
-  };
-  double smoothed = 0;
-  try {
-    while (!trainer->finished()) {
-      if (g_interrupted) {
-        trainer->save(checkpoint);
-        write_metrics();
-        progress.line("interrupted at step " + std::to_string(trainer->steps_done()) +
-                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
-        return kExitInterrupted;
-      }
-      auto s = trainer->step();
-      smoothed = s.step == 1 ? s.loss : 0.95 * smoothed + 0.05 * s.loss;
-      char status[96];
-      std::snprintf(status, sizeof status, "loss %.4f", smoothed);
-      progress.update(s.step, status);
-      if (!isatty(STDERR_FILENO) && s.step % (cfg.log_every * 10) == 0)
-        progress.line("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
-      if (s.step % cfg.eval_every == 0 && !trainer->finished()) evaluate_and_save();
-    }
-    evaluate_and_save();
-  } catch (const DivergenceError& e) {
-    write_metrics();
-    progress.finish();
-    std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
-    return kExitDiverged;
-  }
-  progress.finish();
-  return 0;
+  return run_training(*trainer, out);
 }
 
 int cmd_eval(const std::vector<std::string>& argv) {
@@ -278,6 +286,87 @@ int cmd_inspect(const std::vector<std::string>& argv) {
   return 0;
 }
 
+const char* kStudyUsage =
+    "usage: retreever study reward|ordering|models --out DIR [--task copy|gp|image] [--config FILE.json]\n"
+    "                       [--seq-len N] [--steps S] [--batch B] [--seed K] [--device auto|cpu|cuda]\n"
+    "  reward    TCA on the copy task with the accuracy and the negative cross-entropy reward\n"
+    "            (the paper's Table 3)\n"
+    "  ordering  TCA with each tree ordering (given, sort_x1, sort_x2, kdtree, random_proj);\n"
+    "            the default task is image completion\n"
+    "  models    TCA, full cross attention and Perceiver IO with as many latents as TCA reads\n"
+    "Each run goes to DIR/NAME/ (as 'train' writes it); DIR/study.md and DIR/study.csv hold the\n"
+    "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n";
+
+int cmd_study(const std::vector<std::string>& argv) {
+  if (is_help(argv) || argv.empty()) return std::printf("%s", kStudyUsage), argv.empty() ? kExitUsage : 0;
+  const std::string kind = argv[0];
+  if (kind != "reward" && kind != "ordering" && kind != "models")
+    throw UsageError("unknown study '" + kind + "'; use reward, ordering or models");
+  Args args("study", std::vector<std::string>(argv.begin() + 1, argv.end()),
+            {"task", "config", "seq-len", "steps", "batch", "seed", "device", "data", "out", "eval-every"}, {});
+  const fs::path out = args.required("out");
+  if (kind == "reward" && args.has("task") && args.str("task") != "copy")
+    throw UsageError("the reward study runs on the copy task (classification)");
+  Config base = config_from_args(args, kind == "reward" ? "copy" : kind == "ordering" ? "image" : "copy");
+  base.model = "tca";
+  std::vector<std::pair<std::string, Config>> runs;
+  if (kind == "reward") {
+    for (const char* r : {"acc", "nce"}) {
+      Config c = base;
+      c.reward = r;
+      runs.emplace_back(std::string("tca_") + r, c);
+    }
+  } else if (kind == "ordering") {
+    for (const char* o : {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}) {
+      Config c = base;
+      c.ordering = o;
+      if (c.task != "image" && (std::string(o) == "sort_x2")) continue;  // 1-D inputs have no x2
+      runs.emplace_back(std::string("tca_") + o, c);
+    }
+  } else {
+    for (const char* m : {"tca", "ca", "perceiver"}) runs.emplace_back(m, base);
+  }
+  struct Row {
+    std::string name, model, metric;
+    double value, tokens, context;
+  };
+  std::vector<Row> rows;
+  std::int64_t tca_tokens = 0;
+  for (auto& [name, config] : runs) {
+    if (name == "perceiver") {
+      config.model = "perceiver";
+      config.latents = std::max<std::int64_t>(1, tca_tokens);  // as many latents as TCA reads
+    } else if (kind == "models") {
+      config.model = name;
+    }
+    Trainer trainer(config, datasets::make_task);
+    const int status = run_training(trainer, out / name);
+    if (status != 0) return status;
+    const auto& e = trainer.history().evals.back();
+    if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
+    rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
+  }
+  std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
+                   " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
+                   "\n\n| run | model | metric | value | tokens/query | context N | tokens % |\n|---|---|---|---|---|---|---|\n";
+  std::string csv = "run,model,metric,value,tokens_per_query,context_size\n";
+  for (const auto& r : rows) {
+    char line[400];
+    const double shown = r.metric == "accuracy" ? 100 * r.value : r.value;
+    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.1f | %.1f | %.1f |\n", r.name.c_str(), r.model.c_str(),
+                  r.metric == "accuracy" ? "accuracy %" : r.metric.c_str(), shown, r.tokens, r.context,
+                  100 * r.tokens / r.context);
+    md += line;
+    std::snprintf(line, sizeof line, "%s,%s,%s,%.6g,%.6g,%.6g\n", r.name.c_str(), r.model.c_str(), r.metric.c_str(),
+                  r.value, r.tokens, r.context);
+    csv += line;
+  }
+  write_text_file_atomic((out / "study.md").string(), md);
+  write_text_file_atomic((out / "study.csv").string(), csv);
+  std::printf("%s", md.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -288,6 +377,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return cmd_eval(rest);
     if (command == "inspect") return cmd_inspect(rest);
     if (command == "bench") return cli::cmd_bench(rest);
+    if (command == "study") return cmd_study(rest);
     if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
     std::fprintf(stderr, "error: %s\n%s",
                  command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), kUsage);

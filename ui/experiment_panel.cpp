@@ -12,9 +12,18 @@
 #include <QScrollArea>
 #include <QVBoxLayout>
 
+// Resources compiled into a static library must be registered by hand (outside any namespace).
+static void register_resources() { Q_INIT_RESOURCE(resources); }
+
 namespace retreever::ui {
 
+void ensure_resources() {
+  static const bool done = (register_resources(), true);
+  (void)done;
+}
+
 Config load_preset(const QString& task) {
+  ensure_resources();
   Config base = Config::preset(task.toStdString());
   QFile f(":/presets/" + task + ".json");
   if (!f.open(QIODevice::ReadOnly)) return base;

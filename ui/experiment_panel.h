@@ -49,6 +49,9 @@ class ExperimentPanel : public QWidget {
   bool loading_ = false;
 };
 
+// Registers the app's resources (icons, presets); safe to call any number of times.
+void ensure_resources();
+
 // Reads a preset from resources (":/presets/TASK.json") over Config::preset(TASK).
 Config load_preset(const QString& task);
 

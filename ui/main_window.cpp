@@ -57,6 +57,7 @@ QString state_text(TrainingSession::State s) {
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+  ensure_resources();
   setWindowTitle(tr("ReTreever Studio"));
   setWindowIcon(QIcon(":/icons/retreever.svg"));
   session_ = new TrainingSession(this);

@@ -160,10 +160,19 @@ void GpTaskView::redraw() {
   m->setPen(QPen(QColor(31, 119, 180), 2));
   m->setName(tr("predicted mean"));
 
-  QVector<double> cx, cy, tx, ty, hx, hy;
+  // Context points grouped by the selected node that covers them: the leaves read one by
+  // one (dark green, large), each summary node's region in its own shade.
+  QVector<double> cx, cy, tx, ty;
+  QMap<QRgb, QPair<QVector<double>, QVector<double>>> groups;
   for (std::int64_t i = 0; i < sample_.context_size; ++i) {
-    (highlight_.context.contains(i) ? hx : cx) << sample_.xc[i];
-    (highlight_.context.contains(i) ? hy : cy) << sample_.yc[i];
+    if (highlight_.context.contains(i)) {
+      auto& g = groups[highlight_.context[i].rgb()];
+      g.first << sample_.xc[i];
+      g.second << sample_.yc[i];
+    } else {
+      cx << sample_.xc[i];
+      cy << sample_.yc[i];
+    }
   }
   for (std::int64_t j = 0; j < sample_.target_count; ++j) {
     tx << sample_.xt[j];
@@ -180,7 +189,16 @@ void GpTaskView::redraw() {
   };
   scatter(tx, ty, QCPScatterStyle(QCPScatterStyle::ssCross, QColor(120, 120, 120), 7), tr("true targets"));
   scatter(cx, cy, QCPScatterStyle(QCPScatterStyle::ssDisc, palette().color(QPalette::Text), 6), tr("context"));
-  scatter(hx, hy, QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(46, 160, 67), 9), tr("covered by a selected node"));
+  const QRgb leaf = QColor(46, 160, 67).rgb();
+  bool summary_named = false;
+  for (auto it = groups.begin(); it != groups.end(); ++it) {
+    const bool is_leaf = it.key() == leaf;
+    auto* g = scatter(it.value().first, it.value().second,
+                      QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(it.key()), is_leaf ? 11 : 8),
+                      is_leaf ? tr("leaves read (in S)") : tr("summarised by a node of S"));
+    if (!is_leaf && summary_named) g->removeFromLegend();
+    summary_named = summary_named || !is_leaf;
+  }
   if (highlight_.query >= 0 && highlight_.query < sample_.target_count) {
     const auto j = highlight_.query;
     scatter({sample_.xt[j]}, {sample_.yt[j]},

@@ -33,10 +33,10 @@ void load_archive(torch::serialize::InputArchive& archive, const std::string& pa
   if (!probe) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not readable");
   try {
     archive.load_from(path, device);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error, or TorchScript's errors for foreign archives
     throw std::runtime_error("checkpoint '" + path +
-                             "' is not a readable checkpoint (truncated or not a ReTreever file): " +
-                             first_line(e.what()));
+                             "' is not a readable checkpoint (truncated, from an older version, or not a "
+                             "ReTreever file): " + first_line(e.what()));
   }
 }
 

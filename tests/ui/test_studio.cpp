@@ -95,6 +95,8 @@ class TestStudio : public QObject {
     // Presets parse and load.
     QCOMPARE(load_preset("gp").task, std::string("gp"));
     QCOMPARE(load_preset("copy").seq_len, std::int64_t(64));
+    QCOMPARE(load_preset("image").encoder_layers, std::int64_t(2));
+    QCOMPARE(load_preset("image").ordering, std::string("sort_x2"));
   }
 
   void worker_follows_the_command_protocol() {
