@@ -5,10 +5,6 @@
 
 namespace retreever {
 
-struct TokensMemory : Memory {
-  torch::Tensor keys, values;  // [B,N,H,dh]
-};
-
 class CrossAttentionImpl : public DecoderImpl {
  public:
   CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);

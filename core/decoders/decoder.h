@@ -42,6 +42,11 @@ struct Memory {
   virtual ~Memory() = default;
 };
 
+// Keys and values every query reads in full: the context tokens (CA) or the latents (Perceiver IO).
+struct ProjectedMemory : Memory {
+  torch::Tensor keys, values;  // [B,N,H,dh]
+};
+
 class DecoderImpl : public torch::nn::Module {
  public:
   // context [B,N,D] in original order; x_context [B,N,dx] raw inputs (for ordering).

@@ -8,25 +8,36 @@
 #include "core/decoders/tree_cross_attention.h"
 
 namespace retreever {
+namespace {
+
+std::shared_ptr<Memory> project(CrossAttentionBlock& block, const torch::Tensor& nodes) {
+  auto memory = std::make_shared<ProjectedMemory>();
+  std::tie(memory->keys, memory->values) = block->keys_values(nodes);
+  return memory;
+}
+
+// Every query reads every projected node through the block.
+DecodeOutput read_all(CrossAttentionBlock& block, const Memory& base, const torch::Tensor& queries) {
+  const auto& memory = static_cast<const ProjectedMemory&>(base);
+  auto attended = block->attention->attend_shared(block->queries(queries), memory.keys, memory.values, {}, false);
+  DecodeOutput out;
+  out.encoding = block->finish(queries, attended.out);
+  return out;
+}
+
+}  // namespace
 
 CrossAttentionImpl::CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim) {
   block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim));
 }
 
 std::shared_ptr<Memory> CrossAttentionImpl::prepare(const torch::Tensor& context, const torch::Tensor&) {
-  auto memory = std::make_shared<TokensMemory>();
-  std::tie(memory->keys, memory->values) = block_->keys_values(context);
-  return memory;
+  return project(block_, context);
 }
 
-DecodeOutput CrossAttentionImpl::decode(const Memory& base, const torch::Tensor& queries,
+DecodeOutput CrossAttentionImpl::decode(const Memory& memory, const torch::Tensor& queries,
                                         const DecodeRequest&) {
-  const auto& memory = static_cast<const TokensMemory&>(base);
-  auto attended = block_->attention->attend_shared(block_->queries(queries), memory.keys,
-                                                   memory.values, {}, false);
-  DecodeOutput out;
-  out.encoding = block_->finish(queries, attended.out);
-  return out;
+  return read_all(block_, memory, queries);
 }
 
 PerceiverIOImpl::PerceiverIOImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
@@ -42,19 +53,12 @@ std::shared_ptr<Memory> PerceiverIOImpl::prepare(const torch::Tensor& context, c
   const auto B = context.size(0);
   auto z = latents_.unsqueeze(0).expand({B, latents_.size(0), latents_.size(1)});
   z = latent_attention_->forward(encode_->forward(z, context));
-  auto memory = std::make_shared<LatentMemory>();
-  std::tie(memory->keys, memory->values) = read_->keys_values(z);
-  return memory;
+  return project(read_, z);
 }
 
-DecodeOutput PerceiverIOImpl::decode(const Memory& base, const torch::Tensor& queries,
+DecodeOutput PerceiverIOImpl::decode(const Memory& memory, const torch::Tensor& queries,
                                      const DecodeRequest&) {
-  const auto& memory = static_cast<const LatentMemory&>(base);
-  auto attended = read_->attention->attend_shared(read_->queries(queries), memory.keys,
-                                                  memory.values, {}, false);
-  DecodeOutput out;
-  out.encoding = read_->finish(queries, attended.out);
-  return out;
+  return read_all(read_, memory, queries);
 }
 
 std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {

@@ -6,10 +6,6 @@
 
 namespace retreever {
 
-struct LatentMemory : Memory {
-  torch::Tensor keys, values;  // [B,L,H,dh]
-};
-
 class PerceiverIOImpl : public DecoderImpl {
  public:
   PerceiverIOImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
