@@ -42,13 +42,14 @@ const char* kUsage =
     "'retreever COMMAND --help' lists a command's options.\n";
 
 const char* kTrainUsage =
-    "usage: retreever train --task copy|gp|image --model tca|ca|perceiver --out DIR [options]\n"
+    "usage: retreever train --task copy|gp|image --model tca|ca|perceiver|treeformer --out DIR [options]\n"
     "  --config FILE.json     start from a config file (flags override it)\n"
     "  --resume FILE          continue training from a checkpoint (with its config)\n"
     "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
     "  --batch B --steps S --lr X --seed K\n"
     "  --branch-factor b      children per tree node, >= 2\n"
     "  --latents L            Perceiver IO latents\n"
+    "  --treeformer-depth d   Treeformer TC attention: 2^d leaf summaries per query\n"
     "  --reward acc|nce       REINFORCE reward for classification\n"
     "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
     "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
@@ -94,6 +95,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   c.seed = args.integer("seed", c.seed);
   c.branch_factor = args.integer("branch-factor", c.branch_factor);
   c.latents = args.integer("latents", c.latents);
+  c.treeformer_depth = args.integer("treeformer-depth", c.treeformer_depth);
   c.reward = args.str("reward", c.reward);
   c.encoder_layers = args.integer("encoder-layers", c.encoder_layers);
   c.ordering = args.str("ordering", c.ordering);
@@ -180,8 +182,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (is_help(argv)) return std::printf("%s", kTrainUsage), 0;
   Args args("train", argv,
             {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
-             "branch-factor", "latents", "reward", "encoder-layers", "ordering", "eval-every",
-             "log-every", "data", "device", "out"},
+             "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
+             "eval-every", "log-every", "data", "device", "out"},
             {});
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;
@@ -293,7 +295,8 @@ const char* kStudyUsage =
     "            (the paper's Table 3)\n"
     "  ordering  TCA with each tree ordering (given, sort_x1, sort_x2, kdtree, random_proj);\n"
     "            the default task is image completion\n"
-    "  models    TCA, full cross attention and Perceiver IO with as many latents as TCA reads\n"
+    "  models    TCA, full cross attention, Perceiver IO with as many latents as TCA reads and\n"
+    "            Treeformer TC attention with about as many leaf summaries\n"
     "Each run goes to DIR/NAME/ (as 'train' writes it); DIR/study.md and DIR/study.csv hold the\n"
     "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n";
 
@@ -324,7 +327,7 @@ int cmd_study(const std::vector<std::string>& argv) {
       runs.emplace_back(std::string("tca_") + o, c);
     }
   } else {
-    for (const char* m : {"tca", "ca", "perceiver"}) runs.emplace_back(m, base);
+    for (const char* m : {"tca", "ca", "perceiver", "treeformer"}) runs.emplace_back(m, base);
   }
   struct Row {
     std::string name, model, metric;
@@ -336,6 +339,9 @@ int cmd_study(const std::vector<std::string>& argv) {
     if (name == "perceiver") {
       config.model = "perceiver";
       config.latents = std::max<std::int64_t>(1, tca_tokens);  // as many latents as TCA reads
+    } else if (name == "treeformer") {
+      config.model = "treeformer";  // about as many leaf summaries as TCA reads
+      config.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tca_tokens)))));
     } else if (kind == "models") {
       config.model = name;
     }

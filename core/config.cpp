@@ -33,6 +33,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("bptt", c.bptt);
   fn("ordering", c.ordering);
   fn("latents", c.latents);
+  fn("treeformer_depth", c.treeformer_depth);
   fn("bound_std", c.bound_std);
   fn("lambda_rl", c.lambda_rl);
   fn("lambda_ca", c.lambda_ca);
@@ -75,7 +76,7 @@ void check_choice(std::vector<std::string>& errors, const char* field, const std
 std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   check_choice(e, "task", task, {"copy", "gp", "image"});
-  check_choice(e, "model", model, {"tca", "ca", "perceiver"});
+  check_choice(e, "model", model, {"tca", "ca", "perceiver", "treeformer"});
   check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
   check_choice(e, "reward", reward, {"acc", "nce"});
   check_choice(e, "device", device, {"auto", "cpu", "cuda"});
@@ -93,6 +94,8 @@ std::vector<std::string> Config::validate() const {
   positive("embed_depth", embed_depth);
   positive("aggregator_layers", aggregator_layers);
   positive("latents", latents);
+  if (treeformer_depth < 1 || treeformer_depth > 12)
+    e.push_back("treeformer_depth: must be 1..12 (2^depth leaf summaries), got " + std::to_string(treeformer_depth) + ".");
   positive("log_every", log_every);
   positive("eval_every", eval_every);
   positive("eval_batches", eval_batches);

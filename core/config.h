@@ -11,7 +11,7 @@ namespace retreever {
 struct Config {
   // What to learn.
   std::string task = "copy";        // copy | gp | image
-  std::string model = "tca";        // tca | ca | perceiver
+  std::string model = "tca";        // tca | ca | perceiver | treeformer
   std::int64_t seq_len = 64;        // copy task: whole sequence length (context = first half)
   std::string data_dir;             // image task: folder of IDX files
   std::string kernel = "rbf";       // gp task: kernel of the training tasks (rbf | matern | periodic)
@@ -29,6 +29,7 @@ struct Config {
   bool bptt = false;                // backpropagate through the tree into the encoder
   std::string ordering = "given";   // given | sort_x1 | sort_x2 | kdtree | random_proj
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
+  std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
 
   // Objective (PAPER.md "Training objective").

@@ -33,10 +33,11 @@ const QStringList kColumns = {"run", "model", "task", "steps", "context N", "tok
 ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   auto* buttons = new QHBoxLayout;
-  auto* compare = new QPushButton(tr("Compare TCA, CA and Perceiver IO"));
+  auto* compare = new QPushButton(tr("Compare TCA, CA, Perceiver IO and Treeformer"));
   compare->setObjectName("compareButton");
-  compare->setToolTip(tr("Queue three runs of the current experiment (same task, seed and steps): tree cross "
-                         "attention, full cross attention, and Perceiver IO with as many latents as TCA reads."));
+  compare->setToolTip(tr("Queue four runs of the current experiment (same task, seed and steps): tree cross "
+                         "attention, full cross attention, Perceiver IO with as many latents as TCA reads, and "
+                         "Treeformer-style TC attention with about as many leaf summaries."));
   auto* reward = new QPushButton(tr("Reward study: accuracy vs negative CE"));
   reward->setObjectName("rewardStudyButton");
   reward->setToolTip(tr("Queue two TCA runs on the copy task that differ only in the RL reward (the paper's Table 3)."));

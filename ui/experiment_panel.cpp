@@ -46,7 +46,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
 
   addSection(form, tr("Task"));
   addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), {"copy", "gp", "image"}});
-  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents)."), {"tca", "ca", "perceiver"}});
+  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: Treeformer-style TC attention (reads 2^depth leaf summaries)."), {"tca", "ca", "perceiver", "treeformer"}});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), {"rbf", "matern", "periodic"}});
   addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), {"rbf", "matern", "periodic"}});
@@ -58,6 +58,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
   addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}});
   addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
+  addField(form, {"treeformer_depth", tr("Treeformer depth"), tr("Treeformer: depth of the learned decision tree; each query reads its 2^depth leaf summaries.")});
   addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});
   addField(form, {"heads", tr("Heads"), tr("Attention heads; d_model must be divisible by it (paper: 4).")});
   addField(form, {"ff_dim", tr("Feed-forward width"), tr("Hidden width of the GEGLU feed-forward blocks (paper: 128).")});
@@ -228,6 +229,7 @@ void ExperimentPanel::revalidate() {
   for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus"})
     editors_[k]->setEnabled(model == "tca");
   editors_["latents"]->setEnabled(model == "perceiver");
+  editors_["treeformer_depth"]->setEnabled(model == "treeformer");
 
   const bool was_valid = problems_.isEmpty();
   problems_ = problems;

@@ -1,5 +1,7 @@
 #include "main_window.h"
 
+#include <cmath>
+
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
@@ -157,19 +159,21 @@ void MainWindow::createActions() {
          session_->setLearningRate(lr);
        });
   make("compare", tr("&Compare TCA / CA / Perceiver IO"),
-       tr("Queue the experiment three times: TCA, full cross attention, and Perceiver IO with as many latents as TCA reads"),
+       tr("Queue the experiment four times: TCA, full cross attention, Perceiver IO with as many latents as TCA reads, "
+          "and Treeformer TC attention with about as many leaf summaries"),
        QKeySequence(Qt::CTRL | Qt::Key_K), SP::SP_FileDialogListView, [this] {
          if (!experiment_->isValid()) return showError(experiment_->problems().first());
          Config base = experiment_->config();
          QList<Config> configs;
-         for (const char* m : {"tca", "ca", "perceiver"}) {
+         // The baselines read as many tokens as TCA reads nodes at this context size.
+         const std::int64_t n = base.task == "copy" ? (base.seq_len + 1) / 2 : base.task == "image" ? 100 : 25;
+         const auto tca_tokens = TreeShape::of(std::max<std::int64_t>(2, n), base.branch_factor).tokens_per_query();
+         for (const char* m : {"tca", "ca", "perceiver", "treeformer"}) {
            Config c = base;
            c.model = m;
-           if (c.model == "perceiver") {
-             // Perceiver IO reads as many latents as TCA reads nodes at this context size.
-             const std::int64_t n = c.task == "copy" ? (c.seq_len + 1) / 2 : 25;
-             c.latents = TreeShape::of(std::max<std::int64_t>(2, n), c.branch_factor).tokens_per_query();
-           }
+           if (c.model == "perceiver") c.latents = tca_tokens;
+           if (c.model == "treeformer")
+             c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(tca_tokens))));
            configs << c;
          }
          queueRuns(configs, tr("comparison %1").arg(next_id_));

@@ -24,6 +24,7 @@ QString run_name(int id, const Config& c) {
   if (c.task == "copy") task += QString("-%1").arg(c.seq_len);
   QString model = QString::fromStdString(c.model);
   if (c.model == "perceiver") model += QString("(L=%1)").arg(c.latents);
+  if (c.model == "treeformer") model += QString("(d=%1)").arg(c.treeformer_depth);
   if (c.model == "tca" && c.reward != "acc" && c.task == "copy") model += "/" + QString::fromStdString(c.reward);
   return QString("#%1 %2 %3").arg(id).arg(model, task);
 }

@@ -6,6 +6,7 @@
 #include "core/decoders/cross_attention.h"
 #include "core/decoders/perceiver_io.h"
 #include "core/decoders/tree_cross_attention.h"
+#include "core/decoders/treeformer.h"
 
 namespace retreever {
 namespace {
@@ -70,7 +71,9 @@ std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
     // Perceiver IO's own encoder replaces ReTreever's: its latent layers take the encoder's depth.
     return std::make_shared<PerceiverIOImpl>(c.d_model, c.heads, c.ff_dim, c.latents,
                                              std::max<std::int64_t>(1, c.encoder_layers));
-  throw std::invalid_argument("unknown model '" + c.model + "'; use tca|ca|perceiver");
+  if (c.model == "treeformer")
+    return std::make_shared<TreeformerImpl>(c.d_model, c.heads, c.ff_dim, c.treeformer_depth);
+  throw std::invalid_argument("unknown model '" + c.model + "'; use tca|ca|perceiver|treeformer");
 }
 
 }  // namespace retreever

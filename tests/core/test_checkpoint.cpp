@@ -47,7 +47,7 @@ class TestCheckpoint : public QObject {
 
  private Q_SLOTS:
   void round_trip_gives_identical_predictions_and_training() {
-    for (const char* model : {"tca", "ca", "perceiver"})
+    for (const char* model : {"tca", "ca", "perceiver", "treeformer"})
       for (const char* task : {"copy", "gp"}) {
         Trainer a(tiny(task, model), datasets::make_task);
         for (int i = 0; i < 3; ++i) a.step();

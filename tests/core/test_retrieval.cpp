@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/decoders/tree_cross_attention.h"
+#include "core/decoders/treeformer.h"
 #include "core/inspection.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
@@ -180,6 +181,33 @@ class TestRetrieval : public QObject {
       QVERIFY(torch::allclose(out.log_prob.grad(), -(R - baseline) / 8.0, 1e-6, 1e-6));
       QVERIFY(std::abs(out.entropy.grad().item<double>() + 0.3) < 1e-6);
     }
+  }
+
+  void treeformer_routes_every_token_to_one_leaf_and_reads_the_summaries() {
+    torch::manual_seed(3);
+    TreeformerImpl tf(16, 2, 32, 3);
+    auto context = torch::randn({2, 40, 16});
+    for (bool hard : {false, true}) {
+      auto w = tf.routing(context, hard);
+      QCOMPARE(w.size(2), int64_t(8));
+      QVERIFY(torch::allclose(w.sum(-1), torch::ones({2, 40}), 1e-5, 1e-5));  // a distribution per token
+      if (hard) QVERIFY(((w == 0) | (w == 1)).all().item<bool>());
+    }
+    QCOMPARE(tf.tokens_per_query(40), int64_t(8));
+    // At inference (hard routing) each summary is the mean of exactly the tokens routed to it.
+    tf.eval();
+    torch::NoGradGuard no_grad;
+    auto w = tf.routing(context, true);
+    auto leaf = w[0].argmax(-1);
+    auto memory = tf.prepare(context, torch::zeros({2, 40, 1}));
+    const auto& occupied = static_cast<const TreeformerMemory&>(*memory).occupied;
+    for (int64_t l = 0; l < 8; ++l) QCOMPARE(occupied[0][l].item<bool>(), (leaf == l).any().item<bool>());
+    // Gradients reach the split hyperplanes through soft routing in training.
+    torch::GradMode::set_enabled(true);
+    tf.train();
+    auto out = tf.decode(*tf.prepare(context, torch::zeros({2, 40, 1})), torch::randn({2, 3, 16}), DecodeRequest{});
+    out.encoding.sum().backward();
+    QVERIFY(tf.named_parameters()["splits.weight"].grad().abs().sum().item<double>() > 0);
   }
 
   void rl_loss_trains_the_policy_and_not_the_head() {

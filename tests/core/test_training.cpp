@@ -23,7 +23,7 @@ class TestTraining : public QObject {
     QTest::addColumn<QString>("task");
     QTest::addColumn<QString>("model");
     for (const char* task : {"copy", "gp"})
-      for (const char* model : {"tca", "ca", "perceiver"})
+      for (const char* model : {"tca", "ca", "perceiver", "treeformer"})
         QTest::newRow((std::string(task) + "/" + model).c_str()) << QString(task) << QString(model);
   }
 
