@@ -17,6 +17,18 @@ static void register_resources() { Q_INIT_RESOURCE(resources); }
 
 namespace retreever::ui {
 
+namespace {
+// The config's fields as JSON, parsed once: which are numbers, and which of those are real-valued.
+const QJsonObject& default_fields() {
+  static const QJsonObject fields =
+      QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object();
+  return fields;
+}
+bool is_real_field(const QString& key) {
+  return default_fields().value(key).toVariant().typeId() == QMetaType::Double;
+}
+}  // namespace
+
 void ensure_resources() {
   static const bool done = (register_resources(), true);
   (void)done;
@@ -160,7 +172,7 @@ void ExperimentPanel::applyPreset(const QString& task) {
 Config ExperimentPanel::config() const {
   // Editors -> JSON -> Config::from_json: the same parser as config files, so the GUI and the
   // command line accept exactly the same values.
-  QJsonObject o = QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object();
+  QJsonObject o = default_fields();
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     if (auto* box = qobject_cast<QCheckBox*>(it.value())) o[it.key()] = box->isChecked();
     else if (auto* combo = qobject_cast<QComboBox*>(it.value())) o[it.key()] = combo->currentText();
@@ -173,7 +185,7 @@ Config ExperimentPanel::config() const {
       bool is_int = false, is_double = false;
       const qlonglong i = text.toLongLong(&is_int);
       const double d = text.toDouble(&is_double);
-      const bool integer_field = o[it.key()].toVariant().typeId() != QMetaType::Double;
+      const bool integer_field = !is_real_field(it.key());
       if (integer_field && is_int) o[it.key()] = i;
       else if (!integer_field && is_double) o[it.key()] = d;
       else o[it.key()] = text;  // keeps the bad text so that validation names the field
@@ -194,9 +206,8 @@ void ExperimentPanel::revalidate() {
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     auto* line = qobject_cast<QLineEdit*>(it.value());
     if (!line || !is_number_.value(it.key())) continue;
-    const auto def = QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object()[it.key()];
     bool ok = false;
-    if (def.toVariant().typeId() == QMetaType::Double) line->text().trimmed().toDouble(&ok);
+    if (is_real_field(it.key())) line->text().trimmed().toDouble(&ok);
     else line->text().trimmed().toLongLong(&ok);
     if (!ok) {
       problems << QString("%1: '%2' is not a number.").arg(it.key(), line->text());

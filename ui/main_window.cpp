@@ -158,7 +158,7 @@ void MainWindow::createActions() {
          run->config.lr = lr;
          session_->setLearningRate(lr);
        });
-  make("compare", tr("&Compare TCA / CA / Perceiver IO"),
+  make("compare", tr("&Compare models"),
        tr("Queue the experiment four times: TCA, full cross attention, Perceiver IO with as many latents as TCA reads, "
           "and Treeformer TC attention with about as many leaf summaries"),
        QKeySequence(Qt::CTRL | Qt::Key_K), SP::SP_FileDialogListView, [this] {

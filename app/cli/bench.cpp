@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include <torch/cuda.h>
@@ -20,7 +21,7 @@ const char* kBenchUsage =
     "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
     "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
     "                       [--queries 1024] [--repeats 5]\n"
-    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO)\n"
+    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer)\n"
     "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
     "             (batch 1, no encoder; tree building / key projection reported apart)\n";
 
@@ -55,7 +56,7 @@ void bench_train(const Args& args, const std::string& device) {
               (long long)seq_len, (long long)batch, steps);
   std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
   std::int64_t tca_tokens = 0;
-  for (const char* model : {"tca", "ca", "perceiver"}) {
+  for (const char* model : {"tca", "ca", "perceiver", "treeformer"}) {
     Config c = Config::preset("copy");
     c.model = model;
     c.seq_len = seq_len;
@@ -63,7 +64,10 @@ void bench_train(const Args& args, const std::string& device) {
     c.steps = 1000000;
     c.device = device;
     c.eval_batches = 1;
-    if (tca_tokens > 0) c.latents = tca_tokens;  // Perceiver IO reads as many latents as TCA nodes
+    if (tca_tokens > 0) {  // the baselines read about as many tokens as TCA reads nodes
+      c.latents = tca_tokens;
+      c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(tca_tokens))));
+    }
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
     for (int i = 0; i < steps + 3; ++i) {
