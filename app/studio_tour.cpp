@@ -73,7 +73,7 @@ void StudioTour::next() {
       break;
     }
     case 1: {
-      w_->selectRun(3);
+      w_->selectRun(int(w_->runs().size()) - 1);  // the GP run just finished
       w_->tabs()->setCurrentWidget(w_->inspector());
       // Show the evaluation context with the most points: the retrieval has most to choose from.
       qint64 best = 0, most = 0;
@@ -98,12 +98,12 @@ void StudioTour::next() {
       break;
     }
     case 2: {
-      w_->selectRun(4);
+      w_->selectRun(int(w_->runs().size()) - 1);  // the image run just finished
       w_->tabs()->setCurrentWidget(w_->inspector());
       w_->inspector()->selectSample(3);
       w_->inspector()->selectQuery(0);
       QTimer::singleShot(600, this, [this] {
-        if (w_->runs().size() > 4 && w_->runs()[4].snapshot) shoot("studio-inspector-image");
+        if (w_->runs().last().config.task == "image" && w_->runs().last().snapshot) shoot("studio-inspector-image");
         w_->setDarkTheme(true);
         w_->tabs()->setCurrentIndex(0);
         QTimer::singleShot(600, this, [this] {
