@@ -10,7 +10,6 @@
 
 namespace retreever {
 namespace {
-constexpr std::uint64_t kEvalData = 2;  // the evaluation stream, as in the Trainer
 
 std::vector<float> to_vector(const torch::Tensor& t) {
   auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -37,9 +36,7 @@ struct Inspector::Impl {
     if (!parameters.empty()) deserialize_parameters(parameters, *model, device);
     model->eval();
     rows_per_batch = c.eval_batch > 0 ? c.eval_batch : c.batch;
-    const std::uint64_t seed = eval_seed >= 0 ? std::uint64_t(eval_seed) : std::uint64_t(c.seed);
-    for (std::int64_t j = 0; j < c.eval_batches; ++j)
-      eval_set.push_back(task->sample(rows_per_batch, derive_seed(seed, kEvalData, j), true));
+    eval_set = evaluation_set(*task, c, eval_seed >= 0 ? std::uint64_t(eval_seed) : std::uint64_t(c.seed));
   }
 
   Batch row(std::int64_t sample) const {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -59,5 +60,10 @@ using TaskFactory = std::function<std::unique_ptr<Task>(const Config&)>;
 // Mixes a seed with a stream and an index (splitmix64), so that step t of seed s and batch j
 // of the evaluation set never share a random stream.
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
+
+// The fixed evaluation set of a config (eval_batches batches of eval_batch rows, or batch rows
+// when eval_batch is 0), drawn from `seed`'s evaluation stream, on the CPU. The Trainer evaluates
+// on it and the Inspector shows it, so both see the same contexts.
+std::vector<Batch> evaluation_set(const Task& task, const Config& config, std::uint64_t seed);
 
 }  // namespace retreever

@@ -14,6 +14,15 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_
   return mix(seed ^ mix((stream << 40) ^ mix(index))) >> 1;  // positive as int64
 }
 
+std::vector<Batch> evaluation_set(const Task& task, const Config& config, std::uint64_t seed) {
+  constexpr std::uint64_t kEvalData = 2;  // the evaluation stream of derive_seed
+  const auto rows = config.eval_batch > 0 ? config.eval_batch : config.batch;
+  std::vector<Batch> set;
+  for (std::int64_t j = 0; j < config.eval_batches; ++j)
+    set.push_back(task.sample(rows, derive_seed(seed, kEvalData, std::uint64_t(j)), true));
+  return set;
+}
+
 ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : config_(config), spec_(spec) {
   const auto D = config.d_model;
   const auto context_in = spec.x_dim + (spec.metalearning ? spec.y_dim : 0);

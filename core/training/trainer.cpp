@@ -16,7 +16,8 @@ namespace retreever {
 namespace {
 
 // Random streams derived from the seed (see derive_seed): one per purpose.
-constexpr std::uint64_t kTrainData = 1, kEvalData = 2, kPolicySampling = 3, kInit = 4;
+// (The evaluation set's stream, 2, belongs to evaluation_set().)
+constexpr std::uint64_t kTrainData = 1, kPolicySampling = 3, kInit = 4;
 
 std::string join(const std::vector<std::string>& lines) {
   std::string s;
@@ -56,9 +57,7 @@ struct Trainer::Impl {
     model = ReTreever(c, spec);
     model->to(device);
     optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(c.lr));
-    const auto eval_batch = c.eval_batch > 0 ? c.eval_batch : c.batch;
-    for (std::int64_t j = 0; j < c.eval_batches; ++j)
-      eval_set.push_back(task->sample(eval_batch, derive_seed(c.seed, kEvalData, j), true).to(device));
+    for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
   }
 
   void set_lr(double lr) {

@@ -10,6 +10,7 @@
 #include "core/inspection.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
+#include "core/training/checkpoint.h"
 #include "datasets/tasks.h"
 
 using namespace retreever;
@@ -35,11 +36,7 @@ Snapshot untrained(const Config& c, uint64_t seed) {
   torch::manual_seed(seed);
   auto task = datasets::make_task(c);
   ReTreever model(c, task->spec());
-  torch::serialize::OutputArchive a;
-  model->save(a);
-  std::ostringstream out;
-  a.save_to(out);
-  return Snapshot{c, out.str(), 0};
+  return Snapshot{c, serialize_parameters(*model), 0};
 }
 
 std::shared_ptr<CrossAttentionBlockImpl> block_of(TreeCrossAttentionImpl& tca) {
