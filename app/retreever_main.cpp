@@ -12,7 +12,8 @@
 
 #include "app/cli/args.h"
 #include "app/cli/bench.h"
-#include "app/cli/progress.h"
+#include "app/cli/report.h"
+#include "app/cli/training_run.h"
 #include "core/inspection.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
@@ -21,13 +22,9 @@ namespace fs = std::filesystem;
 using namespace retreever;
 using retreever::cli::Args;
 using retreever::cli::UsageError;
+using namespace retreever::cli;
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-void on_sigint(int) { g_interrupted = true; }
-
-constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupted = 130;
 
 const char* kUsage =
     "usage: retreever COMMAND [options]\n"
@@ -38,6 +35,7 @@ const char* kUsage =
     "  inspect  show the tree of one context and the retrieval path of one query\n"
     "  bench    measure training-step and inference speed\n"
     "  study    train and compare several runs: reward, ordering or models\n"
+    "  report   reproduce the paper's comparisons: Markdown tables and PNG plots\n"
     "\n"
     "'retreever COMMAND --help' lists a command's options.\n";
 
@@ -51,6 +49,7 @@ const char* kTrainUsage =
     "  --latents L            Perceiver IO latents\n"
     "  --treeformer-depth d   Treeformer TC attention: 2^d leaf summaries per query\n"
     "  --reward acc|nce       REINFORCE reward for classification\n"
+    "  --explore E            share of uniformly drawn policy choices in training (default 0)\n"
     "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
     "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
     "  --eval-every N --log-every N\n"
@@ -97,6 +96,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   c.latents = args.integer("latents", c.latents);
   c.treeformer_depth = args.integer("treeformer-depth", c.treeformer_depth);
   c.reward = args.str("reward", c.reward);
+  c.explore = args.number("explore", c.explore);
   c.encoder_layers = args.integer("encoder-layers", c.encoder_layers);
   c.ordering = args.str("ordering", c.ordering);
   c.eval_every = args.integer("eval-every", c.eval_every);
@@ -108,82 +108,12 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   return c;
 }
 
-std::string metric_text(const EvalMetrics& e) {
-  char buf[160];
-  if (e.metric == "accuracy")
-    std::snprintf(buf, sizeof buf, "eval accuracy %.2f%%", 100 * e.value);
-  else
-    std::snprintf(buf, sizeof buf, "eval log-likelihood %.3f", e.value);
-  return buf;
-}
-
-// Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
-// every run of 'study'. Returns the exit status (0, interrupted or diverged).
-int run_training(Trainer& trainer, const fs::path& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
-  const auto& cfg = trainer.config();
-  write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
-  const auto checkpoint = (out / "checkpoint.pt").string();
-  const auto best = (out / "checkpoint_best.pt").string();
-  auto write_metrics = [&] {
-    write_text_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
-  };
-
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
-  cli::Progress progress(trainer.steps_done(), cfg.steps, isatty(STDERR_FILENO));
-  progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
-                " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer.device_name() +
-                " -> " + out.string());
-  auto evaluate_and_save = [&] {
-    auto e = trainer.evaluate();
-    trainer.save(checkpoint);
-    if (trainer.last_eval_was_best()) trainer.save(best);
-    write_metrics();
-    char buf[200];
-    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
-                  metric_text(e).c_str(), e.tokens_per_query, e.context_size);
-    progress.line(buf);
-  };
-  double smoothed = 0;
-  try {
-    while (!trainer.finished()) {
-      if (g_interrupted) {
-        trainer.save(checkpoint);
-        write_metrics();
-        progress.line("interrupted at step " + std::to_string(trainer.steps_done()) +
-                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
-        return kExitInterrupted;
-      }
-      auto s = trainer.step();
-      smoothed = s.step == 1 ? s.loss : 0.95 * smoothed + 0.05 * s.loss;
-      char status[96];
-      std::snprintf(status, sizeof status, "loss %.4f", smoothed);
-      progress.update(s.step, status);
-      if (!isatty(STDERR_FILENO) && s.step % (cfg.log_every * 10) == 0)
-        progress.line("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
-      if (s.step % cfg.eval_every == 0 && !trainer.finished()) evaluate_and_save();
-    }
-    evaluate_and_save();
-  } catch (const DivergenceError& e) {
-    write_metrics();
-    progress.finish();
-    std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
-    return kExitDiverged;
-  }
-  progress.finish();
-  return 0;
-}
-
 int cmd_train(const std::vector<std::string>& argv) {
   if (is_help(argv)) return std::printf("%s", kTrainUsage), 0;
   Args args("train", argv,
             {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
              "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
-             "eval-every", "log-every", "data", "device", "out"},
+             "eval-every", "log-every", "data", "device", "out", "explore"},
             {});
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;
@@ -384,6 +314,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return cmd_inspect(rest);
     if (command == "bench") return cli::cmd_bench(rest);
     if (command == "study") return cmd_study(rest);
+    if (command == "report") return cli::cmd_report(rest);
     if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
     std::fprintf(stderr, "error: %s\n%s",
                  command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), kUsage);

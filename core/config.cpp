@@ -38,6 +38,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("lambda_rl", c.lambda_rl);
   fn("lambda_ca", c.lambda_ca);
   fn("entropy_bonus", c.entropy_bonus);
+  fn("explore", c.explore);
   fn("reward", c.reward);
   fn("batch", c.batch);
   fn("steps", c.steps);
@@ -118,6 +119,8 @@ std::vector<std::string> Config::validate() const {
                          {"lambda_ca", lambda_ca},
                          {"entropy_bonus", entropy_bonus}})
     if (!(v >= 0) || !std::isfinite(v)) e.push_back(std::string(name) + ": must be 0 or more.");
+  if (!(explore >= 0 && explore < 1))
+    e.push_back("explore: must be in [0, 1): the share of uniformly drawn policy choices in training.");
   return e;
 }
 

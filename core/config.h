@@ -36,6 +36,7 @@ struct Config {
   double lambda_rl = 1.0;           // weight of the REINFORCE term
   double lambda_ca = 1.0;           // weight of the all-leaves cross-attention term
   double entropy_bonus = 0.01;      // alpha: weight of the policy's entropy bonus
+  double explore = 0;               // share of policy draws made uniformly in training (0 = paper)
   std::string reward = "acc";       // classification reward: acc | nce (regression uses log-likelihood)
 
   // Optimisation.

@@ -83,6 +83,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"reward", tr("RL reward"), tr("Classification reward for REINFORCE: accuracy (0/1) or negative cross entropy."), {"acc", "nce"}});
   addField(form, {"lambda_rl", tr("λ RL"), tr("Weight of the REINFORCE term that trains the retrieval policy.")});
   addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
+  addField(form, {"explore", tr("Exploration ε"), tr("Share of the policy's draws in training made uniformly over the children, so that a confidently wrong branch is still revisited (0 = the paper's pure sampling).")});
   addField(form, {"entropy_bonus", tr("Entropy bonus α"), tr("Weight of the policy's entropy bonus; keeps exploration alive (paper: 0.01).")});
 
   addSection(form, tr("Optimisation"));
@@ -237,7 +238,7 @@ void ExperimentPanel::revalidate() {
   editors_["eval_kernel"]->setEnabled(task == "gp");
   editors_["data_dir"]->setEnabled(task == "image");
   editors_["eval_split"]->setEnabled(task == "image");
-  for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus"})
+  for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus", "explore"})
     editors_[k]->setEnabled(model == "tca");
   editors_["latents"]->setEnabled(model == "perceiver");
   editors_["treeformer_depth"]->setEnabled(model == "treeformer");

@@ -32,6 +32,10 @@ class ExperimentPanel : public QWidget {
 
  private:
   struct Field {
+    Field(QString key_, QString label_, QString tip_, QStringList choices_ = {}, bool boolean_ = false,
+          bool text_ = false)
+        : key(std::move(key_)), label(std::move(label_)), tip(std::move(tip_)), choices(std::move(choices_)),
+          boolean(boolean_), text(text_) {}
     QString key, label, tip;
     QStringList choices;  // a combo box when not empty
     bool boolean = false;

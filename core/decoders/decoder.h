@@ -18,6 +18,7 @@ enum class Retrieval { Sample, Greedy };
 
 struct DecodeRequest {
   Retrieval retrieval = Retrieval::Greedy;
+  double explore = 0;       // TCA, sampling: share of draws made uniformly over the real children
   bool all_leaves = false;  // TCA: also predict from all leaves (for L_CA)
   bool trace = false;       // TCA: return the retrieval trace
 };

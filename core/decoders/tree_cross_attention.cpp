@@ -73,11 +73,21 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     auto scores = attention->scores_each(q, gather_nodes(memory.keys[level - 1], children));
     auto child_mask = gather_mask(tree.masks[level - 1], children);           // [B,M,b]
     // The policy: the head-averaged attention of the query over the children.
-    auto pi = attention->head_averaged_weights(scores, child_mask);           // [B,M,b]
-    auto action = request.retrieval == Retrieval::Sample ? sample_children(pi.detach())
-                                                         : pi.argmax(-1, true);  // [B,M,1]
-    log_probs.push_back(torch::log(pi.gather(-1, action).squeeze(-1).clamp_min(1e-12)));
-    entropies.push_back(-(pi * torch::log(pi.clamp_min(1e-12))).sum(-1));
+    auto log_pi = attention->head_averaged_log_weights(scores, child_mask);   // [B,M,b]
+    auto pi = log_pi.exp();
+    torch::Tensor action;  // [B,M,1]
+    if (request.retrieval == Retrieval::Sample) {
+      auto draw = pi.detach();
+      if (request.explore > 0) {  // a saturated wrong choice is otherwise never revisited
+        auto real = child_mask.to(draw.dtype());
+        draw = (1 - request.explore) * draw + request.explore * real / real.sum(-1, true).clamp_min(1);
+      }
+      action = sample_children(draw);
+    } else {
+      action = pi.argmax(-1, true);
+    }
+    log_probs.push_back(log_pi.gather(-1, action).squeeze(-1));
+    entropies.push_back(-(pi * log_pi).sum(-1));
     // S gains the rejected siblings; the walk continues into the chosen child.
     sel_scores.push_back(scores);
     sel_v.push_back(gather_nodes(memory.values[level - 1], children));

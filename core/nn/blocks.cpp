@@ -90,6 +90,12 @@ torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor&
   return masked_softmax(scores, mask).mean(-1);
 }
 
+torch::Tensor MultiHeadAttentionImpl::head_averaged_log_weights(const torch::Tensor& scores,
+                                                                const torch::Tensor& mask) {
+  auto s = mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
+  return torch::logsumexp(torch::log_softmax(s, 2), -1) - std::log(double(scores.size(-1)));
+}
+
 AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& scores,
                                                       const torch::Tensor& v,
                                                       const torch::Tensor& mask,

@@ -98,6 +98,7 @@ StepMetrics Trainer::step() {
   torch::manual_seed(derive_seed(m.config.seed, kPolicySampling, m.step));
   DecodeRequest request;
   request.retrieval = Retrieval::Sample;
+  request.explore = m.config.explore;
   request.all_leaves = m.config.model == "tca" && m.config.lambda_ca > 0;
   auto out = m.model->forward(batch, request);
   auto terms = compute_losses(out, batch, m.spec, m.config);

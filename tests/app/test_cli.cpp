@@ -3,6 +3,7 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QFileInfo>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -190,6 +191,127 @@ class TestCli : public QObject {
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "99", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "-1", "--json"}, "out of range");
     expect_refusal({"eval", "--checkpoint", ck, "--batches", "0"}, "batches");
+  }
+
+  // A budget small enough for a test: every section but image and ordering, a few steps each.
+  QString write_budget(const QString& name, int copy_steps) {
+    QFile f(file(name));
+    if (!f.open(QIODevice::WriteOnly)) return {};
+    const QString run = QString("\"batch\": 8, \"steps\": %1, \"eval_every\": 5, \"eval_batches\": 1").arg(copy_steps);
+    f.write(QString("{\"description\": \"test\", \"seed\": 3,"
+                    " \"copy\": {\"seq_lens\": [8], \"config\": {%1}},"
+                    " \"reward\": {\"seq_lens\": [8], \"config\": {%1}},"
+                    " \"gp\": {\"eval_kernels\": [\"rbf\", \"matern\"], \"config\": {\"batch\": 4, \"steps\": 6,"
+                    " \"eval_every\": 3, \"eval_batches\": 1, \"encoder_layers\": 1}}}")
+                .arg(run).toUtf8());
+    return f.fileName();
+  }
+
+  static QList<QStringList> csv_rows(const QString& path) {
+    QFile f(path);
+    QList<QStringList> rows;
+    if (!f.open(QIODevice::ReadOnly)) return rows;
+    for (const auto& line : QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts)) rows << line.split(',');
+    return rows;
+  }
+
+  // PNG signature and the IHDR's width and height.
+  static QSize png_size(const QString& path) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly)) return {};
+    const auto b = f.read(24);
+    if (b.size() < 24 || !b.startsWith("\x89PNG\r\n\x1a\n") || b.mid(12, 4) != "IHDR") return {};
+    auto be32 = [&](int at) { return (uchar(b[at]) << 24) | (uchar(b[at + 1]) << 16) | (uchar(b[at + 2]) << 8) | uchar(b[at + 3]); };
+    return QSize(be32(16), be32(20));
+  }
+
+  void report_writes_tables_plots_and_reuses_finished_runs() {
+    const auto budget = write_budget("budget.json", 10);
+    const auto out = file("report");
+    auto r = run({"report", "--out", out, "--config", budget});
+    QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+
+    QFile md(out + "/report.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const auto text = QString::fromUtf8(md.readAll());
+    for (const char* heading : {"## Copy task", "## Reward ablation", "## 1-D GP regression"})
+      QVERIFY2(text.contains(heading), heading);
+    QVERIFY(text.contains("| N=8 | ReTreever (TCA) |"));
+    QVERIFY(text.contains("TCA within 0.1 nats of CA on rbf"));
+
+    // One row per copy model, per reward, per GP model and kernel; values are numbers.
+    const auto rows = csv_rows(out + "/report.csv");
+    QCOMPARE(rows.size(), 1 + 3 + 2 + 3 * 2);
+    QCOMPARE(rows[0][0], QString("section"));
+    for (int i = 1; i < rows.size(); ++i) {
+      bool ok = false;
+      rows[i][5].toDouble(&ok);
+      QVERIFY2(ok, qPrintable(rows[i].join(',')));
+    }
+    // The table's TCA accuracy is what 'eval' says of the run's checkpoint.
+    const auto e = json_of(run({"eval", "--checkpoint", out + "/copy/N8/tca/checkpoint.pt", "--json"}).out);
+    QCOMPARE(rows[1][3], QString("tca"));
+    QVERIFY(qAbs(rows[1][5].toDouble() - e["accuracy"].toDouble()) < 1e-5);
+    // Perceiver IO gets as many latents as TCA reads.
+    QFile pc(out + "/copy/N8/perceiver/config.json");
+    QVERIFY(pc.open(QIODevice::ReadOnly));
+    QCOMPARE(json_of(QString::fromUtf8(pc.readAll()))["latents"].toInt(), qRound(rows[1][6].toDouble()));
+    // The accuracy-reward run is the copy run (same settings), the nce one its own.
+    QVERIFY(QFile::exists(out + "/reward/N8/tca_nce/checkpoint.pt"));
+    QVERIFY(!QFile::exists(out + "/reward/N8/tca_acc"));
+
+    for (const char* plot : {"copy_N8", "copy_tokens", "reward", "gp_curves", "gp_tokens"}) {
+      const auto path = out + "/plots/" + plot + ".png";
+      QVERIFY2(png_size(path) == QSize(900, 560), qPrintable(path));
+      QVERIFY2(text.contains(QString("plots/") + plot + ".png"), plot);
+    }
+
+    // Running it again reuses every finished run instead of training it again.
+    const auto before = QFileInfo(out + "/copy/N8/tca/checkpoint.pt").lastModified();
+    auto again = run({"report", "--out", out, "--config", budget});
+    QVERIFY2(again.code == 0, qPrintable(again.err.right(2000)));
+    QVERIFY2(!again.err.contains(": trained"), qPrintable(again.err));
+    QCOMPARE(again.err.count(": reused"), 3 + 2 + 3);
+    QCOMPARE(QFileInfo(out + "/copy/N8/tca/checkpoint.pt").lastModified(), before);
+    // Same numbers; only the status column changes (trained -> reused).
+    auto rows_again = csv_rows(out + "/report.csv");
+    QCOMPARE(rows_again.size(), rows.size());
+    for (int i = 1; i < rows.size(); ++i) {
+      QCOMPARE(rows_again[i][9], QString("reused"));
+      rows_again[i][9] = rows[i][9];
+    }
+    QCOMPARE(rows_again, rows);
+
+    // A budget that changes the experiment must not overwrite the runs already there.
+    expect_refusal({"report", "--out", out, "--config", write_budget("budget2.json", 12)},
+                   "different experiment");
+  }
+
+  void report_no_train_lists_missing_runs() {
+    const auto out = file("empty-report");
+    auto r = run({"report", "--out", out, "--config", write_budget("budget3.json", 10), "--no-train"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(!QFile::exists(out + "/copy/N8/tca/checkpoint.pt"));
+    const auto rows = csv_rows(out + "/report.csv");
+    QCOMPARE(rows.size(), 1 + 3 + 2 + 3 * 2);
+    QCOMPARE(rows[1][9], QString("missing"));
+  }
+
+  void report_refuses_bad_budgets() {
+    auto budget = [&](const QString& name, const QByteArray& text) {
+      QFile f(file(name));
+      f.open(QIODevice::WriteOnly);
+      f.write(text);
+      return f.fileName();
+    };
+    const QString out = file("bad-report");
+    expect_refusal({"report", "--out", out, "--config", budget("b1.json", "{\"copy\": {\"seq_lens\": [8], \"colour\": 1}}")}, "unknown field");
+    expect_refusal({"report", "--out", out, "--config", budget("b2.json", "{\"copy\": {\"seq_lens\": [8], \"models\": [\"lstm\"]}}")}, "lstm");
+    expect_refusal({"report", "--out", out, "--config", budget("b3.json", "{\"copy\": {\"seq_lens\": [2]}}")}, ">= 4");
+    expect_refusal({"report", "--out", out, "--config", budget("b4.json", "{\"copy\": ")}, "not valid JSON");
+    expect_refusal({"report", "--out", out, "--config", budget("b5.json", "{\"gp\": {\"config\": {\"batch\": 0}}}")}, "batch");
+    expect_refusal({"report", "--out", out, "--only", "chess"}, "unknown section");
+    expect_refusal({"report", "--out", out, "--config", file("absent.json")}, "cannot read");
   }
 };
 

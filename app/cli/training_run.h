@@ -1,0 +1,29 @@
+// The training loop behind 'train', 'study' and 'report': progress, periodic evaluation,
+// checkpoints, Ctrl-C and divergence handling.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "core/metrics.h"
+
+namespace retreever {
+class Trainer;
+}
+
+namespace retreever::cli {
+
+constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupted = 130;
+
+// "eval accuracy 99.10%" or "eval log-likelihood 0.812".
+std::string metric_text(const EvalMetrics& e);
+
+// Trains to the end, evaluating and checkpointing on the way, into `out` (config.json,
+// metrics.csv, checkpoint.pt, checkpoint_best.pt). Returns 0, kExitInterrupted (Ctrl-C or
+// SIGTERM: checkpoint saved) or kExitDiverged (last good checkpoint kept).
+int run_training(Trainer& trainer, const std::filesystem::path& out);
+
+// True once Ctrl-C/SIGTERM arrived during run_training (callers stop their own loops).
+bool interrupted();
+
+}  // namespace retreever::cli
