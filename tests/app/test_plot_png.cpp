@@ -79,7 +79,7 @@ class TestPlotPng : public QObject {
   QString file(const QString& name) { return dir_.filePath(name); }
 
  private Q_SLOTS:
-  void encodedPngDecodesToTheSamePixels() {
+  void encoded_png_decodes_to_the_same_pixels() {
     Canvas canvas(37, 23, 0x102030);
     canvas.fill_rect(3, 4, 10, 5, 0xFF8000);
     for (int x = 0; x < 37; ++x) canvas.set_pixel(x, 20, std::uint32_t(x * 7) << 8 | 0x40);
@@ -99,14 +99,14 @@ class TestPlotPng : public QObject {
                  qPrintable(QString("pixel %1,%2").arg(x).arg(y)));
   }
 
-  void pixelOffTheCanvasThrows() {
+  void pixel_off_the_canvas_throws() {
     Canvas canvas(4, 3);
     QCOMPARE(canvas.pixel(3, 2), kWhite);
     QVERIFY_THROWS_EXCEPTION(std::out_of_range, canvas.pixel(4, 0));
     QVERIFY_THROWS_EXCEPTION(std::out_of_range, canvas.pixel(0, -1));
   }
 
-  void linesAreAntiAliasedAndClipped() {
+  void lines_are_anti_aliased_and_clipped() {
     Canvas canvas(60, 40);
     canvas.set_clip(10, 10, 50, 30);
     canvas.line(-20, -5, 80, 45, 0x000000, 2.0);  // a diagonal far past the clip rectangle
@@ -125,7 +125,7 @@ class TestPlotPng : public QObject {
     QVERIFY2(grey > 10, "a diagonal line should have partly covered (grey) pixels");
   }
 
-  void textDrawsInsideItsBoxAndWidthScales() {
+  void text_draws_inside_its_box_and_width_scales() {
     Canvas canvas(200, 60);
     const std::string s = "Loss 0.25";
     canvas.text(5, 7, s, 0x000000);
@@ -146,7 +146,7 @@ class TestPlotPng : public QObject {
     QCOMPARE(Canvas::text_width("\xc3\xa9"), Canvas::text_width("?"));  // one glyph per code point
   }
 
-  void verticalTextIsRotated() {
+  void vertical_text_is_rotated() {
     Canvas canvas(60, 120);
     const std::string s = "accuracy";
     canvas.text_vertical(10, 20, s, 0x000000);
@@ -162,7 +162,7 @@ class TestPlotPng : public QObject {
     QVERIFY(dark > 30);
   }
 
-  void writtenPlotLoadsAtTheRequestedSize() {
+  void written_plot_loads_at_the_requested_size() {
     PlotSpec spec;
     spec.title = "Training loss";
     spec.x_label = "step";
@@ -179,7 +179,7 @@ class TestPlotPng : public QObject {
     QVERIFY(!QFile::exists(path + ".tmp"));
   }
 
-  void writeReplacesAnExistingFile() {
+  void write_replaces_an_existing_file() {
     const QString path = file("replaced.png");
     {
       QFile old(path);
@@ -192,7 +192,7 @@ class TestPlotPng : public QObject {
     QCOMPARE(QImage(path).size(), QSize(spec.width, spec.height));
   }
 
-  void seriesInkStaysInsideTheFrame() {
+  void series_ink_stays_inside_the_frame() {
     constexpr std::uint32_t kMagenta = 0xFF00FF;
     PlotSpec spec;
     PlotSeries s = series({0, 1, 2, 3, 4, 5}, {0, 5, -3, 8, 2, 1}, kMagenta, "magenta");
@@ -213,7 +213,7 @@ class TestPlotPng : public QObject {
     QVERIFY2(inside > 200, qPrintable(QString("only %1 series pixels").arg(inside)));
   }
 
-  void horizontalLinesLandAtTheirRows() {
+  void horizontal_lines_land_at_their_rows() {
     constexpr std::uint32_t kLow = 0x0000FF, kMiddle = 0x00C000, kHigh = 0xFF0000;
     PlotSpec spec;
     spec.series.push_back(series({0, 10}, {0, 0}, kLow));
@@ -232,7 +232,7 @@ class TestPlotPng : public QObject {
     QVERIFY2(low < f.bottom - 5 && high > f.top + 5, "the range is padded");
   }
 
-  void constantSeriesGetsANonZeroRange() {
+  void constant_series_gets_a_non_zero_range() {
     PlotSpec spec;
     spec.series.push_back(series({2, 2, 2}, {7, 7, 7}, 0x0000FF));
     PlotFrame f;
@@ -243,7 +243,7 @@ class TestPlotPng : public QObject {
     QCOMPARE(canvas.width(), spec.width);
   }
 
-  void logAxisSkipsNonPositiveValues() {
+  void log_axis_skips_non_positive_values() {
     PlotSpec spec;
     spec.log_x = true;
     PlotSeries s = series({-1, 0, 1, 10, 100, 1000}, {5, 4, 3, 2, 1, 0.5}, 0x0000FF);
@@ -266,7 +266,7 @@ class TestPlotPng : public QObject {
     QVERIFY(!QFile::exists(file("empty.png")));
   }
 
-  void badSpecsThrowNamingThePath() {
+  void bad_specs_throw_naming_the_path() {
     const QString path = file("bad.png");
     auto error_for = [&](const PlotSpec& spec) {
       return runtime_error_of([&] { retreever::cli::write_plot_png(spec, path.toStdString()); });
@@ -297,7 +297,7 @@ class TestPlotPng : public QObject {
     QVERIFY(!QFile::exists(path) && !QFile::exists(path + ".tmp"));
   }
 
-  void unwritablePathThrowsAndLeavesNoTemporary() {
+  void unwritable_path_throws_and_leaves_no_temporary() {
     const QString path = file("no/such/dir/plot.png");
     PlotSpec spec;
     spec.series.push_back(series({1, 2}, {3, 4}));
@@ -315,7 +315,7 @@ class TestPlotPng : public QObject {
     QVERIFY(!QFile::exists(a_directory + ".tmp"));
   }
 
-  void legendAvoidsTheData() {
+  void legend_avoids_the_data() {
     constexpr std::uint32_t kLegendBorder = 0xC4C4C4;
     PlotSpec spec;
     spec.series.push_back(series({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
@@ -333,7 +333,7 @@ class TestPlotPng : public QObject {
                             .arg(bottom_right)));
   }
 
-  void paletteGivesDistinctColours() {
+  void palette_gives_distinct_colours() {
     PlotSpec spec;
     for (int i = 0; i < 3; ++i) spec.series.push_back(series({0, 10}, {double(i), double(i)}));
     PlotFrame f;

@@ -157,6 +157,49 @@ class TestRetrieval : public QObject {
     }
   }
 
+  void saturated_policy_keeps_its_gradient_and_exploration_revisits_it() {
+    // The log-policy is exact: a child whose probability underflows to 0 in float keeps a
+    // finite log-probability with a gradient, so REINFORCE can still move it.
+    auto scores = torch::tensor({0.f, 0.f, 200.f, 150.f}).view({1, 1, 2, 2}).requires_grad_();  // [B,M,S,H]
+    auto log_pi = MultiHeadAttentionImpl::head_averaged_log_weights(scores, {});
+    auto pi = MultiHeadAttentionImpl::head_averaged_weights(scores.detach(), {});
+    QCOMPARE(pi[0][0][0].item<float>(), 0.f);
+    QVERIFY(std::abs(log_pi[0][0][0].item<float>() - float(-150 - std::log(2.0))) < 1e-3);
+    log_pi[0][0][0].backward();
+    QVERIFY(scores.grad().abs().sum().item<float>() > 0.5);
+    // Where nothing underflows it is the log of the head-averaged weights, masks included.
+    auto s2 = torch::randn({2, 3, 4, 2});
+    auto mask = torch::rand({2, 3, 4}) > 0.3;
+    mask.select(2, 0).fill_(true);
+    QVERIFY(torch::allclose(MultiHeadAttentionImpl::head_averaged_log_weights(s2, mask).exp(),
+                            MultiHeadAttentionImpl::head_averaged_weights(s2, mask), 1e-5, 1e-6));
+
+    // A policy made saturated by large weights (one head, so no two heads can disagree):
+    // sampling follows greedy; with explore = 1 the first choice is uniform over the children.
+    torch::manual_seed(3);
+    TreeCrossAttentionImpl tca(16, 1, 32, 2, 1, false, "given");
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : tca.named_parameters()) {
+        if (p.key().rfind("aggregator.", 0) == 0) p.value().normal_(0, 0.5);  // distinct nodes
+        if (p.key().rfind("block.", 0) == 0) p.value().mul_(20);               // sharp scores
+      }
+    }
+    auto memory = tca.prepare(torch::randn({1, 64, 16}), torch::zeros({1, 64, 1}));
+    auto queries = torch::randn({1, 512, 16});
+    DecodeRequest greedy, sample, explore;
+    greedy.trace = sample.trace = explore.trace = true;
+    sample.retrieval = explore.retrieval = Retrieval::Sample;
+    explore.explore = 1.0;
+    auto g = tca.decode(*memory, queries, greedy).trace.path;
+    const double same = g.eq(tca.decode(*memory, queries, sample).trace.path).to(torch::kFloat).mean().item<double>();
+    QVERIFY2(same > 0.99, qPrintable(QString::number(same)));
+    // Exploring, the first choice ignores the policy: it differs from greedy's for about half.
+    auto first = tca.decode(*memory, queries, explore).trace.path.select(2, 0);
+    const double differs = first.ne(g.select(2, 0)).to(torch::kFloat).mean().item<double>();
+    QVERIFY2(differs > 0.4 && differs < 0.6, qPrintable(QString::number(differs)));
+  }
+
   void reinforce_term_has_the_textbook_gradient() {
     // L_RL = -mean((R - baseline) * log pi) - alpha * H. R is detached: no gradient to the
     // prediction; d/dlog_pi = -(R - baseline) / n; d/dH = -alpha.
