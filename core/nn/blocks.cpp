@@ -21,6 +21,9 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_
   to_out_ = register_module("to_out", torch::nn::Linear(d_model, d_model));
 }
 
+// True when every batch row holds the same values through a zero stride (an expand).
+static bool is_shared_over_batch(const torch::Tensor& x) { return x.dim() >= 2 && x.size(0) > 1 && x.stride(0) == 0; }
+
 static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::int64_t dh) {
   auto sizes = x.sizes().vec();
   sizes.back() = h;
@@ -47,18 +50,27 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
   if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
-  const auto kh = k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
+  const bool small = N <= kSmallKeys, shared = is_shared_over_batch(q);
+  const auto kh = shared || small ? torch::Tensor() : k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
+  const auto k_rows = shared && !small ? k.permute({2, 3, 0, 1}).reshape({heads_, head_dim_, B * N})
+                                       : torch::Tensor();  // [H,dh,B*N]
   const auto vh = v.transpose(1, 2).contiguous();        // [B,H,N,dh]
-  const bool small = N <= kSmallKeys;
   const auto vh_keys = small ? k.transpose(1, 2) : torch::Tensor();  // [B,H,N,dh]
   const std::int64_t chunk =
       std::max<std::int64_t>(1, std::min<std::int64_t>(M, max_score_elements / std::max<std::int64_t>(1, B * heads_ * N)));
   std::vector<torch::Tensor> outs, weights;
   for (std::int64_t m0 = 0; m0 < M; m0 += chunk) {
     const auto m1 = std::min(M, m0 + chunk);
-    auto qh = q.slice(1, m0, m1).transpose(1, 2).contiguous();  // [B,H,m,dh]
-    // Few keys: broadcast product (see weights_each); many: one matmul.
-    auto scores = small ? (qh.unsqueeze(-2) * vh_keys.unsqueeze(-3)).sum(-1) : torch::matmul(qh, kh);
+    torch::Tensor scores;  // [B,H,m,N]
+    if (shared && !small) {
+      // One matmul per head against every row's keys at once, instead of a B*H loop.
+      auto qs = q.select(0, 0).slice(0, m0, m1).transpose(0, 1);            // [H,m,dh]
+      scores = torch::matmul(qs, k_rows).view({heads_, m1 - m0, B, N}).permute({2, 0, 1, 3});
+    } else {
+      auto qh = q.slice(1, m0, m1).transpose(1, 2).contiguous();  // [B,H,m,dh]
+      // Few keys: broadcast product (see weights_each); many: one matmul.
+      scores = small ? (qh.unsqueeze(-2) * vh_keys.unsqueeze(-3)).sum(-1) : torch::matmul(qh, kh);
+    }
     if (mask.defined()) {
       auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
       scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
@@ -210,6 +222,9 @@ std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
 }
 
 torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
+  // Queries shared by every batch row (the copy task) are projected once and stay shared.
+  if (is_shared_over_batch(query))
+    return queries(query.narrow(0, 0, 1)).expand({query.size(0), -1, -1, -1});
   return attention->project_query(norm_q_->forward(query));
 }
 

@@ -72,6 +72,32 @@ class TestAttention : public QObject {
     }
   }
 
+  void queries_shared_by_every_row_match_the_per_row_path() {
+    // The copy task's queries are one row expanded over the batch; attention (values and
+    // gradients) must equal what the same queries give when stored row by row.
+    for (int64_t N : {5, 40}) {
+      CrossAttentionBlock block(32, 4, 64);
+      const int64_t B = 3, M = 7;
+      auto base = torch::randn({1, M, 32}, torch::requires_grad());
+      auto context = torch::randn({B, N, 32}, torch::requires_grad());
+      auto keep = torch::rand({B, N}) > 0.3;
+      keep.select(1, 0).fill_(true);
+      auto run = [&](const torch::Tensor& queries) {
+        auto [k, v] = block->keys_values(context);
+        auto out = block->finish(queries, block->attention->attend_shared(block->queries(queries), k, v, keep, false).out);
+        auto grads = torch::autograd::grad({(out * out).sum()}, {base, context});
+        return std::make_tuple(out, grads[0], grads[1]);
+      };
+      auto shared = base.expand({B, M, 32});
+      QCOMPARE(shared.stride(0), int64_t(0));
+      auto [o1, gq1, gc1] = run(shared);
+      auto [o2, gq2, gc2] = run(shared.contiguous());
+      QVERIFY2(close(o1, o2), qPrintable(QString("outputs differ at N=%1").arg(N)));
+      QVERIFY2(close(gq1, gq2, 1e-4), qPrintable(QString("query gradients differ at N=%1").arg(N)));
+      QVERIFY2(close(gc1, gc2, 1e-4), qPrintable(QString("context gradients differ at N=%1").arg(N)));
+    }
+  }
+
   void per_query_keys_match_naive_reference() {
     MultiHeadAttention attn(16, 2);
     const int64_t B = 2, M = 3, S = 7;
