@@ -11,6 +11,7 @@
 #include <QPushButton>
 #include <QScrollArea>
 #include <QVBoxLayout>
+#include <nlohmann/json.hpp>
 
 // Resources compiled into a static library must be registered by hand (outside any namespace).
 static void register_resources() { Q_INIT_RESOURCE(resources); }
@@ -24,8 +25,12 @@ const QJsonObject& default_fields() {
       QJsonDocument::fromJson(QByteArray::fromStdString(Config().to_json())).object();
   return fields;
 }
+// Real-valued fields, read from the JSON text itself: Qt's JSON numbers are all doubles and
+// an integral default such as lambda_ca = 1.0 would pass for an integer field.
 bool is_real_field(const QString& key) {
-  return default_fields().value(key).toVariant().typeId() == QMetaType::Double;
+  static const auto json = nlohmann::json::parse(Config().to_json());
+  const auto it = json.find(key.toStdString());
+  return it != json.end() && it->is_number_float();
 }
 }  // namespace
 

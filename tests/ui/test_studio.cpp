@@ -70,6 +70,15 @@ class TestStudio : public QObject {
     auto* panel = w.experiment();
     QVERIFY(panel->isValid());
     QVERIFY(w.action("train")->isEnabled());
+    // Real-valued fields take fractions even where the default is integral (lambda_ca = 1).
+    for (const char* field : {"lambda_ca", "explore", "grad_clip"}) {
+      auto* line = qobject_cast<QLineEdit*>(panel->editor(field));
+      QVERIFY2(line, field);
+      line->setText("0.25");
+      QVERIFY2(panel->isValid(), qPrintable(QString(field) + " refused 0.25: " + panel->problems().join("; ")));
+    }
+    QCOMPARE(panel->config().lambda_ca, 0.25);
+    QCOMPARE(panel->config().explore, 0.25);
     auto* batch = qobject_cast<QLineEdit*>(panel->editor("batch"));
     QSignalSpy validity(panel, &ExperimentPanel::validityChanged);
     batch->setText("0");
