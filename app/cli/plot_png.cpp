@@ -586,6 +586,10 @@ Layout compute_layout(const PlotSpec& spec) {
   auto [x_data, y_data] = data_extents(spec);
   layout.x_span = padded_span(x_data, spec.log_x);
   layout.y_span = padded_span(y_data, spec.log_y);
+  if (std::isfinite(spec.y_bound) && !spec.log_y) {
+    const double room = 0.02 * (layout.y_span.hi - layout.y_span.lo);
+    layout.y_span.hi = std::max(std::min(layout.y_span.hi, spec.y_bound + room), layout.y_span.lo + room);
+  }
   for (const Extent& span : {layout.x_span, layout.y_span})
     if (!std::isfinite(span.hi - span.lo))
       throw std::runtime_error("data range too wide to plot (values near the double limit)");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct PlotSpec {
   std::string title, x_label, y_label;
   bool log_x = false, log_y = false;  // log10 axes; non-positive values are skipped on a log axis
   int width = 900, height = 560;      // pixels
+  // The largest value the y quantity can take (100 for an accuracy in %): the axis stops just
+  // above it instead of padding into impossible values. NaN: no bound.
+  double y_bound = std::numeric_limits<double>::quiet_NaN();
   std::vector<PlotSeries> series;
   // Horizontal reference lines (e.g. a published number), drawn dashed with their label.
   struct Reference {

@@ -41,7 +41,7 @@ const char* kReportUsage =
     "usage: retreever report --out DIR [--config laptop|gpu|FILE.json] [--only SECTIONS]\n"
     "                        [--no-train] [--device auto|cpu|cuda] [--data DIR]\n"
     "  --config    the budget: which comparisons, sequence lengths, models and training settings.\n"
-    "              'laptop' (default, ~40 min on 2 CPU cores) and 'gpu' (the paper's lengths) are\n"
+    "              'laptop' (default, ~20 min on 2 CPU cores) and 'gpu' (the paper's lengths) are\n"
     "              built in; resources/report/*.json show the format.\n"
     "  --only      comma-separated sections to run: copy, reward, gp, image, ordering\n"
     "  --no-train  only assemble the report from runs already in DIR (e.g. trained on another\n"
@@ -270,6 +270,12 @@ class Runner {
   }
 
   int runs_seen() const { return index_; }
+  // "3 trained, 5 reused" for the report's header.
+  std::string tally() const {
+    std::string t;
+    for (const auto& [status, n] : counts_) t += (t.empty() ? "" : ", ") + std::to_string(n) + " " + status;
+    return t.empty() ? "no runs" : t;
+  }
 
  private:
   void local(Config& c) const {
@@ -277,12 +283,14 @@ class Runner {
     if (!opt_.data_dir.empty()) c.data_dir = opt_.data_dir;
     else if (c.task == "image" && !c.data_dir.empty() && !fs::exists(c.data_dir)) c.data_dir.clear();
   }
-  void announce(const Run& run, const std::string& extra) const {
+  void announce(const Run& run, const std::string& extra) {
+    ++counts_[run.status];
     std::fprintf(stderr, "[report %d] %s: %s%s\n", index_, run.dir.c_str(), run.status.c_str(), extra.c_str());
   }
 
   Options opt_;
   int index_ = 0;
+  std::map<std::string, int> counts_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -492,12 +500,14 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
   std::vector<Row> rows;
   PlotSpec tokens = plot_spec("Copy task: accuracy against tokens read", "tokens per query (log)", "accuracy %");
   tokens.log_x = true;
+  tokens.y_bound = 100;
   std::map<std::string, PlotSeries> by_model;
   for (auto n : s.seq_lens) {
     Config base = runner.make_config("copy", s.config, b.seed);
     base.seq_len = n;
     auto runs = model_runs(runner, "copy/N" + std::to_string(n), base, s.models);
     PlotSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
+    spec.y_bound = 100;
     for (const auto& run : runs) {
       rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_copy(run.config.model, n)));
       spec.series.push_back(curve(run, model_name(run.config.model), true));
@@ -533,6 +543,7 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
   std::vector<Row> rows;
   PlotSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
   spec.log_x = true;
+  spec.y_bound = 100;
   PlotSeries ours[2], paper[2];
   const char* rewards[2] = {"acc", "nce"};
   for (int k = 0; k < 2; ++k) {
@@ -722,9 +733,9 @@ int cmd_report(const std::vector<std::string>& argv) {
                         (args.has("config") ? " --config " + args.str("config") : "") +
                         (args.has("only") ? " --only " + args.str("only") : "");
   std::string header = "# ReTreever reproduction report\n\nBudget **" + budget.name + "**: " + budget.description +
-                       ". Seed " + std::to_string(budget.seed) + ". Written " + now_text() + " in " +
+                       ". Seed " + std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
                        fmt("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
-                       " CPU threads (device " + opt.device + ").\n\nReproduce: `" + command +
+                       " CPU threads (device " + opt.device + "): " + runner.tally() + ".\n\nReproduce: `" + command +
                        "`. Each run's folder holds its config.json, metrics.csv and checkpoint.pt "
                        "(open them in ReTreever Studio or with `retreever eval/inspect`). Status column: "
                        "trained / resumed now, reused from an earlier invocation, missing or unfinished "

@@ -243,6 +243,18 @@ class TestPlotPng : public QObject {
     QCOMPARE(canvas.width(), spec.width);
   }
 
+  void a_bound_stops_the_axis_just_above_it() {
+    PlotSpec spec;
+    spec.series.push_back(series({1, 2, 3}, {100, 100, 100}, 0x0000FF));  // accuracy at 100%
+    PlotFrame free_frame, bounded;
+    retreever::cli::render_plot(spec, &free_frame);
+    QVERIFY(free_frame.y_max > 105);  // unbounded: padded symmetrically
+    spec.y_bound = 100;
+    retreever::cli::render_plot(spec, &bounded);
+    QVERIFY(bounded.y_max >= 100 && bounded.y_max < 101);
+    QVERIFY(bounded.y_to_pixel(100) >= bounded.top);  // the points stay inside the frame
+  }
+
   void log_axis_skips_non_positive_values() {
     PlotSpec spec;
     spec.log_x = true;
