@@ -2,6 +2,7 @@
 // (DESIGN.md "Command line contract").
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -166,11 +167,21 @@ int cmd_eval(const std::vector<std::string>& argv) {
     j["context_size"] = e.context_size;
     j["tokens_fraction"] = e.tokens_fraction();
     j["step"] = trainer->steps_done();
+    if (!e.per_target.empty()) j["per_target"] = e.per_target;
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%s %s at step %lld: %s, %.1f tokens per query of %.1f (%.1f%%)\n", c.model.c_str(),
                 c.task.c_str(), (long long)trainer->steps_done(), metric_text(e).c_str(),
                 e.tokens_per_query, e.context_size, 100 * e.tokens_fraction());
+    // Positions the model gets wrong most often: a policy stuck on a wrong branch shows here.
+    std::vector<std::size_t> order(e.per_target.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return e.per_target[a] < e.per_target[b]; });
+    std::string weakest;
+    for (std::size_t i = 0; i < order.size() && i < 8 && e.per_target[order[i]] < 0.99; ++i)
+      weakest += " " + std::to_string(order[i]) + " (" + std::to_string(int(std::lround(100 * e.per_target[order[i]]))) + "%)";
+    if (!weakest.empty())
+      std::printf("weakest target positions (inspect them with 'retreever inspect --query J'):%s\n", weakest.c_str());
   }
   return 0;
 }

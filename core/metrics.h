@@ -26,6 +26,9 @@ struct EvalMetrics {
   double value = 0;
   double tokens_per_query = 0;   // |S| for TCA, N for CA, L for Perceiver IO
   double context_size = 0;       // N (mean over the evaluation set)
+  // The metric per target position, where every evaluation batch has the same targets (the
+  // copy task): shows which positions a policy fails. Not kept in the history.
+  std::vector<double> per_target;
   double tokens_fraction() const { return context_size > 0 ? tokens_per_query / context_size : 0; }
 };
 

@@ -151,9 +151,17 @@ EvalMetrics Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   m.model->eval();
   double total = 0, count = 0, tokens = 0, context = 0;
+  torch::Tensor per_target;  // [M] sums, while every batch has the same target count
+  bool same_targets = true;
   for (const auto& batch : m.eval_set) {
     auto out = m.model->forward(batch, DecodeRequest{});
     auto metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std);
+    if (m.spec.classification() && metric.dim() == 2 && same_targets) {
+      auto sums = metric.sum(0).to(torch::kCPU, torch::kDouble);
+      if (!per_target.defined()) per_target = sums;
+      else if (per_target.size(0) == sums.size(0)) per_target += sums;
+      else same_targets = false;
+    }
     total += metric.sum().item<double>();
     count += double(metric.numel());
     const auto n = batch.xc.size(1);
@@ -166,6 +174,11 @@ EvalMetrics Trainer::evaluate() {
   e.value = total / count;
   e.tokens_per_query = tokens / count;
   e.context_size = context / count;
+  if (same_targets && per_target.defined()) {
+    const double rows = count / double(per_target.size(0));
+    per_target /= rows;
+    e.per_target.assign(per_target.data_ptr<double>(), per_target.data_ptr<double>() + per_target.size(0));
+  }
   m.last_best = e.value > m.best;
   if (m.last_best) m.best = e.value;
   m.history.evals.push_back(e);

@@ -94,6 +94,12 @@ class TestCli : public QObject {
     QCOMPARE(j["context_size"].toDouble(), 4.0);      // seq 8 -> 4 context tokens
     QCOMPARE(j["tokens_per_query"].toDouble(), 3.0);  // k = 1, P = 2: 1 + 2
     QCOMPARE(j["tokens_fraction"].toDouble(), 0.75);
+    // Accuracy per target position (copy task): one value per target, averaging to the accuracy.
+    const auto per = j["per_target"].toArray();
+    QCOMPARE(per.size(), 4);  // sequence 8: context 4, targets 4
+    double mean = 0;
+    for (const auto& v : per) mean += v.toDouble() / per.size();
+    QVERIFY(qAbs(mean - j["accuracy"].toDouble()) < 1e-9);
     // Another seed gives another evaluation set, same contract.
     auto r2 = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.pt", "--json", "--seed", "5", "--batches", "2"});
     QVERIFY2(r2.code == 0, qPrintable(r2.err));
