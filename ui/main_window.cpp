@@ -69,6 +69,16 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   comparison_ = new ComparisonPanel;
   tabs_ = new QTabWidget;
   tabs_->addTab(plots_, tr("Curves"));
+  connect(plots_, &PlotPanel::targetPositionClicked, this, [this](int run_id, qint64 position) {
+    for (int i = 0; i < runs_.size(); ++i)
+      if (runs_[i].id == run_id) {
+        selectRun(i);
+        if (runs_[i].snapshot) inspector_->setSnapshot(*runs_[i].snapshot);
+        inspector_->selectQuery(position);
+        tabs_->setCurrentWidget(inspector_);
+        return;
+      }
+  });
   tabs_->addTab(inspector_, tr("Tree inspector"));
   tabs_->addTab(comparison_, tr("Comparison"));
   tabs_->setDocumentMode(true);

@@ -41,7 +41,7 @@ QVector<double> smooth(const QVector<double>& values, double alpha) {
 }
 
 namespace {
-enum PlotIndex { kLoss, kTerms, kEval, kTokens, kLr, kCount };
+enum PlotIndex { kLoss, kTerms, kEval, kTokens, kLr, kPositions, kCount };
 }
 
 PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
@@ -68,12 +68,25 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   auto* grid = new QGridLayout;
   plots_ << makePlot(tr("Training loss"), tr("loss")) << makePlot(tr("Loss terms"), tr("value"))
          << makePlot(tr("Evaluation"), tr("metric")) << makePlot(tr("Tokens read per query"), tr("tokens"))
-         << makePlot(tr("Learning rate"), tr("lr"));
+         << makePlot(tr("Learning rate"), tr("lr"))
+         << makePlot(tr("Accuracy per target position (click to inspect)"), tr("accuracy %"));
+  plots_[kPositions]->xAxis->setLabel(tr("target position (query)"));
+  plots_[kPositions]->setToolTip(
+      tr("Copy task, last evaluation: the accuracy at each target position. Positions at chance "
+         "(10%) while the rest are right mean the policy is stuck on a wrong branch there; click "
+         "a point to inspect that query."));
+  connect(plots_[kPositions], &QCustomPlot::plottableClick, this,
+          [this](QCPAbstractPlottable* plottable, int index, QMouseEvent*) {
+            if (!position_graphs_.contains(plottable) || index < 0) return;
+            const double key = plottable->interface1D()->dataMainKey(index);
+            Q_EMIT targetPositionClicked(position_graphs_.value(plottable), qint64(std::llround(key)));
+          });
   grid->addWidget(plots_[kLoss], 0, 0);
   grid->addWidget(plots_[kTerms], 0, 1);
   grid->addWidget(plots_[kEval], 1, 0);
   grid->addWidget(plots_[kTokens], 1, 1);
-  grid->addWidget(plots_[kLr], 2, 0, 1, 2);
+  grid->addWidget(plots_[kLr], 2, 0);
+  grid->addWidget(plots_[kPositions], 2, 1);
   grid->setRowStretch(0, 3);
   grid->setRowStretch(1, 3);
   grid->setRowStretch(2, 2);
@@ -82,7 +95,9 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   connect(log_, &QCheckBox::toggled, this, &PlotPanel::setLogScale);
 }
 
-QStringList PlotPanel::plotNames() const { return {"loss", "loss_terms", "evaluation", "tokens", "learning_rate"}; }
+QStringList PlotPanel::plotNames() const {
+  return {"loss", "loss_terms", "evaluation", "tokens", "learning_rate", "per_position"};
+}
 double PlotPanel::smoothing() const { return smoothing_->value() / 100.0; }
 void PlotPanel::setSmoothing(double alpha) { smoothing_->setValue(int(std::round(alpha * 100))); }
 
@@ -124,6 +139,7 @@ void PlotPanel::rebuild() {
   const double alpha = smoothing();
   const bool log = log_->isChecked();
   for (auto* p : plots_) p->clearGraphs();
+  position_graphs_.clear();
   auto add = [&](int plot, const QString& name, const QColor& color, Qt::PenStyle style,
                  const QVector<double>& x, const QVector<double>& y, bool scatter) {
     auto* g = plots_[plot]->addGraph();
@@ -165,6 +181,15 @@ void PlotPanel::rebuild() {
     const QString metric = run->config.is_classification() ? tr("accuracy %") : tr("log-likelihood");
     add(kEval, run->name + " " + metric, run->color, Qt::SolidLine, es, ev, true);
     add(kTokens, run->name, run->color, Qt::SolidLine, es, et, true);
+    if (const auto* last = run->lastEval(); last && !last->per_target.empty()) {
+      QVector<double> pos, acc;
+      for (size_t j = 0; j < last->per_target.size(); ++j) {
+        pos << double(j);
+        acc << 100 * last->per_target[j];
+      }
+      add(kPositions, run->name, run->color, Qt::SolidLine, pos, acc, true);
+      position_graphs_.insert(plots_[kPositions]->graph(plots_[kPositions]->graphCount() - 1), run->id);
+    }
   }
   for (auto* p : plots_) {
     p->rescaleAxes();
@@ -172,7 +197,11 @@ void PlotPanel::rebuild() {
     const auto r = p->yAxis->range();
     if (p->yAxis->scaleType() == QCPAxis::stLinear)
       p->yAxis->setRange(r.lower - 0.06 * std::max(r.size(), 1e-3), r.upper + 0.06 * std::max(r.size(), 1e-3));
-    p->legend->setVisible(p->graphCount() > 0 && p->graphCount() <= 12);
+    // Accuracy in %: a fixed range keeps points at 0% clear of the axis (where a click would hit
+    // the axis, not the point).
+    if (p == plots_[kPositions]) p->yAxis->setRange(-12, 108);
+    // No legend over the clickable points (the colours are the runs' colours in every plot).
+    p->legend->setVisible(p != plots_[kPositions] && p->graphCount() > 0 && p->graphCount() <= 12);
     p->replot(QCustomPlot::rpQueuedReplot);
   }
 }

@@ -1,14 +1,17 @@
 // Live training curves (QCustomPlot): loss, loss terms, evaluation metric, tokens per query
-// and learning rate, every run overlaid in its own colour, with smoothing, a log-axis toggle
+// learning rate and accuracy per target position (click to inspect), every run overlaid in its
+// own colour, with smoothing, a log-axis toggle
 // and a read-out of the value under the mouse.
 #pragma once
 
 #include <QList>
+#include <QHash>
 #include <QWidget>
 
 #include "ui/run_record.h"
 
 class QCustomPlot;
+class QCPAbstractPlottable;
 class QSlider;
 class QCheckBox;
 class QLabel;
@@ -28,6 +31,10 @@ class PlotPanel : public QWidget {
   void setSmoothing(double alpha);  // 0 = raw .. 0.99
   void setLogScale(bool on);
 
+ Q_SIGNALS:
+  // A point of the per-position plot was clicked: run id and target position (query index).
+  void targetPositionClicked(int run_id, qint64 position);
+
  private:
   void rebuild();
   QCustomPlot* makePlot(const QString& title, const QString& y_label);
@@ -35,6 +42,7 @@ class PlotPanel : public QWidget {
 
   QList<QCustomPlot*> plots_;
   QList<const RunRecord*> runs_;
+  QHash<QCPAbstractPlottable*, int> position_graphs_;  // per-position graph -> run id
   QSlider* smoothing_ = nullptr;
   QCheckBox* log_ = nullptr;
   QLabel* readout_ = nullptr;

@@ -217,6 +217,20 @@ class TestStudio : public QObject {
     QCOMPARE(actual["prediction"].toObject()["class"], expected["prediction"].toObject()["class"]);
     QCOMPARE(actual["tree"].toObject()["nodes"], expected["tree"].toObject()["nodes"]);
 
+    // Accuracy per target position: one point per target (seq 16 -> 8); clicking one inspects
+    // that query in the tree inspector.
+    w.tabs()->setCurrentWidget(w.plots());
+    auto* positions = w.plots()->plots()[5];
+    QCOMPARE(positions->graphCount(), 1);
+    QCOMPARE(positions->graph(0)->dataCount(), 8);
+    positions->replot();
+    QTest::qWait(100);
+    const auto point = positions->graph(0)->data()->at(5);
+    const QPoint at(int(positions->xAxis->coordToPixel(point->key)), int(positions->yAxis->coordToPixel(point->value)));
+    QTest::mouseClick(positions, Qt::LeftButton, {}, at);
+    QTRY_COMPARE_WITH_TIMEOUT(w.inspector()->query(), std::int64_t(5), 5000);
+    QCOMPARE(w.tabs()->currentWidget(), static_cast<QWidget*>(w.inspector()));
+
     // Exports: PNG and PDF plots at the chosen size, CSV metrics, Markdown comparison.
     const auto out = dir_.filePath("export");
     QVERIFY(w.exportPlots(out, "png", 640, 480));
