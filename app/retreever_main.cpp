@@ -1,11 +1,7 @@
 // retreever: train, evaluate, inspect and benchmark ReTreever from the command line
 // (DESIGN.md "Command line contract").
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -21,8 +17,6 @@
 
 namespace fs = std::filesystem;
 using namespace retreever;
-using retreever::cli::Args;
-using retreever::cli::UsageError;
 using namespace retreever::cli;
 
 namespace {
@@ -277,14 +271,9 @@ int cmd_study(const std::vector<std::string>& argv) {
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
   for (auto& [name, config] : runs) {
-    if (name == "perceiver") {
-      config.model = "perceiver";
-      config.latents = std::max<std::int64_t>(1, tca_tokens);  // as many latents as TCA reads
-    } else if (name == "treeformer") {
-      config.model = "treeformer";  // about as many leaf summaries as TCA reads
-      config.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tca_tokens)))));
-    } else if (kind == "models") {
+    if (kind == "models") {
       config.model = name;
+      config.match_tca_tokens(tca_tokens);  // Perceiver IO and Treeformer read as many as TCA
     }
     Trainer trainer(config, datasets::make_task);
     const int status = run_training(trainer, out / name);

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -159,6 +160,13 @@ Config Config::from_json(const std::string& text, const Config& base) {
 }
 
 Config Config::from_json(const std::string& text) { return from_json(text, Config()); }
+
+void Config::match_tca_tokens(std::int64_t tca_tokens) {
+  const auto tokens = std::max<std::int64_t>(1, tca_tokens);
+  if (model == "perceiver") latents = tokens;
+  if (model == "treeformer")
+    treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));
+}
 
 Config Config::preset(const std::string& task) {
   Config c;

@@ -53,6 +53,11 @@ struct Config {
   std::int64_t eval_batches = 4;    // batches in the fixed evaluation set
   std::int64_t eval_batch = 0;      // batch size of the evaluation set (0 = same as batch)
 
+  // Sizes a baseline to read about as many tokens as TCA reads nodes (the paper compares at equal
+  // tokens): Perceiver IO gets that many latents, Treeformer 2^d ~ that many leaf summaries.
+  // Other models are left as they are.
+  void match_tca_tokens(std::int64_t tca_tokens);
+
   // A list of "field: problem. fix" lines; empty when the config is usable.
   std::vector<std::string> validate() const;
   bool is_classification() const { return task == "copy"; }

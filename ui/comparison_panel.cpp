@@ -8,21 +8,14 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "core/paper.h"
 #include "ui/qcp.h"
 
 namespace retreever::ui {
 
 QString paper_result(const Config& c) {
-  // PAPER.md "Published results": copy task accuracy (%) at sequence lengths 256/512/1024.
-  if (c.task != "copy") return {};
-  const int col = c.seq_len == 256 ? 0 : c.seq_len == 512 ? 1 : c.seq_len == 1024 ? 2 : -1;
-  if (col < 0) return {};
-  static const char* ca[] = {"100.0 ± 0.0", "100.0 ± 0.0", "99.9 ± 0.2"};
-  static const char* tca_acc[] = {"100.0 ± 0.0", "100.0 ± 0.0", "99.6 ± 0.6"};
-  static const char* tca_nce[] = {"99.8 ± 0.3", "95.5 ± 3.8", "80.3 ± 14.8"};
-  if (c.model == "ca") return ca[col];
-  if (c.model == "tca") return c.reward == "nce" ? tca_nce[col] : tca_acc[col];
-  return {};
+  const auto r = published_copy_accuracy(c);
+  return r ? QString("%1 ± %2").arg(r->mean, 0, 'f', 1).arg(r->stddev, 0, 'f', 1) : QString();
 }
 
 namespace {

@@ -1,7 +1,5 @@
 #include "main_window.h"
 
-#include <cmath>
-
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
@@ -72,8 +70,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(plots_, &PlotPanel::targetPositionClicked, this, [this](int run_id, qint64 position) {
     for (int i = 0; i < runs_.size(); ++i)
       if (runs_[i].id == run_id) {
-        selectRun(i);
-        if (runs_[i].snapshot) inspector_->setSnapshot(*runs_[i].snapshot);
+        selectRun(i);  // shows the run's snapshot in the inspector
         inspector_->selectQuery(position);
         tabs_->setCurrentWidget(inspector_);
         return;
@@ -181,9 +178,7 @@ void MainWindow::createActions() {
          for (const char* m : {"tca", "ca", "perceiver", "treeformer"}) {
            Config c = base;
            c.model = m;
-           if (c.model == "perceiver") c.latents = tca_tokens;
-           if (c.model == "treeformer")
-             c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(tca_tokens))));
+           c.match_tca_tokens(tca_tokens);
            configs << c;
          }
          queueRuns(configs, tr("comparison %1").arg(next_id_));

@@ -151,6 +151,7 @@ void PlotPanel::rebuild() {
     if (log && (plot == kLoss || plot == kTerms))  // a log axis shows only positive values
       for (auto& v : yy) v = v > 0 ? v : qQNaN();
     g->setData(x, yy, true);
+    return g;
   };
   for (const auto* run : runs_) {
     if (!run->visible) continue;
@@ -187,8 +188,7 @@ void PlotPanel::rebuild() {
         pos << double(j);
         acc << 100 * last->per_target[j];
       }
-      add(kPositions, run->name, run->color, Qt::SolidLine, pos, acc, true);
-      position_graphs_.insert(plots_[kPositions]->graph(plots_[kPositions]->graphCount() - 1), run->id);
+      position_graphs_.insert(add(kPositions, run->name, run->color, Qt::SolidLine, pos, acc, true), run->id);
     }
   }
   for (auto* p : plots_) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 
 #include <torch/cuda.h>
@@ -64,10 +63,7 @@ void bench_train(const Args& args, const std::string& device) {
     c.steps = 1000000;
     c.device = device;
     c.eval_batches = 1;
-    if (tca_tokens > 0) {  // the baselines read about as many tokens as TCA reads nodes
-      c.latents = tca_tokens;
-      c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(tca_tokens))));
-    }
+    if (tca_tokens > 0) c.match_tca_tokens(tca_tokens);  // the baselines read as many tokens as TCA
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
     for (int i = 0; i < steps + 3; ++i) {

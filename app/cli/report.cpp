@@ -28,6 +28,7 @@
 #include "app/cli/report_budgets.h"  // generated from resources/report/*.json
 #include "app/cli/training_run.h"
 #include "core/config.h"
+#include "core/paper.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
@@ -269,7 +270,6 @@ class Runner {
     return trainer->evaluate();
   }
 
-  int runs_seen() const { return index_; }
   // "3 trained, 5 reused" for the report's header.
   std::string tally() const {
     std::string t;
@@ -294,29 +294,9 @@ class Runner {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The paper's numbers (PAPER.md "Published results"); nullopt where it reports none.
-
-std::optional<double> paper_copy(const std::string& model, std::int64_t n) {
-  static const std::map<std::pair<std::string, std::int64_t>, double> table = {
-      {{"ca", 256}, 100.0}, {{"ca", 512}, 100.0}, {{"ca", 1024}, 99.9},
-      {{"tca", 256}, 100.0}, {{"tca", 512}, 100.0}, {{"tca", 1024}, 99.6}};
-  auto it = table.find({model, n});
-  return it == table.end() ? std::nullopt : std::optional<double>(it->second);
-}
-
-std::optional<double> paper_reward(const std::string& reward, std::int64_t n) {
-  static const std::map<std::pair<std::string, std::int64_t>, double> table = {
-      {{"acc", 256}, 100.0}, {{"acc", 512}, 100.0}, {{"acc", 1024}, 99.6},
-      {{"nce", 256}, 99.8},  {{"nce", 512}, 95.5},  {{"nce", 1024}, 80.3}};
-  auto it = table.find({reward, n});
-  return it == table.end() ? std::nullopt : std::optional<double>(it->second);
-}
-
-// EMNIST (seen classes), the closest of the paper's image datasets to Fashion-MNIST.
-std::optional<double> paper_image(const std::string& model) {
-  if (model == "ca") return 1.41;
-  if (model == "perceiver") return 1.25;
-  if (model == "tca") return 1.30;
+// The paper's copy-task accuracy (%) for a run's config, if it reports one.
+std::optional<double> paper_accuracy(const Config& c) {
+  if (auto r = published_copy_accuracy(c)) return r->mean;
   return std::nullopt;
 }
 
@@ -462,8 +442,7 @@ bool size_like_tca(Config& c, const std::optional<Run>& tca) {
   const auto tokens = tca_tokens(tca);
   if (c.model == "perceiver" || c.model == "treeformer") {
     if (tokens == 0) return false;
-    if (c.model == "perceiver") c.latents = tokens;
-    else c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));
+    c.match_tca_tokens(tokens);
   }
   return true;
 }
@@ -509,7 +488,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
     PlotSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
     spec.y_bound = 100;
     for (const auto& run : runs) {
-      rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_copy(run.config.model, n)));
+      rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_accuracy(run.config)));
       spec.series.push_back(curve(run, model_name(run.config.model), true));
       if (run.available()) {
         auto& series = by_model[run.config.model];
@@ -521,7 +500,9 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
         series.point_labels.push_back(seq_label(n));
       }
     }
-    if (auto p = paper_copy("tca", n)) spec.references.push_back({"paper TCA " + fmt("%.1f", *p), *p});
+    Config tca = base;
+    tca.model = "tca";
+    if (auto p = paper_accuracy(tca)) spec.references.push_back({"paper TCA " + fmt("%.1f", *p), *p});
     rep.plot("copy_N" + std::to_string(n), spec);
   }
   rep.table(rows, "length", true, "paper %");
@@ -570,7 +551,7 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
         if (first_difference(cc, c).empty()) dir = "copy/N" + std::to_string(n) + "/tca";
       }
       auto run = runner.ensure(dir, c);
-      auto row = make_row("reward", seq_label(n) + " " + rewards[k], run, run.final_eval, paper_reward(rewards[k], n));
+      auto row = make_row("reward", seq_label(n) + " " + rewards[k], run, run.final_eval, paper_accuracy(c));
       rows.push_back(row);
       if (row.value) ours[k].x.push_back(double(n)), ours[k].y.push_back(100 * *row.value);
       if (row.paper) paper[k].x.push_back(double(n)), paper[k].y.push_back(*row.paper);
@@ -610,7 +591,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
         if (gp) c.eval_kernel = variant;
         else c.eval_split = variant;
       });
-      auto paper = !gp && variant == "seen" ? paper_image(run.config.model) : std::nullopt;
+      auto paper = !gp && variant == "seen" ? published_emnist_log_likelihood(run.config.model) : std::nullopt;
       auto row = make_row(task, variant, run, e, paper);
       rows.push_back(row);
       if (e) {

@@ -19,8 +19,6 @@ std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 }  // namespace
 
-bool interrupted() { return g_interrupted; }
-
 std::string metric_text(const EvalMetrics& e) {
   char buf[160];
   if (e.metric == "accuracy")

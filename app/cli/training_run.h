@@ -23,7 +23,4 @@ std::string metric_text(const EvalMetrics& e);
 // SIGTERM: checkpoint saved) or kExitDiverged (last good checkpoint kept).
 int run_training(Trainer& trainer, const std::filesystem::path& out);
 
-// True once Ctrl-C/SIGTERM arrived during run_training (callers stop their own loops).
-bool interrupted();
-
 }  // namespace retreever::cli

@@ -20,9 +20,8 @@ std::shared_ptr<Memory> project(CrossAttentionBlock& block, const torch::Tensor&
 // Every query reads every projected node through the block.
 DecodeOutput read_all(CrossAttentionBlock& block, const Memory& base, const torch::Tensor& queries) {
   const auto& memory = static_cast<const ProjectedMemory&>(base);
-  auto attended = block->attention->attend_shared(block->queries(queries), memory.keys, memory.values, {}, false);
   DecodeOutput out;
-  out.encoding = block->finish(queries, attended.out);
+  out.encoding = block->read(queries, memory.keys, memory.values);
   return out;
 }
 

@@ -37,10 +37,8 @@ std::shared_ptr<Memory> TreeformerImpl::prepare(const torch::Tensor& context, co
 
 DecodeOutput TreeformerImpl::decode(const Memory& base, const torch::Tensor& queries, const DecodeRequest&) {
   const auto& memory = static_cast<const TreeformerMemory&>(base);
-  auto attended = read_->attention->attend_shared(read_->queries(queries), memory.keys, memory.values,
-                                                  memory.occupied, false);
   DecodeOutput out;
-  out.encoding = read_->finish(queries, attended.out);
+  out.encoding = read_->read(queries, memory.keys, memory.values, memory.occupied);
   return out;
 }
 

@@ -92,9 +92,13 @@ torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const 
   return (q.unsqueeze(2) * k).sum(-1);  // [B,M,S,H]
 }
 
+// Scores [B,M,S,H] with masked keys (mask [B,M,S], true = keep) pushed to kMaskedScore.
+static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Tensor& mask) {
+  return mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
+}
+
 static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
-  auto s = mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
-  return torch::softmax(s, 2);  // over S, per head
+  return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head
 }
 
 torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor& scores,
@@ -104,8 +108,8 @@ torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor&
 
 torch::Tensor MultiHeadAttentionImpl::head_averaged_log_weights(const torch::Tensor& scores,
                                                                 const torch::Tensor& mask) {
-  auto s = mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
-  return torch::logsumexp(torch::log_softmax(s, 2), -1) - std::log(double(scores.size(-1)));
+  return torch::logsumexp(torch::log_softmax(masked_scores(scores, mask), 2), -1) -
+         std::log(double(scores.size(-1)));
 }
 
 AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& scores,
@@ -234,11 +238,16 @@ torch::Tensor CrossAttentionBlockImpl::finish(const torch::Tensor& query,
   return y + ff_->forward(norm_ff_->forward(y));
 }
 
+torch::Tensor CrossAttentionBlockImpl::read(const torch::Tensor& query, const torch::Tensor& keys,
+                                            const torch::Tensor& values, const torch::Tensor& mask) {
+  return finish(query, attention->attend_shared(queries(query), keys, values, mask, false).out);
+}
+
 torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& query,
                                                const torch::Tensor& nodes,
                                                const torch::Tensor& mask) {
   auto [k, v] = keys_values(nodes);
-  return finish(query, attention->attend_shared(queries(query), k, v, mask, false).out);
+  return read(query, k, v, mask);
 }
 
 }  // namespace retreever

@@ -132,6 +132,9 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
   torch::Tensor queries(const torch::Tensor& query);
   // Residual + feed-forward after the attention output [B,M,D].
   torch::Tensor finish(const torch::Tensor& query, const torch::Tensor& attended);
+  // Whole block over keys/values already projected by keys_values, mask [B,N] (or undefined).
+  torch::Tensor read(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
+                     const torch::Tensor& mask = {});
   // Whole block over shared nodes [B,N,D] with mask [B,N].
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& nodes,
                         const torch::Tensor& mask = {});
