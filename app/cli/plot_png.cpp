@@ -758,18 +758,18 @@ void draw_series(Canvas& canvas, const PlotSpec& spec, const PlotFrame& f,
   }
 }
 
-struct PlacedLabel {
-  int x, y, width;
-  std::string text;
-  std::uint32_t colour;
-};
-
 // Point labels sit above and right of their marker; left of it near the frame's right edge,
-// below it near the top.
-std::vector<PlacedLabel> place_point_labels(const PlotSpec& spec, const PlotFrame& f,
+// below it near the top. A label that would overlap one already placed tries the other side
+// of its marker, then steps away from it, so labels of nearby points stay readable.
+std::vector<PointLabel> place_labels(const PlotSpec& spec, const PlotFrame& f,
                                             const std::vector<std::uint32_t>& colours) {
   const int text_h = Canvas::text_height();
-  std::vector<PlacedLabel> placed;
+  std::vector<PointLabel> placed;
+  auto overlaps = [&](int x, int y, int w) {
+    for (const PointLabel& l : placed)
+      if (x < l.x + l.width + 2 && l.x < x + w + 2 && y < l.y + text_h && l.y < y + text_h) return true;
+    return false;
+  };
   for (std::size_t i = 0; i < spec.series.size(); ++i) {
     const PlotSeries& s = spec.series[i];
     const auto [xs, ys] = series_pixels(s, f);
@@ -777,23 +777,39 @@ std::vector<PlacedLabel> place_point_labels(const PlotSpec& spec, const PlotFram
       if (!finite_point(xs[k], ys[k]) || s.point_labels[k].empty()) continue;
       const int w = Canvas::text_width(s.point_labels[k]);
       const int px = int(std::lround(xs[k])), py = int(std::lround(ys[k]));
-      const int x = px + 6 + w > f.right - 2 ? px - 6 - w : px + 6;
-      const int y = py - text_h + 1 < f.top + 2 ? py + 3 : py - text_h + 1;
-      placed.push_back({x, y, w, s.point_labels[k], darker(colours[i], 0.35)});
+      const int right = px + 6, left = px - 6 - w, above = py - text_h + 1, below = py + 3;
+      const int x0 = right + w > f.right - 2 ? left : right;
+      const int y0 = above < f.top + 2 ? below : above;
+      const int y1 = y0 == above ? below : above;
+      std::vector<std::pair<int, int>> candidates = {{x0, y0}, {x0, y1}, {x0 == right ? left : right, y0}};
+      for (int step = 1; step <= 4; ++step) {
+        candidates.push_back({x0, below + step * text_h});
+        candidates.push_back({x0, above - step * text_h});
+      }
+      std::pair<int, int> at = candidates.front();
+      for (const auto& c : candidates) {
+        const bool in_frame = c.first >= f.left + 2 && c.first + w <= f.right - 2 && c.second >= f.top + 2 &&
+                              c.second + text_h <= f.bottom - 2;
+        if (in_frame && !overlaps(c.first, c.second, w)) {
+          at = c;
+          break;
+        }
+      }
+      placed.push_back({at.first, at.second, w, s.point_labels[k], darker(colours[i], 0.35)});
     }
   }
   return placed;
 }
 
 // How much of the drawn data lies in the box: points, line pixels every few px, point labels.
-int data_under(const PlotSpec& spec, const PlotFrame& f, const std::vector<PlacedLabel>& labels,
+int data_under(const PlotSpec& spec, const PlotFrame& f, const std::vector<PointLabel>& labels,
                int x0, int y0, int x1, int y1) {
   constexpr double kMargin = 6, kSampleStep = 3;
   auto inside = [&](double x, double y) {
     return x >= x0 - kMargin && x <= x1 + kMargin && y >= y0 - kMargin && y <= y1 + kMargin;
   };
   int count = 0;
-  for (const PlacedLabel& l : labels)
+  for (const PointLabel& l : labels)
     if (l.x < x1 && l.x + l.width > x0 && l.y < y1 && l.y + Canvas::text_height() > y0) count += 10;
   for (const auto& s : spec.series) {
     const auto [xs, ys] = series_pixels(s, f);
@@ -818,7 +834,7 @@ int data_under(const PlotSpec& spec, const PlotFrame& f, const std::vector<Place
 
 void draw_legend(Canvas& canvas, const PlotSpec& spec, const PlotFrame& f,
                  const std::vector<std::uint32_t>& colours,
-                 const std::vector<PlacedLabel>& point_labels) {
+                 const std::vector<PointLabel>& point_labels) {
   std::vector<LegendEntry> entries;
   for (std::size_t i = 0; i < spec.series.size(); ++i) {
     const PlotSeries& s = spec.series[i];
@@ -882,8 +898,8 @@ Canvas render_plot(const PlotSpec& spec, PlotFrame* frame) {
   draw_reference_lines(canvas, spec, f);
   draw_series(canvas, spec, f, colours);
   draw_reference_labels(canvas, spec, f);
-  const auto point_labels = place_point_labels(spec, f, colours);
-  for (const PlacedLabel& l : point_labels) text_with_halo(canvas, l.x, l.y, l.text, l.colour);
+  const auto point_labels = place_labels(spec, f, colours);
+  for (const PointLabel& l : point_labels) text_with_halo(canvas, l.x, l.y, l.text, l.colour);
   draw_legend(canvas, spec, f, colours, point_labels);
   canvas.reset_clip();
   draw_axes(canvas, layout);
@@ -918,6 +934,11 @@ void write_plot_png(const PlotSpec& spec, const std::string& path) {
     std::remove(tmp.c_str());
     throw fail(std::strerror(err));
   }
+}
+
+std::vector<PointLabel> place_point_labels(const PlotSpec& spec, const PlotFrame& f,
+                                           const std::vector<std::uint32_t>& colours) {
+  return place_labels(spec, f, colours);
 }
 
 }  // namespace retreever::cli

@@ -107,6 +107,17 @@ struct PlotFrame {
   double y_to_pixel(double y) const;  // fractional row of a value; NaN if not drawable
 };
 
+// A point label as render_plot places it: top-left corner, width in pixels, text, colour.
+struct PointLabel {
+  int x, y, width;
+  std::string text;
+  std::uint32_t colour;
+};
+// Where the series' point_labels go in the frame (colours: one per series): beside their
+// markers, inside the frame, and not on top of each other while a free place is near.
+std::vector<PointLabel> place_point_labels(const PlotSpec& spec, const PlotFrame& f,
+                                           const std::vector<std::uint32_t>& colours);
+
 // Draws the plot that write_plot_png saves; frame (when given) receives the layout. Throws
 // std::runtime_error with the reason when the spec cannot be drawn.
 Canvas render_plot(const PlotSpec& spec, PlotFrame* frame = nullptr);

@@ -308,6 +308,15 @@ const char* model_name(const std::string& m) {
   return m.c_str();
 }
 
+// One colour per model in every plot of the report (the plot palette's first four).
+std::uint32_t model_colour(const std::string& m) {
+  if (m == "tca") return 0x0072B2;
+  if (m == "ca") return 0xD55E00;
+  if (m == "perceiver") return 0x009E73;
+  if (m == "treeformer") return 0xCC79A7;
+  return 0;
+}
+
 std::string fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
@@ -416,6 +425,7 @@ PlotSeries curve(const Run& run, const std::string& label, bool percent) {
   PlotSeries s;
   s.label = label;
   s.markers = true;
+  s.colour = model_colour(run.config.model);
   for (const auto& e : run.history.evals) {
     s.x.push_back(double(e.step));
     s.y.push_back(percent ? 100 * e.value : e.value);
@@ -493,6 +503,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
       if (run.available()) {
         auto& series = by_model[run.config.model];
         series.label = model_name(run.config.model);
+        series.colour = model_colour(run.config.model);
         series.line = false;
         series.markers = true;
         series.x.push_back(run.final_eval->tokens_per_query);
@@ -506,7 +517,8 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
     rep.plot("copy_N" + std::to_string(n), spec);
   }
   rep.table(rows, "length", true, "paper %");
-  for (auto& [m, series] : by_model) tokens.series.push_back(series);
+  for (const auto& m : s.models)  // TCA first, as in the curves above
+    if (by_model.count(m)) tokens.series.push_back(by_model[m]);
   rep.plot("copy_tokens", tokens);
   rep.text("Targets:\n");
   for (const auto& r : rows)
@@ -607,6 +619,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
     if (!value[first].count(run.config.model)) continue;
     PlotSeries p;
     p.label = model_name(run.config.model);
+    p.colour = model_colour(run.config.model);
     p.line = false;
     p.markers = true;
     p.x = {tokens[run.config.model]};
@@ -650,6 +663,7 @@ void ordering_section(const Section& s, const Budget& b, Runner& runner, Report&
     auto run = runner.ensure("ordering/" + o, c);
     rows.push_back(make_row("ordering", o, run, run.final_eval, std::nullopt));
     curves.series.push_back(curve(run, o, false));
+    curves.series.back().colour = 0;  // all TCA: one palette colour per ordering instead
   }
   rep.table(rows, "ordering", false);
   rep.plot("ordering", curves);

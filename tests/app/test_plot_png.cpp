@@ -213,6 +213,38 @@ class TestPlotPng : public QObject {
     QVERIFY2(inside > 200, qPrintable(QString("only %1 series pixels").arg(inside)));
   }
 
+  void labels_of_close_points_do_not_overlap() {
+    // The copy report's case: TCA reads 9 and 10 tokens at N=512 and 1024 (both ~100%), on a
+    // log axis that reaches 512; a second series puts two more labels near the same spot.
+    PlotSpec spec;
+    spec.log_x = true;
+    PlotSeries a = series({9, 10, 256, 512}, {99.99, 99.99, 100, 100}, 0x0072B2, "tca");
+    a.line = false;
+    a.markers = true;
+    a.point_labels = {"N=512", "N=1024", "N=512", "N=1024"};
+    PlotSeries b = series({9, 10}, {98.5, 99}, 0x009E73, "other");
+    b.line = false;
+    b.markers = true;
+    b.point_labels = {"N=512", "N=1024"};
+    spec.series = {a, b};
+    PlotFrame f;
+    retreever::cli::render_plot(spec, &f);
+    const auto labels = retreever::cli::place_point_labels(spec, f, {0x0072B2, 0x009E73});
+    QCOMPARE(int(labels.size()), 6);
+    const int h = Canvas::text_height();
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      const auto& l = labels[i];
+      QCOMPARE(l.width, Canvas::text_width(l.text));
+      QVERIFY2(l.x >= f.left && l.x + l.width <= f.right && l.y >= f.top && l.y + h <= f.bottom,
+               qPrintable(QString("label %1 leaves the frame").arg(i)));
+      for (std::size_t j = 0; j < i; ++j) {
+        const auto& o = labels[j];
+        const bool overlap = l.x < o.x + o.width && o.x < l.x + l.width && l.y < o.y + h && o.y < l.y + h;
+        QVERIFY2(!overlap, qPrintable(QString("labels %1 and %2 overlap").arg(j).arg(i)));
+      }
+    }
+  }
+
   void horizontal_lines_land_at_their_rows() {
     constexpr std::uint32_t kLow = 0x0000FF, kMiddle = 0x00C000, kHigh = 0xFF0000;
     PlotSpec spec;
