@@ -6,6 +6,13 @@
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
+#include <torch/csrc/autograd/profiler_legacy.h>
+#define RETREEVER_HAS_RECORD_PROFILE 1
+#endif
+#include <filesystem>
+#include <memory>
+#include <sstream>
 
 #include "app/cli/args.h"
 #include "core/decoders/decoder.h"
@@ -19,8 +26,12 @@ namespace {
 const char* kBenchUsage =
     "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
     "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
-    "                       [--queries 1024] [--repeats 5]\n"
-    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer)\n"
+    "                       [--queries 1024] [--repeats 5] [--models tca,ca,perceiver,treeformer]\n"
+    "                       [--profile DIR]\n"
+    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer;\n"
+    "             --models picks some of them)\n"
+    "  --profile  also write DIR/train-MODEL.trace.json: the operators of the timed training steps\n"
+    "             (open in chrome://tracing or ui.perfetto.dev)\n"
     "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
     "             (batch 1, no encoder; tree building / key projection reported apart)\n";
 
@@ -54,8 +65,29 @@ void bench_train(const Args& args, const std::string& device) {
   std::printf("training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n",
               (long long)seq_len, (long long)batch, steps);
   std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
+  const std::vector<std::string> all = {"tca", "ca", "perceiver", "treeformer"};
+  std::vector<std::string> models = all;
+  if (args.has("models")) {
+    models.clear();
+    std::stringstream list(args.str("models"));
+    for (std::string m; std::getline(list, m, ',');) {
+      if (std::find(all.begin(), all.end(), m) == all.end())
+        throw UsageError("--models: unknown model '" + m + "'; use tca, ca, perceiver and treeformer");
+      models.push_back(m);
+    }
+    if (models.empty()) throw UsageError("--models: name at least one of tca, ca, perceiver, treeformer");
+  }
+  const std::string profile_dir = args.str("profile");
+  if (!profile_dir.empty()) {
+#ifndef RETREEVER_HAS_RECORD_PROFILE
+    throw UsageError("--profile: this LibTorch has no legacy profiler; build against LibTorch 1.x or 2.x headers that ship it");
+#endif
+    std::error_code ec;
+    std::filesystem::create_directories(profile_dir, ec);
+    if (ec) throw UsageError("--profile: cannot create '" + profile_dir + "': " + ec.message());
+  }
   std::int64_t tca_tokens = 0;
-  for (const char* model : {"tca", "ca", "perceiver", "treeformer"}) {
+  for (const auto& model : models) {
     Config c = Config::preset("copy");
     c.model = model;
     c.seq_len = seq_len;
@@ -66,14 +98,21 @@ void bench_train(const Args& args, const std::string& device) {
     if (tca_tokens > 0) c.match_tca_tokens(tca_tokens);  // the baselines read as many tokens as TCA
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
-    for (int i = 0; i < steps + 3; ++i) {
-      auto s = trainer.step();
-      if (i >= 3) t.push_back(s.seconds);  // the first steps warm caches and allocators
+    for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
+    {
+#ifdef RETREEVER_HAS_RECORD_PROFILE
+      std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+      if (!profile_dir.empty())
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(
+            (std::filesystem::path(profile_dir) / ("train-" + model + ".trace.json")).string());
+#endif
+      for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
     }
     auto e = trainer.evaluate();
-    if (std::string(model) == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
+    if (model == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
     const double ms = 1000 * median(t);
-    std::printf("%-10s %10.2f %12.1f %14.0f\n", model, ms, 1000 / ms, e.tokens_per_query);
+    std::printf("%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
+    std::fflush(stdout);
   }
 }
 
@@ -122,7 +161,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& a : argv)
     if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
   Args args("bench", argv,
-            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads"}, {});
+            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile"}, {});
   const auto what = args.str("what", "all");
   if (what != "train" && what != "inference" && what != "all")
     throw UsageError("--what must be train, inference or all");

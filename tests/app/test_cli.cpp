@@ -151,6 +151,32 @@ class TestCli : public QObject {
     QVERIFY2(r.code == 0, qPrintable(r.err));
   }
 
+  void bench_times_the_chosen_models_and_writes_a_profile() {
+    const QString prof = file("profile");
+    auto r = run({"bench", "--what", "train", "--models", "tca,ca", "--seq-len", "8", "--batch", "4",
+                  "--steps", "2", "--profile", prof});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QStringList models;
+    for (const auto& line : r.out.split('\n')) {
+      const auto f = line.split(' ', Qt::SkipEmptyParts);
+      if (f.size() == 4 && f[1].toDouble() > 0) models << f[0];  // model ms/step steps/s tokens
+    }
+    QCOMPARE(models, (QStringList{"tca", "ca"}));
+    for (const char* m : {"tca", "ca"}) {
+      QFile trace(prof + "/train-" + m + ".trace.json");
+      QVERIFY2(trace.open(QIODevice::ReadOnly), qPrintable("no trace for " + QString(m)));
+      QJsonParseError error;
+      const auto doc = QJsonDocument::fromJson(trace.readAll(), &error);
+      QCOMPARE(error.error, QJsonParseError::NoError);
+      QVERIFY(doc.isArray());
+      bool has_mm = false;
+      for (const auto& e : doc.array()) has_mm = has_mm || e.toObject()["name"].toString() == "aten::mm";
+      QVERIFY2(has_mm, "the trace should hold the matrix products of the training step");
+    }
+    QVERIFY(!QFile::exists(prof + "/train-perceiver.trace.json"));
+    expect_refusal({"bench", "--what", "train", "--models", "tca,lstm"}, "lstm");
+  }
+
   void bad_input_is_refused_with_one_clear_line() {
     const QString out = file("bad");
     const QStringList train = {"train", "--out", out, "--steps", "1"};
