@@ -262,7 +262,7 @@ int cmd_study(const std::vector<std::string>& argv) {
       runs.emplace_back(std::string("tca_") + o, c);
     }
   } else {
-    for (const char* m : {"tca", "ca", "perceiver", "treeformer"}) runs.emplace_back(m, base);
+    for (const auto& m : Config::models()) runs.emplace_back(m, base);
   }
   struct Row {
     std::string name, model, metric;

@@ -64,11 +64,11 @@ bool json_has_type(const json& v, double) { return v.is_number(); }
 bool json_has_type(const json& v, bool) { return v.is_boolean(); }
 
 void check_choice(std::vector<std::string>& errors, const char* field, const std::string& value,
-                  std::initializer_list<const char*> choices) {
+                  const std::vector<std::string>& choices) {
   std::string list;
-  for (const char* c : choices) {
+  for (const auto& c : choices) {
     if (value == c) return;
-    list += list.empty() ? c : std::string("|") + c;
+    list += (list.empty() ? "" : "|") + c;
   }
   errors.push_back(std::string(field) + ": unknown value '" + value + "'. Use one of " + list + ".");
 }
@@ -78,7 +78,7 @@ void check_choice(std::vector<std::string>& errors, const char* field, const std
 std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   check_choice(e, "task", task, {"copy", "gp", "image"});
-  check_choice(e, "model", model, {"tca", "ca", "perceiver", "treeformer"});
+  check_choice(e, "model", model, models());
   check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
   check_choice(e, "reward", reward, {"acc", "nce"});
   check_choice(e, "device", device, {"auto", "cpu", "cuda"});
@@ -166,6 +166,11 @@ void Config::match_tca_tokens(std::int64_t tca_tokens) {
   if (model == "perceiver") latents = tokens;
   if (model == "treeformer")
     treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));
+}
+
+const std::vector<std::string>& Config::models() {
+  static const std::vector<std::string> names = {"tca", "ca", "perceiver", "treeformer"};
+  return names;
 }
 
 Config Config::preset(const std::string& task) {

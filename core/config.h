@@ -69,6 +69,8 @@ struct Config {
   static Config from_json(const std::string& text);
   // Defaults that match the paper for a task, scaled to a laptop.
   static Config preset(const std::string& task);
+  // The decoders a config can name, in the order comparisons list them: tca, ca, perceiver, treeformer.
+  static const std::vector<std::string>& models();
 };
 
 // Reads a whole file; throws std::runtime_error with the path on failure.

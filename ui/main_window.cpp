@@ -175,7 +175,7 @@ void MainWindow::createActions() {
          // The baselines read as many tokens as TCA reads nodes at this context size.
          const std::int64_t n = base.task == "copy" ? (base.seq_len + 1) / 2 : base.task == "image" ? 100 : 25;
          const auto tca_tokens = TreeShape::of(std::max<std::int64_t>(2, n), base.branch_factor).tokens_per_query();
-         for (const char* m : {"tca", "ca", "perceiver", "treeformer"}) {
+         for (const auto& m : Config::models()) {
            Config c = base;
            c.model = m;
            c.match_tca_tokens(tca_tokens);

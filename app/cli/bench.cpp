@@ -57,7 +57,41 @@ double time_median(const torch::Device& d, int repeats, Fn&& fn) {
   return median(t);
 }
 
-void bench_train(const Args& args, const std::string& device) {
+// The models --models names (all by default); --profile's folder, created (empty: no profile).
+struct TrainChoice {
+  std::vector<std::string> models;
+  std::string profile_dir;
+};
+
+TrainChoice train_choice(const Args& args) {
+  TrainChoice choice;
+  const auto& all = Config::models();
+  std::string names;
+  for (const auto& m : all) names += (names.empty() ? "" : ", ") + m;
+  choice.models = all;
+  if (args.has("models")) {
+    choice.models.clear();
+    std::stringstream list(args.str("models"));
+    for (std::string m; std::getline(list, m, ',');) {
+      if (std::find(all.begin(), all.end(), m) == all.end())
+        throw UsageError("--models: unknown model '" + m + "'; use some of " + names);
+      choice.models.push_back(m);
+    }
+    if (choice.models.empty()) throw UsageError("--models: name at least one of " + names);
+  }
+  choice.profile_dir = args.str("profile");
+  if (!choice.profile_dir.empty()) {
+#ifndef RETREEVER_HAS_RECORD_PROFILE
+    throw UsageError("--profile: this LibTorch has no legacy profiler; build against LibTorch 1.x or 2.x headers that ship it");
+#endif
+    std::error_code ec;
+    std::filesystem::create_directories(choice.profile_dir, ec);
+    if (ec) throw UsageError("--profile: cannot create '" + choice.profile_dir + "': " + ec.message());
+  }
+  return choice;
+}
+
+void bench_train(const Args& args, const std::string& device, const TrainChoice& choice) {
   const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
   const int steps = int(args.integer("steps", 30));
   if (seq_len < 4 || batch <= 0 || steps <= 0)
@@ -65,29 +99,8 @@ void bench_train(const Args& args, const std::string& device) {
   std::printf("training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n",
               (long long)seq_len, (long long)batch, steps);
   std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
-  const std::vector<std::string> all = {"tca", "ca", "perceiver", "treeformer"};
-  std::vector<std::string> models = all;
-  if (args.has("models")) {
-    models.clear();
-    std::stringstream list(args.str("models"));
-    for (std::string m; std::getline(list, m, ',');) {
-      if (std::find(all.begin(), all.end(), m) == all.end())
-        throw UsageError("--models: unknown model '" + m + "'; use tca, ca, perceiver and treeformer");
-      models.push_back(m);
-    }
-    if (models.empty()) throw UsageError("--models: name at least one of tca, ca, perceiver, treeformer");
-  }
-  const std::string profile_dir = args.str("profile");
-  if (!profile_dir.empty()) {
-#ifndef RETREEVER_HAS_RECORD_PROFILE
-    throw UsageError("--profile: this LibTorch has no legacy profiler; build against LibTorch 1.x or 2.x headers that ship it");
-#endif
-    std::error_code ec;
-    std::filesystem::create_directories(profile_dir, ec);
-    if (ec) throw UsageError("--profile: cannot create '" + profile_dir + "': " + ec.message());
-  }
   std::int64_t tca_tokens = 0;
-  for (const auto& model : models) {
+  for (const auto& model : choice.models) {
     Config c = Config::preset("copy");
     c.model = model;
     c.seq_len = seq_len;
@@ -102,9 +115,9 @@ void bench_train(const Args& args, const std::string& device) {
     {
 #ifdef RETREEVER_HAS_RECORD_PROFILE
       std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-      if (!profile_dir.empty())
+      if (!choice.profile_dir.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(
-            (std::filesystem::path(profile_dir) / ("train-" + model + ".trace.json")).string());
+            (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string());
 #endif
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
     }
@@ -167,6 +180,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     throw UsageError("--what must be train, inference or all");
   const auto device = args.str("device", "auto");
   resolve_device(device);  // fails early with the fix when CUDA is missing
+  const auto choice = train_choice(args);
   if (args.has("threads")) {
     const auto threads = args.integer("threads", 0);
     if (threads <= 0) throw UsageError("--threads must be positive");
@@ -174,7 +188,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   }
   std::printf("LibTorch %d.%d.%d, %d CPU threads\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
               TORCH_VERSION_PATCH, torch::get_num_threads());
-  if (what != "inference") bench_train(args, device);
+  if (what != "inference") bench_train(args, device, choice);
   if (what != "train") bench_inference(args, device);
   return 0;
 }

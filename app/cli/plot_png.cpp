@@ -758,11 +758,13 @@ void draw_series(Canvas& canvas, const PlotSpec& spec, const PlotFrame& f,
   }
 }
 
+}  // namespace
+
 // Point labels sit above and right of their marker; left of it near the frame's right edge,
 // below it near the top. A label that would overlap one already placed tries the other side
 // of its marker, then steps away from it, so labels of nearby points stay readable.
-std::vector<PointLabel> place_labels(const PlotSpec& spec, const PlotFrame& f,
-                                            const std::vector<std::uint32_t>& colours) {
+std::vector<PointLabel> place_point_labels(const PlotSpec& spec, const PlotFrame& f,
+                                           const std::vector<std::uint32_t>& colours) {
   const int text_h = Canvas::text_height();
   std::vector<PointLabel> placed;
   auto overlaps = [&](int x, int y, int w) {
@@ -800,6 +802,8 @@ std::vector<PointLabel> place_labels(const PlotSpec& spec, const PlotFrame& f,
   }
   return placed;
 }
+
+namespace {
 
 // How much of the drawn data lies in the box: points, line pixels every few px, point labels.
 int data_under(const PlotSpec& spec, const PlotFrame& f, const std::vector<PointLabel>& labels,
@@ -898,7 +902,7 @@ Canvas render_plot(const PlotSpec& spec, PlotFrame* frame) {
   draw_reference_lines(canvas, spec, f);
   draw_series(canvas, spec, f, colours);
   draw_reference_labels(canvas, spec, f);
-  const auto point_labels = place_labels(spec, f, colours);
+  const auto point_labels = place_point_labels(spec, f, colours);
   for (const PointLabel& l : point_labels) text_with_halo(canvas, l.x, l.y, l.text, l.colour);
   draw_legend(canvas, spec, f, colours, point_labels);
   canvas.reset_clip();
@@ -936,9 +940,6 @@ void write_plot_png(const PlotSpec& spec, const std::string& path) {
   }
 }
 
-std::vector<PointLabel> place_point_labels(const PlotSpec& spec, const PlotFrame& f,
-                                           const std::vector<std::uint32_t>& colours) {
-  return place_labels(spec, f, colours);
-}
+std::uint32_t palette_colour(std::size_t i) { return kPalette[i % std::size(kPalette)]; }
 
 }  // namespace retreever::cli

@@ -2,6 +2,7 @@
 // command-line tool can draw its reports on machines without Qt.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -17,6 +18,10 @@ struct PlotSeries {
   std::vector<std::string> point_labels;  // optional, same length as x: text beside each marker
   std::uint32_t colour = 0;  // 0xRRGGBB; 0 = next colour of a colour-blind-safe palette
 };
+
+// Colour i of the palette that series without a colour take in turn (wraps around), for
+// callers that want one colour to mean the same thing across several plots.
+std::uint32_t palette_colour(std::size_t i);
 
 struct PlotSpec {
   std::string title, x_label, y_label;

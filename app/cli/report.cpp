@@ -105,7 +105,7 @@ Budget parse_budget(const std::string& text, const std::string& name) {
   if (!j.is_object()) throw std::runtime_error("report budget '" + name + "': expected a JSON object");
   Budget b;
   b.name = name;
-  const std::set<std::string> models = {"tca", "ca", "perceiver", "treeformer"};
+  const std::set<std::string> models(Config::models().begin(), Config::models().end());
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string key = it.key(), where = "report budget '" + name + "', " + key;
     if (key == "description") {
@@ -308,13 +308,10 @@ const char* model_name(const std::string& m) {
   return m.c_str();
 }
 
-// One colour per model in every plot of the report (the plot palette's first four).
+// One colour per model in every plot of the report: the palette colour of its place in the list.
 std::uint32_t model_colour(const std::string& m) {
-  if (m == "tca") return 0x0072B2;
-  if (m == "ca") return 0xD55E00;
-  if (m == "perceiver") return 0x009E73;
-  if (m == "treeformer") return 0xCC79A7;
-  return 0;
+  const auto& models = Config::models();
+  return palette_colour(std::size_t(std::find(models.begin(), models.end(), m) - models.begin()));
 }
 
 std::string fmt(const char* format, double v) {
@@ -420,12 +417,12 @@ Row make_row(const std::string& section, const std::string& variant, const Run& 
   return r;
 }
 
-// The evaluation curve of a run as a plot series.
-PlotSeries curve(const Run& run, const std::string& label, bool percent) {
+// The evaluation curve of a run as a plot series (colour 0: the next palette colour).
+PlotSeries curve(const Run& run, const std::string& label, bool percent, std::uint32_t colour) {
   PlotSeries s;
   s.label = label;
   s.markers = true;
-  s.colour = model_colour(run.config.model);
+  s.colour = colour;
   for (const auto& e : run.history.evals) {
     s.x.push_back(double(e.step));
     s.y.push_back(percent ? 100 * e.value : e.value);
@@ -499,7 +496,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
     spec.y_bound = 100;
     for (const auto& run : runs) {
       rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_accuracy(run.config)));
-      spec.series.push_back(curve(run, model_name(run.config.model), true));
+      spec.series.push_back(curve(run, model_name(run.config.model), true, model_colour(run.config.model)));
       if (run.available()) {
         auto& series = by_model[run.config.model];
         series.label = model_name(run.config.model);
@@ -596,7 +593,8 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   PlotSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
                    "tokens per query (log)", "log-likelihood");
   scatter.log_x = true;
-  for (const auto& run : runs) curves.series.push_back(curve(run, model_name(run.config.model), false));
+  for (const auto& run : runs)
+    curves.series.push_back(curve(run, model_name(run.config.model), false, model_colour(run.config.model)));
   for (const auto& variant : s.variants) {
     for (const auto& run : runs) {
       auto e = runner.evaluate(run, [&](Config& c) {
@@ -662,8 +660,7 @@ void ordering_section(const Section& s, const Budget& b, Runner& runner, Report&
     c.ordering = o;
     auto run = runner.ensure("ordering/" + o, c);
     rows.push_back(make_row("ordering", o, run, run.final_eval, std::nullopt));
-    curves.series.push_back(curve(run, o, false));
-    curves.series.back().colour = 0;  // all TCA: one palette colour per ordering instead
+    curves.series.push_back(curve(run, o, false, 0));  // all TCA: one palette colour per ordering
   }
   rep.table(rows, "ordering", false);
   rep.plot("ordering", curves);
