@@ -44,9 +44,13 @@ const char* kTrainUsage =
     "  --latents L            Perceiver IO latents\n"
     "  --treeformer-depth d   Treeformer TC attention: 2^d leaf summaries per query\n"
     "  --reward acc|nce       REINFORCE reward for classification\n"
+    "  --rl-baseline fixed|mean  subtracted from the reward: the paper's constant (default),\n"
+    "                         or the reward's mean over the batch\n"
     "  --explore E            share of uniformly drawn policy choices in training (default 0)\n"
     "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
     "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
+    "  --leaf-layout packed|balanced  padding after the real leaves (paper; copy, gp) or spread\n"
+    "                         evenly over the leaf groups (image preset)\n"
     "  --eval-every N --log-every N\n"
     "  --data DIR             image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --device auto|cpu|cuda\n";
@@ -91,9 +95,11 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   c.latents = args.integer("latents", c.latents);
   c.treeformer_depth = args.integer("treeformer-depth", c.treeformer_depth);
   c.reward = args.str("reward", c.reward);
+  c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
   c.explore = args.number("explore", c.explore);
   c.encoder_layers = args.integer("encoder-layers", c.encoder_layers);
   c.ordering = args.str("ordering", c.ordering);
+  c.leaf_layout = args.str("leaf-layout", c.leaf_layout);
   c.eval_every = args.integer("eval-every", c.eval_every);
   c.log_every = args.integer("log-every", c.log_every);
   c.data_dir = args.str("data", c.data_dir);
@@ -108,13 +114,13 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args("train", argv,
             {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
              "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
-             "eval-every", "log-every", "data", "device", "out", "explore"},
+             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore"},
             {});
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
     for (const char* fixed : {"task", "model", "config", "seq-len", "branch-factor", "latents",
-                              "encoder-layers", "ordering"})
+                              "encoder-layers", "ordering", "leaf-layout"})
       if (args.has(fixed))
         throw UsageError(std::string("--") + fixed +
                          " cannot change when resuming: the checkpoint's config fixes the model");

@@ -33,6 +33,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("aggregator_layers", c.aggregator_layers);
   fn("bptt", c.bptt);
   fn("ordering", c.ordering);
+  fn("leaf_layout", c.leaf_layout);
   fn("latents", c.latents);
   fn("treeformer_depth", c.treeformer_depth);
   fn("bound_std", c.bound_std);
@@ -41,6 +42,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("entropy_bonus", c.entropy_bonus);
   fn("explore", c.explore);
   fn("reward", c.reward);
+  fn("rl_baseline", c.rl_baseline);
   fn("batch", c.batch);
   fn("steps", c.steps);
   fn("lr", c.lr);
@@ -80,7 +82,9 @@ std::vector<std::string> Config::validate() const {
   check_choice(e, "task", task, {"copy", "gp", "image"});
   check_choice(e, "model", model, models());
   check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
+  check_choice(e, "leaf_layout", leaf_layout, {"packed", "balanced"});
   check_choice(e, "reward", reward, {"acc", "nce"});
+  check_choice(e, "rl_baseline", rl_baseline, {"fixed", "mean"});
   check_choice(e, "device", device, {"auto", "cpu", "cuda"});
   check_choice(e, "kernel", kernel, {"rbf", "matern", "periodic"});
   check_choice(e, "eval_kernel", eval_kernel, {"rbf", "matern", "periodic"});
@@ -168,6 +172,13 @@ void Config::match_tca_tokens(std::int64_t tca_tokens) {
     treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));
 }
 
+const std::vector<std::string>& Config::tca_only_fields() {
+  static const std::vector<std::string> names = {"branch_factor", "aggregator_layers", "bptt", "ordering",
+                                                 "leaf_layout", "lambda_rl", "lambda_ca", "entropy_bonus",
+                                                 "explore", "reward", "rl_baseline"};
+  return names;
+}
+
 const std::vector<std::string>& Config::models() {
   static const std::vector<std::string> names = {"tca", "ca", "perceiver", "treeformer"};
   return names;
@@ -198,6 +209,10 @@ Config Config::preset(const std::string& task) {
     c.batch = 16;
     c.encoder_layers = 6;
     c.ordering = "sort_x2";
+    // Not in the paper: with padding after the real leaves, the last groups of a 2-D context are
+    // empty and the root's subtrees cover 64 and 32 of 96 pixels; spread evenly, TCA reached
+    // 0.979 instead of 0.851 on the GPU machine (10k steps, one seed each).
+    c.leaf_layout = "balanced";
     c.steps = 10000;
     c.eval_every = 500;
     c.eval_batches = 16;

@@ -28,6 +28,10 @@ struct Config {
   std::int64_t aggregator_layers = 1;  // Transformer layers of the bottom-up aggregator
   bool bptt = false;                // backpropagate through the tree into the encoder
   std::string ordering = "given";   // given | sort_x1 | sort_x2 | kdtree | random_proj
+  // Where the padding of the leaf groups goes: "packed" = after the real leaves (the paper's
+  // reading, and every checkpoint written before this field existed); "balanced" = spread over
+  // the groups, so sibling nodes cover equal shares of the context (see TreeShape).
+  std::string leaf_layout = "packed";
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
@@ -38,6 +42,9 @@ struct Config {
   double entropy_bonus = 0.01;      // alpha: weight of the policy's entropy bonus
   double explore = 0;               // share of policy draws made uniformly in training (0 = paper)
   std::string reward = "acc";       // classification reward: acc | nce (regression uses log-likelihood)
+  // What REINFORCE subtracts from the reward: "fixed" = the paper's constants (0 for accuracy and
+  // log-likelihood, -log(classes) for nce); "mean" = the batch mean of the reward (detached).
+  std::string rl_baseline = "fixed";
 
   // Optimisation.
   std::int64_t batch = 128;         // tasks (sequences) per training step
@@ -71,6 +78,8 @@ struct Config {
   static Config preset(const std::string& task);
   // The decoders a config can name, in the order comparisons list them: tca, ca, perceiver, treeformer.
   static const std::vector<std::string>& models();
+  // The fields only tree cross attention reads (the tree, its policy and the L_RL / L_CA terms).
+  static const std::vector<std::string>& tca_only_fields();
 };
 
 // Reads a whole file; throws std::runtime_error with the path on failure.

@@ -162,7 +162,7 @@ InspectResult Inspector::inspect(std::int64_t sample, std::int64_t query) {
       n.parent = l == 0 ? -1 : s.node_id(l - 1, i / s.fan_out(l - 1));
       n.padding = !level_masks[l][i];
       for (std::int64_t slot = i * per_node; slot < (i + 1) * per_node; ++slot)
-        if (slot < s.n) n.leaves.push_back(leaf_index[slot]);
+        if (level_masks.back()[slot]) n.leaves.push_back(leaf_index[slot]);
       r.nodes.push_back(std::move(n));
     }
   }

@@ -74,6 +74,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addSection(form, tr("Model"));
   addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
   addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}});
+  addField(form, {"leaf_layout", tr("Leaf layout"), tr("Where the padding of the leaf groups goes: packed = after the real leaves (the paper), so the last subtrees can be empty; balanced = spread evenly, so sibling nodes cover equal shares of the context (the image preset)."), {"packed", "balanced"}});
   addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
   addField(form, {"treeformer_depth", tr("Treeformer depth"), tr("Treeformer: depth of the learned decision tree; each query reads its 2^depth leaf summaries.")});
   addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});
@@ -86,6 +87,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
 
   addSection(form, tr("Objective"));
   addField(form, {"reward", tr("RL reward"), tr("Classification reward for REINFORCE: accuracy (0/1) or negative cross entropy."), {"acc", "nce"}});
+  addField(form, {"rl_baseline", tr("RL baseline"), tr("What REINFORCE subtracts from the reward: fixed = the paper's constant (0, or -log C for nce); mean = the reward's mean over the batch, which lowers the variance of the policy gradient."), {"fixed", "mean"}});
   addField(form, {"lambda_rl", tr("λ RL"), tr("Weight of the REINFORCE term that trains the retrieval policy.")});
   addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
   addField(form, {"explore", tr("Exploration ε"), tr("Share of the policy's draws in training made uniformly over the children, so that a confidently wrong branch is still revisited (0 = the paper's pure sampling).")});
@@ -243,7 +245,7 @@ void ExperimentPanel::revalidate() {
   editors_["eval_kernel"]->setEnabled(task == "gp");
   editors_["data_dir"]->setEnabled(task == "image");
   editors_["eval_split"]->setEnabled(task == "image");
-  for (const char* k : {"branch_factor", "ordering", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus", "explore"})
+  for (const char* k : {"branch_factor", "ordering", "leaf_layout", "rl_baseline", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus", "explore"})
     editors_[k]->setEnabled(model == "tca");
   editors_["latents"]->setEnabled(model == "perceiver");
   editors_["treeformer_depth"]->setEnabled(model == "treeformer");

@@ -184,10 +184,16 @@ struct Run {
   bool available() const { return final_eval.has_value(); }
 };
 
-// Fields that do not change the experiment: where it runs, where its data lives, logging.
+// The fields that define the experiment: not where it runs, where its data lives or logging, and
+// not the settings of a decoder the run does not use (a CA run is the same whatever its tree
+// ordering or REINFORCE baseline says).
 json experiment_json(const Config& c) {
   json j = json::parse(c.to_json());
   for (const char* k : {"device", "data_dir", "log_every"}) j.erase(k);
+  if (c.model != "tca")
+    for (const auto& k : Config::tca_only_fields()) j.erase(k);
+  if (c.model != "perceiver") j.erase("latents");
+  if (c.model != "treeformer") j.erase("treeformer_depth");
   return j;
 }
 

@@ -64,7 +64,8 @@ DecodeOutput PerceiverIOImpl::decode(const Memory& memory, const torch::Tensor& 
 std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
   if (c.model == "tca")
     return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor,
-                                                    c.aggregator_layers, c.bptt, c.ordering);
+                                                    c.aggregator_layers, c.bptt, c.ordering,
+                                                    c.leaf_layout == "balanced");
   if (c.model == "ca") return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim);
   if (c.model == "perceiver")
     // Perceiver IO's own encoder replaces ReTreever's: its latent layers take the encoder's depth.

@@ -31,8 +31,8 @@ torch::Tensor sample_children(const torch::Tensor& pi) {
 TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
                                                std::int64_t ff_dim, std::int64_t branch_factor,
                                                std::int64_t aggregator_layers, bool bptt,
-                                               std::string ordering)
-    : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)) {
+                                               std::string ordering, bool balanced_leaves)
+    : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)), balanced_leaves_(balanced_leaves) {
   aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim));
   block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim));
 }
@@ -40,8 +40,8 @@ TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_
 std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& context,
                                                         const torch::Tensor& x_context) {
   auto memory = std::make_shared<TreeMemory>();
-  memory->tree = build_tree(context, context_order(x_context, ordering_), branch_factor_,
-                            aggregator_, bptt_);
+  memory->tree = build_tree(context, context_order(x_context, ordering_, branch_factor_), branch_factor_,
+                            aggregator_, bptt_, balanced_leaves_);
   // Project every node of every level at once; each query then only gathers the keys on its walk.
   std::vector<std::int64_t> sizes;
   for (const auto& level : memory->tree.nodes) sizes.push_back(level.size(1));

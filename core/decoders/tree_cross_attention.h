@@ -17,7 +17,7 @@ class TreeCrossAttentionImpl : public DecoderImpl {
  public:
   TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
                          std::int64_t branch_factor, std::int64_t aggregator_layers, bool bptt,
-                         std::string ordering);
+                         std::string ordering, bool balanced_leaves = false);
 
   std::shared_ptr<Memory> prepare(const torch::Tensor& context, const torch::Tensor& x_context) override;
   DecodeOutput decode(const Memory& memory, const torch::Tensor& queries,
@@ -30,6 +30,7 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   std::int64_t branch_factor_;
   bool bptt_;
   std::string ordering_;
+  bool balanced_leaves_ = false;
   Aggregator aggregator_{nullptr};
   CrossAttentionBlock block_{nullptr};  // the policy's attention and the prediction's attention
 };

@@ -26,12 +26,14 @@ torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& 
   return log_prob.sum(-1);
 }
 
-std::pair<torch::Tensor, double> reward(const torch::Tensor& prediction, const torch::Tensor& yt,
-                                        const TaskSpec& spec, const Config& config) {
+// R minus its baseline, per target (detached).
+torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
+                        const Config& config) {
   torch::NoGradGuard no_grad;
-  if (spec.classification() && config.reward == "nce")
-    return {-task_loss(prediction, yt, spec, config.bound_std), -std::log(double(spec.classes))};
-  return {task_metric(prediction, yt, spec, config.bound_std), 0.0};
+  const bool nce = spec.classification() && config.reward == "nce";
+  auto r = nce ? -task_loss(prediction, yt, spec, config.bound_std) : task_metric(prediction, yt, spec, config.bound_std);
+  if (config.rl_baseline == "mean") return r - r.mean();
+  return nce ? r + std::log(double(spec.classes)) : r;
 }
 
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
@@ -48,9 +50,9 @@ LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskS
     t.total = t.total + config.lambda_ca * t.ca;
   }
   if (out.log_prob.defined() && out.log_prob.requires_grad()) {
-    auto [r, baseline] = reward(out.prediction, batch.yt, spec, config);
+    auto a = advantage(out.prediction, batch.yt, spec, config);
     t.entropy = out.entropy;
-    t.rl = -((r - baseline) * out.log_prob).mean() - config.entropy_bonus * out.entropy;
+    t.rl = -(a * out.log_prob).mean() - config.entropy_bonus * out.entropy;
     t.total = t.total + config.lambda_rl * t.rl;
   } else if (out.entropy.defined()) {
     t.entropy = out.entropy;

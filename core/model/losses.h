@@ -24,10 +24,11 @@ torch::Tensor task_loss(const torch::Tensor& prediction, const torch::Tensor& yt
 // Per-target metric [B,M]: 1/0 correctness, or the Gaussian log-likelihood.
 torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& yt,
                           const TaskSpec& spec, bool bound_std);
-// REINFORCE reward [B,M] (detached) and its baseline: accuracy (baseline 0), negative cross
-// entropy (baseline -log C), or the log-likelihood for regression (baseline 0).
-std::pair<torch::Tensor, double> reward(const torch::Tensor& prediction, const torch::Tensor& yt,
-                                        const TaskSpec& spec, const Config& config);
+// REINFORCE reward minus its baseline, per target [B,M] (detached). Rewards: accuracy, negative
+// cross entropy, or the log-likelihood for regression. Baselines (config rl_baseline): "fixed",
+// the paper's 0 / -log C / 0; "mean", the batch mean of the reward.
+torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
+                        const Config& config);
 
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
                          const Config& config);

@@ -8,7 +8,7 @@ namespace {
 constexpr std::uint64_t kRandomProjectionSeed = 2147483647;  // fixes the random direction
 }  // namespace
 
-torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering) {
+torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering, std::int64_t b) {
   const auto B = x.size(0), N = x.size(1);
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
   if (ordering == "given") return torch::arange(N, opts).unsqueeze(0).expand({B, N}).contiguous();
@@ -26,22 +26,27 @@ torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering)
     return std::get<1>(torch::sort(torch::matmul(x, direction), true, 1, false));
   }
   if (ordering == "kdtree") {
-    // Level d splits every current segment at its median along axis d mod dx. Done for all
-    // segments at once: sort by (segment, coordinate) with a combined key.
+    // Each pass splits every current segment into `split` quantile parts along axis (pass mod dx),
+    // done for all segments at once: sort by (segment, coordinate) with a combined key. Segment j
+    // of s holds the positions with floor(i * s / N) = j: after the passes of l tree levels, s =
+    // b^l and the segments are exactly the nodes of level l (TreeShape::first_in_group).
+    if (b < 2) throw std::invalid_argument("branch factor must be at least 2, got " + std::to_string(b));
+    const bool power_of_two = (b & (b - 1)) == 0;
+    const std::int64_t split = power_of_two ? 2 : b;  // b = 4: quadrants, not strips
     const auto dx = x.size(2);
     auto order = torch::arange(N, opts).unsqueeze(0).expand({B, N}).contiguous();
     auto pos = torch::arange(N, opts.dtype(torch::kDouble));
     auto xd = x.to(torch::kDouble);
-    std::int64_t segments = 1, depth = 0;
+    std::int64_t segments = 1, pass = 0;
     while (segments < N) {
-      auto coord = xd.select(2, depth % dx).gather(1, order);  // [B,N] in current order
+      auto coord = xd.select(2, pass % dx).gather(1, order);  // [B,N] in current order
       auto lo = std::get<0>(coord.min(1, true)), hi = std::get<0>(coord.max(1, true));
       auto unit = (coord - lo) / (hi - lo).clamp_min(1e-12) * 0.999;  // in [0, 1)
       auto segment = torch::floor(pos * double(segments) / double(N)).unsqueeze(0);
       auto perm = std::get<1>(torch::sort(segment + unit, true, 1, false));
       order = order.gather(1, perm);
-      segments *= 2;
-      ++depth;
+      segments *= split;
+      ++pass;
     }
     return order;
   }
@@ -61,18 +66,28 @@ torch::Tensor AggregatorImpl::forward(const torch::Tensor& children, const torch
 }
 
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
-                Aggregator& aggregator, bool bptt) {
+                Aggregator& aggregator, bool bptt, bool balanced) {
   const auto B = context.size(0), N = context.size(1), D = context.size(2);
   Tree tree;
-  tree.shape = TreeShape::of(N, branch_factor);
+  tree.shape = TreeShape::of(N, branch_factor, balanced);
   const auto& s = tree.shape;
   const auto padded = s.padded();
 
-  // Leaves: the ordered context, padded by repeating real leaves.
-  auto slot = torch::arange(padded, order.options()) % N;  // [padded]
-  tree.order = order.index_select(1, slot);                 // [B,padded]
+  // Leaves: the ordered context laid out in the groups; a padding slot repeats its group's last
+  // real leaf (packed: an empty group repeats the leaf of its slot modulo N).
+  // Computed on the device (TreeShape::first_in_group, vectorised): no host-to-device copy.
+  const auto G = s.groups();
+  auto index = torch::arange(padded, order.options());  // [padded]
+  auto group = torch::div(index, s.p, "floor"), j = index - group * s.p;
+  auto first_of = [&](const torch::Tensor& g) {
+    return s.balanced ? torch::div(g * N + G - 1, G, "floor") : (g * s.p).clamp_max(N);
+  };
+  auto first = first_of(group), count = first_of(group + 1) - first;
+  auto leaf_real = j < count;
+  auto slot = torch::where(count > 0, first + torch::minimum(j, (count - 1).clamp_min(0)), index % N);
+  tree.order = order.index_select(1, slot);  // [B,padded]
   auto leaves = context.gather(1, tree.order.unsqueeze(-1).expand({B, padded, D}));
-  auto leaf_mask = (torch::arange(padded, order.options()) < N).unsqueeze(0).expand({B, padded});
+  auto leaf_mask = leaf_real.unsqueeze(0).expand({B, padded});
 
   std::vector<torch::Tensor> nodes{leaves}, masks{leaf_mask.contiguous()};
   // Bottom-up: level k aggregates groups of P leaves, every level above groups of b.

@@ -13,9 +13,11 @@ namespace retreever {
 
 // Orders a context so that neighbours in the order are neighbours in input space.
 // x [B,N,dx] (raw inputs) -> [B,N] long: the original index of each position.
-// "given": as is; "sort_x1"/"sort_x2": by that coordinate; "kdtree": alternating median splits;
-// "random_proj": by the projection on a fixed random direction.
-torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering);
+// "given": as is; "sort_x1"/"sort_x2": by that coordinate; "kdtree": median splits along
+// alternating axes, lined up with the nodes of a tree of branch factor b (binary splits when b is a
+// power of two, b-way quantile splits otherwise); "random_proj": by the projection on a fixed
+// random direction.
+torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering, std::int64_t b = 2);
 
 // Levels 1 .. k+1 of a tree (the root is implicit: it is never a candidate in S).
 struct Tree {
@@ -41,9 +43,10 @@ class AggregatorImpl : public torch::nn::Module {
 TORCH_MODULE(Aggregator);
 
 // Builds the tree bottom-up. context [B,N,D] in original order, order [B,N] from context_order.
-// Padding leaves repeat real leaves (finite values) and are masked. With bptt false the
+// Leaf group g takes the ordered positions TreeShape::first_in_group(g) onwards (layout: packed or
+// balanced, see TreeShape); padding slots repeat a real leaf (finite values) and are masked. With bptt false the
 // aggregator sees detached children, so the task loss does not flow through the tree.
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
-                Aggregator& aggregator, bool bptt);
+                Aggregator& aggregator, bool bptt, bool balanced = false);
 
 }  // namespace retreever

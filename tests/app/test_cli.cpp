@@ -319,6 +319,27 @@ class TestCli : public QObject {
                    "different experiment");
   }
 
+  void report_reuse_ignores_settings_of_decoders_a_run_does_not_use() {
+    auto budget = [&](const QString& name, const QString& extra) {
+      QFile f(file(name));
+      f.open(QIODevice::WriteOnly);
+      f.write(QString("{\"seed\": 3, \"copy\": {\"seq_lens\": [8], \"models\": [\"ca\"], \"config\": "
+                      "{\"batch\": 8, \"steps\": 4, \"eval_every\": 2, \"eval_batches\": 1%1}}}")
+                  .arg(extra).toUtf8());
+      return f.fileName();
+    };
+    const auto out = file("ca-report");
+    auto r = run({"report", "--out", out, "--config", budget("ca.json", "")});
+    QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    // Tree ordering, leaf layout and REINFORCE baseline are TCA's: the CA run is the same run.
+    auto again = run({"report", "--out", out, "--config",
+                      budget("ca2.json", ", \"ordering\": \"kdtree\", \"leaf_layout\": \"balanced\", \"rl_baseline\": \"mean\"")});
+    QVERIFY2(again.code == 0, qPrintable(again.err.right(2000)));
+    QCOMPARE(again.err.count(": reused"), 1);
+    // ... while a setting CA does use is a different experiment.
+    expect_refusal({"report", "--out", out, "--config", budget("ca3.json", ", \"lr\": 0.001")}, "different experiment");
+  }
+
   void report_no_train_lists_missing_runs() {
     const auto out = file("empty-report");
     auto r = run({"report", "--out", out, "--config", write_budget("budget3.json", 10), "--no-train"});

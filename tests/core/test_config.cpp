@@ -22,6 +22,7 @@ class TestConfig : public QObject {
     c.lr = 1.25e-4;
     c.bptt = true;
     c.ordering = "kdtree";
+    c.leaf_layout = "balanced";
     c.seed = 42;
     auto back = Config::from_json(c.to_json());
     QCOMPARE(back.to_json(), c.to_json());
@@ -34,6 +35,8 @@ class TestConfig : public QObject {
     QCOMPARE(c.model, std::string("ca"));
     QCOMPARE(c.steps, int64_t(7));
     QCOMPARE(c.d_model, Config().d_model);
+    // A checkpoint written before leaf_layout existed was trained with the packed layout.
+    QCOMPARE(c.leaf_layout, std::string("packed"));
   }
 
   void bad_values_are_named() {
@@ -56,6 +59,8 @@ class TestConfig : public QObject {
     check([](Config& c) { c.reward = "money"; }, "reward");
     check([](Config& c) { c.device = "tpu"; }, "device");
     check([](Config& c) { c.ordering = "random"; }, "ordering");
+    check([](Config& c) { c.leaf_layout = "spread"; }, "leaf_layout");
+    check([](Config& c) { c.rl_baseline = "median"; }, "rl_baseline");
   }
 
   void malformed_json_is_refused_with_the_reason() {

@@ -42,31 +42,54 @@ class TestTree : public QObject {
 
   void built_tree_has_the_levels_masks_and_padding_of_its_shape() {
     Aggregator agg(1, 16, 2, 32);
-    for (int64_t b : {2, 3, 4})
-      for (int64_t n : {2, 3, 5, 9, 16, 33, 100}) {
-        auto ctx = torch::randn({2, n, 16});
-        auto x = torch::randn({2, n, 1});
-        auto tree = build_tree(ctx, context_order(x, "given"), b, agg, false);
-        const auto& s = tree.shape;
-        QCOMPARE(int64_t(tree.nodes.size()), s.k + 1);
-        for (int64_t l = 1; l <= s.k + 1; ++l) {
-          QCOMPARE(tree.nodes[l - 1].size(1), s.level_size(l));
-          QCOMPARE(tree.masks[l - 1].size(1), s.level_size(l));
-          QVERIFY(torch::isfinite(tree.nodes[l - 1]).all().item<bool>());
+    for (bool balanced : {false, true})
+      for (int64_t b : {2, 3, 4})
+        for (int64_t n : {2, 3, 5, 9, 16, 33, 100}) {
+          auto ctx = torch::randn({2, n, 16});
+          auto x = torch::randn({2, n, 1});
+          auto tree = build_tree(ctx, context_order(x, "given"), b, agg, false, balanced);
+          const auto& s = tree.shape;
+          QCOMPARE(s.balanced, balanced);
+          QCOMPARE(int64_t(tree.nodes.size()), s.k + 1);
+          for (int64_t l = 1; l <= s.k + 1; ++l) {
+            QCOMPARE(tree.nodes[l - 1].size(1), s.level_size(l));
+            QCOMPARE(tree.masks[l - 1].size(1), s.level_size(l));
+            QVERIFY(torch::isfinite(tree.nodes[l - 1]).all().item<bool>());
+          }
+          auto leaf_mask = tree.leaf_mask()[0];
+          QCOMPARE(leaf_mask.sum().item<int64_t>(), n);
+          auto per_group = leaf_mask.view({s.groups(), s.p}).sum(1);
+          for (int64_t g = 0; g < s.groups(); ++g) {
+            // Each group holds real_in_group(g) real leaves, first.
+            QCOMPARE(per_group[g].item<int64_t>(), s.real_in_group(g));
+            QVERIFY(leaf_mask.slice(0, g * s.p, g * s.p + s.real_in_group(g)).all().item<bool>());
+          }
+          if (balanced) {
+            // Spread evenly: floor or ceil of n / b^k per group, so no node is padding.
+            QCOMPARE(per_group.min().item<int64_t>(), n / s.groups());
+            QVERIFY(per_group.max().item<int64_t>() <= (n + s.groups() - 1) / s.groups());
+            for (int64_t l = 1; l <= s.k; ++l) QVERIFY(tree.masks[l - 1].all().item<bool>());
+          } else {
+            // Packed (the paper's reading): the padding comes last.
+            QVERIFY(leaf_mask.slice(0, 0, n).all().item<bool>());
+          }
+          // A node is padding exactly when all its children are.
+          for (int64_t l = s.k; l >= 1; --l) {
+            auto children = tree.masks[l].view({2, s.level_size(l), s.fan_out(l)});
+            QVERIFY(torch::equal(tree.masks[l - 1], children.any(-1)));
+          }
+          // Every real context token is a leaf exactly once, in the given order.
+          QVERIFY(torch::equal(tree.order[0].masked_select(leaf_mask), torch::arange(n)));
+          // Balanced padding repeats a real leaf of its own group.
+          if (balanced) {
+            auto slots = tree.order[0].view({s.groups(), s.p});
+            for (int64_t g = 0; g < s.groups(); ++g)
+              for (int64_t j = 0; j < s.p; ++j) {
+                const auto at = slots[g][j].item<int64_t>();
+                QVERIFY(at >= s.first_in_group(g) && at < s.first_in_group(g + 1));
+              }
+          }
         }
-        // Exactly n real leaves; the padding ones come last.
-        auto leaf_mask = tree.leaf_mask()[0];
-        QCOMPARE(leaf_mask.sum().item<int64_t>(), n);
-        QVERIFY(leaf_mask.slice(0, 0, n).all().item<bool>());
-        // A node is padding exactly when all its children are.
-        for (int64_t l = s.k; l >= 1; --l) {
-          auto children = tree.masks[l].view({2, s.level_size(l), s.fan_out(l)});
-          QVERIFY(torch::equal(tree.masks[l - 1], children.any(-1)));
-        }
-        // Every real context token is a leaf exactly once.
-        auto real = tree.order[0].slice(0, 0, n);
-        QVERIFY(torch::equal(std::get<0>(real.sort()), torch::arange(n)));
-      }
   }
 
   void aggregator_ignores_padding() {
@@ -102,6 +125,53 @@ class TestTree : public QObject {
     QVERIFY(torch::equal(context_order(x, "random_proj"), context_order(x, "random_proj")));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(torch::rand({1, 5, 1}), "sort_x2"));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, context_order(x, "spiral"));
+  }
+
+  void kdtree_splits_line_up_with_the_nodes_of_the_tree() {
+    // With the balanced leaf layout, level l's nodes of a tree with branch factor b are cells of a
+    // k-d split: in 2-D the two
+    // halves (b = 2) or the quadrants (b = 4) of the root are separated by a median line, and
+    // so on down; with b = 3 the root's children are thirds along x1.
+    for (int64_t b : {2, 3, 4})
+      for (int64_t n : {7, 37, 96, 150}) {
+        auto x = torch::rand({2, n, 2});
+        auto order = context_order(x, "kdtree", b);
+        Aggregator agg(1, 8, 2, 16);
+        auto tree = build_tree(torch::randn({2, n, 8}), order, b, agg, false, /*balanced=*/true);
+        const auto& s = tree.shape;
+        for (int64_t r = 0; r < 2; ++r) {
+          auto first_children = [&](int64_t level) {  // real context indices under each node
+            std::vector<torch::Tensor> cells;
+            const auto per = s.padded() / s.level_size(level);
+            for (int64_t i = 0; i < s.level_size(level); ++i) {
+              auto slots = tree.order[r].slice(0, i * per, (i + 1) * per);
+              cells.push_back(slots.masked_select(tree.leaf_mask()[r].slice(0, i * per, (i + 1) * per)));
+            }
+            return cells;
+          };
+          // Root's children (level 1): separated along x1. With b = 4 (two binary splits per
+          // level) the pairs {0,1} and {2,3} are separated along x1, and within a pair along x2.
+          auto cells = first_children(1);
+          auto coord = [&](const torch::Tensor& idx, int axis) { return x[r].select(1, axis).index_select(0, idx); };
+          if (b == 4) {
+            auto left = torch::cat({cells[0], cells[1]}), right = torch::cat({cells[2], cells[3]});
+            QVERIFY(coord(left, 0).max().item<float>() <= coord(right, 0).min().item<float>());
+            QVERIFY(coord(cells[0], 1).max().item<float>() <= coord(cells[1], 1).min().item<float>());
+            QVERIFY(coord(cells[2], 1).max().item<float>() <= coord(cells[3], 1).min().item<float>());
+          } else {
+            for (size_t i = 0; i + 1 < cells.size(); ++i)
+              QVERIFY(coord(cells[i], 0).max().item<float>() <= coord(cells[i + 1], 0).min().item<float>());
+          }
+          // Every node covers some real context tokens.
+          for (size_t i = 0; i < cells.size(); ++i) QVERIFY(cells[i].numel() > 0);
+          if (b == 2 && s.k >= 2) {
+            // Level 2: each half of the root is split along x2.
+            auto quarters = first_children(2);
+            QVERIFY(coord(quarters[0], 1).max().item<float>() <= coord(quarters[1], 1).min().item<float>());
+            QVERIFY(coord(quarters[2], 1).max().item<float>() <= coord(quarters[3], 1).min().item<float>());
+          }
+        }
+      }
   }
 
   void bptt_controls_gradient_through_the_tree() {
