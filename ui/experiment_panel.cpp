@@ -240,13 +240,13 @@ void ExperimentPanel::revalidate() {
   const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText();
   const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText();
   editors_["seq_len"]->setEnabled(task == "copy");
+  for (const auto& k : Config::tca_only_fields())
+    if (auto* editor = editors_.value(QString::fromStdString(k))) editor->setEnabled(model == "tca");
   editors_["reward"]->setEnabled(task == "copy" && model == "tca");
   editors_["kernel"]->setEnabled(task == "gp");
   editors_["eval_kernel"]->setEnabled(task == "gp");
   editors_["data_dir"]->setEnabled(task == "image");
   editors_["eval_split"]->setEnabled(task == "image");
-  for (const char* k : {"branch_factor", "ordering", "leaf_layout", "rl_baseline", "aggregator_layers", "bptt", "lambda_rl", "lambda_ca", "entropy_bonus", "explore"})
-    editors_[k]->setEnabled(model == "tca");
   editors_["latents"]->setEnabled(model == "perceiver");
   editors_["treeformer_depth"]->setEnabled(model == "treeformer");
 

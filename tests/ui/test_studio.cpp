@@ -65,6 +65,26 @@ class TestStudio : public QObject {
     QSettings().clear();
   }
 
+  void settings_of_other_decoders_are_disabled_and_the_new_choices_reach_the_config() {
+    MainWindow w;
+    auto* panel = w.experiment();
+    auto* model = qobject_cast<QComboBox*>(panel->editor("model"));
+    QVERIFY(model);
+    for (const char* m : {"ca", "tca"}) {
+      model->setCurrentText(m);
+      for (const auto& k : Config::tca_only_fields()) {
+        if (k == "reward") continue;  // also needs the copy task
+        auto* editor = panel->editor(QString::fromStdString(k));
+        QVERIFY2(editor, k.c_str());
+        QCOMPARE(editor->isEnabled(), std::string(m) == "tca");
+      }
+    }
+    qobject_cast<QComboBox*>(panel->editor("leaf_layout"))->setCurrentText("balanced");
+    qobject_cast<QComboBox*>(panel->editor("rl_baseline"))->setCurrentText("mean");
+    QCOMPARE(panel->config().leaf_layout, std::string("balanced"));
+    QCOMPARE(panel->config().rl_baseline, std::string("mean"));
+  }
+
   void validation_marks_bad_values_and_disables_train() {
     MainWindow w;
     auto* panel = w.experiment();
