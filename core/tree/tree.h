@@ -44,8 +44,9 @@ TORCH_MODULE(Aggregator);
 
 // Builds the tree bottom-up. context [B,N,D] in original order, order [B,N] from context_order.
 // Leaf group g takes the ordered positions TreeShape::first_in_group(g) onwards (layout: packed or
-// balanced, see TreeShape); padding slots repeat a real leaf (finite values) and are masked. With bptt false the
-// aggregator sees detached children, so the task loss does not flow through the tree.
+// balanced, see TreeShape); padding slots repeat a real leaf (finite values) and are masked.
+// With bptt false the aggregator sees detached children, so the task loss does not flow through
+// the tree.
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
                 Aggregator& aggregator, bool bptt, bool balanced = false);
 

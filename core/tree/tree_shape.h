@@ -4,8 +4,9 @@
 // packed (the paper's reading): the groups fill in order and the padding comes last, so the last
 // groups (and whole subtrees) can be all padding; balanced: each group holds floor or ceil of
 // N / b^k real leaves, so the nodes of a level cover equal shares of the context, give or take
-// one per group below them, and no node is padding. Levels are numbered from the root (0) down to the leaves (k + 1); level
-// l <= k holds b^l nodes, the leaf level b^k * P. Node ids number the levels root first.
+// one per group below them, and no node is padding.
+// Levels are numbered from the root (0) down to the leaves (k + 1); level l <= k holds b^l nodes,
+// the leaf level b^k * P. Node ids number the levels root first.
 // Torch-free: the GUI draws trees from it.
 #pragma once
 
