@@ -140,7 +140,7 @@ class TestTree : public QObject {
         auto tree = build_tree(torch::randn({2, n, 8}), order, b, agg, false, /*balanced=*/true);
         const auto& s = tree.shape;
         for (int64_t r = 0; r < 2; ++r) {
-          auto first_children = [&](int64_t level) {  // real context indices under each node
+          auto cells_at = [&](int64_t level) {  // real context indices under each node of a level
             std::vector<torch::Tensor> cells;
             const auto per = s.padded() / s.level_size(level);
             for (int64_t i = 0; i < s.level_size(level); ++i) {
@@ -151,7 +151,7 @@ class TestTree : public QObject {
           };
           // Root's children (level 1): separated along x1. With b = 4 (two binary splits per
           // level) the pairs {0,1} and {2,3} are separated along x1, and within a pair along x2.
-          auto cells = first_children(1);
+          auto cells = cells_at(1);
           auto coord = [&](const torch::Tensor& idx, int axis) { return x[r].select(1, axis).index_select(0, idx); };
           if (b == 4) {
             auto left = torch::cat({cells[0], cells[1]}), right = torch::cat({cells[2], cells[3]});
@@ -166,7 +166,7 @@ class TestTree : public QObject {
           for (size_t i = 0; i < cells.size(); ++i) QVERIFY(cells[i].numel() > 0);
           if (b == 2 && s.k >= 2) {
             // Level 2: each half of the root is split along x2.
-            auto quarters = first_children(2);
+            auto quarters = cells_at(2);
             QVERIFY(coord(quarters[0], 1).max().item<float>() <= coord(quarters[1], 1).min().item<float>());
             QVERIFY(coord(quarters[2], 1).max().item<float>() <= coord(quarters[3], 1).min().item<float>());
           }
