@@ -107,7 +107,16 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
 
   auto attended = attention->attend_scores(torch::cat(sel_scores, 2), torch::cat(sel_v, 2),
                                            torch::cat(sel_mask, 2), false);
-  out.encoding = block_->finish(queries, attended.out);
+  if (request.all_leaves) {
+    // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
+    // pass over 2B rows costs less than two over B on small models.
+    auto all = attention->attend_shared(q, memory.keys.back(), memory.values.back(), tree.leaf_mask(), false);
+    auto both = block_->finish(torch::cat({queries, queries}), torch::cat({attended.out, all.out})).chunk(2);
+    out.encoding = both[0];
+    out.all_leaves = both[1];
+  } else {
+    out.encoding = block_->finish(queries, attended.out);
+  }
 
   if (shape.k > 0) {
     out.log_prob = torch::stack(log_probs, -1).sum(-1);
@@ -115,11 +124,6 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   } else {
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
-  }
-  if (request.all_leaves) {
-    auto all = attention->attend_shared(q, memory.keys.back(), memory.values.back(),
-                                        tree.leaf_mask(), false);
-    out.all_leaves = block_->finish(queries, all.out);
   }
   if (request.trace) {
     auto float_opts = queries.options();

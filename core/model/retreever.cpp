@@ -76,8 +76,13 @@ ModelOutput ReTreeverImpl::forward(const Batch& batch, const DecodeRequest& requ
   ModelOutput out;
   out.memory = decoder_->prepare(context, batch.xc);
   auto decoded = decoder_->decode(*out.memory, queries, request);
-  out.prediction = head(decoded.encoding);
-  if (decoded.all_leaves.defined()) out.prediction_all_leaves = head(decoded.all_leaves);
+  if (decoded.all_leaves.defined()) {  // one head pass over both reads (see TCA's decode)
+    auto both = head(torch::cat({decoded.encoding, decoded.all_leaves})).chunk(2);
+    out.prediction = both[0];
+    out.prediction_all_leaves = both[1];
+  } else {
+    out.prediction = head(decoded.encoding);
+  }
   out.log_prob = decoded.log_prob;
   out.entropy = decoded.entropy;
   out.trace = decoded.trace;

@@ -7,6 +7,8 @@
 
 #include <torch/serialize.h>
 
+#include "core/training/flat_adam.h"
+
 namespace retreever {
 namespace {
 
@@ -56,7 +58,7 @@ void load_module(torch::serialize::InputArchive& archive, torch::nn::Module& mod
 }  // namespace
 
 void save_checkpoint(const std::string& path, const CheckpointHeader& header, torch::nn::Module& model,
-                     torch::optim::Optimizer* optimizer) {
+                     FlatAdam* optimizer) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("version", c10::IValue(kVersion));
@@ -116,7 +118,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
 }
 
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
-                           torch::optim::Optimizer* optimizer, const torch::Device& device) {
+                           FlatAdam* optimizer, const torch::Device& device) {
   torch::serialize::InputArchive archive;
   load_archive(archive, path, device);
   torch::serialize::InputArchive model_archive;
@@ -128,7 +130,7 @@ void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
     if (archive.try_read("optimizer", optimizer_archive)) {
       try {
         optimizer->load(optimizer_archive);
-      } catch (const c10::Error& e) {
+      } catch (const std::exception& e) {  // c10::Error, or a state of the wrong shape
         throw std::runtime_error("checkpoint '" + path + "' has a damaged optimiser state: " +
                                  first_line(e.what()));
       }

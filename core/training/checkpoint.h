@@ -6,12 +6,13 @@
 #include <string>
 
 #include <torch/nn/module.h>
-#include <torch/optim/optimizer.h>
 
 #include "core/config.h"
 #include "core/metrics.h"
 
 namespace retreever {
+
+class FlatAdam;
 
 struct CheckpointHeader {
   Config config;
@@ -21,14 +22,14 @@ struct CheckpointHeader {
 };
 
 void save_checkpoint(const std::string& path, const CheckpointHeader& header, torch::nn::Module& model,
-                     torch::optim::Optimizer* optimizer);
+                     FlatAdam* optimizer);
 
 // Reads the header, then loads parameters into `model` (built from header.config by the
 // caller-supplied function) and the optimiser state when given. Throws std::runtime_error
 // with a message naming the file and the problem (missing, truncated, foreign, mismatched).
 CheckpointHeader read_checkpoint_header(const std::string& path);
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
-                           torch::optim::Optimizer* optimizer, const torch::Device& device);
+                           FlatAdam* optimizer, const torch::Device& device);
 
 // Parameters alone, to and from bytes (snapshots for inspection).
 std::string serialize_parameters(torch::nn::Module& model);

@@ -5,12 +5,12 @@
 #include <limits>
 
 #include <torch/cuda.h>
-#include <torch/optim/adam.h>
 
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
 #include "core/training/device.h"
+#include "core/training/flat_adam.h"
 
 namespace retreever {
 namespace {
@@ -39,7 +39,7 @@ struct Trainer::Impl {
   std::unique_ptr<Task> task;
   torch::Device device = torch::kCPU;
   ReTreever model{nullptr};
-  std::unique_ptr<torch::optim::Adam> optimizer;
+  std::unique_ptr<FlatAdam> optimizer;
   std::vector<Batch> eval_set;
   std::int64_t step = 0;
   MetricsHistory history;
@@ -56,13 +56,8 @@ struct Trainer::Impl {
     torch::manual_seed(derive_seed(c.seed, kInit, 0));
     model = ReTreever(c, spec);
     model->to(device);
-    optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(c.lr));
+    optimizer = std::make_unique<FlatAdam>(model->parameters());
     for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
-  }
-
-  void set_lr(double lr) {
-    for (auto& group : optimizer->param_groups())
-      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
   }
 };
 
@@ -91,7 +86,6 @@ StepMetrics Trainer::step() {
   auto& m = *impl_;
   const auto start = std::chrono::steady_clock::now();
   const double lr = learning_rate();
-  m.set_lr(lr);
   m.model->train();
   auto batch = m.task->sample(m.config.batch, derive_seed(m.config.seed, kTrainData, m.step), false)
                    .to(m.device);
@@ -107,17 +101,8 @@ StepMetrics Trainer::step() {
   // one transfer per step carries them all (it matters on a GPU).
   m.optimizer->zero_grad();
   terms.total.backward();
-  std::vector<torch::Tensor> grads, norms;
-  for (auto& p : m.model->parameters())
-    if (p.grad().defined()) {
-      grads.push_back(p.grad());
-      norms.push_back(p.grad().norm());
-    }
-  auto grad_norm = torch::stack(norms).norm();
-  if (m.config.grad_clip > 0) {
-    auto scale = (m.config.grad_clip / (grad_norm + 1e-6)).clamp_max(1.0);
-    for (auto& g : grads) g.mul_(scale);
-  }
+  auto grad_norm = m.optimizer->grad_norm();
+  if (m.config.grad_clip > 0) m.optimizer->scale_grad((m.config.grad_clip / (grad_norm + 1e-6)).clamp_max(1.0));
   auto zero = torch::zeros({}, terms.total.options());
   auto scalar = [&](const torch::Tensor& t) { return t.defined() ? t.detach().reshape({}) : zero; };
   auto values = torch::stack({scalar(terms.total), grad_norm.detach(), scalar(terms.tca), scalar(terms.ca),
@@ -131,7 +116,7 @@ StepMetrics Trainer::step() {
     throw DivergenceError("training diverged at step " + std::to_string(m.step + 1) + ": the " +
                           (std::isfinite(s.loss) ? "gradient" : "loss") + " is not finite; the model was "
                           "not updated. Lower the learning rate (--lr) or keep gradient clipping on");
-  m.optimizer->step();
+  m.optimizer->step(lr);
   ++m.step;
 
   s.step = m.step;

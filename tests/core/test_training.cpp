@@ -1,14 +1,46 @@
-// A short training run lowers the loss on each task and model; divergence stops cleanly.
+// A short training run lowers the loss on each task and model; divergence stops cleanly; the flat
+// Adam takes torch::optim::Adam's steps and reads and writes its state.
 #include <QtTest>
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
+#include <torch/optim/adam.h>
+#include <torch/serialize.h>
+
+#include "core/training/flat_adam.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
 using namespace retreever;
 
 namespace {
+// Three parameters of different shapes, the same values in each set.
+std::vector<torch::Tensor> parameter_set() {
+  torch::manual_seed(7);
+  std::vector<torch::Tensor> p{torch::randn({3, 4}), torch::randn({5}), torch::randn({2, 2, 2})};
+  for (auto& t : p) t.set_requires_grad(true);
+  return p;
+}
+
+// Gives every parameter of both sets the same gradient, drawn for step `t`.
+void set_gradients(std::vector<torch::Tensor>& a, std::vector<torch::Tensor>& b, int t) {
+  torch::manual_seed(100 + t);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto g = torch::randn(a[i].sizes()) * double(i + 1);
+    for (auto* p : {&a[i], &b[i]}) {
+      if (p->grad().defined()) p->mutable_grad().copy_(g);  // the flat Adam's views stay in place
+      else p->mutable_grad() = g.clone();
+    }
+  }
+}
+
+double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+  return d;
+}
+
 double mean_loss(const std::vector<StepMetrics>& s, size_t from, size_t to) {
   double sum = 0;
   for (size_t i = from; i < to; ++i) sum += s[i].tca_loss;  // the task loss (L_RL is no loss to watch fall)
@@ -98,6 +130,75 @@ class TestTraining : public QObject {
       QVERIFY(std::string(e.what()).find("learning rate") != std::string::npos);
     }
     QVERIFY2(diverged, "a learning rate of 1e30 did not diverge");
+  }
+
+  void flat_adam_takes_the_steps_of_torch_adam() {
+    auto flat_params = parameter_set(), torch_params = parameter_set();
+    FlatAdam flat(flat_params);
+    torch::optim::Adam reference(torch_params, torch::optim::AdamOptions(0.01));
+    for (int t = 0; t < 6; ++t) {
+      flat.zero_grad();
+      set_gradients(flat_params, torch_params, t);
+      const double lr = 0.01 * (1.0 - 0.1 * t);  // a schedule, as training uses
+      for (auto& group : reference.param_groups())
+        static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+      flat.step(lr);
+      reference.step();
+    }
+    QVERIFY2(max_difference(flat_params, torch_params) < 1e-6, "the flat Adam left torch's path");
+    QVERIFY(max_difference(flat_params, parameter_set()) > 1e-3);  // and both moved
+    // Gradient norm and clipping act on every gradient at once.
+    double sum = 0;
+    for (const auto& p : flat_params) sum += p.grad().pow(2).sum().item<double>();
+    QVERIFY(std::abs(flat.grad_norm().item<double>() - std::sqrt(sum)) < 1e-4);
+    flat.scale_grad(torch::tensor(0.5));
+    double scaled = 0;
+    for (const auto& p : flat_params) scaled += p.grad().pow(2).sum().item<double>();
+    QVERIFY(std::abs(std::sqrt(scaled) - 0.5 * std::sqrt(sum)) < 1e-4);
+  }
+
+  void flat_adam_resumes_from_the_state_torch_adam_saved() {
+    // A checkpoint written before the flat Adam holds torch::optim::Adam's state.
+    auto torch_params = parameter_set(), other = parameter_set();
+    torch::optim::Adam reference(torch_params, torch::optim::AdamOptions(0.01));
+    for (int t = 0; t < 3; ++t) {
+      set_gradients(other, torch_params, t);
+      reference.step();
+    }
+    torch::serialize::OutputArchive saved;
+    reference.save(saved);
+    std::ostringstream bytes;
+    saved.save_to(bytes);
+
+    std::vector<torch::Tensor> resumed;
+    for (const auto& p : torch_params) resumed.push_back(p.detach().clone().set_requires_grad(true));
+    FlatAdam flat(resumed);
+    torch::serialize::InputArchive archive;
+    std::istringstream in(bytes.str());
+    archive.load_from(in);
+    flat.load(archive);
+    QCOMPARE(flat.steps_taken(), std::int64_t(3));
+    for (int t = 3; t < 6; ++t) {
+      flat.zero_grad();
+      set_gradients(resumed, torch_params, t);
+      flat.step(0.01);
+      reference.step();
+    }
+    QVERIFY2(max_difference(resumed, torch_params) < 1e-6, "moments or step count were not resumed");
+
+    // And what the flat Adam saves, torch::optim::Adam reads back.
+    torch::serialize::OutputArchive out;
+    flat.save(out);
+    std::ostringstream flat_bytes;
+    out.save_to(flat_bytes);
+    std::vector<torch::Tensor> again;
+    for (const auto& p : resumed) again.push_back(p.detach().clone().set_requires_grad(true));
+    torch::optim::Adam reader(again, torch::optim::AdamOptions(0.01));
+    torch::serialize::InputArchive in2;
+    std::istringstream in2_bytes(flat_bytes.str());
+    in2.load_from(in2_bytes);
+    reader.load(in2);
+    QCOMPARE(int64_t(reader.state().size()), int64_t(again.size()));
   }
 
   void cosine_schedule_has_the_right_ends() {
