@@ -4,11 +4,12 @@ namespace retreever {
 namespace {
 
 // Rows of per-context nodes [B,n,H,dh] picked per query: idx [B,M,c] -> [B,M,c,H,dh].
+// An embedding lookup: on the CPU its backward is about twice as fast as index_select's.
 torch::Tensor gather_nodes(const torch::Tensor& nodes, const torch::Tensor& idx) {
   const auto B = nodes.size(0), n = nodes.size(1);
   auto base = (torch::arange(B, idx.options()) * n).view({B, 1, 1});
-  auto flat = nodes.reshape({B * n, nodes.size(2), nodes.size(3)});
-  auto picked = flat.index_select(0, (idx + base).reshape(-1));
+  auto flat = nodes.reshape({B * n, nodes.size(2) * nodes.size(3)});
+  auto picked = torch::embedding(flat, (idx + base).reshape(-1));
   return picked.view({idx.size(0), idx.size(1), idx.size(2), nodes.size(2), nodes.size(3)});
 }
 

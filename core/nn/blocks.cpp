@@ -145,7 +145,8 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
   auto h = in_->forward(x).chunk(2, -1);
-  return out_->forward(h[0] * torch::gelu(h[1]));
+  // GELU's CPU kernel runs about 5x slower on a strided half than on a contiguous copy.
+  return out_->forward(h[0] * torch::gelu(h[1].contiguous()));
 }
 
 TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
