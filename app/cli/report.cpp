@@ -63,6 +63,7 @@ struct Section {
   std::vector<std::int64_t> seq_lens;
   std::vector<std::string> models;
   std::vector<std::string> variants;  // eval kernels (gp), eval splits (image), orderings
+  std::int64_t seeds = 1;             // gp, image: train each model with this many seeds
   json config = json::object();       // Config fields for every run of the section
 };
 
@@ -136,6 +137,10 @@ Budget parse_budget(const std::string& text, const std::string& name) {
           s.variants = string_list(*f, at, {"rbf", "matern", "periodic"});
         } else if (field == "eval_splits" && key == "image") {
           s.variants = string_list(*f, at, {"seen", "unseen"});
+        } else if (field == "seeds" && (key == "gp" || key == "image")) {
+          if (!f->is_number_integer() || f->get<std::int64_t>() < 1 || f->get<std::int64_t>() > 20)
+            throw std::runtime_error(at + ": expected the number of seeds, an integer from 1 to 20");
+          s.seeds = f->get<std::int64_t>();
         } else if (field == "orderings" && key == "ordering") {
           s.variants = string_list(*f, at, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
         } else {
@@ -342,6 +347,8 @@ struct Row {
   std::optional<double> value, paper;
   double tokens = 0, context = 0;
   std::int64_t steps = 0;
+  int seeds = 1;                   // runs the value averages (seeds that have finished)
+  std::optional<double> spread;    // their sample standard deviation, when seeds > 1
 };
 
 class Report {
@@ -361,6 +368,8 @@ class Report {
     for (const auto& r : rows) {
       const bool acc = r.metric == "accuracy";
       std::string value = r.value ? fmt(acc ? "%.2f" : "%.3f", acc ? 100 * *r.value : *r.value) : r.status;
+      if (r.value && r.spread)
+        value += fmt(acc ? " ± %.2f" : " ± %.3f", acc ? 100 * *r.spread : *r.spread) + " (" + std::to_string(r.seeds) + ")";
       md_ += "| " + r.variant + " | " + model_name(r.model) + " | " + value + " | " +
              (r.value ? fmt("%.1f", r.tokens) : "-") + " | " + (r.value ? fmt("%.1f", r.context) : "-") + " | " +
              (r.value && r.context > 0 ? fmt("%.1f%%", 100 * r.tokens / r.context) : "-") + " |" +
@@ -386,11 +395,12 @@ class Report {
 
   void write(const std::string& header) {
     write_text_file_atomic((out_ / "report.md").string(), header + md_);
-    std::string csv = "section,variant,run,model,metric,value,tokens_per_query,context_size,steps,status,paper\n";
+    std::string csv = "section,variant,run,model,metric,value,tokens_per_query,context_size,steps,status,paper,seeds,sd\n";
     for (const auto& r : rows_) {
       csv += r.section + "," + csv_field(r.variant) + "," + csv_field(r.run) + "," + r.model + "," + r.metric + "," +
              (r.value ? fmt("%.6g", *r.value) : "") + "," + fmt("%.6g", r.tokens) + "," + fmt("%.6g", r.context) +
-             "," + std::to_string(r.steps) + "," + csv_field(r.status) + "," + (r.paper ? fmt("%.6g", *r.paper) : "") + "\n";
+             "," + std::to_string(r.steps) + "," + csv_field(r.status) + "," + (r.paper ? fmt("%.6g", *r.paper) : "") + "," +
+             std::to_string(r.seeds) + "," + (r.spread ? fmt("%.6g", *r.spread) : "") + "\n";
     }
     write_text_file_atomic((out_ / "report.csv").string(), csv);
   }
@@ -460,11 +470,12 @@ bool size_like_tca(Config& c, const std::optional<Run>& tca) {
   return true;
 }
 
-// Trains the section's models on one task configuration; TCA first.
+// Trains the section's models on one task configuration; TCA first. Baselines are sized by
+// `sizing` when given (another seed's TCA run), else by this configuration's TCA run.
 std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Config& base,
-                            const std::vector<std::string>& models) {
+                            const std::vector<std::string>& models, const std::optional<Run>& sizing = std::nullopt) {
   std::vector<Run> runs;
-  std::optional<Run> tca;
+  std::optional<Run> tca = sizing;
   for (const auto& m : models) {
     Config c = base;
     c.model = m;
@@ -477,7 +488,7 @@ std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Con
       continue;
     }
     runs.push_back(runner.ensure(prefix + "/" + m, c));
-    if (m == "tca") tca = runs.back();
+    if (m == "tca" && !sizing) tca = runs.back();
   }
   return runs;
 }
@@ -589,35 +600,75 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
               : "## Image completion (Fashion-MNIST)\n\nTrained on classes 0-4; evaluated on the seen classes "
                 "and on the unseen classes 5-9 (target log-likelihood). The paper column is EMNIST (its closest "
                 "dataset; different data, so only the ordering of the models compares).\n\n");
-  Config base = runner.make_config(task, s.config, b.seed);
-  auto runs = model_runs(runner, task, base, s.models);
+  // Seed b.seed trains into TASK/MODEL, every further seed K into TASK/seedK/MODEL.
+  // Baselines of every seed get the size the budget seed's TCA run reads on its evaluation set,
+  // the set every seed is compared on.
+  std::vector<std::vector<Run>> seeds;  // [seed][model], models in s.models order
+  std::optional<Run> sizing;
+  for (std::int64_t i = 0; i < s.seeds; ++i) {
+    const auto seed = b.seed + i;
+    Config base = runner.make_config(task, s.config, seed);
+    seeds.push_back(model_runs(runner, i == 0 ? task : task + "/seed" + std::to_string(seed), base, s.models, sizing));
+    for (const auto& run : seeds.front())
+      if (run.config.model == "tca") sizing = run;
+  }
+  const auto& runs = seeds.front();
   std::vector<Row> rows;
-  std::map<std::string, std::map<std::string, double>> value;  // variant -> model -> value
+  std::map<std::string, std::map<std::string, double>> value;  // variant -> model -> value (mean over seeds)
   std::map<std::string, double> tokens, context;
+  std::string per_seed;  // every seed's value, when there are several
   PlotSpec curves = plot_spec(gp ? "GP regression (RBF): evaluation during training" : "Image completion: evaluation during training",
                   "training step", "evaluation log-likelihood");
   PlotSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
                    "tokens per query (log)", "log-likelihood");
   scatter.log_x = true;
-  for (const auto& run : runs)
-    curves.series.push_back(curve(run, model_name(run.config.model), false, model_colour(run.config.model)));
+  for (std::size_t i = 0; i < seeds.size(); ++i)  // later seeds: same colour, no legend entry
+    for (const auto& run : seeds[i])
+      curves.series.push_back(curve(run, i == 0 ? model_name(run.config.model) : "", false, model_colour(run.config.model)));
   for (const auto& variant : s.variants) {
-    for (const auto& run : runs) {
-      auto e = runner.evaluate(run, [&](Config& c) {
-        if (gp) c.eval_kernel = variant;
-        else c.eval_split = variant;
-      });
-      auto paper = !gp && variant == "seen" ? published_emnist_log_likelihood(run.config.model) : std::nullopt;
-      auto row = make_row(task, variant, run, e, paper);
-      rows.push_back(row);
-      if (e) {
-        value[variant][run.config.model] = e->value;
-        tokens[run.config.model] = e->tokens_per_query;
-        context[run.config.model] = e->context_size;
+    for (std::size_t m = 0; m < runs.size(); ++m) {
+      // Every seed's run is evaluated on the evaluation set of the budget's seed, so that the
+      // seeds differ only in training.
+      std::vector<double> values;
+      std::optional<EvalMetrics> first;
+      for (const auto& by_model : seeds) {
+        auto e = runner.evaluate(by_model[m], [&](Config& c) {
+          if (gp) c.eval_kernel = variant;
+          else c.eval_split = variant;
+          c.seed = b.seed;
+        });
+        if (!e) continue;
+        values.push_back(e->value);
+        if (!first) first = e;
       }
+      const auto& run = runs[m];
+      auto paper = !gp && variant == "seen" ? published_emnist_log_likelihood(run.config.model) : std::nullopt;
+      auto row = make_row(task, variant, run, first, paper);
+      if (!values.empty()) {
+        double mean = 0, ss = 0;
+        for (double v : values) mean += v / double(values.size());
+        for (double v : values) ss += (v - mean) * (v - mean);
+        row.value = mean;
+        row.seeds = int(values.size());
+        if (values.size() > 1) row.spread = std::sqrt(ss / double(values.size() - 1));
+        value[variant][run.config.model] = mean;
+        tokens[run.config.model] = first->tokens_per_query;
+        context[run.config.model] = first->context_size;
+      }
+      if (seeds.size() > 1) {
+        per_seed += (per_seed.empty() ? "" : "; ") + std::string(model_name(run.config.model)) + " on " + variant + ":";
+        for (double v : values) per_seed += fmt(" %.3f", v);
+      }
+      rows.push_back(row);
     }
   }
+  if (seeds.size() > 1)
+    rep.text("Mean ± sample standard deviation over " + std::to_string(seeds.size()) + " training seeds (" +
+             std::to_string(b.seed) + " to " + std::to_string(b.seed + std::int64_t(seeds.size()) - 1) +
+             "; the count of finished seeds in brackets), every seed evaluated on the evaluation set of seed " +
+             std::to_string(b.seed) + ". Targets compare the means.\n\n");
   rep.table(rows, gp ? "eval kernel" : "classes", !gp, "paper (EMNIST)");
+  if (!per_seed.empty()) rep.text("Per seed, in seed order: " + per_seed + ".\n\n");
   const std::string first = s.variants.front();
   for (const auto& run : runs) {
     if (!value[first].count(run.config.model)) continue;

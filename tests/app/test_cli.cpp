@@ -7,7 +7,9 @@
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
+#include <cmath>
 #include <csignal>
+#include <vector>
 
 namespace {
 
@@ -338,6 +340,52 @@ class TestCli : public QObject {
     QCOMPARE(again.err.count(": reused"), 1);
     // ... while a setting CA does use is a different experiment.
     expect_refusal({"report", "--out", out, "--config", budget("ca3.json", ", \"lr\": 0.001")}, "different experiment");
+  }
+
+  void report_averages_seeds_on_one_evaluation_set() {
+    QFile f(file("seeds.json"));
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("{\"seed\": 3, \"gp\": {\"seeds\": 2, \"models\": [\"tca\", \"perceiver\"], \"eval_kernels\": [\"rbf\"],"
+            " \"config\": {\"batch\": 4, \"steps\": 6, \"eval_every\": 3, \"eval_batches\": 2, \"encoder_layers\": 1}}}");
+    f.close();
+    const auto out = file("seeds-report");
+    auto r = run({"report", "--out", out, "--config", f.fileName()});
+    QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    // Seed 3 trains into gp/MODEL, seed 4 into gp/seed4/MODEL.
+    for (const char* dir : {"/gp/tca", "/gp/perceiver", "/gp/seed4/tca", "/gp/seed4/perceiver"})
+      QVERIFY2(QFile::exists(out + dir + "/checkpoint.pt"), dir);
+    const auto rows = csv_rows(out + "/report.csv");
+    QCOMPARE(rows.size(), 1 + 2);
+    QCOMPARE(rows[0].mid(11), QStringList({"seeds", "sd"}));
+    // The TCA row is the mean of both seeds, each evaluated on seed 3's evaluation set.
+    double sum = 0;
+    std::vector<double> values;
+    for (const char* dir : {"/gp/tca", "/gp/seed4/tca"}) {
+      const auto e = json_of(run({"eval", "--checkpoint", out + dir + "/checkpoint.pt", "--seed", "3", "--json"}).out);
+      values.push_back(e["log_likelihood"].toDouble());
+      sum += values.back();
+    }
+    QCOMPARE(rows[1][3], QString("tca"));
+    QCOMPARE(rows[1][11], QString("2"));
+    QVERIFY2(qAbs(rows[1][5].toDouble() - sum / 2) < 1e-4, qPrintable(rows[1].join(',')));
+    QVERIFY(qAbs(rows[1][12].toDouble() - qAbs(values[0] - values[1]) / std::sqrt(2.0)) < 1e-4);
+    // Both seeds' Perceiver IO read as many latents as the budget seed's TCA run reads.
+    for (const char* dir : {"/gp/perceiver", "/gp/seed4/perceiver"}) {
+      QFile pc(out + dir + "/config.json");
+      QVERIFY(pc.open(QIODevice::ReadOnly));
+      QCOMPARE(json_of(QString::fromUtf8(pc.readAll()))["latents"].toInt(), qRound(rows[1][6].toDouble()));
+    }
+    QFile md(out + "/report.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const auto text = QString::fromUtf8(md.readAll());
+    QVERIFY(text.contains(" ± "));
+    QVERIFY(text.contains("over 2 training seeds (3 to 4"));
+    // A seed count out of range is refused.
+    QFile bad(file("seeds-bad.json"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\"gp\": {\"seeds\": 0}}");
+    bad.close();
+    expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "number of seeds");
   }
 
   void report_no_train_lists_missing_runs() {
