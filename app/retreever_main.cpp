@@ -37,7 +37,9 @@ const char* kUsage =
 const char* kTrainUsage =
     "usage: retreever train --task copy|gp|image --model tca|ca|perceiver|treeformer --out DIR [options]\n"
     "  --config FILE.json     start from a config file (flags override it)\n"
-    "  --resume FILE          continue training from a checkpoint (with its config)\n"
+    "  --resume FILE          continue training from a checkpoint, with its config; --steps, --lr,\n"
+    "                         --reward, --rl-baseline, --explore, --eval-every, --log-every, --data\n"
+    "                         and --device change it from there on, the other flags are refused\n"
     "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
     "  --batch B --steps S --lr X --seed K\n"
     "  --branch-factor b      children per tree node, >= 2\n"
@@ -119,18 +121,31 @@ int cmd_train(const std::vector<std::string>& argv) {
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
-    for (const char* fixed : {"task", "model", "config", "seq-len", "branch-factor", "latents",
+    // Resuming keeps the model and its data; the training settings a flag names apply from here on.
+    for (const char* fixed : {"task", "model", "config", "seq-len", "branch-factor", "latents", "treeformer-depth",
                               "encoder-layers", "ordering", "leaf-layout"})
       if (args.has(fixed))
         throw UsageError(std::string("--") + fixed +
-                         " cannot change when resuming: the checkpoint's config fixes the model");
-    const auto steps = args.integer("steps", -1);
-    const auto device = args.str("device");
+                         " cannot change when resuming: the checkpoint's config fixes the model; train a new "
+                         "run instead");
+    for (const char* fixed : {"batch", "seed"})
+      if (args.has(fixed))
+        throw UsageError(std::string("--") + fixed +
+                         " cannot change when resuming: it fixes the training data and the evaluation set; "
+                         "train a new run instead");
     trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) {
-      if (steps > 0) c.steps = steps;
-      if (!device.empty()) c.device = device;
+      c.steps = args.integer("steps", c.steps);
+      c.lr = args.number("lr", c.lr);
+      c.explore = args.number("explore", c.explore);
+      c.reward = args.str("reward", c.reward);
+      c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
+      c.eval_every = args.integer("eval-every", c.eval_every);
+      c.log_every = args.integer("log-every", c.log_every);
+      c.data_dir = args.str("data", c.data_dir);
+      c.device = args.str("device", c.device);
+      auto problems = c.validate();
+      if (!problems.empty()) throw UsageError(problems.front());
     });
-    if (args.has("steps") && steps <= 0) throw UsageError("steps: must be positive");
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
   }

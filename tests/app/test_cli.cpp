@@ -134,6 +134,24 @@ class TestCli : public QObject {
     QCOMPARE(e["step"].toInt(), 30);
     expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--model", "ca", "--out", file("x")},
                    "cannot change when resuming");
+    // Flags that resuming cannot apply are refused, never silently dropped...
+    for (const char* flag : {"--batch", "--seed", "--treeformer-depth"})
+      expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", flag, "4", "--out", file("x")},
+                     "cannot change when resuming");
+    // ... and the training settings it can apply are applied and recorded.
+    r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "24", "--lr", "0.002", "--explore", "0.1",
+             "--reward", "nce", "--rl-baseline", "mean", "--eval-every", "4", "--out", file("resumed2")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QFile cf(file("resumed2/config.json"));
+    QVERIFY(cf.open(QIODevice::ReadOnly));
+    const auto c = json_of(QString::fromUtf8(cf.readAll()));
+    QCOMPARE(c["lr"].toDouble(), 0.002);
+    QCOMPARE(c["explore"].toDouble(), 0.1);
+    QCOMPARE(c["reward"].toString(), QString("nce"));
+    QCOMPARE(c["rl_baseline"].toString(), QString("mean"));
+    QCOMPARE(c["eval_every"].toInt(), 4);
+    QCOMPARE(c["steps"].toInt(), 24);
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--reward", "loud", "--out", file("x")}, "reward");
   }
 
   void ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
