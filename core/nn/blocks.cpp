@@ -1,6 +1,7 @@
 #include "blocks.h"
 
 #include <cmath>
+#include <stdexcept>
 #include <torch/nn/functional.h>
 
 namespace retreever {
@@ -143,11 +144,17 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
   out_ = register_module("contract", torch::nn::Linear(hidden, d_model));
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+torch::Tensor FeedForwardImpl::hidden(const torch::Tensor& x) {
   auto h = in_->forward(x).chunk(2, -1);
   // GELU's CPU kernel runs about 5x slower on a strided half than on a contiguous copy.
-  return out_->forward(h[0] * torch::gelu(h[1].contiguous()));
+  return h[0] * torch::gelu(h[1].contiguous());
 }
+
+torch::Tensor FeedForwardImpl::output(const torch::Tensor& h, const torch::Tensor& bias_scale) {
+  return torch::linear(h, out_->weight) + out_->bias * bias_scale;
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_->forward(hidden(x)); }
 
 TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
                                            std::int64_t ff_dim) {
@@ -163,6 +170,17 @@ torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch:
   return y + ff_->forward(norm_ff_->forward(y));
 }
 
+torch::Tensor TransformerLayerImpl::forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  auto h = norm_attn_->forward(x);
+  auto y = x + attn_->forward(h, h, key_mask).out;  // [B,N,D]
+  auto g = ff_->hidden(norm_ff_->forward(y));         // [B,N,F]
+  // mean(y + W g + b) = mean(y) + W mean(g) + b, the bias only where a token is real.
+  auto m = key_mask.unsqueeze(-1).to(y.dtype());      // [B,N,1]
+  auto count = m.sum(1);                              // [B,1]
+  auto inverse = 1.0 / count.clamp_min(1.0);
+  return (y * m).sum(1) * inverse + ff_->output((g * m).sum(1) * inverse, (count > 0).to(y.dtype()));
+}
+
 TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model,
                                                std::int64_t heads, std::int64_t ff_dim,
                                                bool final_norm) {
@@ -175,6 +193,13 @@ TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t
 torch::Tensor TransformerEncoderImpl::forward(torch::Tensor x, const torch::Tensor& key_mask) {
   for (const auto& layer : *layers_) x = layer->as<TransformerLayer>()->forward(x, key_mask);
   return norm_ ? norm_->forward(x) : x;
+}
+
+torch::Tensor TransformerEncoderImpl::forward_mean(torch::Tensor x, const torch::Tensor& key_mask) {
+  if (layers_->size() == 0 || norm_) throw std::logic_error("forward_mean needs layers and no final LayerNorm");
+  const auto last = layers_->size() - 1;
+  for (std::size_t i = 0; i < last; ++i) x = layers_[i]->as<TransformerLayer>()->forward(x, key_mask);
+  return layers_[last]->as<TransformerLayer>()->forward_mean(x, key_mask);
 }
 
 MLPImpl::MLPImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, std::int64_t depth,

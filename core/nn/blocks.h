@@ -66,6 +66,10 @@ class FeedForwardImpl : public torch::nn::Module {
  public:
   FeedForwardImpl(std::int64_t d_model, std::int64_t hidden);
   torch::Tensor forward(const torch::Tensor& x);
+  // The two halves of forward: the gated hidden layer, and the (linear) output layer with its
+  // bias scaled by bias_scale (broadcast; 0 drops it).
+  torch::Tensor hidden(const torch::Tensor& x);
+  torch::Tensor output(const torch::Tensor& h, const torch::Tensor& bias_scale);
 
  private:
   torch::nn::Linear in_{nullptr}, out_{nullptr};
@@ -78,6 +82,9 @@ class TransformerLayerImpl : public torch::nn::Module {
   TransformerLayerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
   // x [B,N,D]; key_mask [B,N] (true = real token) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask = {});
+  // The mean of forward()'s output over the real tokens, [B,D] (0 where none is real). The
+  // feed-forward's output layer is linear, so it runs once on the mean instead of on every token.
+  torch::Tensor forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask);
 
  private:
   torch::nn::LayerNorm norm_attn_{nullptr}, norm_ff_{nullptr};
@@ -92,6 +99,9 @@ class TransformerEncoderImpl : public torch::nn::Module {
   TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
                          std::int64_t ff_dim, bool final_norm = true);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask = {});
+  // The mean of forward()'s output over the real tokens (TransformerLayer::forward_mean). Needs at
+  // least one layer and no final LayerNorm.
+  torch::Tensor forward_mean(torch::Tensor x, const torch::Tensor& key_mask);
   std::int64_t size() const { return static_cast<std::int64_t>(layers_->size()); }
 
  private:

@@ -60,9 +60,7 @@ AggregatorImpl::AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::i
 }
 
 torch::Tensor AggregatorImpl::forward(const torch::Tensor& children, const torch::Tensor& mask) {
-  auto h = encoder_->forward(children, mask);
-  auto m = mask.unsqueeze(-1).to(h.dtype());
-  return (h * m).sum(1) / m.sum(1).clamp_min(1.0);
+  return encoder_->forward_mean(children, mask);  // the masked mean, its last matmul after the mean
 }
 
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,

@@ -137,6 +137,35 @@ class TestAttention : public QObject {
     QVERIFY(close(ff->forward(x), expected));
   }
 
+  void mean_over_real_tokens_equals_the_mean_of_the_output() {
+    // forward_mean moves the feed-forward's output layer after the mean: same numbers.
+    TransformerEncoder encoder(2, 16, 2, 32, /*final_norm=*/false);
+    auto x = torch::randn({6, 4, 16});
+    auto mask = torch::rand({6, 4}) > 0.4;
+    mask[0].fill_(false);  // a node with no real child
+    mask[1].fill_(true);
+    auto out = encoder->forward(x, mask);
+    auto m = mask.unsqueeze(-1).to(torch::kFloat);
+    auto expected = (out * m).sum(1) / m.sum(1).clamp_min(1.0);
+    auto got = encoder->forward_mean(x, mask);
+    QVERIFY2(torch::allclose(got, expected, 1e-5, 1e-5), "forward_mean left the mean of forward");
+    QVERIFY(torch::equal(got[0], torch::zeros({16})));
+    // Gradients agree too.
+    auto w = torch::randn({6, 16});
+    encoder->zero_grad();
+    (expected * w).sum().backward();
+    std::vector<torch::Tensor> g1;
+    for (const auto& p : encoder->parameters()) g1.push_back(p.grad().clone());
+    encoder->zero_grad();
+    (encoder->forward_mean(x, mask) * w).sum().backward();
+    auto params = encoder->parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+      QVERIFY2(torch::allclose(params[i].grad(), g1[i], 1e-4, 1e-5), "gradients differ");
+    // An encoder with a final LayerNorm has no such shortcut.
+    TransformerEncoder normed(1, 16, 2, 32, true);
+    QVERIFY_THROWS_EXCEPTION(std::logic_error, normed->forward_mean(x, mask));
+  }
+
   void encoder_layer_ignores_masked_tokens() {
     TransformerLayer layer(16, 4, 32);
     auto x = torch::randn({2, 6, 16});
