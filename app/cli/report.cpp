@@ -622,9 +622,11 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   PlotSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
                    "tokens per query (log)", "log-likelihood");
   scatter.log_x = true;
-  for (std::size_t i = 0; i < seeds.size(); ++i)  // later seeds: same colour, no legend entry
-    for (const auto& run : seeds[i])
-      curves.series.push_back(curve(run, i == 0 ? model_name(run.config.model) : "", false, model_colour(run.config.model)));
+  // Curves of the budget seed only: a run evaluates during training on its own seed's set, so the
+  // other seeds' curves are on other scales.
+  if (seeds.size() > 1) curves.title += " (seed " + std::to_string(b.seed) + ")";
+  for (const auto& run : runs)
+    curves.series.push_back(curve(run, model_name(run.config.model), false, model_colour(run.config.model)));
   for (const auto& variant : s.variants) {
     for (std::size_t m = 0; m < runs.size(); ++m) {
       // Every seed's run is evaluated on the evaluation set of the budget's seed, so that the
