@@ -45,10 +45,16 @@ std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& con
                             aggregator_, bptt_, balanced_leaves_);
   // Project every node of every level at once; each query then only gathers the keys on its walk.
   std::vector<std::int64_t> sizes;
-  for (const auto& level : memory->tree.nodes) sizes.push_back(level.size(1));
-  auto [k, v] = block_->keys_values(torch::cat(memory->tree.nodes, 1));
-  memory->keys = k.split_with_sizes(sizes, 1);
-  memory->values = v.split_with_sizes(sizes, 1);
+  std::int64_t offset = 0;
+  for (const auto& level : memory->tree.nodes) {
+    sizes.push_back(level.size(1));
+    memory->offsets.push_back(offset);
+    offset += level.size(1);
+  }
+  std::tie(memory->all_keys, memory->all_values) = block_->keys_values(torch::cat(memory->tree.nodes, 1));
+  memory->all_masks = torch::cat(memory->tree.masks, 1);
+  memory->keys = memory->all_keys.split_with_sizes(sizes, 1);
+  memory->values = memory->all_values.split_with_sizes(sizes, 1);
   return memory;
 }
 
@@ -58,56 +64,75 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   const auto& tree = memory.tree;
   const auto& shape = tree.shape;
   const auto B = queries.size(0), M = queries.size(1);
-  const auto b = shape.b;
+  const auto b = shape.b, k = shape.k, p = shape.p;
   auto& attention = block_->attention;
   auto q = block_->queries(queries);  // [B,M,H,dh]
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
+  const bool grad = torch::GradMode::is_enabled();
 
+  // The walk, level by level, chooses one child per query. It runs without autograd: the
+  // log-probabilities of the choices are computed afterwards for every level at once.
   DecodeOutput out;
-  // S as it grows: the attention scores of its nodes (reused from the policy: the same
-  // attention scores the children), their values and their mask.
-  std::vector<torch::Tensor> sel_scores, sel_v, sel_mask, log_probs, entropies, probs, path;
+  std::vector<torch::Tensor> ids, actions, walk_scores, probs, path;  // ids: rows of the node table
   auto current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
-  for (std::int64_t level = 1; level <= shape.k; ++level) {
-    auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b]
-    auto scores = attention->scores_each(q, gather_nodes(memory.keys[level - 1], children));
-    auto child_mask = gather_mask(tree.masks[level - 1], children);           // [B,M,b]
-    // The policy: the head-averaged attention of the query over the children.
-    auto log_pi = attention->head_averaged_log_weights(scores, child_mask);   // [B,M,b]
-    auto pi = log_pi.exp();
-    torch::Tensor action;  // [B,M,1]
-    if (request.retrieval == Retrieval::Sample) {
-      auto draw = pi.detach();
-      if (request.explore > 0) {  // a saturated wrong choice is otherwise never revisited
-        auto real = child_mask.to(draw.dtype());
-        draw = (1 - request.explore) * draw + request.explore * real / real.sum(-1, true).clamp_min(1);
+  {
+    torch::NoGradGuard no_grad;
+    for (std::int64_t level = 1; level <= k; ++level) {
+      auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b], in the level
+      auto rows = children + memory.offsets[level - 1];
+      auto scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
+      auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
+      // The policy: the head-averaged attention of the query over the children.
+      auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
+      torch::Tensor action;  // [B,M,1]
+      if (request.retrieval == Retrieval::Sample) {
+        auto draw = pi;
+        if (request.explore > 0) {  // a saturated wrong choice is otherwise never revisited
+          auto real = child_mask.to(draw.dtype());
+          draw = (1 - request.explore) * draw + request.explore * real / real.sum(-1, true).clamp_min(1);
+        }
+        action = sample_children(draw);
+      } else {
+        action = pi.argmax(-1, true);
       }
-      action = sample_children(draw);
-    } else {
-      action = pi.argmax(-1, true);
-    }
-    log_probs.push_back(log_pi.gather(-1, action).squeeze(-1));
-    entropies.push_back(-(pi * log_pi).sum(-1));
-    // S gains the rejected siblings; the walk continues into the chosen child.
-    sel_scores.push_back(scores);
-    sel_v.push_back(gather_nodes(memory.values[level - 1], children));
-    sel_mask.push_back(child_mask.logical_and(siblings != action));
-    current = children.gather(-1, action).squeeze(-1);
-    if (request.trace) {
-      probs.push_back(pi.detach());
-      path.push_back(current);
+      ids.push_back(rows);
+      actions.push_back(action);
+      if (!grad) walk_scores.push_back(scores);
+      current = children.gather(-1, action).squeeze(-1);
+      if (request.trace) {
+        probs.push_back(pi);
+        path.push_back(current);
+      }
     }
   }
-  // S gains the P leaves of the leaf group reached.
-  const auto p = shape.p;
-  auto leaves = current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p});
-  sel_scores.push_back(attention->scores_each(q, gather_nodes(memory.keys.back(), leaves)));
-  sel_v.push_back(gather_nodes(memory.values.back(), leaves));
-  sel_mask.push_back(gather_mask(tree.leaf_mask(), leaves));
-
-  auto attended = attention->attend_scores(torch::cat(sel_scores, 2), torch::cat(sel_v, 2),
-                                           torch::cat(sel_mask, 2), false);
+  // S: each level's children but the chosen one (its descendants stand for it), then the P leaves
+  // of the leaf group reached. One gather of keys, values and masks for all of S.
+  ids.push_back(current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p}) + memory.offsets[k]);
+  auto rows = torch::cat(ids, 2);                                              // [B,M,k*b+P]
+  torch::Tensor scores;                                                        // [B,M,k*b+P,H]
+  if (grad) {
+    scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
+  } else {  // the walk's scores serve; only the leaves' are new
+    walk_scores.push_back(attention->scores_each(q, gather_nodes(memory.all_keys, ids.back())));
+    scores = torch::cat(walk_scores, 2);
+  }
+  auto mask = gather_mask(memory.all_masks, rows);
+  if (k > 0) {
+    auto chosen = torch::zeros_like(mask);
+    chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, torch::stack(actions, 2), true);
+    mask = mask.logical_and(chosen.logical_not());
+    // The policy of every level at once (same numbers as during the walk, now with gradients).
+    auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
+    auto child_mask = gather_mask(memory.all_masks, rows.narrow(2, 0, k * b)).view({B, M * k, b});
+    auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
+    out.log_prob = log_pi.gather(3, torch::stack(actions, 2)).squeeze(3).sum(2);  // [B,M]
+    out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
+  } else {
+    out.log_prob = torch::zeros({B, M}, queries.options());
+    out.entropy = torch::zeros({}, queries.options());
+  }
+  auto attended = attention->attend_scores(scores, gather_nodes(memory.all_values, rows), mask, false);
   if (request.all_leaves) {
     // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
     // pass over 2B rows costs less than two over B on small models.
@@ -118,18 +143,10 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   } else {
     out.encoding = block_->finish(queries, attended.out);
   }
-
-  if (shape.k > 0) {
-    out.log_prob = torch::stack(log_probs, -1).sum(-1);
-    out.entropy = torch::stack(entropies, -1).mean();
-  } else {
-    out.log_prob = torch::zeros({B, M}, queries.options());
-    out.entropy = torch::zeros({}, queries.options());
-  }
   if (request.trace) {
     auto float_opts = queries.options();
-    out.trace.path = shape.k > 0 ? torch::stack(path, -1) : torch::zeros({B, M, 0}, long_opts);
-    out.trace.probabilities = shape.k > 0 ? torch::stack(probs, 2) : torch::zeros({B, M, 0, b}, float_opts);
+    out.trace.path = k > 0 ? torch::stack(path, -1) : torch::zeros({B, M, 0}, long_opts);
+    out.trace.probabilities = k > 0 ? torch::stack(probs, 2) : torch::zeros({B, M, 0, b}, float_opts);
     out.trace.leaf_group = current;
   }
   return out;
