@@ -72,6 +72,22 @@ bool is_help(const std::vector<std::string>& a) {
   return false;
 }
 
+// The flags that change how a run trains but not the model or its data: a new run's and a resumed
+// run's. Validates the result.
+void apply_training_flags(const Args& args, Config& c) {
+  c.steps = args.integer("steps", c.steps);
+  c.lr = args.number("lr", c.lr);
+  c.reward = args.str("reward", c.reward);
+  c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
+  c.explore = args.number("explore", c.explore);
+  c.eval_every = args.integer("eval-every", c.eval_every);
+  c.log_every = args.integer("log-every", c.log_every);
+  c.data_dir = args.str("data", c.data_dir);
+  c.device = args.str("device", c.device);
+  auto problems = c.validate();
+  if (!problems.empty()) throw UsageError(problems.front());
+}
+
 Config config_from_args(const Args& args, const std::string& default_task = "copy") {
   Config file_config;
   std::string file_text;
@@ -90,24 +106,14 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   c.model = args.str("model", c.model);
   c.seq_len = args.integer("seq-len", c.seq_len);
   c.batch = args.integer("batch", c.batch);
-  c.steps = args.integer("steps", c.steps);
-  c.lr = args.number("lr", c.lr);
   c.seed = args.integer("seed", c.seed);
   c.branch_factor = args.integer("branch-factor", c.branch_factor);
   c.latents = args.integer("latents", c.latents);
   c.treeformer_depth = args.integer("treeformer-depth", c.treeformer_depth);
-  c.reward = args.str("reward", c.reward);
-  c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
-  c.explore = args.number("explore", c.explore);
   c.encoder_layers = args.integer("encoder-layers", c.encoder_layers);
   c.ordering = args.str("ordering", c.ordering);
   c.leaf_layout = args.str("leaf-layout", c.leaf_layout);
-  c.eval_every = args.integer("eval-every", c.eval_every);
-  c.log_every = args.integer("log-every", c.log_every);
-  c.data_dir = args.str("data", c.data_dir);
-  c.device = args.str("device", c.device);
-  auto problems = c.validate();
-  if (!problems.empty()) throw UsageError(problems.front());
+  apply_training_flags(args, c);
   return c;
 }
 
@@ -133,19 +139,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         throw UsageError(std::string("--") + fixed +
                          " cannot change when resuming: it fixes the training data and the evaluation set; "
                          "train a new run instead");
-    trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) {
-      c.steps = args.integer("steps", c.steps);
-      c.lr = args.number("lr", c.lr);
-      c.explore = args.number("explore", c.explore);
-      c.reward = args.str("reward", c.reward);
-      c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
-      c.eval_every = args.integer("eval-every", c.eval_every);
-      c.log_every = args.integer("log-every", c.log_every);
-      c.data_dir = args.str("data", c.data_dir);
-      c.device = args.str("device", c.device);
-      auto problems = c.validate();
-      if (!problems.empty()) throw UsageError(problems.front());
-    });
+    trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) { apply_training_flags(args, c); });
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
   }
