@@ -264,17 +264,17 @@ int cmd_study(const std::vector<std::string>& argv) {
   base.model = "tca";
   std::vector<std::pair<std::string, Config>> runs;
   if (kind == "reward") {
-    for (const char* r : {"acc", "nce"}) {
+    for (const auto& r : Config::choices("reward")) {
       Config c = base;
       c.reward = r;
-      runs.emplace_back(std::string("tca_") + r, c);
+      runs.emplace_back("tca_" + r, c);
     }
   } else if (kind == "ordering") {
-    for (const char* o : {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}) {
+    for (const auto& o : Config::choices("ordering")) {
       Config c = base;
       c.ordering = o;
-      if (c.task != "image" && (std::string(o) == "sort_x2")) continue;  // 1-D inputs have no x2
-      runs.emplace_back(std::string("tca_") + o, c);
+      if (c.task != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
+      runs.emplace_back("tca_" + o, c);
     }
   } else {
     for (const auto& m : Config::models()) runs.emplace_back(m, base);

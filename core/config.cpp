@@ -4,10 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace retreever {
 namespace {
@@ -79,16 +81,11 @@ void check_choice(std::vector<std::string>& errors, const char* field, const std
 
 std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
-  check_choice(e, "task", task, {"copy", "gp", "image"});
-  check_choice(e, "model", model, models());
-  check_choice(e, "ordering", ordering, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
-  check_choice(e, "leaf_layout", leaf_layout, {"packed", "balanced"});
-  check_choice(e, "reward", reward, {"acc", "nce"});
-  check_choice(e, "rl_baseline", rl_baseline, {"fixed", "mean"});
-  check_choice(e, "device", device, {"auto", "cpu", "cuda"});
-  check_choice(e, "kernel", kernel, {"rbf", "matern", "periodic"});
-  check_choice(e, "eval_kernel", eval_kernel, {"rbf", "matern", "periodic"});
-  check_choice(e, "eval_split", eval_split, {"seen", "unseen"});
+  for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
+           {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
+           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"device", &device}, {"kernel", &kernel},
+           {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}})
+    check_choice(e, field, *value, choices(field));
   auto positive = [&](const char* field, std::int64_t v) {
     if (v <= 0) e.push_back(std::string(field) + ": must be positive, got " + std::to_string(v) + ".");
   };
@@ -179,9 +176,24 @@ const std::vector<std::string>& Config::tca_only_fields() {
   return names;
 }
 
-const std::vector<std::string>& Config::models() {
-  static const std::vector<std::string> names = {"tca", "ca", "perceiver", "treeformer"};
-  return names;
+const std::vector<std::string>& Config::models() { return choices("model"); }
+
+const std::vector<std::string>& Config::choices(const std::string& field) {
+  static const std::map<std::string, std::vector<std::string>> lists = {
+      {"task", {"copy", "gp", "image"}},
+      {"model", {"tca", "ca", "perceiver", "treeformer"}},
+      {"ordering", {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}},
+      {"leaf_layout", {"packed", "balanced"}},
+      {"reward", {"acc", "nce"}},
+      {"rl_baseline", {"fixed", "mean"}},
+      {"device", {"auto", "cpu", "cuda"}},
+      {"kernel", {"rbf", "matern", "periodic"}},
+      {"eval_kernel", {"rbf", "matern", "periodic"}},
+      {"eval_split", {"seen", "unseen"}},
+  };
+  static const std::vector<std::string> none;
+  auto it = lists.find(field);
+  return it == lists.end() ? none : it->second;
 }
 
 Config Config::preset(const std::string& task) {

@@ -80,6 +80,9 @@ struct Config {
   static const std::vector<std::string>& models();
   // The fields only tree cross attention reads (the tree, its policy and the L_RL / L_CA terms).
   static const std::vector<std::string>& tca_only_fields();
+  // The values a choice field accepts, in the order menus list them (empty for other fields):
+  // task, model, ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
+  static const std::vector<std::string>& choices(const std::string& field);
 };
 
 // Reads a whole file; throws std::runtime_error with the path on failure.

@@ -32,6 +32,12 @@ bool is_real_field(const QString& key) {
   const auto it = json.find(key.toStdString());
   return it != json.end() && it->is_number_float();
 }
+// A combo box's items: the values Config accepts for the field.
+QStringList choice_list(const char* field) {
+  QStringList items;
+  for (const auto& c : Config::choices(field)) items << QString::fromStdString(c);
+  return items;
+}
 }  // namespace
 
 void ensure_resources() {
@@ -62,19 +68,19 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   scroll->setWidget(inner);
 
   addSection(form, tr("Task"));
-  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), {"copy", "gp", "image"}});
-  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: Treeformer-style TC attention (reads 2^depth leaf summaries)."), {"tca", "ca", "perceiver", "treeformer"}});
+  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), choice_list("task")});
+  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: Treeformer-style TC attention (reads 2^depth leaf summaries)."), choice_list("model")});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
-  addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), {"rbf", "matern", "periodic"}});
-  addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), {"rbf", "matern", "periodic"}});
+  addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), choice_list("kernel")});
+  addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), choice_list("eval_kernel")});
 
   addField(form, {"data_dir", tr("Image folder"), tr("Image task: folder of IDX files (empty = /usr/share/datasets/fashion-mnist)."), {}, false, true});
-  addField(form, {"eval_split", tr("Eval classes"), tr("Image task: evaluate on the training classes 0-4 (seen) or the unseen classes 5-9."), {"seen", "unseen"}});
+  addField(form, {"eval_split", tr("Eval classes"), tr("Image task: evaluate on the training classes 0-4 (seen) or the unseen classes 5-9."), choice_list("eval_split")});
 
   addSection(form, tr("Model"));
   addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
-  addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}});
-  addField(form, {"leaf_layout", tr("Leaf layout"), tr("Where the padding of the leaf groups goes: packed = after the real leaves (the paper), so the last subtrees can be empty; balanced = spread evenly, so sibling nodes cover equal shares of the context (the image preset)."), {"packed", "balanced"}});
+  addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), choice_list("ordering")});
+  addField(form, {"leaf_layout", tr("Leaf layout"), tr("Where the padding of the leaf groups goes: packed = after the real leaves (the paper), so the last subtrees can be empty; balanced = spread evenly, so sibling nodes cover equal shares of the context (the image preset)."), choice_list("leaf_layout")});
   addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
   addField(form, {"treeformer_depth", tr("Treeformer depth"), tr("Treeformer: depth of the learned decision tree; each query reads its 2^depth leaf summaries.")});
   addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});
@@ -86,8 +92,8 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"bptt", tr("Backprop through tree"), tr("Let the task loss flow through the tree's internal nodes into the encoder."), {}, true});
 
   addSection(form, tr("Objective"));
-  addField(form, {"reward", tr("RL reward"), tr("Classification reward for REINFORCE: accuracy (0/1) or negative cross entropy."), {"acc", "nce"}});
-  addField(form, {"rl_baseline", tr("RL baseline"), tr("What REINFORCE subtracts from the reward: fixed = the paper's constant (0, or -log C for nce); mean = the reward's mean over the batch, which lowers the variance of the policy gradient."), {"fixed", "mean"}});
+  addField(form, {"reward", tr("RL reward"), tr("Classification reward for REINFORCE: accuracy (0/1) or negative cross entropy."), choice_list("reward")});
+  addField(form, {"rl_baseline", tr("RL baseline"), tr("What REINFORCE subtracts from the reward: fixed = the paper's constant (0, or -log C for nce); mean = the reward's mean over the batch, which lowers the variance of the policy gradient."), choice_list("rl_baseline")});
   addField(form, {"lambda_rl", tr("λ RL"), tr("Weight of the REINFORCE term that trains the retrieval policy.")});
   addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
   addField(form, {"explore", tr("Exploration ε"), tr("Share of the policy's draws in training made uniformly over the children, so that a confidently wrong branch is still revisited (0 = the paper's pure sampling).")});
@@ -99,7 +105,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"lr", tr("Learning rate"), tr("Adam's peak learning rate (paper: 5e-4).")});
   addField(form, {"grad_clip", tr("Gradient clip"), tr("Largest global gradient norm (0 turns clipping off).")});
   addField(form, {"seed", tr("Seed"), tr("Seeds the data, the initial weights and the policy's sampling.")});
-  addField(form, {"device", tr("Device"), tr("Where to train: auto picks CUDA when this build sees a GPU."), {"auto", "cpu", "cuda"}});
+  addField(form, {"device", tr("Device"), tr("Where to train: auto picks CUDA when this build sees a GPU."), choice_list("device")});
   addField(form, {"eval_every", tr("Evaluate every"), tr("Steps between evaluations on the fixed evaluation set.")});
   addField(form, {"eval_batches", tr("Eval batches"), tr("Batches in the fixed evaluation set.")});
   addField(form, {"log_every", tr("Log every"), tr("Steps between rows of the metrics CSV.")});

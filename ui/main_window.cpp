@@ -192,7 +192,7 @@ void MainWindow::createActions() {
          base.task = base.task == "copy" ? base.task : "copy";
          base.model = "tca";
          QList<Config> configs;
-         for (const char* r : {"acc", "nce"}) {
+         for (const auto& r : Config::choices("reward")) {
            Config c = base;
            c.reward = r;
            configs << c;

@@ -83,6 +83,8 @@ void check_choice(const std::string& where, const std::string& value,
   throw std::runtime_error(where + ": unknown value '" + value + "'; use one of " + list);
 }
 
+std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
 std::vector<std::string> string_list(const json& j, const std::string& where,
                                      const std::set<std::string>& allowed) {
   if (!j.is_array() || j.empty())
@@ -106,7 +108,7 @@ Budget parse_budget(const std::string& text, const std::string& name) {
   if (!j.is_object()) throw std::runtime_error("report budget '" + name + "': expected a JSON object");
   Budget b;
   b.name = name;
-  const std::set<std::string> models(Config::models().begin(), Config::models().end());
+  const auto models = as_set(Config::models());
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string key = it.key(), where = "report budget '" + name + "', " + key;
     if (key == "description") {
@@ -134,15 +136,15 @@ Budget parse_budget(const std::string& text, const std::string& name) {
         } else if (field == "models" && (key == "copy" || key == "gp" || key == "image")) {
           s.models = string_list(*f, at, models);
         } else if (field == "eval_kernels" && key == "gp") {
-          s.variants = string_list(*f, at, {"rbf", "matern", "periodic"});
+          s.variants = string_list(*f, at, as_set(Config::choices("eval_kernel")));
         } else if (field == "eval_splits" && key == "image") {
-          s.variants = string_list(*f, at, {"seen", "unseen"});
+          s.variants = string_list(*f, at, as_set(Config::choices("eval_split")));
         } else if (field == "seeds" && (key == "gp" || key == "image")) {
           if (!f->is_number_integer() || f->get<std::int64_t>() < 1 || f->get<std::int64_t>() > 20)
             throw std::runtime_error(at + ": expected the number of seeds, an integer from 1 to 20");
           s.seeds = f->get<std::int64_t>();
         } else if (field == "orderings" && key == "ordering") {
-          s.variants = string_list(*f, at, {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"});
+          s.variants = string_list(*f, at, as_set(Config::choices("ordering")));
         } else {
           throw std::runtime_error(at + ": unknown field (see resources/report/laptop.json for the format)");
         }

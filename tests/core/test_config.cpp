@@ -63,6 +63,26 @@ class TestConfig : public QObject {
     check([](Config& c) { c.rl_baseline = "median"; }, "rl_baseline");
   }
 
+  void every_choice_field_accepts_its_list_and_names_it_when_refusing() {
+    const std::vector<std::string> fields = {"task", "model", "ordering", "leaf_layout", "reward", "rl_baseline",
+                                             "device", "kernel", "eval_kernel", "eval_split"};
+    for (const auto& field : fields) {
+      const auto& values = Config::choices(field);
+      QVERIFY2(!values.empty(), field.c_str());
+      for (const auto& v : values) {
+        Config c = Config::from_json("{\"" + field + "\": \"" + v + "\"}");
+        QVERIFY2(c.validate().empty(), (field + "=" + v).c_str());
+      }
+      auto problems = Config::from_json("{\"" + field + "\": \"bogus\"}").validate();
+      QCOMPARE(int(problems.size()), 1);
+      std::string list;
+      for (const auto& v : values) list += (list.empty() ? "" : "|") + v;
+      QVERIFY2(problems[0].find(field + ": unknown value 'bogus'. Use one of " + list) == 0, problems[0].c_str());
+    }
+    QVERIFY(Config::choices("batch").empty());
+    QVERIFY(Config::models() == Config::choices("model"));
+  }
+
   void malformed_json_is_refused_with_the_reason() {
     auto message = [](const std::string& text) {
       try {
