@@ -79,6 +79,15 @@ void check_choice(std::vector<std::string>& errors, const char* field, const std
 
 }  // namespace
 
+std::vector<std::string> Config::warnings() const {
+  std::vector<std::string> w;
+  if (model == "tca" && explore > 0 && !is_classification())
+    w.push_back("explore: uniform draws get a near-zero policy probability, and with a log-likelihood reward "
+                "(never 0) REINFORCE then swamps training: a GP run with explore 0.05 stalled at -0.7 nats. "
+                "Keep explore at 0 for gp and image.");
+  return w;
+}
+
 std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{

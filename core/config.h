@@ -67,6 +67,8 @@ struct Config {
 
   // A list of "field: problem. fix" lines; empty when the config is usable.
   std::vector<std::string> validate() const;
+  // Settings that are valid but known to train badly, as "field: why. advice" lines.
+  std::vector<std::string> warnings() const;
   bool is_classification() const { return task == "copy"; }
 
   std::string to_json() const;  // pretty-printed JSON object

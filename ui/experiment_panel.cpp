@@ -258,8 +258,12 @@ void ExperimentPanel::revalidate() {
 
   const bool was_valid = problems_.isEmpty();
   problems_ = problems;
-  status_->setText(problems.isEmpty() ? tr("Ready to train.")
-                                      : "<span style='color:#b00'>" + problems.first().toHtmlEscaped() + "</span>");
+  QString warning;
+  if (problems.isEmpty())
+    for (const auto& w : config().warnings()) warning = QString::fromStdString(w);
+  status_->setText(!problems.isEmpty() ? "<span style='color:#b00'>" + problems.first().toHtmlEscaped() + "</span>"
+                   : !warning.isEmpty() ? "<span style='color:#a60'>" + tr("Ready to train, but: ") + warning.toHtmlEscaped() + "</span>"
+                                        : tr("Ready to train."));
   Q_EMIT validityChanged(problems.isEmpty(), problems.isEmpty() ? QString() : problems.first());
   Q_EMIT configChanged();
   (void)was_valid;

@@ -48,6 +48,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
                 " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer.device_name() +
                 " -> " + out.string());
+  for (const auto& w : cfg.warnings()) progress.line("warning: " + w);
   auto evaluate_and_save = [&] {
     auto e = trainer.evaluate();
     trainer.save(checkpoint);

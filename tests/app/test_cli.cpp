@@ -127,6 +127,16 @@ class TestCli : public QObject {
     QCOMPARE(trace["probabilities"].toArray()[0].toArray().size(), 2);
   }
 
+  void train_warns_about_exploration_on_regression() {
+    auto r = run({"train", "--task", "gp", "--model", "tca", "--explore", "0.05", "--steps", "2", "--batch", "4",
+                  "--eval-every", "2", "--out", file("gp-explore")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.err.contains("warning: explore:"), qPrintable(r.err));
+    r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
+             "--out", file("gp-plain")});
+    QVERIFY2(r.code == 0 && !r.err.contains("warning"), qPrintable(r.err));
+  }
+
   void resume_continues_from_the_checkpoint() {
     auto r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "30", "--out", file("resumed")});
     QVERIFY2(r.code == 0, qPrintable(r.err));

@@ -83,6 +83,20 @@ class TestConfig : public QObject {
     QVERIFY(Config::models() == Config::choices("model"));
   }
 
+  void exploration_on_regression_is_warned_about_not_refused() {
+    Config c = Config::preset("gp");
+    c.explore = 0.05;
+    QVERIFY(c.validate().empty());
+    QCOMPARE(int(c.warnings().size()), 1);
+    QVERIFY(c.warnings()[0].rfind("explore: ", 0) == 0);
+    c.model = "ca";  // CA has no policy to explore with
+    QVERIFY(c.warnings().empty());
+    Config copy = Config::preset("copy");  // 0/1 reward: exploration is what the preset uses
+    QVERIFY(copy.explore > 0);
+    QVERIFY(copy.warnings().empty());
+    QVERIFY(Config::preset("gp").warnings().empty());
+  }
+
   void malformed_json_is_refused_with_the_reason() {
     auto message = [](const std::string& text) {
       try {

@@ -13,6 +13,7 @@
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QTemporaryDir>
+#include <QLabel>
 #include <QtTest>
 #include <algorithm>
 
@@ -83,6 +84,22 @@ class TestStudio : public QObject {
     qobject_cast<QComboBox*>(panel->editor("rl_baseline"))->setCurrentText("mean");
     QCOMPARE(panel->config().leaf_layout, std::string("balanced"));
     QCOMPARE(panel->config().rl_baseline, std::string("mean"));
+  }
+
+  void exploration_on_regression_is_a_warning_that_leaves_train_enabled() {
+    MainWindow w;
+    auto* panel = w.experiment();
+    auto* status = panel->findChild<QLabel*>("validationStatus");
+    QVERIFY(status);
+    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("gp");
+    qobject_cast<QComboBox*>(panel->editor("model"))->setCurrentText("tca");
+    qobject_cast<QLineEdit*>(panel->editor("explore"))->setText("0.05");
+    QVERIFY(panel->isValid());
+    QVERIFY(w.action("train")->isEnabled());
+    QVERIFY2(status->text().contains("Ready to train, but") && status->text().contains("explore"),
+             qPrintable(status->text()));
+    qobject_cast<QLineEdit*>(panel->editor("explore"))->setText("0");
+    QCOMPARE(status->text(), QString("Ready to train."));
   }
 
   void validation_marks_bad_values_and_disables_train() {
