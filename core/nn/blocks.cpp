@@ -11,8 +11,6 @@ namespace {
 // Score given to masked keys: far below any real score, yet finite so that a row
 // with every key masked yields uniform weights rather than NaN.
 constexpr double kMaskedScore = -1e9;
-// Up to this many keys, attention uses broadcast products instead of batched matmuls.
-constexpr std::int64_t kSmallKeys = 16;
 }  // namespace
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_t heads)
@@ -51,33 +49,33 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
   if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
-  const bool small = N <= kSmallKeys, shared = is_shared_over_batch(q);
-  const auto kh = shared || small ? torch::Tensor() : k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
-  const auto k_rows = shared && !small ? k.permute({2, 3, 0, 1}).reshape({heads_, head_dim_, B * N})
-                                       : torch::Tensor();  // [H,dh,B*N]
-  const auto vh = v.transpose(1, 2).contiguous();        // [B,H,N,dh]
-  const auto vh_keys = small ? k.transpose(1, 2) : torch::Tensor();  // [B,H,N,dh]
+  // Batched matmuls at every key count: on the CPU they beat broadcast products even for two keys
+  // (the aggregator's children), whose backward runs strided reductions.
+  const bool shared = is_shared_over_batch(q);
+  const auto kh = shared ? torch::Tensor() : k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
+  const auto k_rows = shared ? k.permute({2, 3, 0, 1}).reshape({heads_, head_dim_, B * N})
+                             : torch::Tensor();  // [H,dh,B*N]
+  const auto vh = v.transpose(1, 2).contiguous();  // [B,H,N,dh]
   const std::int64_t chunk =
       std::max<std::int64_t>(1, std::min<std::int64_t>(M, max_score_elements / std::max<std::int64_t>(1, B * heads_ * N)));
   std::vector<torch::Tensor> outs, weights;
   for (std::int64_t m0 = 0; m0 < M; m0 += chunk) {
     const auto m1 = std::min(M, m0 + chunk);
     torch::Tensor scores;  // [B,H,m,N]
-    if (shared && !small) {
+    if (shared) {
       // One matmul per head against every row's keys at once, instead of a B*H loop.
       auto qs = q.select(0, 0).slice(0, m0, m1).transpose(0, 1);            // [H,m,dh]
       scores = torch::matmul(qs, k_rows).view({heads_, m1 - m0, B, N}).permute({2, 0, 1, 3});
     } else {
       auto qh = q.slice(1, m0, m1).transpose(1, 2).contiguous();  // [B,H,m,dh]
-      // Few keys: broadcast product (see weights_each); many: one matmul.
-      scores = small ? (qh.unsqueeze(-2) * vh_keys.unsqueeze(-3)).sum(-1) : torch::matmul(qh, kh);
+      scores = torch::matmul(qh, kh);
     }
     if (mask.defined()) {
       auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
       scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
     }
     auto attn = torch::softmax(scores, -1);
-    auto o = small ? (attn.unsqueeze(-1) * vh.unsqueeze(-3)).sum(-2) : torch::matmul(attn, vh);
+    auto o = torch::matmul(attn, vh);
     outs.push_back(o.transpose(1, 2));  // [B,m,H,dh]
     if (need_weights) weights.push_back(attn.mean(1));
   }
