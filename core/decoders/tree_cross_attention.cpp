@@ -44,17 +44,13 @@ std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& con
   memory->tree = build_tree(context, context_order(x_context, ordering_, branch_factor_), branch_factor_,
                             aggregator_, bptt_, balanced_leaves_);
   // Project every node of every level at once; each query then only gathers the keys on its walk.
-  std::vector<std::int64_t> sizes;
   std::int64_t offset = 0;
   for (const auto& level : memory->tree.nodes) {
-    sizes.push_back(level.size(1));
     memory->offsets.push_back(offset);
     offset += level.size(1);
   }
   std::tie(memory->all_keys, memory->all_values) = block_->keys_values(torch::cat(memory->tree.nodes, 1));
   memory->all_masks = torch::cat(memory->tree.masks, 1);
-  memory->keys = memory->all_keys.split_with_sizes(sizes, 1);
-  memory->values = memory->all_values.split_with_sizes(sizes, 1);
   return memory;
 }
 
@@ -117,14 +113,14 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     walk_scores.push_back(attention->scores_each(q, gather_nodes(memory.all_keys, ids.back())));
     scores = torch::cat(walk_scores, 2);
   }
-  auto mask = gather_mask(memory.all_masks, rows);
+  auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real and not chosen
   if (k > 0) {
-    auto chosen = torch::zeros_like(mask);
+    auto chosen = torch::zeros_like(real);
     chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, torch::stack(actions, 2), true);
-    mask = mask.logical_and(chosen.logical_not());
+    mask = real.logical_and(chosen.logical_not());
     // The policy of every level at once (same numbers as during the walk, now with gradients).
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
-    auto child_mask = gather_mask(memory.all_masks, rows.narrow(2, 0, k * b)).view({B, M * k, b});
+    auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
     auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
     out.log_prob = log_pi.gather(3, torch::stack(actions, 2)).squeeze(3).sum(2);  // [B,M]
     out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
@@ -136,7 +132,9 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   if (request.all_leaves) {
     // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
     // pass over 2B rows costs less than two over B on small models.
-    auto all = attention->attend_shared(q, memory.keys.back(), memory.values.back(), tree.leaf_mask(), false);
+    const auto leaves = memory.offsets[k], n = tree.leaves().size(1);
+    auto all = attention->attend_shared(q, memory.all_keys.narrow(1, leaves, n), memory.all_values.narrow(1, leaves, n),
+                                        tree.leaf_mask(), false);
     auto both = block_->finish(torch::cat({queries, queries}), torch::cat({attended.out, all.out})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];

@@ -11,10 +11,9 @@ namespace retreever {
 struct TreeMemory : Memory {
   Tree tree;
   // Every node of levels 1..k+1 in one table, level by level: [B,n,H,dh] keys and values, [B,n]
-  // mask. Level l starts at row offsets[l-1]; keys/values hold the same rows per level.
+  // mask. Level l starts at row offsets[l-1]; the leaves are the last rows.
   torch::Tensor all_keys, all_values, all_masks;
   std::vector<std::int64_t> offsets;
-  std::vector<torch::Tensor> keys, values;  // per tree level (1..k+1): [B,n_l,H,dh]
 };
 
 class TreeCrossAttentionImpl : public DecoderImpl {
