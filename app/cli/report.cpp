@@ -611,8 +611,9 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
     const auto seed = b.seed + i;
     Config base = runner.make_config(task, s.config, seed);
     seeds.push_back(model_runs(runner, i == 0 ? task : task + "/seed" + std::to_string(seed), base, s.models, sizing));
-    for (const auto& run : seeds.front())
-      if (run.config.model == "tca") sizing = run;
+    if (i == 0)
+      for (const auto& run : seeds.front())
+        if (run.config.model == "tca") sizing = run;
   }
   const auto& runs = seeds.front();
   std::vector<Row> rows;
