@@ -35,6 +35,26 @@ void set_gradients(std::vector<torch::Tensor>& a, std::vector<torch::Tensor>& b,
   }
 }
 
+// Copies of the values as fresh leaf parameters.
+std::vector<torch::Tensor> fresh_copy(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> copy;
+  for (const auto& p : params) copy.push_back(p.detach().clone().set_requires_grad(true));
+  return copy;
+}
+
+// Moves optimiser state as a checkpoint does: saved to bytes by one, loaded by the other.
+template <class From, class To>
+void transfer_state(const From& from, To& to) {
+  torch::serialize::OutputArchive saved;
+  from.save(saved);
+  std::ostringstream bytes;
+  saved.save_to(bytes);
+  torch::serialize::InputArchive archive;
+  std::istringstream in(bytes.str());
+  archive.load_from(in);
+  to.load(archive);
+}
+
 double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   double d = 0;
   for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
@@ -165,18 +185,9 @@ class TestTraining : public QObject {
       set_gradients(other, torch_params, t);
       reference.step();
     }
-    torch::serialize::OutputArchive saved;
-    reference.save(saved);
-    std::ostringstream bytes;
-    saved.save_to(bytes);
-
-    std::vector<torch::Tensor> resumed;
-    for (const auto& p : torch_params) resumed.push_back(p.detach().clone().set_requires_grad(true));
+    auto resumed = fresh_copy(torch_params);
     FlatAdam flat(resumed);
-    torch::serialize::InputArchive archive;
-    std::istringstream in(bytes.str());
-    archive.load_from(in);
-    flat.load(archive);
+    transfer_state(reference, flat);
     QCOMPARE(flat.steps_taken(), std::int64_t(3));
     for (int t = 3; t < 6; ++t) {
       flat.zero_grad();
@@ -187,17 +198,9 @@ class TestTraining : public QObject {
     QVERIFY2(max_difference(resumed, torch_params) < 1e-6, "moments or step count were not resumed");
 
     // And what the flat Adam saves, torch::optim::Adam reads back.
-    torch::serialize::OutputArchive out;
-    flat.save(out);
-    std::ostringstream flat_bytes;
-    out.save_to(flat_bytes);
-    std::vector<torch::Tensor> again;
-    for (const auto& p : resumed) again.push_back(p.detach().clone().set_requires_grad(true));
+    auto again = fresh_copy(resumed);
     torch::optim::Adam reader(again, torch::optim::AdamOptions(0.01));
-    torch::serialize::InputArchive in2;
-    std::istringstream in2_bytes(flat_bytes.str());
-    in2.load_from(in2_bytes);
-    reader.load(in2);
+    transfer_state(flat, reader);
     QCOMPARE(int64_t(reader.state().size()), int64_t(again.size()));
   }
 
