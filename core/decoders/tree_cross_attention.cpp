@@ -1,5 +1,7 @@
 #include "tree_cross_attention.h"
 
+#include "core/decoders/tree_walk.h"
+
 namespace retreever {
 namespace {
 
@@ -70,9 +72,28 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   // The walk, level by level, chooses one child per query. It runs without autograd: the
   // log-probabilities of the choices are computed afterwards for every level at once.
   DecodeOutput out;
-  std::vector<torch::Tensor> ids, actions, walk_scores, probs, path;  // ids: rows of the node table
-  auto current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
-  {
+  torch::Tensor walk_rows, actions, walk_scores, probs, path, current;  // walk_rows: node table rows
+  if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
+    WalkInput in;
+    in.queries = q.reshape({B * M, q.size(2), q.size(3)});
+    in.keys = memory.all_keys;
+    in.masks = memory.all_masks;
+    in.offsets = memory.offsets;
+    in.b = b;
+    in.k = k;
+    // The draws of every level at once: the same numbers as one torch::rand per level.
+    if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = torch::rand({k, B * M}, queries.options());
+    in.explore = request.explore;
+    auto walk = walk_cpu(in);
+    walk_rows = walk.rows.view({B, M, k * b});
+    actions = walk.actions.view({B, M, k, 1});
+    walk_scores = walk.scores.view({B, M, k * b, q.size(2)});
+    probs = walk.pi.view({B, M, k, b});
+    path = walk.path.view({B, M, k});
+    current = k > 0 ? path.select(2, k - 1) : torch::zeros({B, M}, long_opts);
+  } else {
+    std::vector<torch::Tensor> ids, chosen, level_scores, level_probs, level_path;
+    current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
     torch::NoGradGuard no_grad;
     for (std::int64_t level = 1; level <= k; ++level) {
       auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b], in the level
@@ -93,36 +114,39 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
         action = pi.argmax(-1, true);
       }
       ids.push_back(rows);
-      actions.push_back(action);
-      if (!grad) walk_scores.push_back(scores);
+      chosen.push_back(action);
+      level_scores.push_back(scores);
+      level_probs.push_back(pi);
       current = children.gather(-1, action).squeeze(-1);
-      if (request.trace) {
-        probs.push_back(pi);
-        path.push_back(current);
-      }
+      level_path.push_back(current);
     }
+    const auto H = q.size(2);
+    walk_rows = k > 0 ? torch::cat(ids, 2) : torch::zeros({B, M, 0}, long_opts);
+    actions = k > 0 ? torch::stack(chosen, 2) : torch::zeros({B, M, 0, 1}, long_opts);
+    walk_scores = k > 0 ? torch::cat(level_scores, 2) : torch::zeros({B, M, 0, H}, q.options());
+    probs = k > 0 ? torch::stack(level_probs, 2) : torch::zeros({B, M, 0, b}, q.options());
+    path = k > 0 ? torch::stack(level_path, -1) : torch::zeros({B, M, 0}, long_opts);
   }
   // S: each level's children but the chosen one (its descendants stand for it), then the P leaves
   // of the leaf group reached. One gather of keys, values and masks for all of S.
-  ids.push_back(current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p}) + memory.offsets[k]);
-  auto rows = torch::cat(ids, 2);                                              // [B,M,k*b+P]
+  auto leaf_rows = current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p}) + memory.offsets[k];
+  auto rows = torch::cat({walk_rows, leaf_rows}, 2);                           // [B,M,k*b+P]
   torch::Tensor scores;                                                        // [B,M,k*b+P,H]
   if (grad) {
     scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
   } else {  // the walk's scores serve; only the leaves' are new
-    walk_scores.push_back(attention->scores_each(q, gather_nodes(memory.all_keys, ids.back())));
-    scores = torch::cat(walk_scores, 2);
+    scores = torch::cat({walk_scores, attention->scores_each(q, gather_nodes(memory.all_keys, leaf_rows))}, 2);
   }
   auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real and not chosen
   if (k > 0) {
     auto chosen = torch::zeros_like(real);
-    chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, torch::stack(actions, 2), true);
+    chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, actions, true);
     mask = real.logical_and(chosen.logical_not());
     // The policy of every level at once (same numbers as during the walk, now with gradients).
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
     auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
     auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
-    out.log_prob = log_pi.gather(3, torch::stack(actions, 2)).squeeze(3).sum(2);  // [B,M]
+    out.log_prob = log_pi.gather(3, actions).squeeze(3).sum(2);  // [B,M]
     out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
   } else {
     out.log_prob = torch::zeros({B, M}, queries.options());
@@ -142,9 +166,8 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.encoding = block_->finish(queries, attended.out);
   }
   if (request.trace) {
-    auto float_opts = queries.options();
-    out.trace.path = k > 0 ? torch::stack(path, -1) : torch::zeros({B, M, 0}, long_opts);
-    out.trace.probabilities = k > 0 ? torch::stack(probs, 2) : torch::zeros({B, M, 0, b}, float_opts);
+    out.trace.path = path;
+    out.trace.probabilities = probs;
     out.trace.leaf_group = current;
   }
   return out;

@@ -28,12 +28,16 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   std::int64_t tokens_per_query(std::int64_t n) const override {
     return TreeShape::of(n, branch_factor_).tokens_per_query();
   }
+  // On the CPU the walk runs as one kernel (tree_walk.h); false walks with tensor operations there
+  // too, as on a GPU (tests compare the two).
+  void use_walk_kernel(bool on) { walk_kernel_ = on; }
 
  private:
   std::int64_t branch_factor_;
   bool bptt_;
   std::string ordering_;
   bool balanced_leaves_ = false;
+  bool walk_kernel_ = true;
   Aggregator aggregator_{nullptr};
   CrossAttentionBlock block_{nullptr};  // the policy's attention and the prediction's attention
 };

@@ -1,5 +1,7 @@
 #include "blocks.h"
 
+#include "core/nn/group_attention.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <torch/nn/functional.h>
@@ -11,6 +13,9 @@ namespace {
 // Score given to masked keys: far below any real score, yet finite so that a row
 // with every key masked yields uniform weights rather than NaN.
 constexpr double kMaskedScore = -1e9;
+// Up to this many query-key pairs per row, attention over keys of its own runs the group kernels
+// on the CPU (group_attention.h).
+constexpr std::int64_t kGroupAttentionMax = 256;
 }  // namespace
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_t heads)
@@ -30,12 +35,16 @@ static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::in
   return x.view(sizes);
 }
 
+// The scale is folded into the weight: a multiply of D x D numbers instead of one per query.
 torch::Tensor MultiHeadAttentionImpl::project_query(const torch::Tensor& x) {
-  return split_heads(to_q_->forward(x) * scale_, heads_, head_dim_);
+  return split_heads(torch::linear(x, to_q_->weight * scale_), heads_, head_dim_);
 }
+// Keys and values come from the two row blocks of one weight, each by its own matmul: contiguous
+// outputs, and no concatenation of their gradients in the backward.
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::project_key_value(const torch::Tensor& x) {
-  auto kv = to_kv_->forward(x).chunk(2, -1);
-  return {split_heads(kv[0], heads_, head_dim_), split_heads(kv[1], heads_, head_dim_)};
+  const auto d = to_kv_->weight.size(1);
+  return {split_heads(torch::linear(x, to_kv_->weight.narrow(0, 0, d)), heads_, head_dim_),
+          split_heads(torch::linear(x, to_kv_->weight.narrow(0, d, d)), heads_, head_dim_)};
 }
 torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
   return to_out_->forward(x.flatten(-2));
@@ -48,10 +57,23 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       bool need_weights,
                                                       std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
-  if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
-  // Batched matmuls at every key count: on the CPU they beat broadcast products even for two keys
-  // (the aggregator's children), whose backward runs strided reductions.
   const bool shared = is_shared_over_batch(q);
+  if (!shared && q.device().is_cpu() && M * N <= kGroupAttentionMax) {
+    // Few queries and keys per row (the aggregator's children): the group kernels, no BLAS calls.
+    auto scores = group_scores(q, k);  // [B,M,N,H]
+    if (mask.defined()) {
+      auto keep = mask.dim() == 2 ? mask.view({B, 1, N, 1}) : mask.unsqueeze(-1);
+      scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
+    }
+    auto attn = torch::softmax(scores, 2);
+    AttentionResult r;
+    r.out = project_out(group_mix(attn, v));
+    if (need_weights) r.weights = attn.mean(-1);
+    return r;
+  }
+  if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
+  // Otherwise batched matmuls at every key count: on the CPU they beat broadcast products even for
+  // two keys, whose backward runs strided reductions.
   const auto kh = shared ? torch::Tensor() : k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]
   const auto k_rows = shared ? k.permute({2, 3, 0, 1}).reshape({heads_, head_dim_, B * N})
                              : torch::Tensor();  // [H,dh,B*N]
@@ -85,10 +107,11 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
   return r;
 }
 
-// Few keys per query: broadcast products beat batched matmuls of tiny matrices, which
-// LibTorch runs as a loop on the CPU.
+// Few keys per query: each query is a group of its own (group_attention.h).
 torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const torch::Tensor& k) {
-  return (q.unsqueeze(2) * k).sum(-1);  // [B,M,S,H]
+  const auto B = k.size(0), M = k.size(1), S = k.size(2);
+  return group_scores(q.reshape({B * M, 1, heads_, head_dim_}), k.reshape({B * M, S, heads_, head_dim_}))
+      .view({B, M, S, heads_});  // [B,M,S,H]
 }
 
 // Scores [B,M,S,H] with masked keys (mask [B,M,S], true = keep) pushed to kMaskedScore.
@@ -116,7 +139,10 @@ AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& score
                                                       const torch::Tensor& mask,
                                                       bool need_weights) {
   auto attn = masked_softmax(scores, mask);             // [B,M,S,H]
-  auto out = (attn.unsqueeze(-1) * v).sum(2);           // [B,M,H,dh]
+  const auto B = v.size(0), M = v.size(1), S = v.size(2);
+  auto out = group_mix(attn.reshape({B * M, 1, S, heads_}), v.reshape({B * M, S, heads_, head_dim_}))
+                 .view({B, M, heads_, head_dim_});
+
   AttentionResult r;
   r.out = project_out(out);
   if (need_weights) r.weights = attn.mean(-1);
@@ -143,12 +169,17 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
 }
 
 torch::Tensor FeedForwardImpl::hidden(const torch::Tensor& x) {
-  auto h = in_->forward(x).chunk(2, -1);
-  // GELU's CPU kernel runs about 5x slower on a strided half than on a contiguous copy.
-  return h[0] * torch::gelu(h[1].contiguous());
+  // The value and gate halves of the expansion by two matmuls on the weight's row blocks: both come
+  // out contiguous (GELU's CPU kernel is about 5x slower on a strided half) and the backward needs
+  // no concatenation.
+  const auto h = in_->weight.size(0) / 2;
+  auto value = torch::linear(x, in_->weight.narrow(0, 0, h), in_->bias.narrow(0, 0, h));
+  auto gate = torch::linear(x, in_->weight.narrow(0, h, h), in_->bias.narrow(0, h, h));
+  return value * torch::gelu(gate);
 }
 
 torch::Tensor FeedForwardImpl::output(const torch::Tensor& h, const torch::Tensor& bias_scale) {
+  if (!bias_scale.defined()) return out_->forward(h);
   return torch::linear(h, out_->weight) + out_->bias * bias_scale;
 }
 
@@ -173,6 +204,7 @@ torch::Tensor TransformerLayerImpl::forward_mean(const torch::Tensor& x, const t
   auto y = x + attn_->forward(h, h, key_mask).out;  // [B,N,D]
   auto g = ff_->hidden(norm_ff_->forward(y));         // [B,N,F]
   // mean(y + W g + b) = mean(y) + W mean(g) + b, the bias only where a token is real.
+  if (!key_mask.defined()) return y.mean(1) + ff_->output(g.mean(1), {});
   auto m = key_mask.unsqueeze(-1).to(y.dtype());      // [B,N,1]
   auto count = m.sum(1);                              // [B,1]
   auto inverse = 1.0 / count.clamp_min(1.0);

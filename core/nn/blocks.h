@@ -22,7 +22,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   // Queries [.., D] -> [.., H, dh], already scaled by 1/sqrt(dh).
   torch::Tensor project_query(const torch::Tensor& x);
-  // Keys and values [.., D] -> each [.., H, dh], from one fused projection.
+  // Keys and values [.., D] -> each [.., H, dh], from the two halves of one projection weight.
   std::pair<torch::Tensor, torch::Tensor> project_key_value(const torch::Tensor& x);
   // Merged heads [.., H, dh] -> [.., D].
   torch::Tensor project_out(const torch::Tensor& x);
@@ -67,7 +67,7 @@ class FeedForwardImpl : public torch::nn::Module {
   FeedForwardImpl(std::int64_t d_model, std::int64_t hidden);
   torch::Tensor forward(const torch::Tensor& x);
   // The two halves of forward: the gated hidden layer, and the (linear) output layer with its
-  // bias scaled by bias_scale (broadcast; 0 drops it).
+  // bias scaled by bias_scale (broadcast; 0 drops it; undefined keeps it).
   torch::Tensor hidden(const torch::Tensor& x);
   torch::Tensor output(const torch::Tensor& h, const torch::Tensor& bias_scale);
 
@@ -82,7 +82,8 @@ class TransformerLayerImpl : public torch::nn::Module {
   TransformerLayerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
   // x [B,N,D]; key_mask [B,N] (true = real token) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask = {});
-  // The mean of forward()'s output over the real tokens, [B,D] (0 where none is real). The
+  // The mean of forward()'s output over the real tokens, [B,D] (0 where none is real; an undefined
+  // key_mask: every token is real). The
   // feed-forward's output layer is linear, so it runs once on the mean instead of on every token.
   torch::Tensor forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask);
 

@@ -88,13 +88,15 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
   auto leaf_mask = leaf_real.unsqueeze(0).expand({B, padded});
 
   std::vector<torch::Tensor> nodes{leaves}, masks{leaf_mask.contiguous()};
+  // Without padding slots (the shape tells) every child is real: the aggregator skips its masks.
+  const bool padding = padded > N;
   // Bottom-up: level k aggregates groups of P leaves, every level above groups of b.
   for (std::int64_t level = s.k; level >= 1; --level) {
     const auto fan = s.fan_out(level), count = s.level_size(level);
     auto children = nodes.back();
     if (!bptt) children = children.detach();
     auto child_mask = masks.back().reshape({B * count, fan});
-    auto parent = aggregator->forward(children.reshape({B * count, fan, D}), child_mask);
+    auto parent = aggregator->forward(children.reshape({B * count, fan, D}), padding ? child_mask : torch::Tensor());
     nodes.push_back(parent.view({B, count, D}));
     masks.push_back(child_mask.any(1).view({B, count}));  // padding only if all children are
   }

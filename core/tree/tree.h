@@ -34,7 +34,7 @@ struct Tree {
 class AggregatorImpl : public torch::nn::Module {
  public:
   AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
-  // children [G,c,D], mask [G,c] -> [G,D]
+  // children [G,c,D], mask [G,c] (undefined: every child is real) -> [G,D]
   torch::Tensor forward(const torch::Tensor& children, const torch::Tensor& mask);
 
  private:

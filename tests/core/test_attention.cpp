@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/nn/blocks.h"
+#include "core/nn/group_attention.h"
 
 using namespace retreever;
 
@@ -51,7 +52,8 @@ class TestAttention : public QObject {
   void initTestCase() { torch::manual_seed(7); }
 
   void shared_keys_match_naive_reference_with_and_without_mask() {
-    for (int64_t N : {1, 3, 16, 17, 40}) {
+    // Up to 256 query-key pairs the CPU takes the group kernels, above them batched matmuls.
+    for (int64_t N : {1, 3, 16, 17, 40, 60, 200}) {
       MultiHeadAttention attn(32, 4);
       const int64_t B = 2, M = 5;
       auto q = attn->project_query(torch::randn({B, M, 32}));
@@ -116,6 +118,38 @@ class TestAttention : public QObject {
     QVERIFY((r.weights.masked_select(keep.logical_not()) == 0).all().item<bool>());
   }
 
+  void group_kernels_match_broadcast_products_with_gradients() {
+    // The CPU kernels of group_attention.h against the broadcast products other devices run, in
+    // values and in the gradients of every input, for float and double, contiguous or not.
+    for (auto dtype : {torch::kFloat, torch::kDouble})
+      for (auto [G, m, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 1, 6}, {5, 2, 2}, {3, 4, 9}, {40, 3, 1}}) {
+        auto opts = torch::TensorOptions().dtype(dtype);
+        auto q = torch::randn({G, m, 3, 5}, opts).requires_grad_();
+        auto k = torch::randn({G, n, 3, 5}, opts).requires_grad_();
+        auto v = torch::randn({G, n, 3, 5}, opts).requires_grad_();
+        auto run = [&](bool kernel) {
+          auto qs = q.transpose(0, 1).contiguous().transpose(0, 1);  // same values, other strides
+          auto s = kernel ? group_scores(qs, k) : (qs.unsqueeze(2) * k.unsqueeze(1)).sum(-1);
+          auto p = torch::softmax(s, 2);
+          auto o = kernel ? group_mix(p, v) : (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
+          auto w1 = torch::linspace(-1, 1, s.numel(), opts).view(s.sizes());
+          auto w2 = torch::linspace(1, -2, o.numel(), opts).view(o.sizes());
+          auto grads = torch::autograd::grad({(s * w1).sum() + (o * w2).sum()}, {q, k, v});
+          return std::make_tuple(s, o, grads);
+        };
+        auto [s1, o1, g1] = run(true);
+        auto [s2, o2, g2] = run(false);
+        const auto what = QString("G=%1 m=%2 n=%3").arg(G).arg(m).arg(n);
+        QCOMPARE(s1.sizes().vec(), (std::vector<int64_t>{G, m, n, 3}));
+        QCOMPARE(o1.sizes().vec(), (std::vector<int64_t>{G, m, 3, 5}));
+        QVERIFY2(close(s1, s2), qPrintable("scores differ: " + what));
+        QVERIFY2(close(o1, o2), qPrintable("outputs differ: " + what));
+        for (int i = 0; i < 3; ++i) QVERIFY2(close(g1[i], g2[i], 1e-4), qPrintable("gradients differ: " + what));
+      }
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores(torch::zeros({2, 1, 3, 5}), torch::zeros({2, 1, 3, 4})));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_mix(torch::zeros({2, 1, 4, 3}), torch::zeros({2, 3, 3, 5})));
+  }
+
   void chunked_queries_equal_one_pass() {
     MultiHeadAttention attn(16, 2);
     auto q = attn->project_query(torch::randn({1, 300, 16}));
@@ -150,6 +184,8 @@ class TestAttention : public QObject {
     auto got = encoder->forward_mean(x, mask);
     QVERIFY2(torch::allclose(got, expected, 1e-5, 1e-5), "forward_mean left the mean of forward");
     QVERIFY(torch::equal(got[0], torch::zeros({16})));
+    // No mask at all (a tree without padding) means every token is real.
+    QVERIFY(torch::allclose(encoder->forward_mean(x, {}), encoder->forward(x).mean(1), 1e-5, 1e-5));
     // Gradients agree too.
     auto w = torch::randn({6, 16});
     encoder->zero_grad();

@@ -1,6 +1,7 @@
 // Retrieval (Algorithm 1): the selected set covers every real token exactly once with
 // k(b-1)+P nodes, the decoder attends exactly to it, greedy retrieval is deterministic, a
-// one-group tree equals its all-leaves path, and L_RL's gradients go where they should.
+// one-group tree equals its all-leaves path, L_RL's gradients go where they should, and the CPU's
+// walk kernel chooses what the tensor walk chooses.
 #include <QtTest>
 #include <set>
 #include <torch/torch.h>
@@ -138,6 +139,57 @@ class TestRetrieval : public QObject {
     auto g1 = tca.decode(*memory, queries, greedy), g2 = tca.decode(*memory, queries, greedy);
     QVERIFY(torch::equal(g1.trace.path, g2.trace.path));
     QVERIFY(!torch::equal(g1.trace.path, tca.decode(*memory, queries, sample).trace.path));
+  }
+
+  void walk_kernel_equals_the_tensor_walk() {
+    // On the CPU the walk is one kernel; on a GPU it is tensor operations. Both must choose the
+    // same nodes with the same probabilities, greedy and sampled (from the same draws), with
+    // padding, for several branch factors, and give the same outputs and gradients.
+    for (auto [N, b] : {std::pair<int64_t, int64_t>{5, 2}, {16, 2}, {37, 2}, {29, 3}, {70, 4}})
+      for (int mode = 0; mode < 3; ++mode) {
+        torch::manual_seed(uint64_t(N * 7 + b));
+        auto tca = std::make_shared<TreeCrossAttentionImpl>(16, 2, 32, b, 1, false, "given");
+        auto context = torch::randn({3, N, 16});
+        auto queries = torch::randn({3, 11, 16});
+        DecodeRequest r;
+        r.trace = true;
+        r.all_leaves = true;
+        r.retrieval = mode == 0 ? Retrieval::Greedy : Retrieval::Sample;
+        r.explore = mode == 2 ? 0.3 : 0;
+        auto run = [&](bool kernel) {
+          tca->use_walk_kernel(kernel);
+          torch::manual_seed(99);
+          tca->zero_grad();
+          auto memory = tca->prepare(context, torch::zeros({3, N, 1}));
+          auto out = tca->decode(*memory, queries, r);
+          (out.encoding.sum() + out.all_leaves.sum() + out.log_prob.sum() + out.entropy).backward();
+          std::vector<torch::Tensor> grads;
+          for (const auto& p : tca->parameters())
+            if (p.grad().defined()) grads.push_back(p.grad().clone());
+          return std::make_pair(out, grads);
+        };
+        auto [a, ga] = run(true);
+        auto [t, gt] = run(false);
+        const auto what = QString("N=%1 b=%2 mode=%3").arg(N).arg(b).arg(mode);
+        QVERIFY2(torch::equal(a.trace.path, t.trace.path), qPrintable("paths differ: " + what));
+        QVERIFY2(torch::equal(a.trace.leaf_group, t.trace.leaf_group), qPrintable("leaf groups differ: " + what));
+        QVERIFY2(torch::allclose(a.trace.probabilities, t.trace.probabilities, 1e-5, 1e-6),
+                 qPrintable("probabilities differ: " + what));
+        QVERIFY2(torch::allclose(a.log_prob, t.log_prob, 1e-5, 1e-5), qPrintable("log-probabilities differ: " + what));
+        QVERIFY2(torch::allclose(a.encoding, t.encoding, 1e-5, 1e-5), qPrintable("encodings differ: " + what));
+        QCOMPARE(ga.size(), gt.size());
+        for (std::size_t i = 0; i < ga.size(); ++i)
+          QVERIFY2(torch::allclose(ga[i], gt[i], 1e-4, 1e-5), qPrintable("gradients differ: " + what));
+        // Inference reuses the walk's scores: the same prediction without autograd.
+        torch::NoGradGuard no_grad;
+        auto memory = tca->prepare(context, torch::zeros({3, N, 1}));
+        DecodeRequest greedy;
+        tca->use_walk_kernel(true);
+        auto x = tca->decode(*memory, queries, greedy).encoding;
+        tca->use_walk_kernel(false);
+        QVERIFY2(torch::allclose(x, tca->decode(*memory, queries, greedy).encoding, 1e-5, 1e-5),
+                 qPrintable("inference differs: " + what));
+      }
   }
 
   void single_leaf_group_predicts_what_all_leaves_predict() {

@@ -1,0 +1,109 @@
+#include "tree_walk.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace retreever {
+namespace {
+
+template <typename T>
+void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& masks,
+                 WalkResult& out) {
+  const auto Q = q.size(0), H = q.size(1), d = q.size(2);
+  const auto B = keys.size(0), n = keys.size(1);
+  const auto M = Q / B, b = in.b, k = in.k;
+  const T* qp = q.data_ptr<T>();
+  const T* kp = keys.data_ptr<T>();
+  const bool* mp = masks.data_ptr<bool>();
+  const T* up = in.uniform.defined() ? in.uniform.data_ptr<T>() : nullptr;
+  auto* rows = out.rows.data_ptr<std::int64_t>();
+  auto* actions = out.actions.data_ptr<std::int64_t>();
+  auto* path = out.path.data_ptr<std::int64_t>();
+  T* pi = out.pi.data_ptr<T>();
+  T* scores = out.scores.data_ptr<T>();
+  const T explore = T(in.explore);
+
+  at::parallel_for(0, Q, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(1, k * b * H * d)),
+                   [&](std::int64_t q0, std::int64_t q1) {
+    std::vector<T> head(b), draw(b);
+    for (std::int64_t qi = q0; qi < q1; ++qi) {
+      const auto row_b = qi / M;
+      std::int64_t current = 0;  // the node being expanded, within its level (the root: 0)
+      for (std::int64_t level = 1; level <= k; ++level) {
+        const auto t = level - 1;
+        T* s = scores + (qi * k + t) * b * H;  // [b,H]
+        T* p = pi + (qi * k + t) * b;          // [b]
+        std::int64_t real = 0;
+        for (std::int64_t c = 0; c < b; ++c) {
+          const auto row = in.offsets[t] + current * b + c;
+          rows[(qi * k + t) * b + c] = row;
+          const bool keep = mp[row_b * n + row];
+          real += keep;
+          for (std::int64_t h = 0; h < H; ++h) {
+            const T* x = qp + (qi * H + h) * d;
+            const T* y = kp + ((row_b * n + row) * H + h) * d;
+            T acc = 0;
+            for (std::int64_t e = 0; e < d; ++e) acc += x[e] * y[e];
+            s[c * H + h] = keep ? acc : T(-1e9);  // as MultiHeadAttention masks a key
+          }
+          p[c] = 0;
+        }
+        // The policy: each head's softmax over the children, averaged over the heads.
+        for (std::int64_t h = 0; h < H; ++h) {
+          T top = s[h];
+          for (std::int64_t c = 1; c < b; ++c) top = std::max(top, s[c * H + h]);
+          T sum = 0;
+          for (std::int64_t c = 0; c < b; ++c) sum += head[c] = std::exp(s[c * H + h] - top);
+          for (std::int64_t c = 0; c < b; ++c) p[c] += head[c] / (sum * T(H));
+        }
+        std::int64_t action = 0;
+        if (up) {  // invert the CDF of the (exploring) policy at the query's draw
+          const T u = T(up[t * Q + qi]);
+          T cdf = 0;
+          std::int64_t below = 0;
+          for (std::int64_t c = 0; c < b; ++c) {
+            const bool keep = mp[row_b * n + rows[(qi * k + t) * b + c]];
+            draw[c] = explore > 0 ? (1 - explore) * p[c] + explore * (keep ? T(1) / T(std::max<std::int64_t>(real, 1)) : T(0))
+                                  : p[c];
+            cdf += draw[c];
+            below += cdf <= u;
+          }
+          action = std::min(below, b - 1);
+        } else {
+          for (std::int64_t c = 1; c < b; ++c)
+            if (p[c] > p[action]) action = c;
+        }
+        actions[qi * k + t] = action;
+        current = current * b + action;
+        path[qi * k + t] = current;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+WalkResult walk_cpu(const WalkInput& in) {
+  if (!in.queries.device().is_cpu()) throw std::logic_error("walk_cpu needs CPU tensors");
+  auto q = in.queries.contiguous(), keys = in.keys.contiguous(), masks = in.masks.contiguous();
+  WalkInput checked = in;
+  if (in.uniform.defined()) checked.uniform = in.uniform.to(q.scalar_type()).contiguous();
+  const auto Q = q.size(0), H = q.size(1);
+  if (static_cast<std::int64_t>(in.offsets.size()) < in.k || Q % keys.size(0) != 0)
+    throw std::logic_error("walk_cpu: inconsistent shapes");
+  auto long_opts = q.options().dtype(torch::kLong);
+  WalkResult out;
+  out.rows = torch::empty({Q, in.k, in.b}, long_opts);
+  out.actions = torch::empty({Q, in.k, 1}, long_opts);
+  out.path = torch::empty({Q, in.k}, long_opts);
+  out.pi = torch::empty({Q, in.k, in.b}, q.options());
+  out.scores = torch::empty({Q, in.k, in.b, H}, q.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(checked, q, keys, masks, out); });
+  return out;
+}
+
+}  // namespace retreever

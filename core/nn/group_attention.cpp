@@ -1,0 +1,168 @@
+#include "group_attention.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <stdexcept>
+
+namespace retreever {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// Sizes of the three kernels: G groups, m queries, n keys, H heads, d per head.
+struct Dims {
+  std::int64_t G, m, n, H, d;
+};
+
+// Work per parallel chunk: enough multiply-adds that a thread's start-up does not dominate.
+std::int64_t grain(const Dims& s) { return std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, s.m * s.n * s.H * s.d)); }
+
+// x . y over d numbers, with eight partial sums so that the compiler can vectorise it.
+template <typename T>
+inline T dot(const T* x, const T* y, std::int64_t d) {
+  T a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t c = 0;
+  for (; c + 8 <= d; c += 8)
+    for (int u = 0; u < 8; ++u) a[u] += x[c + u] * y[c + u];
+  T s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+  for (; c < d; ++c) s += x[c] * y[c];
+  return s;
+}
+
+// s[g,i,j,h] = a[g,i,h,:] . b[g,j,h,:]    a [G,m,H,d], b [G,n,H,d]
+template <typename T>
+void scores_kernel(const T* a, const T* b, T* s, const Dims& z) {
+  at::parallel_for(0, z.G, grain(z), [&](std::int64_t g0, std::int64_t g1) {
+    for (std::int64_t g = g0; g < g1; ++g)
+      for (std::int64_t i = 0; i < z.m; ++i)
+        for (std::int64_t j = 0; j < z.n; ++j)
+          for (std::int64_t h = 0; h < z.H; ++h) {
+            s[((g * z.m + i) * z.n + j) * z.H + h] =
+                dot(a + ((g * z.m + i) * z.H + h) * z.d, b + ((g * z.n + j) * z.H + h) * z.d, z.d);
+          }
+  });
+}
+
+// o[g,i,h,:] = sum_j p[g,i,j,h] v[g,j,h,:]    p [G,m,n,H], v [G,n,H,d] -> o [G,m,H,d]
+template <typename T>
+void mix_kernel(const T* p, const T* v, T* o, const Dims& z) {
+  at::parallel_for(0, z.G, grain(z), [&](std::int64_t g0, std::int64_t g1) {
+    for (std::int64_t g = g0; g < g1; ++g)
+      for (std::int64_t i = 0; i < z.m; ++i)
+        for (std::int64_t h = 0; h < z.H; ++h) {
+          T* out = o + ((g * z.m + i) * z.H + h) * z.d;
+          for (std::int64_t c = 0; c < z.d; ++c) out[c] = 0;
+          for (std::int64_t j = 0; j < z.n; ++j) {
+            const T w = p[((g * z.m + i) * z.n + j) * z.H + h];
+            const T* y = v + ((g * z.n + j) * z.H + h) * z.d;
+            for (std::int64_t c = 0; c < z.d; ++c) out[c] += w * y[c];
+          }
+        }
+  });
+}
+
+// o[g,j,h,:] = sum_i p[g,i,j,h] x[g,i,h,:]    p [G,m,n,H], x [G,m,H,d] -> o [G,n,H,d]
+template <typename T>
+void mix_transposed_kernel(const T* p, const T* x, T* o, const Dims& z) {
+  at::parallel_for(0, z.G, grain(z), [&](std::int64_t g0, std::int64_t g1) {
+    for (std::int64_t g = g0; g < g1; ++g)
+      for (std::int64_t j = 0; j < z.n; ++j)
+        for (std::int64_t h = 0; h < z.H; ++h) {
+          T* out = o + ((g * z.n + j) * z.H + h) * z.d;
+          for (std::int64_t c = 0; c < z.d; ++c) out[c] = 0;
+          for (std::int64_t i = 0; i < z.m; ++i) {
+            const T w = p[((g * z.m + i) * z.n + j) * z.H + h];
+            const T* y = x + ((g * z.m + i) * z.H + h) * z.d;
+            for (std::int64_t c = 0; c < z.d; ++c) out[c] += w * y[c];
+          }
+        }
+  });
+}
+
+// a [G,m,H,d], b [G,n,H,d] -> [G,m,n,H]
+torch::Tensor scores_cpu(const torch::Tensor& a, const torch::Tensor& b) {
+  auto x = a.contiguous(), y = b.contiguous();
+  const Dims z{x.size(0), x.size(1), y.size(1), x.size(2), x.size(3)};
+  auto s = torch::empty({z.G, z.m, z.n, z.H}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "group_scores", [&] {
+    scores_kernel<scalar_t>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), z);
+  });
+  return s;
+}
+
+// p [G,m,n,H], v [G,n,H,d] -> [G,m,H,d]
+torch::Tensor mix_cpu(const torch::Tensor& p, const torch::Tensor& v) {
+  auto w = p.contiguous(), y = v.contiguous();
+  const Dims z{w.size(0), w.size(1), w.size(2), w.size(3), y.size(3)};
+  auto o = torch::empty({z.G, z.m, z.H, z.d}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "group_mix", [&] {
+    mix_kernel<scalar_t>(w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(), z);
+  });
+  return o;
+}
+
+// p [G,m,n,H], x [G,m,H,d] -> [G,n,H,d]
+torch::Tensor mix_transposed_cpu(const torch::Tensor& p, const torch::Tensor& x) {
+  auto w = p.contiguous(), y = x.contiguous();
+  const Dims z{w.size(0), w.size(1), w.size(2), w.size(3), y.size(3)};
+  auto o = torch::empty({z.G, z.n, z.H, z.d}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "group_mix_transposed", [&] {
+    mix_transposed_kernel<scalar_t>(w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(), z);
+  });
+  return o;
+}
+
+// Gradients of s = scores(q, k): dq = mix(ds, k), dk = mix_transposed(ds, q).
+struct GroupScores : public torch::autograd::Function<GroupScores> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k) {
+    auto qc = q.contiguous(), kc = k.contiguous();
+    ctx->save_for_backward({qc, kc});
+    return scores_cpu(qc, kc);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& ds = grads[0];
+    return {ctx->needs_input_grad(0) ? mix_cpu(ds, saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? mix_transposed_cpu(ds, saved[0]) : torch::Tensor()};
+  }
+};
+
+// Gradients of o = mix(p, v): dp = scores(do, v), dv = mix_transposed(p, do).
+struct GroupMix : public torch::autograd::Function<GroupMix> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p, const torch::Tensor& v) {
+    auto pc = p.contiguous(), vc = v.contiguous();
+    ctx->save_for_backward({pc, vc});
+    return mix_cpu(pc, vc);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& dout = grads[0];
+    return {ctx->needs_input_grad(0) ? scores_cpu(dout, saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? mix_transposed_cpu(saved[0], dout) : torch::Tensor()};
+  }
+};
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("group attention: ") + what);
+}
+
+}  // namespace
+
+torch::Tensor group_scores(const torch::Tensor& q, const torch::Tensor& k) {
+  check(q.dim() == 4 && k.dim() == 4 && q.size(0) == k.size(0) && q.size(2) == k.size(2) && q.size(3) == k.size(3),
+        "group_scores needs q [G,m,H,dh] and k [G,n,H,dh]");
+  if (!q.device().is_cpu()) return (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1);
+  return GroupScores::apply(q, k);
+}
+
+torch::Tensor group_mix(const torch::Tensor& p, const torch::Tensor& v) {
+  check(p.dim() == 4 && v.dim() == 4 && p.size(0) == v.size(0) && p.size(2) == v.size(1) && p.size(3) == v.size(2),
+        "group_mix needs p [G,m,n,H] and v [G,n,H,dh]");
+  if (!p.device().is_cpu()) return (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
+  return GroupMix::apply(p, v);
+}
+
+}  // namespace retreever
