@@ -82,37 +82,28 @@ void mix_transposed_kernel(const T* p, const T* x, T* o, const Dims& z) {
   });
 }
 
-// a [G,m,H,d], b [G,n,H,d] -> [G,m,n,H]
-torch::Tensor scores_cpu(const torch::Tensor& a, const torch::Tensor& b) {
-  auto x = a.contiguous(), y = b.contiguous();
-  const Dims z{x.size(0), x.size(1), y.size(1), x.size(2), x.size(3)};
-  auto s = torch::empty({z.G, z.m, z.n, z.H}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "group_scores", [&] {
-    scores_kernel<scalar_t>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), z);
-  });
-  return s;
-}
+enum class Op { Scores, Mix, MixTransposed };
 
-// p [G,m,n,H], v [G,n,H,d] -> [G,m,H,d]
-torch::Tensor mix_cpu(const torch::Tensor& p, const torch::Tensor& v) {
-  auto w = p.contiguous(), y = v.contiguous();
-  const Dims z{w.size(0), w.size(1), w.size(2), w.size(3), y.size(3)};
-  auto o = torch::empty({z.G, z.m, z.H, z.d}, y.options());
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "group_mix", [&] {
-    mix_kernel<scalar_t>(w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(), z);
+// Runs one kernel on contiguous copies of its inputs:
+//   Scores:        a [G,m,H,d], b [G,n,H,d] -> [G,m,n,H]
+//   Mix:           a = p [G,m,n,H], b = v [G,n,H,d] -> [G,m,H,d]
+//   MixTransposed: a = p [G,m,n,H], b = x [G,m,H,d] -> [G,n,H,d]
+torch::Tensor run_cpu(Op op, const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  auto a = a_in.contiguous(), b = b_in.contiguous();
+  const Dims z = op == Op::Scores ? Dims{a.size(0), a.size(1), b.size(1), a.size(2), a.size(3)}
+                                  : Dims{a.size(0), a.size(1), a.size(2), a.size(3), b.size(3)};
+  auto out = op == Op::Scores ? torch::empty({z.G, z.m, z.n, z.H}, a.options())
+             : op == Op::Mix  ? torch::empty({z.G, z.m, z.H, z.d}, b.options())
+                              : torch::empty({z.G, z.n, z.H, z.d}, b.options());
+  AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "group_attention", [&] {
+    const auto* x = a.data_ptr<scalar_t>();
+    const auto* y = b.data_ptr<scalar_t>();
+    auto* o = out.data_ptr<scalar_t>();
+    if (op == Op::Scores) scores_kernel<scalar_t>(x, y, o, z);
+    else if (op == Op::Mix) mix_kernel<scalar_t>(x, y, o, z);
+    else mix_transposed_kernel<scalar_t>(x, y, o, z);
   });
-  return o;
-}
-
-// p [G,m,n,H], x [G,m,H,d] -> [G,n,H,d]
-torch::Tensor mix_transposed_cpu(const torch::Tensor& p, const torch::Tensor& x) {
-  auto w = p.contiguous(), y = x.contiguous();
-  const Dims z{w.size(0), w.size(1), w.size(2), w.size(3), y.size(3)};
-  auto o = torch::empty({z.G, z.n, z.H, z.d}, y.options());
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "group_mix_transposed", [&] {
-    mix_transposed_kernel<scalar_t>(w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(), z);
-  });
-  return o;
+  return out;
 }
 
 // Gradients of s = scores(q, k): dq = mix(ds, k), dk = mix_transposed(ds, q).
@@ -120,13 +111,13 @@ struct GroupScores : public torch::autograd::Function<GroupScores> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k) {
     auto qc = q.contiguous(), kc = k.contiguous();
     ctx->save_for_backward({qc, kc});
-    return scores_cpu(qc, kc);
+    return run_cpu(Op::Scores, qc, kc);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& ds = grads[0];
-    return {ctx->needs_input_grad(0) ? mix_cpu(ds, saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(1) ? mix_transposed_cpu(ds, saved[0]) : torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? run_cpu(Op::Mix, ds, saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, ds, saved[0]) : torch::Tensor()};
   }
 };
 
@@ -135,13 +126,13 @@ struct GroupMix : public torch::autograd::Function<GroupMix> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p, const torch::Tensor& v) {
     auto pc = p.contiguous(), vc = v.contiguous();
     ctx->save_for_backward({pc, vc});
-    return mix_cpu(pc, vc);
+    return run_cpu(Op::Mix, pc, vc);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& dout = grads[0];
-    return {ctx->needs_input_grad(0) ? scores_cpu(dout, saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(1) ? mix_transposed_cpu(saved[0], dout) : torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? run_cpu(Op::Scores, dout, saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, saved[0], dout) : torch::Tensor()};
   }
 };
 
