@@ -74,6 +74,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   DecodeOutput out;
   torch::Tensor walk_rows, actions, walk_scores, probs, path, current;  // walk_rows: node table rows
   if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
+    torch::NoGradGuard no_grad;
     WalkInput in;
     in.queries = q.reshape({B * M, q.size(2), q.size(3)});
     in.keys = memory.all_keys;
