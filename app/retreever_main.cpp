@@ -59,9 +59,11 @@ const char* kTrainUsage =
 
 const char* kEvalUsage =
     "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
-    "                      [--split seen|unseen] [--device auto|cpu|cuda] [--json]\n"
+    "                      [--split seen|unseen] [--context N] [--device auto|cpu|cuda] [--json]\n"
     "  --kernel   GP: the kernel of the evaluation functions\n"
-    "  --split    image: evaluate on the training classes (seen) or the unseen ones\n";
+    "  --split    image: evaluate on the training classes (seen) or the unseen ones\n"
+    "  --context  gp, image: every evaluation task has N context points (gp 3..47, image 3..197;\n"
+    "             default: drawn as in training)\n";
 
 const char* kInspectUsage =
     "usage: retreever inspect --checkpoint FILE [--sample I] [--query J] [--seed K] [--json]\n";
@@ -148,18 +150,21 @@ int cmd_train(const std::vector<std::string>& argv) {
 
 int cmd_eval(const std::vector<std::string>& argv) {
   if (is_help(argv)) return std::printf("%s", kEvalUsage), 0;
-  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "split", "device"}, {"json"});
+  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "split", "context", "device"}, {"json"});
   const auto path = args.required("checkpoint");
   const auto batches = args.integer("batches", -1);
   const auto seed = args.integer("seed", -1);
   if (args.has("batches") && batches <= 0) throw UsageError("--batches must be positive");
   if (args.has("seed") && seed < 0) throw UsageError("--seed must be 0 or more");
+  const auto context = args.integer("context", 0);
+  if (args.has("context") && context <= 0) throw UsageError("--context must be a positive number of context points");
   const auto kernel = args.str("kernel"), device = args.str("device"), split = args.str("split");
   auto trainer = Trainer::load(path, datasets::make_task, [&](Config& c) {
     if (batches > 0) c.eval_batches = batches;
     if (seed >= 0) c.seed = seed;
     if (!kernel.empty()) c.eval_kernel = kernel;
     if (!split.empty()) c.eval_split = split;
+    if (context > 0) c.eval_context = context;
     if (!device.empty()) c.device = device;
     auto problems = c.validate();
     if (!problems.empty()) throw UsageError(problems.front());

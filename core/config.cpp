@@ -26,6 +26,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("kernel", c.kernel);
   fn("eval_kernel", c.eval_kernel);
   fn("eval_split", c.eval_split);
+  fn("eval_context", c.eval_context);
   fn("d_model", c.d_model);
   fn("heads", c.heads);
   fn("ff_dim", c.ff_dim);
@@ -123,6 +124,15 @@ std::vector<std::string> Config::validate() const {
   if (d_model > 0 && heads > 0 && d_model % heads != 0)
     e.push_back("heads: d_model (" + std::to_string(d_model) + ") must be divisible by heads (" +
                 std::to_string(heads) + ").");
+  if (eval_context != 0) {
+    const std::int64_t most = task == "gp" ? 47 : task == "image" ? 197 : 0;
+    if (most == 0)
+      e.push_back("eval_context: only the gp and image tasks draw their context size; the copy task's "
+                  "context is half of seq_len. Leave it at 0.");
+    else if (eval_context < 3 || eval_context > most)
+      e.push_back("eval_context: the " + task + " task's contexts hold 3.." + std::to_string(most) +
+                  " points (0 = drawn as in training), got " + std::to_string(eval_context) + ".");
+  }
   if (task == "copy" && seq_len < 4)
     e.push_back("seq_len: the copy task needs a sequence of at least 4 tokens, got " +
                 std::to_string(seq_len) + ".");

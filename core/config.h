@@ -17,6 +17,9 @@ struct Config {
   std::string kernel = "rbf";       // gp task: kernel of the training tasks (rbf | matern | periodic)
   std::string eval_kernel = "rbf";  // gp task: kernel of the evaluation tasks
   std::string eval_split = "seen";  // image task: evaluate on the training classes or the unseen ones
+  // gp, image: context points of every evaluation task (0 = drawn as in training: 3..47 for gp,
+  // 3..197 for image). A fixed count shows how a model does at one context size.
+  std::int64_t eval_context = 0;
 
   // Architecture (PAPER.md "ReTreever" defaults).
   std::int64_t d_model = 64;        // width of every token embedding

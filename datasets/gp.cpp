@@ -39,8 +39,12 @@ torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, a
   return k + kNoise * kNoise * torch::eye(n, torch::kDouble).unsqueeze(0);
 }
 
-GPTask::GPTask(std::string train_kernel, std::string eval_kernel)
-    : train_kernel_(std::move(train_kernel)), eval_kernel_(std::move(eval_kernel)) {}
+GPTask::GPTask(std::string train_kernel, std::string eval_kernel, std::int64_t eval_context)
+    : train_kernel_(std::move(train_kernel)), eval_kernel_(std::move(eval_kernel)), eval_context_(eval_context) {
+  if (eval_context != 0 && (eval_context < kMinContext || eval_context > kMaxContext))
+    throw std::invalid_argument("gp task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
+                                std::to_string(kMaxContext) + " points, got " + std::to_string(eval_context));
+}
 
 TaskSpec GPTask::spec() const {
   TaskSpec s;
@@ -53,7 +57,8 @@ TaskSpec GPTask::spec() const {
 
 Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const auto nc = uniform_int(gen, kMinContext, kMaxContext);
+  auto nc = uniform_int(gen, kMinContext, kMaxContext);
+  if (evaluation && eval_context_ > 0) nc = eval_context_;  // drawn first all the same: same stream
   const auto nt = uniform_int(gen, kMinTargets, kMaxPoints - nc);
   const auto n = nc + nt;
   auto x = torch::rand({batch, n, 1}, gen, torch::kDouble) * (kXMax - kXMin) + kXMin;
@@ -73,8 +78,8 @@ Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) co
 
 std::unique_ptr<Task> make_task(const Config& config) {
   if (config.task == "copy") return std::make_unique<CopyTask>(config.seq_len);
-  if (config.task == "gp") return std::make_unique<GPTask>(config.kernel, config.eval_kernel);
-  if (config.task == "image") return std::make_unique<ImageTask>(config.data_dir, config.eval_split);
+  if (config.task == "gp") return std::make_unique<GPTask>(config.kernel, config.eval_kernel, config.eval_context);
+  if (config.task == "image") return std::make_unique<ImageTask>(config.data_dir, config.eval_split, config.eval_context);
   throw std::invalid_argument("unknown task '" + config.task + "'; use copy|gp|image");
 }
 

@@ -13,8 +13,8 @@ constexpr int kSeenClasses = 5;                             // classes 0-4 train
 
 const char* ImageTask::kDefaultFolder = "/usr/share/datasets/fashion-mnist";
 
-ImageTask::ImageTask(const std::string& folder, const std::string& eval_split)
-    : eval_unseen_(eval_split == "unseen") {
+ImageTask::ImageTask(const std::string& folder, const std::string& eval_split, std::int64_t eval_context)
+    : eval_unseen_(eval_split == "unseen"), eval_context_(eval_context) {
   const auto dir = folder.empty() ? std::string(kDefaultFolder) : folder;
   auto load = [&](const char* images_name, const char* labels_name, bool train) {
     auto images = read_idx_images(find_idx_file(dir, images_name));
@@ -63,7 +63,14 @@ Batch ImageTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation)
   const auto& pool = evaluation ? (eval_unseen_ ? eval_unseen_images_ : eval_seen_) : train_;
   const auto pixels = height_ * width_;
   const auto max_context = std::min(kMaxContext, pixels - kMinTargets);
-  const auto nc = torch::randint(kMinContext, max_context + 1, {1}, gen, torch::kLong).item<std::int64_t>();
+  auto nc = torch::randint(kMinContext, max_context + 1, {1}, gen, torch::kLong).item<std::int64_t>();
+  if (evaluation && eval_context_ > 0) {  // drawn first all the same: the rest of the stream is unchanged
+    if (eval_context_ < kMinContext || eval_context_ > max_context)
+      throw std::invalid_argument("image task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
+                                  std::to_string(max_context) + " pixels of these " + std::to_string(height_) + "x" +
+                                  std::to_string(width_) + " images, got " + std::to_string(eval_context_));
+    nc = eval_context_;
+  }
   const auto max_points = std::min(kMaxPoints, pixels);
   const auto nt = torch::randint(kMinTargets, max_points - nc + 1, {1}, gen, torch::kLong).item<std::int64_t>();
   auto which = torch::randint(0, pool.size(0), {batch}, gen, torch::kLong);

@@ -27,12 +27,14 @@ class CopyTask : public Task {
 // x ~ U[-2, 2] (context sorted by x), y from a GP whose kernel hyperparameters vary per task.
 class GPTask : public Task {
  public:
-  GPTask(std::string train_kernel, std::string eval_kernel);
+  // eval_context > 0: every evaluation task has exactly that many context points (3..47).
+  GPTask(std::string train_kernel, std::string eval_kernel, std::int64_t eval_context = 0);
   TaskSpec spec() const override;
   Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
 
  private:
   std::string train_kernel_, eval_kernel_;
+  std::int64_t eval_context_;
 };
 
 // Image completion on IDX image files (PAPER.md "Tasks"): each task is one image; a random
@@ -42,12 +44,14 @@ class GPTask : public Task {
 class ImageTask : public Task {
  public:
   static const char* kDefaultFolder;  // Debian's dataset-fashion-mnist
-  ImageTask(const std::string& folder, const std::string& eval_split);
+  // eval_context > 0: every evaluation task has exactly that many context pixels (3..197).
+  ImageTask(const std::string& folder, const std::string& eval_split, std::int64_t eval_context = 0);
   TaskSpec spec() const override;
   Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
 
  private:
   bool eval_unseen_;
+  std::int64_t eval_context_;
   std::int64_t height_ = 0, width_ = 0;
   torch::Tensor train_, eval_seen_, eval_unseen_images_;  // [n, pixels] uint8
 };

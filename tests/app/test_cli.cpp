@@ -253,6 +253,8 @@ class TestCli : public QObject {
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "99", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "-1", "--json"}, "out of range");
     expect_refusal({"eval", "--checkpoint", ck, "--batches", "0"}, "batches");
+    expect_refusal({"eval", "--checkpoint", ck, "--context", "0"}, "--context");
+    expect_refusal({"eval", "--checkpoint", ck, "--context", "5"}, "copy task");  // run_dir_ is a copy run
   }
 
   // A budget small enough for a test: every section but image and ordering, a few steps each.
@@ -374,6 +376,7 @@ class TestCli : public QObject {
     QFile f(file("seeds.json"));
     QVERIFY(f.open(QIODevice::WriteOnly));
     f.write("{\"seed\": 3, \"gp\": {\"seeds\": 2, \"models\": [\"tca\", \"perceiver\"], \"eval_kernels\": [\"rbf\"],"
+            " \"eval_context\": 40,"
             " \"config\": {\"batch\": 4, \"steps\": 6, \"eval_every\": 3, \"eval_batches\": 2, \"encoder_layers\": 1}}}");
     f.close();
     const auto out = file("seeds-report");
@@ -383,7 +386,7 @@ class TestCli : public QObject {
     for (const char* dir : {"/gp/tca", "/gp/perceiver", "/gp/seed4/tca", "/gp/seed4/perceiver"})
       QVERIFY2(QFile::exists(out + dir + "/checkpoint.pt"), dir);
     const auto rows = csv_rows(out + "/report.csv");
-    QCOMPARE(rows.size(), 1 + 2);
+    QCOMPARE(rows.size(), 1 + 2 + 2);  // rbf, then rbf with every evaluation task holding 40 points
     QCOMPARE(rows[0].mid(11), QStringList({"seeds", "sd"}));
     // The TCA row is the mean of both seeds, each evaluated on seed 3's evaluation set.
     double sum = 0;
@@ -397,6 +400,21 @@ class TestCli : public QObject {
     QCOMPARE(rows[1][11], QString("2"));
     QVERIFY2(qAbs(rows[1][5].toDouble() - sum / 2) < 1e-4, qPrintable(rows[1].join(',')));
     QVERIFY(qAbs(rows[1][12].toDouble() - qAbs(values[0] - values[1]) / std::sqrt(2.0)) < 1e-4);
+    // The fixed-context rows: 40 context points in every task, TCA reading |S| of a 40-leaf tree,
+    // and the mean of `eval --context 40` over both seeds.
+    QCOMPARE(rows[3][1], QString("rbf@40"));
+    QCOMPARE(rows[3][3], QString("tca"));
+    QCOMPARE(rows[3][7].toDouble(), 40.0);
+    QVERIFY2(rows[3][6].toDouble() <= 7.0 + 1e-9, qPrintable(rows[3].join(',')));  // k = 5, P = 2 at most
+    double sum40 = 0;
+    for (const char* dir : {"/gp/tca", "/gp/seed4/tca"}) {
+      const auto e = json_of(
+          run({"eval", "--checkpoint", out + dir + "/checkpoint.pt", "--seed", "3", "--context", "40", "--json"}).out);
+      QCOMPARE(e["context_size"].toDouble(), 40.0);
+      sum40 += e["log_likelihood"].toDouble();
+    }
+    QVERIFY2(qAbs(rows[3][5].toDouble() - sum40 / 2) < 1e-4, qPrintable(rows[3].join(',')));
+    QVERIFY(qAbs(rows[3][5].toDouble() - rows[1][5].toDouble()) > 1e-6);  // another evaluation set
     // Both seeds' Perceiver IO read as many latents as the budget seed's TCA run reads.
     for (const char* dir : {"/gp/perceiver", "/gp/seed4/perceiver"}) {
       QFile pc(out + dir + "/config.json");
@@ -414,6 +432,10 @@ class TestCli : public QObject {
     bad.write("{\"gp\": {\"seeds\": 0}}");
     bad.close();
     expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "number of seeds");
+    QVERIFY(bad.open(QIODevice::WriteOnly | QIODevice::Truncate));
+    bad.write("{\"gp\": {\"eval_context\": 48}}");
+    bad.close();
+    expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "context points from 3 to 47");
   }
 
   void report_no_train_lists_missing_runs() {
