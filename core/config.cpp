@@ -125,7 +125,7 @@ std::vector<std::string> Config::validate() const {
     e.push_back("heads: d_model (" + std::to_string(d_model) + ") must be divisible by heads (" +
                 std::to_string(heads) + ").");
   if (eval_context != 0) {
-    const std::int64_t most = task == "gp" ? 47 : task == "image" ? 197 : 0;
+    const std::int64_t most = max_eval_context(task);
     if (most == 0)
       e.push_back("eval_context: only the gp and image tasks draw their context size; the copy task's "
                   "context is half of seq_len. Leave it at 0.");
@@ -143,6 +143,10 @@ std::vector<std::string> Config::validate() const {
   if (!(explore >= 0 && explore < 1))
     e.push_back("explore: must be in [0, 1): the share of uniformly drawn policy choices in training.");
   return e;
+}
+
+std::int64_t Config::max_eval_context(const std::string& task) {
+  return task == "gp" ? 47 : task == "image" ? 197 : 0;  // datasets/: 3..47 and 3..197 context points
 }
 
 std::string Config::to_json() const {

@@ -88,6 +88,8 @@ struct Config {
   // The values a choice field accepts, in the order menus list them (empty for other fields):
   // task, model, ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
+  // The largest eval_context a task accepts (gp 47, image 197; 0: the task has no such choice).
+  static std::int64_t max_eval_context(const std::string& task);
 };
 
 // Reads a whole file; throws std::runtime_error with the path on failure.

@@ -145,7 +145,7 @@ Budget parse_budget(const std::string& text, const std::string& name) {
             throw std::runtime_error(at + ": expected the number of seeds, an integer from 1 to 20");
           s.seeds = f->get<std::int64_t>();
         } else if (field == "eval_context" && (key == "gp" || key == "image")) {
-          const std::int64_t most = key == "gp" ? 47 : 197;
+          const std::int64_t most = Config::max_eval_context(key);
           if (!f->is_number_integer() || f->get<std::int64_t>() < 3 || f->get<std::int64_t>() > most)
             throw std::runtime_error(at + ": expected a number of context points from 3 to " + std::to_string(most));
           s.eval_context = f->get<std::int64_t>();

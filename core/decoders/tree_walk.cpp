@@ -7,19 +7,22 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/nn/blocks.h"
+#include "core/nn/kernel_dot.h"
+
 namespace retreever {
 namespace {
 
 template <typename T>
 void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& masks,
-                 WalkResult& out) {
+                 const torch::Tensor& uniform, WalkResult& out) {
   const auto Q = q.size(0), H = q.size(1), d = q.size(2);
   const auto B = keys.size(0), n = keys.size(1);
   const auto M = Q / B, b = in.b, k = in.k;
   const T* qp = q.data_ptr<T>();
   const T* kp = keys.data_ptr<T>();
   const bool* mp = masks.data_ptr<bool>();
-  const T* up = in.uniform.defined() ? in.uniform.data_ptr<T>() : nullptr;
+  const T* up = uniform.defined() ? uniform.data_ptr<T>() : nullptr;
   auto* rows = out.rows.data_ptr<std::int64_t>();
   auto* actions = out.actions.data_ptr<std::int64_t>();
   auto* path = out.path.data_ptr<std::int64_t>();
@@ -29,7 +32,8 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
 
   at::parallel_for(0, Q, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(1, k * b * H * d)),
                    [&](std::int64_t q0, std::int64_t q1) {
-    std::vector<T> head(b), draw(b);
+    std::vector<T> head(b);
+    std::vector<char> keep(b);  // the children that are real
     for (std::int64_t qi = q0; qi < q1; ++qi) {
       const auto row_b = qi / M;
       std::int64_t current = 0;  // the node being expanded, within its level (the root: 0)
@@ -41,15 +45,11 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
         for (std::int64_t c = 0; c < b; ++c) {
           const auto row = in.offsets[t] + current * b + c;
           rows[(qi * k + t) * b + c] = row;
-          const bool keep = mp[row_b * n + row];
-          real += keep;
-          for (std::int64_t h = 0; h < H; ++h) {
-            const T* x = qp + (qi * H + h) * d;
-            const T* y = kp + ((row_b * n + row) * H + h) * d;
-            T acc = 0;
-            for (std::int64_t e = 0; e < d; ++e) acc += x[e] * y[e];
-            s[c * H + h] = keep ? acc : T(-1e9);  // as MultiHeadAttention masks a key
-          }
+          keep[c] = mp[row_b * n + row];
+          real += keep[c];
+          for (std::int64_t h = 0; h < H; ++h)  // masked as MultiHeadAttention masks a key
+            s[c * H + h] = keep[c] ? kernel_dot(qp + (qi * H + h) * d, kp + ((row_b * n + row) * H + h) * d, d)
+                                   : T(kMaskedScore);
           p[c] = 0;
         }
         // The policy: each head's softmax over the children, averaged over the heads.
@@ -66,10 +66,8 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
           T cdf = 0;
           std::int64_t below = 0;
           for (std::int64_t c = 0; c < b; ++c) {
-            const bool keep = mp[row_b * n + rows[(qi * k + t) * b + c]];
-            draw[c] = explore > 0 ? (1 - explore) * p[c] + explore * (keep ? T(1) / T(std::max<std::int64_t>(real, 1)) : T(0))
-                                  : p[c];
-            cdf += draw[c];
+            cdf += explore > 0 ? (1 - explore) * p[c] + explore * (keep[c] ? T(1) / T(std::max<std::int64_t>(real, 1)) : T(0))
+                               : p[c];
             below += cdf <= u;
           }
           action = std::min(below, b - 1);
@@ -90,8 +88,7 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
 WalkResult walk_cpu(const WalkInput& in) {
   if (!in.queries.device().is_cpu()) throw std::logic_error("walk_cpu needs CPU tensors");
   auto q = in.queries.contiguous(), keys = in.keys.contiguous(), masks = in.masks.contiguous();
-  WalkInput checked = in;
-  if (in.uniform.defined()) checked.uniform = in.uniform.to(q.scalar_type()).contiguous();
+  const auto uniform = in.uniform.defined() ? in.uniform.to(q.scalar_type()).contiguous() : torch::Tensor();
   const auto Q = q.size(0), H = q.size(1);
   if (static_cast<std::int64_t>(in.offsets.size()) < in.k || Q % keys.size(0) != 0)
     throw std::logic_error("walk_cpu: inconsistent shapes");
@@ -102,7 +99,7 @@ WalkResult walk_cpu(const WalkInput& in) {
   out.path = torch::empty({Q, in.k}, long_opts);
   out.pi = torch::empty({Q, in.k, in.b}, q.options());
   out.scores = torch::empty({Q, in.k, in.b, H}, q.options());
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(checked, q, keys, masks, out); });
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(in, q, keys, masks, uniform, out); });
   return out;
 }
 

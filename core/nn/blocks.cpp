@@ -10,9 +10,6 @@ namespace retreever {
 namespace F = torch::nn::functional;
 
 namespace {
-// Score given to masked keys: far below any real score, yet finite so that a row
-// with every key masked yields uniform weights rather than NaN.
-constexpr double kMaskedScore = -1e9;
 // Up to this many query-key pairs per row, attention over keys of its own runs the group kernels
 // on the CPU (group_attention.h).
 constexpr std::int64_t kGroupAttentionMax = 256;
@@ -50,6 +47,16 @@ torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
   return to_out_->forward(x.flatten(-2));
 }
 
+// Scores [B,M,S,H] with masked keys (mask [B,M,S], or [B,1,S] for every query; true = keep) pushed
+// to kMaskedScore.
+static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Tensor& mask) {
+  return mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
+}
+
+static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
+  return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head
+}
+
 AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       const torch::Tensor& k,
                                                       const torch::Tensor& v,
@@ -60,12 +67,8 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
   const bool shared = is_shared_over_batch(q);
   if (!shared && q.device().is_cpu() && M * N <= kGroupAttentionMax) {
     // Few queries and keys per row (the aggregator's children): the group kernels, no BLAS calls.
-    auto scores = group_scores(q, k);  // [B,M,N,H]
-    if (mask.defined()) {
-      auto keep = mask.dim() == 2 ? mask.view({B, 1, N, 1}) : mask.unsqueeze(-1);
-      scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
-    }
-    auto attn = torch::softmax(scores, 2);
+    auto keep = mask.defined() && mask.dim() == 2 ? mask.view({B, 1, N}) : mask;  // [B,M|1,N]
+    auto attn = masked_softmax(group_scores(q, k), keep);                          // [B,M,N,H]
     AttentionResult r;
     r.out = project_out(group_mix(attn, v));
     if (need_weights) r.weights = attn.mean(-1);
@@ -112,15 +115,6 @@ torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const 
   const auto B = k.size(0), M = k.size(1), S = k.size(2);
   return group_scores(q.reshape({B * M, 1, heads_, head_dim_}), k.reshape({B * M, S, heads_, head_dim_}))
       .view({B, M, S, heads_});  // [B,M,S,H]
-}
-
-// Scores [B,M,S,H] with masked keys (mask [B,M,S], true = keep) pushed to kMaskedScore.
-static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Tensor& mask) {
-  return mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
-}
-
-static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
-  return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head
 }
 
 torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor& scores,

@@ -7,6 +7,10 @@
 
 namespace retreever {
 
+// Score given to masked keys: far below any real score, yet finite so that a row with every key
+// masked yields uniform weights rather than NaN.
+constexpr double kMaskedScore = -1e9;
+
 // Result of one attention: output [B, M, D] (after the output projection) and,
 // when asked for, the attention weights averaged over heads, [B, M, N].
 struct AttentionResult {

@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "core/nn/kernel_dot.h"
+
 #include <stdexcept>
 
 namespace retreever {
@@ -20,18 +22,6 @@ struct Dims {
 // Work per parallel chunk: enough multiply-adds that a thread's start-up does not dominate.
 std::int64_t grain(const Dims& s) { return std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, s.m * s.n * s.H * s.d)); }
 
-// x . y over d numbers, with eight partial sums so that the compiler can vectorise it.
-template <typename T>
-inline T dot(const T* x, const T* y, std::int64_t d) {
-  T a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t c = 0;
-  for (; c + 8 <= d; c += 8)
-    for (int u = 0; u < 8; ++u) a[u] += x[c + u] * y[c + u];
-  T s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-  for (; c < d; ++c) s += x[c] * y[c];
-  return s;
-}
-
 // s[g,i,j,h] = a[g,i,h,:] . b[g,j,h,:]    a [G,m,H,d], b [G,n,H,d]
 template <typename T>
 void scores_kernel(const T* a, const T* b, T* s, const Dims& z) {
@@ -41,42 +31,28 @@ void scores_kernel(const T* a, const T* b, T* s, const Dims& z) {
         for (std::int64_t j = 0; j < z.n; ++j)
           for (std::int64_t h = 0; h < z.H; ++h) {
             s[((g * z.m + i) * z.n + j) * z.H + h] =
-                dot(a + ((g * z.m + i) * z.H + h) * z.d, b + ((g * z.n + j) * z.H + h) * z.d, z.d);
+                kernel_dot(a + ((g * z.m + i) * z.H + h) * z.d, b + ((g * z.n + j) * z.H + h) * z.d, z.d);
           }
   });
 }
 
-// o[g,i,h,:] = sum_j p[g,i,j,h] v[g,j,h,:]    p [G,m,n,H], v [G,n,H,d] -> o [G,m,H,d]
-template <typename T>
-void mix_kernel(const T* p, const T* v, T* o, const Dims& z) {
+// The weighted sums of attention, over the keys or (Transposed) over the queries:
+//   o[g,i,h,:] = sum_j p[g,i,j,h] y[g,j,h,:]    p [G,m,n,H], y [G,n,H,d] -> o [G,m,H,d]
+//   Transposed: o[g,j,h,:] = sum_i p[g,i,j,h] y[g,i,h,:]    y [G,m,H,d] -> o [G,n,H,d]
+template <typename T, bool Transposed>
+void mix_kernel(const T* p, const T* y, T* o, const Dims& z) {
+  const auto rows = Transposed ? z.n : z.m, over = Transposed ? z.m : z.n;
   at::parallel_for(0, z.G, grain(z), [&](std::int64_t g0, std::int64_t g1) {
     for (std::int64_t g = g0; g < g1; ++g)
-      for (std::int64_t i = 0; i < z.m; ++i)
+      for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t h = 0; h < z.H; ++h) {
-          T* out = o + ((g * z.m + i) * z.H + h) * z.d;
+          T* out = o + ((g * rows + r) * z.H + h) * z.d;
           for (std::int64_t c = 0; c < z.d; ++c) out[c] = 0;
-          for (std::int64_t j = 0; j < z.n; ++j) {
+          for (std::int64_t e = 0; e < over; ++e) {
+            const auto i = Transposed ? e : r, j = Transposed ? r : e;
             const T w = p[((g * z.m + i) * z.n + j) * z.H + h];
-            const T* y = v + ((g * z.n + j) * z.H + h) * z.d;
-            for (std::int64_t c = 0; c < z.d; ++c) out[c] += w * y[c];
-          }
-        }
-  });
-}
-
-// o[g,j,h,:] = sum_i p[g,i,j,h] x[g,i,h,:]    p [G,m,n,H], x [G,m,H,d] -> o [G,n,H,d]
-template <typename T>
-void mix_transposed_kernel(const T* p, const T* x, T* o, const Dims& z) {
-  at::parallel_for(0, z.G, grain(z), [&](std::int64_t g0, std::int64_t g1) {
-    for (std::int64_t g = g0; g < g1; ++g)
-      for (std::int64_t j = 0; j < z.n; ++j)
-        for (std::int64_t h = 0; h < z.H; ++h) {
-          T* out = o + ((g * z.n + j) * z.H + h) * z.d;
-          for (std::int64_t c = 0; c < z.d; ++c) out[c] = 0;
-          for (std::int64_t i = 0; i < z.m; ++i) {
-            const T w = p[((g * z.m + i) * z.n + j) * z.H + h];
-            const T* y = x + ((g * z.m + i) * z.H + h) * z.d;
-            for (std::int64_t c = 0; c < z.d; ++c) out[c] += w * y[c];
+            const T* x = y + ((g * over + e) * z.H + h) * z.d;
+            for (std::int64_t c = 0; c < z.d; ++c) out[c] += w * x[c];
           }
         }
   });
@@ -100,8 +76,8 @@ torch::Tensor run_cpu(Op op, const torch::Tensor& a_in, const torch::Tensor& b_i
     const auto* y = b.data_ptr<scalar_t>();
     auto* o = out.data_ptr<scalar_t>();
     if (op == Op::Scores) scores_kernel<scalar_t>(x, y, o, z);
-    else if (op == Op::Mix) mix_kernel<scalar_t>(x, y, o, z);
-    else mix_transposed_kernel<scalar_t>(x, y, o, z);
+    else if (op == Op::Mix) mix_kernel<scalar_t, false>(x, y, o, z);
+    else mix_kernel<scalar_t, true>(x, y, o, z);
   });
   return out;
 }
