@@ -38,8 +38,8 @@ const char* kTrainUsage =
     "usage: retreever train --task copy|gp|image --model tca|ca|perceiver|treeformer --out DIR [options]\n"
     "  --config FILE.json     start from a config file (flags override it)\n"
     "  --resume FILE          continue training from a checkpoint, with its config; --steps, --lr,\n"
-    "                         --reward, --rl-baseline, --explore, --eval-every, --log-every, --data\n"
-    "                         and --device change it from there on, the other flags are refused\n"
+    "                         --reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every,\n"
+    "                         --data and --device change it from there on, the other flags are refused\n"
     "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
     "  --batch B --steps S --lr X --seed K\n"
     "  --branch-factor b      children per tree node, >= 2\n"
@@ -49,6 +49,8 @@ const char* kTrainUsage =
     "  --rl-baseline fixed|mean  subtracted from the reward: the paper's constant (default),\n"
     "                         or the reward's mean over the batch\n"
     "  --explore E            share of uniformly drawn policy choices in training (default 0)\n"
+    "  --ca-warmup N          TCA: train the first N steps on L_CA alone, then on the whole\n"
+    "                         objective (default 0 = the paper's objective from the start)\n"
     "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
     "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
     "  --leaf-layout packed|balanced  padding after the real leaves (paper; copy, gp) or spread\n"
@@ -82,6 +84,7 @@ void apply_training_flags(const Args& args, Config& c) {
   c.reward = args.str("reward", c.reward);
   c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
   c.explore = args.number("explore", c.explore);
+  c.ca_warmup = args.integer("ca-warmup", c.ca_warmup);
   c.eval_every = args.integer("eval-every", c.eval_every);
   c.log_every = args.integer("log-every", c.log_every);
   c.data_dir = args.str("data", c.data_dir);
@@ -124,7 +127,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args("train", argv,
             {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
              "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
-             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore"},
+             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore", "ca-warmup"},
             {});
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;

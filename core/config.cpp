@@ -43,6 +43,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("lambda_rl", c.lambda_rl);
   fn("lambda_ca", c.lambda_ca);
   fn("entropy_bonus", c.entropy_bonus);
+  fn("ca_warmup", c.ca_warmup);
   fn("explore", c.explore);
   fn("reward", c.reward);
   fn("rl_baseline", c.rl_baseline);
@@ -86,6 +87,10 @@ std::vector<std::string> Config::warnings() const {
     w.push_back("explore: uniform draws get a near-zero policy probability, and with a log-likelihood reward "
                 "(never 0) REINFORCE then swamps training: a GP run with explore 0.05 stalled at -0.7 nats. "
                 "Keep explore at 0 for gp and image.");
+  if (model == "tca" && ca_warmup >= steps && ca_warmup > 0)
+    w.push_back("ca_warmup: the warm-up (" + std::to_string(ca_warmup) + " steps) lasts the whole run, so the "
+                "policy and the read of S are never trained. Set ca_warmup below steps (" +
+                std::to_string(steps) + ").");
   return w;
 }
 
@@ -140,6 +145,11 @@ std::vector<std::string> Config::validate() const {
                          {"lambda_ca", lambda_ca},
                          {"entropy_bonus", entropy_bonus}})
     if (!(v >= 0) || !std::isfinite(v)) e.push_back(std::string(name) + ": must be 0 or more.");
+  if (ca_warmup < 0)
+    e.push_back("ca_warmup: must be 0 or more: the steps that train on L_CA alone (0 = none).");
+  else if (ca_warmup > 0 && model == "tca" && !(lambda_ca > 0))
+    e.push_back("ca_warmup: the warm-up trains on L_CA alone, but lambda_ca is 0. Set lambda_ca above 0 or "
+                "ca_warmup to 0.");
   if (!(explore >= 0 && explore < 1))
     e.push_back("explore: must be in [0, 1): the share of uniformly drawn policy choices in training.");
   return e;
@@ -195,7 +205,7 @@ void Config::match_tca_tokens(std::int64_t tca_tokens) {
 const std::vector<std::string>& Config::tca_only_fields() {
   static const std::vector<std::string> names = {"branch_factor", "aggregator_layers", "bptt", "ordering",
                                                  "leaf_layout", "lambda_rl", "lambda_ca", "entropy_bonus",
-                                                 "explore", "reward", "rl_baseline"};
+                                                 "ca_warmup", "explore", "reward", "rl_baseline"};
   return names;
 }
 

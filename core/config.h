@@ -43,6 +43,9 @@ struct Config {
   double lambda_rl = 1.0;           // weight of the REINFORCE term
   double lambda_ca = 1.0;           // weight of the all-leaves cross-attention term
   double entropy_bonus = 0.01;      // alpha: weight of the policy's entropy bonus
+  // Steps at the start of training that minimise L_CA alone (L_TCA and L_RL join afterwards), so
+  // the encoder first learns as full cross attention's does. 0 = the paper's objective throughout.
+  std::int64_t ca_warmup = 0;
   double explore = 0;               // share of policy draws made uniformly in training (0 = paper)
   std::string reward = "acc";       // classification reward: acc | nce (regression uses log-likelihood)
   // What REINFORCE subtracts from the reward: "fixed" = the paper's constants (0 for accuracy and

@@ -96,6 +96,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"rl_baseline", tr("RL baseline"), tr("What REINFORCE subtracts from the reward: fixed = the paper's constant (0, or -log C for nce); mean = the reward's mean over the batch, which lowers the variance of the policy gradient."), choice_list("rl_baseline")});
   addField(form, {"lambda_rl", tr("λ RL"), tr("Weight of the REINFORCE term that trains the retrieval policy.")});
   addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
+  addField(form, {"ca_warmup", tr("L_CA warm-up steps"), tr("Steps at the start that train on the all-leaves loss alone; the read of S and the policy join afterwards, so the encoder first learns as full cross attention's does (0 = the paper's objective from the first step).")});
   addField(form, {"explore", tr("Exploration ε"), tr("Share of the policy's draws in training made uniformly over the children, so that a confidently wrong branch is still revisited (0 = the paper's pure sampling).")});
   addField(form, {"entropy_bonus", tr("Entropy bonus α"), tr("Weight of the policy's entropy bonus; keeps exploration alive (paper: 0.01).")});
 

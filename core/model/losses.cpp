@@ -37,7 +37,7 @@ torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt
 }
 
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
-                         const Config& config) {
+                         const Config& config, bool ca_only) {
   LossTerms t;
   t.tca = task_loss(out.prediction, batch.yt, spec, config.bound_std).mean();
   {
@@ -47,13 +47,13 @@ LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskS
   t.total = t.tca;
   if (out.prediction_all_leaves.defined()) {
     t.ca = task_loss(out.prediction_all_leaves, batch.yt, spec, config.bound_std).mean();
-    t.total = t.total + config.lambda_ca * t.ca;
+    t.total = ca_only ? config.lambda_ca * t.ca : t.total + config.lambda_ca * t.ca;
   }
   if (out.log_prob.defined() && out.log_prob.requires_grad()) {
     auto a = advantage(out.prediction, batch.yt, spec, config);
     t.entropy = out.entropy;
     t.rl = -(a * out.log_prob).mean() - config.entropy_bonus * out.entropy;
-    t.total = t.total + config.lambda_rl * t.rl;
+    if (!ca_only) t.total = t.total + config.lambda_rl * t.rl;
   } else if (out.entropy.defined()) {
     t.entropy = out.entropy;
   }

@@ -30,7 +30,9 @@ torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& 
 torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
                         const Config& config);
 
+// The objective L_TCA + lambda_RL L_RL + lambda_CA L_CA. With ca_only (TCA's warm-up, Config::ca_warmup)
+// the total is lambda_CA L_CA alone; every term is still computed and reported.
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
-                         const Config& config);
+                         const Config& config, bool ca_only = false);
 
 }  // namespace retreever

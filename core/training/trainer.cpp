@@ -95,7 +95,8 @@ StepMetrics Trainer::step() {
   request.explore = m.config.explore;
   request.all_leaves = m.config.model == "tca" && m.config.lambda_ca > 0;
   auto out = m.model->forward(batch, request);
-  auto terms = compute_losses(out, batch, m.spec, m.config);
+  const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
+  auto terms = compute_losses(out, batch, m.spec, m.config, warm_up);
 
   // Gradient clipping and every reported number without a device-to-host wait per value:
   // one transfer per step carries them all (it matters on a GPU).

@@ -150,7 +150,7 @@ class TestCli : public QObject {
                      "cannot change when resuming");
     // ... and the training settings it can apply are applied and recorded.
     r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "24", "--lr", "0.002", "--explore", "0.1",
-             "--reward", "nce", "--rl-baseline", "mean", "--eval-every", "4", "--out", file("resumed2")});
+             "--reward", "nce", "--rl-baseline", "mean", "--ca-warmup", "12", "--eval-every", "4", "--out", file("resumed2")});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QFile cf(file("resumed2/config.json"));
     QVERIFY(cf.open(QIODevice::ReadOnly));
@@ -159,9 +159,12 @@ class TestCli : public QObject {
     QCOMPARE(c["explore"].toDouble(), 0.1);
     QCOMPARE(c["reward"].toString(), QString("nce"));
     QCOMPARE(c["rl_baseline"].toString(), QString("mean"));
+    QCOMPARE(c["ca_warmup"].toInt(), 12);
     QCOMPARE(c["eval_every"].toInt(), 4);
     QCOMPARE(c["steps"].toInt(), 24);
     expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--reward", "loud", "--out", file("x")}, "reward");
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--ca-warmup", "-5", "--out", file("x")},
+                   "ca_warmup: must be 0 or more");
   }
 
   void ctrl_c_saves_a_checkpoint_and_exits_cleanly() {

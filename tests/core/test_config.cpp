@@ -24,6 +24,7 @@ class TestConfig : public QObject {
     c.ordering = "kdtree";
     c.leaf_layout = "balanced";
     c.seed = 42;
+    c.ca_warmup = 1500;
     auto back = Config::from_json(c.to_json());
     QCOMPARE(back.to_json(), c.to_json());
     QVERIFY(Config().validate().empty());
@@ -61,6 +62,8 @@ class TestConfig : public QObject {
     check([](Config& c) { c.ordering = "random"; }, "ordering");
     check([](Config& c) { c.leaf_layout = "spread"; }, "leaf_layout");
     check([](Config& c) { c.rl_baseline = "median"; }, "rl_baseline");
+    check([](Config& c) { c.ca_warmup = -1; }, "ca_warmup");
+    check([](Config& c) { c.ca_warmup = 100, c.lambda_ca = 0; }, "ca_warmup");  // nothing left to train on
   }
 
   void every_choice_field_accepts_its_list_and_names_it_when_refusing() {
@@ -95,6 +98,19 @@ class TestConfig : public QObject {
     QVERIFY(copy.explore > 0);
     QVERIFY(copy.warnings().empty());
     QVERIFY(Config::preset("gp").warnings().empty());
+  }
+
+  void a_warm_up_as_long_as_the_run_is_warned_about() {
+    Config c = Config::preset("gp");
+    c.ca_warmup = c.steps - 1;
+    QVERIFY(c.validate().empty());
+    QVERIFY(c.warnings().empty());
+    c.ca_warmup = c.steps;  // the policy would never train
+    QCOMPARE(int(c.warnings().size()), 1);
+    QVERIFY(c.warnings()[0].rfind("ca_warmup: ", 0) == 0);
+    c.model = "ca";  // only TCA reads it
+    QVERIFY(c.warnings().empty());
+    QVERIFY(c.validate().empty());
   }
 
   void malformed_json_is_refused_with_the_reason() {

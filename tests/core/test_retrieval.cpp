@@ -281,6 +281,34 @@ class TestRetrieval : public QObject {
     }
   }
 
+  void warm_up_trains_the_all_leaves_prediction_alone() {
+    // ca_only (Config::ca_warmup): the total is lambda_CA L_CA; the read of S and the policy get no
+    // gradient, yet every term is still computed for the metrics.
+    auto c = small_config(8, 2);
+    c.lambda_ca = 0.5;
+    auto spec = datasets::make_task(c)->spec();
+    for (bool ca_only : {true, false}) {
+      torch::manual_seed(4);
+      ModelOutput out;
+      out.prediction = torch::randn({2, 4, 12}, torch::requires_grad());
+      out.prediction_all_leaves = torch::randn({2, 4, 12}, torch::requires_grad());
+      out.log_prob = (torch::rand({2, 4}) - 2).requires_grad_();
+      out.entropy = torch::tensor(0.5).requires_grad_();
+      Batch batch;
+      batch.yt = out.prediction.argmax(-1);  // every answer right: reward 1, so L_RL has a gradient
+      auto terms = compute_losses(out, batch, spec, c, ca_only);
+      QVERIFY(terms.tca.defined() && terms.ca.defined() && terms.rl.defined() && terms.entropy.defined());
+      auto expected = ca_only ? 0.5 * terms.ca : terms.tca + 0.5 * terms.ca + terms.rl;
+      QVERIFY(torch::allclose(terms.total, expected));
+      terms.total.backward();
+      auto norm = [](const torch::Tensor& t) { return t.grad().defined() ? t.grad().abs().sum().item<double>() : 0.0; };
+      QVERIFY(norm(out.prediction_all_leaves) > 0);
+      QCOMPARE(norm(out.prediction) > 0, !ca_only);
+      QCOMPARE(norm(out.log_prob) > 0, !ca_only);
+      QCOMPARE(norm(out.entropy) > 0, !ca_only);
+    }
+  }
+
   void treeformer_routes_every_token_to_one_leaf_and_reads_the_summaries() {
     torch::manual_seed(3);
     TreeformerImpl tf(16, 2, 32, 3);

@@ -127,6 +127,28 @@ class TestTraining : public QObject {
     QCOMPARE(ca.evaluate().tokens_per_query, 128.0);
   }
 
+  void ca_warmup_trains_on_l_ca_alone_then_on_the_whole_objective() {
+    Config c = Config::preset("gp");
+    c.d_model = 16;
+    c.heads = 2;
+    c.ff_dim = 32;
+    c.encoder_layers = 1;
+    c.steps = 6;
+    c.ca_warmup = 3;
+    c.eval_batches = 1;
+    c.device = "cpu";
+    Trainer t(c, datasets::make_task);
+    for (int i = 1; i <= 6; ++i) {
+      auto s = t.step();
+      const double whole = s.tca_loss + s.ca_loss + s.rl_loss;
+      const double expected = i <= 3 ? s.ca_loss : whole;
+      QVERIFY2(std::abs(s.loss - expected) < 1e-4 * (1 + std::abs(expected)),
+               qPrintable(QString("step %1: loss %2, expected %3").arg(i).arg(s.loss).arg(expected)));
+      // The other terms are still measured during the warm-up, and differ from L_CA.
+      QVERIFY(s.tca_loss != s.ca_loss && s.rl_loss != 0 && s.entropy > 0);
+    }
+  }
+
   void divergence_stops_without_updating_the_model() {
     Config c = Config::preset("gp");
     c.d_model = 16;
