@@ -366,9 +366,10 @@ class TestCli : public QObject {
     const auto out = file("ca-report");
     auto r = run({"report", "--out", out, "--config", budget("ca.json", "")});
     QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
-    // Tree ordering, leaf layout and REINFORCE baseline are TCA's: the CA run is the same run.
+    // Tree ordering, leaf layout, REINFORCE baseline and warm-up are TCA's: the CA run is the same run.
     auto again = run({"report", "--out", out, "--config",
-                      budget("ca2.json", ", \"ordering\": \"kdtree\", \"leaf_layout\": \"balanced\", \"rl_baseline\": \"mean\"")});
+                      budget("ca2.json", ", \"ordering\": \"kdtree\", \"leaf_layout\": \"balanced\", \"rl_baseline\": \"mean\", "
+                                         "\"ca_warmup\": 2")});
     QVERIFY2(again.code == 0, qPrintable(again.err.right(2000)));
     QCOMPARE(again.err.count(": reused"), 1);
     // ... while a setting CA does use is a different experiment.
@@ -380,11 +381,19 @@ class TestCli : public QObject {
     QVERIFY(f.open(QIODevice::WriteOnly));
     f.write("{\"seed\": 3, \"gp\": {\"seeds\": 2, \"models\": [\"tca\", \"perceiver\"], \"eval_kernels\": [\"rbf\"],"
             " \"eval_context\": 40,"
-            " \"config\": {\"batch\": 4, \"steps\": 6, \"eval_every\": 3, \"eval_batches\": 2, \"encoder_layers\": 1}}}");
+            " \"config\": {\"batch\": 4, \"steps\": 6, \"eval_every\": 3, \"eval_batches\": 2, \"encoder_layers\": 1,"
+            " \"ca_warmup\": 3}}}");
     f.close();
     const auto out = file("seeds-report");
     auto r = run({"report", "--out", out, "--config", f.fileName()});
     QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    // The report names the departure from the paper's recipe, and the run recorded it.
+    QFile recipe(out + "/report.md");
+    QVERIFY(recipe.open(QIODevice::ReadOnly));
+    QVERIFY(QString::fromUtf8(recipe.readAll()).contains("Not the paper's recipe: TCA trains with L_CA alone for the first 3 steps"));
+    QFile cf(out + "/gp/seed4/tca/config.json");
+    QVERIFY(cf.open(QIODevice::ReadOnly));
+    QCOMPARE(json_of(QString::fromUtf8(cf.readAll()))["ca_warmup"].toInt(), 3);
     // Seed 3 trains into gp/MODEL, seed 4 into gp/seed4/MODEL.
     for (const char* dir : {"/gp/tca", "/gp/perceiver", "/gp/seed4/tca", "/gp/seed4/perceiver"})
       QVERIFY2(QFile::exists(out + dir + "/checkpoint.pt"), dir);
