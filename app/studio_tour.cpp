@@ -64,6 +64,7 @@ void StudioTour::next() {
               g.steps = steps_;
               g.encoder_layers = 2;
               g.eval_every = std::max(10, steps_ / 10);
+              g.ca_warmup = steps_ / 4;  // the preset's 2000 would span the tour's short run
               w_->experiment()->setConfig(g);
               w_->action("train")->trigger();
             });

@@ -506,7 +506,7 @@ std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Con
 std::string recipe_note(const Config& c) {
   const Config paper;
   std::vector<std::string> d;
-  if (c.explore > 0) d.push_back(fmt("exploration %g (that share of the policy's draws is uniform)", c.explore));
+  if (c.explore > 0) d.push_back("exploration " + fmt("%g", c.explore) + " (that share of the policy's draws is uniform)");
   if (c.ca_warmup > 0) d.push_back("L_CA alone for the first " + std::to_string(c.ca_warmup) + " steps (ca_warmup)");
   if (c.rl_baseline != paper.rl_baseline) d.push_back("REINFORCE baseline: the batch mean of the reward");
   if (c.leaf_layout != paper.leaf_layout) d.push_back("leaf layout " + c.leaf_layout);
@@ -514,9 +514,9 @@ std::string recipe_note(const Config& c) {
   if (c.lambda_ca != paper.lambda_ca) d.push_back(fmt("lambda_CA %g", c.lambda_ca));
   if (c.entropy_bonus != paper.entropy_bonus) d.push_back(fmt("entropy bonus %g", c.entropy_bonus));
   if (d.empty()) return "";
-  std::string text = "Not the paper's recipe: TCA trains with ";
+  std::string text = "Not the paper's recipe (the README says why): TCA trains with ";
   for (std::size_t i = 0; i < d.size(); ++i) text += (i ? "; " : "") + d[i];
-  return text + " (the README says why).\n\n";
+  return text + ".\n\n";
 }
 
 std::string tca_recipe_note(Config c) {

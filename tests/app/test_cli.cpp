@@ -133,8 +133,12 @@ class TestCli : public QObject {
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QVERIFY2(r.err.contains("warning: explore:"), qPrintable(r.err));
     r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
-             "--out", file("gp-plain")});
+             "--ca-warmup", "1", "--out", file("gp-plain")});
     QVERIFY2(r.code == 0 && !r.err.contains("warning"), qPrintable(r.err));
+    // The GP preset's L_CA warm-up (2000 steps) would span a 2-step run: said, not refused.
+    r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
+             "--out", file("gp-warm")});
+    QVERIFY2(r.code == 0 && r.err.contains("warning: ca_warmup:") && r.err.contains("below steps (2)"), qPrintable(r.err));
   }
 
   void resume_continues_from_the_checkpoint() {
@@ -390,7 +394,7 @@ class TestCli : public QObject {
     // The report names the departure from the paper's recipe, and the run recorded it.
     QFile recipe(out + "/report.md");
     QVERIFY(recipe.open(QIODevice::ReadOnly));
-    QVERIFY(QString::fromUtf8(recipe.readAll()).contains("Not the paper's recipe: TCA trains with L_CA alone for the first 3 steps"));
+    QVERIFY(QString::fromUtf8(recipe.readAll()).contains("Not the paper's recipe (the README says why): TCA trains with L_CA alone for the first 3 steps"));
     QFile cf(out + "/gp/seed4/tca/config.json");
     QVERIFY(cf.open(QIODevice::ReadOnly));
     QCOMPARE(json_of(QString::fromUtf8(cf.readAll()))["ca_warmup"].toInt(), 3);

@@ -98,6 +98,8 @@ class TestConfig : public QObject {
     QVERIFY(copy.explore > 0);
     QVERIFY(copy.warnings().empty());
     QVERIFY(Config::preset("gp").warnings().empty());
+    QVERIFY(Config::preset("gp").ca_warmup > 0 && Config::preset("gp").ca_warmup < Config::preset("gp").steps);
+    QCOMPARE(Config::preset("copy").ca_warmup, int64_t(0));
   }
 
   void a_warm_up_as_long_as_the_run_is_warned_about() {
