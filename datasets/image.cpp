@@ -45,6 +45,11 @@ ImageTask::ImageTask(const std::string& folder, const std::string& eval_split, s
     throw std::runtime_error("image data: no evaluation images of the unseen classes 5-9 in '" + dir + "'");
   if (!eval_unseen_ && !eval_seen_.defined())
     throw std::runtime_error("image data: no evaluation images of classes 0-4 in '" + dir + "'");
+  const auto max_context = std::min(kMaxContext, height_ * width_ - kMinTargets);
+  if (eval_context_ != 0 && (eval_context_ < kMinContext || eval_context_ > max_context))
+    throw std::invalid_argument("image task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
+                                std::to_string(max_context) + " pixels of these " + std::to_string(height_) + "x" +
+                                std::to_string(width_) + " images, got " + std::to_string(eval_context_));
 }
 
 TaskSpec ImageTask::spec() const {
@@ -64,13 +69,7 @@ Batch ImageTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation)
   const auto pixels = height_ * width_;
   const auto max_context = std::min(kMaxContext, pixels - kMinTargets);
   auto nc = torch::randint(kMinContext, max_context + 1, {1}, gen, torch::kLong).item<std::int64_t>();
-  if (evaluation && eval_context_ > 0) {  // drawn first all the same: the rest of the stream is unchanged
-    if (eval_context_ < kMinContext || eval_context_ > max_context)
-      throw std::invalid_argument("image task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
-                                  std::to_string(max_context) + " pixels of these " + std::to_string(height_) + "x" +
-                                  std::to_string(width_) + " images, got " + std::to_string(eval_context_));
-    nc = eval_context_;
-  }
+  if (evaluation && eval_context_ > 0) nc = eval_context_;  // drawn first all the same: the rest of the stream is unchanged
   const auto max_points = std::min(kMaxPoints, pixels);
   const auto nt = torch::randint(kMinTargets, max_points - nc + 1, {1}, gen, torch::kLong).item<std::int64_t>();
   auto which = torch::randint(0, pool.size(0), {batch}, gen, torch::kLong);

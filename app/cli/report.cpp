@@ -519,11 +519,6 @@ std::string recipe_note(const Config& c) {
   return text + ".\n\n";
 }
 
-std::string tca_recipe_note(Config c) {
-  c.model = "tca";
-  return recipe_note(c);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sections
 
@@ -531,7 +526,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
   rep.text("## Copy task (Table 1)\n\nAccuracy on the evaluation set after " +
            std::to_string(s.config.value("steps", Config::preset("copy").steps)) +
            " steps; Perceiver IO with as many latents as TCA reads. Paper: 100k steps.\n\n");
-  rep.text(tca_recipe_note(runner.make_config("copy", s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config("copy", s.config, b.seed)));
   std::vector<Row> rows;
   PlotSpec tokens = plot_spec("Copy task: accuracy against tokens read", "tokens per query (log)", "accuracy %");
   tokens.log_x = true;
@@ -579,7 +574,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
 void reward_section(const Section& s, const Budget& b, const Section* copy, Runner& runner, Report& rep) {
   rep.text("## Reward ablation (Table 3)\n\nTCA on the copy task with the accuracy reward and the negative "
            "cross-entropy reward.\n\n");
-  rep.text(tca_recipe_note(runner.make_config("copy", s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config("copy", s.config, b.seed)));
   std::vector<Row> rows;
   PlotSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
   spec.log_x = true;
@@ -633,7 +628,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
               : "## Image completion (Fashion-MNIST)\n\nTrained on classes 0-4; evaluated on the seen classes "
                 "and on the unseen classes 5-9 (target log-likelihood). The paper column is EMNIST (its closest "
                 "dataset; different data, so only the ordering of the models compares).\n\n");
-  rep.text(tca_recipe_note(runner.make_config(task, s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config(task, s.config, b.seed)));
   // Seed b.seed trains into TASK/MODEL, every further seed K into TASK/seedK/MODEL.
   // Baselines of every seed get the size the budget seed's TCA run reads on its evaluation set,
   // the set every seed is compared on.
@@ -774,7 +769,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
 void ordering_section(const Section& s, const Budget& b, Runner& runner, Report& rep) {
   rep.text("## Tree ordering (image completion)\n\nTCA with each ordering heuristic; evaluation on the seen "
            "classes.\n\n");
-  rep.text(tca_recipe_note(runner.make_config("image", s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config("image", s.config, b.seed)));
   std::vector<Row> rows;
   PlotSpec curves = plot_spec("Orderings: evaluation during training", "training step", "evaluation log-likelihood");
   for (const auto& o : s.variants) {

@@ -116,17 +116,22 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       }
       ids.push_back(rows);
       chosen.push_back(action);
-      level_scores.push_back(scores);
-      level_probs.push_back(pi);
       current = children.gather(-1, action).squeeze(-1);
-      level_path.push_back(current);
+      // Kept only where read below: the scores without autograd, probabilities and path for a trace.
+      if (!grad) level_scores.push_back(scores);
+      if (request.trace) {
+        level_probs.push_back(pi);
+        level_path.push_back(current);
+      }
     }
     const auto H = q.size(2);
     walk_rows = k > 0 ? torch::cat(ids, 2) : torch::zeros({B, M, 0}, long_opts);
     actions = k > 0 ? torch::stack(chosen, 2) : torch::zeros({B, M, 0, 1}, long_opts);
-    walk_scores = k > 0 ? torch::cat(level_scores, 2) : torch::zeros({B, M, 0, H}, q.options());
-    probs = k > 0 ? torch::stack(level_probs, 2) : torch::zeros({B, M, 0, b}, q.options());
-    path = k > 0 ? torch::stack(level_path, -1) : torch::zeros({B, M, 0}, long_opts);
+    if (!grad) walk_scores = k > 0 ? torch::cat(level_scores, 2) : torch::zeros({B, M, 0, H}, q.options());
+    if (request.trace) {
+      probs = k > 0 ? torch::stack(level_probs, 2) : torch::zeros({B, M, 0, b}, q.options());
+      path = k > 0 ? torch::stack(level_path, -1) : torch::zeros({B, M, 0}, long_opts);
+    }
   }
   // S: each level's children but the chosen one (its descendants stand for it), then the P leaves
   // of the leaf group reached. One gather of keys, values and masks for all of S.
