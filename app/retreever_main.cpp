@@ -180,6 +180,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
     j["model"] = c.model;
     j["metric"] = e.metric;
     j[e.metric] = e.value;
+    if (e.metric == "log_likelihood") j["log_likelihood_per_point"] = e.per_point;
     j["tokens_per_query"] = e.tokens_per_query;
     j["context_size"] = e.context_size;
     j["tokens_fraction"] = e.tokens_fraction();

@@ -40,6 +40,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("latents", c.latents);
   fn("treeformer_depth", c.treeformer_depth);
   fn("bound_std", c.bound_std);
+  fn("block", c.block);
   fn("lambda_rl", c.lambda_rl);
   fn("lambda_ca", c.lambda_ca);
   fn("entropy_bonus", c.entropy_bonus);
@@ -50,6 +51,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("batch", c.batch);
   fn("steps", c.steps);
   fn("lr", c.lr);
+  fn("adam_beta1", c.adam_beta1);
   fn("grad_clip", c.grad_clip);
   fn("seed", c.seed);
   fn("device", c.device);
@@ -98,7 +100,7 @@ std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
            {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
-           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"device", &device}, {"kernel", &kernel},
+           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"block", &block}, {"device", &device}, {"kernel", &kernel},
            {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}})
     check_choice(e, field, *value, choices(field));
   auto positive = [&](const char* field, std::int64_t v) {
@@ -121,6 +123,8 @@ std::vector<std::string> Config::validate() const {
   if (encoder_layers < 0) e.push_back("encoder_layers: must be 0 or more.");
   if (!(lr > 0) || !std::isfinite(lr))
     e.push_back("lr: the learning rate must be a positive number, e.g. 5e-4.");
+  if (!(adam_beta1 >= 0 && adam_beta1 < 1))
+    e.push_back("adam_beta1: must be in [0, 1), e.g. 0.9 (PyTorch's default) or 0.1 (the reference's copy task).");
   if (!(grad_clip >= 0) || !std::isfinite(grad_clip))
     e.push_back("grad_clip: must be 0 (off) or a positive number.");
   if (branch_factor < 2)
@@ -195,6 +199,14 @@ Config Config::from_json(const std::string& text, const Config& base) {
 
 Config Config::from_json(const std::string& text) { return from_json(text, Config()); }
 
+Config Config::legacy() {
+  Config c;
+  c.block = "v1";
+  c.leaf_layout = "packed";
+  c.adam_beta1 = 0.9;
+  return c;
+}
+
 void Config::match_tca_tokens(std::int64_t tca_tokens) {
   const auto tokens = std::max<std::int64_t>(1, tca_tokens);
   if (model == "perceiver") latents = tokens;
@@ -217,6 +229,7 @@ const std::vector<std::string>& Config::choices(const std::string& field) {
       {"model", {"tca", "ca", "perceiver", "treeformer"}},
       {"ordering", {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}},
       {"leaf_layout", {"packed", "balanced"}},
+      {"block", {"reference", "v1"}},
       {"reward", {"acc", "nce"}},
       {"rl_baseline", {"fixed", "mean"}},
       {"device", {"auto", "cpu", "cuda"}},

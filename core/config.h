@@ -38,6 +38,9 @@ struct Config {
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
+  // How the decoder's cross-attention block normalises (BlockStyle): "reference" (the paper's code)
+  // or "v1" (this project's first form, which every checkpoint before the field existed used).
+  std::string block = "v1";
 
   // Objective (PAPER.md "Training objective").
   double lambda_rl = 1.0;           // weight of the REINFORCE term
@@ -56,6 +59,9 @@ struct Config {
   std::int64_t batch = 128;         // tasks (sequences) per training step
   std::int64_t steps = 2000;        // training steps (cosine schedule spans them)
   double lr = 5e-4;                 // Adam's peak learning rate
+  // Adam's first-moment decay. The reference code trains the copy task with 0.1 (its other tasks
+  // with PyTorch's 0.9).
+  double adam_beta1 = 0.9;
   double grad_clip = 1.0;           // max global gradient norm (0 = off)
   std::int64_t seed = 0;            // seeds data, initialisation and the policy's sampling
   std::string device = "auto";      // auto | cpu | cuda
@@ -82,6 +88,9 @@ struct Config {
   // std::runtime_error naming the bad key or the syntax error.
   static Config from_json(const std::string& text, const Config& base);
   static Config from_json(const std::string& text);
+  // The base for files written by earlier versions (checkpoints, run folders): a field they lack
+  // takes the value those versions used, which may differ from today's default (block: "v1").
+  static Config legacy();
   // Defaults that match the paper for a task, scaled to a laptop.
   static Config preset(const std::string& task);
   // The decoders a config can name, in the order comparisons list them: tca, ca, perceiver, treeformer.

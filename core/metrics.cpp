@@ -8,7 +8,7 @@ namespace retreever {
 
 const char* MetricsHistory::csv_header() {
   return "step,loss,tca_loss,ca_loss,rl_loss,entropy,train_metric,lr,grad_norm,seconds,"
-         "eval_metric,eval_value,tokens_per_query,context_size";
+         "eval_metric,eval_value,tokens_per_query,context_size,eval_per_point";
 }
 
 std::string MetricsHistory::csv_row(const StepMetrics& m, const EvalMetrics* e) {
@@ -18,11 +18,11 @@ std::string MetricsHistory::csv_row(const StepMetrics& m, const EvalMetrics* e) 
                 m.grad_norm, m.seconds);
   std::string row = buf;
   if (e) {
-    std::snprintf(buf, sizeof buf, "%s,%.6g,%.6g,%.6g", e->metric.c_str(), e->value,
-                  e->tokens_per_query, e->context_size);
+    std::snprintf(buf, sizeof buf, "%s,%.6g,%.6g,%.6g,%.6g", e->metric.c_str(), e->value,
+                  e->tokens_per_query, e->context_size, e->per_point);
     row += buf;
   } else {
-    row += ",,,";
+    row += ",,,,";
   }
   return row;
 }
@@ -47,7 +47,7 @@ std::string MetricsHistory::to_json() const {
   j["evals"] = nlohmann::json::array();
   for (const auto& e : evals)
     j["evals"].push_back({{"step", e.step}, {"metric", e.metric}, {"value", e.value},
-                          {"tokens_per_query", e.tokens_per_query}, {"context_size", e.context_size}});
+                          {"per_point", e.per_point}, {"tokens_per_query", e.tokens_per_query}, {"context_size", e.context_size}});
   return j.dump();
 }
 
@@ -73,6 +73,7 @@ MetricsHistory MetricsHistory::from_json(const std::string& text) {
     e.step = r.at("step");
     e.metric = r.at("metric");
     e.value = r.at("value");
+    e.per_point = r.value("per_point", e.value);
     e.tokens_per_query = r.at("tokens_per_query");
     e.context_size = r.at("context_size");
     h.evals.push_back(e);

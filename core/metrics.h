@@ -23,7 +23,12 @@ struct StepMetrics {
 struct EvalMetrics {
   std::int64_t step = 0;
   std::string metric;            // "accuracy" or "log_likelihood"
+  // The paper's metric: the mean over each batch's target points (a batch's tasks share their
+  // context and target counts), then the mean over batches.
   double value = 0;
+  // The mean over every target point of the set: batches with many targets weigh more. Equal to
+  // value when every batch has the same number of targets (the copy task).
+  double per_point = 0;
   double tokens_per_query = 0;   // |S| for TCA, N for CA, L for Perceiver IO
   double context_size = 0;       // N (mean over the evaluation set)
   // The metric per target position, where every evaluation batch has the same targets (the

@@ -30,7 +30,8 @@ ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
   compare->setObjectName("compareButton");
   compare->setToolTip(tr("Queue four runs of the current experiment (same task, seed and steps): tree cross "
                          "attention, full cross attention, Perceiver IO with as many latents as TCA reads, and "
-                         "Treeformer-style TC attention with about as many leaf summaries."));
+                         "a simplified Treeformer TC attention with about as many leaf summaries (one shared decision tree routes "
+                         "the context; no per-head trees, no query routing, no TF attention, no bootstrapped training)."));
   auto* reward = new QPushButton(tr("Reward study: accuracy vs negative CE"));
   reward->setObjectName("rewardStudyButton");
   reward->setToolTip(tr("Queue two TCA runs on the copy task that differ only in the RL reward (the paper's Table 3)."));

@@ -69,7 +69,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
 
   addSection(form, tr("Task"));
   addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), choice_list("task")});
-  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: Treeformer-style TC attention (reads 2^depth leaf summaries)."), choice_list("model")});
+  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: a simplified Treeformer TC attention (reads 2^depth leaf summaries; one shared decision tree routes the context, with none of Treeformer's per-head trees, query routing, TF attention or bootstrapped training)."), choice_list("model")});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), choice_list("kernel")});
   addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), choice_list("eval_kernel")});
@@ -89,6 +89,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"embed_depth", tr("Embedder depth"), tr("Linear layers in the embedder MLPs (paper: 4).")});
   addField(form, {"encoder_layers", tr("Encoder layers"), tr("Transformer layers over the context before the decoder (0 = embedder only, as in the copy task).")});
   addField(form, {"aggregator_layers", tr("Aggregator layers"), tr("Transformer layers that summarise a node's children in the tree.")});
+  addField(form, {"block", tr("Block style"), tr("How the attention layers normalise: reference = the paper's code (each sublayer adds to its normalised input; keys and values read the tokens as they are), with which tree cross attention keeps pace with full cross attention; v1 = this project's first form (standard pre-norm), which every older checkpoint uses."), choice_list("block")});
   addField(form, {"bptt", tr("Backprop through tree"), tr("Let the task loss flow through the tree's internal nodes into the encoder."), {}, true});
 
   addSection(form, tr("Objective"));
@@ -104,6 +105,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"batch", tr("Batch"), tr("Tasks (sequences) per training step.")});
   addField(form, {"steps", tr("Steps"), tr("Training steps; the cosine learning-rate schedule spans them.")});
   addField(form, {"lr", tr("Learning rate"), tr("Adam's peak learning rate (paper: 5e-4).")});
+  addField(form, {"adam_beta1", tr("Adam β1"), tr("Adam's first-moment decay: 0.9 is PyTorch's default; the reference code trains the copy task with 0.1.")});
   addField(form, {"grad_clip", tr("Gradient clip"), tr("Largest global gradient norm (0 turns clipping off).")});
   addField(form, {"seed", tr("Seed"), tr("Seeds the data, the initial weights and the policy's sampling.")});
   addField(form, {"device", tr("Device"), tr("Where to train: auto picks CUDA when this build sees a GPU."), choice_list("device")});

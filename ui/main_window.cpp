@@ -167,7 +167,7 @@ void MainWindow::createActions() {
        });
   make("compare", tr("&Compare models"),
        tr("Queue the experiment four times: TCA, full cross attention, Perceiver IO with as many latents as TCA reads, "
-          "and Treeformer TC attention with about as many leaf summaries"),
+          "and a simplified Treeformer TC attention with about as many leaf summaries"),
        QKeySequence(Qt::CTRL | Qt::Key_K), SP::SP_FileDialogListView, [this] {
          if (!experiment_->isValid()) return showError(experiment_->problems().first());
          Config base = experiment_->config();

@@ -323,7 +323,7 @@ const char* model_name(const std::string& m) {
   if (m == "tca") return "ReTreever (TCA)";
   if (m == "ca") return "Transformer + CA";
   if (m == "perceiver") return "Perceiver IO";
-  if (m == "treeformer") return "Treeformer TC";
+  if (m == "treeformer") return "Simplified Treeformer TC";
   return m.c_str();
 }
 

@@ -7,7 +7,8 @@ namespace retreever {
 
 class CrossAttentionImpl : public DecoderImpl {
  public:
-  CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
+                     BlockStyle style = BlockStyle::v1());
   std::shared_ptr<Memory> prepare(const torch::Tensor& context, const torch::Tensor& x_context) override;
   DecodeOutput decode(const Memory& memory, const torch::Tensor& queries,
                       const DecodeRequest& request) override;

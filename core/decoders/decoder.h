@@ -8,6 +8,7 @@
 
 #include <torch/nn.h>
 
+#include "core/nn/blocks.h"
 #include "core/tree/tree.h"
 
 namespace retreever {
@@ -61,5 +62,9 @@ class DecoderImpl : public torch::nn::Module {
 
 // Builds the decoder named by config.model ("tca", "ca", "perceiver").
 std::shared_ptr<DecoderImpl> make_decoder(const Config& config);
+// The block style config.block names (tree: the decoder is tree cross attention).
+BlockStyle block_style(const Config& config, bool tree);
+// Temporary bisection knob: RETREEVER_REVERT=piece,piece,...
+bool experiment_revert(const char* piece);
 
 }  // namespace retreever

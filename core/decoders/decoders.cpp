@@ -1,6 +1,8 @@
 // Full cross attention, Perceiver IO and the decoder factory. Both baselines reuse the
 // CrossAttentionBlock that tree cross attention uses, so the three differ only in what they read.
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "core/config.h"
 #include "core/decoders/cross_attention.h"
@@ -27,8 +29,9 @@ DecodeOutput read_all(CrossAttentionBlock& block, const Memory& base, const torc
 
 }  // namespace
 
-CrossAttentionImpl::CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim) {
-  block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim));
+CrossAttentionImpl::CrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
+                                       BlockStyle style) {
+  block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim, style));
 }
 
 std::shared_ptr<Memory> CrossAttentionImpl::prepare(const torch::Tensor& context, const torch::Tensor&) {
@@ -61,12 +64,26 @@ DecodeOutput PerceiverIOImpl::decode(const Memory& memory, const torch::Tensor& 
   return read_all(read_, memory, queries);
 }
 
+bool experiment_revert(const char* piece) {
+  const char* env = std::getenv("RETREEVER_REVERT");
+  return env && std::string(",") .append(env).append(",").find(std::string(",") + piece + ",") != std::string::npos;
+}
+
+BlockStyle block_style(const Config& c, bool tree) {
+  if (c.block != "reference") return BlockStyle::v1();
+  auto s = BlockStyle::reference(tree && !experiment_revert("rawq"));
+  if (experiment_revert("kvnorm")) s.norm_kv = true;
+  if (experiment_revert("resid")) s.normed_residual = false;
+  return s;
+}
+
 std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
   if (c.model == "tca")
     return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor,
                                                     c.aggregator_layers, c.bptt, c.ordering,
-                                                    c.leaf_layout == "balanced");
-  if (c.model == "ca") return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim);
+                                                    c.leaf_layout == "balanced", block_style(c, true),
+                                                    c.block == "reference" && !experiment_revert("mixent"));
+  if (c.model == "ca") return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, block_style(c, false));
   if (c.model == "perceiver")
     // Perceiver IO's own encoder replaces ReTreever's: its latent layers take the encoder's depth.
     return std::make_shared<PerceiverIOImpl>(c.d_model, c.heads, c.ff_dim, c.latents,

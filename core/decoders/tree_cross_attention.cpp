@@ -1,5 +1,7 @@
 #include "tree_cross_attention.h"
 
+#include <cstdlib>
+
 #include "core/decoders/tree_walk.h"
 
 namespace retreever {
@@ -21,12 +23,28 @@ torch::Tensor gather_mask(const torch::Tensor& mask, const torch::Tensor& idx) {
   return mask.gather(1, idx.reshape({B, -1})).view(idx.sizes());
 }
 
-// One draw per query from pi [B,M,b] by inverting the CDF (far cheaper than multinomial
-// over many tiny rows); uses the global generator, so torch::manual_seed fixes it.
-torch::Tensor sample_children(const torch::Tensor& pi) {
-  auto u = torch::rand({pi.size(0), pi.size(1), 1}, pi.options());
+}  // namespace
+
+// Inverting the CDF is far cheaper than multinomial over many tiny rows.
+torch::Tensor draw_children(const torch::Tensor& pi, const torch::Tensor& real, const torch::Tensor& u) {
   auto below = (pi.cumsum(-1) <= u).sum(-1, true);  // children whose CDF is still below u
-  return below.clamp_max(pi.size(-1) - 1);
+  const auto b = pi.size(-1);
+  auto position = torch::arange(b, below.options()).view({1, 1, b});
+  auto last_real = torch::where(real, position, torch::zeros_like(position)).amax(-1, true);
+  last_real = torch::where(real.any(-1, true), last_real, torch::full_like(last_real, b - 1));
+  return torch::minimum(below, last_real);
+}
+
+namespace {
+
+// log mu of the sampled children: mu = (1 - explore) pi + explore * uniform over the real children,
+// the distribution the walk actually draws from (explore = 0: log pi itself).
+torch::Tensor sampling_log_prob(const torch::Tensor& log_pi, const torch::Tensor& real, double explore) {
+  if (explore <= 0) return log_pi;
+  auto r = real.to(log_pi.dtype());
+  auto mu = (1 - explore) * log_pi.exp() + explore * r / r.sum(-1, true).clamp_min(1);
+  // Padding children (mu = 0, never drawn) get log 1 = 0 instead of -inf, whose gradient is NaN.
+  return torch::log(torch::where(real, mu, torch::ones_like(mu)));
 }
 
 }  // namespace
@@ -34,10 +52,13 @@ torch::Tensor sample_children(const torch::Tensor& pi) {
 TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
                                                std::int64_t ff_dim, std::int64_t branch_factor,
                                                std::int64_t aggregator_layers, bool bptt,
-                                               std::string ordering, bool balanced_leaves)
-    : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)), balanced_leaves_(balanced_leaves) {
-  aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim));
-  block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim));
+                                               std::string ordering, bool balanced_leaves,
+                                               BlockStyle style, bool head_entropy)
+    : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)), balanced_leaves_(balanced_leaves),
+      head_entropy_(head_entropy) {
+  aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim,
+                                                        style.normed_residual && !experiment_revert("layers")));
+  block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim, style));
 }
 
 std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& context,
@@ -94,6 +115,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     current = k > 0 ? path.select(2, k - 1) : torch::zeros({B, M}, long_opts);
   } else {
     std::vector<torch::Tensor> ids, chosen, level_scores, level_probs, level_path;
+    torch::Tensor draws;  // [k, B*M] uniform draws, made at the first sampled level
     current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
     torch::NoGradGuard no_grad;
     for (std::int64_t level = 1; level <= k; ++level) {
@@ -110,7 +132,9 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
           auto real = child_mask.to(draw.dtype());
           draw = (1 - request.explore) * draw + request.explore * real / real.sum(-1, true).clamp_min(1);
         }
-        action = sample_children(draw);
+        // The draws of every level at once, as the CPU kernel takes them: the same numbers.
+        if (!draws.defined()) draws = torch::rand({k, B * M}, queries.options());
+        action = draw_children(draw, child_mask, draws[level - 1].view({B, M, 1}));
       } else {
         action = pi.argmax(-1, true);
       }
@@ -148,12 +172,27 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     auto chosen = torch::zeros_like(real);
     chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, actions, true);
     mask = real.logical_and(chosen.logical_not());
+    if (std::getenv("RETREEVER_PADSINK")) {  // bisection: the reference keeps padding siblings (zero vectors) in S
+      auto keep_all = mask.clone();
+      keep_all.narrow(2, 0, k * b).copy_(chosen.narrow(2, 0, k * b).logical_not());
+      mask = keep_all;
+    }
     // The policy of every level at once (same numbers as during the walk, now with gradients).
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
     auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
     auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
-    out.log_prob = log_pi.gather(3, actions).squeeze(3).sum(2);  // [B,M]
-    out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
+    // REINFORCE's score function is the log-probability of the distribution the draw came from:
+    // with exploration that is mu, not pi (log pi would bias the gradient).
+    auto log_draw = request.retrieval == Retrieval::Sample
+                        ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore)
+                        : log_pi;
+    out.log_prob = log_draw.gather(3, actions).squeeze(3).sum(2);  // [B,M]
+    if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
+      auto log_h = torch::log_softmax(child_scores.masked_fill(child_mask.unsqueeze(-1).logical_not(), kMaskedScore), 2);
+      out.entropy = -(log_h.exp() * log_h).sum(2).mean();
+    } else {
+      out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
+    }
   } else {
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());

@@ -16,11 +16,17 @@ struct TreeMemory : Memory {
   std::vector<std::int64_t> offsets;
 };
 
+// One child per query drawn from probabilities [B,M,b] by inverting their CDF at u [B,M,1]; real
+// [B,M,b] marks the children that are not padding. A draw past the rounded CDF takes the last real
+// child, never a padding child.
+torch::Tensor draw_children(const torch::Tensor& probabilities, const torch::Tensor& real, const torch::Tensor& u);
+
 class TreeCrossAttentionImpl : public DecoderImpl {
  public:
   TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
                          std::int64_t branch_factor, std::int64_t aggregator_layers, bool bptt,
-                         std::string ordering, bool balanced_leaves = false);
+                         std::string ordering, bool balanced_leaves = false,
+                         BlockStyle style = BlockStyle::v1(), bool head_entropy = false);
 
   std::shared_ptr<Memory> prepare(const torch::Tensor& context, const torch::Tensor& x_context) override;
   DecodeOutput decode(const Memory& memory, const torch::Tensor& queries,
@@ -38,6 +44,7 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   std::string ordering_;
   bool balanced_leaves_ = false;
   bool walk_kernel_ = true;
+  bool head_entropy_ = false;  // entropy bonus: mean of each head's entropy (the reference) vs the policy's
   Aggregator aggregator_{nullptr};
   CrossAttentionBlock block_{nullptr};  // the policy's attention and the prediction's attention
 };

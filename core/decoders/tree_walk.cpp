@@ -64,13 +64,17 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
         if (up) {  // invert the CDF of the (exploring) policy at the query's draw
           const T u = T(up[t * Q + qi]);
           T cdf = 0;
-          std::int64_t below = 0;
+          std::int64_t below = 0, last_real = b - 1;  // last_real: where a draw past the rounded CDF lands
           for (std::int64_t c = 0; c < b; ++c) {
             cdf += explore > 0 ? (1 - explore) * p[c] + explore * (keep[c] ? T(1) / T(std::max<std::int64_t>(real, 1)) : T(0))
                                : p[c];
             below += cdf <= u;
           }
-          action = std::min(below, b - 1);
+          if (real > 0)
+            while (!keep[last_real]) --last_real;
+          // When rounding leaves the real children's sum below 1, u can pass every child: the draw then
+          // takes the last real child, never a padding child after it.
+          action = std::min(below, last_real);
         } else {
           for (std::int64_t c = 1; c < b; ++c)
             if (p[c] > p[action]) action = c;

@@ -35,9 +35,14 @@ ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : confi
   }
   // Perceiver IO brings its own latent encoder; the others encode the context tokens.
   const auto layers = config.model == "perceiver" ? 0 : config.encoder_layers;
-  encoder_ = register_module("encoder", TransformerEncoder(layers, D, config.heads, config.ff_dim));
+  // The reference's encoder ends without a LayerNorm, and its head reads the decoder's output as it is.
+  const bool v1 = config.block != "reference";
+  encoder_ = register_module("encoder", TransformerEncoder(layers, D, config.heads, config.ff_dim,
+                                                           v1 || experiment_revert("encnorm"),
+                                                           !v1 && !experiment_revert("layers")));
   decoder_ = register_module("decoder", make_decoder(config));
-  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+  if (v1 || experiment_revert("headnorm"))
+    norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   const auto out = spec.classification() ? spec.classes : 2 * spec.y_dim;
   head_ = register_module("head", MLP(D, 2 * D, out, 2, Activation::ReLU));
 }
@@ -67,7 +72,7 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
 }
 
 torch::Tensor ReTreeverImpl::head(const torch::Tensor& encoding) {
-  return head_->forward(norm_->forward(encoding));
+  return head_->forward(norm_ ? norm_->forward(encoding) : encoding);
 }
 
 ModelOutput ReTreeverImpl::forward(const Batch& batch, const DecodeRequest& request) {

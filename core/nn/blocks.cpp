@@ -180,23 +180,34 @@ torch::Tensor FeedForwardImpl::output(const torch::Tensor& h, const torch::Tenso
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_->forward(hidden(x)); }
 
 TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
-                                           std::int64_t ff_dim) {
+                                           std::int64_t ff_dim, bool reference)
+    : reference_(reference) {
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
   attn_ = register_module("attn", MultiHeadAttention(d_model, heads));
   norm_ff_ = register_module("norm_ff", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
   ff_ = register_module("ff", FeedForward(d_model, ff_dim));
 }
 
-torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+std::pair<torch::Tensor, torch::Tensor> TransformerLayerImpl::attend(const torch::Tensor& x,
+                                                                    const torch::Tensor& key_mask) {
   auto h = norm_attn_->forward(x);
-  auto y = x + attn_->forward(h, h, key_mask).out;
-  return y + ff_->forward(norm_ff_->forward(y));
+  if (!reference_) {
+    auto y = x + attn_->forward(h, h, key_mask).out;
+    return {y, norm_ff_->forward(y)};
+  }
+  auto y = h + attn_->forward(h, x, key_mask).out;
+  auto n = norm_ff_->forward(y);
+  return {n, n};  // the feed-forward adds to its normalised input
+}
+
+torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  auto [y, n] = attend(x, key_mask);
+  return y + ff_->forward(n);
 }
 
 torch::Tensor TransformerLayerImpl::forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask) {
-  auto h = norm_attn_->forward(x);
-  auto y = x + attn_->forward(h, h, key_mask).out;  // [B,N,D]
-  auto g = ff_->hidden(norm_ff_->forward(y));         // [B,N,F]
+  auto [y, n] = attend(x, key_mask);                  // [B,N,D]
+  auto g = ff_->hidden(n);                            // [B,N,F]
   // mean(y + W g + b) = mean(y) + W mean(g) + b, the bias only where a token is real.
   if (!key_mask.defined()) return y.mean(1) + ff_->output(g.mean(1), {});
   auto m = key_mask.unsqueeze(-1).to(y.dtype());      // [B,N,1]
@@ -207,9 +218,9 @@ torch::Tensor TransformerLayerImpl::forward_mean(const torch::Tensor& x, const t
 
 TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model,
                                                std::int64_t heads, std::int64_t ff_dim,
-                                               bool final_norm) {
+                                               bool final_norm, bool reference) {
   layers_ = register_module("layers", torch::nn::ModuleList());
-  for (std::int64_t i = 0; i < layers; ++i) layers_->push_back(TransformerLayer(d_model, heads, ff_dim));
+  for (std::int64_t i = 0; i < layers; ++i) layers_->push_back(TransformerLayer(d_model, heads, ff_dim, reference));
   if (layers > 0 && final_norm)
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
 }
@@ -261,10 +272,20 @@ torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int6
   return pe;
 }
 
+BlockStyle BlockStyle::reference(bool raw_query) {
+  BlockStyle s;
+  s.norm_kv = false;
+  s.normed_residual = true;
+  s.raw_query = raw_query;
+  return s;
+}
+
 CrossAttentionBlockImpl::CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads,
-                                                 std::int64_t ff_dim) {
+                                                 std::int64_t ff_dim, BlockStyle style)
+    : style_(style) {
   norm_q_ = register_module("norm_q", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
-  norm_kv_ = register_module("norm_kv", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  if (style.norm_kv)
+    norm_kv_ = register_module("norm_kv", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
   attention = register_module("attention", MultiHeadAttention(d_model, heads));
   norm_ff_ = register_module("norm_ff", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
   ff_ = register_module("ff", FeedForward(d_model, ff_dim));
@@ -272,7 +293,7 @@ CrossAttentionBlockImpl::CrossAttentionBlockImpl(std::int64_t d_model, std::int6
 
 std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
     const torch::Tensor& nodes) {
-  return attention->project_key_value(norm_kv_->forward(nodes));
+  return attention->project_key_value(norm_kv_ ? norm_kv_->forward(nodes) : nodes);
 }
 
 torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
@@ -284,8 +305,14 @@ torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
 
 torch::Tensor CrossAttentionBlockImpl::finish(const torch::Tensor& query,
                                               const torch::Tensor& attended) {
-  auto y = query + attended;
-  return y + ff_->forward(norm_ff_->forward(y));
+  if (!style_.normed_residual) {
+    auto y = query + attended;
+    return y + ff_->forward(norm_ff_->forward(y));
+  }
+  auto y = norm_q_->forward(query) + attended;
+  if (style_.raw_query) y = y + query;
+  auto n = norm_ff_->forward(y);
+  return n + ff_->forward(n);
 }
 
 torch::Tensor CrossAttentionBlockImpl::read(const torch::Tensor& query, const torch::Tensor& keys,

@@ -80,10 +80,13 @@ class FeedForwardImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FeedForward);
 
-// Pre-norm self-attention layer: x + Attn(LN(x)), then + FF(LN(.)).
+// Self-attention layer in one of two styles (BlockStyle's normed_residual):
+// v1 (standard pre-norm): y = x + Attn(LN(x)); out = y + FF(LN(y)).
+// reference (the paper's code): y = LN(x) + Attn(q = LN(x), k = v = x); out = LN(y) + FF(LN(y)),
+// so each sublayer adds to its normalised input, and keys and values read x as it is.
 class TransformerLayerImpl : public torch::nn::Module {
  public:
-  TransformerLayerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  TransformerLayerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim, bool reference = false);
   // x [B,N,D]; key_mask [B,N] (true = real token) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask = {});
   // The mean of forward()'s output over the real tokens, [B,D] (0 where none is real; an undefined
@@ -92,6 +95,9 @@ class TransformerLayerImpl : public torch::nn::Module {
   torch::Tensor forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask);
 
  private:
+  // The attention sublayer's output y (before the feed-forward sublayer) and the feed-forward's input.
+  std::pair<torch::Tensor, torch::Tensor> attend(const torch::Tensor& x, const torch::Tensor& key_mask);
+  bool reference_ = false;
   torch::nn::LayerNorm norm_attn_{nullptr}, norm_ff_{nullptr};
   MultiHeadAttention attn_{nullptr};
   FeedForward ff_{nullptr};
@@ -102,7 +108,7 @@ TORCH_MODULE(TransformerLayer);
 class TransformerEncoderImpl : public torch::nn::Module {
  public:
   TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
-                         std::int64_t ff_dim, bool final_norm = true);
+                         std::int64_t ff_dim, bool final_norm = true, bool reference = false);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask = {});
   // The mean of forward()'s output over the real tokens (TransformerLayer::forward_mean). Needs at
   // least one layer and no final LayerNorm.
@@ -134,12 +140,26 @@ TORCH_MODULE(MLP);
 torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,
                                    const torch::TensorOptions& options);
 
-// The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"):
-// q' = q + Attn(LN_q(q), LN_kv(nodes)); out = q' + FF(LN(q')).
-// Exposes its pieces so that tree cross attention can precompute node keys once.
+// How the cross-attention block normalises and adds its residuals.
+struct BlockStyle {
+  // "v1" (every checkpoint before the field existed): keys and values read LN_kv(nodes);
+  // y = q + Attn; out = y + FF(LN(y)).
+  // "reference" (the paper's code): keys and values read the nodes as they are; y = LN_q(q) + Attn
+  // (+ q as well when raw_query: the reference's tree cross attention); out = LN(y) + FF(LN(y)).
+  bool norm_kv = true;
+  bool normed_residual = false;
+  bool raw_query = false;
+  static BlockStyle v1() { return {}; }
+  static BlockStyle reference(bool raw_query);
+};
+
+// The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"),
+// in one of the two styles above. Exposes its pieces so that tree cross attention can precompute
+// node keys once.
 class CrossAttentionBlockImpl : public torch::nn::Module {
  public:
-  CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
+                          BlockStyle style = BlockStyle::v1());
 
   // Keys and values of context nodes [.., D] -> each [.., H, dh].
   std::pair<torch::Tensor, torch::Tensor> keys_values(const torch::Tensor& nodes);
@@ -157,6 +177,7 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
   MultiHeadAttention attention{nullptr};
 
  private:
+  BlockStyle style_;
   torch::nn::LayerNorm norm_q_{nullptr}, norm_kv_{nullptr}, norm_ff_{nullptr};
   FeedForward ff_{nullptr};
 };

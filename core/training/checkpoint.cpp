@@ -104,7 +104,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
     archive.read("step", step);
     archive.read("history", history);
     archive.read("best", best);
-    h.config = Config::from_json(config.toStringRef());
+    h.config = Config::from_json(config.toStringRef(), Config::legacy());
     h.step = step.toInt();
     h.history = MetricsHistory::from_json(history.toStringRef());
     h.best = best.toDouble();

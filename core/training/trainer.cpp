@@ -56,7 +56,7 @@ struct Trainer::Impl {
     torch::manual_seed(derive_seed(c.seed, kInit, 0));
     model = ReTreever(c, spec);
     model->to(device);
-    optimizer = std::make_unique<FlatAdam>(model->parameters());
+    optimizer = std::make_unique<FlatAdam>(model->parameters(), c.adam_beta1);
     for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
   }
 };
@@ -136,7 +136,7 @@ EvalMetrics Trainer::evaluate() {
   auto& m = *impl_;
   torch::NoGradGuard no_grad;
   m.model->eval();
-  double total = 0, count = 0, tokens = 0, context = 0;
+  double total = 0, count = 0, tokens = 0, context = 0, batch_means = 0;
   torch::Tensor per_target;  // [M] sums, while every batch has the same target count
   bool same_targets = true;
   for (const auto& batch : m.eval_set) {
@@ -148,8 +148,10 @@ EvalMetrics Trainer::evaluate() {
       else if (per_target.size(0) == sums.size(0)) per_target += sums;
       else same_targets = false;
     }
-    total += metric.sum().item<double>();
+    const double sum = metric.sum().item<double>();
+    total += sum;
     count += double(metric.numel());
+    batch_means += sum / double(metric.numel());
     const auto n = batch.xc.size(1);
     tokens += double(m.model->tokens_per_query(n)) * double(metric.numel());
     context += double(n) * double(metric.numel());
@@ -157,7 +159,8 @@ EvalMetrics Trainer::evaluate() {
   EvalMetrics e;
   e.step = m.step;
   e.metric = m.spec.classification() ? "accuracy" : "log_likelihood";
-  e.value = total / count;
+  e.value = batch_means / double(m.eval_set.size());
+  e.per_point = total / count;
   e.tokens_per_query = tokens / count;
   e.context_size = context / count;
   if (same_targets && per_target.defined()) {

@@ -54,9 +54,9 @@ torch::Tensor context_order(const torch::Tensor& x, const std::string& ordering,
 }
 
 AggregatorImpl::AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,
-                               std::int64_t ff_dim) {
+                               std::int64_t ff_dim, bool reference) {
   // No final LayerNorm: every reader of a node (the next level, the decoder) normalises first.
-  encoder_ = register_module("encoder", TransformerEncoder(layers, d_model, heads, ff_dim, false));
+  encoder_ = register_module("encoder", TransformerEncoder(layers, d_model, heads, ff_dim, false, reference));
 }
 
 torch::Tensor AggregatorImpl::forward(const torch::Tensor& children, const torch::Tensor& mask) {

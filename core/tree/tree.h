@@ -33,7 +33,9 @@ struct Tree {
 // Summarises a node's children: a masked Transformer over them, then a masked mean.
 class AggregatorImpl : public torch::nn::Module {
  public:
-  AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim);
+  // reference: its layers in the reference's style (TransformerLayer).
+  AggregatorImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
+                 bool reference = false);
   // children [G,c,D], mask [G,c] (undefined: every child is real) -> [G,D]
   torch::Tensor forward(const torch::Tensor& children, const torch::Tensor& mask);
 

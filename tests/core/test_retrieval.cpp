@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/decoders/tree_cross_attention.h"
+#include "core/decoders/tree_walk.h"
 #include "core/decoders/treeformer.h"
 #include "core/inspection.h"
 #include "core/model/losses.h"
@@ -190,6 +191,157 @@ class TestRetrieval : public QObject {
         QVERIFY2(torch::allclose(x, tca->decode(*memory, queries, greedy).encoding, 1e-5, 1e-5),
                  qPrintable("inference differs: " + what));
       }
+  }
+
+  void reinforce_estimator_is_unbiased_under_exploration() {
+    // Paths are drawn from mu = (1 - eps) pi + eps * uniform(real children). The score-function
+    // estimate R * grad log mu(path), averaged over many draws, must equal the exact gradient of
+    // E_mu[R] = sum over every path of mu(path) R(path) (enumerated), within its standard error;
+    // with log pi instead of log mu it must not (eps > 0). Tiny trees with padding children.
+    for (auto [N, b] : {std::pair<int64_t, int64_t>{5, 2}, {10, 3}})
+      for (double eps : {0.0, 0.5})
+        for (bool kernel : {true, false}) {
+          const auto what = QString("N=%1 b=%2 eps=%3 kernel=%4").arg(N).arg(b).arg(eps).arg(kernel);
+          torch::manual_seed(uint64_t(17 * N + b));
+          auto tca = std::make_shared<TreeCrossAttentionImpl>(8, 2, 16, b, 1, false, "given");
+          tca->use_walk_kernel(kernel);
+          {
+            torch::NoGradGuard no_grad;
+            for (auto& p : tca->named_parameters()) {
+              if (p.key().rfind("aggregator.", 0) == 0) p.value().normal_(0, 0.5);  // distinct nodes
+              if (p.key().rfind("block.", 0) == 0) p.value().mul_(2.5);             // a policy far from uniform
+            }
+          }
+          std::shared_ptr<Memory> base;
+          {
+            torch::NoGradGuard no_grad;
+            base = tca->prepare(torch::randn({1, N, 8}), torch::zeros({1, N, 1}));
+          }
+          const auto& memory = static_cast<const TreeMemory&>(*base);
+          const auto shape = memory.tree.shape;
+          QCOMPARE(shape.k, int64_t(2));
+          const auto groups = shape.level_size(2);
+          auto group_real = memory.tree.masks[1][0];                 // level 2, the leaf groups: false = padding
+          QVERIFY2(!group_real.all().item<bool>(), qPrintable("no padding group: " + what));
+          auto reward = torch::randn({groups}) + 1.0;                // a fixed reward per leaf group
+          auto block = block_of(*tca);
+          auto q0 = torch::randn({8});
+
+          // log pi of the children of node `parent` on level `level` (0 = root), for queries [1,S,8].
+          auto children_log_pi = [&](const torch::Tensor& queries, int64_t level, const torch::Tensor& parent) {
+            const auto S = queries.size(1);
+            auto q = block->queries(queries);                                        // [1,S,H,dh]
+            auto rows = parent.view({S, 1}) * b + torch::arange(b).view({1, b}) + memory.offsets[level];
+            auto keys = memory.all_keys[0].index_select(0, rows.reshape(-1)).view({S, b, q.size(2), q.size(3)});
+            auto scores = (q[0].unsqueeze(1) * keys).sum(-1).unsqueeze(0);          // [1,S,b,H]
+            auto real = memory.all_masks[0].index_select(0, rows.reshape(-1)).view({1, S, b});
+            return std::make_pair(MultiHeadAttentionImpl::head_averaged_log_weights(scores, real), real);
+          };
+          auto mu_of = [&](const torch::Tensor& log_pi, const torch::Tensor& real) {
+            auto r = real.to(torch::kFloat);
+            return (1 - eps) * log_pi.exp() + eps * r / r.sum(-1, true).clamp_min(1);
+          };
+
+          // The exact gradient: every path enumerated.
+          auto q_exact = q0.clone().view({1, 1, 8}).requires_grad_();
+          auto [lp1, real1] = children_log_pi(q_exact, 0, torch::zeros({1}, torch::kLong));
+          auto mu1 = mu_of(lp1, real1)[0][0];
+          torch::Tensor expected = torch::zeros({});
+          for (int64_t c1 = 0; c1 < b; ++c1) {
+            auto [lp2, real2] = children_log_pi(q_exact, 1, torch::full({1}, c1, torch::kLong));
+            auto mu2 = mu_of(lp2, real2)[0][0];
+            for (int64_t c2 = 0; c2 < b; ++c2)
+              if (group_real[c1 * b + c2].item<bool>()) expected = expected + mu1[c1] * mu2[c2] * reward[c1 * b + c2];
+          }
+          expected.backward();
+          auto exact = q_exact.grad().view({8});
+
+          // The estimator, over S draws: per-draw gradients give the mean and its standard error.
+          const int64_t S = 100000;
+          auto queries = q0.view({1, 1, 8}).expand({1, S, 8}).clone().requires_grad_();
+          DecodeRequest r;
+          r.retrieval = Retrieval::Sample;
+          r.explore = eps;
+          r.trace = true;
+          torch::manual_seed(5);
+          auto out = tca->decode(memory, queries, r);
+          auto leaf_group = out.trace.leaf_group[0];                     // [S]
+          QVERIFY2(group_real.index_select(0, leaf_group).all().item<bool>(),
+                   qPrintable("a draw reached a padding group: " + what));
+          auto R = reward.index_select(0, leaf_group);
+          (R * out.log_prob[0]).sum().backward();
+          auto per_draw = queries.grad()[0];                             // [S,8]
+          auto mean = per_draw.mean(0), se = per_draw.std(0) / std::sqrt(double(S));
+          auto z = ((mean - exact).abs() / (se + 1e-8)).max().item<double>();
+          QVERIFY2(z < 5.0, qPrintable(QString("log mu estimator off by %1 standard errors: ").arg(z) + what));
+
+          // log pi along the same paths: biased as soon as eps > 0.
+          auto queries_pi = q0.view({1, 1, 8}).expand({1, S, 8}).clone().requires_grad_();
+          auto path = out.trace.path[0];                                 // [S,k]
+          auto [l1, m1] = children_log_pi(queries_pi, 0, torch::zeros({S}, torch::kLong));
+          auto parent = path.select(1, 0);
+          auto [l2, m2] = children_log_pi(queries_pi, 1, parent);
+          auto a2 = path.select(1, 1) - parent * b;
+          auto log_pi = l1[0].gather(1, parent.view({S, 1})).squeeze(1) + l2[0].gather(1, a2.view({S, 1})).squeeze(1);
+          QVERIFY2(torch::allclose(log_pi.detach(), eps == 0 ? out.log_prob[0].detach() : log_pi.detach(), 1e-5, 1e-5),
+                   qPrintable("log pi recomputed differs: " + what));
+          (R * log_pi).sum().backward();
+          auto per_draw_pi = queries_pi.grad()[0];
+          auto z_pi = ((per_draw_pi.mean(0) - exact).abs() / (per_draw_pi.std(0) / std::sqrt(double(S)) + 1e-8)).max().item<double>();
+          if (eps > 0) QVERIFY2(z_pi > 8.0, qPrintable(QString("log pi looked unbiased (%1 se): ").arg(z_pi) + what));
+          else QVERIFY2(z_pi < 5.0, qPrintable(QString("log pi off without exploration (%1 se): ").arg(z_pi) + what));
+        }
+  }
+
+  void sampling_never_picks_a_padding_child() {
+    // A draw just below 1 passes the CDF of the real children whenever rounding leaves their sum
+    // below 1; the last child is padding here, and neither walk may take it.
+    const float below_one = std::nextafter(1.0f, 0.0f);
+    for (float u : {1.0f - 1e-7f, below_one}) {
+      // The tensor walk's draw, with probabilities whose real children sum to just under 1.
+      auto probs = torch::tensor({0.3f, 0.7f - 1e-6f, 0.0f}).view({1, 1, 3});
+      auto real = torch::tensor({true, true, false}).view({1, 1, 3});
+      auto pick = draw_children(probs, real, torch::full({1, 1, 1}, u));
+      QCOMPARE(pick.item<int64_t>(), int64_t(1));
+      // A padding child in the middle is skipped too: the draw lands on a real one.
+      auto mid = draw_children(torch::tensor({0.5f, 0.0f, 0.5f - 1e-6f}).view({1, 1, 3}),
+                               torch::tensor({true, false, true}).view({1, 1, 3}), torch::full({1, 1, 1}, u));
+      QCOMPARE(mid.item<int64_t>(), int64_t(2));
+
+      // The CPU kernel, over many random policies (their rounded sums land on both sides of u).
+      torch::manual_seed(11);
+      const int64_t Q = 4096, b = 3, H = 4, dh = 8;
+      WalkInput in;
+      in.queries = torch::randn({Q, H, dh}) * 3;
+      in.keys = torch::randn({1, 1 + b, H, dh});  // level 1: the root's three children (rows 0..2), row 3 unused
+      in.masks = torch::tensor({true, true, false, true}).view({1, 1 + b});
+      in.offsets = {0};
+      in.b = b;
+      in.k = 1;
+      for (double explore : {0.0, 0.2}) {
+        in.explore = explore;
+        in.uniform = torch::full({1, Q}, u);
+        auto walk = walk_cpu(in);
+        QVERIFY2(walk.actions.lt(2).all().item<bool>(),
+                 qPrintable(QString("the kernel drew the padding child (u = %1, explore %2)").arg(u, 0, 'g', 9).arg(explore)));
+      }
+      // And with tensor operations through the decoder: every draw near 1 still lands on real nodes.
+      torch::manual_seed(4);
+      auto tca = std::make_shared<TreeCrossAttentionImpl>(8, 2, 16, 3, 1, false, "given");
+      auto memory = tca->prepare(torch::randn({2, 10, 8}), torch::zeros({2, 10, 1}));
+      const auto& tree = static_cast<const TreeMemory&>(*memory).tree;
+      for (bool kernel : {true, false}) {
+        tca->use_walk_kernel(kernel);
+        DecodeRequest r;
+        r.retrieval = Retrieval::Sample;
+        r.trace = true;
+        auto out = tca->decode(*memory, torch::randn({2, 300, 8}), r);
+        for (int64_t level = 1; level <= tree.shape.k; ++level) {
+          auto nodes = out.trace.path.select(2, level - 1);  // [B,M] index within the level
+          QVERIFY(tree.masks[level - 1].gather(1, nodes).all().item<bool>());
+        }
+      }
+    }
   }
 
   void single_leaf_group_predicts_what_all_leaves_predict() {
