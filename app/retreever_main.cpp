@@ -12,6 +12,7 @@
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
 #include "core/inspection.h"
+#include "core/training/checkpoint.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
@@ -25,12 +26,13 @@ const char* kUsage =
     "usage: retreever COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  train    train a model and write DIR/config.json, metrics.csv, checkpoint.pt\n"
+    "  train    train a model and write DIR/config.json, metrics.csv, checkpoint.safetensors\n"
     "  eval     evaluate a checkpoint on a fixed evaluation set\n"
     "  inspect  show the tree of one context and the retrieval path of one query\n"
     "  bench    measure training-step and inference speed\n"
     "  study    train and compare several runs: reward, ordering or models\n"
     "  report   reproduce the paper's comparisons: Markdown tables and PNG plots\n"
+    "  convert  rewrite an old checkpoint.pt as a checkpoint.safetensors (--trust: runs code from it)\n"
     "\n"
     "'retreever COMMAND --help' lists a command's options.\n";
 
@@ -327,6 +329,36 @@ int cmd_study(const std::vector<std::string>& argv) {
   return 0;
 }
 
+const char* kConvertUsage =
+    "usage: retreever convert --trust OLD.pt NEW.safetensors\n"
+    "  Rewrites a checkpoint of the old format (a torch archive, written before version 2) in the\n"
+    "  safetensors format every other command reads. Reading the old format runs TorchScript code\n"
+    "  that the file carries: --trust says you trust where the file came from. This is the only\n"
+    "  command that reads it.\n";
+
+int cmd_convert(const std::vector<std::string>& argv) {
+  if (is_help(argv)) return std::printf("%s", kConvertUsage), 0;
+  std::vector<std::string> paths;
+  bool trust = false;
+  for (const auto& a : argv) {
+    if (a == "--trust") trust = true;
+    else if (a.rfind("--", 0) == 0) throw UsageError("convert: unknown option '" + a + "'; see 'retreever convert --help'");
+    else paths.push_back(a);
+  }
+  if (paths.size() != 2) throw UsageError("convert needs two paths: retreever convert --trust OLD.pt NEW.safetensors");
+  if (!is_legacy_checkpoint(paths[0]))
+    throw UsageError("'" + paths[0] + "' is not a checkpoint of the old format (a torch archive); nothing to convert");
+  if (!trust)
+    throw UsageError("reading '" + paths[0] + "' runs code that the file carries; if you trust where it came from, "
+                     "add --trust: retreever convert --trust " + paths[0] + " " + paths[1]);
+  if (fs::exists(paths[1])) throw UsageError("'" + paths[1] + "' exists already; name a new file");
+  auto trainer = Trainer::load(paths[0], datasets::make_task, [](Config& c) { c.device = "cpu"; }, /*trust_legacy=*/true);
+  trainer->save(paths[1]);
+  std::printf("wrote %s (step %lld, %s on %s)\n", paths[1].c_str(), (long long)trainer->steps_done(),
+              trainer->config().model.c_str(), trainer->config().task.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -339,6 +371,7 @@ int main(int argc, char** argv) {
     if (command == "bench") return cli::cmd_bench(rest);
     if (command == "study") return cmd_study(rest);
     if (command == "report") return cli::cmd_report(rest);
+    if (command == "convert") return cmd_convert(rest);
     if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
     std::fprintf(stderr, "error: %s\n%s",
                  command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), kUsage);

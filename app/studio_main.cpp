@@ -1,5 +1,5 @@
 // retreever-studio: the desktop app.
-//   retreever-studio [CHECKPOINT.pt]      open a saved run
+//   retreever-studio [CHECKPOINT.safetensors]      open a saved run
 //   retreever-studio --tour DIR [STEPS]   drive a short session and save screenshots into DIR
 #include <QApplication>
 
@@ -28,6 +28,6 @@ int main(int argc, char** argv) {
   }
   window.show();
   for (const auto& arg : args)
-    if (arg.endsWith(".pt")) window.openCheckpoint(arg);
+    if (arg.endsWith(".safetensors")) window.openCheckpoint(arg);
   return app.exec();
 }

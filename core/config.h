@@ -38,9 +38,12 @@ struct Config {
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
-  // How the decoder's cross-attention block normalises (BlockStyle): "reference" (the paper's code)
-  // or "v1" (this project's first form, which every checkpoint before the field existed used).
-  std::string block = "v1";
+  // How the attention layers normalise (BlockStyle, TransformerLayer): "reference" (the paper's code:
+  // each sublayer adds to its normalised input; keys and values read the tokens as they are; no final
+  // LayerNorms; each head's policy entropy) or "v1" (standard pre-norm, this project's first form,
+  // which every checkpoint before the field existed used). Applies to TCA and CA, the models the
+  // reference code has; Perceiver IO and Treeformer keep v1.
+  std::string block = "reference";
 
   // Objective (PAPER.md "Training objective").
   double lambda_rl = 1.0;           // weight of the REINFORCE term
@@ -58,6 +61,9 @@ struct Config {
   // Optimisation.
   std::int64_t batch = 128;         // tasks (sequences) per training step
   std::int64_t steps = 2000;        // training steps (cosine schedule spans them)
+  // Steps the cosine schedule spans (0 = steps): a run can train the first steps of a longer
+  // schedule, as the reference's time-to-accuracy figures do (4000 steps of a 100k schedule).
+  std::int64_t schedule_steps = 0;
   double lr = 5e-4;                 // Adam's peak learning rate
   // Adam's first-moment decay. The reference code trains the copy task with 0.1 (its other tasks
   // with PyTorch's 0.9).
@@ -100,6 +106,21 @@ struct Config {
   // The values a choice field accepts, in the order menus list them (empty for other fields):
   // task, model, ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
+  // The largest value a numeric field accepts (one table for validation and the studio's editors);
+  // 0 for a field without one.
+  static double upper_bound(const std::string& field);
+
+  // What a training run of this config needs in memory, estimated before anything is built.
+  struct MemoryEstimate {
+    double parameters = 0;   // bytes: parameters, gradients, Adam's moments and its flat copy
+    double activations = 0;  // bytes: one training step's saved activations and attention scores
+    double eval_set = 0;     // bytes: the fixed evaluation set
+    double total() const { return parameters + activations + eval_set; }
+    // The settings to lower for the largest share, e.g. "batch or seq_len".
+    std::string largest_share() const;
+  };
+  MemoryEstimate memory_estimate() const;
+
   // The largest eval_context a task accepts (gp 47, image 197; 0: the task has no such choice).
   static std::int64_t max_eval_context(const std::string& task);
 };

@@ -22,6 +22,10 @@ ImageTask::ImageTask(const std::string& folder, const std::string& eval_split, s
     if (std::int64_t(labels.size()) != images.count)
       throw std::runtime_error(std::string("image data: '") + images_name + "' holds " + std::to_string(images.count) +
                                " images but '" + labels_name + "' " + std::to_string(labels.size()) + " labels");
+    if (!train && (images.height != height_ || images.width != width_))
+      throw std::runtime_error(std::string("image data: '") + images_name + "' holds " + std::to_string(images.height) + "x" +
+                               std::to_string(images.width) + " images but the training images are " +
+                               std::to_string(height_) + "x" + std::to_string(width_));
     height_ = images.height;
     width_ = images.width;
     const auto pixels = images.height * images.width;

@@ -13,6 +13,8 @@
 #include <QVBoxLayout>
 #include <nlohmann/json.hpp>
 
+#include "core/memory.h"
+
 // Resources compiled into a static library must be registered by hand (outside any namespace).
 static void register_resources() { Q_INIT_RESOURCE(resources); }
 
@@ -237,6 +239,20 @@ void ExperimentPanel::revalidate() {
       problems << line;
       bad.insert(line.section(':', 0, 0));
     }
+  // The memory the run would need, as the trainer will estimate it: a run that cannot fit is not started.
+  QString memory;
+  if (problems.isEmpty()) {
+    const auto c = config();
+    const double available = available_memory_bytes();
+    const auto refusal = QString::fromStdString(c.device == "cuda" ? std::string() : memory_refusal(c, available));
+    if (!refusal.isEmpty()) {
+      problems << refusal;
+      for (const char* k : {"batch", "d_model", "eval_batches"}) bad.insert(k);
+    }
+    memory = tr("Needs about %1 of memory").arg(QString::fromStdString(memory_text(c.memory_estimate().total())));
+    if (available > 0) memory += tr(" (%1 available)").arg(QString::fromStdString(memory_text(available)));
+    memory += ".";
+  }
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     const bool is_bad = bad.contains(it.key());
     it.value()->setStyleSheet(is_bad ? "background-color: #f8d0d0; color: #600;" : "");
@@ -265,8 +281,8 @@ void ExperimentPanel::revalidate() {
   if (problems.isEmpty())
     for (const auto& w : config().warnings()) warning = QString::fromStdString(w);
   status_->setText(!problems.isEmpty() ? "<span style='color:#b00'>" + problems.first().toHtmlEscaped() + "</span>"
-                   : !warning.isEmpty() ? "<span style='color:#a60'>" + tr("Ready to train, but: ") + warning.toHtmlEscaped() + "</span>"
-                                        : tr("Ready to train."));
+                   : !warning.isEmpty() ? "<span style='color:#a60'>" + tr("Ready to train, but: ") + warning.toHtmlEscaped() + "</span> " + memory
+                                        : tr("Ready to train.") + " " + memory);
   Q_EMIT validityChanged(problems.isEmpty(), problems.isEmpty() ? QString() : problems.first());
   Q_EMIT configChanged();
   (void)was_valid;

@@ -92,7 +92,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(session_, &TrainingSession::evaluated, this, &MainWindow::onEvaluated);
   connect(session_, &TrainingSession::snapshotReady, this, &MainWindow::onSnapshot);
   connect(session_, &TrainingSession::stateChanged, this, &MainWindow::onStateChanged);
-  connect(session_, &TrainingSession::failed, this, &MainWindow::showError);
+  connect(session_, &TrainingSession::failed, this, [this](const QString& message) {
+    // A file that failed to open leaves the recent list: the next click would fail the same way.
+    if (!pending_load_.isEmpty()) {
+      removeRecentFile(pending_load_);
+      pending_load_.clear();
+    }
+    showError(message);
+  });
   connect(session_, &TrainingSession::checkpointSaved, this, [this](const QString& path) {
     statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
     addRecentFile(path);
@@ -202,12 +209,12 @@ void MainWindow::createActions() {
        });
   make("open", tr("&Open checkpoint..."), tr("Load a checkpoint: its config, curves and model"), QKeySequence::Open,
        SP::SP_DialogOpenButton, [this] {
-         const auto path = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), QString(), tr("Checkpoints (*.pt);;All files (*)"));
+         const auto path = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), QString(), tr("Checkpoints (*.safetensors);;All files (*)"));
          if (!path.isEmpty()) openCheckpoint(path);
        });
   make("save", tr("&Save checkpoint..."), tr("Save the current run's model, optimiser, config and curves"),
        QKeySequence::Save, SP::SP_DialogSaveButton, [this] {
-         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), "checkpoint.pt", tr("Checkpoints (*.pt)"));
+         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), "checkpoint.safetensors", tr("Checkpoints (*.safetensors)"));
          if (!path.isEmpty()) saveCheckpoint(path);
        });
   make("exportPlots", tr("Export &plots..."), tr("Write every plot as PNG and/or PDF at a chosen size"),
@@ -371,8 +378,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     const auto dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
     QDir().mkpath(dir);
     session_->stop();
-    session_->saveCheckpointNow(dir + "/last-session.pt");
-    addRecentFile(dir + "/last-session.pt");
+    session_->saveCheckpointNow(dir + "/last-session.safetensors");
+    addRecentFile(dir + "/last-session.safetensors");
   }
   event->accept();
 }
@@ -467,6 +474,7 @@ bool MainWindow::openCheckpoint(const QString& path) {
   }
   QFileInfo info(path);
   if (!info.exists() || !info.isReadable()) {
+    removeRecentFile(path);
     showError(tr("Cannot open '%1': the file does not exist or is not readable.").arg(path));
     return false;
   }
@@ -580,6 +588,14 @@ void MainWindow::addRecentFile(const QString& path) {
   updateRecentMenu();
 }
 
+void MainWindow::removeRecentFile(const QString& path) {
+  QSettings s;
+  auto files = s.value("recentFiles").toStringList();
+  files.removeAll(path);
+  s.setValue("recentFiles", files);
+  updateRecentMenu();
+}
+
 void MainWindow::updateRecentMenu() {
   if (!recent_menu_) return;
   recent_menu_->clear();
@@ -666,7 +682,7 @@ bool MainWindow::exportReport(const QString& folder) {
       md += "## Tree inspector\n\n![inspector](inspector.png)\n";
   }
   if (!writeFileAtomically(dir.filePath("report.md"), md.toUtf8())) return false;
-  if (currentRun()) session_->saveCheckpointNow(dir.filePath("checkpoint.pt"));
+  if (currentRun()) session_->saveCheckpointNow(dir.filePath("checkpoint.safetensors"));
   statusBar()->showMessage(tr("Report written to %1").arg(folder), 5000);
   return true;
 }

@@ -72,6 +72,7 @@ class MainWindow : public QMainWindow {
   void refreshViews();
   void startNextQueued();
   void addRecentFile(const QString& path);
+  void removeRecentFile(const QString& path);
   void updateRecentMenu();
   RunRecord* currentRun();
   QList<const RunRecord*> runPointers() const;

@@ -206,6 +206,7 @@ json experiment_json(const Config& c) {
   if (c.model != "tca")
     for (const auto& k : Config::tca_only_fields()) j.erase(k);
   if (c.model != "perceiver") j.erase("latents");
+  if (c.model != "tca" && c.model != "ca") j.erase("block");  // Perceiver IO and Treeformer are v1 throughout
   if (c.model != "treeformer") j.erase("treeformer_depth");
   return j;
 }
@@ -239,7 +240,7 @@ class Runner {
     Run run;
     run.dir = dir;
     run.config = wanted;
-    const fs::path folder = opt_.out / dir, checkpoint = folder / "checkpoint.pt";
+    const fs::path folder = opt_.out / dir, checkpoint = folder / "checkpoint.safetensors";
     ++index_;
     std::unique_ptr<Trainer> trainer;
     if (fs::exists(checkpoint)) {
@@ -281,7 +282,7 @@ class Runner {
   // The finished run in `run.dir`, evaluated under changed evaluation settings.
   std::optional<EvalMetrics> evaluate(const Run& run, const std::function<void(Config&)>& adjust) {
     if (!run.available()) return std::nullopt;
-    auto trainer = Trainer::load((opt_.out / run.dir / "checkpoint.pt").string(), datasets::make_task,
+    auto trainer = Trainer::load((opt_.out / run.dir / "checkpoint.safetensors").string(), datasets::make_task,
                                  [&](Config& c) {
                                    local(c);
                                    adjust(c);
@@ -357,7 +358,12 @@ struct Row {
   std::int64_t steps = 0;
   int seeds = 1;                   // runs the value averages (seeds that have finished)
   std::optional<double> spread;    // their sample standard deviation, when seeds > 1
+  bool paper_recipe = false;       // TCA trained with the paper's recipe beside our default
 };
+
+const char* kPaperRecipeLabel = "ReTreever (TCA), paper's recipe";
+
+std::string row_model_name(const Row& r) { return r.paper_recipe ? kPaperRecipeLabel : model_name(r.model); }
 
 class Report {
  public:
@@ -378,7 +384,7 @@ class Report {
       std::string value = r.value ? fmt(acc ? "%.2f" : "%.3f", acc ? 100 * *r.value : *r.value) : r.status;
       if (r.value && r.spread)
         value += fmt(acc ? " ± %.2f" : " ± %.3f", acc ? 100 * *r.spread : *r.spread) + " (" + std::to_string(r.seeds) + ")";
-      md_ += "| " + r.variant + " | " + model_name(r.model) + " | " + value + " | " +
+      md_ += "| " + r.variant + " | " + row_model_name(r) + " | " + value + " | " +
              (r.value ? fmt("%.1f", r.tokens) : "-") + " | " + (r.value ? fmt("%.1f", r.context) : "-") + " | " +
              (r.value && r.context > 0 ? fmt("%.1f%%", 100 * r.tokens / r.context) : "-") + " |" +
              (paper_column ? " " + opt_fmt(acc ? "%.1f" : "%.2f", r.paper) + " |" : "") + "\n";
@@ -403,12 +409,13 @@ class Report {
 
   void write(const std::string& header) {
     write_text_file_atomic((out_ / "report.md").string(), header + md_);
-    std::string csv = "section,variant,run,model,metric,value,tokens_per_query,context_size,steps,status,paper,seeds,sd\n";
+    std::string csv = "section,variant,run,model,metric,value,tokens_per_query,context_size,steps,status,paper,seeds,sd,recipe\n";
     for (const auto& r : rows_) {
       csv += r.section + "," + csv_field(r.variant) + "," + csv_field(r.run) + "," + r.model + "," + r.metric + "," +
              (r.value ? fmt("%.6g", *r.value) : "") + "," + fmt("%.6g", r.tokens) + "," + fmt("%.6g", r.context) +
              "," + std::to_string(r.steps) + "," + csv_field(r.status) + "," + (r.paper ? fmt("%.6g", *r.paper) : "") + "," +
-             std::to_string(r.seeds) + "," + (r.spread ? fmt("%.6g", *r.spread) : "") + "\n";
+             std::to_string(r.seeds) + "," + (r.spread ? fmt("%.6g", *r.spread) : "") + "," +
+             (r.paper_recipe ? "paper" : "default") + "\n";
     }
     write_text_file_atomic((out_ / "report.csv").string(), csv);
   }
@@ -503,9 +510,12 @@ std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Con
 
 // A sentence naming where TCA's training in `c` departs from the paper's recipe (Config's defaults
 // are the paper's); empty when it does not.
-std::string recipe_note(const Config& c) {
+std::string recipe_note(const Config& c, bool paper_rows = true) {
   const Config paper;
   std::vector<std::string> d;
+  if (c.block != paper.block)
+    d.push_back("the " + c.block + " block (standard pre-norm) instead of the reference code's normalisation");
+  if (c.adam_beta1 != paper.adam_beta1) d.push_back(fmt("Adam beta1 %g", c.adam_beta1));
   if (c.explore > 0) d.push_back("exploration " + fmt("%g", c.explore) + " (that share of the policy's draws is uniform)");
   if (c.ca_warmup > 0) d.push_back("L_CA alone for the first " + std::to_string(c.ca_warmup) + " steps (ca_warmup)");
   if (c.rl_baseline != paper.rl_baseline) d.push_back("REINFORCE baseline: the batch mean of the reward");
@@ -516,8 +526,41 @@ std::string recipe_note(const Config& c) {
   if (d.empty()) return "";
   std::string text = "Not the paper's recipe (the README says why): TCA trains with ";
   for (std::size_t i = 0; i < d.size(); ++i) text += (i ? "; " : "") + d[i];
-  return text + ".\n\n";
+  text += ".";
+  if (paper_rows) text += std::string(" The rows labelled \"") + kPaperRecipeLabel + "\" train TCA with the paper's recipe beside it.";
+  return text + "\n\n";
 }
+
+// `c` with every field recipe_note names reset to the paper's; nullopt when nothing differs.
+std::optional<Config> paper_recipe(Config c) {
+  if (recipe_note(c).empty()) return std::nullopt;
+  const Config paper;
+  c.model = "tca";
+  c.block = paper.block;
+  c.adam_beta1 = paper.adam_beta1;
+  c.explore = paper.explore;
+  c.ca_warmup = paper.ca_warmup;
+  c.rl_baseline = paper.rl_baseline;
+  c.leaf_layout = paper.leaf_layout;
+  c.lambda_rl = paper.lambda_rl;
+  c.lambda_ca = paper.lambda_ca;
+  c.entropy_bonus = paper.entropy_bonus;
+  return c;
+}
+
+// The paper's-recipe TCA run beside a section's TCA runs (in PREFIX/tca_paper), when the section
+// trains TCA and its recipe differs.
+std::optional<Run> paper_recipe_run(Runner& runner, const std::string& prefix, const Config& base,
+                                    const std::vector<std::string>& models) {
+  if (std::find(models.begin(), models.end(), "tca") == models.end()) return std::nullopt;
+  Config tca = base;
+  tca.model = "tca";
+  auto c = paper_recipe(tca);
+  if (!c) return std::nullopt;
+  return runner.ensure(prefix + "/tca_paper", *c);
+}
+
+constexpr std::uint32_t kPaperRecipeColour = 0x7f7f7f;  // grey: the same model, another recipe
 
 // ---------------------------------------------------------------------------------------------
 // Sections
@@ -536,6 +579,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
     Config base = runner.make_config("copy", s.config, b.seed);
     base.seq_len = n;
     auto runs = model_runs(runner, "copy/N" + std::to_string(n), base, s.models);
+    const auto paper_run = paper_recipe_run(runner, "copy/N" + std::to_string(n), base, s.models);
     PlotSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
     spec.y_bound = 100;
     for (const auto& run : runs) {
@@ -552,6 +596,12 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
         series.point_labels.push_back(seq_label(n));
       }
     }
+    if (paper_run) {
+      auto row = make_row("copy", seq_label(n), *paper_run, paper_run->final_eval, paper_accuracy(paper_run->config));
+      row.paper_recipe = true;
+      rows.push_back(row);
+      spec.series.push_back(curve(*paper_run, kPaperRecipeLabel, true, kPaperRecipeColour));
+    }
     Config tca = base;
     tca.model = "tca";
     if (auto p = paper_accuracy(tca)) spec.references.push_back({"paper TCA " + fmt("%.1f", *p), *p});
@@ -563,7 +613,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
   rep.plot("copy_tokens", tokens);
   rep.text("Targets:\n");
   for (const auto& r : rows)
-    if (r.model == "tca")
+    if (r.model == "tca" && !r.paper_recipe)
       rep.check("TCA >= 99% at " + r.variant, r.value ? std::optional<bool>(*r.value >= 0.99) : std::nullopt,
                 r.value ? fmt("%.2f%%", 100 * *r.value) + ", reading " + fmt("%.0f", r.tokens) + " of " + fmt("%.0f", r.context)
                         : "");
@@ -574,7 +624,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
 void reward_section(const Section& s, const Budget& b, const Section* copy, Runner& runner, Report& rep) {
   rep.text("## Reward ablation (Table 3)\n\nTCA on the copy task with the accuracy reward and the negative "
            "cross-entropy reward.\n\n");
-  rep.text(recipe_note(runner.make_config("copy", s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config("copy", s.config, b.seed), false));
   std::vector<Row> rows;
   PlotSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
   spec.log_x = true;
@@ -643,6 +693,8 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
         if (run.config.model == "tca") sizing = run;
   }
   const auto& runs = seeds.front();
+  // The paper's recipe beside our default, for the budget seed (evaluated like the others).
+  const auto paper_run = paper_recipe_run(runner, task, runner.make_config(task, s.config, b.seed), s.models);
   std::vector<Row> rows;
   std::map<std::string, std::map<std::string, double>> value;  // variant -> model -> value (mean over seeds)
   std::map<std::string, std::map<std::string, double>> tokens, context;  // variant -> model -> measured
@@ -704,7 +756,19 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
       }
       rows.push_back(row);
     }
+    if (paper_run) {
+      auto e = runner.evaluate(*paper_run, [&, variant = variant, n = fixed_context](Config& c) {
+        if (gp) c.eval_kernel = variant;
+        else c.eval_split = variant;
+        c.eval_context = n;
+      });
+      auto row = make_row(task, label, *paper_run, e, std::nullopt);
+      row.paper_recipe = true;
+      rows.push_back(row);
+    }
   }
+  if (paper_run)
+    curves.series.push_back(curve(*paper_run, kPaperRecipeLabel, false, kPaperRecipeColour));
   if (seeds.size() > 1)
     rep.text("Mean ± sample standard deviation over " + std::to_string(seeds.size()) + " training seeds (" +
              std::to_string(b.seed) + " to " + std::to_string(b.seed + std::int64_t(seeds.size()) - 1) +
@@ -769,7 +833,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
 void ordering_section(const Section& s, const Budget& b, Runner& runner, Report& rep) {
   rep.text("## Tree ordering (image completion)\n\nTCA with each ordering heuristic; evaluation on the seen "
            "classes.\n\n");
-  rep.text(recipe_note(runner.make_config("image", s.config, b.seed)));
+  rep.text(recipe_note(runner.make_config("image", s.config, b.seed), false));
   std::vector<Row> rows;
   PlotSpec curves = plot_spec("Orderings: evaluation during training", "training step", "evaluation log-likelihood");
   for (const auto& o : s.variants) {
@@ -846,7 +910,7 @@ int cmd_report(const std::vector<std::string>& argv) {
                        ". Seed " + std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
                        fmt("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
                        " CPU threads (device " + opt.device + "): " + runner.tally() + ".\n\nReproduce: `" + command +
-                       "`. Each run's folder holds its config.json, metrics.csv and checkpoint.pt "
+                       "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
                        "(open them in ReTreever Studio or with `retreever eval/inspect`). Status column: "
                        "trained / resumed now, reused from an earlier invocation, missing or unfinished "
                        "(with --no-train).\n\n";

@@ -36,8 +36,8 @@ int run_training(Trainer& trainer, const fs::path& out) {
   if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
   const auto& cfg = trainer.config();
   write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
-  const auto checkpoint = (out / "checkpoint.pt").string();
-  const auto best = (out / "checkpoint_best.pt").string();
+  const auto checkpoint = (out / "checkpoint.safetensors").string();
+  const auto best = (out / "checkpoint_best.safetensors").string();
   auto write_metrics = [&] {
     write_text_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };

@@ -19,7 +19,7 @@ constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupte
 std::string metric_text(const EvalMetrics& e);
 
 // Trains to the end, evaluating and checkpointing on the way, into `out` (config.json,
-// metrics.csv, checkpoint.pt, checkpoint_best.pt). Returns 0, kExitInterrupted (Ctrl-C or
+// metrics.csv, checkpoint.safetensors, checkpoint_best.safetensors). Returns 0, kExitInterrupted (Ctrl-C or
 // SIGTERM: checkpoint saved) or kExitDiverged (last good checkpoint kept).
 int run_training(Trainer& trainer, const std::filesystem::path& out);
 

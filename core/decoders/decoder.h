@@ -62,9 +62,8 @@ class DecoderImpl : public torch::nn::Module {
 
 // Builds the decoder named by config.model ("tca", "ca", "perceiver").
 std::shared_ptr<DecoderImpl> make_decoder(const Config& config);
-// The block style config.block names (tree: the decoder is tree cross attention).
+// The block style config.block names (tree: the decoder is tree cross attention, which in the
+// reference code also adds the raw query to its residual).
 BlockStyle block_style(const Config& config, bool tree);
-// Temporary bisection knob: RETREEVER_REVERT=piece,piece,...
-bool experiment_revert(const char* piece);
 
 }  // namespace retreever

@@ -1,6 +1,5 @@
 // Full cross attention, Perceiver IO and the decoder factory. Both baselines reuse the
 // CrossAttentionBlock that tree cross attention uses, so the three differ only in what they read.
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -64,17 +63,8 @@ DecodeOutput PerceiverIOImpl::decode(const Memory& memory, const torch::Tensor& 
   return read_all(read_, memory, queries);
 }
 
-bool experiment_revert(const char* piece) {
-  const char* env = std::getenv("RETREEVER_REVERT");
-  return env && std::string(",") .append(env).append(",").find(std::string(",") + piece + ",") != std::string::npos;
-}
-
 BlockStyle block_style(const Config& c, bool tree) {
-  if (c.block != "reference") return BlockStyle::v1();
-  auto s = BlockStyle::reference(tree && !experiment_revert("rawq"));
-  if (experiment_revert("kvnorm")) s.norm_kv = true;
-  if (experiment_revert("resid")) s.normed_residual = false;
-  return s;
+  return c.block == "reference" ? BlockStyle::reference(tree) : BlockStyle::v1();
 }
 
 std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
@@ -82,7 +72,7 @@ std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
     return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor,
                                                     c.aggregator_layers, c.bptt, c.ordering,
                                                     c.leaf_layout == "balanced", block_style(c, true),
-                                                    c.block == "reference" && !experiment_revert("mixent"));
+                                                    c.block == "reference");
   if (c.model == "ca") return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, block_style(c, false));
   if (c.model == "perceiver")
     // Perceiver IO's own encoder replaces ReTreever's: its latent layers take the encoder's depth.

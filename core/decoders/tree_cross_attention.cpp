@@ -1,7 +1,5 @@
 #include "tree_cross_attention.h"
 
-#include <cstdlib>
-
 #include "core/decoders/tree_walk.h"
 
 namespace retreever {
@@ -57,7 +55,7 @@ TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_
     : branch_factor_(branch_factor), bptt_(bptt), ordering_(std::move(ordering)), balanced_leaves_(balanced_leaves),
       head_entropy_(head_entropy) {
   aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim,
-                                                        style.normed_residual && !experiment_revert("layers")));
+                                                        style.normed_residual));
   block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim, style));
 }
 
@@ -172,11 +170,6 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     auto chosen = torch::zeros_like(real);
     chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, actions, true);
     mask = real.logical_and(chosen.logical_not());
-    if (std::getenv("RETREEVER_PADSINK")) {  // bisection: the reference keeps padding siblings (zero vectors) in S
-      auto keep_all = mask.clone();
-      keep_all.narrow(2, 0, k * b).copy_(chosen.narrow(2, 0, k * b).logical_not());
-      mask = keep_all;
-    }
     // The policy of every level at once (same numbers as during the walk, now with gradients).
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
     auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});

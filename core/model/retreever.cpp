@@ -36,12 +36,13 @@ ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : confi
   // Perceiver IO brings its own latent encoder; the others encode the context tokens.
   const auto layers = config.model == "perceiver" ? 0 : config.encoder_layers;
   // The reference's encoder ends without a LayerNorm, and its head reads the decoder's output as it is.
-  const bool v1 = config.block != "reference";
+  // The block style applies to the two models the reference code has, TCA and CA; Perceiver IO and
+  // Treeformer keep v1 throughout.
+  const bool v1 = config.block != "reference" || (config.model != "tca" && config.model != "ca");
   encoder_ = register_module("encoder", TransformerEncoder(layers, D, config.heads, config.ff_dim,
-                                                           v1 || experiment_revert("encnorm"),
-                                                           !v1 && !experiment_revert("layers")));
+                                                           v1, !v1));
   decoder_ = register_module("decoder", make_decoder(config));
-  if (v1 || experiment_revert("headnorm"))
+  if (v1)
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   const auto out = spec.classification() ? spec.classes : 2 * spec.y_dim;
   head_ = register_module("head", MLP(D, 2 * D, out, 2, Activation::ReLU));

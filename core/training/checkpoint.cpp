@@ -2,112 +2,123 @@
 
 #include <cstdio>
 #include <fstream>
-#include <map>
+#include <set>
 #include <sstream>
 
-#include <torch/serialize.h>
-
 #include "core/training/flat_adam.h"
+#include "core/training/safetensors.h"
 
 namespace retreever {
 namespace {
 
-constexpr const char* kFormat = "retreever-checkpoint";  // tag that marks our files
-constexpr std::int64_t kVersion = 1;
+constexpr const char* kFormat = "retreever-checkpoint";  // __metadata__ "format": marks our files
+constexpr std::int64_t kVersion = 2;                      // 1 was the torch archive
+const std::string kExpAvg = "optimizer.exp_avg.", kExpAvgSq = "optimizer.exp_avg_sq.";
 
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
-// Parameters and buffers by name with their shapes: checked after loading, because
-// torch's archive reader would silently accept a tensor of another shape.
-std::map<std::string, std::vector<std::int64_t>> shapes_of(torch::nn::Module& model) {
-  std::map<std::string, std::vector<std::int64_t>> shapes;
-  for (const auto& p : model.named_parameters()) shapes[p.key()] = p.value().sizes().vec();
-  for (const auto& p : model.named_buffers()) shapes[p.key()] = p.value().sizes().vec();
-  return shapes;
+// Parameters and buffers by name, in the order the optimiser holds them.
+std::vector<std::pair<std::string, torch::Tensor>> state_of(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& p : model.named_parameters()) state.emplace_back(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) state.emplace_back(b.key(), b.value());
+  return state;
 }
 
-void load_archive(torch::serialize::InputArchive& archive, const std::string& path,
-                  const torch::Device& device) {
+std::vector<std::pair<std::string, torch::Tensor>> tensors_to_save(torch::nn::Module& model, FlatAdam* optimizer) {
+  auto tensors = state_of(model);
+  if (optimizer && optimizer->steps_taken() > 0) {
+    const auto params = model.named_parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      tensors.emplace_back(kExpAvg + params[i].key(), optimizer->exp_avg_of(i));
+      tensors.emplace_back(kExpAvgSq + params[i].key(), optimizer->exp_avg_sq_of(i));
+    }
+  }
+  return tensors;
+}
+
+std::int64_t parse_int(const std::string& text, const std::string& what) {
+  std::size_t used = 0;
+  std::int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty()) throw std::runtime_error(what + " is not an integer: '" + text.substr(0, 40) + "'");
+  return v;
+}
+
+double parse_double(const std::string& text, const std::string& what) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty()) throw std::runtime_error(what + " is not a number: '" + text.substr(0, 40) + "'");
+  return v;
+}
+
+safetensors::Header open_checkpoint(const std::string& path) {
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not readable");
+  if (safetensors::looks_like_torch_archive(path))
+    throw std::runtime_error("'" + path + "' is a checkpoint in the old torch-archive format, which runs code from the "
+                             "file when it is read; if you trust where it came from, convert it once with "
+                             "'retreever convert --trust " + path + " NEW.safetensors'");
   try {
-    archive.load_from(path, device);
-  } catch (const std::exception& e) {  // c10::Error, or TorchScript's errors for foreign archives
-    throw std::runtime_error("checkpoint '" + path +
-                             "' is not a readable checkpoint (truncated, from an older version, or not a "
-                             "ReTreever file): " + first_line(e.what()));
+    return safetensors::read_header_file(path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "' is not a valid safetensors file: " + first_line(e.what()));
   }
-}
-
-void load_module(torch::serialize::InputArchive& archive, torch::nn::Module& model,
-                 const std::string& what) {
-  const auto expected = shapes_of(model);
-  try {
-    model.load(archive);
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(what + " does not match the model its config describes: " +
-                             first_line(e.what()));
-  }
-  if (shapes_of(model) != expected)
-    throw std::runtime_error(what + " holds parameters of other shapes than its config describes");
 }
 
 }  // namespace
 
+bool is_legacy_checkpoint(const std::string& path) { return safetensors::looks_like_torch_archive(path); }
+
 void save_checkpoint(const std::string& path, const CheckpointHeader& header, torch::nn::Module& model,
                      FlatAdam* optimizer) {
-  torch::serialize::OutputArchive archive;
-  archive.write("format", c10::IValue(std::string(kFormat)));
-  archive.write("version", c10::IValue(kVersion));
-  archive.write("config", c10::IValue(header.config.to_json()));
-  archive.write("step", c10::IValue(header.step));
-  archive.write("history", c10::IValue(header.history.to_json()));
-  archive.write("best", c10::IValue(header.best));
-  torch::serialize::OutputArchive model_archive;
-  model.save(model_archive);
-  archive.write("model", model_archive);
-  if (optimizer) {
-    torch::serialize::OutputArchive optimizer_archive;
-    optimizer->save(optimizer_archive);
-    archive.write("optimizer", optimizer_archive);
-  }
-  const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot write checkpoint '" + tmp + "' (disk full or folder missing?): " +
-                             first_line(e.what()));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot move checkpoint into place at '" + path + "'");
-  }
+  char best[64];
+  std::snprintf(best, sizeof best, "%.17g", header.best);
+  std::map<std::string, std::string> metadata = {
+      {"format", kFormat},
+      {"version", std::to_string(kVersion)},
+      {"config", header.config.to_json()},
+      {"step", std::to_string(header.step)},
+      {"best", best},
+      {"history", header.history.to_json()},
+      {"optimizer_step", std::to_string(optimizer ? optimizer->steps_taken() : 0)},
+  };
+  safetensors::write_file(path, tensors_to_save(model, optimizer), metadata);
 }
 
 CheckpointHeader read_checkpoint_header(const std::string& path) {
-  torch::serialize::InputArchive archive;
-  load_archive(archive, path, torch::kCPU);
-  c10::IValue format, version, config, step, history, best;
-  if (!archive.try_read("format", format) || !format.isString() ||
-      format.toStringRef() != kFormat)
-    throw std::runtime_error("'" + path + "' is not a ReTreever checkpoint (it has no '" + kFormat +
-                             "' tag); pass a checkpoint.pt written by 'retreever train'");
-  if (!archive.try_read("version", version) || version.toInt() > kVersion)
-    throw std::runtime_error("checkpoint '" + path + "' was written by a newer ReTreever; update this one");
+  const auto file = open_checkpoint(path);
+  const auto& m = file.metadata;
+  auto field = [&](const char* key) -> const std::string& {
+    auto it = m.find(key);
+    if (it == m.end()) throw std::runtime_error("checkpoint '" + path + "' has no '" + key + "' in its metadata");
+    return it->second;
+  };
+  auto format = m.find("format");
+  if (format == m.end() || format->second != kFormat)
+    throw std::runtime_error("'" + path + "' is a safetensors file but not a ReTreever checkpoint (its metadata has no "
+                             "format '" + kFormat + "'); pass a checkpoint.safetensors written by 'retreever train'");
   CheckpointHeader h;
   try {
-    archive.read("config", config);
-    archive.read("step", step);
-    archive.read("history", history);
-    archive.read("best", best);
-    h.config = Config::from_json(config.toStringRef(), Config::legacy());
-    h.step = step.toInt();
-    h.history = MetricsHistory::from_json(history.toStringRef());
-    h.best = best.toDouble();
+    if (parse_int(field("version"), "the version") > kVersion)
+      throw std::runtime_error("it was written by a newer ReTreever; update this one");
+    h.config = Config::from_json(field("config"), Config::legacy());
+    h.step = parse_int(field("step"), "the step");
+    if (h.step < 0) throw std::runtime_error("its step is negative");
+    h.best = parse_double(field("best"), "the best evaluation");
+    h.history = MetricsHistory::from_json(field("history"));
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
   }
@@ -117,41 +128,58 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   return h;
 }
 
-void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
-                           FlatAdam* optimizer, const torch::Device& device) {
-  torch::serialize::InputArchive archive;
-  load_archive(archive, path, device);
-  torch::serialize::InputArchive model_archive;
-  if (!archive.try_read("model", model_archive))
-    throw std::runtime_error("checkpoint '" + path + "' has no model parameters");
-  load_module(model_archive, model, "checkpoint '" + path + "'");
-  if (optimizer) {
-    torch::serialize::InputArchive optimizer_archive;
-    if (archive.try_read("optimizer", optimizer_archive)) {
-      try {
-        optimizer->load(optimizer_archive);
-      } catch (const std::exception& e) {  // c10::Error, or a state of the wrong shape
-        throw std::runtime_error("checkpoint '" + path + "' has a damaged optimiser state: " +
-                                 first_line(e.what()));
-      }
+void load_checkpoint_state(const std::string& path, torch::nn::Module& model, FlatAdam* optimizer,
+                           const torch::Device&) {
+  const auto file = open_checkpoint(path);
+  const auto state = state_of(model);
+  const auto params = model.named_parameters();
+  // Every name must be one the model (or its optimiser's state) has, and every parameter present.
+  std::set<std::string> known;
+  for (const auto& [name, t] : state) known.insert(name);
+  bool has_moments = false;
+  for (const auto& [name, e] : file.tensors) {
+    if (known.count(name)) continue;
+    const bool avg = name.rfind(kExpAvg, 0) == 0, sq = name.rfind(kExpAvgSq, 0) == 0;
+    const auto base = avg ? name.substr(kExpAvg.size()) : sq ? name.substr(kExpAvgSq.size()) : std::string();
+    if ((avg || sq) && params.contains(base)) {
+      has_moments = true;
+      continue;
     }
+    throw std::runtime_error("checkpoint '" + path + "' holds a tensor '" + name +
+                             "' that the model its config describes does not have");
+  }
+  for (const auto& [name, t] : state)
+    if (!file.tensors.count(name))
+      throw std::runtime_error("checkpoint '" + path + "' lacks the parameter '" + name + "' of the model its config describes");
+  std::ifstream in(path, std::ios::binary);
+  torch::NoGradGuard no_grad;
+  try {
+    for (auto [name, t] : state) safetensors::read_tensor(in, file, name, t);
+    if (optimizer && has_moments) {
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        auto avg = optimizer->exp_avg_of(i), sq = optimizer->exp_avg_sq_of(i);
+        safetensors::read_tensor(in, file, kExpAvg + params[i].key(), avg);
+        safetensors::read_tensor(in, file, kExpAvgSq + params[i].key(), sq);
+      }
+      auto step = file.metadata.find("optimizer_step");
+      optimizer->set_steps_taken(step == file.metadata.end() ? 0 : parse_int(step->second, "the optimiser's step"));
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "' does not fit the model its config describes: " + first_line(e.what()));
   }
 }
 
 std::string serialize_parameters(torch::nn::Module& model) {
-  torch::serialize::OutputArchive archive;
-  model.save(archive);
   std::ostringstream out;
-  archive.save_to(out);
+  safetensors::write(out, state_of(model), {});
   return out.str();
 }
 
-void deserialize_parameters(const std::string& bytes, torch::nn::Module& model,
-                            const torch::Device& device) {
-  torch::serialize::InputArchive archive;
+void deserialize_parameters(const std::string& bytes, torch::nn::Module& model, const torch::Device&) {
   std::istringstream in(bytes);
-  archive.load_from(in, device);
-  load_module(archive, model, "snapshot");
+  const auto file = safetensors::read_header(in, bytes.size());
+  torch::NoGradGuard no_grad;
+  for (auto [name, t] : state_of(model)) safetensors::read_tensor(in, file, name, t);
 }
 
 }  // namespace retreever

@@ -1,5 +1,8 @@
-// One self-describing checkpoint file (DESIGN.md "Files"): config JSON, parameters, optimiser
-// state, step and metrics history in one torch archive, tagged with a format name.
+// One self-describing checkpoint file (DESIGN.md "Files") in the safetensors format: the
+// parameters under their module names, the optimiser's moments under "optimizer.exp_avg." and
+// "optimizer.exp_avg_sq." + the parameter's name, and in __metadata__ the format name and version,
+// the config JSON, the step, the best evaluation and the metrics history. Reading runs no code
+// from the file and validates it before allocating (safetensors.h).
 #pragma once
 
 #include <optional>
@@ -26,10 +29,19 @@ void save_checkpoint(const std::string& path, const CheckpointHeader& header, to
 
 // Reads the header, then loads parameters into `model` (built from header.config by the
 // caller-supplied function) and the optimiser state when given. Throws std::runtime_error
-// with a message naming the file and the problem (missing, truncated, foreign, mismatched).
+// with a message naming the file and the problem (missing, truncated, foreign, mismatched, or
+// the old torch-archive format, which only `retreever convert --trust` reads).
 CheckpointHeader read_checkpoint_header(const std::string& path);
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
                            FlatAdam* optimizer, const torch::Device& device);
+
+// The old format (a TorchScript archive: reading one runs code the file carries). Only for
+// `retreever convert --trust`.
+CheckpointHeader read_legacy_checkpoint_header(const std::string& path);
+void load_legacy_checkpoint_state(const std::string& path, torch::nn::Module& model,
+                                  FlatAdam* optimizer, const torch::Device& device);
+// True when PATH holds the old format.
+bool is_legacy_checkpoint(const std::string& path);
 
 // Parameters alone, to and from bytes (snapshots for inspection).
 std::string serialize_parameters(torch::nn::Module& model);

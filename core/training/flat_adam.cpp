@@ -70,6 +70,17 @@ void FlatAdam::attach() {
   }
 }
 
+torch::Tensor FlatAdam::exp_avg_of(std::size_t i) const {
+  return exp_avg_.narrow(0, offsets_.at(i), params_.at(i).numel()).view(params_[i].sizes());
+}
+torch::Tensor FlatAdam::exp_avg_sq_of(std::size_t i) const {
+  return exp_avg_sq_.narrow(0, offsets_.at(i), params_.at(i).numel()).view(params_[i].sizes());
+}
+void FlatAdam::set_steps_taken(std::int64_t steps) {
+  if (steps < 0) throw std::runtime_error("the optimiser's step count is negative");
+  step_ = steps;
+}
+
 void FlatAdam::zero_grad() {
   if (!attached()) attach();
   grad_.zero_();

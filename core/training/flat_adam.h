@@ -30,6 +30,11 @@ class FlatAdam {
   // One Adam update with learning rate lr.
   void step(double lr);
   std::int64_t steps_taken() const { return step_; }
+  // Parameter i's first and second moments: views into the flat state (writable, so a checkpoint
+  // reads straight into them), and the step count the bias correction uses.
+  torch::Tensor exp_avg_of(std::size_t i) const;
+  torch::Tensor exp_avg_sq_of(std::size_t i) const;
+  void set_steps_taken(std::int64_t steps);
 
   // torch::optim::Adam's archive format (param groups and per-parameter state).
   void save(torch::serialize::OutputArchive& archive) const;

@@ -1,11 +1,14 @@
 #include "trainer.h"
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <cmath>
 #include <limits>
 
 #include <torch/cuda.h>
 
+#include "core/memory.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -51,6 +54,12 @@ struct Trainer::Impl {
     if (!problems.empty()) throw std::invalid_argument(join(problems));
     config = c;
     device = resolve_device(c.device);
+    // Before the task's data, the model or the evaluation set. (On a GPU the activations live in its
+    // memory, which this estimate does not read.)
+    if (device.is_cpu()) {
+      const auto refusal = memory_refusal(c, available_memory_bytes());
+      if (!refusal.empty()) throw std::invalid_argument(refusal);
+    }
     task = tasks(c);
     spec = task->spec();
     torch::manual_seed(derive_seed(c.seed, kInit, 0));
@@ -70,12 +79,14 @@ Trainer::Trainer(const Config& config, const TaskFactory& tasks) : Trainer() {
 Trainer::~Trainer() = default;
 
 std::unique_ptr<Trainer> Trainer::load(const std::string& path, const TaskFactory& tasks,
-                                       const std::function<void(Config&)>& adjust) {
-  auto header = read_checkpoint_header(path);
+                                       const std::function<void(Config&)>& adjust, bool trust_legacy) {
+  const bool legacy = trust_legacy && is_legacy_checkpoint(path);
+  auto header = legacy ? read_legacy_checkpoint_header(path) : read_checkpoint_header(path);
   if (adjust) adjust(header.config);
   std::unique_ptr<Trainer> t(new Trainer());
   t->impl_->build(header.config, tasks);
-  load_checkpoint_state(path, *t->impl_->model, t->impl_->optimizer.get(), t->impl_->device);
+  if (legacy) load_legacy_checkpoint_state(path, *t->impl_->model, t->impl_->optimizer.get(), t->impl_->device);
+  else load_checkpoint_state(path, *t->impl_->model, t->impl_->optimizer.get(), t->impl_->device);
   t->impl_->step = header.step;
   t->impl_->history = header.history;
   t->impl_->best = header.history.evals.empty() ? -std::numeric_limits<double>::infinity() : header.best;
@@ -189,7 +200,8 @@ const MetricsHistory& Trainer::history() const { return impl_->history; }
 double Trainer::best_eval() const { return impl_->best; }
 bool Trainer::last_eval_was_best() const { return impl_->last_best; }
 double Trainer::learning_rate() const {
-  return cosine_lr(impl_->config.lr, impl_->step, impl_->config.steps);
+  const auto& c = impl_->config;
+  return cosine_lr(c.lr, impl_->step, c.schedule_steps > 0 ? c.schedule_steps : c.steps);
 }
 void Trainer::set_peak_learning_rate(double lr) {
   if (!(lr > 0) || !std::isfinite(lr))

@@ -36,8 +36,10 @@ class Trainer {
   // Resumes from a checkpoint (config, parameters, optimiser, step, history). `adjust` may change
   // settings that do not alter the model's shape (device, steps, evaluation set) before the
   // trainer is built. Throws std::runtime_error naming what is wrong with the file.
+  // trust_legacy: also read the old torch-archive format, which runs code from the file (only
+  // `retreever convert --trust` sets it).
   static std::unique_ptr<Trainer> load(const std::string& path, const TaskFactory& tasks,
-                                       const std::function<void(Config&)>& adjust = {});
+                                       const std::function<void(Config&)>& adjust = {}, bool trust_legacy = false);
 
   StepMetrics step();      // one optimiser step; throws DivergenceError on NaN/inf
   EvalMetrics evaluate();  // greedy retrieval over the fixed evaluation set; appended to history

@@ -6,6 +6,7 @@
 #include <QFileInfo>
 #include <QProcess>
 #include <QTemporaryDir>
+#include <QElapsedTimer>
 #include <QtTest>
 #include <cmath>
 #include <csignal>
@@ -74,7 +75,7 @@ class TestCli : public QObject {
   }
 
   void train_writes_config_metrics_and_checkpoints() {
-    for (const char* f : {"config.json", "metrics.csv", "checkpoint.pt", "checkpoint_best.pt"})
+    for (const char* f : {"config.json", "metrics.csv", "checkpoint.safetensors", "checkpoint_best.safetensors"})
       QVERIFY2(QFile::exists(run_dir_ + "/" + f), f);
     QFile csv(run_dir_ + "/metrics.csv");
     QVERIFY(csv.open(QIODevice::ReadOnly));
@@ -85,7 +86,7 @@ class TestCli : public QObject {
   }
 
   void eval_json_reports_the_contract_fields() {
-    auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.pt", "--json"});
+    auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     auto j = json_of(r.out);
     QCOMPARE(j["task"].toString(), QString("copy"));
@@ -103,13 +104,13 @@ class TestCli : public QObject {
     for (const auto& v : per) mean += v.toDouble() / per.size();
     QVERIFY(qAbs(mean - j["accuracy"].toDouble()) < 1e-9);
     // Another seed gives another evaluation set, same contract.
-    auto r2 = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.pt", "--json", "--seed", "5", "--batches", "2"});
+    auto r2 = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--json", "--seed", "5", "--batches", "2"});
     QVERIFY2(r2.code == 0, qPrintable(r2.err));
     QVERIFY(json_of(r2.out).contains("accuracy"));
   }
 
   void inspect_json_describes_tree_and_trace() {
-    auto r = run({"inspect", "--checkpoint", run_dir_ + "/checkpoint.pt", "--sample", "1", "--query", "2", "--json"});
+    auto r = run({"inspect", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--sample", "1", "--query", "2", "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     auto j = json_of(r.out);
     QCOMPARE(j["context_size"].toInt(), 4);
@@ -135,25 +136,25 @@ class TestCli : public QObject {
     r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
              "--ca-warmup", "1", "--out", file("gp-plain")});
     QVERIFY2(r.code == 0 && !r.err.contains("warning"), qPrintable(r.err));
-    // The GP preset's L_CA warm-up (2000 steps) would span a 2-step run: said, not refused.
+    // A warm-up that spans the whole run: said, not refused.
     r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
-             "--out", file("gp-warm")});
+             "--ca-warmup", "5", "--out", file("gp-warm")});
     QVERIFY2(r.code == 0 && r.err.contains("warning: ca_warmup:") && r.err.contains("below steps (2)"), qPrintable(r.err));
   }
 
   void resume_continues_from_the_checkpoint() {
-    auto r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "30", "--out", file("resumed")});
+    auto r = run({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--steps", "30", "--out", file("resumed")});
     QVERIFY2(r.code == 0, qPrintable(r.err));
-    auto e = json_of(run({"eval", "--checkpoint", file("resumed/checkpoint.pt"), "--json"}).out);
+    auto e = json_of(run({"eval", "--checkpoint", file("resumed/checkpoint.safetensors"), "--json"}).out);
     QCOMPARE(e["step"].toInt(), 30);
-    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--model", "ca", "--out", file("x")},
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--model", "ca", "--out", file("x")},
                    "cannot change when resuming");
     // Flags that resuming cannot apply are refused, never silently dropped...
     for (const char* flag : {"--batch", "--seed", "--treeformer-depth"})
-      expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", flag, "4", "--out", file("x")},
+      expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", flag, "4", "--out", file("x")},
                      "cannot change when resuming");
     // ... and the training settings it can apply are applied and recorded.
-    r = run({"train", "--resume", run_dir_ + "/checkpoint.pt", "--steps", "24", "--lr", "0.002", "--explore", "0.1",
+    r = run({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--steps", "24", "--lr", "0.002", "--explore", "0.1",
              "--reward", "nce", "--rl-baseline", "mean", "--ca-warmup", "12", "--eval-every", "4", "--out", file("resumed2")});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QFile cf(file("resumed2/config.json"));
@@ -166,8 +167,8 @@ class TestCli : public QObject {
     QCOMPARE(c["ca_warmup"].toInt(), 12);
     QCOMPARE(c["eval_every"].toInt(), 4);
     QCOMPARE(c["steps"].toInt(), 24);
-    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--reward", "loud", "--out", file("x")}, "reward");
-    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.pt", "--ca-warmup", "-5", "--out", file("x")},
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--reward", "loud", "--out", file("x")}, "reward");
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--ca-warmup", "-5", "--out", file("x")},
                    "ca_warmup: must be 0 or more");
   }
 
@@ -183,8 +184,8 @@ class TestCli : public QObject {
     QCOMPARE(p.exitStatus(), QProcess::NormalExit);
     QCOMPARE(p.exitCode(), 130);
     QVERIFY(QString::fromUtf8(p.readAllStandardError()).contains("interrupted at step"));
-    QVERIFY(QFile::exists(file("interrupted/checkpoint.pt")));
-    auto r = run({"eval", "--checkpoint", file("interrupted/checkpoint.pt"), "--json"});
+    QVERIFY(QFile::exists(file("interrupted/checkpoint.safetensors")));
+    auto r = run({"eval", "--checkpoint", file("interrupted/checkpoint.safetensors"), "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
   }
 
@@ -244,18 +245,18 @@ class TestCli : public QObject {
     QVERIFY(junk.open(QIODevice::WriteOnly));
     junk.write("not a checkpoint at all");
     junk.close();
-    expect_refusal({"eval", "--checkpoint", file("junk.pt")}, "not a readable checkpoint");
-    QFile full(run_dir_ + "/checkpoint.pt");
+    expect_refusal({"eval", "--checkpoint", file("junk.pt")}, "not a valid safetensors file");
+    QFile full(run_dir_ + "/checkpoint.safetensors");
     QVERIFY(full.open(QIODevice::ReadOnly));
     const auto bytes = full.readAll();
     QFile half(file("half.pt"));
     QVERIFY(half.open(QIODevice::WriteOnly));
     half.write(bytes.left(bytes.size() / 3));
     half.close();
-    expect_refusal({"eval", "--checkpoint", file("half.pt")}, "not a readable checkpoint");
-    expect_refusal({"inspect", "--checkpoint", file("half.pt"), "--json"}, "not a readable checkpoint");
+    expect_refusal({"eval", "--checkpoint", file("half.pt")}, "not a valid safetensors file");
+    expect_refusal({"inspect", "--checkpoint", file("half.pt"), "--json"}, "not a valid safetensors file");
 
-    const auto ck = run_dir_ + "/checkpoint.pt";
+    const auto ck = run_dir_ + "/checkpoint.safetensors";
     expect_refusal({"inspect", "--checkpoint", ck, "--sample", "99999", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "99", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "-1", "--json"}, "out of range");
@@ -296,6 +297,46 @@ class TestCli : public QObject {
     return QSize(be32(16), be32(20));
   }
 
+  void old_checkpoints_are_read_only_by_convert_with_trust() {
+    const QString old = QStringLiteral(RETREEVER_TEST_DATA) + "/old-format-checkpoint.pt";
+    QVERIFY(QFile::exists(old));
+    // Every ordinary reader refuses the old format before reading it, naming the one way that does.
+    for (const auto& args : {QStringList{"eval", "--checkpoint", old}, QStringList{"inspect", "--checkpoint", old},
+                             QStringList{"train", "--resume", old, "--out", file("old-resumed")}})
+      expect_refusal(args, "retreever convert --trust");
+    expect_refusal({"convert", old, file("new.safetensors")}, "add --trust");
+    expect_refusal({"convert", "--trust", run_dir_ + "/checkpoint.safetensors", file("x.safetensors")},
+                   "not a checkpoint of the old format");
+    auto r = run({"convert", "--trust", old, file("converted.safetensors")});
+    QVERIFY2(r.code == 0 && r.out.contains("step 4"), qPrintable(r.err + r.out));
+    expect_refusal({"convert", "--trust", old, file("converted.safetensors")}, "exists already");
+    // The converted file is an ordinary checkpoint: it evaluates and resumes.
+    const auto e = json_of(run({"eval", "--checkpoint", file("converted.safetensors"), "--json"}).out);
+    QCOMPARE(e["step"].toInt(), 4);
+    QCOMPARE(e["model"].toString(), QString("tca"));
+    r = run({"train", "--resume", file("converted.safetensors"), "--steps", "6", "--out", file("converted-run")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(QFile::exists(file("converted-run/checkpoint.safetensors")));
+  }
+
+  void runs_that_cannot_fit_are_refused_at_once() {
+    QElapsedTimer t;
+    t.start();
+    expect_refusal({"train", "--task", "copy", "--model", "tca", "--batch", "100000000", "--steps", "1", "--out", file("huge1")},
+                   "batch: at most");
+    QFile f(file("wide.json"));
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("{\"d_model\": 4000000}");
+    f.close();
+    expect_refusal({"train", "--task", "copy", "--config", file("wide.json"), "--steps", "1", "--out", file("huge2")},
+                   "d_model: at most");
+    // Within every bound, yet far beyond this machine: refused by the memory estimate, with the share to lower.
+    expect_refusal({"train", "--task", "copy", "--seq-len", "1048576", "--batch", "65536", "--steps", "1", "--out", file("huge3")},
+                   "needs about");
+    QVERIFY2(t.elapsed() < 5000, qPrintable(QString("three refusals took %1 ms").arg(t.elapsed())));
+    QVERIFY(!QFile::exists(file("huge3/checkpoint.safetensors")));
+  }
+
   void report_writes_tables_plots_and_reuses_finished_runs() {
     const auto budget = write_budget("budget.json", 10);
     const auto out = file("report");
@@ -310,9 +351,13 @@ class TestCli : public QObject {
     QVERIFY(text.contains("| N=8 | ReTreever (TCA) |"));
     QVERIFY(text.contains("TCA within 0.1 nats of CA on rbf"));
 
-    // One row per copy model, per reward, per GP model and kernel; values are numbers.
+    // One row per copy model and the paper's recipe (the copy preset's v1 block departs from it),
+    // per reward, per GP model and kernel; values are numbers.
     const auto rows = csv_rows(out + "/report.csv");
-    QCOMPARE(rows.size(), 1 + 3 + 2 + 3 * 2);
+    QCOMPARE(rows.size(), 1 + 4 + 2 + 3 * 2);
+    QCOMPARE(rows[4][2], QString("copy/N8/tca_paper"));
+    QCOMPARE(rows[4][13], QString("paper"));
+    QVERIFY(text.contains("| N=8 | ReTreever (TCA), paper's recipe |"));
     QCOMPARE(rows[0][0], QString("section"));
     for (int i = 1; i < rows.size(); ++i) {
       bool ok = false;
@@ -320,7 +365,7 @@ class TestCli : public QObject {
       QVERIFY2(ok, qPrintable(rows[i].join(',')));
     }
     // The table's TCA accuracy is what 'eval' says of the run's checkpoint.
-    const auto e = json_of(run({"eval", "--checkpoint", out + "/copy/N8/tca/checkpoint.pt", "--json"}).out);
+    const auto e = json_of(run({"eval", "--checkpoint", out + "/copy/N8/tca/checkpoint.safetensors", "--json"}).out);
     QCOMPARE(rows[1][3], QString("tca"));
     QVERIFY(qAbs(rows[1][5].toDouble() - e["accuracy"].toDouble()) < 1e-5);
     // Perceiver IO gets as many latents as TCA reads.
@@ -328,7 +373,7 @@ class TestCli : public QObject {
     QVERIFY(pc.open(QIODevice::ReadOnly));
     QCOMPARE(json_of(QString::fromUtf8(pc.readAll()))["latents"].toInt(), qRound(rows[1][6].toDouble()));
     // The accuracy-reward run is the copy run (same settings), the nce one its own.
-    QVERIFY(QFile::exists(out + "/reward/N8/tca_nce/checkpoint.pt"));
+    QVERIFY(QFile::exists(out + "/reward/N8/tca_nce/checkpoint.safetensors"));
     QVERIFY(!QFile::exists(out + "/reward/N8/tca_acc"));
 
     for (const char* plot : {"copy_N8", "copy_tokens", "reward", "gp_curves", "gp_tokens"}) {
@@ -338,12 +383,12 @@ class TestCli : public QObject {
     }
 
     // Running it again reuses every finished run instead of training it again.
-    const auto before = QFileInfo(out + "/copy/N8/tca/checkpoint.pt").lastModified();
+    const auto before = QFileInfo(out + "/copy/N8/tca/checkpoint.safetensors").lastModified();
     auto again = run({"report", "--out", out, "--config", budget});
     QVERIFY2(again.code == 0, qPrintable(again.err.right(2000)));
     QVERIFY2(!again.err.contains(": trained"), qPrintable(again.err));
-    QCOMPARE(again.err.count(": reused"), 3 + 2 + 3);
-    QCOMPARE(QFileInfo(out + "/copy/N8/tca/checkpoint.pt").lastModified(), before);
+    QCOMPARE(again.err.count(": reused"), 4 + 2 + 3);
+    QCOMPARE(QFileInfo(out + "/copy/N8/tca/checkpoint.safetensors").lastModified(), before);
     // Same numbers; only the status column changes (trained -> reused).
     auto rows_again = csv_rows(out + "/report.csv");
     QCOMPARE(rows_again.size(), rows.size());
@@ -394,21 +439,31 @@ class TestCli : public QObject {
     // The report names the departure from the paper's recipe, and the run recorded it.
     QFile recipe(out + "/report.md");
     QVERIFY(recipe.open(QIODevice::ReadOnly));
-    QVERIFY(QString::fromUtf8(recipe.readAll()).contains("Not the paper's recipe (the README says why): TCA trains with L_CA alone for the first 3 steps"));
+    const auto recipe_text = QString::fromUtf8(recipe.readAll());
+    QVERIFY(recipe_text.contains("Not the paper's recipe (the README says why): TCA trains with L_CA alone for the first 3 steps"));
+    QVERIFY(recipe_text.contains("| ReTreever (TCA), paper's recipe |"));
     QFile cf(out + "/gp/seed4/tca/config.json");
     QVERIFY(cf.open(QIODevice::ReadOnly));
     QCOMPARE(json_of(QString::fromUtf8(cf.readAll()))["ca_warmup"].toInt(), 3);
     // Seed 3 trains into gp/MODEL, seed 4 into gp/seed4/MODEL.
     for (const char* dir : {"/gp/tca", "/gp/perceiver", "/gp/seed4/tca", "/gp/seed4/perceiver"})
-      QVERIFY2(QFile::exists(out + dir + "/checkpoint.pt"), dir);
+      QVERIFY2(QFile::exists(out + dir + "/checkpoint.safetensors"), dir);
     const auto rows = csv_rows(out + "/report.csv");
-    QCOMPARE(rows.size(), 1 + 2 + 2);  // rbf, then rbf with every evaluation task holding 40 points
-    QCOMPARE(rows[0].mid(11), QStringList({"seeds", "sd"}));
+    QCOMPARE(rows.size(), 1 + 3 + 3);  // rbf, then rbf with every evaluation task holding 40 points
+    // Each case: TCA, Perceiver IO, then TCA with the paper's recipe (no warm-up), labelled.
+    QCOMPARE(rows[0].mid(11), QStringList({"seeds", "sd", "recipe"}));
+    QCOMPARE(rows[3][2], QString("gp/tca_paper"));
+    QCOMPARE(rows[3][3], QString("tca"));
+    QCOMPARE(rows[3][13], QString("paper"));
+    QCOMPARE(rows[1][13], QString("default"));
+    QFile paper_config(out + "/gp/tca_paper/config.json");
+    QVERIFY(paper_config.open(QIODevice::ReadOnly));
+    QCOMPARE(json_of(QString::fromUtf8(paper_config.readAll()))["ca_warmup"].toInt(), 0);
     // The TCA row is the mean of both seeds, each evaluated on seed 3's evaluation set.
     double sum = 0;
     std::vector<double> values;
     for (const char* dir : {"/gp/tca", "/gp/seed4/tca"}) {
-      const auto e = json_of(run({"eval", "--checkpoint", out + dir + "/checkpoint.pt", "--seed", "3", "--json"}).out);
+      const auto e = json_of(run({"eval", "--checkpoint", out + dir + "/checkpoint.safetensors", "--seed", "3", "--json"}).out);
       values.push_back(e["log_likelihood"].toDouble());
       sum += values.back();
     }
@@ -418,19 +473,19 @@ class TestCli : public QObject {
     QVERIFY(qAbs(rows[1][12].toDouble() - qAbs(values[0] - values[1]) / std::sqrt(2.0)) < 1e-4);
     // The fixed-context rows: 40 context points in every task, TCA reading |S| of a 40-leaf tree,
     // and the mean of `eval --context 40` over both seeds.
-    QCOMPARE(rows[3][1], QString("rbf@40"));
-    QCOMPARE(rows[3][3], QString("tca"));
-    QCOMPARE(rows[3][7].toDouble(), 40.0);
-    QVERIFY2(rows[3][6].toDouble() <= 7.0 + 1e-9, qPrintable(rows[3].join(',')));  // k = 5, P = 2 at most
+    QCOMPARE(rows[4][1], QString("rbf@40"));
+    QCOMPARE(rows[4][3], QString("tca"));
+    QCOMPARE(rows[4][7].toDouble(), 40.0);
+    QVERIFY2(rows[4][6].toDouble() <= 7.0 + 1e-9, qPrintable(rows[4].join(',')));  // k = 5, P = 2 at most
     double sum40 = 0;
     for (const char* dir : {"/gp/tca", "/gp/seed4/tca"}) {
       const auto e = json_of(
-          run({"eval", "--checkpoint", out + dir + "/checkpoint.pt", "--seed", "3", "--context", "40", "--json"}).out);
+          run({"eval", "--checkpoint", out + dir + "/checkpoint.safetensors", "--seed", "3", "--context", "40", "--json"}).out);
       QCOMPARE(e["context_size"].toDouble(), 40.0);
       sum40 += e["log_likelihood"].toDouble();
     }
-    QVERIFY2(qAbs(rows[3][5].toDouble() - sum40 / 2) < 1e-4, qPrintable(rows[3].join(',')));
-    QVERIFY(qAbs(rows[3][5].toDouble() - rows[1][5].toDouble()) > 1e-6);  // another evaluation set
+    QVERIFY2(qAbs(rows[4][5].toDouble() - sum40 / 2) < 1e-4, qPrintable(rows[4].join(',')));
+    QVERIFY(qAbs(rows[4][5].toDouble() - rows[1][5].toDouble()) > 1e-6);  // another evaluation set
     // Both seeds' Perceiver IO read as many latents as the budget seed's TCA run reads.
     for (const char* dir : {"/gp/perceiver", "/gp/seed4/perceiver"}) {
       QFile pc(out + dir + "/config.json");
@@ -458,9 +513,9 @@ class TestCli : public QObject {
     const auto out = file("empty-report");
     auto r = run({"report", "--out", out, "--config", write_budget("budget3.json", 10), "--no-train"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
-    QVERIFY(!QFile::exists(out + "/copy/N8/tca/checkpoint.pt"));
+    QVERIFY(!QFile::exists(out + "/copy/N8/tca/checkpoint.safetensors"));
     const auto rows = csv_rows(out + "/report.csv");
-    QCOMPARE(rows.size(), 1 + 3 + 2 + 3 * 2);
+    QCOMPARE(rows.size(), 1 + 4 + 2 + 3 * 2);
     QCOMPARE(rows[1][9], QString("missing"));
   }
 

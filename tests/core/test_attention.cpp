@@ -172,8 +172,9 @@ class TestAttention : public QObject {
   }
 
   void mean_over_real_tokens_equals_the_mean_of_the_output() {
-    // forward_mean moves the feed-forward's output layer after the mean: same numbers.
-    TransformerEncoder encoder(2, 16, 2, 32, /*final_norm=*/false);
+    // forward_mean moves the feed-forward's output layer after the mean: same numbers, in both styles.
+    for (bool reference : {false, true}) {
+    TransformerEncoder encoder(2, 16, 2, 32, /*final_norm=*/false, reference);
     auto x = torch::randn({6, 4, 16});
     auto mask = torch::rand({6, 4}) > 0.4;
     mask[0].fill_(false);  // a node with no real child
@@ -200,6 +201,52 @@ class TestAttention : public QObject {
     // An encoder with a final LayerNorm has no such shortcut.
     TransformerEncoder normed(1, 16, 2, 32, true);
     QVERIFY_THROWS_EXCEPTION(std::logic_error, normed->forward_mean(x, mask));
+    }
+  }
+
+  void reference_style_adds_each_sublayer_to_its_normalised_input() {
+    // The reference code's layer: y = LN1(x) + Attn(q = LN1(x), k = v = x); out = LN2(y) + FF(LN2(y)).
+    TransformerLayer layer(16, 2, 32, /*reference=*/true);
+    auto parts = layer->named_children();
+    auto ln1 = std::dynamic_pointer_cast<torch::nn::LayerNormImpl>(parts["norm_attn"]);
+    auto ln2 = std::dynamic_pointer_cast<torch::nn::LayerNormImpl>(parts["norm_ff"]);
+    auto attn = std::dynamic_pointer_cast<MultiHeadAttentionImpl>(parts["attn"]);
+    auto ff = std::dynamic_pointer_cast<FeedForwardImpl>(parts["ff"]);
+    QVERIFY(ln1 && ln2 && attn && ff);
+    {
+      torch::NoGradGuard no_grad;  // LayerNorms away from the identity, so that they show
+      for (auto& p : layer->parameters()) p.add_(torch::randn(p.sizes()) * 0.3);
+    }
+    auto x = torch::randn({3, 5, 16}) * 2 + 1;
+    auto h = ln1->forward(x);
+    auto y = h + attn->forward(h, x).out;
+    auto n = ln2->forward(y);
+    QVERIFY(close(layer->forward(x), n + ff->forward(n)));
+    TransformerLayer v1(16, 2, 32);
+    {  // the same weights in the v1 form give x + Attn(LN1 x) and then + FF(LN2 .)
+      torch::NoGradGuard no_grad;
+      auto src = layer->named_parameters();
+      for (auto& p : v1->named_parameters()) p.value().copy_(src[p.key()]);
+    }
+    auto y1 = x + attn->forward(h, h).out;
+    QVERIFY(close(v1->forward(x), y1 + ff->forward(ln2->forward(y1))));
+    QVERIFY(!close(v1->forward(x), layer->forward(x)));
+
+    // The decoder block: keys and values read the nodes unnormalised (no norm_kv), tree cross
+    // attention adds the raw query as well, and the feed-forward adds to LN(y).
+    for (bool raw : {false, true}) {
+      CrossAttentionBlock block(16, 2, 32, BlockStyle::reference(raw));
+      QVERIFY(!block->named_parameters().contains("norm_kv.weight"));
+      auto bp = block->named_children();
+      auto nq = std::dynamic_pointer_cast<torch::nn::LayerNormImpl>(bp["norm_q"]);
+      auto nf = std::dynamic_pointer_cast<torch::nn::LayerNormImpl>(bp["norm_ff"]);
+      auto bff = std::dynamic_pointer_cast<FeedForwardImpl>(bp["ff"]);
+      auto q = torch::randn({2, 3, 16}) * 3, nodes = torch::randn({2, 7, 16}) * 2;
+      auto yq = nq->forward(q) + block->attention->forward(nq->forward(q), nodes).out + (raw ? q : torch::zeros_like(q));
+      auto nn = nf->forward(yq);
+      QVERIFY(close(block->forward(q, nodes), nn + bff->forward(nn)));
+    }
+    QVERIFY(CrossAttentionBlock(16, 2, 32)->named_parameters().contains("norm_kv.weight"));
   }
 
   void encoder_layer_ignores_masked_tokens() {

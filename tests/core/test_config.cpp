@@ -40,6 +40,24 @@ class TestConfig : public QObject {
     QCOMPARE(c.leaf_layout, std::string("packed"));
   }
 
+  void files_from_earlier_versions_keep_their_block_style() {
+    // A config written before "block" existed was trained with the v1 block: Config::legacy() is the
+    // base that reads it so, while a new config gets today's default.
+    const std::string old_file = R"({"model": "tca", "steps": 7})";
+    QCOMPARE(Config::from_json(old_file, Config::legacy()).block, std::string("v1"));
+    QCOMPARE(Config::from_json(old_file).block, Config().block);
+    QCOMPARE(Config::from_json(R"({"block": "reference"})", Config::legacy()).block, std::string("reference"));
+    QCOMPARE(Config::choices("block"), (std::vector<std::string>{"reference", "v1"}));
+  }
+
+  void schedule_can_span_more_steps_than_the_run() {
+    Config c;
+    c.steps = 40;
+    QVERIFY(c.validate().empty());
+    c.schedule_steps = -1;
+    QVERIFY(mentions(c.validate(), "schedule_steps:"));
+  }
+
   void bad_values_are_named() {
     auto check = [](auto mutate, const std::string& field) {
       Config c;
@@ -58,6 +76,9 @@ class TestConfig : public QObject {
     check([](Config& c) { c.seq_len = 3; }, "seq_len");
     check([](Config& c) { c.heads = 3; }, "heads");
     check([](Config& c) { c.reward = "money"; }, "reward");
+    check([](Config& c) { c.block = "post-norm"; }, "block");
+    check([](Config& c) { c.adam_beta1 = 1.0; }, "adam_beta1");
+    check([](Config& c) { c.adam_beta1 = -0.1; }, "adam_beta1");
     check([](Config& c) { c.device = "tpu"; }, "device");
     check([](Config& c) { c.ordering = "random"; }, "ordering");
     check([](Config& c) { c.leaf_layout = "spread"; }, "leaf_layout");
@@ -94,12 +115,18 @@ class TestConfig : public QObject {
     QVERIFY(c.warnings()[0].rfind("explore: ", 0) == 0);
     c.model = "ca";  // CA has no policy to explore with
     QVERIFY(c.warnings().empty());
-    Config copy = Config::preset("copy");  // 0/1 reward: exploration is what the preset uses
-    QVERIFY(copy.explore > 0);
+    Config copy = Config::preset("copy");  // 0/1 reward: exploration is allowed, and not warned about
+    copy.explore = 0.05;
     QVERIFY(copy.warnings().empty());
-    QVERIFY(Config::preset("gp").warnings().empty());
-    QVERIFY(Config::preset("gp").ca_warmup > 0 && Config::preset("gp").ca_warmup < Config::preset("gp").steps);
-    QCOMPARE(Config::preset("copy").ca_warmup, int64_t(0));
+    // Every preset trains with the paper's objective and pure sampling (no exploration, no warm-up).
+    for (const char* t : {"copy", "gp", "image"}) {
+      QVERIFY(Config::preset(t).warnings().empty());
+      QCOMPARE(Config::preset(t).explore, 0.0);
+      QCOMPARE(Config::preset(t).ca_warmup, int64_t(0));
+    }
+    // GP takes the reference code's block; copy and image keep v1, measured to learn faster there.
+    QCOMPARE(Config::preset("gp").block, std::string("reference"));
+    QCOMPARE(Config::preset("copy").block, std::string("v1"));
   }
 
   void a_warm_up_as_long_as_the_run_is_warned_about() {

@@ -1,11 +1,15 @@
 // The task generators: deterministic for a seed, and the data they promise.
 #include <QtTest>
+#include <QElapsedTimer>
 #include <QTemporaryDir>
+#include <functional>
+#include <random>
 #include <QtEndian>
 #include <zlib.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "datasets/idx.h"
 #include "datasets/tasks.h"
 
 using namespace retreever;
@@ -144,7 +148,101 @@ class TestDatasets : public QObject {
     QVERIFY(truncated.open(QIODevice::WriteOnly));
     truncated.write(QByteArray::fromHex("00000803000000640000001c0000001c0102"));  // 100 images, 2 bytes
     truncated.close();
-    QVERIFY(message(dir.path().toStdString()).find("ends early") != std::string::npos);
+    QVERIFY(message(dir.path().toStdString()).find("truncated or corrupt") != std::string::npos);
+  }
+
+  void crafted_idx_headers_are_refused_before_allocating() {
+    QTemporaryDir dir;
+    auto be32 = [](quint32 v) {
+      QByteArray b(4, 0);
+      qToBigEndian(v, b.data());
+      return b;
+    };
+    auto write = [&](const QString& name, const QByteArray& bytes, bool gz) {
+      const auto path = dir.filePath(name);
+      if (gz) {
+        gzFile f = gzopen(path.toUtf8().constData(), "wb");
+        gzwrite(f, bytes.constData(), unsigned(bytes.size()));
+        gzclose(f);
+      } else {
+        QFile f(path);
+        f.open(QIODevice::WriteOnly);
+        f.write(bytes);
+      }
+      return path.toStdString();
+    };
+    auto refusal = [](const std::function<void()>& fn) {
+      QElapsedTimer t;
+      t.start();
+      std::string msg;
+      try {
+        fn();
+      } catch (const std::runtime_error& e) {
+        msg = e.what();
+      }
+      if (t.elapsed() > 1000) msg += " (took over a second)";
+      return msg;
+    };
+    // 2^31 images of 4095 x 4095, in a file of a few bytes, plain and gzipped.
+    const auto huge = be32(0x803) + be32(0x80000000u) + be32(4095) + be32(4095) + QByteArray(2, 'x');
+    for (bool gz : {false, true}) {
+      const auto path = write(gz ? "huge.gz" : "huge", huge, gz);
+      auto msg = refusal([&] { read_idx_images(path); });
+      QVERIFY2(msg.find("more than the 4 GiB") != std::string::npos && msg.find("second") == std::string::npos, msg.c_str());
+    }
+    // A plain file promising more than it holds, and a gzip stream that yields less than promised.
+    const auto short_plain = write("short", be32(0x803) + be32(1000) + be32(28) + be32(28) + QByteArray(100, 'x'), false);
+    QVERIFY(refusal([&] { read_idx_images(short_plain); }).find("but holds 100") != std::string::npos);
+    const auto short_gz = write("short.gz", be32(0x803) + be32(1000) + be32(28) + be32(28) + QByteArray(100, 'x'), true);
+    QVERIFY(refusal([&] { read_idx_images(short_gz); }).find("ends early") != std::string::npos);
+    const auto labels = write("labels.gz", be32(0x801) + be32(0xffffffffu), true);
+    QVERIFY(refusal([&] { read_idx_labels(labels); }).find("ends early") != std::string::npos);
+    // Images smaller than 2 x 2 are not images to complete.
+    const auto dot = write("dot", be32(0x803) + be32(4) + be32(1) + be32(1) + QByteArray(4, 'x'), false);
+    QVERIFY(refusal([&] { read_idx_images(dot); }).find("implausible") != std::string::npos);
+  }
+
+  void mutated_idx_files_end_in_a_load_or_one_clear_error() {
+    QTemporaryDir dir;
+    auto be32 = [](quint32 v) {
+      QByteArray b(4, 0);
+      qToBigEndian(v, b.data());
+      return b;
+    };
+    QByteArray valid = be32(0x803) + be32(20) + be32(6) + be32(5);
+    for (int i = 0; i < 20; ++i) valid += QByteArray(30, char(i));
+    std::mt19937 rng(2026);
+    int loaded = 0, refused = 0;
+    qint64 slowest = 0;
+    const auto path = dir.filePath("mutant").toStdString();
+    for (int c = 0; c < 2000; ++c) {
+      QByteArray bytes = valid;
+      if (c % 3 == 0) bytes.truncate(int(rng() % bytes.size()));
+      else if (c % 3 == 1) bytes[int(rng() % 16)] = char(rng() & 0xff);  // the header
+      else for (int k = 0; k < 3; ++k) bytes[int(rng() % bytes.size())] = char(rng() & 0xff);
+      const bool gz = c % 2 == 0;
+      if (gz) {
+        gzFile f = gzopen(path.c_str(), "wb");
+        gzwrite(f, bytes.constData(), unsigned(bytes.size()));
+        gzclose(f);
+      } else {
+        QFile f(QString::fromStdString(path));
+        f.open(QIODevice::WriteOnly | QIODevice::Truncate);
+        f.write(bytes);
+      }
+      QElapsedTimer t;
+      t.start();
+      try {
+        auto images = read_idx_images(path);
+        QCOMPARE(std::int64_t(images.pixels.size()), images.count * images.height * images.width);
+        ++loaded;
+      } catch (const std::runtime_error&) {
+        ++refused;
+      }
+      slowest = std::max(slowest, t.elapsed());
+    }
+    QVERIFY2(loaded > 100 && refused > 100, qPrintable(QString("%1 loaded, %2 refused").arg(loaded).arg(refused)));
+    QVERIFY2(slowest < 1000, qPrintable(QString("slowest case %1 ms").arg(slowest)));
   }
 
   void fashion_mnist_from_debian_loads_when_installed() {

@@ -10,6 +10,7 @@
 #include <QLineEdit>
 #include <QMessageBox>
 #include <QProcess>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -99,7 +100,28 @@ class TestStudio : public QObject {
     QVERIFY2(status->text().contains("Ready to train, but") && status->text().contains("explore"),
              qPrintable(status->text()));
     qobject_cast<QLineEdit*>(panel->editor("explore"))->setText("0");
-    QCOMPARE(status->text(), QString("Ready to train."));
+    QVERIFY2(status->text().startsWith("Ready to train. Needs about "), qPrintable(status->text()));
+  }
+
+  void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
+    MainWindow w;
+    auto* panel = w.experiment();
+    auto* status = panel->findChild<QLabel*>("validationStatus");
+    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("copy");
+    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cpu");
+    QVERIFY(panel->isValid());
+    QVERIFY2(status->text().contains("Needs about") && status->text().contains("available"), qPrintable(status->text()));
+    // Every field within its bound, the whole far beyond this machine.
+    qobject_cast<QLineEdit*>(panel->editor("seq_len"))->setText("1048576");
+    qobject_cast<QLineEdit*>(panel->editor("batch"))->setText("65536");
+    QVERIFY(!panel->isValid());
+    QVERIFY(!w.action("train")->isEnabled());
+    QVERIFY2(panel->problems().first().startsWith("memory: this run needs about"), qPrintable(panel->problems().first()));
+    QVERIFY(panel->problems().first().contains("lower batch"));
+    qobject_cast<QLineEdit*>(panel->editor("batch"))->setText("8");
+    qobject_cast<QLineEdit*>(panel->editor("seq_len"))->setText("64");
+    QVERIFY(panel->isValid());
+    QVERIFY(w.action("train")->isEnabled());
   }
 
   void validation_marks_bad_values_and_disables_train() {
@@ -293,7 +315,7 @@ class TestStudio : public QObject {
     QVERIFY(md.readAll().startsWith("| run | model |"));
     QVERIFY(w.exportReport(dir_.filePath("report")));
     QVERIFY(QFile::exists(dir_.filePath("report/report.md")));
-    QVERIFY(QFile::exists(dir_.filePath("report/checkpoint.pt")));
+    QVERIFY(QFile::exists(dir_.filePath("report/checkpoint.safetensors")));
   }
 
   void bad_files_give_a_dialog_not_a_crash() {
@@ -303,9 +325,12 @@ class TestStudio : public QObject {
     QVERIFY(junk.open(QIODevice::WriteOnly));
     junk.write("definitely not a checkpoint");
     junk.close();
+    QSettings().setValue("recentFiles", QStringList{dir_.filePath("junk.pt")});  // as if it had opened before
     QVERIFY(w.openCheckpoint(dir_.filePath("junk.pt")));  // accepted for loading ...
     QTRY_COMPARE_WITH_TIMEOUT(errors.count(), 1, 30000);  // ... and refused with a message
-    QVERIFY(errors.first().at(0).toString().contains("not a readable checkpoint"));
+    QVERIFY(errors.first().at(0).toString().contains("not a valid safetensors file"));
+    // A file that failed to open is not offered again under Open recent.
+    QVERIFY(!QSettings().value("recentFiles").toStringList().contains(dir_.filePath("junk.pt")));
     QVERIFY(w.findChild<QMessageBox*>("errorDialog") != nullptr);
     QVERIFY(!w.openCheckpoint(dir_.filePath("missing.pt")));
     QCOMPARE(errors.count(), 2);

@@ -1,0 +1,32 @@
+#include "memory.h"
+
+#include <cstdio>
+#include <fstream>
+
+namespace retreever {
+
+double available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  double kb = 0;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+std::string memory_text(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, bytes >= 1e9 ? "%.1f GB" : "%.0f MB", bytes >= 1e9 ? bytes / 1e9 : bytes / 1e6);
+  return buf;
+}
+
+std::string memory_refusal(const Config& c, double available) {
+  const auto need = c.memory_estimate();
+  if (available <= 0 || need.total() <= 0.9 * available) return "";
+  return "memory: this run needs about " + memory_text(need.total()) + " (parameters and optimiser " +
+         memory_text(need.parameters) + ", one step's activations " + memory_text(need.activations) +
+         ", the evaluation set " + memory_text(need.eval_set) + ") but " + memory_text(available) +
+         " is available; lower " + need.largest_share() + ".";
+}
+
+}  // namespace retreever

@@ -1,0 +1,21 @@
+// Whether a run fits in this machine's memory, decided before anything is built (torch-free: the
+// studio's experiment panel asks as the user types, the trainer before it builds).
+#pragma once
+
+#include <string>
+
+#include "core/config.h"
+
+namespace retreever {
+
+// MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read (nothing is then refused).
+double available_memory_bytes();
+
+// "1.2 GB" or "350 MB".
+std::string memory_text(double bytes);
+
+// Empty when the config's estimate (Config::memory_estimate) fits in `available` bytes (with a
+// margin); otherwise one line saying what the run needs, what there is and which setting to lower.
+std::string memory_refusal(const Config& config, double available);
+
+}  // namespace retreever
