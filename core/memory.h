@@ -11,7 +11,7 @@ namespace retreever {
 // MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read (nothing is then refused).
 double available_memory_bytes();
 
-// "1.2 GB" or "350 MB".
+// "350 MB", "1.2 GB" or "2.6e+06 TB".
 std::string memory_text(double bytes);
 
 // Empty when the config's estimate (Config::memory_estimate) fits in `available` bytes (with a
