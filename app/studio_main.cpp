@@ -1,5 +1,5 @@
 // retreever-studio: the desktop app.
-//   retreever-studio [CHECKPOINT.safetensors]      open a saved run
+//   retreever-studio [CHECKPOINT.safetensors]  open a saved run
 //   retreever-studio --tour DIR [STEPS]   drive a short session and save screenshots into DIR
 #include <QApplication>
 
@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     return app.exec();
   }
   window.show();
+  // Any file named is opened: one that is not a checkpoint gets a dialog saying why.
   for (const auto& arg : args)
-    if (arg.endsWith(".safetensors")) window.openCheckpoint(arg);
+    if (!arg.startsWith("-")) window.openCheckpoint(arg);
   return app.exec();
 }
