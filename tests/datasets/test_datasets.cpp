@@ -15,6 +15,27 @@
 using namespace retreever;
 using namespace retreever::datasets;
 
+namespace {
+QByteArray be32(quint32 v) {
+  QByteArray b(4, 0);
+  qToBigEndian(v, b.data());
+  return b;
+}
+
+// Writes bytes to path, gzipped or plain.
+void write_file(const std::string& path, const QByteArray& bytes, bool gz) {
+  if (gz) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    gzwrite(f, bytes.constData(), unsigned(bytes.size()));
+    gzclose(f);
+  } else {
+    QFile f(QString::fromStdString(path));
+    f.open(QIODevice::WriteOnly | QIODevice::Truncate);
+    f.write(bytes);
+  }
+}
+}  // namespace
+
 class TestDatasets : public QObject {
   Q_OBJECT
  private Q_SLOTS:
@@ -90,11 +111,6 @@ class TestDatasets : public QObject {
         f.write(bytes);
       }
     };
-    auto be32 = [](quint32 v) {
-      QByteArray b(4, 0);
-      qToBigEndian(v, b.data());
-      return b;
-    };
     const int n = 20, H = 6, W = 5;
     QByteArray images = be32(0x803) + be32(n) + be32(H) + be32(W), labels = be32(0x801) + be32(n);
     for (int i = 0; i < n; ++i) {
@@ -153,23 +169,10 @@ class TestDatasets : public QObject {
 
   void crafted_idx_headers_are_refused_before_allocating() {
     QTemporaryDir dir;
-    auto be32 = [](quint32 v) {
-      QByteArray b(4, 0);
-      qToBigEndian(v, b.data());
-      return b;
-    };
     auto write = [&](const QString& name, const QByteArray& bytes, bool gz) {
-      const auto path = dir.filePath(name);
-      if (gz) {
-        gzFile f = gzopen(path.toUtf8().constData(), "wb");
-        gzwrite(f, bytes.constData(), unsigned(bytes.size()));
-        gzclose(f);
-      } else {
-        QFile f(path);
-        f.open(QIODevice::WriteOnly);
-        f.write(bytes);
-      }
-      return path.toStdString();
+      const auto path = dir.filePath(name).toStdString();
+      write_file(path, bytes, gz);
+      return path;
     };
     auto refusal = [](const std::function<void()>& fn) {
       QElapsedTimer t;
@@ -204,11 +207,6 @@ class TestDatasets : public QObject {
 
   void mutated_idx_files_end_in_a_load_or_one_clear_error() {
     QTemporaryDir dir;
-    auto be32 = [](quint32 v) {
-      QByteArray b(4, 0);
-      qToBigEndian(v, b.data());
-      return b;
-    };
     QByteArray valid = be32(0x803) + be32(20) + be32(6) + be32(5);
     for (int i = 0; i < 20; ++i) valid += QByteArray(30, char(i));
     std::mt19937 rng(2026);
@@ -220,16 +218,7 @@ class TestDatasets : public QObject {
       if (c % 3 == 0) bytes.truncate(int(rng() % bytes.size()));
       else if (c % 3 == 1) bytes[int(rng() % 16)] = char(rng() & 0xff);  // the header
       else for (int k = 0; k < 3; ++k) bytes[int(rng() % bytes.size())] = char(rng() & 0xff);
-      const bool gz = c % 2 == 0;
-      if (gz) {
-        gzFile f = gzopen(path.c_str(), "wb");
-        gzwrite(f, bytes.constData(), unsigned(bytes.size()));
-        gzclose(f);
-      } else {
-        QFile f(QString::fromStdString(path));
-        f.open(QIODevice::WriteOnly | QIODevice::Truncate);
-        f.write(bytes);
-      }
+      write_file(path, bytes, c % 2 == 0);
       QElapsedTimer t;
       t.start();
       try {
