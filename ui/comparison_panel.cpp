@@ -1,5 +1,7 @@
 #include "comparison_panel.h"
 
+#include "ui/axis_range.h"
+
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
@@ -101,9 +103,7 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     label->setText(run->name);
     label->setColor(run->color);
   }
-  plot_->rescaleAxes();
-  plot_->xAxis->scaleRange(1.6);
-  plot_->yAxis->scaleRange(1.2);
+  fit_axes(plot_);  // one run is one point: still a range around it
   plot_->replot();
 }
 

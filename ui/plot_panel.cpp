@@ -1,5 +1,7 @@
 #include "plot_panel.h"
 
+#include "ui/axis_range.h"
+
 #include <QCheckBox>
 #include <QGridLayout>
 #include <QHBoxLayout>
@@ -192,11 +194,8 @@ void PlotPanel::rebuild() {
     }
   }
   for (auto* p : plots_) {
-    p->rescaleAxes();
-    // Room around the data so that flat curves and end points stay visible.
-    const auto r = p->yAxis->range();
-    if (p->yAxis->scaleType() == QCPAxis::stLinear)
-      p->yAxis->setRange(r.lower - 0.06 * std::max(r.size(), 1e-3), r.upper + 0.06 * std::max(r.size(), 1e-3));
+    // Room around the data so that flat curves (tokens read) and end points stay visible.
+    fit_axes(p);
     // Accuracy in %: a fixed range keeps points at 0% clear of the axis (where a click would hit
     // the axis, not the point).
     if (p == plots_[kPositions]) p->yAxis->setRange(-12, 108);

@@ -18,6 +18,7 @@
 #include <QtTest>
 #include <algorithm>
 
+#include "ui/axis_range.h"
 #include "ui/comparison_panel.h"
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
@@ -101,6 +102,28 @@ class TestStudio : public QObject {
              qPrintable(status->text()));
     qobject_cast<QLineEdit*>(panel->editor("explore"))->setText("0");
     QVERIFY2(status->text().startsWith("Ready to train. Needs about "), qPrintable(status->text()));
+  }
+
+  void a_constant_series_and_a_single_point_get_a_range_around_them() {
+    // "Tokens read per query" is constant over a run, and a comparison of one run is one point:
+    // each axis must contain the values with a margin (not 1e-50 .. 1e50 or +-1e28).
+    QCustomPlot curve;
+    curve.addGraph()->setData({0, 10, 20, 30}, {6, 6, 6, 6});
+    fit_axes(&curve);
+    QVERIFY(curve.yAxis->range().lower < 6 && curve.yAxis->range().upper > 6);
+    QVERIFY(curve.yAxis->range().size() < 10);
+    QVERIFY(curve.xAxis->range().lower < 0 && curve.xAxis->range().upper > 30 && curve.xAxis->range().size() < 40);
+    QCustomPlot scatter;
+    scatter.xAxis->setScaleType(QCPAxis::stLogarithmic);
+    scatter.addGraph()->setData({6}, {99.99});
+    fit_axes(&scatter);
+    QVERIFY(scatter.xAxis->range().lower < 6 && scatter.xAxis->range().upper > 6);
+    QVERIFY(scatter.xAxis->range().lower > 1 && scatter.xAxis->range().upper < 20);
+    QVERIFY(scatter.yAxis->range().lower < 99.99 && scatter.yAxis->range().upper > 99.99);
+    QVERIFY(scatter.yAxis->range().size() < 30);
+    // A zero value still gets a visible range.
+    const auto zero = padded_range(0, 0, false);
+    QVERIFY(zero.lower < 0 && zero.upper > 0);
   }
 
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
