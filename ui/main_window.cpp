@@ -1,5 +1,7 @@
 #include "main_window.h"
 
+#include <QPushButton>
+
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
@@ -93,6 +95,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(session_, &TrainingSession::snapshotReady, this, &MainWindow::onSnapshot);
   connect(session_, &TrainingSession::stateChanged, this, &MainWindow::onStateChanged);
   connect(session_, &TrainingSession::failed, this, [this](const QString& message) {
+    if (discarding_) return;  // the user cancelled this opening
     // A file that failed to open leaves the recent list: the next click would fail the same way.
     if (!pending_load_.isEmpty()) {
       removeRecentFile(pending_load_);
@@ -312,6 +315,12 @@ void MainWindow::createStatusBar() {
   device_label_ = new QLabel;
   state_label_->setObjectName("stateLabel");
   speed_label_->setObjectName("speedLabel");
+  cancel_open_ = new QPushButton(tr("Cancel opening"));
+  cancel_open_->setObjectName("cancelOpening");
+  cancel_open_->setToolTip(tr("Stop opening the checkpoint; what has been read is discarded"));
+  cancel_open_->hide();
+  connect(cancel_open_, &QPushButton::clicked, this, [this] { cancelOpening(); });
+  statusBar()->addPermanentWidget(cancel_open_);
   statusBar()->addPermanentWidget(speed_label_);
   statusBar()->addPermanentWidget(device_label_);
   statusBar()->addPermanentWidget(state_label_);
@@ -479,7 +488,19 @@ bool MainWindow::openCheckpoint(const QString& path) {
     return false;
   }
   pending_load_ = path;
+  cancel_open_->show();
+  statusBar()->showMessage(tr("Opening %1 ...").arg(QFileInfo(path).fileName()));
   session_->resumeFrom(path, true);  // errors arrive through failed() as a dialog
+  return true;
+}
+
+bool MainWindow::cancelOpening() {
+  if (pending_load_.isEmpty()) return false;
+  discarding_ = true;
+  pending_load_.clear();
+  cancel_open_->hide();
+  session_->stop();  // queued behind the load: the worker ends the run it yields
+  statusBar()->showMessage(tr("Opening cancelled"), 5000);
   return true;
 }
 
@@ -489,6 +510,8 @@ void MainWindow::saveCheckpoint(const QString& path) {
 }
 
 void MainWindow::onRunStarted(const Config& config, qint64, const MetricsHistory& history, const QString& device) {
+  if (discarding_) return;  // a cancelled opening
+  cancel_open_->hide();
   if (!pending_load_.isEmpty()) {
     RunRecord r;
     r.id = next_id_++;
@@ -533,6 +556,7 @@ void MainWindow::onEvaluated(const EvalMetrics& e) {
 }
 
 void MainWindow::onSnapshot(const Snapshot& s) {
+  if (discarding_) return;
   auto* run = currentRun();
   if (!run) return;
   run->snapshot = s;
@@ -541,9 +565,17 @@ void MainWindow::onSnapshot(const Snapshot& s) {
 }
 
 void MainWindow::onStateChanged(TrainingSession::State s) {
+  const bool ended = s == TrainingSession::State::Finished || s == TrainingSession::State::Failed;
+  if (discarding_) {  // the cancelled opening's run: not the current run's state
+    if (ended) discarding_ = false;
+    state_label_->setText(ended ? state_text(TrainingSession::State::Idle) : state_text(s));
+    updateActions();
+    return;
+  }
   state_label_->setText(state_text(s));
   if (auto* run = currentRun()) run->state = state_text(s);
   if (s == TrainingSession::State::Failed && !pending_load_.isEmpty()) pending_load_.clear();
+  if (ended) cancel_open_->hide();
   updateActions();
   dirty_ = true;
   if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed)

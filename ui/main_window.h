@@ -16,6 +16,8 @@ class QListWidget;
 class QTabWidget;
 class QMenu;
 
+class QPushButton;
+
 namespace retreever::ui {
 
 class ExperimentPanel;
@@ -42,6 +44,10 @@ class MainWindow : public QMainWindow {
   void startTraining();                 // a new run from the experiment panel
   void queueRuns(const QList<Config>& configs, const QString& group);
   bool openCheckpoint(const QString& path);     // false (and an error dialog) when unreadable
+  // Abandons the checkpoint being opened (the status bar's Cancel): whatever its loading yields is
+  // discarded. False when nothing is being opened.
+  bool cancelOpening();
+  bool opening() const { return !pending_load_.isEmpty(); }
   void saveCheckpoint(const QString& path);
   bool exportPlots(const QString& folder, const QString& format, int width, int height);
   bool exportMetricsCsv(const QString& path);
@@ -105,6 +111,8 @@ class MainWindow : public QMainWindow {
   bool dirty_ = false;
   bool dark_ = false;
   QString pending_load_;             // checkpoint being opened (becomes a run when it starts)
+  bool discarding_ = false;          // an opening was cancelled: ignore the session until it ends
+  QPushButton* cancel_open_ = nullptr;
   QElapsedTimer rate_clock_;
   qint64 rate_steps_ = 0;
   double steps_per_second_ = 0;

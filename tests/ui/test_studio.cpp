@@ -10,6 +10,7 @@
 #include <QLineEdit>
 #include <QMessageBox>
 #include <QProcess>
+#include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTableWidget>
@@ -362,6 +363,29 @@ class TestStudio : public QObject {
     // Writing into a folder that cannot exist is an error dialog, not a crash.
     QVERIFY(!w.exportComparison("/proc/nonexistent/dir/table.csv"));
     QCOMPARE(errors.count(), 3);
+  }
+
+  void opening_can_be_cancelled_and_leaves_nothing_behind() {
+    const auto path = dir_.filePath("studio.pt");
+    QVERIFY(QFile::exists(path));
+    MainWindow w;
+    QSignalSpy errors(&w, &MainWindow::errorReported);
+    QVERIFY(!w.cancelOpening());  // nothing to cancel
+    QVERIFY(w.openCheckpoint(path));
+    QVERIFY(w.opening());
+    auto* cancel = w.findChild<QPushButton*>("cancelOpening");
+    QVERIFY(cancel && !cancel->isHidden());
+    QVERIFY(w.cancelOpening());
+    QVERIFY(!w.opening());
+    QVERIFY(cancel->isHidden());
+    QVERIFY(waitForState(w.session(), TrainingSession::State::Finished));
+    QTest::qWait(200);  // let every queued event of the abandoned load arrive
+    QVERIFY(w.runs().isEmpty());
+    QCOMPARE(errors.count(), 0);
+    QVERIFY(!w.inspector()->hasModel());
+    // The window is usable again: the same file opens normally.
+    QVERIFY(w.openCheckpoint(path));
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs().size() == 1, 30000);
   }
 
   void opening_a_checkpoint_restores_config_curves_and_model() {
