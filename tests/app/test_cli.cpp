@@ -333,7 +333,9 @@ class TestCli : public QObject {
     // Within every bound, yet far beyond this machine: refused by the memory estimate, with the share to lower.
     expect_refusal({"train", "--task", "copy", "--seq-len", "1048576", "--batch", "65536", "--steps", "1", "--out", file("huge3")},
                    "needs about");
-    QVERIFY2(t.elapsed() < 5000, qPrintable(QString("three refusals took %1 ms").arg(t.elapsed())));
+    // A guard against building or allocating before refusing, not a speed figure: each refusal is
+    // a process start (about a second here, most of it loading LibTorch).
+    QVERIFY2(t.elapsed() < 30000, qPrintable(QString("three refusals took %1 ms").arg(t.elapsed())));
     QVERIFY(!QFile::exists(file("huge3/checkpoint.safetensors")));
   }
 
