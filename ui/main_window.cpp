@@ -100,6 +100,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     if (!pending_load_.isEmpty()) {
       removeRecentFile(pending_load_);
       pending_load_.clear();
+      statusBar()->clearMessage();
     }
     showError(message);
   });
@@ -522,6 +523,7 @@ void MainWindow::onRunStarted(const Config& config, qint64, const MetricsHistory
     runs_ << r;
     current_ = runs_.size() - 1;
     addRecentFile(pending_load_);
+    statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(pending_load_).fileName()), 5000);
     pending_load_.clear();
     experiment_->setConfig(config);
   } else if (auto* run = currentRun()) {
