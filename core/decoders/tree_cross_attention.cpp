@@ -35,12 +35,18 @@ torch::Tensor draw_children(const torch::Tensor& pi, const torch::Tensor& real, 
 
 namespace {
 
-// log mu of the sampled children: mu = (1 - explore) pi + explore * uniform over the real children,
-// the distribution the walk actually draws from (explore = 0: log pi itself).
+// mu = (1 - explore) pi + explore * uniform over the real children: the distribution an exploring
+// walk draws from (explore = 0: pi itself).
+torch::Tensor exploring_policy(const torch::Tensor& pi, const torch::Tensor& real, double explore) {
+  if (explore <= 0) return pi;
+  auto r = real.to(pi.dtype());
+  return (1 - explore) * pi + explore * r / r.sum(-1, true).clamp_min(1);
+}
+
+// log mu of the sampled children (explore = 0: log pi itself, exact where pi underflows).
 torch::Tensor sampling_log_prob(const torch::Tensor& log_pi, const torch::Tensor& real, double explore) {
   if (explore <= 0) return log_pi;
-  auto r = real.to(log_pi.dtype());
-  auto mu = (1 - explore) * log_pi.exp() + explore * r / r.sum(-1, true).clamp_min(1);
+  auto mu = exploring_policy(log_pi.exp(), real, explore);
   // Padding children (mu = 0, never drawn) get log 1 = 0 instead of -inf, whose gradient is NaN.
   return torch::log(torch::where(real, mu, torch::ones_like(mu)));
 }
@@ -125,11 +131,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
       torch::Tensor action;  // [B,M,1]
       if (request.retrieval == Retrieval::Sample) {
-        auto draw = pi;
-        if (request.explore > 0) {  // a saturated wrong choice is otherwise never revisited
-          auto real = child_mask.to(draw.dtype());
-          draw = (1 - request.explore) * draw + request.explore * real / real.sum(-1, true).clamp_min(1);
-        }
+        auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
         // The draws of every level at once, as the CPU kernel takes them: the same numbers.
         if (!draws.defined()) draws = torch::rand({k, B * M}, queries.options());
         action = draw_children(draw, child_mask, draws[level - 1].view({B, M, 1}));
@@ -181,7 +183,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
                         : log_pi;
     out.log_prob = log_draw.gather(3, actions).squeeze(3).sum(2);  // [B,M]
     if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
-      auto log_h = torch::log_softmax(child_scores.masked_fill(child_mask.unsqueeze(-1).logical_not(), kMaskedScore), 2);
+      auto log_h = attention->head_log_weights(child_scores, child_mask);
       out.entropy = -(log_h.exp() * log_h).sum(2).mean();
     } else {
       out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();

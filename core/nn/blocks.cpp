@@ -122,10 +122,13 @@ torch::Tensor MultiHeadAttentionImpl::head_averaged_weights(const torch::Tensor&
   return masked_softmax(scores, mask).mean(-1);
 }
 
+torch::Tensor MultiHeadAttentionImpl::head_log_weights(const torch::Tensor& scores, const torch::Tensor& mask) {
+  return torch::log_softmax(masked_scores(scores, mask), 2);
+}
+
 torch::Tensor MultiHeadAttentionImpl::head_averaged_log_weights(const torch::Tensor& scores,
                                                                 const torch::Tensor& mask) {
-  return torch::logsumexp(torch::log_softmax(masked_scores(scores, mask), 2), -1) -
-         std::log(double(scores.size(-1)));
+  return torch::logsumexp(head_log_weights(scores, mask), -1) - std::log(double(scores.size(-1)));
 }
 
 AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& scores,

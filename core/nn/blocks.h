@@ -42,6 +42,8 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   torch::Tensor scores_each(const torch::Tensor& q, const torch::Tensor& k);
   // Softmax over S of masked scores, averaged over heads: [B,M,S] (the retrieval policy).
   static torch::Tensor head_averaged_weights(const torch::Tensor& scores, const torch::Tensor& mask);
+  // Each head's log-softmax over S of the masked scores: [B,M,S,H].
+  static torch::Tensor head_log_weights(const torch::Tensor& scores, const torch::Tensor& mask);
   // log of head_averaged_weights computed exactly (log-sum-exp over the heads' log-softmax), so
   // its gradient survives where a probability underflows: a saturated policy can still learn.
   static torch::Tensor head_averaged_log_weights(const torch::Tensor& scores, const torch::Tensor& mask);
