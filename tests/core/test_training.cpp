@@ -18,6 +18,20 @@
 using namespace retreever;
 
 namespace {
+// A small model of a task's preset on the CPU: width 16, two heads, one evaluation batch.
+Config tiny(const std::string& task) {
+  Config c = Config::preset(task);
+  c.seq_len = 8;
+  c.d_model = 16;
+  c.heads = 2;
+  c.ff_dim = 16;
+  c.embed_depth = 2;
+  c.encoder_layers = task == "copy" ? 0 : 1;
+  c.eval_batches = 1;
+  c.device = "cpu";
+  return c;
+}
+
 // Three parameters of different shapes, the same values in each set.
 std::vector<torch::Tensor> parameter_set() {
   torch::manual_seed(7);
@@ -233,16 +247,10 @@ class TestTraining : public QObject {
   void regression_is_scored_with_the_papers_metric() {
     // The paper's log-likelihood: the mean over each batch's targets, then the mean over batches.
     // The same model, rebuilt here from the trainer's seed, scores the same evaluation set by hand.
-    Config c = Config::preset("gp");
+    Config c = tiny("gp");
     c.model = "ca";
-    c.encoder_layers = 1;
-    c.d_model = 16;
-    c.heads = 2;
-    c.ff_dim = 16;
-    c.embed_depth = 2;
     c.eval_batches = 6;
     c.eval_batch = 3;
-    c.device = "cpu";
     Trainer trainer(c, datasets::make_task);
     auto e = trainer.evaluate();
     auto task = datasets::make_task(c);
@@ -269,15 +277,8 @@ class TestTraining : public QObject {
   }
 
   void schedule_steps_and_adam_beta1_reach_the_optimiser() {
-    Config c = Config::preset("copy");
-    c.seq_len = 8;
+    Config c = tiny("copy");
     c.batch = 4;
-    c.d_model = 16;
-    c.heads = 2;
-    c.ff_dim = 16;
-    c.embed_depth = 2;
-    c.eval_batches = 1;
-    c.device = "cpu";
     c.steps = 4;
     c.schedule_steps = 100;  // the first 4 steps of a 100-step schedule
     Trainer t(c, datasets::make_task);
