@@ -122,10 +122,14 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
   }
-  auto problems = h.config.validate();
+  check_checkpoint_config(path, h.config);
+  return h;
+}
+
+void check_checkpoint_config(const std::string& path, const Config& config) {
+  auto problems = config.validate();
   if (!problems.empty())
     throw std::runtime_error("checkpoint '" + path + "' holds an invalid config: " + problems.front());
-  return h;
 }
 
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model, FlatAdam* optimizer,

@@ -83,9 +83,7 @@ CheckpointHeader read_legacy_checkpoint_header(const std::string& path) {
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
   }
-  auto problems = h.config.validate();
-  if (!problems.empty())
-    throw std::runtime_error("checkpoint '" + path + "' holds an invalid config: " + problems.front());
+  check_checkpoint_config(path, h.config);
   return h;
 }
 

@@ -1,8 +1,6 @@
 #include "trainer.h"
 
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <cmath>
 #include <limits>
 
