@@ -14,7 +14,10 @@
 #include <memory>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "app/cli/args.h"
+#include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
 #include "core/training/device.h"
 #include "core/training/trainer.h"
@@ -27,13 +30,15 @@ const char* kBenchUsage =
     "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
     "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
     "                       [--queries 1024] [--repeats 5] [--models tca,ca,perceiver,treeformer]\n"
-    "                       [--profile DIR]\n"
+    "                       [--profile DIR] [--json] [--kernels on|off]\n"
     "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer;\n"
     "             --models picks some of them)\n"
     "  --profile  also write DIR/train-MODEL.trace.json: the operators of the timed training steps\n"
     "             (open in chrome://tracing or ui.perfetto.dev)\n"
     "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
-    "             (batch 1, no encoder; tree building / key projection reported apart)\n";
+    "             (batch 1, no encoder; tree building / key projection reported apart)\n"
+    "  --json     print the same figures as one JSON document instead of the tables\n"
+    "  --kernels  off: CUDA tensors take the tensor paths even where the CUDA kernels are built\n";
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
@@ -42,6 +47,19 @@ void sync(const torch::Device& d) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The figures, for --json; the tables print only without it.
+struct Output {
+  bool json = false;
+  nlohmann::json doc = nlohmann::json::object();
+};
+
+template <typename... A>
+void say(const Output& o, const char* format, A... a) {
+  if (o.json) return;
+  std::printf(format, a...);
+  std::fflush(stdout);
 }
 
 template <typename Fn>
@@ -91,14 +109,16 @@ TrainChoice train_choice(const Args& args) {
   return choice;
 }
 
-void bench_train(const Args& args, const std::string& device, const TrainChoice& choice) {
+void bench_train(const Args& args, const std::string& device, const TrainChoice& choice, Output& o) {
   const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
   const int steps = int(args.integer("steps", 30));
   if (seq_len < 4 || batch <= 0 || steps <= 0)
     throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
-  std::printf("training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n",
-              (long long)seq_len, (long long)batch, steps);
-  std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
+  say(o, "training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n", (long long)seq_len,
+      (long long)batch, steps);
+  say(o, "%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
+  auto& train = o.doc["train"];
+  train = {{"task", "copy"}, {"seq_len", seq_len}, {"batch", batch}, {"steps", steps}, {"models", nlohmann::json::array()}};
   std::int64_t tca_tokens = 0;
   for (const auto& model : choice.models) {
     Config c = Config::preset("copy");
@@ -124,12 +144,13 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
     auto e = trainer.evaluate();
     if (model == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
     const double ms = 1000 * median(t);
-    std::printf("%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
-    std::fflush(stdout);
+    say(o, "%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
+    train["models"].push_back(
+        {{"model", model}, {"ms_per_step", ms}, {"steps_per_s", 1000 / ms}, {"tokens_per_query", e.tokens_per_query}});
   }
 }
 
-void bench_inference(const Args& args, const std::string& device_name) {
+void bench_inference(const Args& args, const std::string& device_name, Output& o) {
   torch::NoGradGuard no_grad;
   const auto device = resolve_device(device_name);
   const auto max_n = args.integer("max-n", 262144), queries = args.integer("queries", 1024);
@@ -146,10 +167,13 @@ void bench_inference(const Args& args, const std::string& device_name) {
   ca->to(device);
   tca->eval();
   ca->eval();
-  std::printf("inference, batch 1, %lld queries, no encoder, device %s (median of %d)\n",
-              (long long)queries, device.str().c_str(), repeats);
-  std::printf("%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query",
-              "tree build ms", "CA keys ms", "speed-up");
+  say(o, "inference, batch 1, %lld queries, no encoder, device %s (median of %d)\n", (long long)queries,
+      device.str().c_str(), repeats);
+  say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
+      "CA keys ms", "speed-up");
+  auto& inference = o.doc["inference"];
+  inference = {{"batch", 1}, {"queries", queries}, {"repeats", repeats}, {"device", device.str()},
+               {"rows", nlohmann::json::array()}};
   DecodeRequest greedy;
   for (std::int64_t n = 1024; n <= max_n; n *= 4) {
     auto opts = torch::TensorOptions().device(device);
@@ -161,10 +185,16 @@ void bench_inference(const Args& args, const std::string& device_name) {
     const double project = time_median(device, repeats, [&] { keys = ca->prepare(context, x); });
     const double t_tca = time_median(device, repeats, [&] { tca->decode(*tree, q, greedy); });
     const double t_ca = time_median(device, repeats, [&] { ca->decode(*keys, q, greedy); });
-    std::printf("%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
-                (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries,
-                1e3 * build, 1e3 * project, t_ca / t_tca);
-    std::fflush(stdout);
+    say(o, "%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
+        (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries, 1e3 * build, 1e3 * project,
+        t_ca / t_tca);
+    inference["rows"].push_back({{"n", n},
+                                 {"tokens_per_query", tca->tokens_per_query(n)},
+                                 {"tca_us_per_query", 1e6 * t_tca / queries},
+                                 {"ca_us_per_query", 1e6 * t_ca / queries},
+                                 {"tree_build_ms", 1e3 * build},
+                                 {"ca_keys_ms", 1e3 * project},
+                                 {"speedup", t_ca / t_tca}});
   }
 }
 
@@ -174,7 +204,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& a : argv)
     if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
   Args args("bench", argv,
-            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile"}, {});
+            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile",
+             "kernels"},
+            {"json"});
   const auto what = args.str("what", "all");
   if (what != "train" && what != "inference" && what != "all")
     throw UsageError("--what must be train, inference or all");
@@ -186,10 +218,21 @@ int cmd_bench(const std::vector<std::string>& argv) {
     if (threads <= 0) throw UsageError("--threads must be positive");
     torch::set_num_threads(int(threads));
   }
-  std::printf("LibTorch %d.%d.%d, %d CPU threads\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
-              TORCH_VERSION_PATCH, torch::get_num_threads());
-  if (what != "inference") bench_train(args, device, choice);
-  if (what != "train") bench_inference(args, device);
+  const auto kernels = args.str("kernels", "on");
+  if (kernels != "on" && kernels != "off") throw UsageError("--kernels must be on or off");
+  set_cuda_kernels_enabled(kernels == "on");
+  Output o;
+  o.json = args.has("json");
+  say(o, "LibTorch %d.%d.%d, %d CPU threads, CUDA kernels %s\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+      TORCH_VERSION_PATCH, torch::get_num_threads(),
+      !cuda_kernels_available() ? "not built" : kernels == "on" ? "on" : "off");
+  o.doc["libtorch"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                      std::to_string(TORCH_VERSION_PATCH);
+  o.doc["cpu_threads"] = torch::get_num_threads();
+  o.doc["cuda_kernels"] = cuda_kernels_available() ? kernels : "not built";
+  if (what != "inference") bench_train(args, device, choice, o);
+  if (what != "train") bench_inference(args, device, o);
+  if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "tree_cross_attention.h"
 
+#include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_walk.h"
 
 namespace retreever {
@@ -90,6 +91,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   const auto b = shape.b, k = shape.k, p = shape.p;
   auto& attention = block_->attention;
   auto q = block_->queries(queries);  // [B,M,H,dh]
+  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, queries, q, request);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();
@@ -193,22 +195,81 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.entropy = torch::zeros({}, queries.options());
   }
   auto attended = attention->attend_scores(scores, gather_nodes(memory.all_values, rows), mask, false);
-  if (request.all_leaves) {
-    // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
-    // pass over 2B rows costs less than two over B on small models.
-    const auto leaves = memory.offsets[k], n = tree.leaves().size(1);
-    auto all = attention->attend_shared(q, memory.all_keys.narrow(1, leaves, n), memory.all_values.narrow(1, leaves, n),
-                                        tree.leaf_mask(), false);
-    auto both = block_->finish(torch::cat({queries, queries}), torch::cat({attended.out, all.out})).chunk(2);
-    out.encoding = both[0];
-    out.all_leaves = both[1];
-  } else {
-    out.encoding = block_->finish(queries, attended.out);
-  }
+  finish_decode(memory, queries, q, attended.out, request, out);
   if (request.trace) {
     out.trace.path = path;
     out.trace.probabilities = probs;
     out.trace.leaf_group = current;
+  }
+  return out;
+}
+
+void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const torch::Tensor& queries,
+                                           const torch::Tensor& q, const torch::Tensor& attended,
+                                           const DecodeRequest& request, DecodeOutput& out) {
+  if (request.all_leaves) {
+    // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
+    // pass over 2B rows costs less than two over B on small models.
+    const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
+    auto all = block_->attention->attend_shared(q, memory.all_keys.narrow(1, leaves, n),
+                                                memory.all_values.narrow(1, leaves, n), memory.tree.leaf_mask(), false);
+    auto both = block_->finish(torch::cat({queries, queries}), torch::cat({attended, all.out})).chunk(2);
+    out.encoding = both[0];
+    out.all_leaves = both[1];
+  } else {
+    out.encoding = block_->finish(queries, attended);
+  }
+}
+
+// The walk is one kernel launch for every query and level (the same draws as the other paths),
+// and so is the read of S (scores, masked softmax and mix, with a backward kernel), which reads
+// keys and values straight from the node table by the walk's rows. With autograd the policy's
+// log-probabilities come from tensor operations on the children's scores, as on the other paths;
+// without it the walk kernel's sums serve.
+DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const torch::Tensor& queries,
+                                                 const torch::Tensor& q, const DecodeRequest& request) {
+  const auto& shape = memory.tree.shape;
+  const auto B = queries.size(0), M = queries.size(1), H = q.size(2), dh = q.size(3);
+  const auto b = shape.b, k = shape.k, p = shape.p;
+  auto& attention = block_->attention;
+  const bool sample = request.retrieval == Retrieval::Sample;
+  auto qf = q.reshape({B * M, H, dh});
+  CudaWalk walk;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor draws;  // [k, B*M]: the same numbers as the other paths draw
+    if (sample && k > 0) draws = torch::rand({k, B * M}, queries.options());
+    walk = walk_cuda(qf.detach(), memory.all_keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
+                     sample ? request.explore : 0.0);
+  }
+  DecodeOutput out;
+  if (k == 0) {
+    out.log_prob = torch::zeros({B, M}, queries.options());
+    out.entropy = torch::zeros({}, queries.options());
+  } else if (torch::GradMode::is_enabled()) {
+    auto child_rows = walk.rows.narrow(1, 0, k * b).reshape({B, M, k * b});
+    auto child_scores = attention->scores_each(q, gather_nodes(memory.all_keys, child_rows)).reshape({B, M * k, b, H});
+    auto child_mask = walk.real.narrow(1, 0, k * b).reshape({B, M * k, b});
+    auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
+    auto log_draw = sample ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore) : log_pi;
+    out.log_prob = log_draw.gather(3, walk.actions.view({B, M, k, 1})).squeeze(3).sum(2);
+    if (head_entropy_) {
+      auto log_h = attention->head_log_weights(child_scores, child_mask);
+      out.entropy = -(log_h.exp() * log_h).sum(2).mean();
+    } else {
+      out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
+    }
+  } else {
+    out.log_prob = walk.log_prob.view({B, M});
+    out.entropy = head_entropy_ ? walk.head_entropy.sum() / double(B * M * k * H) : walk.entropy.sum() / double(B * M * k);
+  }
+  auto heads = group_attention_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep);
+  finish_decode(memory, queries, q, attention->project_out(heads.view({B, M, H, dh})), request, out);
+  if (request.trace) {
+    out.trace.path = walk.path.view({B, M, k});
+    out.trace.probabilities = walk.pi.view({B, M, k, b});
+    out.trace.leaf_group = k > 0 ? out.trace.path.select(2, k - 1)
+                                 : torch::zeros({B, M}, queries.options().dtype(torch::kLong));
   }
   return out;
 }

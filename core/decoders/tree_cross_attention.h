@@ -34,11 +34,18 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   std::int64_t tokens_per_query(std::int64_t n) const override {
     return TreeShape::of(n, branch_factor_).tokens_per_query();
   }
-  // On the CPU the walk runs as one kernel (tree_walk.h); false walks with tensor operations there
-  // too, as on a GPU (tests compare the two).
+  // On the CPU the walk runs as one kernel (tree_walk.h); on a GPU, where the CUDA kernels are
+  // built (core/cuda/cuda_ops.h), the walk and the read of S run as one kernel each. false walks
+  // with tensor operations on both (tests compare the two).
   void use_walk_kernel(bool on) { walk_kernel_ = on; }
 
  private:
+  // decode() on a GPU with the CUDA kernels: q = block_->queries(queries).
+  DecodeOutput decode_cuda(const TreeMemory& memory, const torch::Tensor& queries, const torch::Tensor& q,
+                           const DecodeRequest& request);
+  // The prediction from the read of S, attended [B,M,D] (and the all-leaves read when asked).
+  void finish_decode(const TreeMemory& memory, const torch::Tensor& queries, const torch::Tensor& q,
+                     const torch::Tensor& attended, const DecodeRequest& request, DecodeOutput& out);
   std::int64_t branch_factor_;
   bool bptt_;
   std::string ordering_;

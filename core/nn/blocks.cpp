@@ -1,8 +1,10 @@
 #include "blocks.h"
 
+#include "core/cuda/cuda_ops.h"
 #include "core/nn/group_attention.h"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <torch/nn/functional.h>
 
@@ -20,6 +22,15 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_
   to_q_ = register_module("to_q", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
   to_kv_ = register_module("to_kv", torch::nn::Linear(torch::nn::LinearOptions(d_model, 2 * d_model).bias(false)));
   to_out_ = register_module("to_out", torch::nn::Linear(d_model, d_model));
+}
+
+double masked_score(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kHalf: return double(std::numeric_limits<c10::Half>::lowest());
+    case torch::kBFloat16: return double(std::numeric_limits<c10::BFloat16>::lowest());
+    case torch::kDouble: return std::numeric_limits<double>::lowest();
+    default: return std::numeric_limits<float>::lowest();
+  }
 }
 
 // True when every batch row holds the same values through a zero stride (an expand).
@@ -48,9 +59,10 @@ torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
 }
 
 // Scores [B,M,S,H] with masked keys (mask [B,M,S], or [B,1,S] for every query; true = keep) pushed
-// to kMaskedScore.
+// to masked_score.
 static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Tensor& mask) {
-  return mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), kMaskedScore) : scores;
+  return mask.defined() ? scores.masked_fill(mask.unsqueeze(-1).logical_not(), masked_score(scores.scalar_type()))
+                        : scores;
 }
 
 static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
@@ -72,6 +84,13 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     AttentionResult r;
     r.out = project_out(group_mix(attn, v));
     if (need_weights) r.weights = attn.mean(-1);
+    return r;
+  }
+  if (!shared && !need_weights && M * N <= kGroupAttentionMax && (!mask.defined() || mask.dim() == 2) &&
+      use_cuda_kernels(q, head_dim_)) {
+    // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h).
+    AttentionResult r;
+    r.out = project_out(group_attention_cuda(q, k, v, {}, mask));
     return r;
   }
   if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
@@ -97,7 +116,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     }
     if (mask.defined()) {
       auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
-      scores = scores.masked_fill(keep.logical_not(), kMaskedScore);
+      scores = scores.masked_fill(keep.logical_not(), masked_score(scores.scalar_type()));
     }
     auto attn = torch::softmax(scores, -1);
     auto o = torch::matmul(attn, vh);

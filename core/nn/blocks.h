@@ -7,9 +7,11 @@
 
 namespace retreever {
 
-// Score given to masked keys: far below any real score, yet finite so that a row with every key
-// masked yields uniform weights rather than NaN.
-constexpr double kMaskedScore = -1e9;
+// Score given to masked keys in a tensor of this dtype: its lowest finite value. Far below any real
+// score, and finite in every dtype (a fixed -1e9 turns into -inf in float16, and a row with every
+// key masked then becomes NaN), so a row with every key masked yields uniform weights. Softmax
+// subtracts the row's maximum first, so no difference of two such scores overflows.
+double masked_score(torch::ScalarType dtype);
 
 // Result of one attention: output [B, M, D] (after the output projection) and,
 // when asked for, the attention weights averaged over heads, [B, M, N].

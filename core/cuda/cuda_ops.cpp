@@ -1,0 +1,202 @@
+#include "cuda_ops.h"
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#ifdef RETREEVER_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "core/cuda/kernels.h"
+#endif
+
+namespace retreever {
+namespace {
+std::atomic<bool> g_enabled{true};
+}  // namespace
+
+bool cuda_kernels_available() {
+#ifdef RETREEVER_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_kernels_enabled() { return g_enabled.load(); }
+void set_cuda_kernels_enabled(bool on) { g_enabled.store(on); }
+
+bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim) {
+#ifdef RETREEVER_CUDA
+  return g_enabled.load() && x.defined() && x.is_cuda() && x.scalar_type() == torch::kFloat &&
+         cuda::head_dim_supported(head_dim);
+#else
+  return false;
+#endif
+}
+
+#ifdef RETREEVER_CUDA
+namespace {
+
+void check(int code, const char* what) {
+  if (code != 0) throw std::runtime_error(std::string(what) + ": " + cuda::error_string(code));
+}
+
+void* stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+struct Group {
+  torch::Tensor out, p;
+};
+
+cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const torch::Tensor& idx, const torch::Tensor& mask) {
+  cuda::GroupArgs a;
+  a.q = q.data_ptr<float>();
+  a.k = k.data_ptr<float>();
+  a.v = v.data_ptr<float>();
+  a.G = q.size(0);
+  a.m = q.size(1);
+  a.H = q.size(2);
+  a.d = q.size(3);
+  if (idx.defined()) {
+    a.idx = idx.data_ptr<std::int64_t>();
+    a.nk = idx.size(1);
+    a.n = k.size(1);
+    a.groups_per_row = a.G / k.size(0);
+  } else {
+    a.nk = k.size(1);
+    a.n = a.nk;
+    a.groups_per_row = 1;
+  }
+  if (mask.defined()) a.mask = mask.data_ptr<bool>();
+  return a;
+}
+
+Group group_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& idx,
+                    const torch::Tensor& mask, bool keep_weights) {
+  c10::cuda::CUDAGuard guard(q.device());
+  auto a = group_args(q, k, v, idx, mask);
+  Group g;
+  g.out = torch::empty_like(q);
+  a.out = g.out.data_ptr<float>();
+  if (keep_weights) {
+    g.p = torch::empty({a.G, a.m, a.nk, a.H}, q.options());
+    a.p = g.p.data_ptr<float>();
+  }
+  check(cuda::group_forward(a, stream()), "group attention (CUDA)");
+  return g;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& idx, const torch::Tensor& mask) {
+    auto g = group_forward(q, k, v, idx, mask, true);
+    ctx->save_for_backward({q, k, v, g.out});
+    ctx->saved_data["p"] = g.p;
+    ctx->saved_data["idx"] = idx;
+    ctx->saved_data["mask"] = mask;
+    return g.out;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3];
+    const auto p = ctx->saved_data["p"].toTensor();
+    const auto idx = ctx->saved_data["idx"].isNone() ? torch::Tensor() : ctx->saved_data["idx"].toTensor();
+    const auto mask = ctx->saved_data["mask"].isNone() ? torch::Tensor() : ctx->saved_data["mask"].toTensor();
+    auto dout = grads[0].contiguous();
+    c10::cuda::CUDAGuard guard(q.device());
+    cuda::GroupGradArgs a;
+    a.f = group_args(q, k, v, idx, mask);
+    a.f.out = const_cast<float*>(out.data_ptr<float>());
+    a.f.p = const_cast<float*>(p.data_ptr<float>());
+    a.dout = dout.data_ptr<float>();
+    auto dq = torch::empty_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    a.dq = dq.data_ptr<float>();
+    a.dk = dk.data_ptr<float>();
+    a.dv = dv.data_ptr<float>();
+    check(cuda::group_backward(a, stream()), "group attention backward (CUDA)");
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, const torch::Tensor& masks_in,
+                   const std::vector<std::int64_t>& offsets, std::int64_t b, std::int64_t k, std::int64_t p,
+                   const torch::Tensor& uniform_in, double explore) {
+  if (b > cuda::kMaxBranch || k > cuda::kMaxLevels || std::int64_t(offsets.size()) < k + 1)
+    throw std::logic_error("walk_cuda: branch factor, depth or offsets out of range");
+  c10::cuda::CUDAGuard guard(queries.device());
+  auto q = queries.contiguous(), keys = keys_in.contiguous(), masks = masks_in.contiguous();
+  auto uniform = uniform_in.defined() ? uniform_in.to(torch::kFloat).contiguous() : torch::Tensor();
+  cuda::WalkArgs a;
+  a.Q = q.size(0);
+  a.H = q.size(1);
+  a.d = q.size(2);
+  a.B = keys.size(0);
+  a.n = keys.size(1);
+  a.b = b;
+  a.k = k;
+  a.p = p;
+  for (std::int64_t l = 0; l <= k; ++l) a.offsets[l] = offsets[l];
+  a.explore = float(explore);
+  a.queries = q.data_ptr<float>();
+  a.keys = keys.data_ptr<float>();
+  a.masks = masks.data_ptr<bool>();
+  if (uniform.defined()) a.uniform = uniform.data_ptr<float>();
+  const auto S = k * b + p;
+  auto long_opts = q.options().dtype(torch::kLong), bool_opts = q.options().dtype(torch::kBool);
+  CudaWalk w;
+  w.rows = torch::empty({a.Q, S}, long_opts);
+  w.real = torch::empty({a.Q, S}, bool_opts);
+  w.keep = torch::empty({a.Q, S}, bool_opts);
+  w.actions = torch::empty({a.Q, k}, long_opts);
+  w.path = torch::empty({a.Q, k}, long_opts);
+  w.pi = torch::empty({a.Q, k, b}, q.options());
+  auto sums = torch::empty({3, a.Q}, q.options());
+  w.log_prob = sums[0];
+  w.entropy = sums[1];
+  w.head_entropy = sums[2];
+  a.rows = w.rows.data_ptr<std::int64_t>();
+  a.real = w.real.data_ptr<bool>();
+  a.keep = w.keep.data_ptr<bool>();
+  a.actions = w.actions.data_ptr<std::int64_t>();
+  a.path = w.path.data_ptr<std::int64_t>();
+  a.pi = w.pi.data_ptr<float>();
+  a.log_prob = w.log_prob.data_ptr<float>();
+  a.entropy = w.entropy.data_ptr<float>();
+  a.head_entropy = w.head_entropy.data_ptr<float>();
+  check(cuda::walk(a, stream()), "tree walk (CUDA)");
+  return w;
+}
+
+torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& idx, const torch::Tensor& mask) {
+  auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  auto ic = idx.defined() ? idx.contiguous() : torch::Tensor();
+  auto mc = mask.defined() ? mask.contiguous() : torch::Tensor();
+  if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return group_forward(qc, kc, vc, ic, mc, false).out;
+  return GroupAttentionFunction::apply(qc, kc, vc, ic, mc);
+}
+
+#else  // no CUDA: the hooks never call these
+
+CudaWalk walk_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const std::vector<std::int64_t>&,
+                   std::int64_t, std::int64_t, std::int64_t, const torch::Tensor&, double) {
+  throw std::logic_error("walk_cuda: built without CUDA");
+}
+
+torch::Tensor group_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                   const torch::Tensor&, const torch::Tensor&) {
+  throw std::logic_error("group_attention_cuda: built without CUDA");
+}
+
+#endif
+
+}  // namespace retreever

@@ -1,0 +1,48 @@
+// Tree cross attention's CUDA kernels (kernels.cu) as LibTorch operations, and the switch that
+// the decoders' hooks read. Built everywhere: without CUDA (the option RETREEVER_CUDA off, see
+// CMakeLists.txt) cuda_kernels_available() is false and the hooks keep the tensor paths.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace retreever {
+
+// The kernels were compiled in (CMake found nvcc and a LibTorch with CUDA).
+bool cuda_kernels_available();
+// Process-wide switch, on by default: off, CUDA tensors take the tensor paths (tests compare them).
+bool cuda_kernels_enabled();
+void set_cuda_kernels_enabled(bool on);
+// The hooks' test: kernels available and enabled, x on a CUDA device, float32, a supported head
+// dimension.
+bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim);
+
+// The walk of tree cross attention for every query in one launch (tree_walk.h has the CPU one).
+struct CudaWalk {
+  torch::Tensor rows;     // [Q,S] long, S = k*b + P: each level's children, then the leaf group's leaves
+  torch::Tensor real;     // [Q,S] bool: not padding
+  torch::Tensor keep;     // [Q,S] bool: real and not a chosen child (what the read of S attends to)
+  torch::Tensor actions;  // [Q,k] long
+  torch::Tensor path;     // [Q,k] long
+  torch::Tensor pi;       // [Q,k,b]
+  torch::Tensor log_prob;      // [Q]: sum over levels of log pi (sampling with exploration: log mu)
+  torch::Tensor entropy;       // [Q]: sum over levels of the policy's entropy
+  torch::Tensor head_entropy;  // [Q]: sum over levels and heads of each head's entropy
+};
+
+// queries [Q,H,dh] (Q = B*M), keys [B,n,H,dh], masks [B,n], offsets: first row of levels 1..k+1;
+// uniform [k,Q] (undefined: greedy).
+CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& masks,
+                   const std::vector<std::int64_t>& offsets, std::int64_t b, std::int64_t k, std::int64_t p,
+                   const torch::Tensor& uniform, double explore);
+
+// Attention of groups over their own few keys, differentiable in q, k and v (one kernel each way).
+// q [G,m,H,dh]. Without idx: k, v [G,nk,H,dh] (each group its own keys). With idx [G,nk] long:
+// k, v [B,n,H,dh] tables and key j of group g is row idx[g,j] of batch row g / (G / B). mask [G,nk]
+// bool (true = keep) or undefined. Returns [G,m,H,dh].
+torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& idx, const torch::Tensor& mask);
+
+}  // namespace retreever

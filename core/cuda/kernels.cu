@@ -1,0 +1,296 @@
+// CUDA kernels of tree cross attention (kernels.h): the whole walk in one launch, and the
+// attention of groups that read their own few keys (the read of S, the aggregator), forward and
+// backward. One thread per (query, head) row: the sizes here are tiny (b = 2 children, |S| of a
+// few dozen, head dimension 16), so each thread keeps its query and its output in registers and
+// the threads of one query's heads read one contiguous node row between them.
+#include "kernels.h"
+
+#include <cfloat>
+#include <cuda_runtime.h>
+
+namespace retreever::cuda {
+namespace {
+
+constexpr float kLowest = -FLT_MAX;  // the score of a masked key (blocks.h: masked_score)
+
+template <int D>
+__device__ __forceinline__ void load_row(float (&r)[D], const float* p) {
+#pragma unroll
+  for (int e = 0; e < D; e += 4) {
+    const float4 x = __ldg(reinterpret_cast<const float4*>(p + e));
+    r[e] = x.x;
+    r[e + 1] = x.y;
+    r[e + 2] = x.z;
+    r[e + 3] = x.w;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ float dot_row(const float (&q)[D], const float* p) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma unroll
+  for (int e = 0; e < D; e += 4) {
+    const float4 x = __ldg(reinterpret_cast<const float4*>(p + e));
+    s0 += q[e] * x.x;
+    s1 += q[e + 1] * x.y;
+    s2 += q[e + 2] * x.z;
+    s3 += q[e + 3] * x.w;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+// One block holds qpb queries; each query has b*H threads, one per (child, head). Per level: every
+// thread scores its child for its head, then the query's first thread forms the policy, chooses,
+// and moves the query to the chosen child.
+template <int D>
+__global__ void walk_kernel(const WalkArgs a, int qpb) {
+  extern __shared__ unsigned char smem[];
+  const int H = int(a.H), b = int(a.b), P2 = b * H;
+  long long* scur = reinterpret_cast<long long*>(smem);    // [qpb] node being expanded
+  float* ss = reinterpret_cast<float*>(scur + qpb);          // [qpb][b*H] scores
+  bool* skeep = reinterpret_cast<bool*>(ss + qpb * P2);      // [qpb][b] real children
+
+  const int ql = int(threadIdx.x) / P2, pair = int(threadIdx.x) % P2;
+  const int c = pair / H, h = pair % H;
+  const long long qi = (long long)blockIdx.x * qpb + ql;
+  const bool active = qi < a.Q;
+  const long long M = a.Q / a.B, bi = active ? qi / M : 0;
+  const long long S = a.k * a.b + a.p;
+
+  float qr[D];
+  if (active) load_row<D>(qr, a.queries + (qi * H + h) * D);
+  if (pair == 0) scur[ql] = 0;
+  float logp = 0, ent = 0, hent = 0;
+  const float logH = logf(float(H));
+  __syncthreads();
+
+  for (int t = 0; t < int(a.k); ++t) {
+    const long long cur = scur[ql];
+    if (active) {
+      const long long row = a.offsets[t] + cur * b + c;
+      const bool keep = a.masks[bi * a.n + row];
+      ss[ql * P2 + pair] = keep ? dot_row<D>(qr, a.keys + ((bi * a.n + row) * H + h) * D) : kLowest;
+      if (h == 0) {
+        skeep[ql * b + c] = keep;
+        a.rows[qi * S + t * b + c] = row;
+        a.real[qi * S + t * b + c] = keep;
+      }
+    }
+    __syncthreads();
+    if (active && pair == 0) {
+      const float* s = ss + ql * P2;  // s[c*H + h]
+      const bool* kp = skeep + ql * b;
+      float p[kMaxBranch], lmax[kMaxBranch], lacc[kMaxBranch];
+      int real = 0;
+      for (int j = 0; j < b; ++j) {
+        p[j] = 0;
+        lmax[j] = -INFINITY;
+        lacc[j] = 0;
+        real += kp[j];
+      }
+      // The policy: each head's softmax over the children, averaged over the heads (as the CPU
+      // kernel sums it); log pi by a log-sum-exp over the heads' log-softmax (as the tensor path).
+      for (int hh = 0; hh < H; ++hh) {
+        float top = s[hh];
+        for (int j = 1; j < b; ++j) top = fmaxf(top, s[j * H + hh]);
+        float sum = 0;
+        for (int j = 0; j < b; ++j) sum += expf(s[j * H + hh] - top);
+        const float lsum = logf(sum);
+        for (int j = 0; j < b; ++j) {
+          const float e = expf(s[j * H + hh] - top);
+          p[j] += e / (sum * float(H));
+          const float ls = s[j * H + hh] - top - lsum;  // this head's log-softmax
+          const float w = e / sum;
+          if (w > 0) hent -= w * ls;
+          if (ls > lmax[j]) {
+            lacc[j] = lacc[j] * expf(lmax[j] - ls) + 1;
+            lmax[j] = ls;
+          } else {
+            lacc[j] += expf(ls - lmax[j]);
+          }
+        }
+      }
+      for (int j = 0; j < b; ++j) {
+        const float lp = lmax[j] + logf(lacc[j]) - logH;
+        const float w = expf(lp);
+        if (w > 0) ent -= w * lp;
+      }
+      int action = 0;
+      if (a.uniform) {  // invert the CDF of the (exploring) policy at the query's draw
+        const float u = a.uniform[(long long)t * a.Q + qi];
+        const float explore = a.explore;
+        float cdf = 0;
+        int below = 0, last_real = b - 1;
+        for (int j = 0; j < b; ++j) {
+          cdf += explore > 0 ? (1 - explore) * p[j] + explore * (kp[j] ? 1.f / float(real > 1 ? real : 1) : 0.f) : p[j];
+          below += cdf <= u;
+        }
+        if (real > 0)
+          while (!kp[last_real]) --last_real;
+        action = below < last_real ? below : last_real;
+      } else {
+        for (int j = 1; j < b; ++j)
+          if (p[j] > p[action]) action = j;
+      }
+      const float lp = lmax[action] + logf(lacc[action]) - logH;
+      if (a.uniform && a.explore > 0) {
+        const float mu = (1 - a.explore) * expf(lp) + a.explore * (1.f / float(real > 1 ? real : 1));
+        logp += kp[action] ? logf(mu) : 0.f;
+      } else {
+        logp += lp;
+      }
+      for (int j = 0; j < b; ++j) {
+        a.pi[(qi * a.k + t) * b + j] = p[j];
+        a.keep[qi * S + t * b + j] = kp[j] && j != action;
+      }
+      const long long next = cur * b + action;
+      a.actions[qi * a.k + t] = action;
+      a.path[qi * a.k + t] = next;
+      scur[ql] = next;
+    }
+    __syncthreads();
+  }
+  if (!active) return;
+  // The P leaves of the leaf group reached.
+  const long long cur = scur[ql];
+  for (long long j = pair; j < a.p; j += P2) {
+    const long long row = a.offsets[a.k] + cur * a.p + j;
+    const bool r = a.masks[bi * a.n + row];
+    a.rows[qi * S + a.k * b + j] = row;
+    a.real[qi * S + a.k * b + j] = r;
+    a.keep[qi * S + a.k * b + j] = r;
+  }
+  if (pair == 0) {
+    a.log_prob[qi] = logp;
+    a.entropy[qi] = ent;
+    a.head_entropy[qi] = hent;
+  }
+}
+
+// One thread per (group, query, head): the scores of the group's keys, an online softmax and the
+// weighted sum of the values, in one pass.
+template <int D>
+__global__ void group_forward_kernel(const GroupArgs a) {
+  const long long lin = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (lin >= a.G * a.m * a.H) return;
+  const long long H = a.H, h = lin % H, gi = lin / H, g = gi / a.m;
+  float qr[D], acc[D];
+  load_row<D>(qr, a.q + lin * D);
+#pragma unroll
+  for (int e = 0; e < D; ++e) acc[e] = 0;
+  const long long base = (g / a.groups_per_row) * a.n;
+  float mx = -INFINITY, l = 0;
+  for (long long j = 0; j < a.nk; ++j) {
+    const long long row = base + (a.idx ? a.idx[g * a.nk + j] : j);
+    const bool keep = a.mask ? a.mask[g * a.nk + j] : true;
+    const float s = keep ? dot_row<D>(qr, a.k + (row * H + h) * D) : kLowest;
+    if (a.p) a.p[(gi * a.nk + j) * H + h] = s;
+    const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn);
+    l = l * scale + w;
+    float vr[D];
+    load_row<D>(vr, a.v + (row * H + h) * D);
+#pragma unroll
+    for (int e = 0; e < D; ++e) acc[e] = acc[e] * scale + w * vr[e];
+    mx = mn;
+  }
+  const float inv = 1.f / l;
+  float* o = a.out + lin * D;
+#pragma unroll
+  for (int e = 0; e < D; e += 4)
+    *reinterpret_cast<float4*>(o + e) = make_float4(acc[e] * inv, acc[e + 1] * inv, acc[e + 2] * inv, acc[e + 3] * inv);
+  if (a.p)
+    for (long long j = 0; j < a.nk; ++j) {
+      float* pj = a.p + (gi * a.nk + j) * H + h;
+      *pj = expf(*pj - mx) * inv;
+    }
+}
+
+// dp_j = dout . v_j; ds_j = p_j (dp_j - dout . out) where key j is real (masked scores get no
+// gradient); dq = sum_j ds_j k_j; dk_j += ds_j q; dv_j += p_j dout.
+template <int D>
+__global__ void group_backward_kernel(const GroupGradArgs a) {
+  const GroupArgs& f = a.f;
+  const long long lin = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (lin >= f.G * f.m * f.H) return;
+  const long long H = f.H, h = lin % H, gi = lin / H, g = gi / f.m;
+  float qr[D], dor[D], dq[D];
+  load_row<D>(qr, f.q + lin * D);
+  load_row<D>(dor, a.dout + lin * D);
+  const float delta = dot_row<D>(dor, f.out + lin * D);
+#pragma unroll
+  for (int e = 0; e < D; ++e) dq[e] = 0;
+  const long long base = (g / f.groups_per_row) * f.n;
+  for (long long j = 0; j < f.nk; ++j) {
+    const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
+    const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
+    const float p = f.p[(gi * f.nk + j) * H + h];
+    const long long at = (row * H + h) * D;
+    if (p != 0) {
+      float* dv = a.dv + at;
+#pragma unroll
+      for (int e = 0; e < D; ++e) atomicAdd(dv + e, p * dor[e]);
+    }
+    if (!keep) continue;
+    const float ds = p * (dot_row<D>(dor, f.v + at) - delta);
+    if (ds == 0) continue;
+    float kr[D];
+    load_row<D>(kr, f.k + at);
+    float* dk = a.dk + at;
+#pragma unroll
+    for (int e = 0; e < D; ++e) {
+      dq[e] += ds * kr[e];
+      atomicAdd(dk + e, ds * qr[e]);
+    }
+  }
+  float* o = a.dq + lin * D;
+#pragma unroll
+  for (int e = 0; e < D; e += 4) *reinterpret_cast<float4*>(o + e) = make_float4(dq[e], dq[e + 1], dq[e + 2], dq[e + 3]);
+}
+
+int blocks_for(long long threads, int per_block) { return int((threads + per_block - 1) / per_block); }
+
+}  // namespace
+
+#define RETREEVER_DISPATCH_D(d, ...)          \
+  switch (d) {                                \
+    case 4: { constexpr int D = 4; __VA_ARGS__; break; }     \
+    case 8: { constexpr int D = 8; __VA_ARGS__; break; }     \
+    case 16: { constexpr int D = 16; __VA_ARGS__; break; }   \
+    case 32: { constexpr int D = 32; __VA_ARGS__; break; }   \
+    case 64: { constexpr int D = 64; __VA_ARGS__; break; }   \
+    case 128: { constexpr int D = 128; __VA_ARGS__; break; } \
+    default: return int(cudaErrorInvalidValue);              \
+  }
+
+int walk(const WalkArgs& a, void* stream) {
+  if (a.Q == 0) return 0;
+  if (a.b > kMaxBranch || a.k > kMaxLevels || a.b * a.H > 1024 || a.B <= 0 || a.Q % a.B != 0)
+    return int(cudaErrorInvalidValue);
+  const int P2 = int(a.b * a.H);
+  const int qpb = P2 >= 256 ? 1 : 256 / P2;
+  const size_t smem = size_t(qpb) * (sizeof(long long) + sizeof(float) * P2 + a.b);
+  const int blocks = blocks_for(a.Q, qpb);
+  auto s = static_cast<cudaStream_t>(stream);
+  RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D><<<blocks, qpb * P2, smem, s>>>(a, qpb)))
+  return int(cudaGetLastError());
+}
+
+int group_forward(const GroupArgs& a, void* stream) {
+  const long long threads = a.G * a.m * a.H;
+  if (threads == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  RETREEVER_DISPATCH_D(int(a.d), (group_forward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a)))
+  return int(cudaGetLastError());
+}
+
+int group_backward(const GroupGradArgs& a, void* stream) {
+  const long long threads = a.f.G * a.f.m * a.f.H;
+  if (threads == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  RETREEVER_DISPATCH_D(int(a.f.d), (group_backward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a)))
+  return int(cudaGetLastError());
+}
+
+const char* error_string(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
+
+}  // namespace retreever::cuda

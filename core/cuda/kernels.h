@@ -1,0 +1,71 @@
+// The CUDA kernels of tree cross attention (kernels.cu), behind a plain C++ interface: raw device
+// pointers and sizes, no LibTorch, so that the .cu file builds with nvcc alone. cuda_ops.cpp
+// allocates the tensors and calls these on LibTorch's current stream. float32 only.
+#pragma once
+
+#include <cstdint>
+
+namespace retreever::cuda {
+
+// Largest branch factor and number of walk levels the walk kernel takes.
+constexpr int kMaxBranch = 16;
+constexpr int kMaxLevels = 62;
+
+// Head dimensions the kernels are built for (others take the tensor path).
+inline bool head_dim_supported(std::int64_t d) { return d == 4 || d == 8 || d == 16 || d == 32 || d == 64 || d == 128; }
+
+struct WalkArgs {
+  const float* queries = nullptr;  // [Q,H,d]
+  const float* keys = nullptr;     // [B,n,H,d]
+  const bool* masks = nullptr;     // [B,n]
+  const float* uniform = nullptr;  // [k,Q], or null: greedy
+  std::int64_t Q = 0, B = 1, n = 0, H = 1, d = 16, b = 2, k = 0, p = 1;
+  std::int64_t offsets[kMaxLevels + 1] = {};  // first row of levels 1..k+1 (the leaves last)
+  float explore = 0;
+  // Outputs. S = k*b + p.
+  std::int64_t* rows = nullptr;  // [Q,S] rows of S in the node table of the query's batch row
+  bool* real = nullptr;          // [Q,S] the node is not padding
+  bool* keep = nullptr;          // [Q,S] real and not a chosen child (the read of S attends to these)
+  std::int64_t* actions = nullptr;  // [Q,k]
+  std::int64_t* path = nullptr;     // [Q,k] node walked to, within its level
+  float* pi = nullptr;              // [Q,k,b]
+  float* log_prob = nullptr;        // [Q] sum over levels of log pi (or log mu when exploring) of the choice
+  float* entropy = nullptr;         // [Q] sum over levels of the policy's entropy
+  float* head_entropy = nullptr;    // [Q] sum over levels and heads of each head's entropy
+};
+
+// Returns a cudaError_t as int (0: success).
+int walk(const WalkArgs& a, void* stream);
+
+// Attention where every group reads its own few keys: G groups of m queries, nk keys each, H heads.
+// Key j of group g is row ((g / groups_per_row) * n + (idx ? idx[g*nk + j] : j)) of keys/values
+// [rows,H,d]; mask [G,nk] (null: every key is real). Masked keys score the lowest float; a group
+// with every key masked thus reads its keys uniformly.
+struct GroupArgs {
+  const float* q = nullptr;  // [G,m,H,d]
+  const float* k = nullptr;  // [rows,H,d]
+  const float* v = nullptr;
+  const std::int64_t* idx = nullptr;  // [G,nk] or null
+  const bool* mask = nullptr;         // [G,nk] or null
+  std::int64_t G = 0, m = 1, nk = 0, H = 1, d = 16, groups_per_row = 1, n = 0;
+  float* out = nullptr;  // [G,m,H,d]
+  float* p = nullptr;    // [G,m,nk,H] the attention weights, or null: not kept
+};
+
+int group_forward(const GroupArgs& a, void* stream);
+
+// Gradients of group_forward: out and p as it returned them, dout [G,m,H,d]; dq [G,m,H,d] is
+// written, dk and dv [rows,H,d] are added to (atomically: zero them first).
+struct GroupGradArgs {
+  GroupArgs f;
+  const float* dout = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+};
+
+int group_backward(const GroupGradArgs& a, void* stream);
+
+const char* error_string(int code);
+
+}  // namespace retreever::cuda

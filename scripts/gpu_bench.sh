@@ -1,0 +1,79 @@
+#!/bin/bash
+# On the GPU machine: build this tree (and optionally a baseline tree beside it), run the CUDA
+# tests (ctest -L cuda) and the benchmarks: inference 1k..1M tokens (1024 queries, batch 1) and the
+# copy training step at N = 256 and 1024 (batch 128), TCA vs CA, CUDA kernels on and off, and the
+# baseline's binary where given. Logs and JSON go to $OUT.
+#   scripts/gpu_bench.sh [BASELINE_SOURCE_DIR]
+set -u
+OUT=${OUT:-/tmp/gpu_bench_out}
+mkdir -p "$OUT"
+BASE=${1:-}
+PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
+nvcc --version | tail -1
+
+configure() {  # SRC BUILD TESTS
+  [ -e "$1/.deps" ] || ln -s "$(cd "$1/.." && pwd)/.deps" "$1/.deps"
+  cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DRETREEVER_BUILD_GUI=OFF -DRETREEVER_BUILD_TESTS="$3" \
+    -DCMAKE_PREFIX_PATH="$PREFIX" >"$2.configure.log" 2>&1 || { tail -30 "$2.configure.log"; return 1; }
+  grep -i "cuda kernels\|Qt6" "$2.configure.log"
+}
+
+t0=$(date +%s)
+configure . build ON || exit 1
+if [ -n "$BASE" ]; then
+  configure "$BASE" "$BASE/build" OFF || exit 1
+  (cmake --build "$BASE/build" -j6 --target retreever >"$OUT/build-base.log" 2>&1; echo "baseline build rc $?") &
+  JOBS=10
+else
+  JOBS=16
+fi
+cmake --build build -j$JOBS --target retreever test_cuda >"$OUT/build.log" 2>&1
+rc=$?
+grep -E "error|warning: " "$OUT/build.log" | head -40
+echo "build rc $rc in $(( $(date +%s) - t0 )) s"
+[ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
+wait
+echo "builds done in $(( $(date +%s) - t0 )) s"
+
+(cd build && ctest -L cuda --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -40)
+
+BIN=build/app/retreever
+run_bench() {  # NAME BINARY ARGS...
+  local name=$1 bin=$2
+  shift 2
+  echo "== $name: $*"
+  timeout 240 "$bin" bench --device cuda --json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" || { echo "rc $?"; tail -5 "$OUT/$name.err"; }
+}
+INF="--what inference --max-n ${MAXN:-1048576} --queries 1024 --repeats ${REPEATS:-15}"
+run_bench inference-kernels "$BIN" $INF
+run_bench inference-tensor "$BIN" $INF --kernels off
+for n in 256 1024; do
+  TR="--what train --models tca,ca --seq-len $n --batch 128 --steps ${STEPS:-20}"
+  run_bench train$n-kernels "$BIN" $TR
+  run_bench train$n-tensor "$BIN" $TR --kernels off
+  [ -n "$BASE" ] && run_bench train$n-main "$BASE/build/app/retreever" $TR
+done
+[ -n "$BASE" ] && run_bench inference-main "$BASE/build/app/retreever" $INF
+python3 - "$OUT" <<'EOF'
+import json, sys, glob, os
+out = sys.argv[1]
+def load(name):
+    try:
+        return json.load(open(os.path.join(out, name + ".json")))
+    except Exception as e:
+        return None
+print("inference us/query (x1024 = total us): N | TCA kernels | TCA tensor | TCA main | CA | build ms kernels / tensor / main")
+runs = {k: load("inference-" + k) for k in ("kernels", "tensor", "main")}
+rows = {k: {r["n"]: r for r in v["inference"]["rows"]} for k, v in runs.items() if v}
+for n in sorted(rows.get("kernels", {})):
+    g = lambda k, f: ("%.3f" % rows[k][n][f]) if k in rows and n in rows[k] else "-"
+    print(n, g("kernels", "tca_us_per_query"), g("tensor", "tca_us_per_query"), g("main", "tca_us_per_query"),
+          g("kernels", "ca_us_per_query"), g("kernels", "tree_build_ms"), g("tensor", "tree_build_ms"), g("main", "tree_build_ms"))
+for n in (256, 1024):
+    for k in ("kernels", "tensor", "main"):
+        v = load("train%d-%s" % (n, k))
+        if v:
+            print("train N=%d %-8s" % (n, k), " ".join("%s %.2f ms" % (m["model"], m["ms_per_step"]) for m in v["train"]["models"]))
+EOF
+echo "total $(( $(date +%s) - t0 )) s"
