@@ -5,45 +5,50 @@
 # baseline's binary where given. Logs and JSON go to $OUT.
 #   scripts/gpu_bench.sh [BASELINE_SOURCE_DIR]
 set -u
+# Everything lands in $RES and comes back as $OUT/results.tgz (the device tool returns few files).
 OUT=${OUT:-/tmp/gpu_bench_out}
+RES=$(mktemp -d)
 mkdir -p "$OUT"
+trap 'tar czf "$RES/results.tgz" -C "$RES" .' EXIT
 BASE=${1:-}
 PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$RES/gpu.txt"
 nvcc --version | tail -1
 
 configure() {  # SRC BUILD TESTS
   [ -e "$1/.deps" ] || ln -s "$(cd "$1/.." && pwd)/.deps" "$1/.deps"
   cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DRETREEVER_BUILD_GUI=OFF -DRETREEVER_BUILD_TESTS="$3" \
     -DCMAKE_PREFIX_PATH="$PREFIX" >"$2.configure.log" 2>&1 || { tail -30 "$2.configure.log"; return 1; }
-  grep -i "cuda kernels\|Qt6" "$2.configure.log"
+  grep -i "cuda kernels\|Qt6" "$2.configure.log" || true
 }
 
 t0=$(date +%s)
 configure . build ON || exit 1
 if [ -n "$BASE" ]; then
   configure "$BASE" "$BASE/build" OFF || exit 1
-  (cmake --build "$BASE/build" -j6 --target retreever >"$OUT/build-base.log" 2>&1; echo "baseline build rc $?") &
+  (cmake --build "$BASE/build" -j6 --target retreever >"$RES/build-base.log" 2>&1; echo "baseline build rc $?") &
   JOBS=10
 else
   JOBS=16
 fi
-cmake --build build -j$JOBS --target retreever test_cuda >"$OUT/build.log" 2>&1
+cmake --build build -j$JOBS --target retreever test_cuda >"$RES/build.log" 2>&1
 rc=$?
-grep -E "error|warning: " "$OUT/build.log" | head -40
+grep -E "error|warning: " "$RES/build.log" | head -40
 echo "build rc $rc in $(( $(date +%s) - t0 )) s"
-[ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
+[ $rc -eq 0 ] || { tail -40 "$RES/build.log"; exit 1; }
 wait
 echo "builds done in $(( $(date +%s) - t0 )) s"
 
-(cd build && ctest -L cuda --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -40)
+(cd build && ctest -L cuda --output-on-failure 2>&1 | tee "$RES/ctest.log" | tail -40)
 
 BIN=build/app/retreever
 run_bench() {  # NAME BINARY ARGS...
   local name=$1 bin=$2
   shift 2
   echo "== $name: $*"
-  timeout 240 "$bin" bench --device cuda --json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" || { echo "rc $?"; tail -5 "$OUT/$name.err"; }
+  local json=--json ext=json
+  case $name in *-main) json= ext=txt ;; esac  # the baseline's bench has no --json
+  timeout 240 "$bin" bench --device cuda $json "$@" >"$RES/$name.$ext" 2>"$RES/$name.err" || { echo "rc $?"; tail -5 "$RES/$name.err"; }
 }
 INF="--what inference --max-n ${MAXN:-1048576} --queries 1024 --repeats ${REPEATS:-15}"
 run_bench inference-kernels "$BIN" $INF
@@ -55,21 +60,40 @@ for n in 256 1024; do
   [ -n "$BASE" ] && run_bench train$n-main "$BASE/build/app/retreever" $TR
 done
 [ -n "$BASE" ] && run_bench inference-main "$BASE/build/app/retreever" $INF
-python3 - "$OUT" <<'EOF'
+python3 - "$RES" <<'EOF'
 import json, sys, glob, os
 out = sys.argv[1]
 def load(name):
     try:
         return json.load(open(os.path.join(out, name + ".json")))
-    except Exception as e:
+    except Exception:
+        pass
+    try:  # the baseline's text tables
+        lines = open(os.path.join(out, name + ".txt")).read().splitlines()
+    except Exception:
         return None
-print("inference us/query (x1024 = total us): N | TCA kernels | TCA tensor | TCA main | CA | build ms kernels / tensor / main")
+    rows, models = [], []
+    for l in lines:
+        f = l.replace("|", " ").split()
+        if len(f) == 7 and f[0].isdigit() and f[1].isdigit():
+            rows.append({"n": int(f[0]), "tca_us_per_query": float(f[2]), "ca_us_per_query": float(f[3]),
+                         "tree_build_ms": float(f[4]), "ca_keys_ms": float(f[5])})
+        elif len(f) == 4 and f[0] in ("tca", "ca", "perceiver", "treeformer"):
+            models.append({"model": f[0], "ms_per_step": float(f[1])})
+    return {"inference": {"rows": rows}, "train": {"models": models}}
+print("inference us/query (x1024 = total us): N | TCA kernels | TCA graph | TCA tensor | TCA main | CA | CA graph | CA main | build ms kernels / graph / tensor / main")
 runs = {k: load("inference-" + k) for k in ("kernels", "tensor", "main")}
 rows = {k: {r["n"]: r for r in v["inference"]["rows"]} for k, v in runs.items() if v}
 for n in sorted(rows.get("kernels", {})):
     g = lambda k, f: ("%.3f" % rows[k][n][f]) if k in rows and n in rows[k] else "-"
-    print(n, g("kernels", "tca_us_per_query"), g("tensor", "tca_us_per_query"), g("main", "tca_us_per_query"),
-          g("kernels", "ca_us_per_query"), g("kernels", "tree_build_ms"), g("tensor", "tree_build_ms"), g("main", "tree_build_ms"))
+    print(n, g("kernels", "tca_us_per_query"), g("kernels", "tca_graph_us_per_query"), g("tensor", "tca_us_per_query"),
+          g("main", "tca_us_per_query"), g("kernels", "ca_us_per_query"), g("kernels", "ca_graph_us_per_query"),
+          g("main", "ca_us_per_query"), g("kernels", "tree_build_ms"), g("kernels", "tree_build_graph_ms"),
+          g("tensor", "tree_build_ms"), g("main", "tree_build_ms"))
+    for k in rows:
+        for f, v in rows[k].get(n, {}).items():
+            if f.endswith("_error") or f.endswith("matches_eager"):
+                print("   ", k, f, str(v)[:300])
 for n in (256, 1024):
     for k in ("kernels", "tensor", "main"):
         v = load("train%d-%s" % (n, k))

@@ -11,12 +11,14 @@
 #define RETREEVER_HAS_RECORD_PROFILE 1
 #endif
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "app/cli/args.h"
+#include "core/cuda/cuda_graph.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
 #include "core/training/device.h"
@@ -31,6 +33,7 @@ const char* kBenchUsage =
     "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
     "                       [--queries 1024] [--repeats 5] [--models tca,ca,perceiver,treeformer]\n"
     "                       [--profile DIR] [--json] [--kernels on|off]\n"
+    "                       [--graphs on|off]\n"
     "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer;\n"
     "             --models picks some of them)\n"
     "  --profile  also write DIR/train-MODEL.trace.json: the operators of the timed training steps\n"
@@ -38,7 +41,9 @@ const char* kBenchUsage =
     "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
     "             (batch 1, no encoder; tree building / key projection reported apart)\n"
     "  --json     print the same figures as one JSON document instead of the tables\n"
-    "  --kernels  off: CUDA tensors take the tensor paths even where the CUDA kernels are built\n";
+    "  --kernels  off: CUDA tensors take the tensor paths even where the CUDA kernels are built\n"
+    "  --graphs   on (default, CUDA only): inference also times the decode and the tree building\n"
+    "             replayed from a CUDA graph (fixed shapes: one capture per size)\n";
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
@@ -171,6 +176,9 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
       device.str().c_str(), repeats);
   say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
       "CA keys ms", "speed-up");
+  const bool graphs = device.is_cuda() && args.str("graphs", "on") == "on";
+  if (graphs)
+    say(o, "%s\n", "  each size's second line: the same work replayed from a CUDA graph (-1: the capture failed)");
   auto& inference = o.doc["inference"];
   inference = {{"batch", 1}, {"queries", queries}, {"repeats", repeats}, {"device", device.str()},
                {"rows", nlohmann::json::array()}};
@@ -188,6 +196,33 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
     say(o, "%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
         (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries, 1e3 * build, 1e3 * project,
         t_ca / t_tca);
+    nlohmann::json graph_row = nlohmann::json::object();
+    if (graphs) {
+      // The same calls replayed from CUDA graphs: the launch costs mostly go.
+      auto replayed = [&](CudaGraph& g, const std::function<void()>& fn, const char* what) {
+        if (g.capture(fn)) return time_median(device, repeats, [&] { g.replay(); });
+        graph_row[std::string(what) + "_error"] = g.error();
+        return -1.0;
+      };
+      CudaGraph g_tca, g_ca, g_build;
+      DecodeOutput o_tca, o_ca;
+      std::shared_ptr<Memory> built;
+      const double r_tca = replayed(g_tca, [&] { o_tca = tca->decode(*tree, q, greedy); }, "tca");
+      const double r_ca = replayed(g_ca, [&] { o_ca = ca->decode(*keys, q, greedy); }, "ca");
+      const double r_build = replayed(g_build, [&] { built = tca->prepare(context, x); }, "build");
+      if (r_tca > 0) {  // a replay computes what the eager call computes
+        auto eager = tca->decode(*tree, q, greedy).encoding;
+        graph_row["tca_graph_matches_eager"] = torch::allclose(eager, o_tca.encoding, 1e-5, 1e-5);
+      }
+      auto us = [&](double t) { return t > 0 ? 1e6 * t / queries : -1.0; };
+      graph_row["tca_graph_us_per_query"] = us(r_tca);
+      graph_row["ca_graph_us_per_query"] = us(r_ca);
+      graph_row["tree_build_graph_ms"] = r_build > 0 ? 1e3 * r_build : -1.0;
+      say(o, "%8s %6s | %12.3f %12.3f | %12.2f %12s | %8s\n", "graph", "", us(r_tca), us(r_ca),
+          r_build > 0 ? 1e3 * r_build : -1.0, "", "");
+      for (auto& [key, value] : graph_row.items())
+        if (key.size() > 6 && key.substr(key.size() - 6) == "_error") say(o, "  capture failed (%s): %s\n", key.c_str(), value.get<std::string>().c_str());
+    }
     inference["rows"].push_back({{"n", n},
                                  {"tokens_per_query", tca->tokens_per_query(n)},
                                  {"tca_us_per_query", 1e6 * t_tca / queries},
@@ -195,6 +230,7 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
                                  {"tree_build_ms", 1e3 * build},
                                  {"ca_keys_ms", 1e3 * project},
                                  {"speedup", t_ca / t_tca}});
+    inference["rows"].back().update(graph_row);
   }
 }
 
@@ -205,7 +241,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
   Args args("bench", argv,
             {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile",
-             "kernels"},
+             "kernels", "graphs"},
             {"json"});
   const auto what = args.str("what", "all");
   if (what != "train" && what != "inference" && what != "all")

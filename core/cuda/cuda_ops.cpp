@@ -60,7 +60,7 @@ cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const
   a.m = q.size(1);
   a.H = q.size(2);
   a.d = q.size(3);
-  if (idx.defined()) {
+  if (idx.defined() && idx.numel() > 0) {
     a.idx = idx.data_ptr<std::int64_t>();
     a.nk = idx.size(1);
     a.n = k.size(1);
@@ -70,7 +70,7 @@ cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const
     a.n = a.nk;
     a.groups_per_row = 1;
   }
-  if (mask.defined()) a.mask = mask.data_ptr<bool>();
+  if (mask.defined() && mask.numel() > 0) a.mask = mask.data_ptr<bool>();
   return a;
 }
 
@@ -106,8 +106,7 @@ struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionF
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3];
     const auto p = ctx->saved_data["p"].toTensor();
-    const auto idx = ctx->saved_data["idx"].isNone() ? torch::Tensor() : ctx->saved_data["idx"].toTensor();
-    const auto mask = ctx->saved_data["mask"].isNone() ? torch::Tensor() : ctx->saved_data["mask"].toTensor();
+    const auto idx = ctx->saved_data["idx"].toTensor(), mask = ctx->saved_data["mask"].toTensor();
     auto dout = grads[0].contiguous();
     c10::cuda::CUDAGuard guard(q.device());
     cuda::GroupGradArgs a;
@@ -178,8 +177,9 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
 torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& idx, const torch::Tensor& mask) {
   auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  auto ic = idx.defined() ? idx.contiguous() : torch::Tensor();
-  auto mc = mask.defined() ? mask.contiguous() : torch::Tensor();
+  // Absent indices or mask travel as empty tensors: autograd's Function takes no undefined inputs.
+  auto ic = idx.defined() ? idx.contiguous() : torch::empty({0}, q.options().dtype(torch::kLong));
+  auto mc = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
   if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad()))
     return group_forward(qc, kc, vc, ic, mc, false).out;
   return GroupAttentionFunction::apply(qc, kc, vc, ic, mc);

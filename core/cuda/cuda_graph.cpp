@@ -1,0 +1,84 @@
+#include "cuda_graph.h"
+
+#include <stdexcept>
+
+#ifdef RETREEVER_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace retreever {
+
+struct CudaGraph::Impl {
+#ifdef RETREEVER_CUDA
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+  bool ok = false;
+  std::string error;
+};
+
+CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
+CudaGraph::~CudaGraph() = default;
+
+bool CudaGraph::captured() const { return impl_->ok; }
+const std::string& CudaGraph::error() const { return impl_->error; }
+
+#ifdef RETREEVER_CUDA
+
+bool CudaGraph::capture(const std::function<void()>& fn) {
+  impl_->ok = false;
+  impl_->error.clear();
+  impl_->graph.reset();
+  try {
+    auto side = c10::cuda::getStreamFromPool();
+    c10::cuda::getCurrentCUDAStream().synchronize();  // the side stream must see the inputs
+    c10::cuda::CUDAStreamGuard guard(side);
+    fn();  // warm-up, eagerly
+    side.synchronize();
+    impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
+    impl_->graph->capture_begin();
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      impl_->error = e.what();
+      // End the capture so that the stream and the allocator leave capture mode; the partial
+      // graph is invalid, so ending it reports an error, which is expected here.
+      try {
+        impl_->graph->capture_end();
+      } catch (const std::exception&) {
+      }
+      cudaGetLastError();
+      impl_->graph.reset();
+      return false;
+    }
+    impl_->graph->capture_end();
+    side.synchronize();
+  } catch (const std::exception& e) {
+    if (impl_->error.empty()) impl_->error = e.what();
+    cudaGetLastError();
+    impl_->graph.reset();
+    return false;
+  }
+  impl_->ok = true;
+  return true;
+}
+
+void CudaGraph::replay() {
+  if (!impl_->ok) throw std::logic_error("CudaGraph::replay: nothing captured (" + impl_->error + ")");
+  impl_->graph->replay();
+}
+
+#else
+
+bool CudaGraph::capture(const std::function<void()>&) {
+  impl_->error = "built without CUDA";
+  return false;
+}
+
+void CudaGraph::replay() { throw std::logic_error("CudaGraph::replay: built without CUDA"); }
+
+#endif
+
+}  // namespace retreever

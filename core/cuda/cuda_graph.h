@@ -1,0 +1,33 @@
+// A CUDA graph of a piece of work with fixed shapes (inference decode, tree building): capture()
+// runs fn once eagerly on a side stream (the warm-up: handles, workspaces, allocator), then records
+// a second run; replay() runs the recording on the current stream at a fraction of the launch
+// cost. The tensors fn reads must stay alive at the same addresses (copy new inputs into them),
+// and what fn assigned during the capture is overwritten in place by every replay.
+// When the capture fails (an operation that synchronises, a CPU tensor, no CUDA), capture()
+// returns false with the reason in error() and leaves nothing capturing: run fn eagerly instead.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace retreever {
+
+class CudaGraph {
+ public:
+  CudaGraph();
+  ~CudaGraph();
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  bool capture(const std::function<void()>& fn);
+  void replay();  // throws when nothing was captured
+  bool captured() const;
+  const std::string& error() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace retreever
