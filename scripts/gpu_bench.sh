@@ -9,7 +9,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_bench_out}
 RES=$(mktemp -d)
 mkdir -p "$OUT"
-trap 'tar czf "$RES/results.tgz" -C "$RES" .' EXIT
+trap 'tar czf /tmp/results.tgz -C "$RES" . ; cp /tmp/results.tgz "$OUT/"' EXIT
 BASE=${1:-}
 PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$RES/gpu.txt"

@@ -144,6 +144,10 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   a.p = p;
   for (std::int64_t l = 0; l <= k; ++l) a.offsets[l] = offsets[l];
   a.explore = float(explore);
+  if (k > 0) {
+    a.entropy_scale = float(1.0 / double(a.Q * k));
+    a.head_entropy_scale = float(1.0 / double(a.Q * k * a.H));
+  }
   a.queries = q.data_ptr<float>();
   a.keys = keys.data_ptr<float>();
   a.masks = masks.data_ptr<bool>();

@@ -28,8 +28,10 @@ struct CudaWalk {
   torch::Tensor path;     // [Q,k] long
   torch::Tensor pi;       // [Q,k,b]
   torch::Tensor log_prob;      // [Q]: sum over levels of log pi (sampling with exploration: log mu)
-  torch::Tensor entropy;       // [Q]: sum over levels of the policy's entropy
-  torch::Tensor head_entropy;  // [Q]: sum over levels and heads of each head's entropy
+  // Entropies summed over levels (and heads), divided by Q k (Q k H): their sums over the queries
+  // are the means the decoder reports.
+  torch::Tensor entropy;       // [Q]: the policy's entropy
+  torch::Tensor head_entropy;  // [Q]: each head's entropy
 };
 
 // queries [Q,H,dh] (Q = B*M), keys [B,n,H,dh], masks [B,n], offsets: first row of levels 1..k+1;

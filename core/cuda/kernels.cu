@@ -25,6 +25,8 @@ __device__ __forceinline__ void load_row(float (&r)[D], const float* p) {
   }
 }
 
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 template <int D>
 __device__ __forceinline__ float dot_row(const float (&q)[D], const float* p) {
   float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -68,8 +70,16 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
     const long long cur = scur[ql];
     if (active) {
       const long long row = a.offsets[t] + cur * b + c;
+      // Every row exists (padding nodes too): the key loads need not wait for the mask.
+      const float dot = dot_row<D>(qr, a.keys + ((bi * a.n + row) * H + h) * D);
       const bool keep = a.masks[bi * a.n + row];
-      ss[ql * P2 + pair] = keep ? dot_row<D>(qr, a.keys + ((bi * a.n + row) * H + h) * D) : kLowest;
+      // The rows this child's subtree reads next, into L2 while the policy decides: the next
+      // level then waits for L2 instead of device memory.
+      const long long fan = t + 1 < int(a.k) ? b : a.p;
+      const long long first = a.offsets[t + 1] + (cur * b + c) * fan;
+      for (long long j = 0; j < fan; ++j) prefetch_l2(a.keys + ((bi * a.n + first + j) * H + h) * D);
+      if (h == 0) prefetch_l2(a.masks + bi * a.n + first);
+      ss[ql * P2 + pair] = keep ? dot : kLowest;
       if (h == 0) {
         skeep[ql * b + c] = keep;
         a.rows[qi * S + t * b + c] = row;
@@ -162,17 +172,21 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
   }
   if (pair == 0) {
     a.log_prob[qi] = logp;
-    a.entropy[qi] = ent;
-    a.head_entropy[qi] = hent;
+    a.entropy[qi] = ent * a.entropy_scale;
+    a.head_entropy[qi] = hent * a.head_entropy_scale;
   }
 }
 
-// One thread per (group, query, head): the scores of the group's keys, an online softmax and the
-// weighted sum of the values, in one pass.
+// L lanes (a power of two up to 32, the shuffle width) per (group, query, head) row; lane r takes
+// keys r, r + L, ... with an online softmax of its own, then the lanes merge their maxima, sums and
+// weighted values by shuffles. All lanes run the shuffles, rows past the end included.
 template <int D>
-__global__ void group_forward_kernel(const GroupArgs a) {
-  const long long lin = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (lin >= a.G * a.m * a.H) return;
+__global__ void group_forward_kernel(const GroupArgs a, int L) {
+  const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const long long rows = a.G * a.m * a.H, lin_raw = tid / L;
+  const int lane = int(tid % L);
+  const bool active = lin_raw < rows;
+  const long long lin = active ? lin_raw : rows - 1;
   const long long H = a.H, h = lin % H, gi = lin / H, g = gi / a.m;
   float qr[D], acc[D];
   load_row<D>(qr, a.q + lin * D);
@@ -180,38 +194,57 @@ __global__ void group_forward_kernel(const GroupArgs a) {
   for (int e = 0; e < D; ++e) acc[e] = 0;
   const long long base = (g / a.groups_per_row) * a.n;
   float mx = -INFINITY, l = 0;
-  for (long long j = 0; j < a.nk; ++j) {
+  for (long long j = lane; j < a.nk; j += L) {
     const long long row = base + (a.idx ? a.idx[g * a.nk + j] : j);
     const bool keep = a.mask ? a.mask[g * a.nk + j] : true;
-    const float s = keep ? dot_row<D>(qr, a.k + (row * H + h) * D) : kLowest;
-    if (a.p) a.p[(gi * a.nk + j) * H + h] = s;
-    const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn);
-    l = l * scale + w;
+    const float dot = dot_row<D>(qr, a.k + (row * H + h) * D);
     float vr[D];
     load_row<D>(vr, a.v + (row * H + h) * D);
+    const float s = keep ? dot : kLowest;
+    if (a.p && active) a.p[(gi * a.nk + j) * H + h] = s;
+    const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn);
+    l = l * scale + w;
 #pragma unroll
     for (int e = 0; e < D; ++e) acc[e] = acc[e] * scale + w * vr[e];
     mx = mn;
   }
-  const float inv = 1.f / l;
-  float* o = a.out + lin * D;
+  // Merge the lanes: the row's maximum, then each lane's sum and values rescaled to it.
+  float top = mx;
+  for (int off = L / 2; off > 0; off /= 2) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, off, L));
+  const float scale = mx == -INFINITY ? 0.f : expf(mx - top);
+  l *= scale;
 #pragma unroll
-  for (int e = 0; e < D; e += 4)
-    *reinterpret_cast<float4*>(o + e) = make_float4(acc[e] * inv, acc[e + 1] * inv, acc[e + 2] * inv, acc[e + 3] * inv);
+  for (int e = 0; e < D; ++e) acc[e] *= scale;
+  for (int off = L / 2; off > 0; off /= 2) {
+    l += __shfl_xor_sync(0xffffffffu, l, off, L);
+#pragma unroll
+    for (int e = 0; e < D; ++e) acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], off, L);
+  }
+  if (!active) return;
+  const float inv = 1.f / l;
+  if (lane == 0) {
+    float* o = a.out + lin * D;
+#pragma unroll
+    for (int e = 0; e < D; e += 4)
+      *reinterpret_cast<float4*>(o + e) = make_float4(acc[e] * inv, acc[e + 1] * inv, acc[e + 2] * inv, acc[e + 3] * inv);
+  }
   if (a.p)
-    for (long long j = 0; j < a.nk; ++j) {
+    for (long long j = lane; j < a.nk; j += L) {
       float* pj = a.p + (gi * a.nk + j) * H + h;
-      *pj = expf(*pj - mx) * inv;
+      *pj = expf(*pj - top) * inv;
     }
 }
 
 // dp_j = dout . v_j; ds_j = p_j (dp_j - dout . out) where key j is real (masked scores get no
-// gradient); dq = sum_j ds_j k_j; dk_j += ds_j q; dv_j += p_j dout.
+// gradient); dq = sum_j ds_j k_j; dk_j += ds_j q; dv_j += p_j dout. Lanes over keys as above.
 template <int D>
-__global__ void group_backward_kernel(const GroupGradArgs a) {
+__global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   const GroupArgs& f = a.f;
-  const long long lin = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (lin >= f.G * f.m * f.H) return;
+  const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const long long rows = f.G * f.m * f.H, lin_raw = tid / L;
+  const int lane = int(tid % L);
+  const bool active = lin_raw < rows;
+  const long long lin = active ? lin_raw : rows - 1;
   const long long H = f.H, h = lin % H, gi = lin / H, g = gi / f.m;
   float qr[D], dor[D], dq[D];
   load_row<D>(qr, f.q + lin * D);
@@ -220,7 +253,7 @@ __global__ void group_backward_kernel(const GroupGradArgs a) {
 #pragma unroll
   for (int e = 0; e < D; ++e) dq[e] = 0;
   const long long base = (g / f.groups_per_row) * f.n;
-  for (long long j = 0; j < f.nk; ++j) {
+  for (long long j = lane; active && j < f.nk; j += L) {
     const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
     const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
     const float p = f.p[(gi * f.nk + j) * H + h];
@@ -242,9 +275,20 @@ __global__ void group_backward_kernel(const GroupGradArgs a) {
       atomicAdd(dk + e, ds * qr[e]);
     }
   }
+  for (int off = L / 2; off > 0; off /= 2)
+#pragma unroll
+    for (int e = 0; e < D; ++e) dq[e] += __shfl_xor_sync(0xffffffffu, dq[e], off, L);
+  if (!active || lane != 0) return;
   float* o = a.dq + lin * D;
 #pragma unroll
   for (int e = 0; e < D; e += 4) *reinterpret_cast<float4*>(o + e) = make_float4(dq[e], dq[e + 1], dq[e + 2], dq[e + 3]);
+}
+
+// Lanes per row: enough for every key up to a warp.
+int lanes_for(long long nk) {
+  int L = 1;
+  while (L < 32 && L < nk) L *= 2;
+  return L;
 }
 
 int blocks_for(long long threads, int per_block) { return int((threads + per_block - 1) / per_block); }
@@ -276,18 +320,20 @@ int walk(const WalkArgs& a, void* stream) {
 }
 
 int group_forward(const GroupArgs& a, void* stream) {
-  const long long threads = a.G * a.m * a.H;
+  const int L = lanes_for(a.nk);
+  const long long threads = a.G * a.m * a.H * L;
   if (threads == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  RETREEVER_DISPATCH_D(int(a.d), (group_forward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a)))
+  RETREEVER_DISPATCH_D(int(a.d), (group_forward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a, L)))
   return int(cudaGetLastError());
 }
 
 int group_backward(const GroupGradArgs& a, void* stream) {
-  const long long threads = a.f.G * a.f.m * a.f.H;
+  const int L = lanes_for(a.f.nk);
+  const long long threads = a.f.G * a.f.m * a.f.H * L;
   if (threads == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  RETREEVER_DISPATCH_D(int(a.f.d), (group_backward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a)))
+  RETREEVER_DISPATCH_D(int(a.f.d), (group_backward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a, L)))
   return int(cudaGetLastError());
 }
 

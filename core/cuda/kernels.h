@@ -30,8 +30,9 @@ struct WalkArgs {
   std::int64_t* path = nullptr;     // [Q,k] node walked to, within its level
   float* pi = nullptr;              // [Q,k,b]
   float* log_prob = nullptr;        // [Q] sum over levels of log pi (or log mu when exploring) of the choice
-  float* entropy = nullptr;         // [Q] sum over levels of the policy's entropy
-  float* head_entropy = nullptr;    // [Q] sum over levels and heads of each head's entropy
+  float* entropy = nullptr;         // [Q] sum over levels of the policy's entropy, times entropy_scale
+  float* head_entropy = nullptr;    // [Q] sum over levels and heads of each head's entropy, times head_entropy_scale
+  float entropy_scale = 1, head_entropy_scale = 1;  // 1 / (Q k) and 1 / (Q k H) make the sums over queries means
 };
 
 // Returns a cudaError_t as int (0: success).

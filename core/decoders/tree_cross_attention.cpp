@@ -261,7 +261,7 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     }
   } else {
     out.log_prob = walk.log_prob.view({B, M});
-    out.entropy = head_entropy_ ? walk.head_entropy.sum() / double(B * M * k * H) : walk.entropy.sum() / double(B * M * k);
+    out.entropy = (head_entropy_ ? walk.head_entropy : walk.entropy).sum();  // already divided: one launch
   }
   auto heads = group_attention_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep);
   finish_decode(memory, queries, q, attention->project_out(heads.view({B, M, H, dh})), request, out);

@@ -68,7 +68,7 @@ void group_attention_matches_the_tensor_path() {
           k = torch::randn({B, n, H, d}, opts).requires_grad_();
           v = torch::randn({B, n, H, d}, opts).requires_grad_();
           idx = torch::randint(0, n, {G, nk}, opts.dtype(torch::kLong));
-          auto base = (torch::arange(G, opts.dtype(torch::kLong)) / (G / B) * n).unsqueeze(1);
+          auto base = (torch::arange(G, opts.dtype(torch::kLong)).div(G / B, "floor") * n).unsqueeze(1);
           kg = k.reshape({B * n, H, d}).index_select(0, (idx + base).reshape(-1)).view({G, nk, H, d});
           vg = v.reshape({B * n, H, d}).index_select(0, (idx + base).reshape(-1)).view({G, nk, H, d});
         } else {
