@@ -31,7 +31,7 @@ if [ -n "$BASE" ]; then
 else
   JOBS=16
 fi
-cmake --build build -j$JOBS --target retreever test_cuda >"$RES/build.log" 2>&1
+cmake --build build -j$JOBS --target retreever test_cuda test_masking >"$RES/build.log" 2>&1
 rc=$?
 grep -E "error|warning: " "$RES/build.log" | head -40
 echo "build rc $rc in $(( $(date +%s) - t0 )) s"
@@ -39,7 +39,9 @@ echo "build rc $rc in $(( $(date +%s) - t0 )) s"
 wait
 echo "builds done in $(( $(date +%s) - t0 )) s"
 
-(cd build && ctest -L cuda --output-on-failure 2>&1 | tee "$RES/ctest.log" | tail -40)
+(cd build && ctest --output-on-failure 2>&1 | tee "$RES/ctest.log" | tail -12)
+build/tests/test_cuda 2>&1 | tail -4
+build/tests/test_masking 2>&1 | tail -4
 
 BIN=build/app/retreever
 run_bench() {  # NAME BINARY ARGS...
@@ -58,6 +60,7 @@ for n in 256 1024; do
   run_bench train$n-kernels "$BIN" $TR
   run_bench train$n-tensor "$BIN" $TR --kernels off
   [ -n "$BASE" ] && run_bench train$n-main "$BASE/build/app/retreever" $TR
+  run_bench train$n-kernels2 "$BIN" $TR  # again: the spread between two runs of the same code
 done
 [ -n "$BASE" ] && run_bench inference-main "$BASE/build/app/retreever" $INF
 python3 - "$RES" <<'EOF'
@@ -95,7 +98,7 @@ for n in sorted(rows.get("kernels", {})):
             if f.endswith("_error") or f.endswith("matches_eager"):
                 print("   ", k, f, str(v)[:300])
 for n in (256, 1024):
-    for k in ("kernels", "tensor", "main"):
+    for k in ("kernels", "tensor", "main", "kernels2"):
         v = load("train%d-%s" % (n, k))
         if v:
             print("train N=%d %-8s" % (n, k), " ".join("%s %.2f ms" % (m["model"], m["ms_per_step"]) for m in v["train"]["models"]))

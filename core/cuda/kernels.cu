@@ -11,7 +11,7 @@
 namespace retreever::cuda {
 namespace {
 
-constexpr float kLowest = -FLT_MAX;  // the score of a masked key (blocks.h: masked_score)
+constexpr float kLowest = -FLT_MAX / 2;  // the score of a masked key (blocks.h: masked_score)
 
 template <int D>
 __device__ __forceinline__ void load_row(float (&r)[D], const float* p) {
@@ -44,10 +44,13 @@ __device__ __forceinline__ float dot_row(const float (&q)[D], const float* p) {
 // One block holds qpb queries; each query has b*H threads, one per (child, head). Per level: every
 // thread scores its child for its head, then the query's first thread forms the policy, chooses,
 // and moves the query to the chosen child.
-template <int D>
+// NB: the branch factor at compile time (0: a.b at run time), so that the policy's per-child
+// arrays live in registers rather than local memory.
+template <int D, int NB>
 __global__ void walk_kernel(const WalkArgs a, int qpb) {
   extern __shared__ unsigned char smem[];
-  const int H = int(a.H), b = int(a.b), P2 = b * H;
+  constexpr int kB = NB > 0 ? NB : kMaxBranch;  // the per-child arrays' size
+  const int H = int(a.H), b = NB > 0 ? NB : int(a.b), P2 = b * H;
   long long* scur = reinterpret_cast<long long*>(smem);    // [qpb] node being expanded
   float* ss = reinterpret_cast<float*>(scur + qpb);          // [qpb][b*H] scores
   bool* skeep = reinterpret_cast<bool*>(ss + qpb * P2);      // [qpb][b] real children
@@ -90,27 +93,38 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
     if (active && pair == 0) {
       const float* s = ss + ql * P2;  // s[c*H + h]
       const bool* kp = skeep + ql * b;
-      float p[kMaxBranch], lmax[kMaxBranch], lacc[kMaxBranch];
+      float p[kB], lmax[kB], lacc[kB], lpv[kB];
+      bool kk[kB];
       int real = 0;
+#pragma unroll
       for (int j = 0; j < b; ++j) {
         p[j] = 0;
         lmax[j] = -INFINITY;
         lacc[j] = 0;
-        real += kp[j];
+        kk[j] = kp[j];
+        real += kk[j];
       }
       // The policy: each head's softmax over the children, averaged over the heads (as the CPU
       // kernel sums it); log pi by a log-sum-exp over the heads' log-softmax (as the tensor path).
       for (int hh = 0; hh < H; ++hh) {
-        float top = s[hh];
-        for (int j = 1; j < b; ++j) top = fmaxf(top, s[j * H + hh]);
-        float sum = 0;
-        for (int j = 0; j < b; ++j) sum += expf(s[j * H + hh] - top);
-        const float lsum = logf(sum);
+        float sc[kB];
+#pragma unroll
+        for (int j = 0; j < b; ++j) sc[j] = s[j * H + hh];
+        float top = sc[0];
+#pragma unroll
+        for (int j = 1; j < b; ++j) top = fmaxf(top, sc[j]);
+        float e[kB], sum = 0;
+#pragma unroll
         for (int j = 0; j < b; ++j) {
-          const float e = expf(s[j * H + hh] - top);
-          p[j] += e / (sum * float(H));
-          const float ls = s[j * H + hh] - top - lsum;  // this head's log-softmax
-          const float w = e / sum;
+          e[j] = expf(sc[j] - top);
+          sum += e[j];
+        }
+        const float lsum = logf(sum);
+#pragma unroll
+        for (int j = 0; j < b; ++j) {
+          p[j] += e[j] / (sum * float(H));
+          const float ls = sc[j] - top - lsum;  // this head's log-softmax
+          const float w = e[j] / sum;
           if (w > 0) hent -= w * ls;
           if (ls > lmax[j]) {
             lacc[j] = lacc[j] * expf(lmax[j] - ls) + 1;
@@ -120,10 +134,11 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
           }
         }
       }
+#pragma unroll
       for (int j = 0; j < b; ++j) {
-        const float lp = lmax[j] + logf(lacc[j]) - logH;
-        const float w = expf(lp);
-        if (w > 0) ent -= w * lp;
+        lpv[j] = lmax[j] + logf(lacc[j]) - logH;
+        const float w = expf(lpv[j]);
+        if (w > 0) ent -= w * lpv[j];
       }
       int action = 0;
       if (a.uniform) {  // invert the CDF of the (exploring) policy at the query's draw
@@ -131,27 +146,41 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
         const float explore = a.explore;
         float cdf = 0;
         int below = 0, last_real = b - 1;
+#pragma unroll
         for (int j = 0; j < b; ++j) {
-          cdf += explore > 0 ? (1 - explore) * p[j] + explore * (kp[j] ? 1.f / float(real > 1 ? real : 1) : 0.f) : p[j];
+          cdf += explore > 0 ? (1 - explore) * p[j] + explore * (kk[j] ? 1.f / float(real > 1 ? real : 1) : 0.f) : p[j];
           below += cdf <= u;
         }
         if (real > 0)
           while (!kp[last_real]) --last_real;
         action = below < last_real ? below : last_real;
       } else {
+        float best = p[0];
+#pragma unroll
         for (int j = 1; j < b; ++j)
-          if (p[j] > p[action]) action = j;
+          if (p[j] > best) {
+            best = p[j];
+            action = j;
+          }
       }
-      const float lp = lmax[action] + logf(lacc[action]) - logH;
+      float lp = 0;
+      bool keep_a = false;
+#pragma unroll
+      for (int j = 0; j < b; ++j)
+        if (j == action) {
+          lp = lpv[j];
+          keep_a = kk[j];
+        }
       if (a.uniform && a.explore > 0) {
         const float mu = (1 - a.explore) * expf(lp) + a.explore * (1.f / float(real > 1 ? real : 1));
-        logp += kp[action] ? logf(mu) : 0.f;
+        logp += keep_a ? logf(mu) : 0.f;
       } else {
         logp += lp;
       }
+#pragma unroll
       for (int j = 0; j < b; ++j) {
         a.pi[(qi * a.k + t) * b + j] = p[j];
-        a.keep[qi * S + t * b + j] = kp[j] && j != action;
+        a.keep[qi * S + t * b + j] = kk[j] && j != action;
       }
       const long long next = cur * b + action;
       a.actions[qi * a.k + t] = action;
@@ -315,7 +344,12 @@ int walk(const WalkArgs& a, void* stream) {
   const size_t smem = size_t(qpb) * (sizeof(long long) + sizeof(float) * P2 + a.b);
   const int blocks = blocks_for(a.Q, qpb);
   auto s = static_cast<cudaStream_t>(stream);
-  RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D><<<blocks, qpb * P2, smem, s>>>(a, qpb)))
+  switch (a.b) {
+    case 2: { RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D, 2><<<blocks, qpb * P2, smem, s>>>(a, qpb))) break; }
+    case 3: { RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D, 3><<<blocks, qpb * P2, smem, s>>>(a, qpb))) break; }
+    case 4: { RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D, 4><<<blocks, qpb * P2, smem, s>>>(a, qpb))) break; }
+    default: { RETREEVER_DISPATCH_D(int(a.d), (walk_kernel<D, 0><<<blocks, qpb * P2, smem, s>>>(a, qpb))) break; }
+  }
   return int(cudaGetLastError());
 }
 

@@ -40,7 +40,7 @@ int walk(const WalkArgs& a, void* stream);
 
 // Attention where every group reads its own few keys: G groups of m queries, nk keys each, H heads.
 // Key j of group g is row ((g / groups_per_row) * n + (idx ? idx[g*nk + j] : j)) of keys/values
-// [rows,H,d]; mask [G,nk] (null: every key is real). Masked keys score the lowest float; a group
+// [rows,H,d]; mask [G,nk] (null: every key is real). Masked keys score half the lowest float; a group
 // with every key masked thus reads its keys uniformly.
 struct GroupArgs {
   const float* q = nullptr;  // [G,m,H,d]

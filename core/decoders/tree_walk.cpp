@@ -50,7 +50,7 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
           real += keep[c];
           for (std::int64_t h = 0; h < H; ++h)  // masked as MultiHeadAttention masks a key
             s[c * H + h] = keep[c] ? kernel_dot(qp + (qi * H + h) * d, kp + ((row_b * n + row) * H + h) * d, d)
-                                   : std::numeric_limits<T>::lowest();  // masked_score
+                                   : std::numeric_limits<T>::lowest() / 2;  // masked_score
           p[c] = 0;
         }
         // The policy: each head's softmax over the children, averaged over the heads.

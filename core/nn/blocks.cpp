@@ -26,10 +26,10 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d_model, std::int64_
 
 double masked_score(torch::ScalarType dtype) {
   switch (dtype) {
-    case torch::kHalf: return double(std::numeric_limits<c10::Half>::lowest());
-    case torch::kBFloat16: return double(std::numeric_limits<c10::BFloat16>::lowest());
-    case torch::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
+    case torch::kHalf: return double(std::numeric_limits<c10::Half>::lowest()) / 2;
+    case torch::kBFloat16: return double(std::numeric_limits<c10::BFloat16>::lowest()) / 2;
+    case torch::kDouble: return std::numeric_limits<double>::lowest() / 2;
+    default: return double(std::numeric_limits<float>::lowest() / 2);
   }
 }
 

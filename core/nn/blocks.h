@@ -7,10 +7,11 @@
 
 namespace retreever {
 
-// Score given to masked keys in a tensor of this dtype: its lowest finite value. Far below any real
-// score, and finite in every dtype (a fixed -1e9 turns into -inf in float16, and a row with every
-// key masked then becomes NaN), so a row with every key masked yields uniform weights. Softmax
-// subtracts the row's maximum first, so no difference of two such scores overflows.
+// Score given to masked keys in a tensor of this dtype: half its lowest finite value. Far below any
+// real score, and finite in every dtype (a fixed -1e9 turns into -inf in float16, and a row with
+// every key masked then becomes NaN), so a row with every key masked yields uniform weights. The
+// half leaves room for log-softmax's subtractions: a masked key's log-probability stays finite
+// too (-inf would make 0 * log 0 in the entropy NaN).
 double masked_score(torch::ScalarType dtype);
 
 // Result of one attention: output [B, M, D] (after the output projection) and,

@@ -108,7 +108,7 @@ void tree_cross_attention_kernels_match_the_tensor_path() {
     int64_t N, b, d_model, heads;
   };
   for (auto cs : {Case{5, 2, 32, 2}, Case{16, 2, 32, 2}, Case{37, 2, 64, 4}, Case{29, 3, 16, 2}, Case{70, 4, 32, 2},
-                  Case{1000, 2, 64, 4}, Case{3000, 3, 64, 4}})
+                  Case{1000, 2, 64, 4}, Case{3000, 3, 64, 4}, Case{140, 5, 32, 2}})
     for (bool head_entropy : {false, true})
       for (int mode = 0; mode < 3; ++mode) {
         const auto what = "TCA N=" + std::to_string(cs.N) + " b=" + std::to_string(cs.b) + " D=" +
@@ -195,6 +195,23 @@ void greedy_walk_on_the_gpu_matches_the_cpu_kernel() {
   expect(mismatched <= 2, "GPU walk vs CPU walk: paths");  // a near tie may flip in float32
 }
 
+void low_precision_masks_stay_finite_on_the_gpu() {
+  // float16 and bfloat16 scores with masked keys and a row with every key masked (blocks.h:
+  // masked_score): no NaN, uniform over an all-masked row, finite log-probabilities.
+  for (auto t : {torch::kHalf, torch::kBFloat16}) {
+    auto scores = (3 * torch::randn({4, 5, 6, 2}, torch::kCUDA)).to(t);
+    auto mask = torch::rand({4, 5, 6}, torch::kCUDA) > 0.5;
+    mask[0][0].fill_(false);
+    auto w = MultiHeadAttentionImpl::head_averaged_weights(scores, mask).to(torch::kFloat);
+    auto lw = MultiHeadAttentionImpl::head_averaged_log_weights(scores, mask).to(torch::kFloat);
+    const std::string what = std::string("masked weights in ") + c10::toString(t);
+    expect(!torch::isnan(w).any().item<bool>(), what + ": no NaN");
+    expect(torch::allclose(w[0][0], torch::full({6}, 1.0 / 6, w.options()), 1e-2, 1e-2), what + ": all-masked row uniform");
+    expect(torch::isfinite(lw).all().item<bool>(), what + ": finite log-probabilities");
+    expect(torch::isfinite(-(lw.exp() * lw).sum()).item<bool>(), what + ": finite entropy");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -209,6 +226,7 @@ int main() {
   group_attention_matches_the_tensor_path();
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
+  low_precision_masks_stay_finite_on_the_gpu();
   std::printf("%s: %d of %d checks failed\n", failures ? "FAILED" : "PASSED", failures, checks);
   return failures ? 1 : 0;
 }
