@@ -11,10 +11,16 @@
 #include "app/cli/bench.h"
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
+#include "core/files.h"
 #include "core/inspection.h"
+#include "core/registry.h"
+#include "core/table.h"
 #include "core/training/checkpoint.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
+#ifdef RETREEVER_HAVE_CHARTS
+#include "ui/chart_view.h"
+#endif
 
 namespace fs = std::filesystem;
 using namespace retreever;
@@ -284,11 +290,11 @@ int cmd_study(const std::vector<std::string>& argv) {
     for (const auto& o : Config::choices("ordering")) {
       Config c = base;
       c.ordering = o;
-      if (c.task != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
+      if (task_info(c.task).view != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
       runs.emplace_back("tca_" + o, c);
     }
   } else {
-    for (const auto& m : Config::models()) runs.emplace_back(m, base);
+    for (const auto& d : decoders()) runs.emplace_back(d.name, base);
   }
   struct Row {
     std::string name, model, metric;
@@ -297,10 +303,7 @@ int cmd_study(const std::vector<std::string>& argv) {
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
   for (auto& [name, config] : runs) {
-    if (kind == "models") {
-      config.model = name;
-      config.match_tca_tokens(tca_tokens);  // Perceiver IO and Treeformer read as many as TCA
-    }
+    if (kind == "models") config = sized_like(config, name, tca_tokens);  // baselines read as many as TCA
     Trainer trainer(config, datasets::make_task);
     const int status = run_training(trainer, out / name);
     if (status != 0) return status;
@@ -308,23 +311,25 @@ int cmd_study(const std::vector<std::string>& argv) {
     if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
     rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
   }
-  std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
-                   " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
-                   "\n\n| run | model | metric | value | tokens/query | context N | tokens % |\n|---|---|---|---|---|---|---|\n";
-  std::string csv = "run,model,metric,value,tokens_per_query,context_size\n";
+  Table table;
+  table.header = {"run", "model", "metric", "value", "tokens/query", "context N", "tokens %"};
+  table.right = {false, false, false, true, true, true, true};
+  Table csv_table;
+  csv_table.header = {"run", "model", "metric", "value", "tokens_per_query", "context_size"};
   for (const auto& r : rows) {
-    char line[400];
-    const double shown = r.metric == "accuracy" ? 100 * r.value : r.value;
-    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.1f | %.1f | %.1f |\n", r.name.c_str(), r.model.c_str(),
-                  r.metric == "accuracy" ? "accuracy %" : r.metric.c_str(), shown, r.tokens, r.context,
-                  100 * r.tokens / r.context);
-    md += line;
-    std::snprintf(line, sizeof line, "%s,%s,%s,%.6g,%.6g,%.6g\n", r.name.c_str(), r.model.c_str(), r.metric.c_str(),
-                  r.value, r.tokens, r.context);
-    csv += line;
+    const bool acc = r.metric == "accuracy";
+    table.add({r.name, r.model, acc ? "accuracy %" : r.metric, format_number("%.3f", acc ? 100 * r.value : r.value),
+               format_number("%.1f", r.tokens), format_number("%.1f", r.context),
+               format_number("%.1f", 100 * r.tokens / r.context)});
+    csv_table.add({r.name, r.model, r.metric, format_number("%.6g", r.value), format_number("%.6g", r.tokens),
+                   format_number("%.6g", r.context)});
   }
-  write_text_file_atomic((out / "study.md").string(), md);
-  write_text_file_atomic((out / "study.csv").string(), csv);
+  const std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
+                         " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
+                         "\n\n" + table.markdown();
+  const std::string csv = csv_table.csv();
+  write_file_atomic((out / "study.md").string(), md);
+  write_file_atomic((out / "study.csv").string(), csv);
   std::printf("%s", md.c_str());
   return 0;
 }
@@ -370,7 +375,11 @@ int main(int argc, char** argv) {
     if (command == "inspect") return cmd_inspect(rest);
     if (command == "bench") return cli::cmd_bench(rest);
     if (command == "study") return cmd_study(rest);
+#ifdef RETREEVER_HAVE_CHARTS
+    if (command == "report") return cli::cmd_report(rest, ui::save_chart_png);
+#else
     if (command == "report") return cli::cmd_report(rest);
+#endif
     if (command == "convert") return cmd_convert(rest);
     if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
     std::fprintf(stderr, "error: %s\n%s",

@@ -26,7 +26,7 @@ void StudioTour::start() {
       });
   });
   // Stage 0: the copy task, TCA against CA and Perceiver IO (one click: Compare).
-  Config c = load_preset("copy");
+  Config c = Config::preset("copy");
   c.steps = steps_;
   c.eval_every = std::max(10, steps_ / 10);
   w_->experiment()->setConfig(c);
@@ -60,7 +60,7 @@ void StudioTour::next() {
             QTimer::singleShot(400, this, [this] {
               shoot("studio-comparison");
               // Stage 1: GP regression with TCA.
-              Config g = load_preset("gp");
+              Config g = Config::preset("gp");
               g.steps = steps_;
               g.encoder_layers = 2;
               g.eval_every = std::max(10, steps_ / 10);
@@ -90,7 +90,7 @@ void StudioTour::next() {
       QTimer::singleShot(600, this, [this] {
         shoot("studio-inspector-gp");
         // Stage 2: image completion on Fashion-MNIST (skipped when the data is not installed).
-        Config im = load_preset("image");
+        Config im = Config::preset("image");
         im.steps = steps_;
         im.eval_every = std::max(10, steps_ / 10);
         w_->experiment()->setConfig(im);

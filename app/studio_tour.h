@@ -1,4 +1,4 @@
-// 'retreever-studio --tour DIR': drives the real app through a short session and saves a
+// 'retreever-tour DIR': drives the real app through a short session and saves a
 // screenshot of each main screen (the README's pictures come from here).
 #pragma once
 

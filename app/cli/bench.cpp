@@ -16,6 +16,7 @@
 
 #include "app/cli/args.h"
 #include "core/decoders/decoder.h"
+#include "core/registry.h"
 #include "core/training/device.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
@@ -65,7 +66,7 @@ struct TrainChoice {
 
 TrainChoice train_choice(const Args& args) {
   TrainChoice choice;
-  const auto& all = Config::models();
+  const auto& all = Config::choices("model");
   std::string names;
   for (const auto& m : all) names += (names.empty() ? "" : ", ") + m;
   choice.models = all;
@@ -101,14 +102,12 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
   std::printf("%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
   std::int64_t tca_tokens = 0;
   for (const auto& model : choice.models) {
-    Config c = Config::preset("copy");
-    c.model = model;
+    Config c = sized_like(Config::preset("copy"), model, tca_tokens);  // baselines read as many tokens as TCA
     c.seq_len = seq_len;
     c.batch = batch;
     c.steps = 1000000;
     c.device = device;
     c.eval_batches = 1;
-    if (tca_tokens > 0) c.match_tca_tokens(tca_tokens);  // the baselines read as many tokens as TCA
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
@@ -122,7 +121,7 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
     }
     auto e = trainer.evaluate();
-    if (model == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
+    if (decoder_info(model).policy) tca_tokens = std::int64_t(e.tokens_per_query);
     const double ms = 1000 * median(t);
     std::printf("%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
     std::fflush(stdout);

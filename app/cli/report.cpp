@@ -24,9 +24,12 @@
 #include <thread>
 
 #include "app/cli/args.h"
-#include "app/cli/plot_png.h"
+#include "core/registry.h"
+#include "core/table.h"
+#include "ui/chart.h"
 #include "app/cli/report_budgets.h"  // generated from resources/report/*.json
 #include "app/cli/training_run.h"
+#include "core/files.h"
 #include "core/config.h"
 #include "core/paper.h"
 #include "core/training/trainer.h"
@@ -42,11 +45,13 @@ const char* kReportUsage =
     "usage: retreever report --out DIR [--config laptop|gpu|FILE.json] [--only SECTIONS]\n"
     "                        [--no-train] [--device auto|cpu|cuda] [--data DIR]\n"
     "  --config    the budget: which comparisons, sequence lengths, models and training settings.\n"
-    "              'laptop' (default, ~20 min on 2 CPU cores) and 'gpu' (the paper's lengths) are\n"
+    "              'laptop' (default, 30-45 min on 2 CPU cores) and 'gpu' (the paper's lengths) are\n"
     "              built in; resources/report/*.json show the format.\n"
     "  --only      comma-separated sections to run: copy, reward, gp, image, ordering\n"
     "  --no-train  only assemble the report from runs already in DIR (e.g. trained on another\n"
-    "              machine); missing runs are listed as missing\n"
+    "              machine); missing runs are listed as missing. The charts (plots/*.png) are drawn\n"
+    "              with Qt: a retreever built without it (GUI off) writes the tables and CSV, and\n"
+    "              --no-train on the same folder with a Qt build adds the charts\n"
     "Runs go to DIR/SECTION/...; a run folder holding the same experiment is reused or resumed,\n"
     "so running the command again continues an interrupted report.\n";
 
@@ -109,7 +114,7 @@ Budget parse_budget(const std::string& text, const std::string& name) {
   if (!j.is_object()) throw std::runtime_error("report budget '" + name + "': expected a JSON object");
   Budget b;
   b.name = name;
-  const auto models = as_set(Config::models());
+  const auto models = as_set(Config::choices("model"));
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string key = it.key(), where = "report budget '" + name + "', " + key;
     if (key == "description") {
@@ -203,11 +208,11 @@ struct Run {
 json experiment_json(const Config& c) {
   json j = json::parse(c.to_json());
   for (const char* k : {"device", "data_dir", "log_every"}) j.erase(k);
-  if (c.model != "tca")
-    for (const auto& k : Config::tca_only_fields()) j.erase(k);
-  if (c.model != "perceiver") j.erase("latents");
-  if (c.model != "tca" && c.model != "ca") j.erase("block");  // Perceiver IO and Treeformer are v1 throughout
-  if (c.model != "treeformer") j.erase("treeformer_depth");
+  const auto& own = decoder_info(c.model);
+  for (const auto& d : decoders())
+    for (const auto& k : d.fields)
+      if (std::find(own.fields.begin(), own.fields.end(), k) == own.fields.end()) j.erase(k);
+  if (!own.reference_block) j.erase("block");  // Perceiver IO and Treeformer are v1 throughout
   return j;
 }
 
@@ -301,7 +306,7 @@ class Runner {
   void local(Config& c) const {
     c.device = opt_.device;
     if (!opt_.data_dir.empty()) c.data_dir = opt_.data_dir;
-    else if (c.task == "image" && !c.data_dir.empty() && !fs::exists(c.data_dir)) c.data_dir.clear();
+    else if (!c.data_dir.empty() && !fs::exists(c.data_dir)) c.data_dir.clear();
   }
   void announce(const Run& run, const std::string& extra) {
     ++counts_[run.status];
@@ -321,31 +326,16 @@ std::optional<double> paper_accuracy(const Config& c) {
 }
 
 const char* model_name(const std::string& m) {
-  if (m == "tca") return "ReTreever (TCA)";
-  if (m == "ca") return "Transformer + CA";
-  if (m == "perceiver") return "Perceiver IO";
-  if (m == "treeformer") return "Simplified Treeformer TC";
-  return m.c_str();
+  const auto* d = find_decoder(m);
+  return d ? d->title.c_str() : m.c_str();
 }
-
 // One colour per model in every plot of the report: the palette colour of its place in the list.
 std::uint32_t model_colour(const std::string& m) {
-  const auto& models = Config::models();
-  return palette_colour(std::size_t(std::find(models.begin(), models.end(), m) - models.begin()));
+  const auto& models = Config::choices("model");
+  return chart_palette(std::size_t(std::find(models.begin(), models.end(), m) - models.begin()));
 }
 
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-// A CSV field, quoted when it holds a separator or a quote.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+std::string fmt(const char* format, double v) { return format_number(format, v); }
 std::string opt_fmt(const char* format, const std::optional<double>& v) { return v ? fmt(format, *v) : "-"; }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +357,7 @@ std::string row_model_name(const Row& r) { return r.paper_recipe ? kPaperRecipeL
 
 class Report {
  public:
-  Report(fs::path out) : out_(std::move(out)) {}
+  Report(fs::path out, ChartWriter charts) : out_(std::move(out)), charts_(std::move(charts)) {}
 
   void add(const Row& r) { rows_.push_back(r); }
   void text(const std::string& s) { md_ += s; }
@@ -376,29 +366,35 @@ class Report {
   // A Markdown table of rows; metric values as % for accuracy.
   void table(const std::vector<Row>& rows, const std::string& variant_title, bool paper_column,
              const std::string& paper_title = "paper") {
-    md_ += "| " + variant_title + " | model | " + (rows.empty() ? "" : metric_title(rows[0].metric)) +
-           " | tokens / query | context N | tokens read |" + (paper_column ? " " + paper_title + " |" : "") + "\n";
-    md_ += std::string("|---|---|---:|---:|---:|---:|") + (paper_column ? "---:|" : "") + "\n";
+    Table t;
+    t.header = {variant_title, "model", rows.empty() ? "" : metric_title(rows[0].metric), "tokens / query", "context N",
+                "tokens read"};
+    t.right = {false, false, true, true, true, true, true};
+    if (paper_column) t.header.push_back(paper_title);
     for (const auto& r : rows) {
       const bool acc = r.metric == "accuracy";
       std::string value = r.value ? fmt(acc ? "%.2f" : "%.3f", acc ? 100 * *r.value : *r.value) : r.status;
       if (r.value && r.spread)
         value += fmt(acc ? " ± %.2f" : " ± %.3f", acc ? 100 * *r.spread : *r.spread) + " (" + std::to_string(r.seeds) + ")";
-      md_ += "| " + r.variant + " | " + row_model_name(r) + " | " + value + " | " +
-             (r.value ? fmt("%.1f", r.tokens) : "-") + " | " + (r.value ? fmt("%.1f", r.context) : "-") + " | " +
-             (r.value && r.context > 0 ? fmt("%.1f%%", 100 * r.tokens / r.context) : "-") + " |" +
-             (paper_column ? " " + opt_fmt(acc ? "%.1f" : "%.2f", r.paper) + " |" : "") + "\n";
+      std::vector<std::string> cells = {r.variant, row_model_name(r), value, r.value ? fmt("%.1f", r.tokens) : "-",
+                                        r.value ? fmt("%.1f", r.context) : "-",
+                                        r.value && r.context > 0 ? fmt("%.1f%%", 100 * r.tokens / r.context) : "-"};
+      if (paper_column) cells.push_back(opt_fmt(acc ? "%.1f" : "%.2f", r.paper));
+      t.add(cells);
     }
-    md_ += "\n";
+    md_ += t.markdown() + "\n";
   }
 
   // Draws a plot into plots/NAME.png and links it from the report; skipped when empty.
-  void plot(const std::string& name, const PlotSpec& spec) {
-    bool any = false;
-    for (const auto& s : spec.series) any = any || !s.x.empty();
-    if (!any) return;
+  void plot(const std::string& name, const ChartSpec& spec) {
+    if (spec.empty()) return;
+    if (!charts_) {  // the command line built without Qt (the GPU machine)
+      md_ += "*Chart \"" + spec.title + "\" not drawn: this retreever was built without Qt. Run `retreever report "
+             "--no-train` on these runs with a build that has the studio to draw it.*\n\n";
+      return;
+    }
     fs::create_directories(out_ / "plots");
-    write_plot_png(spec, (out_ / "plots" / (name + ".png")).string());
+    charts_(spec, (out_ / "plots" / (name + ".png")).string());
     md_ += "![" + spec.title + "](plots/" + name + ".png)\n\n";
   }
 
@@ -408,16 +404,16 @@ class Report {
   }
 
   void write(const std::string& header) {
-    write_text_file_atomic((out_ / "report.md").string(), header + md_);
-    std::string csv = "section,variant,run,model,metric,value,tokens_per_query,context_size,steps,status,paper,seeds,sd,recipe\n";
-    for (const auto& r : rows_) {
-      csv += r.section + "," + csv_field(r.variant) + "," + csv_field(r.run) + "," + r.model + "," + r.metric + "," +
-             (r.value ? fmt("%.6g", *r.value) : "") + "," + fmt("%.6g", r.tokens) + "," + fmt("%.6g", r.context) +
-             "," + std::to_string(r.steps) + "," + csv_field(r.status) + "," + (r.paper ? fmt("%.6g", *r.paper) : "") + "," +
-             std::to_string(r.seeds) + "," + (r.spread ? fmt("%.6g", *r.spread) : "") + "," +
-             (r.paper_recipe ? "paper" : "default") + "\n";
-    }
-    write_text_file_atomic((out_ / "report.csv").string(), csv);
+    write_file_atomic((out_ / "report.md").string(), header + md_);
+    Table csv;
+    csv.header = {"section", "variant", "run", "model", "metric", "value", "tokens_per_query", "context_size",
+                  "steps", "status", "paper", "seeds", "sd", "recipe"};
+    for (const auto& r : rows_)
+      csv.add({r.section, r.variant, r.run, r.model, r.metric, r.value ? fmt("%.6g", *r.value) : "",
+               fmt("%.6g", r.tokens), fmt("%.6g", r.context), std::to_string(r.steps), r.status,
+               r.paper ? fmt("%.6g", *r.paper) : "", std::to_string(r.seeds), r.spread ? fmt("%.6g", *r.spread) : "",
+               r.paper_recipe ? "paper" : "default"});
+    write_file_atomic((out_ / "report.csv").string(), csv.csv());
   }
 
  private:
@@ -425,6 +421,7 @@ class Report {
     return m == "accuracy" ? "accuracy %" : "log-likelihood";
   }
   fs::path out_;
+  ChartWriter charts_;
   std::string md_;
   std::vector<Row> rows_;
 };
@@ -449,8 +446,8 @@ Row make_row(const std::string& section, const std::string& variant, const Run& 
 }
 
 // The evaluation curve of a run as a plot series (colour 0: the next palette colour).
-PlotSeries curve(const Run& run, const std::string& label, bool percent, std::uint32_t colour) {
-  PlotSeries s;
+ChartSeries curve(const Run& run, const std::string& label, bool percent, std::uint32_t colour) {
+  ChartSeries s;
   s.label = label;
   s.markers = true;
   s.colour = colour;
@@ -461,8 +458,8 @@ PlotSeries curve(const Run& run, const std::string& label, bool percent, std::ui
   return s;
 }
 
-PlotSpec plot_spec(const std::string& title, const std::string& x_label, const std::string& y_label) {
-  PlotSpec spec;
+ChartSpec plot_spec(const std::string& title, const std::string& x_label, const std::string& y_label) {
+  ChartSpec spec;
   spec.title = title;
   spec.x_label = x_label;
   spec.y_label = y_label;
@@ -478,10 +475,9 @@ std::int64_t tca_tokens(const std::optional<Run>& tca) {
 // Perceiver IO gets as many latents as TCA reads; Treeformer about as many leaf summaries.
 bool size_like_tca(Config& c, const std::optional<Run>& tca) {
   const auto tokens = tca_tokens(tca);
-  if (c.model == "perceiver" || c.model == "treeformer") {
-    if (tokens == 0) return false;
-    c.match_tca_tokens(tokens);
-  }
+  if (!decoder_info(c.model).size_for_tokens) return true;
+  if (tokens == 0) return false;
+  c = sized_like(c, c.model, tokens);
   return true;
 }
 
@@ -571,16 +567,16 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
            " steps; Perceiver IO with as many latents as TCA reads. Paper: 100k steps.\n\n");
   rep.text(recipe_note(runner.make_config("copy", s.config, b.seed)));
   std::vector<Row> rows;
-  PlotSpec tokens = plot_spec("Copy task: accuracy against tokens read", "tokens per query (log)", "accuracy %");
+  ChartSpec tokens = plot_spec("Copy task: accuracy against tokens read", "tokens per query (log)", "accuracy %");
   tokens.log_x = true;
   tokens.y_bound = 100;
-  std::map<std::string, PlotSeries> by_model;
+  std::map<std::string, ChartSeries> by_model;
   for (auto n : s.seq_lens) {
     Config base = runner.make_config("copy", s.config, b.seed);
     base.seq_len = n;
     auto runs = model_runs(runner, "copy/N" + std::to_string(n), base, s.models);
     const auto paper_run = paper_recipe_run(runner, "copy/N" + std::to_string(n), base, s.models);
-    PlotSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
+    ChartSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
     spec.y_bound = 100;
     for (const auto& run : runs) {
       rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_accuracy(run.config)));
@@ -626,10 +622,10 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
            "cross-entropy reward.\n\n");
   rep.text(recipe_note(runner.make_config("copy", s.config, b.seed), false));
   std::vector<Row> rows;
-  PlotSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
+  ChartSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
   spec.log_x = true;
   spec.y_bound = 100;
-  PlotSeries ours[2], paper[2];
+  ChartSeries ours[2], paper[2];
   const char* rewards[2] = {"acc", "nce"};
   for (int k = 0; k < 2; ++k) {
     ours[k].label = std::string("ours, ") + rewards[k] + " reward";
@@ -699,9 +695,9 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   std::map<std::string, std::map<std::string, double>> value;  // variant -> model -> value (mean over seeds)
   std::map<std::string, std::map<std::string, double>> tokens, context;  // variant -> model -> measured
   std::string per_seed;  // every seed's value, when there are several
-  PlotSpec curves = plot_spec(gp ? "GP regression (RBF): evaluation during training" : "Image completion: evaluation during training",
+  ChartSpec curves = plot_spec(gp ? "GP regression (RBF): evaluation during training" : "Image completion: evaluation during training",
                   "training step", "evaluation log-likelihood");
-  PlotSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
+  ChartSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
                    "tokens per query (log)", "log-likelihood");
   scatter.log_x = true;
   // Curves of the budget seed only: a run evaluates during training on its own seed's set, so the
@@ -779,7 +775,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   const std::string first = s.variants.front();
   for (const auto& run : runs) {
     if (!value[first].count(run.config.model)) continue;
-    PlotSeries p;
+    ChartSeries p;
     p.label = model_name(run.config.model);
     p.colour = model_colour(run.config.model);
     p.line = false;
@@ -835,7 +831,7 @@ void ordering_section(const Section& s, const Budget& b, Runner& runner, Report&
            "classes.\n\n");
   rep.text(recipe_note(runner.make_config("image", s.config, b.seed), false));
   std::vector<Row> rows;
-  PlotSpec curves = plot_spec("Orderings: evaluation during training", "training step", "evaluation log-likelihood");
+  ChartSpec curves = plot_spec("Orderings: evaluation during training", "training step", "evaluation log-likelihood");
   for (const auto& o : s.variants) {
     Config c = runner.make_config("image", s.config, b.seed);
     c.model = "tca";
@@ -858,7 +854,7 @@ std::string now_text() {
 
 }  // namespace
 
-int cmd_report(const std::vector<std::string>& argv) {
+int cmd_report(const std::vector<std::string>& argv, const ChartWriter& charts) {
   for (const auto& a : argv)
     if (a == "--help" || a == "-h") return std::printf("%s", kReportUsage), 0;
   Args args("report", argv, {"out", "config", "only", "device", "data"}, {"no-train"});
@@ -888,7 +884,7 @@ int cmd_report(const std::vector<std::string>& argv) {
   if (ec) throw std::runtime_error("cannot create report folder '" + opt.out.string() + "': " + ec.message());
   const auto t0 = std::chrono::steady_clock::now();
   Runner runner(opt);
-  Report rep(opt.out);
+  Report rep(opt.out, charts);
   int status = 0;
   try {
     const Section* copy = wanted("copy") ? &budget.sections.at("copy") : nullptr;
