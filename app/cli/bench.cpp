@@ -14,7 +14,7 @@
 #include <memory>
 #include <sstream>
 
-#include "app/cli/args.h"
+#include "app/cli/command_line.h"
 #include "core/decoders/decoder.h"
 #include "core/registry.h"
 #include "core/training/device.h"
@@ -23,18 +23,6 @@
 
 namespace retreever::cli {
 namespace {
-
-const char* kBenchUsage =
-    "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
-    "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
-    "                       [--queries 1024] [--repeats 5] [--models tca,ca,perceiver,treeformer]\n"
-    "                       [--profile DIR]\n"
-    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer;\n"
-    "             --models picks some of them)\n"
-    "  --profile  also write DIR/train-MODEL.trace.json: the operators of the timed training steps\n"
-    "             (open in chrome://tracing or ui.perfetto.dev)\n"
-    "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
-    "             (batch 1, no encoder; tree building / key projection reported apart)\n";
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
@@ -169,11 +157,27 @@ void bench_inference(const Args& args, const std::string& device_name) {
 
 }  // namespace
 
-int cmd_bench(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
-  Args args("bench", argv,
-            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile"}, {});
+CommandSpec bench_spec() {
+  return {"bench",
+          "measure training-step and inference speed",
+          "",
+          {{"what", "W", "which figures", {"train", "inference", "all"}},
+           {"device", "D", "where to measure", Config::choices("device")},
+           {"seq-len", "N", "train: copy-task sequence length (default 64)", {}},
+           {"batch", "B", "train: batch (default 32)", {}},
+           {"steps", "S", "train: timed steps, the median is printed (default 30)", {}},
+           {"models", "M,...", "train: some of the decoders (default all)", Config::choices("model")},
+           {"profile", "DIR", "train: also write DIR/train-MODEL.trace.json (chrome://tracing, ui.perfetto.dev)", {}},
+           {"max-n", "N", "inference: the largest context, from 1k by factors of 4 (default 262144)", {}},
+           {"queries", "Q", "inference: queries per context (default 1024)", {}},
+           {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},
+           {"threads", "T", "CPU threads", {}}},
+          "train: median time of a training step on the copy task. inference: per-query time of TCA\n"
+          "against CA for N = 1k .. max-n context tokens (batch 1, no encoder; tree building and key\n"
+          "projection reported apart)."};
+}
+
+int cmd_bench(const Args& args) {
   const auto what = args.str("what", "all");
   if (what != "train" && what != "inference" && what != "all")
     throw UsageError("--what must be train, inference or all");

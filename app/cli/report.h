@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "app/cli/command_line.h"
 #include "ui/chart.h"
 
 namespace retreever::cli {
@@ -13,8 +14,9 @@ namespace retreever::cli {
 // Draws a chart to a PNG file (ui::save_chart_png where the build has Qt); throws on failure.
 using ChartWriter = std::function<void(const ChartSpec& spec, const std::string& path)>;
 
-// argv: the options after "report". Returns the exit status. Without a chart writer the report
-// says where each chart would be and how to draw it.
-int cmd_report(const std::vector<std::string>& argv, const ChartWriter& charts = {});
+// Returns the exit status. Without a chart writer the report says where each chart would be and
+// how to draw it.
+CommandSpec report_spec();
+int cmd_report(const Args& args, const ChartWriter& charts = {});
 
 }  // namespace retreever::cli
