@@ -3,6 +3,8 @@
 #include <QApplication>
 #include <QFile>
 #include <QFont>
+#include <QFontMetrics>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <stdexcept>
@@ -51,23 +53,36 @@ QCPTextElement* title_element(QCustomPlot* plot) {
 
 }  // namespace
 
-Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi) {
+Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
+                              double legend_width, double legend_height) {
   auto unit = [](double v, double lo, double hi, bool log) {
     if (log) v = std::log10(v), lo = std::log10(lo), hi = std::log10(hi);
     return hi > lo ? (v - lo) / (hi - lo) : 0.5;
   };
-  // Points in each corner's box (a legend's typical share of the frame), top-right first so a
-  // tie keeps the conventional place.
+  const double w = std::clamp(legend_width, 0.05, 1.0), h = std::clamp(legend_height, 0.05, 1.0);
+  // What lies under a legend box in each corner: markers, and lines sampled between them. Top-right
+  // first, so a tie keeps the conventional place.
   const Qt::Alignment corners[] = {Qt::AlignTop | Qt::AlignRight, Qt::AlignTop | Qt::AlignLeft,
                                    Qt::AlignBottom | Qt::AlignRight, Qt::AlignBottom | Qt::AlignLeft};
   int counts[4] = {0, 0, 0, 0};
-  for (const auto& s : spec.series)
+  auto count = [&](double u, double v) {
+    const bool right = u > 1 - w, left = u < w, top = v > 1 - h, bottom = v < h;
+    counts[0] += top && right, counts[1] += top && left, counts[2] += bottom && right, counts[3] += bottom && left;
+  };
+  for (const auto& s : spec.series) {
+    double pu = NAN, pv = NAN;
     for (std::size_t k = 0; k < s.x.size() && k < s.y.size(); ++k) {
-      if (!drawable(s.x[k], s.y[k], spec)) continue;
+      if (!drawable(s.x[k], s.y[k], spec)) {
+        pu = pv = NAN;
+        continue;
+      }
       const double u = unit(s.x[k], x_lo, x_hi, spec.log_x), v = unit(s.y[k], y_lo, y_hi, spec.log_y);
-      const bool right = u > 0.55, left = u < 0.45, top = v > 0.6, bottom = v < 0.4;
-      counts[0] += top && right, counts[1] += top && left, counts[2] += bottom && right, counts[3] += bottom && left;
+      count(u, v);
+      if (s.line && std::isfinite(pu))
+        for (int t = 1; t < 8; ++t) count(pu + (u - pu) * t / 8.0, pv + (v - pv) * t / 8.0);
+      pu = u, pv = v;
     }
+  }
   int best = 0;
   for (int i = 1; i < 4; ++i)
     if (counts[i] < counts[best]) best = i;
@@ -151,8 +166,18 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
       yr = QCPRange(spec.y_min, spec.y_max);
     plot->xAxis->setRange(xr);
     plot->yAxis->setRange(yr);
+    // The legend's share of the frame, estimated from its rows and longest label.
+    int rows = 0;
+    std::size_t longest = 0;
+    for (const auto& s : spec.series)
+      if (!s.label.empty()) ++rows, longest = std::max(longest, s.label.size());
+    const QFontMetrics metrics(plot->legend->font());
+    const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
+    const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
+    const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
+    const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
     plot->axisRect()->insetLayout()->setInsetAlignment(
-        0, emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper));
+        0, emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h));
   }
   int labelled = 0;
   for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();

@@ -22,8 +22,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec);
 // std::runtime_error naming the path and the reason; no .tmp file is left behind.
 void save_chart_png(const ChartSpec& spec, const std::string& path);
 
-// Which corner of the axis rect holds the fewest of the spec's points once the axes span
-// x_lo..x_hi and y_lo..y_hi (in data units): Qt::AlignTop | Qt::AlignRight and so on.
-Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi);
+// Which corner of the axis rect a legend box of legend_width x legend_height (shares of the frame)
+// covers least of the spec's markers and lines, once the axes span x_lo..x_hi and y_lo..y_hi (data
+// units): Qt::AlignTop | Qt::AlignRight and so on.
+Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
+                              double legend_width = 0.3, double legend_height = 0.3);
 
 }  // namespace retreever::ui

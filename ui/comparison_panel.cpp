@@ -1,5 +1,7 @@
 #include "comparison_panel.h"
 
+#include <set>
+
 #include "core/table.h"
 #include "ui/chart_view.h"
 
@@ -53,6 +55,8 @@ ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
   plot_ = new QCustomPlot;
   splitter->addWidget(table_);
   splitter->addWidget(plot_);
+  splitter->setStretchFactor(0, 1);  // a few rows; the chart gets the room
+  splitter->setStretchFactor(1, 3);
   layout->addWidget(splitter, 1);
   connect(compare, &QPushButton::clicked, this, &ComparisonPanel::compareRequested);
   connect(reward, &QPushButton::clicked, this, &ComparisonPanel::rewardStudyRequested);
@@ -64,6 +68,8 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
   spec.x_label = tr("tokens read per query").toStdString();
   spec.y_label = tr("accuracy % / log-likelihood").toStdString();
   spec.log_x = true;
+  spec.legend = false;  // every point carries its run's name
+  std::set<std::string> metrics;
   for (const auto* run : runs) {
     const auto* e = run->lastEval();
     const int row = table_->rowCount();
@@ -96,7 +102,9 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     point.y = {e->metric == "accuracy" ? 100 * e->value : e->value};
     point.point_labels = {point.label};
     spec.series.push_back(point);
+    metrics.insert(e->metric == "accuracy" ? "accuracy %" : "log-likelihood");
   }
+  if (metrics.size() == 1) spec.y_label = *metrics.begin();
   draw_chart(plot_, spec);  // one run is one point: still a range around it
   plot_->replot();
 }

@@ -10,6 +10,7 @@
 #include <QSlider>
 #include <QVBoxLayout>
 #include <cmath>
+#include <set>
 
 #include "ui/qcp.h"
 
@@ -60,7 +61,7 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   controls->addWidget(readout_);
   layout->addLayout(controls);
 
-  auto* grid = new QGridLayout;
+  auto* grid = grid_ = new QGridLayout;
   plots_ << makePlot(tr("Training loss"), tr("loss")) << makePlot(tr("Loss terms"), tr("value"))
          << makePlot(tr("Evaluation"), tr("metric")) << makePlot(tr("Tokens read per query"), tr("tokens"))
          << makePlot(tr("Learning rate"), tr("lr"))
@@ -185,6 +186,11 @@ void PlotPanel::rebuild() {
     }
   }
   position_graphs_.clear();
+  // The evaluation's axis names the metric when every run shown has the same one.
+  std::set<std::string> metrics;
+  for (const auto* run : runs_)
+    if (run->visible) metrics.insert(run->config.is_classification() ? "accuracy %" : "log-likelihood");
+  if (metrics.size() == 1) specs[kEval].y_label = *metrics.begin();
   for (int i = 0; i < kCount; ++i) {
     const auto graphs = draw_chart(plots_[i], specs[i]);
     if (i == kPositions)
@@ -193,7 +199,13 @@ void PlotPanel::rebuild() {
     plots_[i]->replot(QCustomPlot::rpQueuedReplot);
   }
   // Only the plots that apply to the runs shown: the per-position accuracy is the copy task's.
-  plots_[kPositions]->setVisible(!position_series.isEmpty());
+  // Without it the learning rate takes the whole last row.
+  const bool positions = !position_series.isEmpty();
+  if (plots_[kPositions]->isHidden() == positions) {
+    plots_[kPositions]->setVisible(positions);
+    grid_->removeWidget(plots_[kLr]);
+    grid_->addWidget(plots_[kLr], 2, 0, 1, positions ? 1 : 2);
+  }
 }
 
 void PlotPanel::showReadout(QCustomPlot* plot, QMouseEvent* event) {

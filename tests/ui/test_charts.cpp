@@ -96,6 +96,19 @@ class TestCharts : public QObject {
     QVERIFY(low & Qt::AlignBottom);  // the legend never sits on a curve along the top
   }
 
+  void legend_avoids_lines_between_markers_too() {
+    // A line from corner to corner with markers only at its ends, and one marker in each of the
+    // other corners: the markers tie, the line decides.
+    auto diagonal = series({0, 10}, {0, 10}, "line");
+    auto dots = series({0, 10}, {10, 0}, "dots");
+    dots.line = false;
+    const auto corner = emptiest_corner(spec_of({diagonal, dots}), 0, 10, 0, 10, 0.3, 0.3);
+    QVERIFY(corner == (Qt::AlignTop | Qt::AlignLeft) || corner == (Qt::AlignBottom | Qt::AlignRight));
+    // A wide legend over a curve along the top: it goes down.
+    auto top = series({0, 5, 10}, {10, 10, 10}, "top");
+    QVERIFY(emptiest_corner(spec_of({top}), 0, 10, 0, 10, 0.9, 0.3) & Qt::AlignBottom);
+  }
+
   void series_in_the_legend_are_the_labelled_ones() {
     QCustomPlot plot;
     auto unlabelled = series({0, 1}, {0, 1}, "");
