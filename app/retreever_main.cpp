@@ -4,17 +4,24 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "app/cli/args.h"
+#include "app/cli/command_line.h"
 #include "app/cli/bench.h"
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
+#include "core/files.h"
 #include "core/inspection.h"
+#include "core/registry.h"
+#include "core/table.h"
 #include "core/training/checkpoint.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
+#ifdef RETREEVER_HAVE_CHARTS
+#include "ui/chart_view.h"
+#endif
 
 namespace fs = std::filesystem;
 using namespace retreever;
@@ -22,60 +29,94 @@ using namespace retreever::cli;
 
 namespace {
 
-const char* kUsage =
-    "usage: retreever COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  train    train a model and write DIR/config.json, metrics.csv, checkpoint.safetensors\n"
-    "  eval     evaluate a checkpoint on a fixed evaluation set\n"
-    "  inspect  show the tree of one context and the retrieval path of one query\n"
-    "  bench    measure training-step and inference speed\n"
-    "  study    train and compare several runs: reward, ordering or models\n"
-    "  report   reproduce the paper's comparisons: Markdown tables and PNG plots\n"
-    "  convert  rewrite an old checkpoint.pt as a checkpoint.safetensors (--trust: runs code from it)\n"
-    "\n"
-    "'retreever COMMAND --help' lists a command's options.\n";
+// The choices of a config field, for the help (from Config and core/registry.h).
+std::vector<std::string> choices(const char* field) { return Config::choices(field); }
 
-const char* kTrainUsage =
-    "usage: retreever train --task copy|gp|image --model tca|ca|perceiver|treeformer --out DIR [options]\n"
-    "  --config FILE.json     start from a config file (flags override it)\n"
-    "  --resume FILE          continue training from a checkpoint, with its config; --steps, --lr,\n"
-    "                         --reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every,\n"
-    "                         --data and --device change it from there on, the other flags are refused\n"
-    "  --seq-len N            copy task: sequence length (context = first half), >= 4\n"
-    "  --batch B --steps S --lr X --seed K\n"
-    "  --branch-factor b      children per tree node, >= 2\n"
-    "  --latents L            Perceiver IO latents\n"
-    "  --treeformer-depth d   Treeformer TC attention: 2^d leaf summaries per query\n"
-    "  --reward acc|nce       REINFORCE reward for classification\n"
-    "  --rl-baseline fixed|mean  subtracted from the reward: the paper's constant (default),\n"
-    "                         or the reward's mean over the batch\n"
-    "  --explore E            share of uniformly drawn policy choices in training (default 0)\n"
-    "  --ca-warmup N          TCA: train the first N steps on L_CA alone, then on the whole\n"
-    "                         objective (default 0 = the paper's objective from the start)\n"
-    "  --encoder-layers E     Transformer layers over the context (0 = embedder only)\n"
-    "  --ordering given|sort_x1|sort_x2|kdtree|random_proj\n"
-    "  --leaf-layout packed|balanced  padding after the real leaves (paper; copy, gp) or spread\n"
-    "                         evenly over the leaf groups (image preset)\n"
-    "  --eval-every N --log-every N\n"
-    "  --data DIR             image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)\n"
-    "  --device auto|cpu|cuda\n";
+CommandSpec train_spec() {
+  return {"train",
+          "train a model and write DIR/config.json, metrics.csv, checkpoint.safetensors",
+          "",
+          {{"task", "TASK", "what to learn", choices("task")},
+           {"model", "MODEL", "the decoder", choices("model")},
+           {"out", "DIR", "the run's folder (required)", {}},
+           {"config", "FILE.json", "start from a config file (flags override it)", {}},
+           {"resume", "FILE", "continue a checkpoint with its config (the training flags may change it)", {}},
+           {"seq-len", "N", "copy task: sequence length (context = first half), >= 4", {}},
+           {"batch", "B", "tasks per training step", {}},
+           {"steps", "S", "training steps (the cosine schedule spans them)", {}},
+           {"lr", "X", "Adam's peak learning rate", {}},
+           {"seed", "K", "seeds data, initialisation and the policy's draws", {}},
+           {"branch-factor", "b", "children per tree node, >= 2", {}},
+           {"latents", "L", "Perceiver IO latents", {}},
+           {"treeformer-depth", "d", "Treeformer TC attention: 2^d leaf summaries per query", {}},
+           {"reward", "R", "REINFORCE reward for classification", choices("reward")},
+           {"rl-baseline", "B", "subtracted from the reward: the paper's constant or the batch mean", choices("rl_baseline")},
+           {"explore", "E", "share of uniformly drawn policy choices in training (default 0)", {}},
+           {"ca-warmup", "N", "TCA: the first N steps on L_CA alone (default 0 = the paper's objective)", {}},
+           {"encoder-layers", "E", "Transformer layers over the context (0 = embedder only)", {}},
+           {"ordering", "O", "the order of the tree's leaves", choices("ordering")},
+           {"leaf-layout", "L", "padding after the real leaves (paper) or spread over the groups", choices("leaf_layout")},
+           {"eval-every", "N", "steps between evaluations and checkpoints", {}},
+           {"log-every", "N", "steps between metric rows", {}},
+           {"data", "DIR", "image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)", {}},
+           {"device", "D", "where to train", choices("device")}},
+          "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
+          "--reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every, --data and --device\n"
+          "change the checkpoint's config from there on; the other flags are refused."};
+}
 
-const char* kEvalUsage =
-    "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
-    "                      [--split seen|unseen] [--context N] [--device auto|cpu|cuda] [--json]\n"
-    "  --kernel   GP: the kernel of the evaluation functions\n"
-    "  --split    image: evaluate on the training classes (seen) or the unseen ones\n"
-    "  --context  gp, image: every evaluation task has N context points (gp 3..47, image 3..197;\n"
-    "             default: drawn as in training)\n";
+CommandSpec eval_spec() {
+  return {"eval",
+          "evaluate a checkpoint on a fixed evaluation set",
+          "",
+          {{"checkpoint", "FILE", "the checkpoint (required)", {}},
+           {"batches", "N", "evaluation batches", {}},
+           {"seed", "K", "seed of the evaluation set", {}},
+           {"kernel", "K", "GP: the kernel of the evaluation functions", choices("eval_kernel")},
+           {"split", "S", "image: the training classes (seen) or the unseen ones", choices("eval_split")},
+           {"context", "N", "gp, image: every evaluation task has N context points (default: drawn as in training)", {}},
+           {"device", "D", "where to evaluate", choices("device")},
+           {"json", "", "print one JSON object", {}}},
+          ""};
+}
 
-const char* kInspectUsage =
-    "usage: retreever inspect --checkpoint FILE [--sample I] [--query J] [--seed K] [--json]\n";
+CommandSpec inspect_spec() {
+  return {"inspect",
+          "show the tree of one context and the retrieval path of one query",
+          "",
+          {{"checkpoint", "FILE", "the checkpoint (required)", {}},
+           {"sample", "I", "the evaluation sample (default 0)", {}},
+           {"query", "J", "the query of that sample (default 0)", {}},
+           {"seed", "K", "seed of the evaluation set", {}},
+           {"json", "", "print one JSON object", {}}},
+          ""};
+}
 
-bool is_help(const std::vector<std::string>& a) {
-  for (const auto& s : a)
-    if (s == "--help" || s == "-h") return true;
-  return false;
+CommandSpec study_spec() {
+  return {"study",
+          "train and compare several runs: reward, ordering or models",
+          "reward|ordering|models",
+          {{"out", "DIR", "where the runs and study.md, study.csv go (required)", {}},
+           {"task", "TASK", "the task (reward: copy; ordering: image by default)", choices("task")},
+           {"config", "FILE.json", "the budget (steps, batch, ...) for all runs", {}},
+           {"seq-len", "N", "copy task: sequence length", {}},
+           {"steps", "S", "training steps of each run", {}},
+           {"batch", "B", "tasks per step", {}},
+           {"seed", "K", "seed of every run", {}},
+           {"eval-every", "N", "steps between evaluations", {}},
+           {"data", "DIR", "image task: folder of IDX files", {}},
+           {"device", "D", "where to train", choices("device")}},
+          "reward: TCA with the accuracy and the negative cross-entropy reward (the paper's Table 3).\n"
+          "ordering: TCA with each tree ordering. models: every decoder, the sized ones reading as many\n"
+          "tokens as TCA. Each run goes to DIR/NAME/ as 'train' writes it."};
+}
+
+CommandSpec convert_spec() {
+  return {"convert",
+          "rewrite an old checkpoint.pt as a checkpoint.safetensors (--trust: runs code from it)",
+          "OLD.pt NEW.safetensors",
+          {{"trust", "", "you trust where the old file came from: reading it runs code it carries", {}}},
+          "The old format (a torch archive, written before version 2) is read by this command only."};
 }
 
 // The flags that change how a run trains but not the model or its data: a new run's and a resumed
@@ -124,13 +165,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   return c;
 }
 
-int cmd_train(const std::vector<std::string>& argv) {
-  if (is_help(argv)) return std::printf("%s", kTrainUsage), 0;
-  Args args("train", argv,
-            {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
-             "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
-             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore", "ca-warmup"},
-            {});
+int cmd_train(const Args& args) {
   const fs::path out = args.required("out");
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
@@ -153,9 +188,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   return run_training(*trainer, out);
 }
 
-int cmd_eval(const std::vector<std::string>& argv) {
-  if (is_help(argv)) return std::printf("%s", kEvalUsage), 0;
-  Args args("eval", argv, {"checkpoint", "batches", "seed", "kernel", "split", "context", "device"}, {"json"});
+int cmd_eval(const Args& args) {
   const auto path = args.required("checkpoint");
   const auto batches = args.integer("batches", -1);
   const auto seed = args.integer("seed", -1);
@@ -206,9 +239,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int cmd_inspect(const std::vector<std::string>& argv) {
-  if (is_help(argv)) return std::printf("%s", kInspectUsage), 0;
-  Args args("inspect", argv, {"checkpoint", "sample", "query", "seed"}, {"json"});
+int cmd_inspect(const Args& args) {
   const auto path = args.required("checkpoint");
   const auto seed = args.integer("seed", -1);
   if (args.has("seed") && seed < 0) throw UsageError("--seed must be 0 or more");
@@ -249,25 +280,12 @@ int cmd_inspect(const std::vector<std::string>& argv) {
   return 0;
 }
 
-const char* kStudyUsage =
-    "usage: retreever study reward|ordering|models --out DIR [--task copy|gp|image] [--config FILE.json]\n"
-    "                       [--seq-len N] [--steps S] [--batch B] [--seed K] [--device auto|cpu|cuda]\n"
-    "  reward    TCA on the copy task with the accuracy and the negative cross-entropy reward\n"
-    "            (the paper's Table 3)\n"
-    "  ordering  TCA with each tree ordering (given, sort_x1, sort_x2, kdtree, random_proj);\n"
-    "            the default task is image completion\n"
-    "  models    TCA, full cross attention, Perceiver IO with as many latents as TCA reads and\n"
-    "            Treeformer TC attention with about as many leaf summaries\n"
-    "Each run goes to DIR/NAME/ (as 'train' writes it); DIR/study.md and DIR/study.csv hold the\n"
-    "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n";
-
-int cmd_study(const std::vector<std::string>& argv) {
-  if (is_help(argv) || argv.empty()) return std::printf("%s", kStudyUsage), argv.empty() ? kExitUsage : 0;
-  const std::string kind = argv[0];
+int cmd_study(const Args& args) {
+  if (args.positionals().size() != 1)
+    throw UsageError("name one study: retreever study reward|ordering|models --out DIR");
+  const std::string kind = args.positionals()[0];
   if (kind != "reward" && kind != "ordering" && kind != "models")
     throw UsageError("unknown study '" + kind + "'; use reward, ordering or models");
-  Args args("study", std::vector<std::string>(argv.begin() + 1, argv.end()),
-            {"task", "config", "seq-len", "steps", "batch", "seed", "device", "data", "out", "eval-every"}, {});
   const fs::path out = args.required("out");
   if (kind == "reward" && args.has("task") && args.str("task") != "copy")
     throw UsageError("the reward study runs on the copy task (classification)");
@@ -284,11 +302,11 @@ int cmd_study(const std::vector<std::string>& argv) {
     for (const auto& o : Config::choices("ordering")) {
       Config c = base;
       c.ordering = o;
-      if (c.task != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
+      if (task_info(c.task).view != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
       runs.emplace_back("tca_" + o, c);
     }
   } else {
-    for (const auto& m : Config::models()) runs.emplace_back(m, base);
+    for (const auto& d : decoders()) runs.emplace_back(d.name, base);
   }
   struct Row {
     std::string name, model, metric;
@@ -297,10 +315,7 @@ int cmd_study(const std::vector<std::string>& argv) {
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
   for (auto& [name, config] : runs) {
-    if (kind == "models") {
-      config.model = name;
-      config.match_tca_tokens(tca_tokens);  // Perceiver IO and Treeformer read as many as TCA
-    }
+    if (kind == "models") config = sized_like(config, name, tca_tokens);  // baselines read as many as TCA
     Trainer trainer(config, datasets::make_task);
     const int status = run_training(trainer, out / name);
     if (status != 0) return status;
@@ -308,43 +323,32 @@ int cmd_study(const std::vector<std::string>& argv) {
     if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
     rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
   }
-  std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
-                   " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
-                   "\n\n| run | model | metric | value | tokens/query | context N | tokens % |\n|---|---|---|---|---|---|---|\n";
-  std::string csv = "run,model,metric,value,tokens_per_query,context_size\n";
+  Table table;
+  table.header = {"run", "model", "metric", "value", "tokens/query", "context N", "tokens %"};
+  table.right = {false, false, false, true, true, true, true};
+  Table csv_table;
+  csv_table.header = {"run", "model", "metric", "value", "tokens_per_query", "context_size"};
   for (const auto& r : rows) {
-    char line[400];
-    const double shown = r.metric == "accuracy" ? 100 * r.value : r.value;
-    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.1f | %.1f | %.1f |\n", r.name.c_str(), r.model.c_str(),
-                  r.metric == "accuracy" ? "accuracy %" : r.metric.c_str(), shown, r.tokens, r.context,
-                  100 * r.tokens / r.context);
-    md += line;
-    std::snprintf(line, sizeof line, "%s,%s,%s,%.6g,%.6g,%.6g\n", r.name.c_str(), r.model.c_str(), r.metric.c_str(),
-                  r.value, r.tokens, r.context);
-    csv += line;
+    const bool acc = r.metric == "accuracy";
+    table.add({r.name, r.model, acc ? "accuracy %" : r.metric, format_number("%.3f", acc ? 100 * r.value : r.value),
+               format_number("%.1f", r.tokens), format_number("%.1f", r.context),
+               format_number("%.1f", 100 * r.tokens / r.context)});
+    csv_table.add({r.name, r.model, r.metric, format_number("%.6g", r.value), format_number("%.6g", r.tokens),
+                   format_number("%.6g", r.context)});
   }
-  write_text_file_atomic((out / "study.md").string(), md);
-  write_text_file_atomic((out / "study.csv").string(), csv);
+  const std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
+                         " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
+                         "\n\n" + table.markdown();
+  const std::string csv = csv_table.csv();
+  write_file_atomic((out / "study.md").string(), md);
+  write_file_atomic((out / "study.csv").string(), csv);
   std::printf("%s", md.c_str());
   return 0;
 }
 
-const char* kConvertUsage =
-    "usage: retreever convert --trust OLD.pt NEW.safetensors\n"
-    "  Rewrites a checkpoint of the old format (a torch archive, written before version 2) in the\n"
-    "  safetensors format every other command reads. Reading the old format runs TorchScript code\n"
-    "  that the file carries: --trust says you trust where the file came from. This is the only\n"
-    "  command that reads it.\n";
-
-int cmd_convert(const std::vector<std::string>& argv) {
-  if (is_help(argv)) return std::printf("%s", kConvertUsage), 0;
-  std::vector<std::string> paths;
-  bool trust = false;
-  for (const auto& a : argv) {
-    if (a == "--trust") trust = true;
-    else if (a.rfind("--", 0) == 0) throw UsageError("convert: unknown option '" + a + "'; see 'retreever convert --help'");
-    else paths.push_back(a);
-  }
+int cmd_convert(const Args& args) {
+  const auto& paths = args.positionals();
+  const bool trust = args.has("trust");
   if (paths.size() != 2) throw UsageError("convert needs two paths: retreever convert --trust OLD.pt NEW.safetensors");
   if (!is_legacy_checkpoint(paths[0]))
     throw UsageError("'" + paths[0] + "' is not a checkpoint of the old format (a torch archive); nothing to convert");
@@ -359,22 +363,48 @@ int cmd_convert(const std::vector<std::string>& argv) {
   return 0;
 }
 
+struct Command {
+  CommandSpec spec;
+  std::function<int(const Args&)> run;
+};
+
+std::vector<Command> commands() {
+#ifdef RETREEVER_HAVE_CHARTS
+  const ChartWriter charts = ui::save_chart_png;
+#else
+  const ChartWriter charts;
+#endif
+  return {{train_spec(), cmd_train},
+          {eval_spec(), cmd_eval},
+          {inspect_spec(), cmd_inspect},
+          {bench_spec(), cmd_bench},
+          {study_spec(), cmd_study},
+          {report_spec(), [charts](const Args& a) { return cmd_report(a, charts); }},
+          {convert_spec(), cmd_convert}};
+}
+
+std::string usage(const std::vector<Command>& list) {
+  std::string s = "usage: retreever COMMAND [options]\n\ncommands:\n";
+  for (const auto& c : list)
+    s += "  " + c.spec.name + std::string(10 - std::min<std::size_t>(9, c.spec.name.size()), ' ') + c.spec.summary + "\n";
+  return s + "\n'retreever COMMAND --help' lists a command's options.\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
   const std::string command = argc > 1 ? argv[1] : "";
   try {
-    if (command == "train") return cmd_train(rest);
-    if (command == "eval") return cmd_eval(rest);
-    if (command == "inspect") return cmd_inspect(rest);
-    if (command == "bench") return cli::cmd_bench(rest);
-    if (command == "study") return cmd_study(rest);
-    if (command == "report") return cli::cmd_report(rest);
-    if (command == "convert") return cmd_convert(rest);
-    if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", kUsage), 0;
+    const auto list = commands();
+    for (const auto& c : list) {
+      if (c.spec.name != command) continue;
+      if (Args::wants_help(rest)) return std::printf("%s", Args::help(c.spec).c_str()), 0;
+      return c.run(Args(c.spec, rest));
+    }
+    if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", usage(list).c_str()), 0;
     std::fprintf(stderr, "error: %s\n%s",
-                 command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), kUsage);
+                 command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), usage(list).c_str());
     return kExitUsage;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -6,6 +6,8 @@
 #include <QTabWidget>
 #include <QTimer>
 #include <cstdio>
+#include <functional>
+#include <memory>
 
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
@@ -26,7 +28,7 @@ void StudioTour::start() {
       });
   });
   // Stage 0: the copy task, TCA against CA and Perceiver IO (one click: Compare).
-  Config c = load_preset("copy");
+  Config c = Config::preset("copy");
   c.steps = steps_;
   c.eval_every = std::max(10, steps_ / 10);
   w_->experiment()->setConfig(c);
@@ -41,11 +43,51 @@ void StudioTour::shoot(const QString& name) {
   std::fflush(stdout);
 }
 
+bool StudioTour::inspectorReady() {
+  if (w_->inspector()->hasModel() && !w_->inspector()->loading()) return true;
+  QTimer::singleShot(200, this, &StudioTour::next);  // the inspector loads off the UI thread
+  return false;
+}
+
+void StudioTour::singleRun(const QString& task) {
+  // One run of one task, as a new user's first session: every tab is shot after it.
+  QDir().mkpath(folder_);
+  Config c = Config::preset(task.toStdString());
+  c.steps = steps_;
+  c.eval_every = std::max(10, steps_ / 10);
+  if (c.encoder_layers > 2) c.encoder_layers = 2;
+  w_->experiment()->setConfig(c);
+  connect(w_->session(), &TrainingSession::stateChanged, this, [this, task](TrainingSession::State s) {
+    if (s != TrainingSession::State::Finished && s != TrainingSession::State::Failed) return;
+    auto shootAll = std::make_shared<std::function<void()>>();
+    *shootAll = [this, task, shootAll] {
+      if (!(w_->inspector()->hasModel() && !w_->inspector()->loading()))
+        return void(QTimer::singleShot(200, this, *shootAll));
+      w_->tabs()->setCurrentIndex(0);
+      QTimer::singleShot(500, this, [this, task] {
+        shoot("first-" + task + "-curves");
+        w_->tabs()->setCurrentWidget(w_->inspector());
+        QTimer::singleShot(500, this, [this, task] {
+          shoot("first-" + task + "-inspector");
+          w_->tabs()->setCurrentIndex(2);
+          QTimer::singleShot(500, this, [this, task] {
+            shoot("first-" + task + "-comparison");
+            QApplication::quit();
+          });
+        });
+      });
+    };
+    QTimer::singleShot(300, this, *shootAll);
+  });
+  w_->action("train")->trigger();
+}
+
 void StudioTour::next() {
   switch (stage_++) {
     case 0: {
       w_->selectRun(0);  // the TCA run
       w_->tabs()->setCurrentIndex(0);
+      if (!inspectorReady()) return void(--stage_);
       QTimer::singleShot(600, this, [this] {
         shoot("studio-curves");
         w_->tabs()->setCurrentWidget(w_->inspector());
@@ -60,11 +102,10 @@ void StudioTour::next() {
             QTimer::singleShot(400, this, [this] {
               shoot("studio-comparison");
               // Stage 1: GP regression with TCA.
-              Config g = load_preset("gp");
+              Config g = Config::preset("gp");
               g.steps = steps_;
               g.encoder_layers = 2;
               g.eval_every = std::max(10, steps_ / 10);
-              g.ca_warmup = steps_ / 4;  // the preset's 2000 would span the tour's short run
               w_->experiment()->setConfig(g);
               w_->action("train")->trigger();
             });
@@ -76,6 +117,7 @@ void StudioTour::next() {
     case 1: {
       w_->selectRun(int(w_->runs().size()) - 1);  // the GP run just finished
       w_->tabs()->setCurrentWidget(w_->inspector());
+      if (!inspectorReady()) return void(--stage_);  // next() comes again once it has loaded
       // Show the evaluation context with the most points: the retrieval has most to choose from.
       qint64 best = 0, most = 0;
       for (qint64 i = 0; i < 256; i += 16) {  // a GP batch shares its context size: one probe per batch
@@ -90,7 +132,7 @@ void StudioTour::next() {
       QTimer::singleShot(600, this, [this] {
         shoot("studio-inspector-gp");
         // Stage 2: image completion on Fashion-MNIST (skipped when the data is not installed).
-        Config im = load_preset("image");
+        Config im = Config::preset("image");
         im.steps = steps_;
         im.eval_every = std::max(10, steps_ / 10);
         w_->experiment()->setConfig(im);
@@ -101,6 +143,7 @@ void StudioTour::next() {
     case 2: {
       w_->selectRun(int(w_->runs().size()) - 1);  // the image run just finished
       w_->tabs()->setCurrentWidget(w_->inspector());
+      if (!inspectorReady()) return void(--stage_);
       w_->inspector()->selectSample(3);
       w_->inspector()->selectQuery(0);
       QTimer::singleShot(600, this, [this] {

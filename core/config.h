@@ -78,16 +78,11 @@ struct Config {
   std::int64_t eval_batches = 4;    // batches in the fixed evaluation set
   std::int64_t eval_batch = 0;      // batch size of the evaluation set (0 = same as batch)
 
-  // Sizes a baseline to read about as many tokens as TCA reads nodes (the paper compares at equal
-  // tokens): Perceiver IO gets that many latents, Treeformer 2^d ~ that many leaf summaries.
-  // Other models are left as they are.
-  void match_tca_tokens(std::int64_t tca_tokens);
-
   // A list of "field: problem. fix" lines; empty when the config is usable.
   std::vector<std::string> validate() const;
   // Settings that are valid but known to train badly, as "field: why. advice" lines.
   std::vector<std::string> warnings() const;
-  bool is_classification() const { return task == "copy"; }
+  bool is_classification() const;  // the task's (core/registry.h)
 
   std::string to_json() const;  // pretty-printed JSON object
   // Parses JSON text over the defaults (missing keys keep defaults). Throws
@@ -97,14 +92,11 @@ struct Config {
   // The base for files written by earlier versions (checkpoints, run folders): a field they lack
   // takes the value those versions used, which may differ from today's default (block: "v1").
   static Config legacy();
-  // Defaults that match the paper for a task, scaled to a laptop.
+  // A task's preset: resources/presets/TASK.json (compiled in) over the defaults. Throws
+  // std::invalid_argument for a task without one and std::runtime_error for a broken file.
   static Config preset(const std::string& task);
-  // The decoders a config can name, in the order comparisons list them: tca, ca, perceiver, treeformer.
-  static const std::vector<std::string>& models();
-  // The fields only tree cross attention reads (the tree, its policy and the L_RL / L_CA terms).
-  static const std::vector<std::string>& tca_only_fields();
   // The values a choice field accepts, in the order menus list them (empty for other fields):
-  // task, model, ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
+  // task and model (from core/registry.h), ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
   // The largest value a numeric field accepts (one table for validation and the studio's editors);
   // 0 for a field without one.
@@ -124,10 +116,5 @@ struct Config {
   // The largest eval_context a task accepts (gp 47, image 197; 0: the task has no such choice).
   static std::int64_t max_eval_context(const std::string& task);
 };
-
-// Reads a whole file; throws std::runtime_error with the path on failure.
-std::string read_text_file(const std::string& path);
-// Writes to PATH.tmp, then renames over PATH so a crash never leaves half a file.
-void write_text_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace retreever

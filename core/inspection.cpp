@@ -1,5 +1,7 @@
 #include "inspection.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/decoders/tree_cross_attention.h"
@@ -70,6 +72,19 @@ std::int64_t Inspector::samples() const {
   return std::int64_t(impl_->eval_set.size()) * impl_->rows_per_batch;
 }
 std::int64_t Inspector::queries(std::int64_t sample) const { return impl_->row(sample).xt.size(1); }
+std::int64_t Inspector::context_size(std::int64_t sample) const { return impl_->row(sample).xc.size(1); }
+
+std::int64_t Inspector::typical_sample() const {
+  std::vector<std::int64_t> sizes;  // one per batch: its rows share a context size
+  for (const auto& b : impl_->eval_set) sizes.push_back(b.xc.size(1));
+  if (sizes.empty()) return 0;
+  auto sorted = sizes;
+  std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+  const auto median = sorted[sorted.size() / 2];
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    if (sizes[i] == median) return std::int64_t(i) * impl_->rows_per_batch;
+  return 0;
+}
 const Config& Inspector::config() const { return impl_->config; }
 
 SampleView Inspector::view(std::int64_t sample) {

@@ -66,6 +66,10 @@ class Inspector {
 
   std::int64_t samples() const;
   std::int64_t queries(std::int64_t sample) const;
+  std::int64_t context_size(std::int64_t sample) const;
+  // The first sample whose context size is the median of the evaluation set's: where a view
+  // opens, rather than on a sample that happened to draw 3 context points (a one-level tree).
+  std::int64_t typical_sample() const;
   SampleView view(std::int64_t sample);
   // Throws std::out_of_range with the valid range when sample or query is out of range.
   InspectResult inspect(std::int64_t sample, std::int64_t query);

@@ -76,11 +76,4 @@ Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) co
   return b;
 }
 
-std::unique_ptr<Task> make_task(const Config& config) {
-  if (config.task == "copy") return std::make_unique<CopyTask>(config.seq_len);
-  if (config.task == "gp") return std::make_unique<GPTask>(config.kernel, config.eval_kernel, config.eval_context);
-  if (config.task == "image") return std::make_unique<ImageTask>(config.data_dir, config.eval_split, config.eval_context);
-  throw std::invalid_argument("unknown task '" + config.task + "'; use copy|gp|image");
-}
-
 }  // namespace retreever::datasets

@@ -61,6 +61,10 @@ class ImageTask : public Task {
 torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, at::Generator& gen);
 
 // Builds the task the config names; throws std::invalid_argument with the fix when it cannot.
+// The task a config names, built by its factory in datasets/factories.cpp (one line per task of
+// core/registry.h). Throws std::invalid_argument naming the known tasks.
 std::unique_ptr<Task> make_task(const Config& config);
+// Whether make_task can build the task (the registry's contract test asks).
+bool has_factory(const std::string& task);
 
 }  // namespace retreever::datasets

@@ -1,6 +1,9 @@
 #include "comparison_panel.h"
 
-#include "ui/axis_range.h"
+#include <set>
+
+#include "core/table.h"
+#include "ui/chart_view.h"
 
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -50,14 +53,10 @@ ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
   table_->setSelectionBehavior(QAbstractItemView::SelectRows);
   table_->verticalHeader()->setVisible(false);
   plot_ = new QCustomPlot;
-  plot_->xAxis->setLabel(tr("tokens read per query"));
-  plot_->xAxis->setScaleType(QCPAxis::stLogarithmic);
-  plot_->xAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
-  plot_->yAxis->setLabel(tr("accuracy % / log-likelihood"));
-  plot_->legend->setVisible(true);
-  plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
   splitter->addWidget(table_);
   splitter->addWidget(plot_);
+  splitter->setStretchFactor(0, 1);  // a few rows; the chart gets the room
+  splitter->setStretchFactor(1, 3);
   layout->addWidget(splitter, 1);
   connect(compare, &QPushButton::clicked, this, &ComparisonPanel::compareRequested);
   connect(reward, &QPushButton::clicked, this, &ComparisonPanel::rewardStudyRequested);
@@ -65,8 +64,12 @@ ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
 
 void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
   table_->setRowCount(0);
-  plot_->clearGraphs();
-  plot_->clearItems();
+  ChartSpec spec;
+  spec.x_label = tr("tokens read per query").toStdString();
+  spec.y_label = tr("accuracy % / log-likelihood").toStdString();
+  spec.log_x = true;
+  spec.legend = false;  // every point carries its run's name
+  std::set<std::string> metrics;
   for (const auto* run : runs) {
     const auto* e = run->lastEval();
     const int row = table_->rowCount();
@@ -83,53 +86,42 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
       cells << "" << "" << "" << "" << tr("(no evaluation yet)");
     }
     const auto paper = paper_result(c);
-    cells << (paper.isEmpty() ? (c.task == "copy" ? tr("— (paper: N = 256, 512, 1024)") : tr("—")) : paper);
+    cells << (paper.isEmpty() ? (c.is_classification() ? tr("— (paper: N = 256, 512, 1024)") : tr("—")) : paper);
     for (int col = 0; col < cells.size(); ++col) {
       auto* item = new QTableWidgetItem(cells[col]);
       if (col == 0) item->setForeground(run->color);
       table_->setItem(row, col, item);
     }
     if (!e) continue;
-    auto* g = plot_->addGraph();
-    g->setName(run->name);
-    g->setLineStyle(QCPGraph::lsNone);
-    g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, run->color, run->color, 10));
-    const double y = e->metric == "accuracy" ? 100 * e->value : e->value;
-    g->setData({e->tokens_per_query}, {y});
-    auto* label = new QCPItemText(plot_);
-    label->position->setCoords(e->tokens_per_query, y);
-    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
-    label->setPadding(QMargins(8, 0, 0, 4));
-    label->setText(run->name);
-    label->setColor(run->color);
+    ChartSeries point;
+    point.label = run->name.toStdString();
+    point.colour = run->color.rgb() & 0xFFFFFF;
+    point.line = false;
+    point.markers = true;
+    point.x = {e->tokens_per_query};
+    point.y = {e->metric == "accuracy" ? 100 * e->value : e->value};
+    point.point_labels = {point.label};
+    spec.series.push_back(point);
+    metrics.insert(e->metric == "accuracy" ? "accuracy %" : "log-likelihood");
   }
-  fit_axes(plot_);  // one run is one point: still a range around it
+  if (metrics.size() == 1) spec.y_label = *metrics.begin();
+  draw_chart(plot_, spec);  // one run is one point: still a range around it
   plot_->replot();
 }
 
-QString ComparisonPanel::toCsv() const {
-  QStringList lines = {kColumns.join(',')};
+Table ComparisonPanel::contents() const {
+  Table t;
+  for (const auto& c : kColumns) t.header.push_back(c.toStdString());
   for (int r = 0; r < table_->rowCount(); ++r) {
-    QStringList cells;
-    for (int c = 0; c < table_->columnCount(); ++c) {
-      auto text = table_->item(r, c) ? table_->item(r, c)->text() : QString();
-      if (text.contains(',') || text.contains('"')) text = '"' + text.replace("\"", "\"\"") + '"';
-      cells << text;
-    }
-    lines << cells.join(',');
+    std::vector<std::string> cells;
+    for (int c = 0; c < table_->columnCount(); ++c)
+      cells.push_back(table_->item(r, c) ? table_->item(r, c)->text().toStdString() : std::string());
+    t.add(cells);
   }
-  return lines.join('\n') + '\n';
+  return t;
 }
 
-QString ComparisonPanel::toMarkdown() const {
-  QStringList lines = {"| " + kColumns.join(" | ") + " |", "|" + QString("---|").repeated(kColumns.size())};
-  for (int r = 0; r < table_->rowCount(); ++r) {
-    QStringList cells;
-    for (int c = 0; c < table_->columnCount(); ++c)
-      cells << (table_->item(r, c) ? table_->item(r, c)->text().replace('|', "\\|") : QString());
-    lines << "| " + cells.join(" | ") + " |";
-  }
-  return lines.join('\n') + '\n';
-}
+QString ComparisonPanel::toCsv() const { return QString::fromStdString(contents().csv()); }
+QString ComparisonPanel::toMarkdown() const { return QString::fromStdString(contents().markdown()); }
 
 }  // namespace retreever::ui

@@ -5,6 +5,7 @@
 #include <QList>
 #include <QWidget>
 
+#include "core/table.h"
 #include "ui/run_record.h"
 
 class QTableWidget;
@@ -32,6 +33,7 @@ class ComparisonPanel : public QWidget {
   void rewardStudyRequested();
 
  private:
+  Table contents() const;  // the table's cells, for the one table writer
   QTableWidget* table_;
   QCustomPlot* plot_;
 };

@@ -1,5 +1,9 @@
 #include "experiment_panel.h"
 
+#include <algorithm>
+
+#include "core/registry.h"
+
 #include <QCheckBox>
 #include <QComboBox>
 #include <QFile>
@@ -45,18 +49,6 @@ QStringList choice_list(const char* field) {
 void ensure_resources() {
   static const bool done = (register_resources(), true);
   (void)done;
-}
-
-Config load_preset(const QString& task) {
-  ensure_resources();
-  Config base = Config::preset(task.toStdString());
-  QFile f(":/presets/" + task + ".json");
-  if (!f.open(QIODevice::ReadOnly)) return base;
-  try {
-    return Config::from_json(f.readAll().toStdString(), base);
-  } catch (const std::exception&) {
-    return base;  // a broken preset must not stop the app; tests check the presets parse
-  }
 }
 
 ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
@@ -181,7 +173,7 @@ void ExperimentPanel::setConfig(const Config& config) {
 }
 
 void ExperimentPanel::applyPreset(const QString& task) {
-  Config c = load_preset(task);
+  Config c = Config::preset(task.toStdString());
   const auto current = config();
   c.model = current.model;  // a new task keeps the chosen model
   c.device = current.device;
@@ -264,16 +256,24 @@ void ExperimentPanel::revalidate() {
   // Fields that do not apply to this task/model are disabled, not hidden: users see them.
   const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText();
   const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText();
-  editors_["seq_len"]->setEnabled(task == "copy");
-  for (const auto& k : Config::tca_only_fields())
-    if (auto* editor = editors_.value(QString::fromStdString(k))) editor->setEnabled(model == "tca");
-  editors_["reward"]->setEnabled(task == "copy" && model == "tca");
-  editors_["kernel"]->setEnabled(task == "gp");
-  editors_["eval_kernel"]->setEnabled(task == "gp");
-  editors_["data_dir"]->setEnabled(task == "image");
-  editors_["eval_split"]->setEnabled(task == "image");
-  editors_["latents"]->setEnabled(model == "perceiver");
-  editors_["treeformer_depth"]->setEnabled(model == "treeformer");
+  // A field that some decoders or tasks read (core/registry.h) applies when the chosen ones do.
+  const auto* decoder = find_decoder(model.toStdString());
+  const auto* task_entry = find_task(task.toStdString());
+  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
+    const std::string field = it.key().toStdString();
+    bool applies = true;
+    for (const auto& d : decoders())
+      if (std::count(d.fields.begin(), d.fields.end(), field))
+        applies = applies && decoder && std::count(decoder->fields.begin(), decoder->fields.end(), field);
+    bool task_field = false, chosen_task_reads = false;
+    for (const auto& t : tasks())
+      if (std::count(t.fields.begin(), t.fields.end(), field)) task_field = true;
+    if (task_entry) chosen_task_reads = std::count(task_entry->fields.begin(), task_entry->fields.end(), field) > 0;
+    if (task_field) applies = applies && chosen_task_reads;
+    if (field == "reward") applies = applies && task_entry && task_entry->classification;  // a classification reward
+    if (field == "block") applies = decoder && decoder->reference_block;  // the models the reference code has
+    it.value()->setEnabled(applies);
+  }
 
   const bool was_valid = problems_.isEmpty();
   problems_ = problems;

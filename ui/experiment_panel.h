@@ -56,7 +56,4 @@ class ExperimentPanel : public QWidget {
 // Registers the app's resources (icons, presets); safe to call any number of times.
 void ensure_resources();
 
-// Reads a preset from resources (":/presets/TASK.json") over Config::preset(TASK).
-Config load_preset(const QString& task);
-
 }  // namespace retreever::ui

@@ -1,5 +1,10 @@
 #include "inspector_panel.h"
 
+#include "core/registry.h"
+
+#include <QFutureWatcher>
+#include <QtConcurrent/QtConcurrentRun>
+
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
@@ -79,6 +84,7 @@ TaskView* InspectorPanel::taskView() const {
 QWidget* InspectorPanel::exportTarget() const { return body_; }
 
 void InspectorPanel::clear() {
+  ++load_ticket_;  // a load still running for an earlier snapshot is dropped when it ends
   inspector_.reset();
   result_.reset();
   tree_->clear();
@@ -86,18 +92,48 @@ void InspectorPanel::clear() {
 }
 
 void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
-  try {
-    inspector_ = std::make_unique<Inspector>(snapshot, datasets::make_task);
-  } catch (const std::exception& e) {
-    inspector_.reset();
-    return Q_EMIT failed(tr("Cannot inspect this model: %1").arg(e.what()));
-  }
-  const auto& task = snapshot.config.task;
-  views_->setCurrentWidget(task == "gp"      ? static_cast<QWidget*>(gp_view_)
-                           : task == "image" ? static_cast<QWidget*>(image_view_)
-                                             : copy_view_);
+  // Building the model and its evaluation set (70k images for the image task) takes a while: it
+  // runs on a worker thread, and the newest snapshot asked for wins.
+  const auto ticket = ++load_ticket_;
+  loading_ = true;
+  if (!inspector_) summary_->setText(tr("Loading the model and its evaluation set..."));
+  struct Loaded {
+    std::shared_ptr<Inspector> inspector;
+    QString error;
+  };
+  auto* watcher = new QFutureWatcher<Loaded>(this);
+  connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, ticket, task = snapshot.config.task] {
+    watcher->deleteLater();
+    if (ticket != load_ticket_) return;
+    loading_ = false;
+    const Loaded loaded = watcher->result();
+    if (!loaded.inspector) {
+      inspector_.reset();
+      return Q_EMIT failed(tr("Cannot inspect this model: %1").arg(loaded.error));
+    }
+    install(loaded.inspector, task);
+  });
+  watcher->setFuture(QtConcurrent::run([snapshot] {
+    Loaded l;
+    try {
+      l.inspector = std::make_shared<Inspector>(snapshot, datasets::make_task);
+    } catch (const std::exception& e) {
+      l.error = QString::fromUtf8(e.what());
+    }
+    return l;
+  }));
+}
+
+void InspectorPanel::install(std::shared_ptr<Inspector> inspector, const std::string& task) {
+  const bool first = !inspector_ || inspector_->config().task != task;  // a new task opens on a typical sample
+  inspector_ = std::move(inspector);
+  const auto& view = task_info(task).view;
+  views_->setCurrentWidget(view == "function" ? static_cast<QWidget*>(gp_view_)
+                           : view == "image"  ? static_cast<QWidget*>(image_view_)
+                                              : copy_view_);
   sample_spin_->blockSignals(true);
   sample_spin_->setRange(0, int(inspector_->samples() - 1));
+  if (first) sample_spin_->setValue(int(inspector_->typical_sample()));
   sample_spin_->blockSignals(false);
   refresh();
 }

@@ -30,6 +30,7 @@ class InspectorPanel : public QWidget {
   void setSnapshot(const Snapshot& snapshot);
   void clear();
   bool hasModel() const { return inspector_ != nullptr; }
+  bool loading() const { return loading_; }  // a snapshot is being loaded on a worker thread
   const InspectResult* current() const { return result_ ? &*result_ : nullptr; }
   std::int64_t sample() const;
   std::int64_t query() const { return query_; }
@@ -49,7 +50,10 @@ class InspectorPanel : public QWidget {
  private:
   void refresh();
   void updateHighlight();  // the context tokens under S, as far as the walk is revealed
-  std::unique_ptr<Inspector> inspector_;
+  void install(std::shared_ptr<Inspector> inspector, const std::string& task);
+  std::shared_ptr<Inspector> inspector_;
+  quint64 load_ticket_ = 0;
+  bool loading_ = false;
   std::optional<InspectResult> result_;
   std::int64_t query_ = 0;
   QSpinBox* sample_spin_;

@@ -1,5 +1,9 @@
 #include "main_window.h"
 
+#include "core/files.h"
+#include "core/registry.h"
+#include "ui/session_controller.h"
+
 #include <QPushButton>
 
 #include <QAction>
@@ -45,24 +49,14 @@ namespace {
 constexpr int kRefreshMs = 150;   // plots redraw at most this often while training
 constexpr int kMaxRecent = 8;
 
-QString state_text(TrainingSession::State s) {
-  switch (s) {
-    case TrainingSession::State::Idle: return QObject::tr("idle");
-    case TrainingSession::State::Preparing: return QObject::tr("preparing");
-    case TrainingSession::State::Running: return QObject::tr("running");
-    case TrainingSession::State::Paused: return QObject::tr("paused");
-    case TrainingSession::State::Finished: return QObject::tr("finished");
-    case TrainingSession::State::Failed: return QObject::tr("failed");
-  }
-  return {};
-}
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   ensure_resources();
   setWindowTitle(tr("ReTreever Studio"));
   setWindowIcon(QIcon(":/icons/retreever.svg"));
-  session_ = new TrainingSession(this);
+  controller_ = new SessionController(this);
+  session_ = controller_->session();
   experiment_ = new ExperimentPanel;
   plots_ = new PlotPanel;
   inspector_ = new InspectorPanel;
@@ -70,8 +64,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   tabs_ = new QTabWidget;
   tabs_->addTab(plots_, tr("Curves"));
   connect(plots_, &PlotPanel::targetPositionClicked, this, [this](int run_id, qint64 position) {
-    for (int i = 0; i < runs_.size(); ++i)
-      if (runs_[i].id == run_id) {
+    const auto& runs = controller_->runs();
+    for (int i = 0; i < runs.size(); ++i)
+      if (runs[i].id == run_id) {
         selectRun(i);  // shows the run's snapshot in the inspector
         inspector_->selectQuery(position);
         tabs_->setCurrentWidget(inspector_);
@@ -89,20 +84,40 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   createStatusBar();
   createDockWindows();
 
-  connect(session_, &TrainingSession::runStarted, this, &MainWindow::onRunStarted);
-  connect(session_, &TrainingSession::stepped, this, &MainWindow::onStepped);
-  connect(session_, &TrainingSession::evaluated, this, &MainWindow::onEvaluated);
-  connect(session_, &TrainingSession::snapshotReady, this, &MainWindow::onSnapshot);
-  connect(session_, &TrainingSession::stateChanged, this, &MainWindow::onStateChanged);
-  connect(session_, &TrainingSession::failed, this, [this](const QString& message) {
-    if (discarding_) return;  // the user cancelled this opening
+  connect(controller_, &SessionController::changed, this, [this] { dirty_ = true; });
+  connect(controller_, &SessionController::opened, this, [this](const QString& path, const Config& config) {
+    cancel_open_->hide();
+    addRecentFile(path);
+    statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 5000);
+    experiment_->setConfig(config);
+  });
+  connect(controller_, &SessionController::runStarted, this, [this](const QString& device) {
+    cancel_open_->hide();
+    device_label_->setText(tr("device: %1").arg(device));
+  });
+  connect(controller_, &SessionController::stepped, this, [this](const RunRecord& run, const StepMetrics& m) {
+    const double rate = controller_->stepsPerSecond();
+    const double eta = rate > 0 ? double(run.config.steps - m.step) / rate : 0;
+    speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
+                              .arg(m.step).arg(run.config.steps).arg(rate, 0, 'f', 1)
+                              .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")));
+  });
+  connect(controller_, &SessionController::snapshotArrived, this, [this](int run, const Snapshot& s) {
+    // Follow the training run in the inspector unless the user picked another run.
+    if (run_list_->currentRow() < 0 || run_list_->currentRow() == run) inspector_->setSnapshot(s);
+  });
+  connect(controller_, &SessionController::stateChanged, this, [this](TrainingSession::State s) {
+    state_label_->setText(state_text(s));
+    if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed) cancel_open_->hide();
+    updateActions();
+  });
+  connect(controller_, &SessionController::openingFailed, this, [this](const QString& path) {
     // A file that failed to open leaves the recent list: the next click would fail the same way.
-    if (!pending_load_.isEmpty()) {
-      removeRecentFile(pending_load_);
-      pending_load_.clear();
-      statusBar()->clearMessage();
-    }
-    showError(message);
+    removeRecentFile(path);
+    statusBar()->clearMessage();
+  });
+  connect(session_, &TrainingSession::failed, this, [this](const QString& message) {
+    if (!controller_->discarding()) showError(message);  // not for an opening the user cancelled
   });
   connect(session_, &TrainingSession::checkpointSaved, this, [this](const QString& path) {
     statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
@@ -122,7 +137,6 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     if (dirty_) refreshViews();
   });
   refresh->start();
-  rate_clock_.start();
 
   readSettings();
   updateActions();
@@ -130,6 +144,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 }
 
 MainWindow::~MainWindow() = default;
+
+const QList<RunRecord>& MainWindow::runs() const { return controller_->runs(); }
+bool MainWindow::opening() const { return controller_->opening(); }
+bool MainWindow::queueEmpty() const { return controller_->queueEmpty(); }
 
 QAction* MainWindow::action(const QString& name) const {
   for (auto* a : actions_)
@@ -160,14 +178,13 @@ void MainWindow::createActions() {
   pause->setCheckable(true);
   make("stop", tr("S&top"), tr("End the run; the model stays for saving and inspection"),
        QKeySequence(Qt::SHIFT | Qt::Key_F5), SP::SP_MediaStop, [this] {
-         queue_.clear();
-         session_->stop();
+         controller_->stopAll();
        });
   make("step", tr("Single &step"), tr("Run exactly one training step while paused"), QKeySequence(Qt::Key_F10),
        SP::SP_MediaSkipForward, [this] { session_->stepOnce(); });
   make("setLr", tr("Set &learning rate..."), tr("Change the peak learning rate of the paused run"),
        QKeySequence(Qt::CTRL | Qt::Key_L), SP::SP_FileDialogDetailedView, [this] {
-         auto* run = currentRun();
+         auto* run = controller_->currentRun();
          if (!run) return;
          bool ok = false;
          const double lr = QInputDialog::getDouble(this, tr("Learning rate"), tr("Peak learning rate (cosine schedule):"),
@@ -181,34 +198,16 @@ void MainWindow::createActions() {
           "and a simplified Treeformer TC attention with about as many leaf summaries"),
        QKeySequence(Qt::CTRL | Qt::Key_K), SP::SP_FileDialogListView, [this] {
          if (!experiment_->isValid()) return showError(experiment_->problems().first());
-         Config base = experiment_->config();
-         QList<Config> configs;
-         // The baselines read as many tokens as TCA reads nodes at this context size.
-         const std::int64_t n = base.task == "copy" ? (base.seq_len + 1) / 2 : base.task == "image" ? 100 : 25;
-         const auto tca_tokens = TreeShape::of(std::max<std::int64_t>(2, n), base.branch_factor).tokens_per_query();
-         for (const auto& m : Config::models()) {
-           Config c = base;
-           c.model = m;
-           c.match_tca_tokens(tca_tokens);
-           configs << c;
-         }
-         queueRuns(configs, tr("comparison %1").arg(next_id_));
+         queueRuns(SessionController::comparisonConfigs(experiment_->config()),
+                   tr("comparison %1").arg(controller_->runs().size() + 1));
          tabs_->setCurrentWidget(comparison_);
        });
   make("rewardStudy", tr("&Reward study (accuracy vs NCE)"),
        tr("Queue two TCA copy-task runs that differ only in the RL reward (paper, Table 3)"), QKeySequence(),
        SP::SP_FileDialogContentsView, [this] {
          if (!experiment_->isValid()) return showError(experiment_->problems().first());
-         Config base = experiment_->config();
-         base.task = base.task == "copy" ? base.task : "copy";
-         base.model = "tca";
-         QList<Config> configs;
-         for (const auto& r : Config::choices("reward")) {
-           Config c = base;
-           c.reward = r;
-           configs << c;
-         }
-         queueRuns(configs, tr("reward study %1").arg(next_id_));
+         queueRuns(SessionController::rewardStudyConfigs(experiment_->config()),
+                   tr("reward study %1").arg(controller_->runs().size() + 1));
          tabs_->setCurrentWidget(comparison_);
        });
   make("open", tr("&Open checkpoint..."), tr("Load a checkpoint: its config, curves and model"), QKeySequence::Open,
@@ -344,13 +343,12 @@ void MainWindow::createDockWindows() {
   view->addAction(dock->toggleViewAction());
   view->addAction(runs->toggleViewAction());
   connect(run_list_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
-    const int i = item->data(Qt::UserRole).toInt();
-    if (i >= 0 && i < runs_.size()) runs_[i].visible = item->checkState() == Qt::Checked;
-    dirty_ = true;
+    controller_->setVisible(item->data(Qt::UserRole).toInt(), item->checkState() == Qt::Checked);
   });
   connect(run_list_, &QListWidget::currentRowChanged, this, [this](int row) {
-    if (row < 0 || row >= runs_.size()) return;
-    if (runs_[row].snapshot) inspector_->setSnapshot(*runs_[row].snapshot);
+    const auto& runs = controller_->runs();
+    if (row < 0 || row >= runs.size()) return;
+    if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
   });
 }
 
@@ -383,7 +381,7 @@ void MainWindow::writeSettings() {
 void MainWindow::closeEvent(QCloseEvent* event) {
   writeSettings();
   // Nothing the user made is lost: the run in hand is saved where the next start finds it.
-  if (currentRun() && session_->state() != TrainingSession::State::Idle &&
+  if (controller_->currentRun() && session_->state() != TrainingSession::State::Idle &&
       session_->state() != TrainingSession::State::Failed) {
     const auto dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
     QDir().mkpath(dir);
@@ -417,13 +415,6 @@ void MainWindow::showError(const QString& message) {
   box->open();
 }
 
-RunRecord* MainWindow::currentRun() { return current_ >= 0 && current_ < runs_.size() ? &runs_[current_] : nullptr; }
-
-QList<const RunRecord*> MainWindow::runPointers() const {
-  QList<const RunRecord*> out;
-  for (const auto& r : runs_) out << &r;
-  return out;
-}
 
 void MainWindow::updateActions() {
   const auto s = session_->state();
@@ -441,23 +432,11 @@ void MainWindow::updateActions() {
   action("stop")->setEnabled(busy);
   action("step")->setEnabled(s == TrainingSession::State::Paused || s == TrainingSession::State::Finished);
   action("setLr")->setEnabled(s == TrainingSession::State::Paused);
-  action("save")->setEnabled(currentRun() != nullptr && s != TrainingSession::State::Preparing);
+  action("save")->setEnabled(controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing);
 }
 
 void MainWindow::queueRuns(const QList<Config>& configs, const QString& group) {
-  for (const auto& c : configs) {
-    RunRecord r;
-    r.id = next_id_++;
-    r.config = c;
-    r.name = run_name(r.id, c);
-    r.color = run_color(r.id - 1);
-    r.state = tr("queued");
-    r.group = group;
-    runs_ << r;
-    queue_ << runs_.size() - 1;
-  }
-  dirty_ = true;
-  startNextQueued();
+  controller_->queueRuns(configs, group);
 }
 
 void MainWindow::startTraining() {
@@ -467,129 +446,37 @@ void MainWindow::startTraining() {
   tabs_->setCurrentWidget(plots_);
 }
 
-void MainWindow::startNextQueued() {
-  if (session_->busy() || queue_.isEmpty()) return;
-  current_ = queue_.takeFirst();
-  runs_[current_].state = tr("starting");
-  rate_steps_ = 0;
-  rate_clock_.restart();
-  session_->start(runs_[current_].config);
-  dirty_ = true;
-}
-
 bool MainWindow::openCheckpoint(const QString& path) {
-  if (session_->busy()) {
-    showError(tr("A run is in progress: stop it before opening a checkpoint."));
+  QString error;
+  if (!controller_->openCheckpoint(path, &error)) {
+    if (!QFileInfo(path).exists()) removeRecentFile(path);
+    showError(error);
     return false;
   }
-  QFileInfo info(path);
-  if (!info.exists() || !info.isReadable()) {
-    removeRecentFile(path);
-    showError(tr("Cannot open '%1': the file does not exist or is not readable.").arg(path));
-    return false;
-  }
-  pending_load_ = path;
   cancel_open_->show();
   statusBar()->showMessage(tr("Opening %1 ...").arg(QFileInfo(path).fileName()));
-  session_->resumeFrom(path, true);  // errors arrive through failed() as a dialog
   return true;
 }
 
 bool MainWindow::cancelOpening() {
-  if (pending_load_.isEmpty()) return false;
-  discarding_ = true;
-  pending_load_.clear();
+  if (!controller_->cancelOpening()) return false;
   cancel_open_->hide();
-  session_->stop();  // queued behind the load: the worker ends the run it yields
   statusBar()->showMessage(tr("Opening cancelled"), 5000);
   return true;
 }
 
 void MainWindow::saveCheckpoint(const QString& path) {
-  if (!currentRun()) return showError(tr("There is no run to save yet: train or open one first."));
+  if (!controller_->currentRun()) return showError(tr("There is no run to save yet: train or open one first."));
   session_->saveCheckpoint(path);
-}
-
-void MainWindow::onRunStarted(const Config& config, qint64, const MetricsHistory& history, const QString& device) {
-  if (discarding_) return;  // a cancelled opening
-  cancel_open_->hide();
-  if (!pending_load_.isEmpty()) {
-    RunRecord r;
-    r.id = next_id_++;
-    r.config = config;
-    r.name = run_name(r.id, config) + " (" + QFileInfo(pending_load_).fileName() + ")";
-    r.color = run_color(r.id - 1);
-    r.history = history;
-    runs_ << r;
-    current_ = runs_.size() - 1;
-    addRecentFile(pending_load_);
-    statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(pending_load_).fileName()), 5000);
-    pending_load_.clear();
-    experiment_->setConfig(config);
-  } else if (auto* run = currentRun()) {
-    run->config = config;
-    run->history = history;
-  }
-  device_label_->setText(tr("device: %1").arg(device));
-  dirty_ = true;
-}
-
-void MainWindow::onStepped(const StepMetrics& m) {
-  auto* run = currentRun();
-  if (!run) return;
-  run->history.steps.push_back(m);  // every step: the live curves (the CSV keeps the same columns)
-  ++rate_steps_;
-  const double elapsed = rate_clock_.elapsed() / 1000.0;
-  if (elapsed > 1.0) {
-    steps_per_second_ = rate_steps_ / elapsed;
-    rate_steps_ = 0;
-    rate_clock_.restart();
-  }
-  const double eta = steps_per_second_ > 0 ? double(run->config.steps - m.step) / steps_per_second_ : 0;
-  speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
-                            .arg(m.step).arg(run->config.steps).arg(steps_per_second_, 0, 'f', 1)
-                            .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")));
-  dirty_ = true;
-}
-
-void MainWindow::onEvaluated(const EvalMetrics& e) {
-  if (auto* run = currentRun()) run->history.evals.push_back(e);
-  dirty_ = true;
-}
-
-void MainWindow::onSnapshot(const Snapshot& s) {
-  if (discarding_) return;
-  auto* run = currentRun();
-  if (!run) return;
-  run->snapshot = s;
-  // Follow the training run in the inspector unless the user picked another run.
-  if (run_list_->currentRow() < 0 || run_list_->currentRow() == current_) inspector_->setSnapshot(s);
-}
-
-void MainWindow::onStateChanged(TrainingSession::State s) {
-  const bool ended = s == TrainingSession::State::Finished || s == TrainingSession::State::Failed;
-  if (discarding_) {  // the cancelled opening's run: not the current run's state
-    if (ended) discarding_ = false;
-    state_label_->setText(ended ? state_text(TrainingSession::State::Idle) : state_text(s));
-    updateActions();
-    return;
-  }
-  state_label_->setText(state_text(s));
-  if (auto* run = currentRun()) run->state = state_text(s);
-  if (s == TrainingSession::State::Failed && !pending_load_.isEmpty()) pending_load_.clear();
-  if (ended) cancel_open_->hide();
-  updateActions();
-  dirty_ = true;
-  if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed)
-    QTimer::singleShot(0, this, &MainWindow::startNextQueued);
 }
 
 void MainWindow::refreshViews() {
   dirty_ = false;
-  auto runs = runPointers();
+  auto runs = controller_->runPointers();
   plots_->setRuns(runs);
   comparison_->setRuns(runs);
   run_list_->blockSignals(true);
+  const auto& runs_ = controller_->runs();
   while (run_list_->count() > runs_.size()) delete run_list_->takeItem(run_list_->count() - 1);
   for (int i = 0; i < runs_.size(); ++i) {
     if (i >= run_list_->count()) {
@@ -641,12 +528,13 @@ void MainWindow::updateRecentMenu() {
 }
 
 bool MainWindow::writeFileAtomically(const QString& path, const QByteArray& bytes) {
-  QSaveFile file(path);  // writes a temporary file and renames it on commit
-  if (!file.open(QIODevice::WriteOnly) || file.write(bytes) != bytes.size() || !file.commit()) {
-    showError(tr("Could not write '%1': %2").arg(path, file.errorString()));
+  try {
+    write_file_atomic(path.toStdString(), bytes.toStdString());
+    return true;
+  } catch (const std::exception& e) {
+    showError(tr("Could not write '%1': %2").arg(path, e.what()));
     return false;
   }
-  return true;
 }
 
 bool MainWindow::exportPlots(const QString& folder, const QString& format, int width, int height) {
@@ -659,13 +547,16 @@ bool MainWindow::exportPlots(const QString& folder, const QString& format, int w
   targets << comparison_->plot();
   target_names << "comparison";
   for (int i = 0; i < targets.size(); ++i) {
+    if (targets[i]->isHidden()) continue;  // a plot that does not apply to these runs
     const auto path = QDir(folder).filePath(target_names[i] + "." + format);
-    const auto tmp = path + ".part";
-    const bool ok = format == "pdf" ? targets[i]->savePdf(tmp, width, height)
-                                    : targets[i]->savePng(tmp, width, height);
-    if (!ok || (QFile::exists(path) && !QFile::remove(path)) || !QFile::rename(tmp, path)) {
-      QFile::remove(tmp);
-      showError(tr("Could not write '%1' (is the disk full or the folder read-only?)").arg(path));
+    try {
+      write_atomically(path.toStdString(), [&](const std::string& tmp) {
+        const auto t = QString::fromStdString(tmp);
+        if (!(format == "pdf" ? targets[i]->savePdf(t, width, height) : targets[i]->savePng(t, width, height)))
+          throw std::runtime_error("is the disk full or the folder read-only?");
+      });
+    } catch (const std::exception& e) {
+      showError(tr("Could not write '%1': %2").arg(path, e.what()));
       return false;
     }
     files << path;
@@ -675,7 +566,7 @@ bool MainWindow::exportPlots(const QString& folder, const QString& format, int w
 }
 
 bool MainWindow::exportMetricsCsv(const QString& path) {
-  auto* run = currentRun();
+  auto* run = controller_->currentRun();
   if (!run) {
     showError(tr("There are no metrics yet: train or open a run first."));
     return false;
@@ -701,22 +592,28 @@ bool MainWindow::exportReport(const QString& folder) {
     return false;
   QString md = "# ReTreever Studio session report\n\n" + QDateTime::currentDateTime().toString(Qt::ISODate) + "\n\n";
   md += "## Runs\n\n" + comparison_->toMarkdown() + "\n";
-  for (const auto& r : runs_) {
+  for (const auto& r : controller_->runs()) {
     const auto name = QString("metrics_run%1.csv").arg(r.id);
     if (!writeFileAtomically(dir.filePath(name), QByteArray::fromStdString(r.history.to_csv()))) return false;
     md += QString("- %1: [%2](%2), config:\n\n```json\n%3\n```\n\n").arg(r.name, name, QString::fromStdString(r.config.to_json()));
   }
   md += "## Curves\n\n";
-  for (const auto& n : plots_->plotNames()) md += QString("![%1](plots/%1.png)\n\n").arg(n);
+  for (int i = 0; i < plots_->plots().size(); ++i)
+    if (!plots_->plots()[i]->isHidden()) md += QString("![%1](plots/%1.png)\n\n").arg(plots_->plotNames()[i]);
   md += "![comparison](plots/comparison.png)\n\n";
   if (inspector_->hasModel()) {
     const auto image = inspector_->exportTarget()->grab().toImage();
-    QSaveFile f(dir.filePath("inspector.png"));
-    if (f.open(QIODevice::WriteOnly) && image.save(&f, "PNG") && f.commit())
+    try {
+      write_atomically(dir.filePath("inspector.png").toStdString(), [&](const std::string& tmp) {
+        if (!image.save(QString::fromStdString(tmp), "PNG")) throw std::runtime_error("cannot write the PNG");
+      });
       md += "## Tree inspector\n\n![inspector](inspector.png)\n";
+    } catch (const std::exception& e) {
+      showError(tr("Could not write '%1': %2").arg(dir.filePath("inspector.png"), e.what()));
+    }
   }
   if (!writeFileAtomically(dir.filePath("report.md"), md.toUtf8())) return false;
-  if (currentRun()) session_->saveCheckpointNow(dir.filePath("checkpoint.safetensors"));
+  if (controller_->currentRun()) session_->saveCheckpointNow(dir.filePath("checkpoint.safetensors"));
   statusBar()->showMessage(tr("Report written to %1").arg(folder), 5000);
   return true;
 }

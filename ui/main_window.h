@@ -3,7 +3,6 @@
 // command (STYLE.md: Qt's MainWindow skeleton).
 #pragma once
 
-#include <QElapsedTimer>
 #include <QList>
 #include <QMainWindow>
 
@@ -24,6 +23,7 @@ class ExperimentPanel;
 class PlotPanel;
 class InspectorPanel;
 class ComparisonPanel;
+class SessionController;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -38,7 +38,8 @@ class MainWindow : public QMainWindow {
   InspectorPanel* inspector() const { return inspector_; }
   ComparisonPanel* comparison() const { return comparison_; }
   QTabWidget* tabs() const { return tabs_; }
-  const QList<RunRecord>& runs() const { return runs_; }
+  const QList<RunRecord>& runs() const;
+  SessionController* controller() const { return controller_; }
   QAction* action(const QString& name) const;
 
   void startTraining();                 // a new run from the experiment panel
@@ -47,7 +48,7 @@ class MainWindow : public QMainWindow {
   // Abandons the checkpoint being opened (the status bar's Cancel): whatever its loading yields is
   // discarded. False when nothing is being opened.
   bool cancelOpening();
-  bool opening() const { return !pending_load_.isEmpty(); }
+  bool opening() const;
   void saveCheckpoint(const QString& path);
   bool exportPlots(const QString& folder, const QString& format, int width, int height);
   bool exportMetricsCsv(const QString& path);
@@ -55,7 +56,7 @@ class MainWindow : public QMainWindow {
   bool exportReport(const QString& folder);
   void setDarkTheme(bool dark);
   void selectRun(int index);                    // shows that run's model in the inspector
-  bool queueEmpty() const { return queue_.isEmpty(); }
+  bool queueEmpty() const;
 
  Q_SIGNALS:
   void errorReported(const QString& message);  // every error dialog also emits this
@@ -76,22 +77,13 @@ class MainWindow : public QMainWindow {
   void showError(const QString& message);
   void updateActions();
   void refreshViews();
-  void startNextQueued();
   void addRecentFile(const QString& path);
   void removeRecentFile(const QString& path);
   void updateRecentMenu();
-  RunRecord* currentRun();
-  QList<const RunRecord*> runPointers() const;
   bool writeFileAtomically(const QString& path, const QByteArray& bytes);
 
-  // Session events.
-  void onRunStarted(const Config& config, qint64 steps_done, const MetricsHistory& history, const QString& device);
-  void onStepped(const StepMetrics& m);
-  void onEvaluated(const EvalMetrics& e);
-  void onSnapshot(const Snapshot& s);
-  void onStateChanged(TrainingSession::State s);
-
-  TrainingSession* session_;
+  SessionController* controller_;
+  TrainingSession* session_;  // the controller's
   ExperimentPanel* experiment_;
   PlotPanel* plots_;
   InspectorPanel* inspector_;
@@ -104,18 +96,9 @@ class MainWindow : public QMainWindow {
   QMenu* recent_menu_ = nullptr;
   QList<QAction*> actions_;
 
-  QList<RunRecord> runs_;
-  int current_ = -1;                 // index in runs_ of the run the session trains
-  QList<int> queue_;                 // runs waiting their turn
-  int next_id_ = 1;
   bool dirty_ = false;
   bool dark_ = false;
-  QString pending_load_;             // checkpoint being opened (becomes a run when it starts)
-  bool discarding_ = false;          // an opening was cancelled: ignore the session until it ends
   QPushButton* cancel_open_ = nullptr;
-  QElapsedTimer rate_clock_;
-  qint64 rate_steps_ = 0;
-  double steps_per_second_ = 0;
 };
 
 }  // namespace retreever::ui

@@ -1,6 +1,7 @@
 #include "plot_panel.h"
 
-#include "ui/axis_range.h"
+#include "core/registry.h"
+#include "ui/chart_view.h"
 
 #include <QCheckBox>
 #include <QGridLayout>
@@ -9,26 +10,19 @@
 #include <QSlider>
 #include <QVBoxLayout>
 #include <cmath>
+#include <set>
 
 #include "ui/qcp.h"
 
 namespace retreever::ui {
 
 QColor run_color(int index) {
-  static const QColor palette[] = {QColor(31, 119, 180), QColor(214, 39, 40), QColor(44, 160, 44),
-                                   QColor(148, 103, 189), QColor(255, 127, 14), QColor(23, 190, 207),
-                                   QColor(227, 119, 194), QColor(140, 86, 75), QColor(188, 189, 34)};
-  return palette[index % 9];
+  const std::uint32_t rgb = chart_palette(std::size_t(index));
+  return QColor(int(rgb >> 16) & 0xFF, int(rgb >> 8) & 0xFF, int(rgb) & 0xFF);
 }
 
 QString run_name(int id, const Config& c) {
-  QString task = QString::fromStdString(c.task);
-  if (c.task == "copy") task += QString("-%1").arg(c.seq_len);
-  QString model = QString::fromStdString(c.model);
-  if (c.model == "perceiver") model += QString("(L=%1)").arg(c.latents);
-  if (c.model == "treeformer") model += QString("(d=%1)").arg(c.treeformer_depth);
-  if (c.model == "tca" && c.reward != "acc" && c.task == "copy") model += "/" + QString::fromStdString(c.reward);
-  return QString("#%1 %2 %3").arg(id).arg(model, task);
+  return QString("#%1 %2 %3").arg(id).arg(QString::fromStdString(model_label(c)), QString::fromStdString(task_label(c)));
 }
 
 QVector<double> smooth(const QVector<double>& values, double alpha) {
@@ -67,7 +61,7 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   controls->addWidget(readout_);
   layout->addLayout(controls);
 
-  auto* grid = new QGridLayout;
+  auto* grid = grid_ = new QGridLayout;
   plots_ << makePlot(tr("Training loss"), tr("loss")) << makePlot(tr("Loss terms"), tr("value"))
          << makePlot(tr("Evaluation"), tr("metric")) << makePlot(tr("Tokens read per query"), tr("tokens"))
          << makePlot(tr("Learning rate"), tr("lr"))
@@ -105,12 +99,6 @@ void PlotPanel::setSmoothing(double alpha) { smoothing_->setValue(int(std::round
 
 void PlotPanel::setLogScale(bool on) {
   if (log_->isChecked() != on) log_->setChecked(on);
-  for (int i : {kLoss, kTerms}) {
-    auto* axis = plots_[i]->yAxis;
-    axis->setScaleType(on ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
-    if (on) axis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
-    else axis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
-  }
   rebuild();
 }
 
@@ -118,14 +106,9 @@ QCustomPlot* PlotPanel::makePlot(const QString& title, const QString& y_label) {
   auto* plot = new QCustomPlot;
   plot->setObjectName(title);
   plot->setMinimumSize(260, 160);
-  plot->plotLayout()->insertRow(0);
-  auto* heading = new QCPTextElement(plot, title, QFont(font().family(), font().pointSize() + 1, QFont::Bold));
-  plot->plotLayout()->addElement(0, 0, heading);
-  plot->xAxis->setLabel(tr("step"));
-  plot->yAxis->setLabel(y_label);
-  plot->legend->setVisible(true);
+  plot->setProperty("chartTitle", title);
+  plot->setProperty("yLabel", y_label);
   plot->legend->setFont(QFont(font().family(), std::max(7, font().pointSize() - 1)));
-  plot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
   plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   plot->setAntialiasedElements(QCP::aeAll);
   connect(plot, &QCustomPlot::mouseMove, this, [this, plot](QMouseEvent* e) { showReadout(plot, e); });
@@ -139,22 +122,31 @@ void PlotPanel::setRuns(const QList<const RunRecord*>& runs) {
 
 void PlotPanel::rebuild() {
   const double alpha = smoothing();
-  const bool log = log_->isChecked();
-  for (auto* p : plots_) p->clearGraphs();
-  position_graphs_.clear();
-  auto add = [&](int plot, const QString& name, const QColor& color, Qt::PenStyle style,
-                 const QVector<double>& x, const QVector<double>& y, bool scatter) {
-    auto* g = plots_[plot]->addGraph();
-    g->setName(name);
-    QPen pen(color, 1.6, style);
-    g->setPen(pen);
-    if (scatter) g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, color, color, 5));
-    QVector<double> yy = y;
-    if (log && (plot == kLoss || plot == kTerms))  // a log axis shows only positive values
-      for (auto& v : yy) v = v > 0 ? v : qQNaN();
-    g->setData(x, yy, true);
-    return g;
+  std::vector<ChartSpec> specs(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    specs[i].title = plots_[i]->property("chartTitle").toString().toStdString();
+    specs[i].y_label = plots_[i]->property("yLabel").toString().toStdString();
+    specs[i].x_label = tr("step").toStdString();
+  }
+  specs[kPositions].x_label = tr("target position (query)").toStdString();
+  // Accuracy in %: a fixed range keeps points at 0% clear of the axis (where a click would hit
+  // the axis, not the point); no legend over the clickable points (the colours are the runs').
+  specs[kPositions].y_min = -12, specs[kPositions].y_max = 108, specs[kPositions].legend = false;
+  specs[kLoss].log_y = specs[kTerms].log_y = log_->isChecked();
+  auto add = [&](int plot, const QString& name, const QColor& color, LineDash dash, const QVector<double>& x,
+                 const QVector<double>& y, bool markers) {
+    ChartSeries s;
+    s.label = name.toStdString();
+    s.colour = color.rgb() & 0xFFFFFF;
+    if (s.colour == 0) s.colour = 0x010101;  // 0 would mean "next palette colour"
+    s.dash = dash;
+    s.markers = markers;
+    s.x.assign(x.begin(), x.end());
+    s.y.assign(y.begin(), y.end());
+    specs[plot].series.push_back(std::move(s));
+    return int(specs[plot].series.size()) - 1;
   };
+  QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
     QVector<double> steps, loss, tca, ca, rl, entropy, lr;
@@ -167,14 +159,14 @@ void PlotPanel::rebuild() {
       entropy << s.entropy;
       lr << s.lr;
     }
-    add(kLoss, run->name, run->color, Qt::SolidLine, steps, smooth(loss, alpha), false);
-    add(kTerms, run->name + " TCA", run->color, Qt::SolidLine, steps, smooth(tca, alpha), false);
-    if (run->config.model == "tca") {
-      add(kTerms, run->name + " CA", run->color, Qt::DashLine, steps, smooth(ca, alpha), false);
-      add(kTerms, run->name + " RL", run->color, Qt::DotLine, steps, smooth(rl, alpha), false);
-      add(kTerms, run->name + " entropy", run->color, Qt::DashDotLine, steps, smooth(entropy, alpha), false);
+    add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(loss, alpha), false);
+    add(kTerms, run->name + " TCA", run->color, LineDash::solid, steps, smooth(tca, alpha), false);
+    if (decoder_info(run->config.model).policy) {
+      add(kTerms, run->name + " CA", run->color, LineDash::dash, steps, smooth(ca, alpha), false);
+      add(kTerms, run->name + " RL", run->color, LineDash::dot, steps, smooth(rl, alpha), false);
+      add(kTerms, run->name + " entropy", run->color, LineDash::dash_dot, steps, smooth(entropy, alpha), false);
     }
-    add(kLr, run->name, run->color, Qt::SolidLine, steps, lr, false);
+    add(kLr, run->name, run->color, LineDash::solid, steps, lr, false);
     QVector<double> es, ev, et;
     for (const auto& e : run->history.evals) {
       es << double(e.step);
@@ -182,26 +174,37 @@ void PlotPanel::rebuild() {
       et << e.tokens_per_query;
     }
     const QString metric = run->config.is_classification() ? tr("accuracy %") : tr("log-likelihood");
-    add(kEval, run->name + " " + metric, run->color, Qt::SolidLine, es, ev, true);
-    add(kTokens, run->name, run->color, Qt::SolidLine, es, et, true);
+    add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
+    add(kTokens, run->name, run->color, LineDash::solid, es, et, true);
     if (const auto* last = run->lastEval(); last && !last->per_target.empty()) {
       QVector<double> pos, acc;
       for (size_t j = 0; j < last->per_target.size(); ++j) {
         pos << double(j);
         acc << 100 * last->per_target[j];
       }
-      position_graphs_.insert(add(kPositions, run->name, run->color, Qt::SolidLine, pos, acc, true), run->id);
+      position_series.insert(add(kPositions, run->name, run->color, LineDash::solid, pos, acc, true), run->id);
     }
   }
-  for (auto* p : plots_) {
-    // Room around the data so that flat curves (tokens read) and end points stay visible.
-    fit_axes(p);
-    // Accuracy in %: a fixed range keeps points at 0% clear of the axis (where a click would hit
-    // the axis, not the point).
-    if (p == plots_[kPositions]) p->yAxis->setRange(-12, 108);
-    // No legend over the clickable points (the colours are the runs' colours in every plot).
-    p->legend->setVisible(p != plots_[kPositions] && p->graphCount() > 0 && p->graphCount() <= 12);
-    p->replot(QCustomPlot::rpQueuedReplot);
+  position_graphs_.clear();
+  // The evaluation's axis names the metric when every run shown has the same one.
+  std::set<std::string> metrics;
+  for (const auto* run : runs_)
+    if (run->visible) metrics.insert(run->config.is_classification() ? "accuracy %" : "log-likelihood");
+  if (metrics.size() == 1) specs[kEval].y_label = *metrics.begin();
+  for (int i = 0; i < kCount; ++i) {
+    const auto graphs = draw_chart(plots_[i], specs[i]);
+    if (i == kPositions)
+      for (auto it = position_series.begin(); it != position_series.end(); ++it)
+        position_graphs_.insert(graphs[it.key()], it.value());
+    plots_[i]->replot(QCustomPlot::rpQueuedReplot);
+  }
+  // Only the plots that apply to the runs shown: the per-position accuracy is the copy task's.
+  // Without it the learning rate takes the whole last row.
+  const bool positions = !position_series.isEmpty();
+  if (plots_[kPositions]->isHidden() == positions) {
+    plots_[kPositions]->setVisible(positions);
+    grid_->removeWidget(plots_[kLr]);
+    grid_->addWidget(plots_[kLr], 2, 0, 1, positions ? 1 : 2);
   }
 }
 

@@ -15,6 +15,7 @@ class QCPAbstractPlottable;
 class QSlider;
 class QCheckBox;
 class QLabel;
+class QGridLayout;
 
 namespace retreever::ui {
 
@@ -46,6 +47,7 @@ class PlotPanel : public QWidget {
   QSlider* smoothing_ = nullptr;
   QCheckBox* log_ = nullptr;
   QLabel* readout_ = nullptr;
+  QGridLayout* grid_ = nullptr;
 };
 
 // Exponential moving average with bias correction (as TensorBoard smooths curves).

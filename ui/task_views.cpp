@@ -1,5 +1,7 @@
 #include "task_views.h"
 
+#include "ui/axis_range.h"
+
 #include <QMouseEvent>
 #include <QPainter>
 #include <QVBoxLayout>
@@ -98,6 +100,11 @@ GpTaskView::GpTaskView(QWidget* parent) : TaskView(parent), plot_(new QCustomPlo
   plot_->setToolTip(tr("Black: context points. Grey crosses: true targets. Line and band: predicted mean ± 2σ. "
                        "Click near a target to inspect its retrieval."));
   plot_->legend->setVisible(true);
+  // The legend beside the axes, not over the points: a function's data fills the whole frame.
+  plot_->axisRect()->insetLayout()->take(plot_->legend);
+  plot_->plotLayout()->addElement(0, 1, plot_->legend);
+  plot_->plotLayout()->setColumnStretchFactor(1, 0.001);
+  plot_->legend->setMargins(QMargins(6, 4, 6, 4));
   plot_->xAxis->setLabel("x");
   plot_->yAxis->setLabel("y");
   connect(plot_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
@@ -120,8 +127,7 @@ GpTaskView::GpTaskView(QWidget* parent) : TaskView(parent), plot_(new QCustomPlo
 void GpTaskView::setSample(const SampleView& sample) {
   sample_ = sample;
   redraw();
-  plot_->rescaleAxes();
-  plot_->yAxis->scaleRange(1.15);
+  fit_axes(plot_);  // every point inside the frame, with a margin
   plot_->replot();
 }
 

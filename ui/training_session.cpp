@@ -221,4 +221,16 @@ void TrainingWorker::tick() {
   }
 }
 
+QString state_text(TrainingSession::State s) {
+  switch (s) {
+    case TrainingSession::State::Idle: return QObject::tr("idle");
+    case TrainingSession::State::Preparing: return QObject::tr("preparing");
+    case TrainingSession::State::Running: return QObject::tr("running");
+    case TrainingSession::State::Paused: return QObject::tr("paused");
+    case TrainingSession::State::Finished: return QObject::tr("finished");
+    case TrainingSession::State::Failed: return QObject::tr("failed");
+  }
+  return {};
+}
+
 }  // namespace retreever::ui

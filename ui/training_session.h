@@ -105,4 +105,7 @@ class TrainingWorker : public QObject {
   QTimer* timer_ = nullptr;
 };
 
+// "running", "paused", ...: how the studio names a state.
+QString state_text(TrainingSession::State s);
+
 }  // namespace retreever::ui

@@ -17,33 +17,17 @@
 
 #include <nlohmann/json.hpp>
 
-#include "app/cli/args.h"
+#include "app/cli/command_line.h"
 #include "core/cuda/cuda_graph.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
+#include "core/registry.h"
 #include "core/training/device.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
 namespace retreever::cli {
 namespace {
-
-const char* kBenchUsage =
-    "usage: retreever bench [--what train|inference|all] [--device auto|cpu|cuda]\n"
-    "                       [--seq-len 64] [--batch 32] [--steps 30] [--max-n 262144]\n"
-    "                       [--queries 1024] [--repeats 5] [--models tca,ca,perceiver,treeformer]\n"
-    "                       [--profile DIR] [--json] [--kernels on|off]\n"
-    "                       [--graphs on|off]\n"
-    "  train:     median time of a training step on the copy task (TCA, CA, Perceiver IO, Treeformer;\n"
-    "             --models picks some of them)\n"
-    "  --profile  also write DIR/train-MODEL.trace.json: the operators of the timed training steps\n"
-    "             (open in chrome://tracing or ui.perfetto.dev)\n"
-    "  inference: per-query time of TCA vs CA for N = 1k .. max-n context tokens\n"
-    "             (batch 1, no encoder; tree building / key projection reported apart)\n"
-    "  --json     print the same figures as one JSON document instead of the tables\n"
-    "  --kernels  off: CUDA tensors take the tensor paths even where the CUDA kernels are built\n"
-    "  --graphs   on (default, CUDA only): inference also times the decode and the tree building\n"
-    "             replayed from a CUDA graph (fixed shapes: one capture per size)\n";
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
@@ -88,7 +72,7 @@ struct TrainChoice {
 
 TrainChoice train_choice(const Args& args) {
   TrainChoice choice;
-  const auto& all = Config::models();
+  const auto& all = Config::choices("model");
   std::string names;
   for (const auto& m : all) names += (names.empty() ? "" : ", ") + m;
   choice.models = all;
@@ -126,14 +110,12 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
   train = {{"task", "copy"}, {"seq_len", seq_len}, {"batch", batch}, {"steps", steps}, {"models", nlohmann::json::array()}};
   std::int64_t tca_tokens = 0;
   for (const auto& model : choice.models) {
-    Config c = Config::preset("copy");
-    c.model = model;
+    Config c = sized_like(Config::preset("copy"), model, tca_tokens);  // baselines read as many tokens as TCA
     c.seq_len = seq_len;
     c.batch = batch;
     c.steps = 1000000;
     c.device = device;
     c.eval_batches = 1;
-    if (tca_tokens > 0) c.match_tca_tokens(tca_tokens);  // the baselines read as many tokens as TCA
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
@@ -147,7 +129,7 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
     }
     auto e = trainer.evaluate();
-    if (model == "tca") tca_tokens = std::int64_t(e.tokens_per_query);
+    if (decoder_info(model).policy) tca_tokens = std::int64_t(e.tokens_per_query);
     const double ms = 1000 * median(t);
     say(o, "%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
     train["models"].push_back(
@@ -236,13 +218,32 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
 
 }  // namespace
 
-int cmd_bench(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") return std::printf("%s", kBenchUsage), 0;
-  Args args("bench", argv,
-            {"what", "device", "seq-len", "batch", "steps", "max-n", "queries", "repeats", "threads", "models", "profile",
-             "kernels", "graphs"},
-            {"json"});
+CommandSpec bench_spec() {
+  return {"bench",
+          "measure training-step and inference speed",
+          "",
+          {{"what", "W", "which figures", {"train", "inference", "all"}},
+           {"device", "D", "where to measure", Config::choices("device")},
+           {"seq-len", "N", "train: copy-task sequence length (default 64)", {}},
+           {"batch", "B", "train: batch (default 32)", {}},
+           {"steps", "S", "train: timed steps, the median is printed (default 30)", {}},
+           {"models", "M,...", "train: some of the decoders (default all)", Config::choices("model")},
+           {"profile", "DIR", "train: also write DIR/train-MODEL.trace.json (chrome://tracing, ui.perfetto.dev)", {}},
+           {"max-n", "N", "inference: the largest context, from 1k by factors of 4 (default 262144)", {}},
+           {"queries", "Q", "inference: queries per context (default 1024)", {}},
+           {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},
+           {"threads", "T", "CPU threads", {}},
+           {"json", "", "print the same figures as one JSON document instead of the tables", {}},
+           {"kernels", "K", "off: CUDA tensors take the tensor paths even where the CUDA kernels are built (default on)",
+            {"on", "off"}},
+           {"graphs", "G", "inference on CUDA: also time decode and tree building replayed from CUDA graphs (default on)",
+            {"on", "off"}}},
+          "train: median time of a training step on the copy task. inference: per-query time of TCA\n"
+          "against CA for N = 1k .. max-n context tokens (batch 1, no encoder; tree building and key\n"
+          "projection reported apart)."};
+}
+
+int cmd_bench(const Args& args) {
   const auto what = args.str("what", "all");
   if (what != "train" && what != "inference" && what != "all")
     throw UsageError("--what must be train, inference or all");

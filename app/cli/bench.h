@@ -1,11 +1,11 @@
 #pragma once
 
-#include <string>
-#include <vector>
+#include "app/cli/command_line.h"
 
 namespace retreever::cli {
 
 // 'retreever bench': training-step times and per-query inference times (prints a table).
-int cmd_bench(const std::vector<std::string>& argv);
+CommandSpec bench_spec();
+int cmd_bench(const Args& args);
 
 }  // namespace retreever::cli

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "app/cli/progress.h"
+#include "core/files.h"
 #include "core/config.h"
 #include "core/training/trainer.h"
 
@@ -35,11 +36,11 @@ int run_training(Trainer& trainer, const fs::path& out) {
   fs::create_directories(out, ec);
   if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
   const auto& cfg = trainer.config();
-  write_text_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
+  write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
   const auto checkpoint = (out / "checkpoint.safetensors").string();
   const auto best = (out / "checkpoint_best.safetensors").string();
   auto write_metrics = [&] {
-    write_text_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
+    write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };
 
   std::signal(SIGINT, on_sigint);

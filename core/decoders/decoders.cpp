@@ -1,13 +1,12 @@
-// Full cross attention, Perceiver IO and the decoder factory. Both baselines reuse the
+// Full cross attention and Perceiver IO, and the decoder factory. Both baselines reuse the
 // CrossAttentionBlock that tree cross attention uses, so the three differ only in what they read.
 #include <stdexcept>
 #include <string>
 
 #include "core/config.h"
+#include "core/registry.h"
 #include "core/decoders/cross_attention.h"
 #include "core/decoders/perceiver_io.h"
-#include "core/decoders/tree_cross_attention.h"
-#include "core/decoders/treeformer.h"
 
 namespace retreever {
 namespace {
@@ -67,20 +66,34 @@ BlockStyle block_style(const Config& c, bool tree) {
   return c.block == "reference" ? BlockStyle::reference(tree) : BlockStyle::v1();
 }
 
-std::shared_ptr<DecoderImpl> make_decoder(const Config& c) {
-  if (c.model == "tca")
-    return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor,
-                                                    c.aggregator_layers, c.bptt, c.ordering,
-                                                    c.leaf_layout == "balanced", block_style(c, true),
-                                                    c.block == "reference");
-  if (c.model == "ca") return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, block_style(c, false));
-  if (c.model == "perceiver")
-    // Perceiver IO's own encoder replaces ReTreever's: its latent layers take the encoder's depth.
+std::shared_ptr<DecoderImpl> make_decoder(const Config& c) { return decoder_info(c.model).make(c); }
+
+DecoderInfo ca_decoder() {
+  DecoderInfo d;
+  d.name = "ca";
+  d.title = "Transformer + CA";
+  d.summary = "full cross attention: every query reads every context token";
+  d.reference_block = true;
+  d.make = [](const Config& c) -> std::shared_ptr<DecoderImpl> {
+    return std::make_shared<CrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, block_style(c, false));
+  };
+  return d;
+}
+
+DecoderInfo perceiver_decoder() {
+  DecoderInfo d;
+  d.name = "perceiver";
+  d.title = "Perceiver IO";
+  d.summary = "Perceiver IO: the context is compressed into L learned latents that every query reads";
+  d.fields = {"latents"};
+  d.encoder = false;  // its latent layers replace ReTreever's encoder and take its depth
+  d.size_for_tokens = [](Config& c, std::int64_t tokens) { c.latents = std::max<std::int64_t>(1, tokens); };
+  d.size_label = [](const Config& c) { return "(L=" + std::to_string(c.latents) + ")"; };
+  d.make = [](const Config& c) -> std::shared_ptr<DecoderImpl> {
     return std::make_shared<PerceiverIOImpl>(c.d_model, c.heads, c.ff_dim, c.latents,
                                              std::max<std::int64_t>(1, c.encoder_layers));
-  if (c.model == "treeformer")
-    return std::make_shared<TreeformerImpl>(c.d_model, c.heads, c.ff_dim, c.treeformer_depth);
-  throw std::invalid_argument("unknown model '" + c.model + "'; use tca|ca|perceiver|treeformer");
+  };
+  return d;
 }
 
 }  // namespace retreever

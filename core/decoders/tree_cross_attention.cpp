@@ -1,7 +1,9 @@
 #include "tree_cross_attention.h"
 
+#include "core/config.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_walk.h"
+#include "core/registry.h"
 
 namespace retreever {
 namespace {
@@ -272,6 +274,23 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
                                  : torch::zeros({B, M}, queries.options().dtype(torch::kLong));
   }
   return out;
+}
+
+DecoderInfo tca_decoder() {
+  DecoderInfo d;
+  d.name = "tca";
+  d.title = "ReTreever (TCA)";
+  d.summary = "Tree Cross Attention: a learned policy walks down a tree over the context, O(log N) reads";
+  d.fields = {"branch_factor", "aggregator_layers", "bptt",      "ordering",      "leaf_layout", "lambda_rl",
+              "lambda_ca",     "entropy_bonus",     "ca_warmup", "explore",       "reward",      "rl_baseline"};
+  d.policy = true;
+  d.reference_block = true;
+  d.make = [](const Config& c) -> std::shared_ptr<DecoderImpl> {
+    return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor, c.aggregator_layers,
+                                                    c.bptt, c.ordering, c.leaf_layout == "balanced",
+                                                    block_style(c, true), c.block == "reference");
+  };
+  return d;
 }
 
 }  // namespace retreever

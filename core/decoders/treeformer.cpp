@@ -1,5 +1,10 @@
 #include "treeformer.h"
 
+#include <cmath>
+
+#include "core/config.h"
+#include "core/registry.h"
+
 namespace retreever {
 
 TreeformerImpl::TreeformerImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
@@ -40,6 +45,22 @@ DecodeOutput TreeformerImpl::decode(const Memory& base, const torch::Tensor& que
   DecodeOutput out;
   out.encoding = read_->read(queries, memory.keys, memory.values, memory.occupied);
   return out;
+}
+
+DecoderInfo treeformer_decoder() {
+  DecoderInfo d;
+  d.name = "treeformer";
+  d.title = "Simplified Treeformer TC";
+  d.summary = "simplified Treeformer TC attention: a learned decision tree picks 2^d leaf summaries";
+  d.fields = {"treeformer_depth"};
+  d.size_for_tokens = [](Config& c, std::int64_t tokens) {
+    c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));
+  };
+  d.size_label = [](const Config& c) { return "(d=" + std::to_string(c.treeformer_depth) + ")"; };
+  d.make = [](const Config& c) -> std::shared_ptr<DecoderImpl> {
+    return std::make_shared<TreeformerImpl>(c.d_model, c.heads, c.ff_dim, c.treeformer_depth);
+  };
+  return d;
 }
 
 }  // namespace retreever

@@ -1,6 +1,7 @@
 #include "retreever.h"
 
 #include <torch/nn/functional.h>
+#include "core/registry.h"
 
 namespace retreever {
 
@@ -34,11 +35,12 @@ ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : confi
     query_position_ = register_module("query_position", MLP(D, 2 * D, D, 3, Activation::ReLU));
   }
   // Perceiver IO brings its own latent encoder; the others encode the context tokens.
-  const auto layers = config.model == "perceiver" ? 0 : config.encoder_layers;
+  const auto& decoder = decoder_info(config.model);
+  const auto layers = decoder.encoder ? config.encoder_layers : 0;
   // The reference's encoder ends without a LayerNorm, and its head reads the decoder's output as it is.
   // The block style applies to the two models the reference code has, TCA and CA; Perceiver IO and
   // Treeformer keep v1 throughout.
-  const bool v1 = config.block != "reference" || (config.model != "tca" && config.model != "ca");
+  const bool v1 = config.block != "reference" || !decoder.reference_block;
   encoder_ = register_module("encoder", TransformerEncoder(layers, D, config.heads, config.ff_dim,
                                                            v1, !v1));
   decoder_ = register_module("decoder", make_decoder(config));

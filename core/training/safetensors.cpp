@@ -1,5 +1,7 @@
 #include "safetensors.h"
 
+#include "core/files.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -214,21 +216,13 @@ void write(std::ostream& out, const std::vector<std::pair<std::string, torch::Te
 
 void write_file(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                 const std::map<std::string, std::string>& metadata) {
-  const std::string tmp = path + ".tmp";
-  {
+  write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) fail("cannot write '" + tmp + "': check that the folder exists and is writable");
     write(out, tensors, metadata);
     out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail("writing '" + tmp + "' failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("cannot move '" + tmp + "' into place at '" + path + "'");
-  }
+    if (!out) fail("writing '" + tmp + "' failed (disk full?)");
+  });
 }
 
 bool looks_like_torch_archive(const std::string& path) {

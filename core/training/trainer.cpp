@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 
 #include "core/memory.h"
+#include "core/registry.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -102,7 +103,7 @@ StepMetrics Trainer::step() {
   DecodeRequest request;
   request.retrieval = Retrieval::Sample;
   request.explore = m.config.explore;
-  request.all_leaves = m.config.model == "tca" && m.config.lambda_ca > 0;
+  request.all_leaves = decoder_info(m.config.model).policy && m.config.lambda_ca > 0;
   auto out = m.model->forward(batch, request);
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
   auto terms = compute_losses(out, batch, m.spec, m.config, warm_up);

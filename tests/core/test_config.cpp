@@ -2,6 +2,7 @@
 #include <QtTest>
 
 #include "core/config.h"
+#include "core/registry.h"
 
 using namespace retreever;
 
@@ -104,7 +105,9 @@ class TestConfig : public QObject {
       QVERIFY2(problems[0].find(field + ": unknown value 'bogus'. Use one of " + list) == 0, problems[0].c_str());
     }
     QVERIFY(Config::choices("batch").empty());
-    QVERIFY(Config::models() == Config::choices("model"));
+    std::vector<std::string> names;
+    for (const auto& d : decoders()) names.push_back(d.name);
+    QVERIFY(names == Config::choices("model"));
   }
 
   void exploration_on_regression_is_warned_about_not_refused() {

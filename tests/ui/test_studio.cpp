@@ -23,7 +23,10 @@
 #include "ui/comparison_panel.h"
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
+#include "core/registry.h"
+#include "core/tree/tree_shape.h"
 #include "ui/main_window.h"
+#include "ui/session_controller.h"
 #include "ui/plot_panel.h"
 #include "ui/qcp.h"
 #include "ui/task_views.h"
@@ -63,6 +66,51 @@ class TestStudio : public QObject {
   QTemporaryDir dir_;
 
  private Q_SLOTS:
+  // SessionController: the session without widgets.
+  void controller_compares_every_decoder_at_equal_tokens() {
+    Config base = small_copy(10);
+    const auto configs = SessionController::comparisonConfigs(base);
+    QCOMPARE(configs.size(), qsizetype(decoders().size()));
+    const auto tca_tokens = TreeShape::of(8, base.branch_factor).tokens_per_query();  // seq 16: 8 context tokens
+    for (int i = 0; i < configs.size(); ++i) {
+      QCOMPARE(configs[i].model, decoders()[std::size_t(i)].name);
+      QCOMPARE(configs[i].seq_len, base.seq_len);
+    }
+    const auto perceiver = std::find_if(configs.begin(), configs.end(), [](const Config& c) { return c.model == "perceiver"; });
+    QVERIFY(perceiver != configs.end());
+    QCOMPARE(perceiver->latents, tca_tokens);
+    // The reward study moves a regression experiment to the classification task, with TCA.
+    const auto reward = SessionController::rewardStudyConfigs(Config::preset("gp"));
+    QCOMPARE(reward.size(), qsizetype(Config::choices("reward").size()));
+    for (const auto& c : reward) {
+      QVERIFY(c.is_classification());
+      QVERIFY(decoder_info(c.model).policy);
+    }
+    QVERIFY(reward[0].reward != reward[1].reward);
+  }
+
+  void controller_trains_the_queue_in_order_and_refuses_missing_files() {
+    SessionController controller;
+    QSignalSpy changed(&controller, &SessionController::changed);
+    controller.queueRuns({small_copy(6), small_copy(4)}, "pair");
+    QCOMPARE(controller.runs().size(), qsizetype(2));
+    QCOMPARE(controller.runs()[0].group, QString("pair"));
+    QTRY_VERIFY_WITH_TIMEOUT(controller.queueEmpty() && !controller.session()->busy() &&
+                                 controller.runs()[1].state == state_text(TrainingSession::State::Finished),
+                             120000);
+    QCOMPARE(controller.runs()[0].state, state_text(TrainingSession::State::Finished));
+    QCOMPARE(controller.runs()[0].history.steps.back().step, std::int64_t(6));
+    QCOMPARE(controller.runs()[1].history.steps.back().step, std::int64_t(4));
+    QVERIFY(controller.runs()[1].snapshot.has_value());
+    QVERIFY(changed.count() > 2);
+    QString error;
+    QVERIFY(!controller.openCheckpoint(dir_.filePath("absent.safetensors"), &error));
+    QVERIFY(error.contains("absent.safetensors") && error.contains("does not exist"));
+    QVERIFY(!controller.opening());
+    controller.setVisible(0, false);
+    QVERIFY(!controller.runs()[0].visible);
+  }
+
   void initTestCase() {
     QCoreApplication::setOrganizationName("ReTreeverTest");
     QCoreApplication::setApplicationName("StudioTest");
@@ -76,7 +124,7 @@ class TestStudio : public QObject {
     QVERIFY(model);
     for (const char* m : {"ca", "tca"}) {
       model->setCurrentText(m);
-      for (const auto& k : Config::tca_only_fields()) {
+      for (const auto& k : decoder_info("tca").fields) {
         if (k == "reward") continue;  // also needs the copy task
         auto* editor = panel->editor(QString::fromStdString(k));
         QVERIFY2(editor, k.c_str());
@@ -184,11 +232,10 @@ class TestStudio : public QObject {
     // Every editor explains itself.
     for (const char* key : {"task", "model", "seq_len", "branch_factor", "lr", "batch", "steps", "seed", "device"})
       QVERIFY2(!panel->editor(key)->toolTip().isEmpty(), key);
-    // Presets parse and load.
-    QCOMPARE(load_preset("gp").task, std::string("gp"));
-    QCOMPARE(load_preset("copy").seq_len, std::int64_t(64));
-    QCOMPARE(load_preset("image").encoder_layers, std::int64_t(2));
-    QCOMPARE(load_preset("image").ordering, std::string("sort_x2"));
+    // A preset chosen in the panel is the file's, the same the command line reads.
+    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("image");
+    QCOMPARE(panel->config().encoder_layers, Config::preset("image").encoder_layers);
+    QCOMPARE(panel->config().ordering, std::string("sort_x2"));
   }
 
   void worker_follows_the_command_protocol() {
@@ -273,7 +320,8 @@ class TestStudio : public QObject {
     QCOMPARE(eval->graph(0)->dataCount(), 3);  // steps 20, 40, 60
     QCOMPARE(w.comparison()->table()->rowCount(), 1);
 
-    // Click target 3 in the copy-task view.
+    // Click target 3 in the copy-task view (once the inspector has loaded off the UI thread).
+    QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->hasModel() && !w.inspector()->loading(), 30000);
     auto* view = qobject_cast<CopyTaskView*>(w.inspector()->taskView());
     QVERIFY(view);
     w.tabs()->setCurrentWidget(w.inspector());
@@ -398,7 +446,7 @@ class TestStudio : public QObject {
     QCOMPARE(w.runs()[0].config.seq_len, std::int64_t(16));
     QCOMPARE(w.runs()[0].history.evals.size(), size_t(3));
     QCOMPARE(w.experiment()->config().seq_len, std::int64_t(16));
-    QVERIFY(w.inspector()->hasModel());
+    QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->hasModel(), 30000);
   }
 };
 

@@ -1,0 +1,30 @@
+// retreever-tour DIR [STEPS] [--first TASK]: drives the real studio through a short session of each task and
+// saves a screenshot of each main screen into DIR (the README's pictures come from here). A
+// developer's tool, apart from the product. --first TASK instead trains one run of TASK, as a new
+// user's first session, and shoots every tab.
+#include <QApplication>
+#include <cstdio>
+
+#include "app/studio_tour.h"
+#include "ui/main_window.h"
+
+int main(int argc, char** argv) {
+  QApplication::setHighDpiScaleFactorRoundingPolicy(Qt::HighDpiScaleFactorRoundingPolicy::PassThrough);
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName("ReTreever");
+  QApplication::setApplicationName("ReTreever Studio (tour)");
+  const auto args = QApplication::arguments().mid(1);
+  if (args.isEmpty() || args[0].startsWith("-")) {
+    std::fprintf(stderr, "usage: retreever-tour DIR [STEPS] [--first TASK]\nerror: name a folder for the screenshots\n");
+    return 2;
+  }
+  const int steps = args.size() > 1 && !args[1].startsWith("-") ? args[1].toInt() : 600;
+  const int first = args.indexOf("--first");
+  retreever::ui::MainWindow window;
+  window.resize(1600, 1000);
+  window.show();
+  auto* tour = new StudioTour(&window, args[0], steps > 0 ? steps : 600);
+  if (first >= 0 && first + 1 < args.size()) tour->singleRun(args[first + 1]);
+  else tour->start();
+  return app.exec();
+}

@@ -1,0 +1,21 @@
+// Reading and writing whole files; every file the project writes goes through
+// write_atomically, so a crash or a full disk never leaves half a file under the real name.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace retreever {
+
+// Reads a whole text file (configs, budgets: at most 16 MiB); throws std::runtime_error with the
+// path on failure.
+std::string read_text_file(const std::string& path);
+
+// Calls write(PATH.tmp), then renames PATH.tmp over PATH in one step. If write throws or the
+// rename fails, PATH.tmp is removed and the error (naming the file) propagates; PATH is untouched.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+
+// Writes bytes (text or binary) to PATH through write_atomically.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace retreever

@@ -1,0 +1,117 @@
+#include "core/registry.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/config.h"
+
+namespace retreever {
+
+#define RETREEVER_DECODER(name) DecoderInfo name##_decoder();
+#include "core/decoders/decoder_list.h"
+#undef RETREEVER_DECODER
+
+namespace {
+
+std::vector<TaskInfo> make_tasks() {
+  TaskInfo copy;
+  copy.name = "copy";
+  copy.title = "Copy task";
+  copy.summary = "copy a sequence of digits: each target position reads one context token";
+  copy.fields = {"seq_len"};
+  copy.classification = true;
+  copy.view = "sequence";
+  copy.largest_row = [](const Config& c) {
+    const double half = std::max(1.0, double(c.seq_len) / 2);
+    return TaskInfo::Row{half, half, 13};
+  };
+  copy.typical_context = [](const Config& c) { return (c.seq_len + 1) / 2; };
+
+  TaskInfo gp;
+  gp.name = "gp";
+  gp.title = "GP regression";
+  gp.summary = "1-D regression: functions drawn from a Gaussian process, 3..47 context points";
+  gp.fields = {"kernel", "eval_kernel", "eval_context"};
+  gp.min_context = 3, gp.max_context = 47;
+  gp.view = "function";
+  gp.largest_row = [](const Config&) { return TaskInfo::Row{47, 50, 2}; };
+  gp.typical_context = [](const Config&) { return std::int64_t(25); };
+
+  TaskInfo image;
+  image.name = "image";
+  image.title = "Image completion";
+  image.summary = "complete Fashion-MNIST images (14x14) from 3..197 context pixels";
+  image.fields = {"data_dir", "eval_split", "eval_context"};
+  image.min_context = 3, image.max_context = 197;
+  image.view = "image";
+  image.largest_row = [](const Config&) { return TaskInfo::Row{200, 200, 3}; };
+  image.typical_context = [](const Config&) { return std::int64_t(100); };
+  return {copy, gp, image};
+}
+
+template <typename Info>
+std::string names(const std::vector<Info>& list) {
+  std::string s;
+  for (const auto& i : list) s += (s.empty() ? "" : "|") + i.name;
+  return s;
+}
+
+template <typename Info>
+const Info* find(const std::vector<Info>& list, const std::string& name) {
+  for (const auto& i : list)
+    if (i.name == name) return &i;
+  return nullptr;
+}
+
+}  // namespace
+
+const std::vector<DecoderInfo>& decoders() {
+#define RETREEVER_DECODER(name) name##_decoder(),
+  static const std::vector<DecoderInfo> list = {
+#include "core/decoders/decoder_list.h"
+  };
+#undef RETREEVER_DECODER
+  return list;
+}
+
+const std::vector<TaskInfo>& tasks() {
+  static const std::vector<TaskInfo> list = make_tasks();
+  return list;
+}
+
+const DecoderInfo* find_decoder(const std::string& name) { return find(decoders(), name); }
+const TaskInfo* find_task(const std::string& name) { return find(tasks(), name); }
+
+const DecoderInfo& decoder_info(const std::string& name) {
+  if (const auto* d = find_decoder(name)) return *d;
+  throw std::invalid_argument("unknown model '" + name + "'; use " + names(decoders()));
+}
+
+const TaskInfo& task_info(const std::string& name) {
+  if (const auto* t = find_task(name)) return *t;
+  throw std::invalid_argument("unknown task '" + name + "'; use " + names(tasks()));
+}
+
+Config sized_like(const Config& base, const std::string& model, std::int64_t tca_tokens) {
+  Config c = base;
+  c.model = model;
+  const auto& d = decoder_info(model);
+  if (d.size_for_tokens && tca_tokens > 0) d.size_for_tokens(c, tca_tokens);
+  return c;
+}
+
+std::string model_label(const Config& c) {
+  const auto* d = find_decoder(c.model);
+  std::string s = c.model;
+  if (d && d->size_label) s += d->size_label(c);
+  if (d && d->policy && c.reward != "acc" && find_task(c.task) && task_info(c.task).classification) s += "/" + c.reward;
+  return s;
+}
+
+std::string task_label(const Config& c) {
+  const auto* t = find_task(c.task);
+  const bool has_length = t && std::count(t->fields.begin(), t->fields.end(), "seq_len");
+  return has_length ? c.task + "-" + std::to_string(c.seq_len) : c.task;
+}
+
+}  // namespace retreever

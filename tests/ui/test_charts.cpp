@@ -1,0 +1,187 @@
+// The one chart renderer (ui/chart_view.h): ranges, legend placement, PNG export.
+#include <QImage>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <cmath>
+#include <filesystem>
+
+#include "ui/chart_view.h"
+#include "ui/qcp.h"
+
+using namespace retreever;
+using namespace retreever::ui;
+
+namespace {
+
+ChartSeries series(std::vector<double> x, std::vector<double> y, const std::string& label = "s") {
+  ChartSeries s;
+  s.label = label;
+  s.x = std::move(x);
+  s.y = std::move(y);
+  return s;
+}
+
+ChartSpec spec_of(std::vector<ChartSeries> s) {
+  ChartSpec spec;
+  spec.title = "test";
+  spec.x_label = "x";
+  spec.y_label = "y";
+  spec.series = std::move(s);
+  return spec;
+}
+
+// Number of pixels of `rgb` in the image (exact match).
+int count_colour(const QImage& img, QRgb rgb) {
+  int n = 0;
+  for (int y = 0; y < img.height(); ++y)
+    for (int x = 0; x < img.width(); ++x) n += (img.pixel(x, y) & 0xFFFFFF) == (rgb & 0xFFFFFF);
+  return n;
+}
+
+}  // namespace
+
+class TestCharts : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void constant_series_gets_a_range_around_its_value() {
+    QCustomPlot plot;
+    draw_chart(&plot, spec_of({series({0, 10, 20, 30}, {7, 7, 7, 7})}));
+    const auto y = plot.yAxis->range();
+    QVERIFY(y.lower < 7 && y.upper > 7);
+    QVERIFY(y.size() > 0.5 && y.size() < 10);  // a margin, not 1e-50 .. 1e50
+    QVERIFY(plot.xAxis->range().lower < 0 && plot.xAxis->range().upper > 30);
+  }
+
+  void one_point_on_log_axes_gets_a_range_around_it() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({6}, {99.99})});
+    spec.log_x = true;
+    draw_chart(&plot, spec);
+    const auto x = plot.xAxis->range(), y = plot.yAxis->range();
+    QVERIFY(x.lower > 0 && x.lower < 6 && x.upper > 6 && x.upper < 100);
+    QVERIFY(y.lower < 99.99 && y.upper > 99.99 && y.upper < 200);
+    QCOMPARE(plot.xAxis->scaleType(), QCPAxis::stLogarithmic);
+  }
+
+  void bound_and_fixed_range_are_honoured() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({0, 1, 2}, {10, 60, 100})});
+    spec.y_bound = 100;
+    draw_chart(&plot, spec);
+    QVERIFY(plot.yAxis->range().upper >= 100 && plot.yAxis->range().upper < 104);
+    spec.y_min = -12, spec.y_max = 108;
+    draw_chart(&plot, spec);
+    QCOMPARE(plot.yAxis->range().lower, -12.0);
+    QCOMPARE(plot.yAxis->range().upper, 108.0);
+  }
+
+  void non_drawable_points_break_the_line_and_leave_the_range() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({1, 2, 3, 4}, {1, NAN, -5, 10})});
+    spec.log_y = true;  // -5 cannot be drawn on a log axis
+    const auto graphs = draw_chart(&plot, spec);
+    QCOMPARE(graphs.size(), 1);
+    QVERIFY(plot.yAxis->range().lower > 0);
+    QVERIFY(std::isnan((graphs[0]->data()->begin() + 2)->value));
+  }
+
+  void legend_goes_to_the_emptiest_corner() {
+    // Data rising from bottom-left to top-right: the top-left and bottom-right are empty, and
+    // a series in the top-right corner rules that corner out.
+    ChartSpec spec = spec_of({series({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9})});
+    const auto corner = emptiest_corner(spec, 0, 9, 0, 9);
+    QVERIFY(corner == (Qt::AlignTop | Qt::AlignLeft) || corner == (Qt::AlignBottom | Qt::AlignRight));
+    ChartSpec flat_top = spec_of({series({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {9, 9, 9, 9, 9, 9, 9, 9, 9, 9})});
+    const auto low = emptiest_corner(flat_top, 0, 9, 0, 9);
+    QVERIFY(low & Qt::AlignBottom);  // the legend never sits on a curve along the top
+  }
+
+  void legend_avoids_lines_between_markers_too() {
+    // A line from corner to corner with markers only at its ends, and one marker in each of the
+    // other corners: the markers tie, the line decides.
+    auto diagonal = series({0, 10}, {0, 10}, "line");
+    auto dots = series({0, 10}, {10, 0}, "dots");
+    dots.line = false;
+    const auto corner = emptiest_corner(spec_of({diagonal, dots}), 0, 10, 0, 10, 0.3, 0.3);
+    QVERIFY(corner == (Qt::AlignTop | Qt::AlignLeft) || corner == (Qt::AlignBottom | Qt::AlignRight));
+    // A wide legend over a curve along the top: it goes down.
+    auto top = series({0, 5, 10}, {10, 10, 10}, "top");
+    QVERIFY(emptiest_corner(spec_of({top}), 0, 10, 0, 10, 0.9, 0.3) & Qt::AlignBottom);
+  }
+
+  void series_in_the_legend_are_the_labelled_ones() {
+    QCustomPlot plot;
+    auto unlabelled = series({0, 1}, {0, 1}, "");
+    draw_chart(&plot, spec_of({series({0, 1}, {1, 2}, "a"), unlabelled}));
+    QCOMPARE(plot.legend->itemCount(), 1);
+    QVERIFY(plot.legend->visible());
+    ChartSpec none = spec_of({unlabelled});
+    draw_chart(&plot, none);
+    QVERIFY(!plot.legend->visible());
+  }
+
+  void redrawing_replaces_the_previous_chart() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({0, 1}, {0, 1}, "a"), series({0, 1}, {1, 0}, "b")});
+    spec.references.push_back({"paper", 0.5});
+    draw_chart(&plot, spec);
+    QCOMPARE(plot.graphCount(), 2);
+    const int items = plot.itemCount();
+    QVERIFY(items >= 2);  // the reference line and its label
+    draw_chart(&plot, spec);
+    QCOMPARE(plot.graphCount(), 2);
+    QCOMPARE(plot.itemCount(), items);
+  }
+
+  void png_has_the_requested_size_and_the_series_colour() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("chart.png").toStdString();
+    ChartSpec spec = spec_of({series({0, 1, 2, 3}, {0, 3, 1, 4})});
+    spec.series[0].colour = 0xD55E00;
+    spec.width = 640, spec.height = 400;
+    save_chart_png(spec, path);
+    QImage img(QString::fromStdString(path));
+    QVERIFY(!img.isNull());
+    QCOMPARE(img.width(), 640);
+    QCOMPARE(img.height(), 400);
+    QVERIFY(count_colour(img, 0xD55E00) > 50);  // the line is drawn in its colour
+    QVERIFY(!std::filesystem::exists(path + ".tmp"));
+    // Written again: replaced, not appended or refused.
+    spec.width = 320;
+    save_chart_png(spec, path);
+    QCOMPARE(QImage(QString::fromStdString(path)).width(), 320);
+  }
+
+  void bad_charts_throw_naming_the_path_and_leave_nothing() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("x.png").toStdString();
+    ChartSpec empty = spec_of({});
+    try {
+      save_chart_png(empty, path);
+      QFAIL("an empty chart was drawn");
+    } catch (const std::runtime_error& e) {
+      QVERIFY(std::string(e.what()).find(path) != std::string::npos);
+    }
+    ChartSpec mismatched = spec_of({series({0, 1, 2}, {0, 1})});
+    QVERIFY_THROWS_EXCEPTION(std::runtime_error, save_chart_png(mismatched, path));
+    ChartSpec ok = spec_of({series({0, 1}, {0, 1})});
+    const std::string missing = dir.filePath("no/such/folder/x.png").toStdString();
+    try {
+      save_chart_png(ok, missing);
+      QFAIL("wrote into a missing folder");
+    } catch (const std::runtime_error& e) {
+      QVERIFY(std::string(e.what()).find(missing) != std::string::npos);
+    }
+    QVERIFY(!std::filesystem::exists(path));
+    QVERIFY(!std::filesystem::exists(missing + ".tmp"));
+  }
+
+  void palette_colours_are_distinct() {
+    for (std::size_t i = 0; i < 9; ++i)
+      for (std::size_t j = i + 1; j < 9; ++j) QVERIFY(chart_palette(i) != chart_palette(j));
+    QCOMPARE(chart_palette(9), chart_palette(0));
+  }
+};
+
+QTEST_MAIN(TestCharts)
+#include "test_charts.moc"

@@ -1,0 +1,61 @@
+// What a chart shows, as plain data: the studio's panels and the report's PNGs describe their
+// plots with it and one renderer draws them (ui/chart_view.h, QCustomPlot). Qt-free and
+// header-only, so the command-line tool builds its report's charts also where Qt is absent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace retreever {
+
+enum class LineDash { solid, dash, dot, dash_dot };
+
+struct ChartSeries {
+  std::string label;         // shown in the legend (empty: not in the legend)
+  std::vector<double> x, y;  // same length; NaN/inf points are skipped (they break the line)
+  bool line = true;          // connect the points
+  bool markers = false;      // a marker at each point (circles; squares for odd series)
+  std::vector<std::string> point_labels;  // optional, same length as x: text beside each marker
+  std::uint32_t colour = 0;  // 0xRRGGBB; 0 = the next colour of chart_palette
+  LineDash dash = LineDash::solid;
+};
+
+struct ChartReference {  // a horizontal line at a published value, dashed, with its label
+  std::string label;
+  double y = 0;
+  std::uint32_t colour = 0x888888;
+};
+
+struct ChartSpec {
+  std::string title, x_label, y_label;
+  bool log_x = false, log_y = false;  // non-positive values are not drawn on a log axis
+  int width = 900, height = 560;      // pixels of an exported PNG
+  // The largest value the y quantity can take (100 for an accuracy in %): the axis stops just
+  // above it instead of padding into impossible values. NaN: no bound.
+  double y_bound = std::numeric_limits<double>::quiet_NaN();
+  // A fixed y range (both finite), e.g. -12..108 for accuracies that must stay clickable at 0%.
+  double y_min = std::numeric_limits<double>::quiet_NaN();
+  double y_max = std::numeric_limits<double>::quiet_NaN();
+  bool legend = true;  // a legend of the labelled series, in the corner with the least data
+  std::vector<ChartSeries> series;
+  std::vector<ChartReference> references;
+
+  bool empty() const {
+    for (const auto& s : series)
+      if (!s.x.empty()) return false;
+    return true;
+  }
+};
+
+// Colour i of the colour-blind-safe palette (wraps around): run i of the studio and series i of
+// a report chart share it, so a colour means one model or run across plots.
+inline std::uint32_t chart_palette(std::size_t i) {
+  static constexpr std::uint32_t kPalette[] = {0x0072B2, 0xD55E00, 0x009E73, 0xCC79A7, 0xE69F00,
+                                               0x56B4E9, 0x8C564B, 0x7F7F7F, 0xBCBD22};
+  return kPalette[i % (sizeof(kPalette) / sizeof(kPalette[0]))];
+}
+
+}  // namespace retreever

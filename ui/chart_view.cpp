@@ -1,0 +1,222 @@
+#include "chart_view.h"
+
+#include <QApplication>
+#include <QFile>
+#include <QFont>
+#include <QFontMetrics>
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <stdexcept>
+
+#include "ui/axis_range.h"
+#include "ui/qcp.h"
+
+namespace retreever::ui {
+
+namespace {
+
+QColor colour_of(std::uint32_t rgb) { return QColor(int(rgb >> 16) & 0xFF, int(rgb >> 8) & 0xFF, int(rgb) & 0xFF); }
+
+Qt::PenStyle pen_style(LineDash d) {
+  switch (d) {
+    case LineDash::dash: return Qt::DashLine;
+    case LineDash::dot: return Qt::DotLine;
+    case LineDash::dash_dot: return Qt::DashDotLine;
+    default: return Qt::SolidLine;
+  }
+}
+
+bool drawable(double x, double y, const ChartSpec& s) {
+  return std::isfinite(x) && std::isfinite(y) && (!s.log_x || x > 0) && (!s.log_y || y > 0);
+}
+
+void set_scale(QCPAxis* axis, bool log) {
+  axis->setScaleType(log ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
+  if (log) axis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+  else axis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+}
+
+// The plot's title element (row 0 of its layout), made on first use.
+QCPTextElement* title_element(QCustomPlot* plot) {
+  auto* layout = plot->plotLayout();
+  if (layout->rowCount() > 1)
+    if (auto* t = qobject_cast<QCPTextElement*>(layout->element(0, 0))) return t;
+  layout->insertRow(0);
+  QFont font = plot->font();
+  font.setPointSize(font.pointSize() + 1);
+  font.setBold(true);
+  auto* t = new QCPTextElement(plot, QString(), font);
+  layout->addElement(0, 0, t);
+  return t;
+}
+
+}  // namespace
+
+Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
+                              double legend_width, double legend_height) {
+  auto unit = [](double v, double lo, double hi, bool log) {
+    if (log) v = std::log10(v), lo = std::log10(lo), hi = std::log10(hi);
+    return hi > lo ? (v - lo) / (hi - lo) : 0.5;
+  };
+  const double w = std::clamp(legend_width, 0.05, 1.0), h = std::clamp(legend_height, 0.05, 1.0);
+  // What lies under a legend box in each corner: markers, and lines sampled between them. Top-right
+  // first, so a tie keeps the conventional place.
+  const Qt::Alignment corners[] = {Qt::AlignTop | Qt::AlignRight, Qt::AlignTop | Qt::AlignLeft,
+                                   Qt::AlignBottom | Qt::AlignRight, Qt::AlignBottom | Qt::AlignLeft};
+  int counts[4] = {0, 0, 0, 0};
+  auto count = [&](double u, double v) {
+    const bool right = u > 1 - w, left = u < w, top = v > 1 - h, bottom = v < h;
+    counts[0] += top && right, counts[1] += top && left, counts[2] += bottom && right, counts[3] += bottom && left;
+  };
+  for (const auto& s : spec.series) {
+    double pu = NAN, pv = NAN;
+    for (std::size_t k = 0; k < s.x.size() && k < s.y.size(); ++k) {
+      if (!drawable(s.x[k], s.y[k], spec)) {
+        pu = pv = NAN;
+        continue;
+      }
+      const double u = unit(s.x[k], x_lo, x_hi, spec.log_x), v = unit(s.y[k], y_lo, y_hi, spec.log_y);
+      count(u, v);
+      if (s.line && std::isfinite(pu))
+        for (int t = 1; t < 8; ++t) count(pu + (u - pu) * t / 8.0, pv + (v - pv) * t / 8.0);
+      pu = u, pv = v;
+    }
+  }
+  int best = 0;
+  for (int i = 1; i < 4; ++i)
+    if (counts[i] < counts[best]) best = i;
+  return corners[best];
+}
+
+QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
+  plot->clearGraphs();
+  plot->clearItems();
+  if (!spec.title.empty()) title_element(plot)->setText(QString::fromStdString(spec.title));
+  plot->xAxis->setLabel(QString::fromStdString(spec.x_label));
+  plot->yAxis->setLabel(QString::fromStdString(spec.y_label));
+  set_scale(plot->xAxis, spec.log_x);
+  set_scale(plot->yAxis, spec.log_y);
+
+  QList<QCPGraph*> graphs;
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  std::size_t next_colour = 0;
+  int index = 0;
+  for (const auto& s : spec.series) {
+    if (s.x.size() != s.y.size())
+      throw std::runtime_error("chart '" + spec.title + "', series '" + s.label + "': " +
+                               std::to_string(s.x.size()) + " x values but " + std::to_string(s.y.size()) + " y values");
+    const QColor colour = colour_of(s.colour != 0 ? s.colour : chart_palette(next_colour++));
+    auto* g = plot->addGraph();
+    graphs << g;
+    g->setName(QString::fromStdString(s.label));
+    g->removeFromLegend();
+    if (!s.label.empty()) g->addToLegend();
+    g->setPen(QPen(colour, 1.8, pen_style(s.dash)));
+    g->setLineStyle(s.line ? QCPGraph::lsLine : QCPGraph::lsNone);
+    if (s.markers)
+      g->setScatterStyle(QCPScatterStyle(index % 2 == 0 ? QCPScatterStyle::ssDisc : QCPScatterStyle::ssSquare,
+                                         colour, colour, s.line ? 6 : 9));
+    QVector<double> x, y;
+    for (std::size_t k = 0; k < s.x.size(); ++k) {
+      const bool ok = drawable(s.x[k], s.y[k], spec);
+      x << s.x[k];
+      y << (ok ? s.y[k] : qQNaN());  // NaN breaks the line
+      if (!ok) continue;
+      xlo = std::min(xlo, s.x[k]), xhi = std::max(xhi, s.x[k]);
+      ylo = std::min(ylo, s.y[k]), yhi = std::max(yhi, s.y[k]);
+      if (k < s.point_labels.size() && !s.point_labels[k].empty()) {
+        auto* label = new QCPItemText(plot);
+        label->position->setCoords(s.x[k], s.y[k]);
+        label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+        label->setPadding(QMargins(7, 0, 0, 3));
+        label->setText(QString::fromStdString(s.point_labels[k]));
+        label->setColor(colour);
+        label->setClipToAxisRect(true);
+      }
+    }
+    g->setData(x, y, true);
+    ++index;
+  }
+  for (const auto& r : spec.references) {
+    if (!std::isfinite(r.y) || (spec.log_y && r.y <= 0)) continue;
+    ylo = std::min(ylo, r.y), yhi = std::max(yhi, r.y);
+    auto* line = new QCPItemStraightLine(plot);
+    line->point1->setCoords(0, r.y);
+    line->point2->setCoords(1, r.y);
+    line->point1->setTypeX(QCPItemPosition::ptAxisRectRatio);
+    line->point2->setTypeX(QCPItemPosition::ptAxisRectRatio);
+    line->setPen(QPen(colour_of(r.colour), 1.3, Qt::DashLine));
+    auto* label = new QCPItemText(plot);
+    label->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
+    label->position->setCoords(0.01, r.y);
+    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+    label->setText(QString::fromStdString(r.label));
+    label->setColor(colour_of(r.colour));
+  }
+
+  if (xlo <= xhi) {
+    const QCPRange xr = padded_range(xlo, xhi, spec.log_x);
+    QCPRange yr = padded_range(ylo, yhi, spec.log_y);
+    if (std::isfinite(spec.y_bound) && !spec.log_y && yr.upper > spec.y_bound) {
+      const double room = 0.03 * (yr.upper - yr.lower);
+      yr.upper = std::max(spec.y_bound + room, yr.lower + room);
+    }
+    if (std::isfinite(spec.y_min) && std::isfinite(spec.y_max) && spec.y_min < spec.y_max)
+      yr = QCPRange(spec.y_min, spec.y_max);
+    plot->xAxis->setRange(xr);
+    plot->yAxis->setRange(yr);
+    // The legend's share of the frame, estimated from its rows and longest label.
+    int rows = 0;
+    std::size_t longest = 0;
+    for (const auto& s : spec.series)
+      if (!s.label.empty()) ++rows, longest = std::max(longest, s.label.size());
+    const QFontMetrics metrics(plot->legend->font());
+    const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
+    const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
+    const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
+    const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
+    plot->axisRect()->insetLayout()->setInsetAlignment(
+        0, emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h));
+  }
+  int labelled = 0;
+  for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();
+  plot->legend->setVisible(spec.legend && labelled > 0 && labelled <= 12);
+  plot->legend->setBrush(QColor(255, 255, 255, 215));  // data stays visible through it
+  return graphs;
+}
+
+void save_chart_png(const ChartSpec& spec, const std::string& path) {
+  if (spec.width < 16 || spec.height < 16 || spec.width > 20000 || spec.height > 20000)
+    throw std::runtime_error("cannot draw " + path + ": size " + std::to_string(spec.width) + "x" +
+                             std::to_string(spec.height) + " pixels is outside 16..20000");
+  if (spec.empty()) throw std::runtime_error("cannot draw " + path + ": the chart '" + spec.title + "' has no data");
+  if (!QApplication::instance()) {
+    // The command line draws without a display: Qt's offscreen platform, made once, kept.
+    if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+    static int argc = 1;
+    static char name[] = "retreever";
+    static char* argv[] = {name, nullptr};
+    static auto* app = new QApplication(argc, argv);
+    (void)app;
+  } else if (!qobject_cast<QApplication*>(QCoreApplication::instance())) {
+    throw std::runtime_error("cannot draw " + path + ": charts need a QApplication, this process has a QCoreApplication");
+  }
+  QCustomPlot plot;
+  plot.resize(spec.width, spec.height);
+  plot.setAntialiasedElements(QCP::aeAll);
+  draw_chart(&plot, spec);
+  const QString target = QString::fromStdString(path), tmp = target + ".tmp";
+  if (!plot.savePng(tmp, spec.width, spec.height, 1.0, -1)) {
+    QFile::remove(tmp);
+    throw std::runtime_error("cannot write " + path + ": the folder is missing or not writable");
+  }
+  std::error_code error;
+  std::filesystem::rename(tmp.toStdString(), path, error);  // replaces PATH in one step
+  if (error) {
+    QFile::remove(tmp);
+    throw std::runtime_error("cannot write " + path + ": " + error.message());
+  }
+}
+
+}  // namespace retreever::ui

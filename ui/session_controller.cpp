@@ -1,0 +1,189 @@
+#include "session_controller.h"
+
+#include <QFileInfo>
+#include <QTimer>
+#include <algorithm>
+
+#include "core/registry.h"
+#include "core/tree/tree_shape.h"
+
+namespace retreever::ui {
+
+SessionController::SessionController(QObject* parent) : QObject(parent), session_(new TrainingSession(this)) {
+  connect(session_, &TrainingSession::runStarted, this, &SessionController::onRunStarted);
+  connect(session_, &TrainingSession::stepped, this, &SessionController::onStepped);
+  connect(session_, &TrainingSession::evaluated, this, &SessionController::onEvaluated);
+  connect(session_, &TrainingSession::snapshotReady, this, &SessionController::onSnapshot);
+  connect(session_, &TrainingSession::stateChanged, this, &SessionController::onStateChanged);
+}
+
+QList<const RunRecord*> SessionController::runPointers() const {
+  QList<const RunRecord*> out;
+  for (const auto& r : runs_) out << &r;
+  return out;
+}
+
+RunRecord* SessionController::currentRun() {
+  return current_ >= 0 && current_ < runs_.size() ? &runs_[current_] : nullptr;
+}
+
+void SessionController::setVisible(int index, bool visible) {
+  if (index < 0 || index >= runs_.size() || runs_[index].visible == visible) return;
+  runs_[index].visible = visible;
+  Q_EMIT changed();
+}
+
+void SessionController::queueRuns(const QList<Config>& configs, const QString& group) {
+  for (const auto& c : configs) {
+    RunRecord r;
+    r.id = next_id_++;
+    r.config = c;
+    r.name = run_name(r.id, c);
+    r.color = run_color(r.id - 1);
+    r.state = tr("queued");
+    r.group = group;
+    runs_ << r;
+    queue_ << runs_.size() - 1;
+  }
+  Q_EMIT changed();
+  startNextQueued();
+}
+
+void SessionController::startNextQueued() {
+  if (session_->busy() || queue_.isEmpty()) return;
+  current_ = queue_.takeFirst();
+  runs_[current_].state = tr("starting");
+  rate_steps_ = 0;
+  rate_clock_.restart();
+  session_->start(runs_[current_].config);
+  Q_EMIT changed();
+}
+
+bool SessionController::openCheckpoint(const QString& path, QString* error) {
+  if (session_->busy()) {
+    if (error) *error = tr("A run is in progress: stop it before opening a checkpoint.");
+    return false;
+  }
+  QFileInfo info(path);
+  if (!info.exists() || !info.isReadable()) {
+    if (error) *error = tr("Cannot open '%1': the file does not exist or is not readable.").arg(path);
+    return false;
+  }
+  pending_load_ = path;
+  session_->resumeFrom(path, true);  // errors arrive through the session's failed()
+  return true;
+}
+
+void SessionController::stopAll() {
+  queue_.clear();
+  session_->stop();
+}
+
+bool SessionController::cancelOpening() {
+  if (pending_load_.isEmpty()) return false;
+  discarding_ = true;
+  pending_load_.clear();
+  session_->stop();  // queued behind the load: the worker ends the run it yields
+  return true;
+}
+
+QList<Config> SessionController::comparisonConfigs(const Config& base) {
+  const auto& task = task_info(base.task);
+  const std::int64_t n = task.typical_context ? task.typical_context(base) : 25;
+  const auto tca_tokens = TreeShape::of(std::max<std::int64_t>(2, n), base.branch_factor).tokens_per_query();
+  QList<Config> configs;
+  for (const auto& d : decoders()) configs << sized_like(base, d.name, tca_tokens);
+  return configs;
+}
+
+QList<Config> SessionController::rewardStudyConfigs(Config base) {
+  if (!task_info(base.task).classification)
+    for (const auto& t : tasks())
+      if (t.classification) {
+        base.task = t.name;
+        break;
+      }
+  for (const auto& d : decoders())
+    if (d.policy) {
+      base.model = d.name;
+      break;
+    }
+  QList<Config> configs;
+  for (const auto& r : Config::choices("reward")) {
+    Config c = base;
+    c.reward = r;
+    configs << c;
+  }
+  return configs;
+}
+
+void SessionController::onRunStarted(const Config& config, qint64, const MetricsHistory& history, const QString& device) {
+  if (discarding_) return;  // a cancelled opening
+  if (!pending_load_.isEmpty()) {
+    RunRecord r;
+    r.id = next_id_++;
+    r.config = config;
+    r.name = run_name(r.id, config) + " (" + QFileInfo(pending_load_).fileName() + ")";
+    r.color = run_color(r.id - 1);
+    r.history = history;
+    runs_ << r;
+    current_ = runs_.size() - 1;
+    const QString path = pending_load_;
+    pending_load_.clear();
+    Q_EMIT opened(path, config);
+  } else if (auto* run = currentRun()) {
+    run->config = config;
+    run->history = history;
+  }
+  Q_EMIT runStarted(device);
+  Q_EMIT changed();
+}
+
+void SessionController::onStepped(const StepMetrics& m) {
+  auto* run = currentRun();
+  if (!run || discarding_) return;
+  run->history.steps.push_back(m);  // every step: the live curves
+  ++rate_steps_;
+  const double elapsed = rate_clock_.elapsed() / 1000.0;
+  if (elapsed > 1.0) {
+    steps_per_second_ = rate_steps_ / elapsed;
+    rate_steps_ = 0;
+    rate_clock_.restart();
+  }
+  Q_EMIT stepped(*run, m);
+  Q_EMIT changed();
+}
+
+void SessionController::onEvaluated(const EvalMetrics& e) {
+  if (discarding_) return;
+  if (auto* run = currentRun()) run->history.evals.push_back(e);
+  Q_EMIT changed();
+}
+
+void SessionController::onSnapshot(const Snapshot& s) {
+  if (discarding_) return;
+  auto* run = currentRun();
+  if (!run) return;
+  run->snapshot = s;
+  Q_EMIT snapshotArrived(current_, s);
+}
+
+void SessionController::onStateChanged(TrainingSession::State s) {
+  const bool ended = s == TrainingSession::State::Finished || s == TrainingSession::State::Failed;
+  if (discarding_) {  // the cancelled opening's run: not the current run's state
+    if (ended) discarding_ = false;
+    Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
+    return;
+  }
+  if (auto* run = currentRun()) run->state = state_text(s);
+  if (s == TrainingSession::State::Failed && !pending_load_.isEmpty()) {
+    const QString path = pending_load_;
+    pending_load_.clear();
+    Q_EMIT openingFailed(path);
+  }
+  Q_EMIT stateChanged(s);
+  Q_EMIT changed();
+  if (ended) QTimer::singleShot(0, this, &SessionController::startNextQueued);
+}
+
+}  // namespace retreever::ui

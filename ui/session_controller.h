@@ -1,0 +1,80 @@
+// The studio's session without its widgets: the runs, the queue that trains them one after the
+// other on the TrainingSession, checkpoints being opened, and the configs of comparisons. The main
+// window shows what it holds; tests drive it directly.
+#pragma once
+
+#include <QElapsedTimer>
+#include <QList>
+#include <QObject>
+#include <QString>
+
+#include "ui/run_record.h"
+#include "ui/training_session.h"
+
+namespace retreever::ui {
+
+class SessionController : public QObject {
+  Q_OBJECT
+ public:
+  explicit SessionController(QObject* parent = nullptr);
+
+  TrainingSession* session() const { return session_; }
+  const QList<RunRecord>& runs() const { return runs_; }
+  QList<const RunRecord*> runPointers() const;
+  RunRecord* currentRun();             // the run the session trains (or trained last)
+  int currentIndex() const { return current_; }
+  bool queueEmpty() const { return queue_.isEmpty(); }
+  void setVisible(int index, bool visible);
+
+  // Adds the runs to the queue (each a new RunRecord, `group` shared) and starts the next one
+  // when the session is free.
+  void queueRuns(const QList<Config>& configs, const QString& group);
+  // Opens a checkpoint as a paused run; false with `error` set when it cannot start (busy, missing
+  // file). Errors while loading arrive through the session's failed().
+  bool openCheckpoint(const QString& path, QString* error);
+  // Abandons the checkpoint being opened: what its loading yields is discarded.
+  bool cancelOpening();
+  bool opening() const { return !pending_load_.isEmpty(); }
+  QString openingPath() const { return pending_load_; }
+  // A cancelled opening is still winding down: the session's messages are not the user's.
+  bool discarding() const { return discarding_; }
+  // Empties the queue and stops the run in progress.
+  void stopAll();
+  double stepsPerSecond() const { return steps_per_second_; }
+
+  // Every registered decoder on `base`, the sized ones reading as many tokens as TCA reads at the
+  // task's typical context size (the paper compares at equal tokens).
+  static QList<Config> comparisonConfigs(const Config& base);
+  // The policy decoder on a classification task, once per classification reward (paper, Table 3).
+  static QList<Config> rewardStudyConfigs(Config base);
+
+ Q_SIGNALS:
+  void changed();                                   // runs, their states or metrics changed
+  void opened(const QString& path, const Config& config);  // a checkpoint became a run
+  void openingFailed(const QString& path);                  // a checkpoint could not be read
+  void snapshotArrived(int run, const retreever::Snapshot& snapshot);
+  void stateChanged(retreever::ui::TrainingSession::State state);  // of the current run (not a cancelled opening)
+  void stepped(const RunRecord& run, const retreever::StepMetrics& m);
+  void runStarted(const QString& device);
+
+ private:
+  void startNextQueued();
+  void onRunStarted(const Config& config, qint64 steps_done, const MetricsHistory& history, const QString& device);
+  void onStepped(const StepMetrics& m);
+  void onEvaluated(const EvalMetrics& e);
+  void onSnapshot(const Snapshot& s);
+  void onStateChanged(TrainingSession::State s);
+
+  TrainingSession* session_;
+  QList<RunRecord> runs_;
+  int current_ = -1;           // index in runs_ of the run the session trains
+  QList<int> queue_;           // runs waiting their turn
+  int next_id_ = 1;
+  QString pending_load_;       // checkpoint being opened (becomes a run when it starts)
+  bool discarding_ = false;    // an opening was cancelled: ignore the session until it ends
+  QElapsedTimer rate_clock_;
+  qint64 rate_steps_ = 0;
+  double steps_per_second_ = 0;
+};
+
+}  // namespace retreever::ui
