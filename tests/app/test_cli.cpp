@@ -215,6 +215,25 @@ class TestCli : public QObject {
     expect_refusal({"bench", "--what", "train", "--models", "tca,lstm"}, "lstm");
   }
 
+  void bench_json_holds_the_table_figures() {
+    // --json prints one JSON document (no table) with the figures the tables print.
+    auto r = run({"bench", "--what", "all", "--models", "tca,ca", "--seq-len", "8", "--batch", "4", "--steps", "2",
+                  "--max-n", "1024", "--queries", "16", "--repeats", "1", "--device", "cpu", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto doc = json_of(r.out);
+    const auto models = doc["train"].toObject()["models"].toArray();
+    QCOMPARE(models.size(), 2);
+    QCOMPARE(models[0].toObject()["model"].toString(), QString("tca"));
+    QVERIFY(models[1].toObject()["ms_per_step"].toDouble() > 0);
+    const auto rows = doc["inference"].toObject()["rows"].toArray();
+    QCOMPARE(rows.size(), 1);
+    QCOMPARE(rows[0].toObject()["n"].toInt(), 1024);
+    QVERIFY(rows[0].toObject()["tca_us_per_query"].toDouble() > 0);
+    QVERIFY(rows[0].toObject()["ca_us_per_query"].toDouble() > 0);
+    QVERIFY(!rows[0].toObject().contains("tca_graph_us_per_query"));  // graphs: CUDA only
+    expect_refusal({"bench", "--what", "train", "--kernels", "maybe"}, "kernels");
+  }
+
   void bad_input_is_refused_with_one_clear_line() {
     const QString out = file("bad");
     const QStringList train = {"train", "--out", out, "--steps", "1"};
