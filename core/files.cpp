@@ -1,6 +1,7 @@
 #include "core/files.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
