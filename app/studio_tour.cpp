@@ -12,6 +12,7 @@
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
 #include "ui/main_window.h"
+#include "ui/scaling_panel.h"
 
 using namespace retreever;
 using namespace retreever::ui;
@@ -148,13 +149,21 @@ void StudioTour::next() {
       w_->inspector()->selectQuery(0);
       QTimer::singleShot(600, this, [this] {
         if (w_->runs().last().config.task == "image" && w_->runs().last().snapshot) shoot("studio-inspector-image");
-        w_->setDarkTheme(true);
-        w_->tabs()->setCurrentIndex(0);
-        QTimer::singleShot(600, this, [this] {
-          shoot("studio-dark");
-          w_->setDarkTheme(false);
-          QApplication::quit();
+        // The Scaling view: inference against the context size, measured live.
+        w_->tabs()->setCurrentWidget(w_->scaling());
+        connect(w_->scaling(), &ScalingPanel::finished, this, [this] {
+          QTimer::singleShot(500, this, [this] {
+            shoot("studio-scaling");
+            w_->setDarkTheme(true);
+            w_->tabs()->setCurrentIndex(0);
+            QTimer::singleShot(600, this, [this] {
+              shoot("studio-dark");
+              w_->setDarkTheme(false);
+              QApplication::quit();
+            });
+          });
         });
+        w_->scaling()->run(std::int64_t(256) << 10, 1024, "auto");
       });
       break;
     }

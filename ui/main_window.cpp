@@ -2,6 +2,7 @@
 
 #include "core/files.h"
 #include "core/registry.h"
+#include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
 
 #include <QPushButton>
@@ -75,6 +76,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   });
   tabs_->addTab(inspector_, tr("Tree inspector"));
   tabs_->addTab(comparison_, tr("Comparison"));
+  scaling_ = new ScalingPanel;
+  tabs_->addTab(scaling_, tr("Scaling"));
+  connect(scaling_, &ScalingPanel::failed, this, &MainWindow::showError);
   tabs_->setDocumentMode(true);
   setCentralWidget(tabs_);
 
@@ -398,6 +402,7 @@ void MainWindow::setDarkTheme(bool dark) {
   apply_theme(dark);
   for (auto* plot : plots_->plots()) style_plot(plot, dark);
   style_plot(comparison_->plot(), dark);
+  for (auto* plot : scaling_->plots()) style_plot(plot, dark);
   dirty_ = true;
 }
 
@@ -546,6 +551,10 @@ bool MainWindow::exportPlots(const QString& folder, const QString& format, int w
   QStringList target_names = names;
   targets << comparison_->plot();
   target_names << "comparison";
+  if (!scaling_->points().isEmpty()) {
+    targets << scaling_->plots();
+    target_names << scaling_->plotNames();
+  }
   for (int i = 0; i < targets.size(); ++i) {
     if (targets[i]->isHidden()) continue;  // a plot that does not apply to these runs
     const auto path = QDir(folder).filePath(target_names[i] + "." + format);

@@ -24,6 +24,7 @@ class PlotPanel;
 class InspectorPanel;
 class ComparisonPanel;
 class SessionController;
+class ScalingPanel;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -37,6 +38,7 @@ class MainWindow : public QMainWindow {
   PlotPanel* plots() const { return plots_; }
   InspectorPanel* inspector() const { return inspector_; }
   ComparisonPanel* comparison() const { return comparison_; }
+  ScalingPanel* scaling() const { return scaling_; }
   QTabWidget* tabs() const { return tabs_; }
   const QList<RunRecord>& runs() const;
   SessionController* controller() const { return controller_; }
@@ -88,6 +90,7 @@ class MainWindow : public QMainWindow {
   PlotPanel* plots_;
   InspectorPanel* inspector_;
   ComparisonPanel* comparison_;
+  ScalingPanel* scaling_;
   QTabWidget* tabs_;
   QListWidget* run_list_;
   QLabel* state_label_;

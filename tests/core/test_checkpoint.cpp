@@ -20,23 +20,17 @@
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
+#include "tests/small_config.h"
+
+using retreever::testing::small_config;
 using namespace retreever;
 
 namespace {
 Config tiny(const std::string& task, const std::string& model) {
-  Config c = Config::preset(task);
-  c.model = model;
-  c.seq_len = 16;
-  c.d_model = 16;
-  c.heads = 2;
-  c.ff_dim = 32;
-  c.embed_depth = 2;
-  c.encoder_layers = task == "gp" ? 1 : 0;
-  c.batch = 8;
+  Config c = small_config(task, model);
   c.steps = 20;
   c.eval_batches = 2;
   c.eval_batch = 4;
-  c.device = "cpu";
   return c;
 }
 

@@ -11,25 +11,21 @@
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
+#include "tests/small_config.h"
+
+using retreever::testing::small_config;
 using namespace retreever;
 
 namespace {
 
 // The task's preset, shrunk to a few seconds of CPU: width 16, two heads, batch 4.
 Config small(const std::string& task, const std::string& model) {
-  Config c = Config::preset(task);
-  c.model = model;
+  Config c = small_config(task, model);
   c.seq_len = 8;
-  c.d_model = 16;
-  c.heads = 2;
-  c.ff_dim = 16;
-  c.embed_depth = 2;
-  c.encoder_layers = 1;
+  c.encoder_layers = 1;  // every decoder with an encoder in front (Perceiver IO's own, sized by it)
   c.batch = 4;
-  c.eval_batches = 1;
   c.eval_batch = 4;
   c.steps = 2;
-  c.device = "cpu";
   return c;
 }
 

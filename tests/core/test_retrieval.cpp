@@ -15,22 +15,18 @@
 #include "core/training/checkpoint.h"
 #include "datasets/tasks.h"
 
+#include "tests/small_config.h"
+
 using namespace retreever;
 
 namespace {
 
 Config small_config(int64_t seq_len, int64_t b) {
-  Config c = Config::preset("copy");
+  Config c = retreever::testing::small_config("copy");
   c.seq_len = seq_len;
   c.branch_factor = b;
-  c.d_model = 16;
-  c.heads = 2;
-  c.ff_dim = 32;
-  c.embed_depth = 2;
   c.batch = 4;
-  c.eval_batches = 1;
   c.eval_batch = 3;
-  c.device = "cpu";
   return c;
 }
 

@@ -15,20 +15,18 @@
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
+#include "tests/small_config.h"
+
+using retreever::testing::small_config;
 using namespace retreever;
 
 namespace {
 // A small model of a task's preset on the CPU: width 16, two heads, one evaluation batch.
 Config tiny(const std::string& task) {
-  Config c = Config::preset(task);
+  Config c = small_config(task);
   c.seq_len = 8;
-  c.d_model = 16;
-  c.heads = 2;
   c.ff_dim = 16;
-  c.embed_depth = 2;
-  c.encoder_layers = task == "copy" ? 0 : 1;
-  c.eval_batches = 1;
-  c.device = "cpu";
+  c.batch = Config::preset(task).batch;
   return c;
 }
 
@@ -146,15 +144,10 @@ class TestTraining : public QObject {
   }
 
   void ca_warmup_trains_on_l_ca_alone_then_on_the_whole_objective() {
-    Config c = Config::preset("gp");
-    c.d_model = 16;
-    c.heads = 2;
-    c.ff_dim = 32;
-    c.encoder_layers = 1;
+    Config c = small_config("gp");
+    c.batch = Config::preset("gp").batch;
     c.steps = 6;
     c.ca_warmup = 3;
-    c.eval_batches = 1;
-    c.device = "cpu";
     Trainer t(c, datasets::make_task);
     for (int i = 1; i <= 6; ++i) {
       auto s = t.step();

@@ -26,6 +26,7 @@
 #include "core/registry.h"
 #include "core/tree/tree_shape.h"
 #include "ui/main_window.h"
+#include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
 #include "ui/plot_panel.h"
 #include "ui/qcp.h"
@@ -66,6 +67,36 @@ class TestStudio : public QObject {
   QTemporaryDir dir_;
 
  private Q_SLOTS:
+  void scaling_view_measures_every_size_off_the_ui_thread() {
+    ScalingPanel panel;
+    QSignalSpy done(&panel, &ScalingPanel::finished);
+    QVERIFY(panel.run(16384, 64, "cpu"));
+    QVERIFY(!panel.run(16384, 64, "cpu"));  // one measurement at a time
+    QVERIFY(done.wait(120000));
+    QVERIFY(!panel.running());
+    // 1k, 4k, 16k for TCA, CA and Perceiver IO.
+    QCOMPARE(panel.points().size(), qsizetype(9));
+    for (const auto& p : panel.points()) {
+      QVERIFY(p.us_per_query > 0 && p.prepare_ms >= 0);
+      if (p.model == "ca") QCOMPARE(p.tokens_per_query, double(p.n));
+      if (p.model == "tca") QVERIFY(p.tokens_per_query < 2 * std::log2(double(p.n)) + 2);
+    }
+    const auto tca = std::find_if(panel.points().begin(), panel.points().end(),
+                                  [](const ScalingPoint& p) { return p.model == "tca"; });
+    const auto perceiver = std::find_if(panel.points().begin(), panel.points().end(),
+                                        [](const ScalingPoint& p) { return p.model == "perceiver" && p.n == 1024; });
+    QCOMPARE(perceiver->tokens_per_query, tca->tokens_per_query);  // as many latents as TCA reads
+    for (auto* plot : panel.plots()) {
+      QCOMPARE(plot->graphCount(), 3);
+      QCOMPARE(plot->xAxis->scaleType(), QCPAxis::stLogarithmic);
+      QCOMPARE(plot->yAxis->scaleType(), QCPAxis::stLogarithmic);
+    }
+    // A size that cannot fit is not attempted: the memory bound stops the sizes before it.
+    ScalingOptions huge;
+    huge.max_n = std::int64_t(1) << 40;
+    QVERIFY(scaling_bytes(huge, huge.max_n) > 1e12);
+  }
+
   // SessionController: the session without widgets.
   void controller_compares_every_decoder_at_equal_tokens() {
     Config base = small_copy(10);

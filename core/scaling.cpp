@@ -1,0 +1,84 @@
+#include "core/scaling.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "core/config.h"
+#include "core/decoders/decoder.h"
+#include "core/registry.h"
+#include "core/training/device.h"
+#include "core/tree/tree_shape.h"
+
+namespace retreever {
+namespace {
+
+template <typename Fn>
+double median_seconds(const torch::Device& device, int repeats, Fn&& fn) {
+  std::vector<double> t;
+  for (int i = 0; i < std::max(1, repeats); ++i) {
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    if (device.is_cuda()) torch::cuda::synchronize();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+double scaling_bytes(const ScalingOptions& o, std::int64_t n) {
+  const double D = double(o.d_model), N = double(n), Q = double(o.queries);
+  // Context, then keys and values of every tree level (about 2N nodes) or of the N tokens, with the
+  // temporaries of building them; CA's scores [H, Q, N] are the widest read.
+  return 4 * (N * D * 10 + Q * D * 8 + double(o.heads) * Q * std::min(N, 1e7) * 2);
+}
+
+std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
+                             const std::function<void(const ScalingPoint&)>& point, const std::atomic<bool>* stop) {
+  if (o.min_n < 2 || o.max_n < o.min_n || o.queries <= 0)
+    throw std::invalid_argument("scaling: sizes must satisfy 2 <= min_n <= max_n, and queries > 0");
+  torch::NoGradGuard no_grad;
+  const auto device = resolve_device(o.device);
+  Config c;
+  c.d_model = o.d_model;
+  c.heads = o.heads;
+  c.encoder_layers = 0;
+  std::int64_t largest = 0;
+  for (std::int64_t n = o.min_n; n <= o.max_n; n *= 4) {
+    if (stop && stop->load()) break;
+    if (available_bytes > 0 && scaling_bytes(o, n) > 0.7 * available_bytes) break;
+    torch::manual_seed(0);
+    const auto opts = torch::TensorOptions().device(device);
+    const auto context = torch::randn({1, n, c.d_model}, opts);
+    const auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});
+    const auto queries = torch::randn({1, o.queries, c.d_model}, opts);
+    const auto tca_tokens = TreeShape::of(n, c.branch_factor).tokens_per_query();
+    for (const auto& name : o.models) {
+      if (stop && stop->load()) break;
+      auto decoder = decoder_info(name).make(sized_like(c, name, tca_tokens));
+      decoder->to(device);
+      decoder->eval();
+      std::shared_ptr<Memory> memory;
+      ScalingPoint p;
+      p.model = name;
+      p.n = n;
+      p.prepare_ms = 1e3 * median_seconds(device, o.repeats, [&] { memory = decoder->prepare(context, x); });
+      decoder->decode(*memory, queries, DecodeRequest{});  // warm caches and allocators
+      p.us_per_query = 1e6 * median_seconds(device, o.repeats, [&] { decoder->decode(*memory, queries, DecodeRequest{}); }) /
+                       double(o.queries);
+      p.tokens_per_query = double(decoder->tokens_per_query(n));
+      point(p);
+    }
+    largest = n;
+    if (n > o.max_n / 4) break;  // n * 4 would pass max_n (and could overflow)
+  }
+  return largest;
+}
+
+}  // namespace retreever

@@ -1,0 +1,162 @@
+#include "scaling_panel.h"
+
+#include <QComboBox>
+#include <QCoreApplication>
+#include <QPointer>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+
+#include "core/memory.h"
+#include "core/registry.h"
+#include "ui/chart_view.h"
+#include "ui/qcp.h"
+
+namespace retreever::ui {
+
+ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  auto* controls = new QHBoxLayout;
+  controls->addWidget(new QLabel(tr("Context sizes from 1k to")));
+  max_n_ = new QComboBox;
+  max_n_->setObjectName("scalingMaxN");
+  for (std::int64_t n : {std::int64_t(16) << 10, std::int64_t(64) << 10, std::int64_t(256) << 10,
+                         std::int64_t(1) << 20, std::int64_t(4) << 20, std::int64_t(16) << 20})
+    max_n_->addItem(n >= (1 << 20) ? QString("%1M").arg(n >> 20) : QString("%1k").arg(n >> 10), qlonglong(n));
+  max_n_->setCurrentIndex(2);
+  max_n_->setToolTip(tr("The largest context measured; sizes grow by 4 and stop early where memory would not hold them."));
+  controls->addWidget(max_n_);
+  controls->addWidget(new QLabel(tr("queries")));
+  queries_ = new QSpinBox;
+  queries_->setRange(1, 65536);
+  queries_->setValue(1024);
+  queries_->setToolTip(tr("Queries answered per measurement (batch 1): the latency is per query."));
+  controls->addWidget(queries_);
+  controls->addWidget(new QLabel(tr("device")));
+  device_ = new QComboBox;
+  for (const auto& d : Config::choices("device")) device_->addItem(QString::fromStdString(d));
+  controls->addWidget(device_);
+  start_ = new QPushButton(tr("Measure"));
+  start_->setObjectName("scalingStart");
+  start_->setToolTip(tr("Time inference of TCA, full cross attention and Perceiver IO (as many latents as TCA reads) "
+                        "on random contexts, untrained, no encoder: what a query costs, not what it gets right."));
+  controls->addWidget(start_);
+  status_ = new QLabel(tr("Measures on a worker thread; the plots fill in as each size is done."));
+  status_->setObjectName("scalingStatus");
+  controls->addWidget(status_, 1);
+  layout->addLayout(controls);
+  auto* plots = new QHBoxLayout;
+  latency_ = new QCustomPlot;
+  tokens_ = new QCustomPlot;
+  for (auto* p : {latency_, tokens_}) {
+    p->setMinimumSize(300, 240);
+    p->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+    p->setAntialiasedElements(QCP::aeAll);
+    plots->addWidget(p);
+  }
+  layout->addLayout(plots, 1);
+  connect(start_, &QPushButton::clicked, this, [this] {
+    if (running_) return stop();
+    run(max_n_->currentData().toLongLong(), queries_->value(), device_->currentText());
+  });
+  redraw();
+}
+
+ScalingPanel::~ScalingPanel() {
+  if (stop_) stop_->store(true);
+}
+
+QList<QCustomPlot*> ScalingPanel::plots() const { return {latency_, tokens_}; }
+
+void ScalingPanel::stop() {
+  if (stop_) stop_->store(true);
+}
+
+bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& device) {
+  if (running_) return false;
+  ScalingOptions o;
+  o.max_n = max_n;
+  o.queries = queries;
+  o.device = device.toStdString();
+  points_.clear();
+  redraw();
+  running_ = true;
+  start_->setText(tr("Stop"));
+  status_->setText(tr("Measuring..."));
+  stop_ = std::make_shared<std::atomic<bool>>(false);
+  auto stop = stop_;
+  QPointer<ScalingPanel> self(this);
+  (void)QtConcurrent::run([o, stop, self] {
+    QString error;
+    std::int64_t largest = 0;
+    try {
+      largest = measure_scaling(o, available_memory_bytes(), [&](const ScalingPoint& p) {
+        QMetaObject::invokeMethod(qApp, [self, p] {
+          if (self) self->addPoint(p);
+        }, Qt::QueuedConnection);
+      }, stop.get());
+    } catch (const std::exception& e) {
+      error = QString::fromUtf8(e.what());
+    }
+    QMetaObject::invokeMethod(qApp, [self, error, largest, stop, max_n = o.max_n] {
+      if (!self) return;
+      self->running_ = false;
+      self->start_->setText(tr("Measure"));
+      if (!error.isEmpty()) {
+        self->status_->setText(tr("Stopped: %1").arg(error));
+        Q_EMIT self->failed(error);
+      }
+      QString summary = largest == 0 ? tr("No size was measured.")
+                        : stop->load() ? tr("Stopped after N = %1.").arg(largest)
+                        : largest < max_n ? tr("Up to N = %1: the next size would not fit in memory.").arg(largest)
+                                          : tr("Done: N up to %1.").arg(largest);
+      if (error.isEmpty()) self->status_->setText(summary);
+      Q_EMIT self->finished(summary);
+    }, Qt::QueuedConnection);
+  });
+  return true;
+}
+
+void ScalingPanel::addPoint(const ScalingPoint& p) {
+  points_ << p;
+  status_->setText(tr("%1 at N = %2: %3 us per query, %4 tokens read")
+                       .arg(QString::fromStdString(decoder_info(p.model).title)).arg(p.n)
+                       .arg(p.us_per_query, 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0));
+  redraw();
+}
+
+void ScalingPanel::redraw() {
+  ChartSpec latency, tokens;
+  latency.title = tr("Per-query latency").toStdString();
+  latency.y_label = tr("microseconds per query (log)").toStdString();
+  tokens.title = tr("Tokens read per query").toStdString();
+  tokens.y_label = tr("tokens (log)").toStdString();
+  for (auto* spec : {&latency, &tokens}) {
+    spec->x_label = tr("context tokens N (log)").toStdString();
+    spec->log_x = spec->log_y = true;
+  }
+  const auto& all = decoders();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    ChartSeries l, t;
+    l.label = t.label = all[i].title;
+    l.colour = t.colour = chart_palette(i);  // the report's colour of each model
+    l.markers = t.markers = true;
+    for (const auto& p : points_)
+      if (p.model == all[i].name) {
+        l.x.push_back(double(p.n)), l.y.push_back(p.us_per_query);
+        t.x.push_back(double(p.n)), t.y.push_back(p.tokens_per_query);
+      }
+    if (l.x.empty()) continue;
+    latency.series.push_back(l);
+    tokens.series.push_back(t);
+  }
+  draw_chart(latency_, latency);
+  draw_chart(tokens_, tokens);
+  latency_->replot(QCustomPlot::rpQueuedReplot);
+  tokens_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+}  // namespace retreever::ui

@@ -1,0 +1,55 @@
+// The Scaling view: runs the inference benchmark (core/scaling.h) on a worker thread and plots,
+// as each point is measured, per-query latency and tokens read against the context size N on
+// log-log axes for TCA, full cross attention and Perceiver IO.
+#pragma once
+
+#include <QList>
+#include <QWidget>
+#include <atomic>
+#include <memory>
+
+#include "core/scaling.h"
+
+class QComboBox;
+class QCustomPlot;
+class QLabel;
+class QPushButton;
+class QSpinBox;
+
+namespace retreever::ui {
+
+class ScalingPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit ScalingPanel(QWidget* parent = nullptr);
+  ~ScalingPanel() override;
+
+  // Starts a measurement up to max_n tokens (returns false while one runs).
+  bool run(std::int64_t max_n, std::int64_t queries, const QString& device);
+  void stop();
+  bool running() const { return running_; }
+  const QList<ScalingPoint>& points() const { return points_; }
+  QList<QCustomPlot*> plots() const;
+  QStringList plotNames() const { return {"scaling_latency", "scaling_tokens"}; }
+
+ Q_SIGNALS:
+  void finished(const QString& summary);  // after the last point, a stop, or an error
+  void failed(const QString& message);
+
+ private:
+  void redraw();
+  void addPoint(const ScalingPoint& p);
+
+  QComboBox* max_n_;
+  QComboBox* device_;
+  QSpinBox* queries_;
+  QPushButton* start_;
+  QLabel* status_;
+  QCustomPlot* latency_;
+  QCustomPlot* tokens_;
+  QList<ScalingPoint> points_;
+  std::shared_ptr<std::atomic<bool>> stop_;
+  bool running_ = false;
+};
+
+}  // namespace retreever::ui
