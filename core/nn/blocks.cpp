@@ -86,8 +86,8 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     if (need_weights) r.weights = attn.mean(-1);
     return r;
   }
-  if (!shared && !need_weights && M * N <= kGroupAttentionMax && (!mask.defined() || mask.dim() == 2) &&
-      use_cuda_kernels(q, head_dim_)) {
+  if (!shared && !need_weights && M * N <= kGroupAttentionMax &&
+      (!mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool)) && use_cuda_kernels(q, head_dim_)) {
     // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h).
     AttentionResult r;
     r.out = project_out(group_attention_cuda(q, k, v, {}, mask));
