@@ -9,6 +9,7 @@
 
 #include "app/cli/args.h"
 #include "app/cli/bench.h"
+#include "app/cli/data_parallel.h"
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
 #include "core/inspection.h"
@@ -59,7 +60,12 @@ const char* kTrainUsage =
     "                         evenly over the leaf groups (image preset)\n"
     "  --eval-every N --log-every N\n"
     "  --data DIR             image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)\n"
-    "  --device auto|cpu|cuda\n";
+    "  --device auto|cpu|cuda\n"
+    "  --nproc N              data-parallel training over N local processes (CPU: Gloo; cuda: one GPU\n"
+    "                         each, NCCL): the same steps as one process, N times the compute. Under\n"
+    "                         torchrun or srun leave it out: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR\n"
+    "                         and MASTER_PORT are read instead (RETREEVER_DIST_TIMEOUT: seconds a\n"
+    "                         process waits for the others, default 300)\n";
 
 const char* kEvalUsage =
     "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
@@ -129,9 +135,30 @@ int cmd_train(const std::vector<std::string>& argv) {
   Args args("train", argv,
             {"task", "model", "config", "resume", "seq-len", "batch", "steps", "lr", "seed",
              "branch-factor", "latents", "treeformer-depth", "reward", "encoder-layers", "ordering",
-             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore", "ca-warmup"},
+             "leaf-layout", "rl-baseline", "eval-every", "log-every", "data", "device", "out", "explore", "ca-warmup",
+             "nproc"},
             {});
   const fs::path out = args.required("out");
+  // Data parallel: a worker of a launcher (ours, torchrun, srun), or the launcher of --nproc workers.
+  auto setup = worker_setup();
+  if (setup && args.has("nproc"))
+    throw UsageError("--nproc starts its own processes; under torchrun or srun (RANK and WORLD_SIZE are set) leave it out");
+  if (args.has("nproc")) {
+    const auto nproc = args.integer("nproc", 1);
+    Config c = args.has("resume") ? read_checkpoint_header(args.str("resume")).config : config_from_args(args);
+    if (args.has("resume")) apply_training_flags(args, c);
+    const bool cuda = c.device == "cuda" || (c.device == "auto" && cuda_available());
+    check_process_count(nproc, c.batch, cuda ? "cuda" : "cpu");
+    if (nproc > 1) {
+      std::vector<std::string> worker_args{"train"};
+      for (std::size_t i = 0; i < argv.size(); ++i) {
+        if (argv[i] == "--nproc") ++i;
+        else if (argv[i].rfind("--nproc=", 0) != 0) worker_args.push_back(argv[i]);
+      }
+      return launch_workers(int(nproc), worker_args, cuda, out);
+    }
+  }
+  if (setup) select_local_gpu(*setup);
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
     // Resuming keeps the model and its data; the training settings a flag names apply from here on.
@@ -149,6 +176,14 @@ int cmd_train(const std::vector<std::string>& argv) {
     trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) { apply_training_flags(args, c); });
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
+  }
+  if (setup) {
+    setup->backend = trainer->device_name().rfind("cuda", 0) == 0 ? "nccl" : "gloo";
+    try {
+      trainer->set_process_group(join_process_group(*setup));
+    } catch (const CommunicationError& e) {
+      return lost_contact(e, setup->rank);
+    }
   }
   return run_training(*trainer, out);
 }

@@ -1,0 +1,222 @@
+#include "app/cli/parallel_runs.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace retreever::cli {
+namespace {
+
+volatile sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+constexpr auto kPoll = std::chrono::milliseconds(20);  // how often the children's states are read
+
+std::string last_error_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (line.rfind("error: ", 0) == 0) last = line.substr(7);
+  return last;
+}
+
+// Starts `job` with `extra` in its environment. Everything the child needs is built before fork, so
+// that the child only calls async-signal-safe functions until execve.
+pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string>>& extra, const std::string& exe) {
+  std::vector<std::string> args{exe};
+  args.insert(args.end(), job.args.begin(), job.args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env;
+  std::set<std::string> replaced;
+  for (const auto* list : {&job.env, &extra})
+    for (const auto& [k, v] : *list) replaced.insert(k);
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    if (!replaced.count(entry.substr(0, entry.find('=')))) env.push_back(entry);
+  }
+  for (const auto* list : {&job.env, &extra})
+    for (const auto& [k, v] : *list) env.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  int log_fd = -1;
+  if (!job.log.empty()) {
+    log_fd = ::open(job.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw std::runtime_error("cannot write the log " + job.log + ": " + std::strerror(errno));
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    if (log_fd >= 0) ::close(log_fd);
+    throw std::runtime_error("cannot start " + job.name + ": " + std::strerror(errno));
+  }
+  if (pid == 0) {
+    if (log_fd >= 0) {
+      ::dup2(log_fd, STDOUT_FILENO);
+      ::dup2(log_fd, STDERR_FILENO);
+    }
+    // A child must not outlive this process (killed, crashed): it gets SIGTERM when we go.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    ::execve(exe.c_str(), argv.data(), envp.data());
+    const char msg[] = "error: cannot run this program again as a child process\n";
+    (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(127);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  return pid;
+}
+
+}  // namespace
+
+std::string JobResult::describe() const {
+  if (signal != 0) {
+    const char* what = strsignal(signal);
+    return "was killed by signal " + std::to_string(signal) + (what ? std::string(" (") + what + ")" : "");
+  }
+  return "exited with status " + std::to_string(exit_code) + (error.empty() ? "" : ": " + error);
+}
+
+std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& options) {
+  const int parallel = std::max(1, options.parallel);
+  const auto exe = self_executable();
+  std::vector<JobResult> results(jobs.size());
+  struct Running {
+    std::size_t job;
+    pid_t pid;
+    int slot;
+  };
+  std::vector<Running> running;
+  std::vector<bool> slot_busy(std::size_t(parallel), false);
+
+  // Our SIGINT/SIGTERM stop the children (a terminal's Ctrl-C reaches them too), then we wait for them.
+  g_stop_signal = 0;
+  struct sigaction action {}, old_int{}, old_term{};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+
+  std::size_t next = 0;
+  bool stopping = false, killed = false;
+  auto deadline = std::chrono::steady_clock::now();
+  auto stop_all = [&] {
+    stopping = true;
+    deadline = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(std::int64_t(options.grace_seconds * 1000));
+    for (const auto& r : running) {
+      results[r.job].stopped = true;
+      ::kill(r.pid, SIGTERM);
+    }
+  };
+  try {
+    while ((!stopping && next < jobs.size()) || !running.empty()) {
+      if (g_stop_signal && !stopping) stop_all();
+      while (!stopping && next < jobs.size() && int(running.size()) < parallel) {
+        int slot = 0;
+        while (slot_busy[std::size_t(slot)]) ++slot;
+        static const std::vector<std::pair<std::string, std::string>> none;
+        const auto& extra = std::size_t(slot) < options.slot_env.size() ? options.slot_env[std::size_t(slot)] : none;
+        results[next].name = jobs[next].name;
+        const pid_t pid = start(jobs[next], extra, exe);
+        slot_busy[std::size_t(slot)] = true;
+        running.push_back({next++, pid, slot});
+      }
+      bool failed = false;
+      for (auto it = running.begin(); it != running.end();) {
+        int status = 0;
+        const pid_t r = ::waitpid(it->pid, &status, WNOHANG);
+        if (r != it->pid) {
+          ++it;
+          continue;
+        }
+        auto& res = results[it->job];
+        if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
+        else res.exit_code = WEXITSTATUS(status);
+        if (!jobs[it->job].log.empty()) res.error = last_error_line(jobs[it->job].log);
+        failed = failed || (!res.ok() && !res.stopped);
+        if (options.on_end) options.on_end(res, options.user);
+        slot_busy[std::size_t(it->slot)] = false;
+        it = running.erase(it);
+      }
+      if (failed && options.stop_on_failure && !stopping) stop_all();
+      if (stopping && !killed && std::chrono::steady_clock::now() > deadline) {
+        for (const auto& r : running) ::kill(r.pid, SIGKILL);
+        killed = true;
+      }
+      if (!running.empty()) std::this_thread::sleep_for(kPoll);
+    }
+  } catch (...) {
+    for (const auto& r : running) ::kill(r.pid, SIGKILL);
+    for (const auto& r : running) ::waitpid(r.pid, nullptr, 0);
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    throw;
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  // Jobs never started (a stop came first) count as stopped.
+  for (std::size_t i = next; i < jobs.size(); ++i) {
+    results[i].name = jobs[i].name;
+    results[i].stopped = true;
+  }
+  return results;
+}
+
+int last_interrupt() { return int(g_stop_signal); }
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find this program's own path (/proc/self/exe)");
+  return std::string(buf, std::size_t(n));
+}
+
+int parse_parallel(const std::string& value, int max) {
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end || errno || n < 1)
+    throw std::invalid_argument("--parallel takes a whole number of processes, 1 or more (got '" + value + "')");
+  if (n > max)
+    throw std::invalid_argument("--parallel " + value + " is more than " + std::to_string(max) +
+                                " (the runs to make, or 4 per CPU core); use fewer");
+  return int(n);
+}
+
+std::vector<std::string> parse_devices(const std::string& value) {
+  std::vector<std::string> devices;
+  std::set<std::string> seen;
+  std::size_t at = 0;
+  while (at <= value.size()) {
+    const auto comma = value.find(',', at);
+    const auto d = value.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    const bool cuda = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
+                      d.find_first_not_of("0123456789", 5) == std::string::npos;
+    if (d != "cpu" && !cuda)
+      throw std::invalid_argument("--devices takes a comma-separated list like cuda:0,cuda:1 (or cpu); '" + d +
+                                  "' is neither");
+    if (!seen.insert(d).second) throw std::invalid_argument("--devices names " + d + " twice");
+    devices.push_back(d);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return devices;
+}
+
+}  // namespace retreever::cli
