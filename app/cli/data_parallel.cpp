@@ -41,12 +41,12 @@ std::optional<DistributedSetup> worker_setup() {
 void check_process_count(long long nproc, long long batch, const std::string& device) {
   if (nproc < 1) throw UsageError("--nproc must be 1 or more (the number of training processes)");
   const long long most = device == "cuda" ? 1024 : (long long)kMaxProcessesPerCore * cores();
-  if (nproc > most)
-    throw UsageError("--nproc " + std::to_string(nproc) + " is more than this machine can use (at most " +
-                     std::to_string(most) + (device == "cuda" ? "" : ": 4 per CPU core") + ")");
   if (nproc > batch)
     throw UsageError("--nproc " + std::to_string(nproc) + " is more than the batch (" + std::to_string(batch) +
                      " rows): every process needs at least one row; use a larger --batch or fewer processes");
+  if (nproc > most)
+    throw UsageError("--nproc " + std::to_string(nproc) + " is more than this machine can use (at most " +
+                     std::to_string(most) + (device == "cuda" ? "" : ": 4 per CPU core") + ")");
   if (nproc > 1) {
     const auto why = distributed_unsupported_reason();
     if (!why.empty()) throw std::runtime_error("this build has no distributed support: " + why + "; leave out --nproc");
@@ -77,6 +77,8 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
                {"RETREEVER_STORE_FILE", (run_dir / "store").string()},
                {kRunDirVariable, run_dir.string()}};
     // The cores shared out, unless the user chose the threads per process.
+    // c10d's glog warnings would repeat what our one error line says.
+    if (env("GLOG_minloglevel").empty()) job.env.emplace_back("GLOG_minloglevel", "3");
     if (env("OMP_NUM_THREADS").empty()) job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores() / nproc)));
     if (cuda) job.env.emplace_back("CUDA_VISIBLE_DEVICES", std::size_t(r) < visible.size() ? visible[std::size_t(r)] : std::to_string(r));
     // Rank 0 keeps the terminal (progress, messages); the others write to a log the launcher reads.

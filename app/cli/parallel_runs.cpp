@@ -34,7 +34,8 @@ std::string last_error_line(const std::string& path) {
 
 // Starts `job` with `extra` in its environment. Everything the child needs is built before fork, so
 // that the child only calls async-signal-safe functions until execve.
-pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string>>& extra, const std::string& exe) {
+pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string>>& extra, std::string exe) {
+  if (!job.program.empty()) exe = job.program;
   std::vector<std::string> args{exe};
   args.insert(args.end(), job.args.begin(), job.args.end());
   std::vector<char*> argv;
@@ -74,7 +75,7 @@ pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1);
     ::execve(exe.c_str(), argv.data(), envp.data());
-    const char msg[] = "error: cannot run this program again as a child process\n";
+    const char msg[] = "error: cannot start the child process (execve failed)\n";
     (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(127);
   }
@@ -122,6 +123,7 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
     for (const auto& r : running) {
       results[r.job].stopped = true;
       ::kill(r.pid, SIGTERM);
+      ::kill(r.pid, SIGCONT);  // a stopped child handles the SIGTERM too
     }
   };
   try {

@@ -14,6 +14,7 @@ struct Job {
   std::vector<std::string> args;  // the command line after the executable
   std::vector<std::pair<std::string, std::string>> env;  // set in the child only
   std::string log;  // stdout and stderr go to this file (appended); empty: this process's own
+  std::string program;  // empty: this executable
 };
 
 struct JobResult {

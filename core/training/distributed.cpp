@@ -2,7 +2,12 @@
 // LibTorch's Gloo headers and gloo's own are there, RETREEVER_HAVE_NCCL when NCCL's are too.
 #include "core/training/distributed.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -84,6 +89,23 @@ namespace {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// Rank 0 serves the TCP rendezvous: a port another program holds fails here with one clear line
+// (c10d's own failure comes as several log lines and a long message). "" when the port is free.
+std::string port_problem(int port) {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) return "";
+  int yes = 1;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // as c10d does: TIME_WAIT is no problem
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  a.sin_port = htons(std::uint16_t(port));
+  const bool taken = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0;
+  const int why = errno;
+  ::close(s);
+  return taken ? std::strerror(why) : "";
+}
+
 // c10d's API moved under us: Work left ProcessGroup in 1.13, and 2.0 split ProcessGroup into a
 // ProcessGroup and Backends. Holding the concrete backend (ProcessGroupGloo, ProcessGroupNCCL)
 // rather than a ProcessGroup keeps the rest the same on all: in 1.x they derive from ProcessGroup,
@@ -157,6 +179,10 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
     if (!s.store_file.empty()) {
       store = c10::make_intrusive<c10d::FileStore>(s.store_file, s.world_size);
     } else {
+      const auto problem = s.rank == 0 ? port_problem(s.master_port) : "";
+      if (!problem.empty())
+        throw CommunicationError("process 0 cannot serve the rendezvous on port " + std::to_string(s.master_port) +
+                                 " (" + problem + "; is the port in use?): choose another MASTER_PORT");
       c10d::TCPStoreOptions o;
       o.port = std::uint16_t(s.master_port);
       o.isServer = s.rank == 0;
@@ -165,10 +191,14 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
       store = c10::make_intrusive<c10d::TCPStore>(s.master_addr, o);
     }
     store->setTimeout(timeout);
+  } catch (const CommunicationError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw CommunicationError("process " + std::to_string(s.rank) + " could not reach the rendezvous at " + where +
-                             (s.rank == 0 && s.store_file.empty() ? " (is the port in use? choose another MASTER_PORT)" : "") +
                              ": " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw CommunicationError("process " + std::to_string(s.rank) + " could not reach the rendezvous at " + where +
+                             ": " + first_line(e.what()));
   }
   try {
     if (s.backend == "nccl") {
