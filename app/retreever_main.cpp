@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "app/cli/args.h"
 #include "app/cli/bench.h"
 #include "app/cli/data_parallel.h"
+#include "app/cli/parallel_runs.h"
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
 #include "core/inspection.h"
@@ -287,6 +289,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
 const char* kStudyUsage =
     "usage: retreever study reward|ordering|models --out DIR [--task copy|gp|image] [--config FILE.json]\n"
     "                       [--seq-len N] [--steps S] [--batch B] [--seed K] [--device auto|cpu|cuda]\n"
+    "                       [--parallel N | --devices cuda:0,cuda:1]\n"
     "  reward    TCA on the copy task with the accuracy and the negative cross-entropy reward\n"
     "            (the paper's Table 3)\n"
     "  ordering  TCA with each tree ordering (given, sort_x1, sort_x2, kdtree, random_proj);\n"
@@ -294,7 +297,10 @@ const char* kStudyUsage =
     "  models    TCA, full cross attention, Perceiver IO with as many latents as TCA reads and\n"
     "            Treeformer TC attention with about as many leaf summaries\n"
     "Each run goes to DIR/NAME/ (as 'train' writes it); DIR/study.md and DIR/study.csv hold the\n"
-    "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n";
+    "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n"
+    "  --parallel N   train the runs as N processes at a time (the CPU's cores shared out among them)\n"
+    "  --devices L    train the runs at once, one per device of the list (cuda:K or cpu)\n"
+    "                 Either way each run's output goes to DIR/NAME/train.log.\n";
 
 int cmd_study(const std::vector<std::string>& argv) {
   if (is_help(argv) || argv.empty()) return std::printf("%s", kStudyUsage), argv.empty() ? kExitUsage : 0;
@@ -302,7 +308,9 @@ int cmd_study(const std::vector<std::string>& argv) {
   if (kind != "reward" && kind != "ordering" && kind != "models")
     throw UsageError("unknown study '" + kind + "'; use reward, ordering or models");
   Args args("study", std::vector<std::string>(argv.begin() + 1, argv.end()),
-            {"task", "config", "seq-len", "steps", "batch", "seed", "device", "data", "out", "eval-every"}, {});
+            {"task", "config", "seq-len", "steps", "batch", "seed", "device", "data", "out", "eval-every", "parallel",
+             "devices"},
+            {});
   const fs::path out = args.required("out");
   if (kind == "reward" && args.has("task") && args.str("task") != "copy")
     throw UsageError("the reward study runs on the copy task (classification)");
@@ -331,15 +339,39 @@ int cmd_study(const std::vector<std::string>& argv) {
   };
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
+  // --parallel / --devices: the runs train as child processes first; the loop below reads their results.
+  const bool parallel = args.has("parallel") || args.has("devices");
+  if (parallel) {
+    std::vector<std::string> devices;
+    int processes = 0;
+    try {
+      devices = args.has("devices") ? parse_devices(args.str("devices")) : devices;
+      if (args.has("parallel")) processes = parse_parallel(args.str("parallel"), 4 * int(std::max(1u, std::thread::hardware_concurrency())));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    if (kind == "models") {  // TCA's reading is structural: an untrained TCA reads as many tokens
+      Config tca = base;
+      tca_tokens = std::lround(Trainer(tca, datasets::make_task).evaluate().tokens_per_query);
+      for (auto& [name, config] : runs) config.model = name, config.match_tca_tokens(tca_tokens);
+    }
+    const int status = train_runs_in_parallel(runs, out, processes, devices);
+    if (status != 0) return status;
+  }
   for (auto& [name, config] : runs) {
     if (kind == "models") {
       config.model = name;
       config.match_tca_tokens(tca_tokens);  // Perceiver IO and Treeformer read as many as TCA
     }
-    Trainer trainer(config, datasets::make_task);
-    const int status = run_training(trainer, out / name);
-    if (status != 0) return status;
-    const auto& e = trainer.history().evals.back();
+    EvalMetrics e;
+    if (parallel) {
+      e = read_checkpoint_header((out / name / "checkpoint.safetensors").string()).history.evals.back();
+    } else {
+      Trainer trainer(config, datasets::make_task);
+      const int status = run_training(trainer, out / name);
+      if (status != 0) return status;
+      e = trainer.history().evals.back();
+    }
     if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
     rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
   }

@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "app/cli/training_run.h"
+
 extern char** environ;
 
 namespace retreever::cli {
@@ -180,6 +182,57 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
   return results;
 }
 
+int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs, const std::filesystem::path& out,
+                           int parallel, const std::vector<std::string>& devices) {
+  namespace fs = std::filesystem;
+  std::vector<Job> jobs;
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  for (const auto& [name, config] : runs) {
+    const auto dir = out / name;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("cannot create output folder '" + dir.string() + "': " + ec.message());
+    Config c = config;
+    if (!devices.empty()) c.device = "auto";  // with one GPU visible, or none for "cpu"
+    write_text_file_atomic((dir / "config.json").string(), c.to_json() + "\n");
+    fs::remove(dir / "train.log", ec);
+    Job job;
+    job.name = name;
+    job.args = {"train", "--task", c.task, "--config", (dir / "config.json").string(), "--out", dir.string()};
+    job.log = (dir / "train.log").string();
+    // The cores shared out among the runs at once, unless the user chose the threads per run.
+    if (devices.empty() && !std::getenv("OMP_NUM_THREADS"))
+      job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores / parallel)));
+    jobs.push_back(std::move(job));
+  }
+  RunOptions options;
+  options.parallel = devices.empty() ? parallel : int(devices.size());
+  for (const auto& d : devices) options.slot_env.push_back({{"CUDA_VISIBLE_DEVICES", d == "cpu" ? "" : d.substr(5)}});
+  struct Tally {
+    std::size_t done = 0, total = 0;
+  } tally{0, jobs.size()};
+  options.user = &tally;
+  options.on_end = [](const JobResult& r, void* user) {
+    auto& t = *static_cast<Tally*>(user);
+    ++t.done;
+    const auto how = r.ok() ? std::string("finished")
+                            : r.signal ? "was killed by signal " + std::to_string(r.signal)
+                                       : "failed with status " + std::to_string(r.exit_code);
+    std::fprintf(stderr, "run %s %s (%zu of %zu)\n", r.name.c_str(), how.c_str(), t.done, t.total);
+  };
+  std::fprintf(stderr, "training %zu runs, %d at a time; each run's output: %s/NAME/train.log\n", jobs.size(),
+               options.parallel, out.string().c_str());
+  const auto results = run_jobs(jobs, options);
+  if (last_interrupt()) return kExitInterrupted;
+  std::size_t failed = 0, first = 0;
+  for (std::size_t i = 0; i < results.size(); ++i)
+    if (!results[i].ok() && !failed++) first = i;
+  if (!failed) return 0;
+  std::fprintf(stderr, "error: %zu of %zu runs failed; the first, %s, %s (its log: %s)\n", failed, results.size(),
+               results[first].name.c_str(), results[first].describe().c_str(), jobs[first].log.c_str());
+  return results[first].exit_code > 0 ? results[first].exit_code : kExitError;
+}
+
 int last_interrupt() { return int(g_stop_signal); }
 
 std::string self_executable() {
@@ -196,8 +249,8 @@ int parse_parallel(const std::string& value, int max) {
   if (value.empty() || *end || errno || n < 1)
     throw std::invalid_argument("--parallel takes a whole number of processes, 1 or more (got '" + value + "')");
   if (n > max)
-    throw std::invalid_argument("--parallel " + value + " is more than " + std::to_string(max) +
-                                " (the runs to make, or 4 per CPU core); use fewer");
+    throw std::invalid_argument("--parallel " + value + " is more than this machine can use (at most " +
+                                std::to_string(max) + "); use fewer");
   return int(n);
 }
 
