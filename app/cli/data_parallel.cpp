@@ -48,7 +48,7 @@ void check_process_count(long long nproc, long long batch, const std::string& de
     throw UsageError("--nproc " + std::to_string(nproc) + " is more than this machine can use (at most " +
                      std::to_string(most) + (device == "cuda" ? "" : ": 4 per CPU core") + ")");
   if (nproc > 1) {
-    const auto why = distributed_unsupported_reason();
+    const auto why = distributed_unsupported_reason(device == "cuda" ? "nccl" : "gloo");
     if (!why.empty()) throw std::runtime_error("this build has no distributed support: " + why + "; leave out --nproc");
   }
 }

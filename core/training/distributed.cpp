@@ -168,7 +168,16 @@ class C10dGroup : public ProcessGroup {
 
 }  // namespace
 
-std::string distributed_unsupported_reason() { return ""; }
+std::string distributed_unsupported_reason(const std::string& backend) {
+#if RETREEVER_HAVE_NCCL
+  (void)backend;
+  return "";
+#else
+  return backend == "nccl" ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found when this program "
+                             "was built; train on CPU processes (--device cpu)"
+                           : "";
+#endif
+}
 
 std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
   const std::chrono::milliseconds timeout(std::int64_t(s.timeout_seconds) * 1000);
@@ -239,7 +248,7 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
 
 #else  // no c10d in this build
 
-std::string distributed_unsupported_reason() {
+std::string distributed_unsupported_reason(const std::string&) {
   return "LibTorch's c10d Gloo headers (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp) or gloo's own "
          "(Debian: libgloo-dev) were not found when this program was built";
 }

@@ -48,8 +48,8 @@ inline std::pair<std::int64_t, std::int64_t> rank_rows(std::int64_t batch, int r
   return {batch * rank / world, batch * (rank + 1) / world};
 }
 
-// Whether this build can join a run ("" if it can, else why not).
-std::string distributed_unsupported_reason();
+// Whether this build can join a run over `backend` ("gloo", "nccl"): "" if it can, else why not.
+std::string distributed_unsupported_reason(const std::string& backend = "gloo");
 
 // The processes of one run. Every process must call the same collectives in the same order.
 class ProcessGroup {

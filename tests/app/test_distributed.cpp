@@ -246,6 +246,30 @@ class TestDistributed : public QObject {
     QVERIFY2(e.code == 0, qPrintable(e.err));
   }
 
+  // SIGTERM (or a terminal's Ctrl-C) to the launcher: every process stops at the same step, rank 0
+  // saves, the run exits with 130 and resumes from there.
+  void interruptSavesAndStopsAll() {
+    QProcess p;
+    start(p, train(file("stopped"), 100000, {"--nproc", "2", "--eval-every", "5"}));
+    const auto checkpoint = file("stopped/checkpoint.safetensors");
+    QElapsedTimer clock;
+    clock.start();
+    while (!QFile::exists(checkpoint) && clock.elapsed() < 120000) QTest::qWait(100);
+    const pid_t worker = child_with_rank(p.processId(), 1);
+    QVERIFY(worker > 0);
+    ::kill(pid_t(p.processId()), SIGTERM);
+    auto r = finish(p, 60000);
+    QVERIFY2(r.code == 130, qPrintable("exit " + QString::number(r.code) + ": " + r.err));
+    QVERIFY2(r.err.contains("interrupted at step"), qPrintable(r.err));
+    QVERIFY2(!r.err.contains("error"), qPrintable(r.err));
+    QVERIFY(::kill(worker, 0) != 0);
+    const auto steps = metrics(file("stopped/metrics.csv"))["step"];
+    QVERIFY(!steps.empty());
+    auto resumed = run({"train", "--resume", checkpoint, "--steps", QString::number(steps.back() + 2), "--nproc", "2",
+                        "--out", file("stopped")});
+    QVERIFY2(resumed.code == 0, qPrintable(resumed.err));
+  }
+
   // A process that stops answering (SIGSTOP) is noticed after the timeout, not waited for forever.
   void silentProcessTimesOut() {
     QProcess p;
