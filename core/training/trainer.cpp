@@ -186,7 +186,10 @@ EvalMetrics Trainer::evaluate() {
   double total = 0, count = 0, tokens = 0, context = 0, batch_means = 0;
   torch::Tensor per_target;  // [M] sums, while every batch has the same target count
   bool same_targets = true;
-  for (const auto& batch : m.eval_set) {
+  // Data parallel: each process evaluates every world-th batch, and the sums are added up below.
+  const std::size_t world = m.group ? std::size_t(m.group->size()) : 1, rank = m.group ? std::size_t(m.group->rank()) : 0;
+  for (std::size_t i = rank; i < m.eval_set.size(); i += world) {
+    const auto& batch = m.eval_set[i];
     auto out = m.model->forward(batch, DecodeRequest{});
     auto metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std);
     if (m.spec.classification() && metric.dim() == 2 && same_targets) {
@@ -202,6 +205,24 @@ EvalMetrics Trainer::evaluate() {
     const auto n = batch.xc.size(1);
     tokens += double(m.model->tokens_per_query(n)) * double(metric.numel());
     context += double(n) * double(metric.numel());
+  }
+  if (world > 1) {
+    // Per-target sums travel too when every batch of the set has the same target count (accuracy sums
+    // are whole numbers: their total is exact in any order).
+    std::int64_t targets = m.spec.classification() ? m.eval_set.front().yt.size(1) : 0;
+    for (const auto& b : m.eval_set)
+      if (b.yt.size(1) != targets) targets = 0;
+    auto sums = torch::zeros({5 + targets}, torch::kDouble);
+    auto s = sums.accessor<double, 1>();
+    s[0] = total, s[1] = count, s[2] = batch_means, s[3] = tokens, s[4] = context;
+    if (targets > 0 && per_target.defined()) sums.narrow(0, 5, targets).copy_(per_target);
+    sums = sums.to(m.device);
+    m.group->all_reduce_sum(sums);
+    sums = sums.to(torch::kCPU);
+    auto r = sums.accessor<double, 1>();
+    total = r[0], count = r[1], batch_means = r[2], tokens = r[3], context = r[4];
+    same_targets = targets > 0;
+    per_target = targets > 0 ? sums.narrow(0, 5, targets).clone() : torch::Tensor();
   }
   EvalMetrics e;
   e.step = m.step;

@@ -63,7 +63,7 @@ class Trainer {
   // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
   // `group`. Each step trains on its rows of the global batch (every process draws the same batch)
   // and all-reduces the gradients and the batch statistics, so that the run equals one process's
-  // step for step up to float rounding. Checks that every process holds the same config and step,
+  // step for step up to float rounding; evaluate() splits the evaluation set and adds up the sums. Checks that every process holds the same config and step,
   // and starts them from rank 0's parameters. Throws CommunicationError (distributed.h).
   void set_process_group(std::shared_ptr<ProcessGroup> group);
   int rank() const;        // 0 without a group

@@ -152,7 +152,7 @@ class TestDistributed : public QObject {
     QFile f(config_);
     QVERIFY(f.open(QIODevice::WriteOnly));
     f.write(R"({"d_model": 16, "heads": 2, "ff_dim": 16, "embed_depth": 2, "encoder_layers": 0,
-                "eval_batches": 2, "schedule_steps": 16})");
+                "eval_batches": 3, "schedule_steps": 16})");
   }
 
   // The reference: one process, 16 steps (trained once, for every test that compares with it).
@@ -178,8 +178,11 @@ class TestDistributed : public QObject {
     const double worst = worst_difference(a, b);
     qInfo("1 vs 2 processes over 16 steps: largest relative difference %.3g", worst);
     QVERIFY2(worst < 1e-3, qPrintable(QString("2 processes differ from 1: %1").arg(worst)));
-    // Evaluation runs on every process and equals one process's.
+    // Evaluation, split over the processes (3 batches: 2 and 1) and summed, equals one process's.
+    QCOMPARE(b["eval_value"].size(), std::size_t(2));
     QCOMPARE(a["eval_value"], b["eval_value"]);
+    QCOMPARE(a["eval_per_point"], b["eval_per_point"]);
+    QCOMPARE(a["tokens_per_query"], b["tokens_per_query"]);
     // One set of files, and the launcher's rendezvous folder is gone.
     QCOMPARE(QDir(file("two")).entryList(QDir::Files),
              QStringList({"checkpoint.safetensors", "checkpoint_best.safetensors", "config.json", "metrics.csv"}));
