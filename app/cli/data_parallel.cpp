@@ -1,13 +1,12 @@
 #include "app/cli/data_parallel.h"
 
+#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
-
-#include <torch/cuda.h>
 
 #include "app/cli/args.h"
 #include "app/cli/parallel_runs.h"
@@ -26,7 +25,9 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-int cores() { return std::max(1, int(std::thread::hardware_concurrency())); }
+int cores() {
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
 
 }  // namespace
 
@@ -42,18 +43,23 @@ void check_process_count(long long nproc, long long batch, const std::string& de
   if (nproc < 1) throw UsageError("--nproc must be 1 or more (the number of training processes)");
   const long long most = device == "cuda" ? 1024 : (long long)kMaxProcessesPerCore * cores();
   if (nproc > batch)
-    throw UsageError("--nproc " + std::to_string(nproc) + " is more than the batch (" + std::to_string(batch) +
-                     " rows): every process needs at least one row; use a larger --batch or fewer processes");
+    throw UsageError(
+        "--nproc " + std::to_string(nproc) + " is more than the batch (" + std::to_string(batch) +
+        " rows): every process needs at least one row; use a larger --batch or fewer processes");
   if (nproc > most)
-    throw UsageError("--nproc " + std::to_string(nproc) + " is more than this machine can use (at most " +
-                     std::to_string(most) + (device == "cuda" ? "" : ": 4 per CPU core") + ")");
+    throw UsageError("--nproc " + std::to_string(nproc) +
+                     " is more than this machine can use (at most " + std::to_string(most) +
+                     (device == "cuda" ? "" : ": 4 per CPU core") + ")");
   if (nproc > 1) {
     const auto why = distributed_unsupported_reason(device == "cuda" ? "nccl" : "gloo");
-    if (!why.empty()) throw std::runtime_error("this build has no distributed support: " + why + "; leave out --nproc");
+    if (!why.empty())
+      throw std::runtime_error("this build has no distributed support: " + why +
+                               "; leave out --nproc");
   }
 }
 
-int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda, const fs::path& out) {
+int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
+                   const fs::path& out) {
   char dir_template[] = "/tmp/retreever-nproc-XXXXXX";
   const char* dir = ::mkdtemp(dir_template);
   if (!dir) throw std::runtime_error("cannot create a folder for the workers' rendezvous in /tmp");
@@ -79,8 +85,12 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
     // The cores shared out, unless the user chose the threads per process.
     // c10d's glog warnings would repeat what our one error line says.
     if (env("GLOG_minloglevel").empty()) job.env.emplace_back("GLOG_minloglevel", "3");
-    if (env("OMP_NUM_THREADS").empty()) job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores() / nproc)));
-    if (cuda) job.env.emplace_back("CUDA_VISIBLE_DEVICES", std::size_t(r) < visible.size() ? visible[std::size_t(r)] : std::to_string(r));
+    if (env("OMP_NUM_THREADS").empty())
+      job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores() / nproc)));
+    if (cuda)
+      job.env.emplace_back("CUDA_VISIBLE_DEVICES", std::size_t(r) < visible.size()
+                                                       ? visible[std::size_t(r)]
+                                                       : std::to_string(r));
     // Rank 0 keeps the terminal (progress, messages); the others write to a log the launcher reads.
     if (r > 0) job.log = (run_dir / ("rank" + std::to_string(r) + ".log")).string();
     jobs.push_back(std::move(job));
@@ -105,10 +115,14 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
   std::error_code ec;
   fs::remove_all(run_dir, ec);
 
-  if (std::all_of(results.begin(), results.end(), [](const JobResult& r) { return r.ok(); })) return 0;
+  if (std::all_of(results.begin(), results.end(), [](const JobResult& r) { return r.ok(); }))
+    return 0;
   if (last_interrupt()) return kExitInterrupted;
-  // The cause: a process killed by a signal, else one that failed by itself, else one that lost contact.
-  auto rank_of = [](const JobResult& r) { return r.signal ? 0 : r.exit_code != kExitLostContact ? 1 : 2; };
+  // The cause: a process killed by a signal, else one that failed by itself, else one that lost
+  // contact.
+  auto rank_of = [](const JobResult& r) {
+    return r.signal ? 0 : r.exit_code != kExitLostContact ? 1 : 2;
+  };
   const JobResult* cause = nullptr;
   int rank = 0;
   for (int r = 0; r < nproc; ++r) {
@@ -117,20 +131,26 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
     if (!cause || rank_of(res) < rank_of(*cause)) cause = &res, rank = r;
   }
   if (!cause) cause = &results[0];  // (every failure came after our stop)
-  // Every process failed the same way by itself (a divergence, a bad file): rank 0 said why already.
+  // Every process failed the same way by itself (a divergence, a bad file): rank 0 said why
+  // already.
   if (rank == 0 && !cause->signal && cause->exit_code != kExitLostContact) return cause->exit_code;
   const auto checkpoint = out / "checkpoint.safetensors";
   // A lost contact names itself ("process 0 of 2 lost contact ..."); anything else is named here.
   const auto what = cause->exit_code == kExitLostContact && !cause->error.empty()
                         ? cause->error
-                        : "training process " + std::to_string(rank) + " of " + std::to_string(nproc) + " " + cause->describe();
+                        : "training process " + std::to_string(rank) + " of " +
+                              std::to_string(nproc) + " " + cause->describe();
   std::fprintf(stderr, "error: %s; the other processes were stopped. %s\n", what.c_str(),
-               fs::exists(checkpoint) ? ("The last good checkpoint is kept: " + checkpoint.string()).c_str()
-                                      : "No checkpoint was written yet.");
-  return cause->exit_code > 0 && cause->exit_code != kExitLostContact ? cause->exit_code : kExitError;
+               fs::exists(checkpoint)
+                   ? ("The last good checkpoint is kept: " + checkpoint.string()).c_str()
+                   : "No checkpoint was written yet.");
+  return cause->exit_code > 0 && cause->exit_code != kExitLostContact ? cause->exit_code
+                                                                      : kExitError;
 }
 
-bool cuda_available() { return torch::cuda::is_available(); }
+bool cuda_available() {
+  return torch::cuda::is_available();
+}
 
 void select_local_gpu(const DistributedSetup& setup) {
   if (!env(kRunDirVariable).empty() || setup.local_world_size <= 1) return;
@@ -141,8 +161,9 @@ void select_local_gpu(const DistributedSetup& setup) {
     visible.push_back(list.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
     if (comma == std::string::npos) break;
   }
-  const auto mine = std::size_t(setup.local_rank) < visible.size() ? visible[std::size_t(setup.local_rank)]
-                                                                   : std::to_string(setup.local_rank);
+  const auto mine = std::size_t(setup.local_rank) < visible.size()
+                        ? visible[std::size_t(setup.local_rank)]
+                        : std::to_string(setup.local_rank);
   ::setenv("CUDA_VISIBLE_DEVICES", mine.c_str(), 1);
 }
 

@@ -24,10 +24,12 @@ std::optional<DistributedSetup> worker_setup();
 // and that this build can train on several processes.
 void check_process_count(long long nproc, long long batch, const std::string& device);
 
-// Runs `retreever train ARGS` as `nproc` local worker processes (Gloo on the CPU; NCCL, one GPU each, on
-// --device cuda) and waits for them. When one fails the others are stopped and one line says which and
-// why. Returns the run's exit status.
-int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda, const std::filesystem::path& out);
+// Runs `retreever train ARGS` as `nproc` local worker processes (Gloo on the CPU; NCCL, one GPU
+// each, on
+// --device cuda) and waits for them. When one fails the others are stopped and one line says which
+// and why. Returns the run's exit status.
+int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
+                   const std::filesystem::path& out);
 
 // Whether LibTorch sees a CUDA GPU (--device auto).
 bool cuda_available();
@@ -35,7 +37,8 @@ bool cuda_available();
 // LOCAL_RANK-th visible one (before anything touches CUDA). Our launcher sets it itself.
 void select_local_gpu(const DistributedSetup& setup);
 
-// Reports a lost peer (to the launcher when it started us, else on stderr) and returns kExitLostContact.
+// Reports a lost peer (to the launcher when it started us, else on stderr) and returns
+// kExitLostContact.
 int lost_contact(const CommunicationError& e, int rank);
 
 }  // namespace retreever::cli

@@ -22,7 +22,9 @@ namespace retreever::cli {
 namespace {
 
 volatile sig_atomic_t g_stop_signal = 0;
-void on_stop_signal(int sig) { g_stop_signal = sig; }
+void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
 
 constexpr auto kPoll = std::chrono::milliseconds(20);  // how often the children's states are read
 
@@ -36,7 +38,8 @@ std::string last_error_line(const std::string& path) {
 
 // Starts `job` with `extra` in its environment. Everything the child needs is built before fork, so
 // that the child only calls async-signal-safe functions until execve.
-pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string>>& extra, std::string exe) {
+pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string>>& extra,
+            std::string exe) {
   if (!job.program.empty()) exe = job.program;
   std::vector<std::string> args{exe};
   args.insert(args.end(), job.args.begin(), job.args.end());
@@ -60,7 +63,8 @@ pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string
   int log_fd = -1;
   if (!job.log.empty()) {
     log_fd = ::open(job.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0) throw std::runtime_error("cannot write the log " + job.log + ": " + std::strerror(errno));
+    if (log_fd < 0)
+      throw std::runtime_error("cannot write the log " + job.log + ": " + std::strerror(errno));
   }
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -90,7 +94,8 @@ pid_t start(const Job& job, const std::vector<std::pair<std::string, std::string
 std::string JobResult::describe() const {
   if (signal != 0) {
     const char* what = strsignal(signal);
-    return "was killed by signal " + std::to_string(signal) + (what ? std::string(" (") + what + ")" : "");
+    return "was killed by signal " + std::to_string(signal) +
+           (what ? std::string(" (") + what + ")" : "");
   }
   return "exited with status " + std::to_string(exit_code) + (error.empty() ? "" : ": " + error);
 }
@@ -107,9 +112,11 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
   std::vector<Running> running;
   std::vector<bool> slot_busy(std::size_t(parallel), false);
 
-  // Our SIGINT/SIGTERM stop the children (a terminal's Ctrl-C reaches them too), then we wait for them.
+  // Our SIGINT/SIGTERM stop the children (a terminal's Ctrl-C reaches them too), then we wait for
+  // them.
   g_stop_signal = 0;
-  struct sigaction action {}, old_int{}, old_term{};
+  struct sigaction action {
+  }, old_int{}, old_term{};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, &old_int);
@@ -135,7 +142,9 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
         int slot = 0;
         while (slot_busy[std::size_t(slot)]) ++slot;
         static const std::vector<std::pair<std::string, std::string>> none;
-        const auto& extra = std::size_t(slot) < options.slot_env.size() ? options.slot_env[std::size_t(slot)] : none;
+        const auto& extra = std::size_t(slot) < options.slot_env.size()
+                                ? options.slot_env[std::size_t(slot)]
+                                : none;
         results[next].name = jobs[next].name;
         const pid_t pid = start(jobs[next], extra, exe);
         slot_busy[std::size_t(slot)] = true;
@@ -150,8 +159,10 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
           continue;
         }
         auto& res = results[it->job];
-        if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
-        else res.exit_code = WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+          res.signal = WTERMSIG(status);
+        else
+          res.exit_code = WEXITSTATUS(status);
         if (!jobs[it->job].log.empty()) res.error = last_error_line(jobs[it->job].log);
         failed = failed || (!res.ok() && !res.stopped);
         if (options.on_end) options.on_end(res, options.user);
@@ -182,8 +193,9 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
   return results;
 }
 
-int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs, const std::filesystem::path& out,
-                           int parallel, const std::vector<std::string>& devices) {
+int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
+                           const std::filesystem::path& out, int parallel,
+                           const std::vector<std::string>& devices) {
   namespace fs = std::filesystem;
   std::vector<Job> jobs;
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));
@@ -191,14 +203,17 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
     const auto dir = out / name;
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) throw std::runtime_error("cannot create output folder '" + dir.string() + "': " + ec.message());
+    if (ec)
+      throw std::runtime_error("cannot create output folder '" + dir.string() +
+                               "': " + ec.message());
     Config c = config;
     if (!devices.empty()) c.device = "auto";  // with one GPU visible, or none for "cpu"
     write_text_file_atomic((dir / "config.json").string(), c.to_json() + "\n");
     fs::remove(dir / "train.log", ec);
     Job job;
     job.name = name;
-    job.args = {"train", "--task", c.task, "--config", (dir / "config.json").string(), "--out", dir.string()};
+    job.args = {"train", "--task",    c.task, "--config", (dir / "config.json").string(),
+                "--out", dir.string()};
     job.log = (dir / "train.log").string();
     // The cores shared out among the runs at once, unless the user chose the threads per run.
     if (devices.empty() && !std::getenv("OMP_NUM_THREADS"))
@@ -207,7 +222,8 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
   }
   RunOptions options;
   options.parallel = devices.empty() ? parallel : int(devices.size());
-  for (const auto& d : devices) options.slot_env.push_back({{"CUDA_VISIBLE_DEVICES", d == "cpu" ? "" : d.substr(5)}});
+  for (const auto& d : devices)
+    options.slot_env.push_back({{"CUDA_VISIBLE_DEVICES", d == "cpu" ? "" : d.substr(5)}});
   struct Tally {
     std::size_t done = 0, total = 0;
   } tally{0, jobs.size()};
@@ -215,25 +231,28 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
   options.on_end = [](const JobResult& r, void* user) {
     auto& t = *static_cast<Tally*>(user);
     ++t.done;
-    const auto how = r.ok() ? std::string("finished")
-                            : r.signal ? "was killed by signal " + std::to_string(r.signal)
-                                       : "failed with status " + std::to_string(r.exit_code);
+    const auto how = r.ok()     ? std::string("finished")
+                     : r.signal ? "was killed by signal " + std::to_string(r.signal)
+                                : "failed with status " + std::to_string(r.exit_code);
     std::fprintf(stderr, "run %s %s (%zu of %zu)\n", r.name.c_str(), how.c_str(), t.done, t.total);
   };
-  std::fprintf(stderr, "training %zu runs, %d at a time; each run's output: %s/NAME/train.log\n", jobs.size(),
-               options.parallel, out.string().c_str());
+  std::fprintf(stderr, "training %zu runs, %d at a time; each run's output: %s/NAME/train.log\n",
+               jobs.size(), options.parallel, out.string().c_str());
   const auto results = run_jobs(jobs, options);
   if (last_interrupt()) return kExitInterrupted;
   std::size_t failed = 0, first = 0;
   for (std::size_t i = 0; i < results.size(); ++i)
     if (!results[i].ok() && !failed++) first = i;
   if (!failed) return 0;
-  std::fprintf(stderr, "error: %zu of %zu runs failed; the first, %s, %s (its log: %s)\n", failed, results.size(),
-               results[first].name.c_str(), results[first].describe().c_str(), jobs[first].log.c_str());
+  std::fprintf(stderr, "error: %zu of %zu runs failed; the first, %s, %s (its log: %s)\n", failed,
+               results.size(), results[first].name.c_str(), results[first].describe().c_str(),
+               jobs[first].log.c_str());
   return results[first].exit_code > 0 ? results[first].exit_code : kExitError;
 }
 
-int last_interrupt() { return int(g_stop_signal); }
+int last_interrupt() {
+  return int(g_stop_signal);
+}
 
 std::string self_executable() {
   char buf[4096];
@@ -247,9 +266,11 @@ int parse_parallel(const std::string& value, int max) {
   errno = 0;
   const long n = std::strtol(value.c_str(), &end, 10);
   if (value.empty() || *end || errno || n < 1)
-    throw std::invalid_argument("--parallel takes a whole number of processes, 1 or more (got '" + value + "')");
+    throw std::invalid_argument("--parallel takes a whole number of processes, 1 or more (got '" +
+                                value + "')");
   if (n > max)
-    throw std::invalid_argument("--parallel " + value + " is more than this machine can use (at most " +
+    throw std::invalid_argument("--parallel " + value +
+                                " is more than this machine can use (at most " +
                                 std::to_string(max) + "); use fewer");
   return int(n);
 }
@@ -264,8 +285,9 @@ std::vector<std::string> parse_devices(const std::string& value) {
     const bool cuda = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
                       d.find_first_not_of("0123456789", 5) == std::string::npos;
     if (d != "cpu" && !cuda)
-      throw std::invalid_argument("--devices takes a comma-separated list like cuda:0,cuda:1 (or cpu); '" + d +
-                                  "' is neither");
+      throw std::invalid_argument(
+          "--devices takes a comma-separated list like cuda:0,cuda:1 (or cpu); '" + d +
+          "' is neither");
     if (!seen.insert(d).second) throw std::invalid_argument("--devices names " + d + " twice");
     devices.push_back(d);
     if (comma == std::string::npos) break;

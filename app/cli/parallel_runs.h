@@ -13,26 +13,28 @@
 namespace retreever::cli {
 
 struct Job {
-  std::string name;               // in messages: "run tca_acc", "process 1"
-  std::vector<std::string> args;  // the command line after the executable
+  std::string name;                                      // in messages: "run tca_acc", "process 1"
+  std::vector<std::string> args;                         // the command line after the executable
   std::vector<std::pair<std::string, std::string>> env;  // set in the child only
-  std::string log;  // stdout and stderr go to this file (appended); empty: this process's own
+  std::string log;      // stdout and stderr go to this file (appended); empty: this process's own
   std::string program;  // empty: this executable
 };
 
 struct JobResult {
   std::string name;
-  int exit_code = -1;  // the child's exit status, or -1 when a signal ended it
-  int signal = 0;      // the signal that ended it, 0 if none
+  int exit_code = -1;    // the child's exit status, or -1 when a signal ended it
+  int signal = 0;        // the signal that ended it, 0 if none
   bool stopped = false;  // ended by us (stop_on_failure or an interrupt), not by itself
   std::string error;     // its log's last "error: ..." line, without "error: "
   bool ok() const { return exit_code == 0; }
-  std::string describe() const;  // "exited with status 2: <error>", "was killed by signal 9 (Killed)"
+  std::string describe()
+      const;  // "exited with status 2: <error>", "was killed by signal 9 (Killed)"
 };
 
 struct RunOptions {
   int parallel = 1;  // at most this many jobs at once (>= 1)
-  // The first failure stops the others (SIGTERM, then SIGKILL after grace_seconds) and starts no more.
+  // The first failure stops the others (SIGTERM, then SIGKILL after grace_seconds) and starts no
+  // more.
   bool stop_on_failure = false;
   double grace_seconds = 10;
   // Job i's extra environment for the slot it runs in (0..parallel-1): a device per slot.
@@ -54,15 +56,16 @@ int last_interrupt();
 std::string self_executable();
 
 // A sweep's independent runs (name, config) as child processes 'retreever train --config
-// DIR/NAME/config.json --out DIR/NAME', `parallel` at a time, or one per device of `devices` ("cuda:K",
-// "cpu"; the runs then use --device auto with that GPU alone visible). Each run's output goes to
-// DIR/NAME/train.log; a line per finished run. Returns 0, or after one line naming the failed runs
-// and their logs, the first failure's exit status.
-int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs, const std::filesystem::path& out,
-                           int parallel, const std::vector<std::string>& devices);
+// DIR/NAME/config.json --out DIR/NAME', `parallel` at a time, or one per device of `devices`
+// ("cuda:K", "cpu"; the runs then use --device auto with that GPU alone visible). Each run's output
+// goes to DIR/NAME/train.log; a line per finished run. Returns 0, or after one line naming the
+// failed runs and their logs, the first failure's exit status.
+int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
+                           const std::filesystem::path& out, int parallel,
+                           const std::vector<std::string>& devices);
 
-// "--parallel N": N >= 1, at most max; or "--devices cuda:0,cuda:1": the list, each "cpu" or "cuda:K",
-// no repeats. Throw std::invalid_argument naming the option and the fix.
+// "--parallel N": N >= 1, at most max; or "--devices cuda:0,cuda:1": the list, each "cpu" or
+// "cuda:K", no repeats. Throw std::invalid_argument naming the option and the fix.
 int parse_parallel(const std::string& value, int max);
 std::vector<std::string> parse_devices(const std::string& value);
 

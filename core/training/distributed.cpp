@@ -4,16 +4,15 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/types.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
-
-#include <torch/types.h>
-#include <torch/version.h>
+#include <cstring>
 
 #if RETREEVER_HAVE_GLOO
 #ifndef USE_C10D_GLOO
@@ -41,20 +40,23 @@ int env_int(const char* name, const std::string& value, int lo, int hi) {
   // SLURM writes tasks per node as "2(x3)": the leading count is the one wanted.
   const bool slurm_list = end && *end == '(';
   if (value.empty() || errno || (!slurm_list && *end) || v < lo || v > hi)
-    throw std::invalid_argument(std::string(name) + "=" + value + " is not a whole number in " + std::to_string(lo) +
-                                ".." + std::to_string(hi));
+    throw std::invalid_argument(std::string(name) + "=" + value + " is not a whole number in " +
+                                std::to_string(lo) + ".." + std::to_string(hi));
   return int(v);
 }
 
 }  // namespace
 
-std::optional<DistributedSetup> setup_from_environment(const std::function<const char*(const char*)>& get) {
+std::optional<DistributedSetup> setup_from_environment(
+    const std::function<const char*(const char*)>& get) {
   auto str = [&](const char* n) -> std::string {
     const char* v = get(n);
     return v ? v : "";
   };
-  const char *world_var = "WORLD_SIZE", *rank_var = "RANK", *local_var = "LOCAL_RANK", *local_world_var = "LOCAL_WORLD_SIZE";
-  // srun sets its own names; they describe a data-parallel run only where a rendezvous address is given too.
+  const char *world_var = "WORLD_SIZE", *rank_var = "RANK", *local_var = "LOCAL_RANK",
+             *local_world_var = "LOCAL_WORLD_SIZE";
+  // srun sets its own names; they describe a data-parallel run only where a rendezvous address is
+  // given too.
   if (str(world_var).empty() && !str("SLURM_NTASKS").empty() && !str("MASTER_ADDR").empty()) {
     world_var = "SLURM_NTASKS";
     rank_var = "SLURM_PROCID";
@@ -66,20 +68,26 @@ std::optional<DistributedSetup> setup_from_environment(const std::function<const
   s.world_size = env_int(world_var, str(world_var), 1, 1 << 16);
   if (s.world_size == 1) return std::nullopt;
   if (str(rank_var).empty())
-    throw std::invalid_argument(std::string(world_var) + " is set but " + rank_var + " is not: a launcher (torchrun, srun) sets both");
+    throw std::invalid_argument(std::string(world_var) + " is set but " + rank_var +
+                                " is not: a launcher (torchrun, srun) sets both");
   s.rank = env_int(rank_var, str(rank_var), 0, s.world_size - 1);
-  s.local_world_size = str(local_world_var).empty() ? s.world_size : env_int(local_world_var, str(local_world_var), 1, s.world_size);
-  s.local_rank = str(local_var).empty() ? s.rank % s.local_world_size : env_int(local_var, str(local_var), 0, s.world_size - 1);
+  s.local_world_size = str(local_world_var).empty()
+                           ? s.world_size
+                           : env_int(local_world_var, str(local_world_var), 1, s.world_size);
+  s.local_rank = str(local_var).empty() ? s.rank % s.local_world_size
+                                        : env_int(local_var, str(local_var), 0, s.world_size - 1);
   s.store_file = str("RETREEVER_STORE_FILE");
   if (s.store_file.empty()) {
     s.master_addr = str("MASTER_ADDR");
     if (s.master_addr.empty() || str("MASTER_PORT").empty())
-      throw std::invalid_argument(std::string(rank_var) + " and " + world_var +
-                                  " are set but MASTER_ADDR or MASTER_PORT is not: rank 0's address and a free port");
+      throw std::invalid_argument(
+          std::string(rank_var) + " and " + world_var +
+          " are set but MASTER_ADDR or MASTER_PORT is not: rank 0's address and a free port");
     s.master_port = env_int("MASTER_PORT", str("MASTER_PORT"), 1, 65535);
   }
   if (!str("RETREEVER_DIST_TIMEOUT").empty())
-    s.timeout_seconds = env_int("RETREEVER_DIST_TIMEOUT", str("RETREEVER_DIST_TIMEOUT"), 1, INT_MAX);
+    s.timeout_seconds =
+        env_int("RETREEVER_DIST_TIMEOUT", str("RETREEVER_DIST_TIMEOUT"), 1, INT_MAX);
   return s;
 }
 
@@ -87,7 +95,9 @@ std::optional<DistributedSetup> setup_from_environment(const std::function<const
 
 namespace {
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 // Rank 0 serves the TCP rendezvous: a port another program holds fails here with one clear line
 // (c10d's own failure comes as several log lines and a long message). "" when the port is free.
@@ -95,7 +105,8 @@ std::string port_problem(int port) {
   const int s = ::socket(AF_INET, SOCK_STREAM, 0);
   if (s < 0) return "";
   int yes = 1;
-  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // as c10d does: TIME_WAIT is no problem
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &yes,
+               sizeof yes);  // as c10d does: TIME_WAIT is no problem
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_ANY);
@@ -119,9 +130,13 @@ using Work = c10d::ProcessGroup::Work;
 template <class Backend>
 class C10dGroup : public ProcessGroup {
  public:
-  C10dGroup(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<Backend> backend, int rank, int size,
-            torch::Device device)
-      : store_(std::move(store)), backend_(std::move(backend)), rank_(rank), size_(size), device_(device) {}
+  C10dGroup(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<Backend> backend, int rank,
+            int size, torch::Device device)
+      : store_(std::move(store)),
+        backend_(std::move(backend)),
+        rank_(rank),
+        size_(size),
+        device_(device) {}
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -156,8 +171,8 @@ class C10dGroup : public ProcessGroup {
   }
   CommunicationError lost(const char* what, const std::string& why) const {
     return CommunicationError("process " + std::to_string(rank_) + " of " + std::to_string(size_) +
-                              " lost contact with the others in " + what + " (a process died or stayed silent): " +
-                              first_line(why));
+                              " lost contact with the others in " + what +
+                              " (a process died or stayed silent): " + first_line(why));
   }
 
   c10::intrusive_ptr<c10d::Store> store_;
@@ -173,7 +188,8 @@ std::string distributed_unsupported_reason(const std::string& backend) {
   (void)backend;
   return "";
 #else
-  return backend == "nccl" ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found when this program "
+  return backend == "nccl" ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found "
+                             "when this program "
                              "was built; train on CPU processes (--device cpu)"
                            : "";
 #endif
@@ -181,8 +197,9 @@ std::string distributed_unsupported_reason(const std::string& backend) {
 
 std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
   const std::chrono::milliseconds timeout(std::int64_t(s.timeout_seconds) * 1000);
-  const std::string where = s.store_file.empty() ? s.master_addr + ":" + std::to_string(s.master_port)
-                                                 : "the file " + s.store_file;
+  const std::string where = s.store_file.empty()
+                                ? s.master_addr + ":" + std::to_string(s.master_port)
+                                : "the file " + s.store_file;
   c10::intrusive_ptr<c10d::Store> store;
   try {
     if (!s.store_file.empty()) {
@@ -190,8 +207,9 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
     } else {
       const auto problem = s.rank == 0 ? port_problem(s.master_port) : "";
       if (!problem.empty())
-        throw CommunicationError("process 0 cannot serve the rendezvous on port " + std::to_string(s.master_port) +
-                                 " (" + problem + "; is the port in use?): choose another MASTER_PORT");
+        throw CommunicationError("process 0 cannot serve the rendezvous on port " +
+                                 std::to_string(s.master_port) + " (" + problem +
+                                 "; is the port in use?): choose another MASTER_PORT");
       c10d::TCPStoreOptions o;
       o.port = std::uint16_t(s.master_port);
       o.isServer = s.rank == 0;
@@ -203,23 +221,27 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
   } catch (const CommunicationError&) {
     throw;
   } catch (const c10::Error& e) {
-    throw CommunicationError("process " + std::to_string(s.rank) + " could not reach the rendezvous at " + where +
-                             ": " + first_line(e.what_without_backtrace()));
+    throw CommunicationError("process " + std::to_string(s.rank) +
+                             " could not reach the rendezvous at " + where + ": " +
+                             first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw CommunicationError("process " + std::to_string(s.rank) + " could not reach the rendezvous at " + where +
-                             ": " + first_line(e.what()));
+    throw CommunicationError("process " + std::to_string(s.rank) +
+                             " could not reach the rendezvous at " + where + ": " +
+                             first_line(e.what()));
   }
   try {
     if (s.backend == "nccl") {
 #if RETREEVER_HAVE_NCCL
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout;
-      auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, s.rank, s.world_size, options);
-      return std::make_shared<C10dGroup<c10d::ProcessGroupNCCL>>(store, backend, s.rank, s.world_size,
-                                                                   torch::Device(torch::kCUDA, 0));
+      auto backend =
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(store, s.rank, s.world_size, options);
+      return std::make_shared<C10dGroup<c10d::ProcessGroupNCCL>>(
+          store, backend, s.rank, s.world_size, torch::Device(torch::kCUDA, 0));
 #else
-      throw std::runtime_error("this build has no NCCL support: train on the CPU processes (--device cpu) or "
-                               "build against a LibTorch with CUDA and NCCL");
+      throw std::runtime_error(
+          "this build has no NCCL support: train on the CPU processes (--device cpu) or "
+          "build against a LibTorch with CUDA and NCCL");
 #endif
     }
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -227,35 +249,44 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
     // the interface, as it does for PyTorch.
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     const bool local = !s.store_file.empty() || s.local_world_size == s.world_size;
-    if (ifname && *ifname) options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else if (local) options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    if (ifname && *ifname)
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    else if (local)
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    else
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 2;
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, s.rank, s.world_size, options);
-    return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(store, backend, s.rank, s.world_size, torch::kCPU);
+    auto backend =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, s.rank, s.world_size, options);
+    return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(store, backend, s.rank, s.world_size,
+                                                               torch::kCPU);
   } catch (const c10::Error& e) {
-    throw CommunicationError("process " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
-                             " could not connect to the others through " + where + " within " +
-                             std::to_string(s.timeout_seconds) + " s: " + first_line(e.what_without_backtrace()));
+    throw CommunicationError(
+        "process " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
+        " could not connect to the others through " + where + " within " +
+        std::to_string(s.timeout_seconds) + " s: " + first_line(e.what_without_backtrace()));
   } catch (const CommunicationError&) {
     throw;
   } catch (const std::runtime_error& e) {
     if (std::string(e.what()).rfind("this build", 0) == 0) throw;
-    throw CommunicationError("process " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
-                             " could not connect to the others through " + where + ": " + first_line(e.what()));
+    throw CommunicationError(
+        "process " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
+        " could not connect to the others through " + where + ": " + first_line(e.what()));
   }
 }
 
 #else  // no c10d in this build
 
 std::string distributed_unsupported_reason(const std::string&) {
-  return "LibTorch's c10d Gloo headers (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp) or gloo's own "
+  return "LibTorch's c10d Gloo headers (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp) or "
+         "gloo's own "
          "(Debian: libgloo-dev) were not found when this program was built";
 }
 
 std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup&) {
-  throw std::runtime_error("this build has no distributed support: " + distributed_unsupported_reason() +
-                           "; train with one process (leave out --nproc) or rebuild");
+  throw std::runtime_error(
+      "this build has no distributed support: " + distributed_unsupported_reason() +
+      "; train with one process (leave out --nproc) or rebuild");
 }
 
 #endif

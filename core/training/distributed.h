@@ -30,20 +30,23 @@ struct DistributedSetup {
   int local_rank = 0, local_world_size = 1;  // on this machine
   std::string master_addr;  // TCP rendezvous (torchrun, SLURM): rank 0 serves a store there
   int master_port = 0;
-  std::string store_file;   // or a file all processes share (the local launcher, --nproc)
+  std::string store_file;        // or a file all processes share (the local launcher, --nproc)
   std::string backend = "gloo";  // "gloo" (CPU tensors) or "nccl" (CUDA tensors)
   int timeout_seconds = 300;     // a collective or the rendezvous waits at most this long
 };
 
 // The launcher variables: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-// (torchrun), or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE with MASTER_ADDR and
-// MASTER_PORT (srun); RETREEVER_STORE_FILE (our own launcher) instead of the address;
-// RETREEVER_DIST_TIMEOUT (seconds). `get` is getenv or a stand-in for tests. nullopt when they describe
-// no run of several processes; std::invalid_argument naming the variable when they are inconsistent.
-std::optional<DistributedSetup> setup_from_environment(const std::function<const char*(const char*)>& get);
+// (torchrun), or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE with MASTER_ADDR
+// and MASTER_PORT (srun); RETREEVER_STORE_FILE (our own launcher) instead of the address;
+// RETREEVER_DIST_TIMEOUT (seconds). `get` is getenv or a stand-in for tests. nullopt when they
+// describe no run of several processes; std::invalid_argument naming the variable when they are
+// inconsistent.
+std::optional<DistributedSetup> setup_from_environment(
+    const std::function<const char*(const char*)>& get);
 
-// Rows [first, second) of a global batch of `batch` rows that `rank` of `world` trains on: contiguous,
-// in rank order, sizes differing by at most one, so that the slices put together are the batch.
+// Rows [first, second) of a global batch of `batch` rows that `rank` of `world` trains on:
+// contiguous, in rank order, sizes differing by at most one, so that the slices put together are
+// the batch.
 inline std::pair<std::int64_t, std::int64_t> rank_rows(std::int64_t batch, int rank, int world) {
   return {batch * rank / world, batch * (rank + 1) / world};
 }

@@ -2,17 +2,16 @@
 // torchrun sets), on this machine's CPU with Gloo: two processes train like one step for step, only
 // rank 0 writes, a killed process ends the run with one clear line, a run resumes with another
 // number of processes, bad input is refused. And the process runner behind it (parallel_runs).
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
-
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <csignal>
 #include <map>
@@ -57,7 +56,8 @@ void start(QProcess& p, const QStringList& args, const std::map<QString, QString
   p.waitForStarted();
 }
 
-Result run(const QStringList& args, const std::map<QString, QString>& env = {}, int timeout_ms = 300000) {
+Result run(const QStringList& args, const std::map<QString, QString>& env = {},
+           int timeout_ms = 300000) {
   QProcess p;
   start(p, args, env);
   return finish(p, timeout_ms);
@@ -79,19 +79,21 @@ std::map<QString, std::vector<double>> metrics(const QString& path) {
 }
 
 // The loss terms whose step-for-step agreement the tests check.
-const QStringList kLosses{"loss", "tca_loss", "ca_loss", "rl_loss", "entropy", "train_metric", "grad_norm"};
+const QStringList kLosses{"loss",    "tca_loss",     "ca_loss",  "rl_loss",
+                          "entropy", "train_metric", "grad_norm"};
 
 // Largest relative difference between a's and b's loss columns over steps [from, to) of b (whose
 // rows are a's rows first_step.. on); fails the test when a column is missing or short.
-double worst_difference(const std::map<QString, std::vector<double>>& a, const std::map<QString, std::vector<double>>& b,
-                        std::size_t a_offset = 0) {
+double worst_difference(const std::map<QString, std::vector<double>>& a,
+                        const std::map<QString, std::vector<double>>& b, std::size_t a_offset = 0) {
   double worst = 0;
   for (const auto& name : kLosses) {
     if (!a.count(name) || !b.count(name)) return INFINITY;
     const auto &x = a.at(name), &y = b.at(name);
     if (y.empty() || x.size() < a_offset + y.size()) return INFINITY;
     for (std::size_t i = 0; i < y.size(); ++i)
-      worst = std::max(worst, std::abs(x[a_offset + i] - y[i]) / std::max(std::abs(x[a_offset + i]), 1e-3));
+      worst = std::max(
+          worst, std::abs(x[a_offset + i] - y[i]) / std::max(std::abs(x[a_offset + i]), 1e-3));
   }
   return worst;
 }
@@ -139,9 +141,31 @@ class TestDistributed : public QObject {
   // A small copy task with TCA, the whole objective (L_TCA, L_CA, REINFORCE with the batch-mean
   // baseline, whose statistic spans the processes, and exploration); schedule over 16 steps.
   QStringList train(const QString& out, int steps, const QStringList& more = {}) {
-    return QStringList{"train", "--task", "copy", "--model", "tca", "--config", config_, "--seq-len", "16",
-                       "--batch", "8", "--steps", QString::number(steps), "--log-every", "1", "--eval-every", "8",
-                       "--rl-baseline", "mean", "--explore", "0.1", "--device", "cpu", "--out", out} +
+    return QStringList{"train",
+                       "--task",
+                       "copy",
+                       "--model",
+                       "tca",
+                       "--config",
+                       config_,
+                       "--seq-len",
+                       "16",
+                       "--batch",
+                       "8",
+                       "--steps",
+                       QString::number(steps),
+                       "--log-every",
+                       "1",
+                       "--eval-every",
+                       "8",
+                       "--rl-baseline",
+                       "mean",
+                       "--explore",
+                       "0.1",
+                       "--device",
+                       "cpu",
+                       "--out",
+                       out} +
            more;
   }
 
@@ -185,16 +209,21 @@ class TestDistributed : public QObject {
     QCOMPARE(a["tokens_per_query"], b["tokens_per_query"]);
     // One set of files, and the launcher's rendezvous folder is gone.
     QCOMPARE(QDir(file("two")).entryList(QDir::Files),
-             QStringList({"checkpoint.safetensors", "checkpoint_best.safetensors", "config.json", "metrics.csv"}));
+             QStringList({"checkpoint.safetensors", "checkpoint_best.safetensors", "config.json",
+                          "metrics.csv"}));
   }
 
-  // torchrun's way: the processes are started by someone else, with RANK, WORLD_SIZE, MASTER_ADDR and
-  // MASTER_PORT. Each is told another --out: only rank 0's folder may appear.
+  // torchrun's way: the processes are started by someone else, with RANK, WORLD_SIZE, MASTER_ADDR
+  // and MASTER_PORT. Each is told another --out: only rank 0's folder may appear.
   void launcherVariablesAndOnlyRankZeroWrites() {
     const auto port = QString::number(free_port());
     QProcess p0, p1;
-    start(p0, train(file("env0"), 4), {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}});
-    start(p1, train(file("env1"), 4), {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}});
+    start(
+        p0, train(file("env0"), 4),
+        {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}});
+    start(
+        p1, train(file("env1"), 4),
+        {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}});
     auto r0 = finish(p0, 120000), r1 = finish(p1, 120000);
     QVERIFY2(r0.code == 0, qPrintable(r0.err));
     QVERIFY2(r1.code == 0, qPrintable(r1.err));
@@ -202,8 +231,10 @@ class TestDistributed : public QObject {
     QVERIFY2(!QDir(file("env1")).exists(), "rank 1 wrote files");
     QVERIFY2(r1.err.trimmed().isEmpty(), qPrintable("rank 1 printed: " + r1.err));
     QVERIFY(reference());
-    const double worst = worst_difference(metrics(file("one/metrics.csv")), metrics(file("env0/metrics.csv")));
-    QVERIFY2(worst < 1e-3, qPrintable(QString("torchrun-style run differs from 1 process: %1").arg(worst)));
+    const double worst =
+        worst_difference(metrics(file("one/metrics.csv")), metrics(file("env0/metrics.csv")));
+    QVERIFY2(worst < 1e-3,
+             qPrintable(QString("torchrun-style run differs from 1 process: %1").arg(worst)));
   }
 
   void resumeWithAnotherProcessCount() {
@@ -211,38 +242,44 @@ class TestDistributed : public QObject {
     QVERIFY(reference());
     auto first = run(train(file("leg"), 8));
     QVERIFY2(first.code == 0, qPrintable(first.err));
-    auto second = run({"train", "--resume", file("leg/checkpoint.safetensors"), "--steps", "16", "--nproc", "2",
-                       "--out", file("leg")});
+    auto second = run({"train", "--resume", file("leg/checkpoint.safetensors"), "--steps", "16",
+                       "--nproc", "2", "--out", file("leg")});
     QVERIFY2(second.code == 0, qPrintable(second.err));
     auto a = metrics(file("one/metrics.csv")), b = metrics(file("leg/metrics.csv"));
     QCOMPARE(b["step"].size(), std::size_t(16));
     QCOMPARE(b["step"].back(), 16.0);
     const double worst = worst_difference(a, b);
-    QVERIFY2(worst < 1e-3, qPrintable(QString("resumed on 2 processes differs from 1 process: %1").arg(worst)));
+    QVERIFY2(worst < 1e-3,
+             qPrintable(QString("resumed on 2 processes differs from 1 process: %1").arg(worst)));
     // And back: from two processes to one.
-    auto back = run({"train", "--resume", file("leg/checkpoint.safetensors"), "--steps", "18", "--out", file("leg")});
+    auto back = run({"train", "--resume", file("leg/checkpoint.safetensors"), "--steps", "18",
+                     "--out", file("leg")});
     QVERIFY2(back.code == 0, qPrintable(back.err));
     QCOMPARE(metrics(file("leg/metrics.csv"))["step"].back(), 18.0);
   }
 
   void killedProcessEndsTheRun() {
     QProcess p;
-    start(p, train(file("killed"), 100000, {"--nproc", "2", "--eval-every", "5"}), {{"RETREEVER_DIST_TIMEOUT", "60"}});
+    start(p, train(file("killed"), 100000, {"--nproc", "2", "--eval-every", "5"}),
+          {{"RETREEVER_DIST_TIMEOUT", "60"}});
     const auto checkpoint = file("killed/checkpoint.safetensors");
     QElapsedTimer clock;
     clock.start();
     while (!QFile::exists(checkpoint) && clock.elapsed() < 120000) QTest::qWait(100);
     QVERIFY2(QFile::exists(checkpoint), "no checkpoint was written");
-    const pid_t victim = child_with_rank(p.processId(), 1), survivor = child_with_rank(p.processId(), 0);
+    const pid_t victim = child_with_rank(p.processId(), 1),
+                survivor = child_with_rank(p.processId(), 0);
     QVERIFY(victim > 0 && survivor > 0);
     QCOMPARE(::kill(victim, SIGKILL), 0);
     auto r = finish(p, 60000);
-    QVERIFY2(!r.crashed && r.code != 0 && r.code != -1, qPrintable("exit " + QString::number(r.code) + ": " + r.err));
+    QVERIFY2(!r.crashed && r.code != 0 && r.code != -1,
+             qPrintable("exit " + QString::number(r.code) + ": " + r.err));
     QVERIFY2(r.ms < 30000, qPrintable(QString("took %1 ms to stop").arg(r.ms)));
     const auto errors = r.err.split('\n').filter(QRegularExpression("^error"));
     QCOMPARE(errors.size(), 1);
     QVERIFY2(errors[0].contains("process 1 of 2 was killed by signal 9"), qPrintable(errors[0]));
-    QVERIFY2(errors[0].contains("last good checkpoint is kept: " + checkpoint), qPrintable(errors[0]));
+    QVERIFY2(errors[0].contains("last good checkpoint is kept: " + checkpoint),
+             qPrintable(errors[0]));
     QVERIFY2(::kill(survivor, 0) != 0, "rank 0 is still running");
     // The checkpoint is whole: it evaluates.
     auto e = run({"eval", "--checkpoint", checkpoint, "--json"});
@@ -268,8 +305,9 @@ class TestDistributed : public QObject {
     QVERIFY(::kill(worker, 0) != 0);
     const auto steps = metrics(file("stopped/metrics.csv"))["step"];
     QVERIFY(!steps.empty());
-    auto resumed = run({"train", "--resume", checkpoint, "--steps", QString::number(steps.back() + 2), "--nproc", "2",
-                        "--out", file("stopped")});
+    auto resumed =
+        run({"train", "--resume", checkpoint, "--steps", QString::number(steps.back() + 2),
+             "--nproc", "2", "--out", file("stopped")});
     QVERIFY2(resumed.code == 0, qPrintable(resumed.err));
   }
 
@@ -280,34 +318,44 @@ class TestDistributed : public QObject {
     pid_t victim = 0;
     QElapsedTimer clock;
     clock.start();
-    while (!(victim = child_with_rank(p.processId(), 1)) && clock.elapsed() < 60000) QTest::qWait(100);
+    while (!(victim = child_with_rank(p.processId(), 1)) && clock.elapsed() < 60000)
+      QTest::qWait(100);
     QVERIFY(victim > 0);
     QTest::qWait(3000);  // into training
     QCOMPARE(::kill(victim, SIGSTOP), 0);
     auto r = finish(p, 90000);
-    QVERIFY2(!r.crashed && r.code != 0 && r.code != -1, qPrintable("exit " + QString::number(r.code) + ": " + r.err));
+    QVERIFY2(!r.crashed && r.code != 0 && r.code != -1,
+             qPrintable("exit " + QString::number(r.code) + ": " + r.err));
     QVERIFY2(r.ms < 40000, qPrintable(QString("took %1 ms to stop").arg(r.ms)));
     const auto errors = r.err.split('\n').filter(QRegularExpression("^error"));
     QCOMPARE(errors.size(), 1);
-    QVERIFY2(errors[0].contains("lost contact") && errors[0].contains("timed out", Qt::CaseInsensitive),
-             qPrintable(errors[0]));
+    QVERIFY2(
+        errors[0].contains("lost contact") && errors[0].contains("timed out", Qt::CaseInsensitive),
+        qPrintable(errors[0]));
     QVERIFY2(::kill(victim, 0) != 0, "the silent process is still there");
   }
 
   void badInputIsRefused() {
-    auto expect = [&](const QStringList& args, const std::map<QString, QString>& env, const QString& words) {
+    auto expect = [&](const QStringList& args, const std::map<QString, QString>& env,
+                      const QString& words) {
       auto r = run(args, env, 120000);
-      QVERIFY2(!r.crashed && r.code != 0 && r.code != -1, qPrintable(args.join(' ') + ": " + r.err));
+      QVERIFY2(!r.crashed && r.code != 0 && r.code != -1,
+               qPrintable(args.join(' ') + ": " + r.err));
       const auto lines = r.err.trimmed().split('\n');
       QVERIFY2(lines.size() == 1 && lines[0].startsWith("error: ") && lines[0].contains(words),
                qPrintable("expected one line with '" + words + "', got: " + r.err));
     };
     expect(train(file("bad"), 4, {"--nproc", "0"}), {}, "--nproc must be 1 or more");
     expect(train(file("bad"), 4, {"--nproc", "9"}), {}, "more than the batch");
-    expect(train(file("bad"), 4, {"--batch", "60000", "--nproc", "50000"}), {}, "more than this machine can use");
+    expect(train(file("bad"), 4, {"--batch", "60000", "--nproc", "50000"}), {},
+           "more than this machine can use");
     expect(train(file("bad"), 4, {"--nproc", "two"}), {}, "--nproc");
     expect(train(file("bad"), 4, {"--nproc", "2"}),
-           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"}}, "leave it out");
+           {{"RANK", "0"},
+            {"WORLD_SIZE", "2"},
+            {"MASTER_ADDR", "127.0.0.1"},
+            {"MASTER_PORT", "29500"}},
+           "leave it out");
     expect(train(file("bad"), 4), {{"WORLD_SIZE", "2"}}, "RANK is not");
     expect(train(file("bad"), 4), {{"WORLD_SIZE", "2"}, {"RANK", "5"}}, "RANK=5");
     expect(train(file("bad"), 4), {{"WORLD_SIZE", "2"}, {"RANK", "0"}}, "MASTER_ADDR");
@@ -321,8 +369,11 @@ class TestDistributed : public QObject {
     socklen_t n = sizeof a;
     ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
     expect(train(file("bad"), 4),
-           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
-            {"MASTER_PORT", QString::number(ntohs(a.sin_port))}, {"RETREEVER_DIST_TIMEOUT", "20"}},
+           {{"RANK", "0"},
+            {"WORLD_SIZE", "2"},
+            {"MASTER_ADDR", "127.0.0.1"},
+            {"MASTER_PORT", QString::number(ntohs(a.sin_port))},
+            {"RETREEVER_DIST_TIMEOUT", "20"}},
            "port in use");
     ::close(s);
     QVERIFY(!QDir(file("bad")).exists());
@@ -330,8 +381,9 @@ class TestDistributed : public QObject {
 
   // study --parallel: the same table as one run after another; a failing sweep ends with one line.
   void studyRunsInParallel() {
-    const QStringList study{"study", "reward", "--config", config_, "--seq-len", "16", "--batch", "8", "--steps", "6",
-                            "--eval-every", "3", "--device", "cpu"};
+    const QStringList study{"study",        "reward",  "--config", config_,   "--seq-len",
+                            "16",           "--batch", "8",        "--steps", "6",
+                            "--eval-every", "3",       "--device", "cpu"};
     auto one = run(study + QStringList{"--out", file("study1")});
     QVERIFY2(one.code == 0, qPrintable(one.err));
     auto two = run(study + QStringList{"--out", file("study2"), "--parallel", "2"});
@@ -343,12 +395,13 @@ class TestDistributed : public QObject {
     QCOMPARE(table.count('\n'), 3);  // header and the two rewards
     QCOMPARE(b.readAll(), table);
     QVERIFY(QFile::exists(file("study2/tca_acc/train.log")));
-    auto bad = run({"study", "ordering", "--task", "image", "--config", config_, "--steps", "2", "--data", file("none"),
-                    "--out", file("study3"), "--parallel", "2"});
+    auto bad = run({"study", "ordering", "--task", "image", "--config", config_, "--steps", "2",
+                    "--data", file("none"), "--out", file("study3"), "--parallel", "2"});
     QVERIFY2(bad.code != 0 && !bad.crashed, qPrintable(bad.err));
     const auto errors = bad.err.split('\n').filter(QRegularExpression("^error"));
     QCOMPARE(errors.size(), 1);
-    QVERIFY2(errors[0].contains("runs failed") && errors[0].contains("train.log"), qPrintable(errors[0]));
+    QVERIFY2(errors[0].contains("runs failed") && errors[0].contains("train.log"),
+             qPrintable(errors[0]));
     auto refused = run({"study", "reward", "--parallel", "0", "--out", file("study4")});
     QCOMPARE(refused.code, 2);
     QVERIFY2(refused.err.startsWith("error: --parallel"), qPrintable(refused.err));
@@ -356,11 +409,14 @@ class TestDistributed : public QObject {
 
   void environmentVariablesAreRead() {
     std::map<std::string, std::string> env;
-    auto get = [&](const char* n) -> const char* { return env.count(n) ? env.at(n).c_str() : nullptr; };
+    auto get = [&](const char* n) -> const char* {
+      return env.count(n) ? env.at(n).c_str() : nullptr;
+    };
     QVERIFY(!setup_from_environment(get));  // none: one process
     env = {{"WORLD_SIZE", "1"}, {"RANK", "0"}};
     QVERIFY(!setup_from_environment(get));
-    env = {{"SLURM_NTASKS", "4"}, {"SLURM_PROCID", "3"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "2(x2)"},
+    env = {{"SLURM_NTASKS", "4"},    {"SLURM_PROCID", "3"},
+           {"SLURM_LOCALID", "1"},   {"SLURM_NTASKS_PER_NODE", "2(x2)"},
            {"MASTER_ADDR", "node1"}, {"MASTER_PORT", "29500"}};
     auto s = setup_from_environment(get);
     QVERIFY(s);
@@ -404,7 +460,8 @@ class TestDistributed : public QObject {
     clock.start();
     auto results = cli::run_jobs(jobs, options);
     const auto ms = clock.elapsed();
-    QVERIFY2(ms >= 780 && ms < 1500, qPrintable(QString("4 jobs of 0.4 s, 2 at a time, took %1 ms").arg(ms)));
+    QVERIFY2(ms >= 780 && ms < 1500,
+             qPrintable(QString("4 jobs of 0.4 s, 2 at a time, took %1 ms").arg(ms)));
     QCOMPARE(results.size(), std::size_t(4));
     QVERIFY(results[0].ok() && results[1].ok() && results[3].ok());
     QCOMPARE(results[2].exit_code, 3);
