@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "app/cli/args.h"
@@ -63,11 +62,8 @@ const char* kTrainUsage =
     "  --eval-every N --log-every N\n"
     "  --data DIR             image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --device auto|cpu|cuda\n"
-    "  --nproc N              data-parallel training over N local processes (CPU: Gloo; cuda: one GPU\n"
-    "                         each, NCCL): the same steps as one process, N times the compute. Under\n"
-    "                         torchrun or srun leave it out: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR\n"
-    "                         and MASTER_PORT are read instead (RETREEVER_DIST_TIMEOUT: seconds a\n"
-    "                         process waits for the others, default 300)\n";
+    "  --nproc N              data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL),\n"
+    "                         the same steps as one process; under torchrun or srun leave it out\n";
 
 const char* kEvalUsage =
     "usage: retreever eval --checkpoint FILE [--batches N] [--seed K] [--kernel rbf|matern|periodic]\n"
@@ -141,26 +137,13 @@ int cmd_train(const std::vector<std::string>& argv) {
              "nproc"},
             {});
   const fs::path out = args.required("out");
-  // Data parallel: a worker of a launcher (ours, torchrun, srun), or the launcher of --nproc workers.
-  auto setup = worker_setup();
-  if (setup && args.has("nproc"))
-    throw UsageError("--nproc starts its own processes; under torchrun or srun (RANK and WORLD_SIZE are set) leave it out");
-  if (args.has("nproc")) {
-    const auto nproc = args.integer("nproc", 1);
+  // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
+  const auto setup = worker_setup(args.has("nproc"));
+  if (args.has("nproc") && !setup) {
     Config c = args.has("resume") ? read_checkpoint_header(args.str("resume")).config : config_from_args(args);
     if (args.has("resume")) apply_training_flags(args, c);
-    const bool cuda = c.device == "cuda" || (c.device == "auto" && cuda_available());
-    check_process_count(nproc, c.batch, cuda ? "cuda" : "cpu");
-    if (nproc > 1) {
-      std::vector<std::string> worker_args{"train"};
-      for (std::size_t i = 0; i < argv.size(); ++i) {
-        if (argv[i] == "--nproc") ++i;
-        else if (argv[i].rfind("--nproc=", 0) != 0) worker_args.push_back(argv[i]);
-      }
-      return launch_workers(int(nproc), worker_args, cuda, out);
-    }
+    if (const auto status = launch_workers(args.integer("nproc", 1), c, out)) return *status;
   }
-  if (setup) select_local_gpu(*setup);
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
     // Resuming keeps the model and its data; the training settings a flag names apply from here on.
@@ -179,14 +162,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
   }
-  if (setup) {
-    setup->backend = trainer->device_name().rfind("cuda", 0) == 0 ? "nccl" : "gloo";
-    try {
-      trainer->set_process_group(join_process_group(*setup));
-    } catch (const CommunicationError& e) {
-      return lost_contact(e, setup->rank);
-    }
-  }
+  if (setup)
+    if (const int status = join_run(*trainer, *setup)) return status;
   return run_training(*trainer, out);
 }
 
@@ -298,9 +275,8 @@ const char* kStudyUsage =
     "            Treeformer TC attention with about as many leaf summaries\n"
     "Each run goes to DIR/NAME/ (as 'train' writes it); DIR/study.md and DIR/study.csv hold the\n"
     "final evaluation of every run. --config sets the budget (steps, batch, ...) for all runs.\n"
-    "  --parallel N   train the runs as N processes at a time (the CPU's cores shared out among them)\n"
-    "  --devices L    train the runs at once, one per device of the list (cuda:K or cpu)\n"
-    "                 Either way each run's output goes to DIR/NAME/train.log.\n";
+    "--parallel N trains the runs as N processes at a time, --devices L one per device of L at a time;\n"
+    "each run's output then goes to DIR/NAME/train.log.\n";
 
 int cmd_study(const std::vector<std::string>& argv) {
   if (is_help(argv) || argv.empty()) return std::printf("%s", kStudyUsage), argv.empty() ? kExitUsage : 0;
@@ -339,39 +315,24 @@ int cmd_study(const std::vector<std::string>& argv) {
   };
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
-  // --parallel / --devices: the runs train as child processes first; the loop below reads their results.
+  // --parallel / --devices (app/cli/parallel_runs.h): the runs train as child processes first, and the
+  // loop reads their results. An untrained TCA reads as many tokens as a trained one.
   const bool parallel = args.has("parallel") || args.has("devices");
-  if (parallel) {
-    std::vector<std::string> devices;
-    int processes = 0;
-    try {
-      devices = args.has("devices") ? parse_devices(args.str("devices")) : devices;
-      if (args.has("parallel")) processes = parse_parallel(args.str("parallel"), 4 * int(std::max(1u, std::thread::hardware_concurrency())));
-    } catch (const std::invalid_argument& e) {
-      throw UsageError(e.what());
-    }
-    if (kind == "models") {  // TCA's reading is structural: an untrained TCA reads as many tokens
-      Config tca = base;
-      tca_tokens = std::lround(Trainer(tca, datasets::make_task).evaluate().tokens_per_query);
-      for (auto& [name, config] : runs) config.model = name, config.match_tca_tokens(tca_tokens);
-    }
-    const int status = train_runs_in_parallel(runs, out, processes, devices);
-    if (status != 0) return status;
-  }
+  if (parallel && kind == "models") tca_tokens = std::lround(Trainer(base, datasets::make_task).evaluate().tokens_per_query);
+  for (auto& [name, config] : runs)
+    if (parallel && kind == "models") config.model = name, config.match_tca_tokens(tca_tokens);
+  if (parallel)
+    if (const int status = train_runs_in_parallel(runs, out, args.str("parallel"), args.str("devices"))) return status;
   for (auto& [name, config] : runs) {
     if (kind == "models") {
       config.model = name;
       config.match_tca_tokens(tca_tokens);  // Perceiver IO and Treeformer read as many as TCA
     }
-    EvalMetrics e;
-    if (parallel) {
-      e = read_checkpoint_header((out / name / "checkpoint.safetensors").string()).history.evals.back();
-    } else {
-      Trainer trainer(config, datasets::make_task);
-      const int status = run_training(trainer, out / name);
-      if (status != 0) return status;
-      e = trainer.history().evals.back();
-    }
+    auto trainer = parallel ? Trainer::load((out / name / "checkpoint.safetensors").string(), datasets::make_task)
+                            : std::make_unique<Trainer>(config, datasets::make_task);
+    const int status = parallel ? 0 : run_training(*trainer, out / name);
+    if (status != 0) return status;
+    const auto& e = trainer->history().evals.back();
     if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
     rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
   }

@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "app/cli/args.h"
 #include "app/cli/parallel_runs.h"
 #include "app/cli/training_run.h"
+#include "core/training/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -29,14 +32,43 @@ int cores() {
   return std::max(1, int(std::thread::hardware_concurrency()));
 }
 
-}  // namespace
-
-std::optional<DistributedSetup> worker_setup() {
-  try {
-    return setup_from_environment([](const char* n) { return std::getenv(n); });
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("the launcher variables are inconsistent: ") + e.what());
+// This process's command line after the program, without --nproc (what the workers run).
+std::vector<std::string> worker_arguments() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> words;
+  for (std::size_t at = 0; at < all.size();) {
+    const auto end = all.find('\0', at);
+    words.push_back(all.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    at = end == std::string::npos ? all.size() : end + 1;
   }
+  if (words.empty())
+    throw std::runtime_error("cannot read this program's command line (/proc/self/cmdline)");
+  std::vector<std::string> args;
+  for (std::size_t i = 1; i < words.size(); ++i) {
+    if (words[i] == "--nproc")
+      ++i;
+    else if (words[i].rfind("--nproc=", 0) != 0)
+      args.push_back(words[i]);
+  }
+  return args;
+}
+
+// A worker started by torchrun or srun with several processes on its machine: its own GPU, the
+// LOCAL_RANK-th visible one (before anything touches CUDA). Our launcher sets it itself.
+void select_local_gpu(const DistributedSetup& setup) {
+  if (!env(kRunDirVariable).empty() || setup.local_world_size <= 1) return;
+  const auto list = env("CUDA_VISIBLE_DEVICES");
+  std::vector<std::string> visible;
+  for (std::size_t at = 0, comma; !list.empty(); at = comma + 1) {
+    comma = list.find(',', at);
+    visible.push_back(list.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+    if (comma == std::string::npos) break;
+  }
+  const auto mine = std::size_t(setup.local_rank) < visible.size()
+                        ? visible[std::size_t(setup.local_rank)]
+                        : std::to_string(setup.local_rank);
+  ::setenv("CUDA_VISIBLE_DEVICES", mine.c_str(), 1);
 }
 
 void check_process_count(long long nproc, long long batch, const std::string& device) {
@@ -58,8 +90,8 @@ void check_process_count(long long nproc, long long batch, const std::string& de
   }
 }
 
-int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
-                   const fs::path& out) {
+int run_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
+                const fs::path& out) {
   char dir_template[] = "/tmp/retreever-nproc-XXXXXX";
   const char* dir = ::mkdtemp(dir_template);
   if (!dir) throw std::runtime_error("cannot create a folder for the workers' rendezvous in /tmp");
@@ -82,9 +114,9 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
                {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
                {"RETREEVER_STORE_FILE", (run_dir / "store").string()},
                {kRunDirVariable, run_dir.string()}};
-    // The cores shared out, unless the user chose the threads per process.
     // c10d's glog warnings would repeat what our one error line says.
     if (env("GLOG_minloglevel").empty()) job.env.emplace_back("GLOG_minloglevel", "3");
+    // The cores shared out, unless the user chose the threads per process.
     if (env("OMP_NUM_THREADS").empty())
       job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores() / nproc)));
     if (cuda)
@@ -148,23 +180,39 @@ int launch_workers(int nproc, const std::vector<std::string>& train_args, bool c
                                                                       : kExitError;
 }
 
-bool cuda_available() {
-  return torch::cuda::is_available();
+}  // namespace
+
+std::optional<DistributedSetup> worker_setup(bool nproc_given) {
+  std::optional<DistributedSetup> setup;
+  try {
+    setup = setup_from_environment([](const char* n) { return std::getenv(n); });
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("the launcher variables are inconsistent: ") + e.what());
+  }
+  if (setup && nproc_given)
+    throw UsageError(
+        "--nproc starts its own processes; under torchrun or srun (RANK and WORLD_SIZE are set) "
+        "leave it out");
+  if (setup) select_local_gpu(*setup);
+  return setup;
 }
 
-void select_local_gpu(const DistributedSetup& setup) {
-  if (!env(kRunDirVariable).empty() || setup.local_world_size <= 1) return;
-  const auto list = env("CUDA_VISIBLE_DEVICES");
-  std::vector<std::string> visible;
-  for (std::size_t at = 0, comma; !list.empty(); at = comma + 1) {
-    comma = list.find(',', at);
-    visible.push_back(list.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
-    if (comma == std::string::npos) break;
+std::optional<int> launch_workers(long long nproc, const Config& config, const fs::path& out) {
+  const bool cuda =
+      config.device == "cuda" || (config.device == "auto" && torch::cuda::is_available());
+  check_process_count(nproc, config.batch, cuda ? "cuda" : "cpu");
+  if (nproc == 1) return std::nullopt;
+  return run_workers(int(nproc), worker_arguments(), cuda, out);
+}
+
+int join_run(Trainer& trainer, DistributedSetup setup) {
+  setup.backend = trainer.device_name().rfind("cuda", 0) == 0 ? "nccl" : "gloo";
+  try {
+    trainer.set_process_group(join_process_group(setup));
+  } catch (const CommunicationError& e) {
+    return lost_contact(e, setup.rank);
   }
-  const auto mine = std::size_t(setup.local_rank) < visible.size()
-                        ? visible[std::size_t(setup.local_rank)]
-                        : std::to_string(setup.local_rank);
-  ::setenv("CUDA_VISIBLE_DEVICES", mine.c_str(), 1);
+  return 0;
 }
 
 int lost_contact(const CommunicationError& e, int rank) {

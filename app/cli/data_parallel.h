@@ -7,7 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/training/distributed.h"
+
+namespace retreever {
+class Trainer;
+}
 
 namespace retreever::cli {
 
@@ -17,25 +22,19 @@ constexpr int kExitLostContact = 4;
 constexpr int kMaxProcessesPerCore = 4;
 
 // The run this process is a worker of, read from the launcher variables (torchrun, srun, our own
-// launcher), or nullopt. Throws UsageError when they are inconsistent.
-std::optional<DistributedSetup> worker_setup();
+// launcher), or nullopt. A worker of torchrun or srun gets its own GPU (the LOCAL_RANK-th visible).
+// Throws UsageError when the variables are inconsistent or --nproc (nproc_given) is given as well.
+std::optional<DistributedSetup> worker_setup(bool nproc_given);
 
-// Checks --nproc against the batch and this machine before anything starts (UsageError otherwise),
-// and that this build can train on several processes.
-void check_process_count(long long nproc, long long batch, const std::string& device);
+// train --nproc N for a run of `config`: checks N against the batch and this machine (UsageError),
+// and for N > 1 runs this command line again (without --nproc) as N local workers (Gloo on the CPU;
+// NCCL, one GPU each, on --device cuda), waits for them and returns the run's exit status: when one
+// fails the others are stopped and one line says which and why. nullopt for N = 1: train here.
+std::optional<int> launch_workers(long long nproc, const Config& config,
+                                  const std::filesystem::path& out);
 
-// Runs `retreever train ARGS` as `nproc` local worker processes (Gloo on the CPU; NCCL, one GPU
-// each, on
-// --device cuda) and waits for them. When one fails the others are stopped and one line says which
-// and why. Returns the run's exit status.
-int launch_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
-                   const std::filesystem::path& out);
-
-// Whether LibTorch sees a CUDA GPU (--device auto).
-bool cuda_available();
-// A worker started by torchrun or srun with several processes on its machine: its own GPU, the
-// LOCAL_RANK-th visible one (before anything touches CUDA). Our launcher sets it itself.
-void select_local_gpu(const DistributedSetup& setup);
+// A worker joins its run (setup from worker_setup): 0, or the exit status after reporting why not.
+int join_run(Trainer& trainer, DistributedSetup setup);
 
 // Reports a lost peer (to the launcher when it started us, else on stderr) and returns
 // kExitLostContact.

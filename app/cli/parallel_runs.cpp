@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "app/cli/args.h"
 #include "app/cli/training_run.h"
 
 extern char** environ;
@@ -194,8 +195,18 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
 }
 
 int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
-                           const std::filesystem::path& out, int parallel,
-                           const std::vector<std::string>& devices) {
+                           const std::filesystem::path& out, const std::string& parallel_option,
+                           const std::string& devices_option) {
+  int parallel = 1;
+  std::vector<std::string> devices;
+  try {
+    if (!devices_option.empty()) devices = parse_devices(devices_option);
+    if (!parallel_option.empty())
+      parallel = parse_parallel(parallel_option,
+                                4 * std::max(1, int(std::thread::hardware_concurrency())));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   namespace fs = std::filesystem;
   std::vector<Job> jobs;
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));

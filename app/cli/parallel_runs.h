@@ -55,14 +55,15 @@ int last_interrupt();
 // The path of this executable (what the jobs run).
 std::string self_executable();
 
-// A sweep's independent runs (name, config) as child processes 'retreever train --config
-// DIR/NAME/config.json --out DIR/NAME', `parallel` at a time, or one per device of `devices`
-// ("cuda:K", "cpu"; the runs then use --device auto with that GPU alone visible). Each run's output
-// goes to DIR/NAME/train.log; a line per finished run. Returns 0, or after one line naming the
-// failed runs and their logs, the first failure's exit status.
+// study --parallel N / --devices L (the options' values, "" when absent): the sweep's independent
+// runs (name, config) as child processes 'retreever train --config DIR/NAME/config.json --out
+// DIR/NAME', N at a time, or one per device of L ("cuda:K", "cpu"; the runs then use --device auto
+// with that GPU alone visible). Each run's output goes to DIR/NAME/train.log; a line per finished
+// run. Returns 0, or after one line naming the failed runs and the first one's log, the first
+// failure's exit status. Throws UsageError for a bad N or L.
 int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
-                           const std::filesystem::path& out, int parallel,
-                           const std::vector<std::string>& devices);
+                           const std::filesystem::path& out, const std::string& parallel,
+                           const std::string& devices);
 
 // "--parallel N": N >= 1, at most max; or "--devices cuda:0,cuda:1": the list, each "cpu" or
 // "cuda:K", no repeats. Throw std::invalid_argument naming the option and the fix.
