@@ -71,8 +71,8 @@ int run_training(Trainer& trainer, const fs::path& out) {
       if (trainer.any_process(g_interrupted)) {  // all processes stop at the same step
         if (writer) trainer.save(checkpoint);
         write_metrics();
-        say("interrupted at step " + std::to_string(trainer.steps_done()) +
-                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
+        say("interrupted at step " + std::to_string(trainer.steps_done()) + ": saved " + checkpoint +
+            " (resume with --resume " + checkpoint + ")");
         return kExitInterrupted;
       }
       auto s = trainer.step();
@@ -93,7 +93,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
     progress.finish();
     if (writer)
       std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+                   fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
     return kExitDiverged;
   }
   progress.finish();
