@@ -202,6 +202,10 @@ std::optional<int> launch_workers(long long nproc, const Config& config, const f
       config.device == "cuda" || (config.device == "auto" && torch::cuda::is_available());
   check_process_count(nproc, config.batch, cuda ? "cuda" : "cpu");
   if (nproc == 1) return std::nullopt;
+  if (cuda && nproc > static_cast<long long>(torch::cuda::device_count()))
+    throw UsageError("--nproc " + std::to_string(nproc) + " on --device " + config.device +
+                     " needs a GPU per process; " + std::to_string(torch::cuda::device_count()) +
+                     " are visible");
   return run_workers(int(nproc), worker_arguments(), cuda, out);
 }
 
