@@ -86,7 +86,7 @@ void check_process_count(long long nproc, long long batch, const std::string& de
     const auto why = distributed_unsupported_reason(device == "cuda" ? "nccl" : "gloo");
     if (!why.empty())
       throw std::runtime_error("this build has no distributed support: " + why +
-                               "; leave out --nproc");
+                               "; train on one process (leave out --nproc)");
   }
 }
 
@@ -200,12 +200,12 @@ std::optional<DistributedSetup> worker_setup(bool nproc_given) {
 std::optional<int> launch_workers(long long nproc, const Config& config, const fs::path& out) {
   const bool cuda =
       config.device == "cuda" || (config.device == "auto" && torch::cuda::is_available());
-  check_process_count(nproc, config.batch, cuda ? "cuda" : "cpu");
-  if (nproc == 1) return std::nullopt;
-  if (cuda && nproc > static_cast<long long>(torch::cuda::device_count()))
+  if (cuda && nproc > 1 && nproc > static_cast<long long>(torch::cuda::device_count()))
     throw UsageError("--nproc " + std::to_string(nproc) + " on --device " + config.device +
                      " needs a GPU per process; " + std::to_string(torch::cuda::device_count()) +
                      " are visible");
+  check_process_count(nproc, config.batch, cuda ? "cuda" : "cpu");
+  if (nproc == 1) return std::nullopt;
   return run_workers(int(nproc), worker_arguments(), cuda, out);
 }
 

@@ -188,10 +188,10 @@ std::string distributed_unsupported_reason(const std::string& backend) {
   (void)backend;
   return "";
 #else
-  return backend == "nccl" ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found "
-                             "when this program "
-                             "was built; train on CPU processes (--device cpu)"
-                           : "";
+  return backend == "nccl"
+             ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found when this "
+               "program was built (--device cpu trains on CPU processes)"
+             : "";
 #endif
 }
 
