@@ -233,8 +233,22 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
   }
   RunOptions options;
   options.parallel = devices.empty() ? parallel : int(devices.size());
-  for (const auto& d : devices)
-    options.slot_env.push_back({{"CUDA_VISIBLE_DEVICES", d == "cpu" ? "" : d.substr(5)}});
+  // cuda:K is the K-th GPU this process sees: through CUDA_VISIBLE_DEVICES when that is set
+  // already.
+  std::vector<std::string> visible;
+  const std::string list =
+      std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "";
+  for (std::size_t at = 0, comma; !list.empty(); at = comma + 1) {
+    comma = list.find(',', at);
+    visible.push_back(list.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+    if (comma == std::string::npos) break;
+  }
+  for (const auto& d : devices) {
+    const auto k = d == "cpu" ? std::string() : d.substr(5);
+    const auto index = k.empty() ? 0 : std::stoul(k);
+    options.slot_env.push_back(
+        {{"CUDA_VISIBLE_DEVICES", k.empty() || index >= visible.size() ? k : visible[index]}});
+  }
   struct Tally {
     std::size_t done = 0, total = 0;
   } tally{0, jobs.size()};
@@ -294,7 +308,7 @@ std::vector<std::string> parse_devices(const std::string& value) {
     const auto comma = value.find(',', at);
     const auto d = value.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
     const bool cuda = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
-                      d.find_first_not_of("0123456789", 5) == std::string::npos;
+                      d.find_first_not_of("0123456789", 5) == std::string::npos && d.size() <= 9;
     if (d != "cpu" && !cuda)
       throw std::invalid_argument(
           "--devices takes a comma-separated list like cuda:0,cuda:1 (or cpu); '" + d +

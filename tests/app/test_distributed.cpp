@@ -395,6 +395,13 @@ class TestDistributed : public QObject {
     QCOMPARE(table.count('\n'), 3);  // header and the two rewards
     QCOMPARE(b.readAll(), table);
     QVERIFY(QFile::exists(file("study2/tca_acc/train.log")));
+    auto listed = run(
+        study + QStringList{"--out", file("study5"), "--devices", "cpu"});  // one slot, on the CPU
+    QVERIFY2(listed.code == 0, qPrintable(listed.err));
+    QVERIFY2(listed.err.contains("1 at a time"), qPrintable(listed.err));
+    QFile c(file("study5/study.csv"));
+    QVERIFY(c.open(QIODevice::ReadOnly));
+    QCOMPARE(c.readAll(), table);
     auto bad = run({"study", "ordering", "--task", "image", "--config", config_, "--steps", "2",
                     "--data", file("none"), "--out", file("study3"), "--parallel", "2"});
     QVERIFY2(bad.code != 0 && !bad.crashed, qPrintable(bad.err));
@@ -498,6 +505,8 @@ class TestDistributed : public QObject {
     QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:0,cuda:0"), std::invalid_argument);
     QVERIFY_EXCEPTION_THROWN(cli::parse_devices("gpu0"), std::invalid_argument);
     QVERIFY_EXCEPTION_THROWN(cli::parse_devices(""), std::invalid_argument);
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:99999999999999999999"),
+                             std::invalid_argument);
   }
 };
 
