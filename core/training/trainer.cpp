@@ -281,8 +281,12 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
     throw std::invalid_argument("a batch of " + std::to_string(m.config.batch) + " rows cannot be split over " +
                                 std::to_string(group->size()) + " processes: use at most " +
                                 std::to_string(m.config.batch) + " processes or a larger --batch");
-  // The same run everywhere: rank 0's config fingerprint and step against each process's own.
-  const auto fingerprint = std::int64_t(std::hash<std::string>{}(m.config.to_json()) >> 1);
+  // The same run everywhere: rank 0's config fingerprint and step against each process's own (the
+  // data folder and the device may be spelt differently on each machine).
+  Config same = m.config;
+  same.data_dir.clear();
+  same.device.clear();
+  const auto fingerprint = std::int64_t(std::hash<std::string>{}(same.to_json()) >> 1);
   auto mine = torch::tensor({fingerprint, std::int64_t(m.step)}, torch::kLong).to(m.device);
   auto root = mine.clone();
   group->broadcast(root, 0);

@@ -237,6 +237,26 @@ class TestDistributed : public QObject {
              qPrintable(QString("torchrun-style run differs from 1 process: %1").arg(worst)));
   }
 
+  // Processes started with different runs (here another seed) refuse to train together.
+  void disagreeingProcessesAreRefused() {
+    const auto port = QString::number(free_port());
+    QProcess p0, p1;
+    const std::map<QString, QString> env0{
+        {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}};
+    auto env1 = env0;
+    env1["RANK"] = "1";
+    start(p0, train(file("disagree"), 4), env0);
+    start(p1, train(file("disagree"), 4, {"--seed", "7"}), env1);
+    auto r0 = finish(p0, 120000), r1 = finish(p1, 120000);
+    QVERIFY2(r0.code != 0 && r0.code != -1 && r1.code != 0 && r1.code != -1,
+             qPrintable(r0.err + r1.err));
+    QVERIFY2(r0.err.trimmed().startsWith("error: another process has another config"),
+             qPrintable(r0.err));
+    QVERIFY2(r1.err.trimmed().startsWith("error: process 1 has another config"),
+             qPrintable(r1.err));
+    QVERIFY(!QFile::exists(file("disagree/checkpoint.safetensors")));
+  }
+
   void resumeWithAnotherProcessCount() {
     // 8 steps on one process, then on to 16 on two: the same 16 steps as one process throughout.
     QVERIFY(reference());
