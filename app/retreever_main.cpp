@@ -10,6 +10,8 @@
 
 #include "app/cli/command_line.h"
 #include "app/cli/bench.h"
+#include "app/cli/data_parallel.h"
+#include "app/cli/parallel_runs.h"
 #include "app/cli/report.h"
 #include "app/cli/training_run.h"
 #include "core/files.h"
@@ -59,7 +61,9 @@ CommandSpec train_spec() {
            {"eval-every", "N", "steps between evaluations and checkpoints", {}},
            {"log-every", "N", "steps between metric rows", {}},
            {"data", "DIR", "image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)", {}},
-           {"device", "D", "where to train", choices("device")}},
+           {"device", "D", "where to train", choices("device")},
+           {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
+                          "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
           "--reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every, --data and --device\n"
           "change the checkpoint's config from there on; the other flags are refused."};
@@ -105,7 +109,9 @@ CommandSpec study_spec() {
            {"seed", "K", "seed of every run", {}},
            {"eval-every", "N", "steps between evaluations", {}},
            {"data", "DIR", "image task: folder of IDX files", {}},
-           {"device", "D", "where to train", choices("device")}},
+           {"device", "D", "where to train", choices("device")},
+           {"parallel", "N", "train the runs as N processes at a time (output in DIR/NAME/train.log)", {}},
+           {"devices", "LIST", "train one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}}},
           "reward: TCA with the accuracy and the negative cross-entropy reward (the paper's Table 3).\n"
           "ordering: TCA with each tree ordering. models: every decoder, the sized ones reading as many\n"
           "tokens as TCA. Each run goes to DIR/NAME/ as 'train' writes it."};
@@ -167,6 +173,13 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
 
 int cmd_train(const Args& args) {
   const fs::path out = args.required("out");
+  // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
+  const auto setup = worker_setup(args.has("nproc"));
+  if (args.has("nproc") && !setup) {
+    Config c = args.has("resume") ? read_checkpoint_header(args.str("resume")).config : config_from_args(args);
+    if (args.has("resume")) apply_training_flags(args, c);
+    if (const auto status = launch_workers(args.integer("nproc", 1), c, out)) return *status;
+  }
   std::unique_ptr<Trainer> trainer;
   if (args.has("resume")) {
     // Resuming keeps the model and its data; the training settings a flag names apply from here on.
@@ -185,6 +198,8 @@ int cmd_train(const Args& args) {
   } else {
     trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
   }
+  if (setup)
+    if (const int status = join_run(*trainer, *setup)) return status;
   return run_training(*trainer, out);
 }
 
@@ -314,12 +329,21 @@ int cmd_study(const Args& args) {
   };
   std::vector<Row> rows;
   std::int64_t tca_tokens = 0;
+  // --parallel / --devices (app/cli/parallel_runs.h): the runs train as child processes first, and the
+  // loop reads their results. An untrained TCA reads as many tokens as a trained one.
+  const bool parallel = args.has("parallel") || args.has("devices");
+  if (parallel && kind == "models") tca_tokens = std::lround(Trainer(base, datasets::make_task).evaluate().tokens_per_query);
+  for (auto& [name, config] : runs)
+    if (parallel && kind == "models") config = sized_like(config, name, tca_tokens);
+  if (parallel)
+    if (const int status = train_runs_in_parallel(runs, out, args.str("parallel"), args.str("devices"))) return status;
   for (auto& [name, config] : runs) {
     if (kind == "models") config = sized_like(config, name, tca_tokens);  // baselines read as many as TCA
-    Trainer trainer(config, datasets::make_task);
-    const int status = run_training(trainer, out / name);
+    auto trainer = parallel ? Trainer::load((out / name / "checkpoint.safetensors").string(), datasets::make_task)
+                            : std::make_unique<Trainer>(config, datasets::make_task);
+    const int status = parallel ? 0 : run_training(*trainer, out / name);
     if (status != 0) return status;
-    const auto& e = trainer.history().evals.back();
+    const auto& e = trainer->history().evals.back();
     if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
     rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
   }

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "app/cli/data_parallel.h"
 #include "app/cli/progress.h"
 #include "core/files.h"
 #include "core/config.h"
@@ -32,59 +33,68 @@ std::string metric_text(const EvalMetrics& e) {
 // Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
 // every run of 'study'. Returns the exit status (0, interrupted or diverged).
 int run_training(Trainer& trainer, const fs::path& out) {
+  // Data parallel: every process trains and evaluates; rank 0 alone writes files and progress.
+  const bool writer = trainer.rank() == 0;
   std::error_code ec;
-  fs::create_directories(out, ec);
+  if (writer) fs::create_directories(out, ec);
   if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
   const auto& cfg = trainer.config();
-  write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
+  if (writer) write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
   const auto checkpoint = (out / "checkpoint.safetensors").string();
   const auto best = (out / "checkpoint_best.safetensors").string();
   auto write_metrics = [&] {
-    write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
+    if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };
 
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
-  cli::Progress progress(trainer.steps_done(), cfg.steps, isatty(STDERR_FILENO));
-  progress.line("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) +
-                " steps, batch " + std::to_string(cfg.batch) + ") on " + trainer.device_name() +
-                " -> " + out.string());
-  for (const auto& w : cfg.warnings()) progress.line("warning: " + w);
+  cli::Progress progress(trainer.steps_done(), cfg.steps, writer && isatty(STDERR_FILENO));
+  auto say = [&](const std::string& text) {
+    if (writer) progress.line(text);
+  };
+  const auto processes = trainer.world_size() > 1 ? " x " + std::to_string(trainer.world_size()) + " processes" : "";
+  say("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) + " steps, batch " +
+      std::to_string(cfg.batch) + ") on " + trainer.device_name() + processes + " -> " + out.string());
+  for (const auto& w : cfg.warnings()) say("warning: " + w);
   auto evaluate_and_save = [&] {
     auto e = trainer.evaluate();
-    trainer.save(checkpoint);
-    if (trainer.last_eval_was_best()) trainer.save(best);
+    if (writer) trainer.save(checkpoint);
+    if (writer && trainer.last_eval_was_best()) trainer.save(best);
     write_metrics();
     char buf[200];
     std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
                   metric_text(e).c_str(), e.tokens_per_query, e.context_size);
-    progress.line(buf);
+    say(buf);
   };
   double smoothed = 0;
   try {
     while (!trainer.finished()) {
-      if (g_interrupted) {
-        trainer.save(checkpoint);
+      if (trainer.any_process(g_interrupted)) {  // all processes stop at the same step
+        if (writer) trainer.save(checkpoint);
         write_metrics();
-        progress.line("interrupted at step " + std::to_string(trainer.steps_done()) +
-                      ": saved " + checkpoint + " (resume with --resume " + checkpoint + ")");
+        say("interrupted at step " + std::to_string(trainer.steps_done()) + ": saved " + checkpoint +
+            " (resume with --resume " + checkpoint + ")");
         return kExitInterrupted;
       }
       auto s = trainer.step();
       smoothed = s.step == 1 ? s.loss : 0.95 * smoothed + 0.05 * s.loss;
       char status[96];
       std::snprintf(status, sizeof status, "loss %.4f", smoothed);
-      progress.update(s.step, status);
+      if (writer) progress.update(s.step, status);
       if (!isatty(STDERR_FILENO) && s.step % (cfg.log_every * 10) == 0)
-        progress.line("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
+        say("step " + std::to_string(s.step) + "/" + std::to_string(cfg.steps) + " " + status);
       if (s.step % cfg.eval_every == 0 && !trainer.finished()) evaluate_and_save();
     }
     evaluate_and_save();
+  } catch (const CommunicationError& e) {
+    progress.finish();
+    return lost_contact(e, trainer.rank());
   } catch (const DivergenceError& e) {
     write_metrics();
     progress.finish();
-    std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                 fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+    if (writer)
+      std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
+                   fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
     return kExitDiverged;
   }
   progress.finish();

@@ -22,6 +22,10 @@ struct DecodeRequest {
   double explore = 0;       // TCA, sampling: share of draws made uniformly over the real children
   bool all_leaves = false;  // TCA: also predict from all leaves (for L_CA)
   bool trace = false;       // TCA: return the retrieval trace
+  // Data-parallel training: this batch is rows [draw_row, draw_row + B) of a batch of draw_batch rows,
+  // and the walk takes its slice of the draws made for all of them, so that N processes draw what one
+  // would (0: the draws are this batch's own).
+  std::int64_t draw_batch = 0, draw_row = 0;
 };
 
 // Per-query retrieval trace of TCA (Algorithm 1), for k levels of the walk.

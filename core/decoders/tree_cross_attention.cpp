@@ -54,6 +54,14 @@ torch::Tensor sampling_log_prob(const torch::Tensor& log_pi, const torch::Tensor
   return torch::log(torch::where(real, mu, torch::ones_like(mu)));
 }
 
+// The walk's uniform draws [k, B*M], level by level: this batch's own, or its rows' slice of the draws
+// for the whole batch of a data-parallel step (the same numbers one process draws).
+torch::Tensor uniform_draws(const DecodeRequest& request, std::int64_t k, std::int64_t B, std::int64_t M,
+                            const torch::TensorOptions& options) {
+  if (request.draw_batch <= 0) return torch::rand({k, B * M}, options);
+  return torch::rand({k, request.draw_batch * M}, options).narrow(1, request.draw_row * M, B * M).contiguous();
+}
+
 }  // namespace
 
 TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
@@ -112,7 +120,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     in.b = b;
     in.k = k;
     // The draws of every level at once: the same numbers as one torch::rand per level.
-    if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = torch::rand({k, B * M}, queries.options());
+    if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = uniform_draws(request, k, B, M, queries.options());
     in.explore = request.explore;
     auto walk = walk_cpu(in);
     walk_rows = walk.rows.view({B, M, k * b});
@@ -137,7 +145,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       if (request.retrieval == Retrieval::Sample) {
         auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
         // The draws of every level at once, as the CPU kernel takes them: the same numbers.
-        if (!draws.defined()) draws = torch::rand({k, B * M}, queries.options());
+        if (!draws.defined()) draws = uniform_draws(request, k, B, M, queries.options());
         action = draw_children(draw, child_mask, draws[level - 1].view({B, M, 1}));
       } else {
         action = pi.argmax(-1, true);

@@ -28,16 +28,16 @@ torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& 
 
 // R minus its baseline, per target (detached).
 torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
-                        const Config& config) {
+                        const Config& config, const BatchMean& batch_mean) {
   torch::NoGradGuard no_grad;
   const bool nce = spec.classification() && config.reward == "nce";
   auto r = nce ? -task_loss(prediction, yt, spec, config.bound_std) : task_metric(prediction, yt, spec, config.bound_std);
-  if (config.rl_baseline == "mean") return r - r.mean();
+  if (config.rl_baseline == "mean") return r - (batch_mean ? batch_mean(r) : r.mean());
   return nce ? r + std::log(double(spec.classes)) : r;
 }
 
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
-                         const Config& config, bool ca_only) {
+                         const Config& config, bool ca_only, const BatchMean& batch_mean) {
   LossTerms t;
   t.tca = task_loss(out.prediction, batch.yt, spec, config.bound_std).mean();
   {
@@ -50,7 +50,7 @@ LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskS
     t.total = ca_only ? config.lambda_ca * t.ca : t.total + config.lambda_ca * t.ca;
   }
   if (out.log_prob.defined() && out.log_prob.requires_grad()) {
-    auto a = advantage(out.prediction, batch.yt, spec, config);
+    auto a = advantage(out.prediction, batch.yt, spec, config, batch_mean);
     t.entropy = out.entropy;
     t.rl = -(a * out.log_prob).mean() - config.entropy_bonus * out.entropy;
     if (!ca_only) t.total = t.total + config.lambda_rl * t.rl;

@@ -2,6 +2,8 @@
 // L = L_TCA + lambda_RL * L_RL + lambda_CA * L_CA.
 #pragma once
 
+#include <functional>
+
 #include <torch/types.h>
 
 #include "core/config.h"
@@ -27,12 +29,15 @@ torch::Tensor task_metric(const torch::Tensor& prediction, const torch::Tensor& 
 // REINFORCE reward minus its baseline, per target [B,M] (detached). Rewards: accuracy, negative
 // cross entropy, or the log-likelihood for regression. Baselines (config rl_baseline): "fixed",
 // the paper's 0 / -log C / 0; "mean", the batch mean of the reward.
+// batch_mean: the mean of a per-row statistic over the whole batch; data-parallel training passes
+// one that averages over every process's rows (empty: the tensor's own mean).
+using BatchMean = std::function<torch::Tensor(const torch::Tensor&)>;
 torch::Tensor advantage(const torch::Tensor& prediction, const torch::Tensor& yt, const TaskSpec& spec,
-                        const Config& config);
+                        const Config& config, const BatchMean& batch_mean = {});
 
 // The objective L_TCA + lambda_RL L_RL + lambda_CA L_CA. With ca_only (TCA's warm-up, Config::ca_warmup)
 // the total is lambda_CA L_CA alone; every term is still computed and reported.
 LossTerms compute_losses(const ModelOutput& out, const Batch& batch, const TaskSpec& spec,
-                         const Config& config, bool ca_only = false);
+                         const Config& config, bool ca_only = false, const BatchMean& batch_mean = {});
 
 }  // namespace retreever

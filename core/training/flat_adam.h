@@ -35,6 +35,10 @@ class FlatAdam {
   torch::Tensor exp_avg_of(std::size_t i) const;
   torch::Tensor exp_avg_sq_of(std::size_t i) const;
   void set_steps_taken(std::int64_t steps);
+  // The flat buffers themselves (data-parallel training all-reduces the gradients and broadcasts
+  // the parameters in a few large transfers); writing them writes every parameter or gradient.
+  torch::Tensor flat_parameters() const { return flat_; }
+  torch::Tensor flat_gradients() const { return grad_; }
 
   // torch::optim::Adam's archive format (param groups and per-parameter state).
   void save(torch::serialize::OutputArchive& archive) const;

@@ -12,6 +12,7 @@
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
 #include "core/training/device.h"
+#include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
 
 namespace retreever {
@@ -20,6 +21,9 @@ namespace {
 // Random streams derived from the seed (see derive_seed): one per purpose.
 // (The evaluation set's stream, 2, belongs to evaluation_set().)
 constexpr std::uint64_t kTrainData = 1, kPolicySampling = 3, kInit = 4;
+// Data-parallel gradients travel in buckets of at most this many values (64 MB of floats): few
+// large transfers, with a bounded staging buffer in the backend.
+constexpr std::int64_t kGradientBucket = std::int64_t(1) << 24;
 
 std::string join(const std::vector<std::string>& lines) {
   std::string s;
@@ -47,6 +51,7 @@ struct Trainer::Impl {
   MetricsHistory history;
   double best = -std::numeric_limits<double>::infinity();
   bool last_best = false;
+  std::shared_ptr<ProcessGroup> group;  // data-parallel training; null: this process alone
 
   void build(const Config& c, const TaskFactory& tasks) {
     auto problems = c.validate();
@@ -97,27 +102,60 @@ StepMetrics Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   const double lr = learning_rate();
   m.model->train();
-  auto batch = m.task->sample(m.config.batch, derive_seed(m.config.seed, kTrainData, m.step), false)
-                   .to(m.device);
+  auto batch = m.task->sample(m.config.batch, derive_seed(m.config.seed, kTrainData, m.step), false);
+  // Data parallel: every process draws the same global batch and trains on its rows of it.
+  const int world = m.group ? m.group->size() : 1;
+  const auto [from, to] = rank_rows(m.config.batch, m.group ? m.group->rank() : 0, world);
+  if (world > 1) batch = batch.rows(from, to);
+  batch = batch.to(m.device);
   torch::manual_seed(derive_seed(m.config.seed, kPolicySampling, m.step));
   DecodeRequest request;
   request.retrieval = Retrieval::Sample;
   request.explore = m.config.explore;
   request.all_leaves = decoder_info(m.config.model).policy && m.config.lambda_ca > 0;
+  if (world > 1) {  // the policy's draws too: this process's slice of the whole batch's
+    request.draw_batch = m.config.batch;
+    request.draw_row = from;
+  }
   auto out = m.model->forward(batch, request);
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
-  auto terms = compute_losses(out, batch, m.spec, m.config, warm_up);
+  // Every loss term is a mean over rows: weighted by this process's share of the rows and summed over
+  // processes it is the whole batch's mean, and so is its gradient. Batch statistics (the REINFORCE
+  // baseline "mean") are summed over the processes before they are used.
+  const double share = double(to - from) / double(m.config.batch);
+  BatchMean batch_mean;
+  if (world > 1)
+    batch_mean = [&](const torch::Tensor& t) {
+      auto sum = t.sum().reshape({1});
+      m.group->all_reduce_sum(sum);
+      return (sum / (double(t.numel()) / share)).reshape({});
+    };
+  auto terms = compute_losses(out, batch, m.spec, m.config, warm_up, batch_mean);
 
   // Gradient clipping and every reported number without a device-to-host wait per value:
   // one transfer per step carries them all (it matters on a GPU).
   m.optimizer->zero_grad();
-  terms.total.backward();
+  if (world > 1) {
+    (terms.total * share).backward();
+    auto grad = m.optimizer->flat_gradients();
+    for (std::int64_t i = 0; i < grad.numel(); i += kGradientBucket) {
+      auto bucket = grad.narrow(0, i, std::min(kGradientBucket, grad.numel() - i));
+      m.group->all_reduce_sum(bucket);
+    }
+  } else {
+    terms.total.backward();
+  }
   auto grad_norm = m.optimizer->grad_norm();
   if (m.config.grad_clip > 0) m.optimizer->scale_grad((m.config.grad_clip / (grad_norm + 1e-6)).clamp_max(1.0));
   auto zero = torch::zeros({}, terms.total.options());
   auto scalar = [&](const torch::Tensor& t) { return t.defined() ? t.detach().reshape({}) : zero; };
-  auto values = torch::stack({scalar(terms.total), grad_norm.detach(), scalar(terms.tca), scalar(terms.ca),
-                              scalar(terms.rl), scalar(terms.entropy), scalar(terms.metric)})
+  auto losses = torch::stack({scalar(terms.total), scalar(terms.tca), scalar(terms.ca), scalar(terms.rl),
+                              scalar(terms.entropy), scalar(terms.metric)});
+  if (world > 1) {  // the whole batch's values, as the gradient's
+    losses = losses * share;
+    m.group->all_reduce_sum(losses);
+  }
+  auto values = torch::cat({losses.narrow(0, 0, 1), grad_norm.detach().reshape({1}), losses.narrow(0, 1, 5)})
                     .to(torch::kCPU, torch::kDouble);
   const double* v = values.data_ptr<double>();
   StepMetrics s;
@@ -149,7 +187,10 @@ EvalMetrics Trainer::evaluate() {
   double total = 0, count = 0, tokens = 0, context = 0, batch_means = 0;
   torch::Tensor per_target;  // [M] sums, while every batch has the same target count
   bool same_targets = true;
-  for (const auto& batch : m.eval_set) {
+  // Data parallel: each process evaluates every world-th batch, and the sums are added up below.
+  const std::size_t world = m.group ? std::size_t(m.group->size()) : 1, rank = m.group ? std::size_t(m.group->rank()) : 0;
+  for (std::size_t i = rank; i < m.eval_set.size(); i += world) {
+    const auto& batch = m.eval_set[i];
     auto out = m.model->forward(batch, DecodeRequest{});
     auto metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std);
     if (m.spec.classification() && metric.dim() == 2 && same_targets) {
@@ -165,6 +206,24 @@ EvalMetrics Trainer::evaluate() {
     const auto n = batch.xc.size(1);
     tokens += double(m.model->tokens_per_query(n)) * double(metric.numel());
     context += double(n) * double(metric.numel());
+  }
+  if (world > 1) {
+    // Per-target sums travel too when every batch of the set has the same target count (accuracy sums
+    // are whole numbers: their total is exact in any order).
+    std::int64_t targets = m.spec.classification() ? m.eval_set.front().yt.size(1) : 0;
+    for (const auto& b : m.eval_set)
+      if (b.yt.size(1) != targets) targets = 0;
+    auto sums = torch::zeros({5 + targets}, torch::kDouble);
+    auto s = sums.accessor<double, 1>();
+    s[0] = total, s[1] = count, s[2] = batch_means, s[3] = tokens, s[4] = context;
+    if (targets > 0 && per_target.defined()) sums.narrow(0, 5, targets).copy_(per_target);
+    sums = sums.to(m.device);
+    m.group->all_reduce_sum(sums);
+    sums = sums.to(torch::kCPU);
+    auto r = sums.accessor<double, 1>();
+    total = r[0], count = r[1], batch_means = r[2], tokens = r[3], context = r[4];
+    same_targets = targets > 0;
+    per_target = targets > 0 ? sums.narrow(0, 5, targets).clone() : torch::Tensor();
   }
   EvalMetrics e;
   e.step = m.step;
@@ -212,5 +271,44 @@ void Trainer::set_total_steps(std::int64_t steps) {
   impl_->config.steps = steps;
 }
 std::string Trainer::device_name() const { return impl_->device.str(); }
+
+void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
+  auto& m = *impl_;
+  if (!group || group->size() <= 1) {
+    m.group.reset();
+    return;
+  }
+  if (m.config.batch < group->size())
+    throw std::invalid_argument("a batch of " + std::to_string(m.config.batch) + " rows cannot be split over " +
+                                std::to_string(group->size()) + " processes: use at most " +
+                                std::to_string(m.config.batch) + " processes or a larger --batch");
+  // The same run everywhere: rank 0's config fingerprint and step against each process's own (the
+  // data folder and the device may be spelt differently on each machine).
+  Config same = m.config;
+  same.data_dir.clear();
+  same.device.clear();
+  const auto fingerprint = std::int64_t(std::hash<std::string>{}(same.to_json()) >> 1);
+  auto mine = torch::tensor({fingerprint, std::int64_t(m.step)}, torch::kLong).to(m.device);
+  auto root = mine.clone();
+  group->broadcast(root, 0);
+  const bool differs = !torch::equal(mine, root);
+  if (group->any(differs))
+    throw std::invalid_argument(
+        differs ? "process " + std::to_string(group->rank()) + " has another config or step than process 0 (step " +
+                      std::to_string(m.step) + " here, " + std::to_string(root[1].item<std::int64_t>()) +
+                      " there): every process must start from the same flags and checkpoint"
+                : "another process has another config or step than process 0: every process must start from the "
+                  "same flags and checkpoint");
+  // Rank 0's parameters everywhere (they are equal already when the seeds are; this makes sure).
+  torch::NoGradGuard no_grad;
+  m.optimizer->zero_grad();  // (re)attaches the parameters to the flat buffer
+  auto parameters = m.optimizer->flat_parameters();
+  group->broadcast(parameters, 0);
+  m.group = std::move(group);
+}
+
+int Trainer::rank() const { return impl_->group ? impl_->group->rank() : 0; }
+int Trainer::world_size() const { return impl_->group ? impl_->group->size() : 1; }
+bool Trainer::any_process(bool flag) { return impl_->group ? impl_->group->any(flag) : flag; }
 
 }  // namespace retreever

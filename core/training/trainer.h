@@ -13,6 +13,8 @@
 
 namespace retreever {
 
+class ProcessGroup;  // core/training/distributed.h
+
 // Training produced a non-finite loss or gradient; the model was not updated.
 struct DivergenceError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -57,6 +59,17 @@ class Trainer {
   void set_peak_learning_rate(double lr);  // rescales the cosine schedule
   void set_total_steps(std::int64_t steps);  // extends or shortens the run
   std::string device_name() const;
+
+  // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
+  // `group`. Each step trains on its rows of the global batch (every process draws the same batch)
+  // and all-reduces the gradients and the batch statistics, so that the run equals one process's
+  // step for step up to float rounding; evaluate() splits the evaluation set and adds up the sums. Checks that every process holds the same config and step,
+  // and starts them from rank 0's parameters. Throws CommunicationError (distributed.h).
+  void set_process_group(std::shared_ptr<ProcessGroup> group);
+  int rank() const;        // 0 without a group
+  int world_size() const;  // 1 without a group
+  // true on every process when any process passes true (one collective with a group).
+  bool any_process(bool flag);
 
  private:
   Trainer();
