@@ -54,7 +54,7 @@ QCPTextElement* title_element(QCustomPlot* plot) {
 }  // namespace
 
 Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
-                              double legend_width, double legend_height) {
+                              double legend_width, double legend_height, int* covered) {
   auto unit = [](double v, double lo, double hi, bool log) {
     if (log) v = std::log10(v), lo = std::log10(lo), hi = std::log10(hi);
     return hi > lo ? (v - lo) / (hi - lo) : 0.5;
@@ -86,8 +86,41 @@ Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, d
   int best = 0;
   for (int i = 1; i < 4; ++i)
     if (counts[i] < counts[best]) best = i;
+  if (covered) *covered = counts[best];
   return corners[best];
 }
+
+namespace {
+
+// The legend inside the axis rect (in a corner) or, where every corner would cover data, in a
+// row of its own below the axes, its entries side by side.
+void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
+  auto* legend = plot->legend;
+  auto* inset = plot->axisRect()->insetLayout();
+  auto* layout = plot->plotLayout();
+  const bool is_outside = legend->layout() == layout;
+  if (outside && !is_outside) {
+    inset->take(legend);
+    layout->addElement(layout->rowCount(), 0, legend);
+    layout->setRowStretchFactor(layout->rowCount() - 1, 0.001);
+    legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    legend->setMargins(QMargins(4, 2, 4, 2));
+  } else if (!outside && is_outside) {
+    layout->take(legend);
+    layout->simplify();
+    inset->addElement(legend, corner);
+    legend->setFillOrder(QCPLayoutGrid::foRowsFirst);
+    legend->setWrap(0);
+  }
+  if (outside) {
+    const int width = plot->width() > 50 ? plot->width() : 900;
+    legend->setWrap(std::max(1, width / 240));  // entries per row
+  } else {
+    inset->setInsetAlignment(0, corner);
+  }
+}
+
+}  // namespace
 
 QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
   plot->clearGraphs();
@@ -176,8 +209,9 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
     const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
     const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
-    plot->axisRect()->insetLayout()->setInsetAlignment(
-        0, emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h));
+    int covered = 0;
+    const auto corner = emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
+    place_legend(plot, covered > 0 && rows > 1, corner);
   }
   int labelled = 0;
   for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();

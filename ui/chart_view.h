@@ -14,7 +14,8 @@ namespace retreever::ui {
 
 // Clears the plot's graphs and items and draws `spec`: title, axis labels and scales, series,
 // references, ranges (padded_range, never of zero size; y_bound and y_min/y_max honoured) and a
-// legend in the corner with the least data. Returns the graph of each series, in order.
+// legend in a corner where it covers no data, else in a row below the axes. Returns the graph of
+// each series, in order.
 QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec);
 
 // Renders `spec` offscreen at spec.width x spec.height and writes a PNG to PATH.tmp, renamed over
@@ -24,8 +25,9 @@ void save_chart_png(const ChartSpec& spec, const std::string& path);
 
 // Which corner of the axis rect a legend box of legend_width x legend_height (shares of the frame)
 // covers least of the spec's markers and lines, once the axes span x_lo..x_hi and y_lo..y_hi (data
-// units): Qt::AlignTop | Qt::AlignRight and so on.
+// units): Qt::AlignTop | Qt::AlignRight and so on. `covered` receives how much data that corner
+// still covers (0: none); draw_chart then puts a legend of several entries below the axes instead.
 Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
-                              double legend_width = 0.3, double legend_height = 0.3);
+                              double legend_width = 0.3, double legend_height = 0.3, int* covered = nullptr);
 
 }  // namespace retreever::ui

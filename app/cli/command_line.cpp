@@ -24,7 +24,10 @@ std::unique_ptr<CLI::App> make_app(const CommandSpec& spec, std::map<std::string
     if (o.value.empty()) {
       app->add_flag("--" + o.name, flags[o.name], description(o));
     } else {
-      app->add_option("--" + o.name, values[o.name], description(o))->type_name(o.value);
+      // Given twice, the last one counts (as a script that appends a flag expects).
+      app->add_option("--" + o.name, values[o.name], description(o))
+          ->type_name(o.value)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     }
   }
   if (!spec.positionals.empty()) app->add_option("args", positionals, "")->type_name(spec.positionals);

@@ -109,6 +109,20 @@ class TestCharts : public QObject {
     QVERIFY(emptiest_corner(spec_of({top}), 0, 10, 0, 10, 0.9, 0.3) & Qt::AlignBottom);
   }
 
+  void a_legend_that_would_cover_data_everywhere_goes_below_the_axes() {
+    QCustomPlot plot;
+    plot.resize(800, 500);
+    // Four lines filling the frame from edge to edge: every corner has data.
+    std::vector<ChartSeries> lines;
+    for (int i = 0; i < 4; ++i) lines.push_back(series({0, 10}, {double(i * 3), double(9 - i * 3)}, "line " + std::to_string(i)));
+    draw_chart(&plot, spec_of(lines));
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
+    // Drawn again with one short series in a corner: back inside the frame.
+    draw_chart(&plot, spec_of({series({0, 1, 2}, {0, 1, 2}, "a"), series({0, 1, 2}, {0, 0.5, 1}, "b")}));
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.axisRect()->insetLayout()));
+    QCOMPARE(plot.plotLayout()->rowCount(), 2);  // title and axes: the legend's row is gone
+  }
+
   void series_in_the_legend_are_the_labelled_ones() {
     QCustomPlot plot;
     auto unlabelled = series({0, 1}, {0, 1}, "");
