@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/cli/parallel_runs.h"
 #include "app/cli/report_budget.h"
 #include "app/cli/report_runs.h"
 #include "app/cli/report_sections.h"
@@ -34,7 +35,9 @@ CommandSpec report_spec() {
            {"only", "SECTIONS", "comma-separated sections to run", {kSections.begin(), kSections.end()}},
            {"no-train", "", "only assemble the report from runs already in DIR (missing runs are listed as missing)", {}},
            {"device", "D", "where to train", Config::choices("device")},
-           {"data", "DIR", "image task: folder of IDX files", {}}},
+           {"data", "DIR", "image task: folder of IDX files", {}},
+           {"parallel", "N", "train the runs that do not exist yet N processes at a time, then write the report", {}},
+           {"devices", "LIST", "the same, one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}}},
           "Runs go to DIR/SECTION/...; a run folder holding the same experiment is reused or resumed, so\n"
           "running the command again continues an interrupted report. The charts (plots/*.png) are drawn\n"
           "with Qt: a retreever built without it (GUI off) writes the tables and CSV, and --no-train on\n"
@@ -67,6 +70,17 @@ int cmd_report(const Args& args, const ChartWriter& charts) {
   fs::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create report folder '" + opt.out.string() + "': " + ec.message());
   const auto t0 = std::chrono::steady_clock::now();
+  if (args.has("parallel") || args.has("devices")) {
+    // A planning pass lists the runs the sections need; they train side by side as child
+    // processes (train_runs_in_parallel); the pass below then reuses them and writes the report.
+    if (opt.no_train) throw UsageError("--parallel and --devices train runs; --no-train trains none: drop one");
+    Runner planner(opt);
+    planner.plan_only();
+    write_report(budget, wanted, planner, opt.out, ChartWriter(), [](const Runner&) { return std::string(); }, nullptr);
+    if (!planner.planned().empty())
+      if (const int status = train_runs_in_parallel(planner.planned(), opt.out, args.str("parallel"), args.str("devices")))
+        return status;
+  }
   Runner runner(opt);
   std::size_t rows = 0;
   auto header = [&](const Runner& done) {

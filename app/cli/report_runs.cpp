@@ -56,7 +56,7 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
                                "); move it away or choose another --out");
     if (trainer->finished()) {
       run.status = "reused";
-    } else if (opt_.no_train) {
+    } else if (opt_.no_train || planning_) {  // planning: the second pass resumes it
       run.status = "unfinished";
       run.history = trainer->history();
       announce(run, " (step " + std::to_string(trainer->steps_done()) + " of " + std::to_string(wanted.steps) + ")");
@@ -66,6 +66,14 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
     }
   } else if (opt_.no_train) {
     announce(run, "");
+    return run;
+  } else if (planning_) {
+    // Listed for the parallel pass. An untrained model reads as many tokens as a trained one, so
+    // the baselines sized from this run are the ones the second pass will ask for.
+    planned_.emplace_back(dir, wanted);
+    run.status = "planned";
+    announce(run, "");
+    run.final_eval = Trainer(wanted, datasets::make_task).evaluate();
     return run;
   } else {
     trainer = std::make_unique<Trainer>(wanted, datasets::make_task);
@@ -85,7 +93,7 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
 }
 
 std::optional<EvalMetrics> Runner::evaluate(const Run& run, const std::function<void(Config&)>& adjust) {
-  if (!run.available()) return std::nullopt;
+  if (!run.available() || run.status == "planned") return std::nullopt;
   auto trainer = Trainer::load((opt_.out / run.dir / "checkpoint.safetensors").string(), datasets::make_task,
                                [&](Config& c) {
                                  local(c);

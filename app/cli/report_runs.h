@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/config.h"
 #include "core/metrics.h"
@@ -61,11 +63,19 @@ class Runner {
   // "3 trained, 5 reused" for the report's header.
   std::string tally() const;
 
+  // Planning (report --parallel): ensure() trains nothing; it lists the runs that have no folder yet
+  // (planned()) so that they can train side by side before the report's real pass reuses them.
+  void plan_only() { planning_ = true; }
+  bool planning() const { return planning_; }
+  const std::vector<std::pair<std::string, Config>>& planned() const { return planned_; }
+
  private:
   void local(Config& c) const;
   void announce(const Run& run, const std::string& extra);
 
   Options opt_;
+  bool planning_ = false;
+  std::vector<std::pair<std::string, Config>> planned_;
   int index_ = 0;
   std::map<std::string, int> counts_;
 };

@@ -579,6 +579,7 @@ int write_report(const Budget& budget, const std::function<bool(const std::strin
     rep.text("\n**The report stopped early** (a run was interrupted or diverged); run the same command "
              "again to continue.\n");
   }
+  if (runner.planning()) return status;
   rep.write(header(runner));
   if (rows) *rows = rep.rows().size();
   return status;

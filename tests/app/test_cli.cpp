@@ -530,6 +530,28 @@ class TestCli : public QObject {
     expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "context points from 3 to 47");
   }
 
+  // --parallel: the runs train side by side first, then the report reuses them; the same numbers as
+  // one run after another.
+  void report_parallel_trains_side_by_side_with_the_same_results() {
+    const auto budget = write_budget("budget_parallel.json", 6);
+    const auto one = file("report_one"), two = file("report_two");
+    auto a = run({"report", "--out", one, "--config", budget, "--only", "copy"});
+    QVERIFY2(a.code == 0, qPrintable(a.err));
+    auto b = run({"report", "--out", two, "--config", budget, "--only", "copy", "--parallel", "2"});
+    QVERIFY2(b.code == 0, qPrintable(b.err));
+    QVERIFY2(b.err.contains("2 at a time"), qPrintable(b.err));
+    QVERIFY2(!b.err.contains(": trained"), qPrintable(b.err));  // the report's pass only reuses
+    const auto ra = csv_rows(one + "/report.csv"), rb = csv_rows(two + "/report.csv");
+    QCOMPARE(ra.size(), rb.size());
+    QVERIFY(ra.size() >= 4);
+    for (int i = 1; i < ra.size(); ++i) {
+      QCOMPARE(rb[i][2], ra[i][2]);                            // run
+      QVERIFY2(std::abs(rb[i][5].toDouble() - ra[i][5].toDouble()) < 1e-6, qPrintable(rb[i].join(',')));
+    }
+    QVERIFY(QFile::exists(two + "/copy/N8/tca/train.log"));
+    expect_refusal({"report", "--out", two, "--config", budget, "--no-train", "--parallel", "2"}, "--no-train");
+  }
+
   void report_no_train_lists_missing_runs() {
     const auto out = file("empty-report");
     auto r = run({"report", "--out", out, "--config", write_budget("budget3.json", 10), "--no-train"});
