@@ -50,9 +50,13 @@ std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
            {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
-           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"block", &block}, {"device", &device}, {"kernel", &kernel},
+           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"block", &block}, {"kernel", &kernel},
            {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}})
     check_choice(e, field, *value, choices(field));
+  // A GPU of several is named "cuda:K" (core/devices.h; the device is checked when a run starts).
+  const bool gpu_index = device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() <= 9 &&
+                         device.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (!gpu_index) check_choice(e, "device", device, choices("device"));
   auto positive = [&](const char* field, std::int64_t v) {
     if (v <= 0) e.push_back(std::string(field) + ": must be positive, got " + std::to_string(v) + ".");
   };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/devices.h"
 #include "core/registry.h"
 
 #include <QCheckBox>
@@ -102,7 +103,11 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"adam_beta1", tr("Adam β1"), tr("Adam's first-moment decay: 0.9 is PyTorch's default; the reference code trains the copy task with 0.1.")});
   addField(form, {"grad_clip", tr("Gradient clip"), tr("Largest global gradient norm (0 turns clipping off).")});
   addField(form, {"seed", tr("Seed"), tr("Seeds the data, the initial weights and the policy's sampling.")});
-  addField(form, {"device", tr("Device"), tr("Where to train: auto picks CUDA when this build sees a GPU."), choice_list("device")});
+  QStringList devices;
+  for (const auto& d : device_names()) devices << QString::fromStdString(d);
+  addField(form, {"device", tr("Device"),
+                  tr("Where to train: auto picks CUDA when this build sees a GPU; with several GPUs, cuda:K picks one."),
+                  devices});
   addField(form, {"eval_every", tr("Evaluate every"), tr("Steps between evaluations on the fixed evaluation set.")});
   addField(form, {"eval_batches", tr("Eval batches"), tr("Batches in the fixed evaluation set.")});
   addField(form, {"log_every", tr("Log every"), tr("Steps between rows of the metrics CSV.")});
@@ -236,7 +241,7 @@ void ExperimentPanel::revalidate() {
   if (problems.isEmpty()) {
     const auto c = config();
     const double available = available_memory_bytes();
-    const auto refusal = QString::fromStdString(c.device == "cuda" ? std::string() : memory_refusal(c, available));
+    const auto refusal = QString::fromStdString(c.device.rfind("cuda", 0) == 0 ? std::string() : memory_refusal(c, available));
     if (!refusal.isEmpty()) {
       problems << refusal;
       for (const char* k : {"batch", "d_model", "eval_batches"}) bad.insert(k);

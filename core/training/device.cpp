@@ -1,5 +1,8 @@
 #include "device.h"
 
+#include "core/devices.h"
+
+#include <algorithm>
 #include <stdexcept>
 
 #include <cstdlib>
@@ -43,7 +46,27 @@ torch::Device resolve_device(const std::string& name) {
     throw std::runtime_error("--device cuda was asked for, but this LibTorch build sees no CUDA GPU; "
                              "use --device cpu or auto");
   }
-  throw std::invalid_argument("unknown device '" + name + "'; use auto|cpu|cuda");
+  if (name.rfind("cuda:", 0) == 0) {  // one GPU of several
+    const std::string index = name.substr(5);
+    const int count = cuda_device_count();
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos || index.size() > 4 ||
+        std::stoi(index) >= count)
+      throw std::runtime_error("--device " + name + ": this machine has " + std::to_string(count) +
+                               " CUDA GPU(s), numbered from 0; use cuda:0.." + std::to_string(std::max(0, count - 1)) +
+                               ", cuda or cpu");
+    return torch::Device(torch::kCUDA, torch::DeviceIndex(std::stoi(index)));
+  }
+  throw std::invalid_argument("unknown device '" + name + "'; use auto|cpu|cuda|cuda:K");
+}
+
+int cuda_device_count() { return torch::cuda::is_available() ? int(torch::cuda::device_count()) : 0; }
+
+std::vector<std::string> device_names() {
+  std::vector<std::string> names = {"auto", "cpu", "cuda"};
+  const int count = cuda_device_count();
+  if (count > 1)
+    for (int k = 0; k < count; ++k) names.push_back("cuda:" + std::to_string(k));
+  return names;
 }
 
 }  // namespace retreever

@@ -2,7 +2,9 @@
 #include <QtTest>
 
 #include "core/config.h"
+#include "core/devices.h"
 #include "core/registry.h"
+#include "core/training/device.h"
 
 using namespace retreever;
 
@@ -108,6 +110,28 @@ class TestConfig : public QObject {
     std::vector<std::string> names;
     for (const auto& d : decoders()) names.push_back(d.name);
     QVERIFY(names == Config::choices("model"));
+  }
+
+  void one_gpu_of_several_is_named_cuda_k() {
+    Config c;
+    c.device = "cuda:1";
+    QVERIFY(c.validate().empty());
+    for (const char* bad : {"cuda:", "cuda:x", "cuda:-1", "gpu"}) {
+      c.device = bad;
+      QVERIFY2(!c.validate().empty() && c.validate()[0].rfind("device: ", 0) == 0, bad);
+    }
+    // The menu lists what this machine has: the three names, and cuda:K only with several GPUs.
+    const auto names = device_names();
+    QCOMPARE(std::vector<std::string>(names.begin(), names.begin() + 3), (std::vector<std::string>{"auto", "cpu", "cuda"}));
+    QCOMPARE(int(names.size()), cuda_device_count() > 1 ? 3 + cuda_device_count() : 3);
+    if (cuda_device_count() == 0) {
+      try {
+        resolve_device("cuda:3");
+        QFAIL("a GPU that does not exist was accepted");
+      } catch (const std::exception& e) {
+        QVERIFY2(std::string(e.what()).find("has 0 CUDA GPU(s)") != std::string::npos, e.what());
+      }
+    }
   }
 
   void exploration_on_regression_is_warned_about_not_refused() {

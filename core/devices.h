@@ -1,0 +1,16 @@
+// The devices this machine can train on, torch-free (the studio's device menu asks).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace retreever {
+
+// GPUs LibTorch sees (0 in a CPU-only build).
+int cuda_device_count();
+
+// "auto", "cpu", "cuda", and "cuda:0" .. "cuda:K-1" where there are several GPUs: the values
+// Config::device accepts on this machine, in the order menus list them.
+std::vector<std::string> device_names();
+
+}  // namespace retreever
