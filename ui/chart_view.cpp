@@ -211,7 +211,11 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
     int covered = 0;
     const auto corner = emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
-    place_legend(plot, covered > 0 && rows > 1, corner);
+    int shown = 0;
+    for (const auto& s : spec.series) shown += !s.label.empty() && !s.x.empty();
+    // A hidden legend still takes its layout row: only a shown one goes below the axes.
+    const bool visible = spec.legend && shown > 0 && shown <= 12;
+    place_legend(plot, visible && covered > 0 && rows > 1, corner);
   }
   int labelled = 0;
   for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();

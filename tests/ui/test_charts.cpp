@@ -121,6 +121,12 @@ class TestCharts : public QObject {
     draw_chart(&plot, spec_of({series({0, 1, 2}, {0, 1, 2}, "a"), series({0, 1, 2}, {0, 0.5, 1}, "b")}));
     QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.axisRect()->insetLayout()));
     QCOMPARE(plot.plotLayout()->rowCount(), 2);  // title and axes: the legend's row is gone
+    // A chart without a legend never gives it a row, however crowded.
+    ChartSpec hidden = spec_of(lines);
+    hidden.legend = false;
+    draw_chart(&plot, hidden);
+    QVERIFY(!plot.legend->visible());
+    QCOMPARE(plot.plotLayout()->rowCount(), 2);
   }
 
   void series_in_the_legend_are_the_labelled_ones() {
