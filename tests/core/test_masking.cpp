@@ -9,20 +9,13 @@
 #include <torch/torch.h>
 
 #include "core/nn/blocks.h"
+#include "tests/checks.h"
 
 using namespace retreever;
 
 namespace {
 
-int failures = 0, checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using retreever::testing::expect;
 
 const char* name(torch::ScalarType t) { return c10::toString(t); }
 
@@ -91,6 +84,5 @@ int main() {
   masked_score_is_finite_in_every_dtype();
   for (auto t : {torch::kFloat, torch::kBFloat16, torch::kHalf}) weights_in(t);
   all_masked_row_in_shared_attention_is_uniform();
-  std::printf("%s: %d of %d checks failed\n", failures ? "FAILED" : "PASSED", failures, checks);
-  return failures ? 1 : 0;
+  return retreever::testing::checks().summary();
 }

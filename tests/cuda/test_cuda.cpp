@@ -15,21 +15,13 @@
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
+#include "tests/checks.h"
 
 using namespace retreever;
 
 namespace {
 
-int failures = 0, checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL: %s\n", what.c_str());
-    std::fflush(stdout);
-  }
-}
+using retreever::testing::expect;
 
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble).cpu() - b.to(torch::kDouble).cpu()).abs().max().item<double>();
@@ -227,6 +219,5 @@ int main() {
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   low_precision_masks_stay_finite_on_the_gpu();
-  std::printf("%s: %d of %d checks failed\n", failures ? "FAILED" : "PASSED", failures, checks);
-  return failures ? 1 : 0;
+  return retreever::testing::checks().summary();
 }
