@@ -220,7 +220,6 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
   int labelled = 0;
   for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();
   plot->legend->setVisible(spec.legend && labelled > 0 && labelled <= 12);
-  plot->legend->setBrush(QColor(255, 255, 255, 215));  // data stays visible through it
   return graphs;
 }
 
