@@ -113,9 +113,19 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
     legend->setWrap(0);
   }
   if (outside) {
+    // As many entries per row as the widest fits, and the row as tall as its entries need.
     const int width = plot->width() > 50 ? plot->width() : 900;
-    legend->setWrap(std::max(1, width / 240));  // entries per row
+    const QFontMetrics metrics(legend->font());
+    int widest = 0;
+    for (int i = 0; i < legend->itemCount(); ++i)
+      if (auto* item = qobject_cast<QCPPlottableLegendItem*>(legend->item(i)))
+        widest = std::max(widest, metrics.horizontalAdvance(item->plottable()->name()));
+    widest += legend->iconSize().width() + legend->iconTextPadding() + 16;
+    legend->setWrap(std::max(1, (width - 40) / std::max(60, widest + legend->columnSpacing())));
+    legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
+    layout->setMargins(QMargins(0, 0, 0, 6));  // the legend's bottom border inside the picture
   } else {
+    layout->setMargins(QMargins(0, 0, 0, 0));
     inset->setInsetAlignment(0, corner);
   }
 }
