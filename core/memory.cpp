@@ -22,7 +22,16 @@ std::string memory_text(double bytes) {
   return buf;
 }
 
-std::string memory_refusal(const Config& c, double available) {
+std::string memory_refusal(const Config& c, double available, int processes) {
+  if (processes > 1) {  // data parallel on one machine: each process holds a share of the batch
+    Config share = c;
+    share.batch = (c.batch + processes - 1) / processes;
+    const double each = share.memory_estimate().total(), need = processes * each;
+    if (available <= 0 || need <= 0.9 * available) return "";
+    return "memory: " + std::to_string(processes) + " processes need about " + memory_text(need) + " together (" +
+           memory_text(each) + " each: every process holds the parameters, the optimiser and the evaluation set) but " +
+           memory_text(available) + " is available; use fewer processes or lower " + share.memory_estimate().largest_share() + ".";
+  }
   const auto need = c.memory_estimate();
   if (available <= 0 || need.total() <= 0.9 * available) return "";
   return "memory: this run needs about " + memory_text(need.total()) + " (parameters and optimiser " +

@@ -16,6 +16,7 @@ std::string memory_text(double bytes);
 
 // Empty when the config's estimate (Config::memory_estimate) fits in `available` bytes (with a
 // margin); otherwise one line saying what the run needs, what there is and which setting to lower.
-std::string memory_refusal(const Config& config, double available);
+// processes > 1: that many data-parallel processes on this machine, each with its share of the batch.
+std::string memory_refusal(const Config& config, double available, int processes = 1);
 
 }  // namespace retreever

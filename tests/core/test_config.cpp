@@ -3,6 +3,7 @@
 
 #include "core/config.h"
 #include "core/devices.h"
+#include "core/memory.h"
 #include "core/registry.h"
 #include "core/training/device.h"
 
@@ -110,6 +111,20 @@ class TestConfig : public QObject {
     std::vector<std::string> names;
     for (const auto& d : decoders()) names.push_back(d.name);
     QVERIFY(names == Config::choices("model"));
+  }
+
+  void data_parallel_processes_are_counted_together_for_memory() {
+    // A large evaluation set, which every process holds: one process fits, four do not.
+    Config c = Config::preset("gp");
+    c.eval_batches = 2000;
+    c.eval_batch = 64;
+    const double one = c.memory_estimate().total();
+    QVERIFY(memory_refusal(c, 1.5 * one).empty());
+    QVERIFY(memory_refusal(c, 1.5 * one, 1).empty());
+    const auto refusal = memory_refusal(c, 1.5 * one, 4);
+    QVERIFY2(refusal.find("memory: 4 processes need about") == 0, refusal.c_str());
+    QVERIFY(refusal.find("use fewer processes") != std::string::npos);
+    QVERIFY(memory_refusal(c, 100 * one, 4).empty());  // room enough for all four
   }
 
   void one_gpu_of_several_is_named_cuda_k() {
