@@ -13,6 +13,7 @@
 #include "app/cli/data_parallel.h"
 #include "app/cli/parallel_runs.h"
 #include "app/cli/report.h"
+#include "app/cli/report_budget.h"
 #include "app/cli/training_run.h"
 #include "core/files.h"
 #include "core/inspection.h"
@@ -100,7 +101,7 @@ CommandSpec study_spec() {
   return {"study",
           "train and compare several runs: reward, ordering or models",
           "reward|ordering|models",
-          {{"out", "DIR", "where the runs and study.md, study.csv go (required)", {}},
+          {{"out", "DIR", "where the runs and study.md, study.csv, plots/ go (required)", {}},
            {"task", "TASK", "the task (reward: copy; ordering: image by default)", choices("task")},
            {"config", "FILE.json", "the budget (steps, batch, ...) for all runs", {}},
            {"seq-len", "N", "copy task: sequence length", {}},
@@ -114,7 +115,8 @@ CommandSpec study_spec() {
            {"devices", "LIST", "train one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}}},
           "reward: TCA with the accuracy and the negative cross-entropy reward (the paper's Table 3).\n"
           "ordering: TCA with each tree ordering. models: every decoder, the sized ones reading as many\n"
-          "tokens as TCA. Each run goes to DIR/NAME/ as 'train' writes it."};
+          "tokens as TCA. A study is a built-in budget of 'report' with one section: its runs go to\n"
+          "DIR/SECTION/... as 'train' writes them, and are reused or resumed when the command runs again."};
 }
 
 CommandSpec convert_spec() {
@@ -295,79 +297,23 @@ int cmd_inspect(const Args& args) {
   return 0;
 }
 
-int cmd_study(const Args& args) {
+int cmd_study(const Args& args, const ChartWriter& charts) {
   if (args.positionals().size() != 1)
     throw UsageError("name one study: retreever study reward|ordering|models --out DIR");
   const std::string kind = args.positionals()[0];
-  if (kind != "reward" && kind != "ordering" && kind != "models")
-    throw UsageError("unknown study '" + kind + "'; use reward, ordering or models");
-  const fs::path out = args.required("out");
-  if (kind == "reward" && args.has("task") && args.str("task") != "copy")
-    throw UsageError("the reward study runs on the copy task (classification)");
-  Config base = config_from_args(args, kind == "reward" ? "copy" : kind == "ordering" ? "image" : "copy");
-  base.model = "tca";
-  std::vector<std::pair<std::string, Config>> runs;
-  if (kind == "reward") {
-    for (const auto& r : Config::choices("reward")) {
-      Config c = base;
-      c.reward = r;
-      runs.emplace_back("tca_" + r, c);
-    }
-  } else if (kind == "ordering") {
-    for (const auto& o : Config::choices("ordering")) {
-      Config c = base;
-      c.ordering = o;
-      if (task_info(c.task).view != "image" && o == "sort_x2") continue;  // 1-D inputs have no x2
-      runs.emplace_back("tca_" + o, c);
-    }
-  } else {
-    for (const auto& d : decoders()) runs.emplace_back(d.name, base);
-  }
-  struct Row {
-    std::string name, model, metric;
-    double value, tokens, context;
-  };
-  std::vector<Row> rows;
-  std::int64_t tca_tokens = 0;
-  // --parallel / --devices (app/cli/parallel_runs.h): the runs train as child processes first, and the
-  // loop reads their results. An untrained TCA reads as many tokens as a trained one.
-  const bool parallel = args.has("parallel") || args.has("devices");
-  if (parallel && kind == "models") tca_tokens = std::lround(Trainer(base, datasets::make_task).evaluate().tokens_per_query);
-  for (auto& [name, config] : runs)
-    if (parallel && kind == "models") config = sized_like(config, name, tca_tokens);
-  if (parallel)
-    if (const int status = train_runs_in_parallel(runs, out, args.str("parallel"), args.str("devices"))) return status;
-  for (auto& [name, config] : runs) {
-    if (kind == "models") config = sized_like(config, name, tca_tokens);  // baselines read as many as TCA
-    auto trainer = parallel ? Trainer::load((out / name / "checkpoint.safetensors").string(), datasets::make_task)
-                            : std::make_unique<Trainer>(config, datasets::make_task);
-    const int status = parallel ? 0 : run_training(*trainer, out / name);
-    if (status != 0) return status;
-    const auto& e = trainer->history().evals.back();
-    if (name == "tca") tca_tokens = std::int64_t(std::lround(e.tokens_per_query));
-    rows.push_back({name, config.model, e.metric, e.value, e.tokens_per_query, e.context_size});
-  }
-  Table table;
-  table.header = {"run", "model", "metric", "value", "tokens/query", "context N", "tokens %"};
-  table.right = {false, false, false, true, true, true, true};
-  Table csv_table;
-  csv_table.header = {"run", "model", "metric", "value", "tokens_per_query", "context_size"};
-  for (const auto& r : rows) {
-    const bool acc = r.metric == "accuracy";
-    table.add({r.name, r.model, acc ? "accuracy %" : r.metric, format_number("%.3f", acc ? 100 * r.value : r.value),
-               format_number("%.1f", r.tokens), format_number("%.1f", r.context),
-               format_number("%.1f", 100 * r.tokens / r.context)});
-    csv_table.add({r.name, r.model, r.metric, format_number("%.6g", r.value), format_number("%.6g", r.tokens),
-                   format_number("%.6g", r.context)});
-  }
-  const std::string md = "# retreever study " + kind + "\n\ntask " + base.task + ", " + std::to_string(base.steps) +
-                         " steps, batch " + std::to_string(base.batch) + ", seed " + std::to_string(base.seed) +
-                         "\n\n" + table.markdown();
-  const std::string csv = csv_table.csv();
-  write_file_atomic((out / "study.md").string(), md);
-  write_file_atomic((out / "study.csv").string(), csv);
-  std::printf("%s", md.c_str());
-  return 0;
+  if (std::find(report::kStudies.begin(), report::kStudies.end(), kind) == report::kStudies.end())
+    throw UsageError("unknown study '" + kind + "'; use " + join_choices(report::kStudies));
+  if (kind == "reward" && args.has("task") && !task_info(args.str("task")).classification)
+    throw UsageError("the reward study runs on the copy task (classification): drop --task or use --task copy");
+  const Config base = config_from_args(args, kind == "ordering" ? "image" : "copy");
+  ReportJob job;
+  job.title = "retreever study " + kind;
+  job.stem = "study";
+  job.device = base.device;
+  job.data_dir = base.data_dir;
+  job.parallel = args.str("parallel");
+  job.devices = args.str("devices");
+  return run_report(report::study_budget(kind, base), args.required("out"), job, args, charts);
 }
 
 int cmd_convert(const Args& args) {
@@ -402,7 +348,7 @@ std::vector<Command> commands() {
           {eval_spec(), cmd_eval},
           {inspect_spec(), cmd_inspect},
           {bench_spec(), cmd_bench},
-          {study_spec(), cmd_study},
+          {study_spec(), [charts](const Args& a) { return cmd_study(a, charts); }},
           {report_spec(), [charts](const Args& a) { return cmd_report(a, charts); }},
           {convert_spec(), cmd_convert}};
 }

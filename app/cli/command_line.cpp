@@ -55,7 +55,7 @@ std::string Args::help(const CommandSpec& spec) {
   return app->help();
 }
 
-Args::Args(const CommandSpec& spec, const std::vector<std::string>& argv) : command_(spec.name) {
+Args::Args(const CommandSpec& spec, const std::vector<std::string>& argv) : command_(spec.name), argv_(argv) {
   std::map<std::string, std::string> values;
   std::map<std::string, bool> flags;
   auto app = make_app(spec, values, flags, positionals_);
@@ -94,6 +94,13 @@ Args::Args(const CommandSpec& spec, const std::vector<std::string>& argv) : comm
       values_[o.name] = values[o.name];
     }
   }
+}
+
+std::string Args::command_line() const {
+  std::string s = "retreever " + command_;
+  for (const auto& a : argv_)
+    s += " " + (a.empty() || a.find_first_of(" \t'\"$") != std::string::npos ? "'" + a + "'" : a);
+  return s;
 }
 
 std::string Args::str(const std::string& name, const std::string& fallback) const {

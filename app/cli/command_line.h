@@ -46,9 +46,12 @@ class Args {
   long long integer(const std::string& name, long long fallback) const;
   double number(const std::string& name, double fallback) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
+  // "retreever COMMAND ARGS...", as given (for a report's "reproduce" line).
+  std::string command_line() const;
 
  private:
   std::string command_;
+  std::vector<std::string> argv_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positionals_;
 };

@@ -198,16 +198,7 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
 int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
                            const std::filesystem::path& out, const std::string& parallel_option,
                            const std::string& devices_option) {
-  int parallel = 1;
-  std::vector<std::string> devices;
-  try {
-    if (!devices_option.empty()) devices = parse_devices(devices_option);
-    if (!parallel_option.empty())
-      parallel = parse_parallel(parallel_option,
-                                4 * std::max(1, int(std::thread::hardware_concurrency())));
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  const auto [parallel, devices] = parallel_options(parallel_option, devices_option);
   namespace fs = std::filesystem;
   std::vector<Job> jobs;
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));
@@ -285,6 +276,20 @@ std::string self_executable() {
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) throw std::runtime_error("cannot find this program's own path (/proc/self/exe)");
   return std::string(buf, std::size_t(n));
+}
+
+std::pair<int, std::vector<std::string>> parallel_options(const std::string& parallel_option,
+                                                         const std::string& devices_option) {
+  int parallel = 1;
+  std::vector<std::string> devices;
+  try {
+    if (!devices_option.empty()) devices = parse_devices(devices_option);
+    if (!parallel_option.empty())
+      parallel = parse_parallel(parallel_option, 4 * std::max(1, int(std::thread::hardware_concurrency())));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return {parallel, devices};
 }
 
 int parse_parallel(const std::string& value, int max) {

@@ -68,6 +68,8 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
 // "--parallel N": N >= 1, at most max; or "--devices cuda:0,cuda:1": the list, each "cpu" or
 // "cuda:K", no repeats. Throw std::invalid_argument naming the option and the fix.
 int parse_parallel(const std::string& value, int max);
+// Both options checked (UsageError naming the fix): the processes at a time and the devices.
+std::pair<int, std::vector<std::string>> parallel_options(const std::string& parallel, const std::string& devices);
 std::vector<std::string> parse_devices(const std::string& value);
 
 }  // namespace retreever::cli

@@ -45,61 +45,69 @@ CommandSpec report_spec() {
 }
 
 int cmd_report(const Args& args, const ChartWriter& charts) {
-  Options opt;
-  opt.out = args.required("out");
-  opt.no_train = args.has("no-train");
-  opt.device = args.str("device", "auto");
-  opt.data_dir = args.str("data");
-  check_choice("--device", opt.device, {"auto", "cpu", "cuda"});
-  const Budget budget = load_budget(args.str("config"));
-  std::set<std::string> only;
+  ReportJob job;
+  job.no_train = args.has("no-train");
+  job.device = args.str("device", "auto");
+  job.data_dir = args.str("data");
+  job.parallel = args.str("parallel");
+  job.devices = args.str("devices");
+  check_choice("--device", job.device, {"auto", "cpu", "cuda"});
   if (args.has("only")) {
     std::stringstream ss(args.str("only"));
     for (std::string part; std::getline(ss, part, ',');) {
       if (std::find(kSections.begin(), kSections.end(), part) == kSections.end())
         throw UsageError("--only: unknown section '" + part + "'; use copy, reward, gp, image or ordering");
-      only.insert(part);
+      job.only.insert(part);
     }
   }
-  auto wanted = [&](const std::string& s) { return budget.sections.count(s) && (only.empty() || only.count(s)); };
+  return run_report(load_budget(args.str("config")), args.required("out"), job, args, charts);
+}
+
+int run_report(const Budget& budget, const std::string& out_dir, const ReportJob& job, const Args& args,
+               const ChartWriter& charts) {
+  Options opt;
+  opt.out = out_dir;
+  opt.no_train = job.no_train;
+  opt.device = job.device;
+  opt.data_dir = job.data_dir;
+  auto wanted = [&](const std::string& s) { return budget.sections.count(s) && (job.only.empty() || job.only.count(s)); };
   bool any = false;
   for (const auto& s : kSections) any = any || wanted(s);
   if (!any) throw UsageError("the budget '" + budget.name + "' has none of the sections --only names");
+  const bool parallel = !job.parallel.empty() || !job.devices.empty();
+  if (parallel && opt.no_train) throw UsageError("--parallel and --devices train runs; --no-train trains none: drop one");
+  if (parallel) parallel_options(job.parallel, job.devices);  // refused before any run is planned
 
   std::error_code ec;
   fs::create_directories(opt.out, ec);
-  if (ec) throw std::runtime_error("cannot create report folder '" + opt.out.string() + "': " + ec.message());
+  if (ec) throw std::runtime_error("cannot create folder '" + opt.out.string() + "': " + ec.message());
   const auto t0 = std::chrono::steady_clock::now();
-  if (args.has("parallel") || args.has("devices")) {
+  if (parallel) {
     // A planning pass lists the runs the sections need; they train side by side as child
     // processes (train_runs_in_parallel); the pass below then reuses them and writes the report.
-    if (opt.no_train) throw UsageError("--parallel and --devices train runs; --no-train trains none: drop one");
     Runner planner(opt);
     planner.plan_only();
-    write_report(budget, wanted, planner, opt.out, ChartWriter(), [](const Runner&) { return std::string(); }, nullptr);
+    write_report(budget, wanted, planner, opt.out, job.stem, ChartWriter(), [](const Runner&) { return std::string(); },
+                 nullptr);
     if (!planner.planned().empty())
-      if (const int status = train_runs_in_parallel(planner.planned(), opt.out, args.str("parallel"), args.str("devices")))
-        return status;
+      if (const int status = train_runs_in_parallel(planner.planned(), opt.out, job.parallel, job.devices)) return status;
   }
   Runner runner(opt);
   std::size_t rows = 0;
   auto header = [&](const Runner& done) {
-  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-  std::string command = "retreever report --out " + opt.out.string() +
-                        (args.has("config") ? " --config " + args.str("config") : "") +
-                        (args.has("only") ? " --only " + args.str("only") : "");
-  std::string header = "# ReTreever reproduction report\n\nBudget **" + budget.name + "**: " + budget.description +
-                       ". Seed " + std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
-                       format_number("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
-                       " CPU threads (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + command +
-                       "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
-                       "(open them in ReTreever Studio or with `retreever eval/inspect`). Status column: "
-                       "trained / resumed now, reused from an earlier invocation, missing or unfinished "
-                       "(with --no-train).\n\n";
-  return header;
+    const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+    return "# " + job.title + "\n\nBudget **" + budget.name + "**: " + budget.description + ". Seed " +
+           std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
+           format_number("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
+           " CPU threads (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
+           "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
+           "(open them in ReTreever Studio or with `retreever eval/inspect`). Status column: "
+           "trained / resumed now, reused from an earlier invocation, missing or unfinished "
+           "(with --no-train).\n\n";
   };
-  const int status = write_report(budget, wanted, runner, opt.out, charts, header, &rows);
-  std::printf("report: %s (%zu rows), report.csv, plots/\n", (opt.out / "report.md").string().c_str(), rows);
+  const int status = write_report(budget, wanted, runner, opt.out, job.stem, charts, header, &rows);
+  std::printf("%s: %s (%zu rows), %s.csv, plots/\n", job.stem.c_str(), (opt.out / (job.stem + ".md")).string().c_str(),
+              rows, job.stem.c_str());
   return status;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,5 +19,23 @@ using ChartWriter = std::function<void(const ChartSpec& spec, const std::string&
 // how to draw it.
 CommandSpec report_spec();
 int cmd_report(const Args& args, const ChartWriter& charts = {});
+
+namespace report {
+struct Budget;
+}
+
+// What 'report' and 'study' (a built-in budget of one section, report_budget.h's study_budget)
+// share: trains the budget's runs into `out` (side by side with `parallel` / `devices`) and writes
+// OUT/STEM.md, STEM.csv and plots/. `args` is quoted in the header as the command that reproduces it.
+struct ReportJob {
+  std::string title = "ReTreever reproduction report";
+  std::string stem = "report";
+  std::set<std::string> only;  // sections to run; empty: every section of the budget
+  std::string device = "auto", data_dir;
+  bool no_train = false;
+  std::string parallel, devices;
+};
+int run_report(const report::Budget& budget, const std::string& out, const ReportJob& job, const Args& args,
+               const ChartWriter& charts);
 
 }  // namespace retreever::cli

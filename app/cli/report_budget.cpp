@@ -6,6 +6,7 @@
 #include "app/cli/report_budgets.h"  // generated from resources/report/*.json
 #include "core/config.h"
 #include "core/files.h"
+#include "core/registry.h"
 
 namespace retreever::cli::report {
 
@@ -14,6 +15,14 @@ const std::vector<std::string> kSections = {"copy", "reward", "gp", "image", "or
 
 namespace {
 std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+bool count(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+// The orderings that apply to a task's inputs: sorting by x2 needs 2-D inputs (images).
+std::vector<std::string> orderings_for(const std::string& task) {
+  std::vector<std::string> out;
+  for (const auto& o : Config::choices("ordering"))
+    if (o != "sort_x2" || task_info(task).view == "image") out.push_back(o);
+  return out;
+}
 }  // namespace
 
 
@@ -91,6 +100,10 @@ Budget parse_budget(const std::string& text, const std::string& name) {
           s.eval_context = f->get<std::int64_t>();
         } else if (field == "orderings" && key == "ordering") {
           s.variants = string_list(*f, at, as_set(Config::choices("ordering")));
+        } else if (field == "task" && key == "ordering") {
+          if (!f->is_string()) throw std::runtime_error(at + ": expected a task name");
+          check_choice(at, f->get<std::string>(), as_set(Config::choices("task")));
+          s.task = f->get<std::string>();
         } else {
           throw std::runtime_error(at + ": unknown field (see resources/report/laptop.json for the format)");
         }
@@ -101,7 +114,12 @@ Budget parse_budget(const std::string& text, const std::string& name) {
       if (s.variants.empty())
         s.variants = key == "gp"      ? std::vector<std::string>{"rbf", "matern"}
                      : key == "image" ? std::vector<std::string>{"seen", "unseen"}
-                                      : std::vector<std::string>{"given", "sort_x1", "sort_x2", "kdtree"};
+                                      : orderings_for(s.task);
+      if (key == "ordering")
+        for (const auto& o : s.variants)
+          if (!count(orderings_for(s.task), o))
+            throw std::runtime_error(where + ".orderings: '" + o + "' needs 2-D inputs; the " + s.task +
+                                     " task's are 1-D: drop it");
       // TCA runs first: Perceiver IO and Treeformer take their sizes from what TCA reads.
       std::stable_partition(s.models.begin(), s.models.end(), [](const std::string& m) { return m == "tca"; });
       b.sections[key] = s;
@@ -119,5 +137,38 @@ Budget load_budget(const std::string& which) {
   return parse_budget(read_text_file(which), which);
 }
 
+
+const std::vector<std::string> kStudies = {"reward", "ordering", "models"};
+
+Budget study_budget(const std::string& kind, const Config& base) {
+  check_choice("study", kind, as_set(kStudies));
+  Budget b;
+  b.name = "study " + kind;
+  b.seed = base.seed;
+  Section s;
+  s.present = true;
+  s.config = json::parse(base.to_json());
+  for (const char* k : {"task", "model", "seed", "device", "data_dir"}) s.config.erase(k);
+  const std::string& task = base.task;
+  const std::string on = " (" + task_info(task).title + ", " + std::to_string(base.steps) + " steps, batch " +
+                         std::to_string(base.batch) + ")";
+  if (kind == "reward") {
+    if (!task_info(task).classification)
+      throw std::runtime_error("the reward study compares classification rewards: it runs on the copy task (--task copy)");
+    s.seq_lens = {base.seq_len};
+    b.description = "TCA with the accuracy reward and with the negative cross-entropy reward" + on;
+  } else if (kind == "ordering") {
+    s.task = task;
+    s.variants = orderings_for(task);
+    b.description = "TCA with each tree ordering" + on;
+  } else {
+    for (const auto& d : decoders()) s.models.push_back(d.name);  // TCA first
+    if (task == "copy") s.seq_lens = {base.seq_len};
+    else s.variants = {task == "gp" ? base.eval_kernel : base.eval_split};
+    b.description = "every decoder" + on + ", the sized ones reading as many tokens as TCA";
+  }
+  b.sections[kind == "reward" ? "reward" : kind == "ordering" ? "ordering" : task] = s;
+  return b;
+}
 
 }  // namespace retreever::cli::report

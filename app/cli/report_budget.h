@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace retreever {
+struct Config;
+}
+
 namespace retreever::cli::report {
 
 using nlohmann::json;
@@ -21,6 +25,7 @@ struct Section {
   std::vector<std::string> variants;  // eval kernels (gp), eval splits (image), orderings
   std::int64_t seeds = 1;             // gp, image: train each model with this many seeds
   std::int64_t eval_context = 0;      // gp, image: also evaluate at this many context points (0: not)
+  std::string task = "image";         // ordering: the task its runs train on
   json config = json::object();       // Config fields for every run of the section
 };
 
@@ -39,5 +44,11 @@ void check_choice(const std::string& where, const std::string& value, const std:
 Budget parse_budget(const std::string& text, const std::string& name);
 // "laptop" (or empty), "gpu" or a file name.
 Budget load_budget(const std::string& which);
+
+// The budget of 'retreever study KIND' (reward, ordering or models): one section whose runs
+// train with `base`'s settings (its task, sequence length, evaluation kernel or split, seed).
+// Throws std::runtime_error naming the fix when the kind or the task does not fit.
+Budget study_budget(const std::string& kind, const Config& base);
+extern const std::vector<std::string> kStudies;
 
 }  // namespace retreever::cli::report

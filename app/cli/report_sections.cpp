@@ -65,7 +65,8 @@ std::string row_model_name(const Row& r) { return r.paper_recipe ? kPaperRecipeL
 
 class Report {
  public:
-  Report(fs::path out, ChartWriter charts) : out_(std::move(out)), charts_(std::move(charts)) {}
+  Report(fs::path out, std::string stem, ChartWriter charts)
+      : out_(std::move(out)), stem_(std::move(stem)), charts_(std::move(charts)) {}
 
   void add(const Row& r) { rows_.push_back(r); }
   void text(const std::string& s) { md_ += s; }
@@ -112,7 +113,7 @@ class Report {
   }
 
   void write(const std::string& header) {
-    write_file_atomic((out_ / "report.md").string(), header + md_);
+    write_file_atomic((out_ / (stem_ + ".md")).string(), header + md_);
     Table csv;
     csv.header = {"section", "variant", "run", "model", "metric", "value", "tokens_per_query", "context_size",
                   "steps", "status", "paper", "seeds", "sd", "recipe"};
@@ -121,7 +122,7 @@ class Report {
                fmt("%.6g", r.tokens), fmt("%.6g", r.context), std::to_string(r.steps), r.status,
                r.paper ? fmt("%.6g", *r.paper) : "", std::to_string(r.seeds), r.spread ? fmt("%.6g", *r.spread) : "",
                r.paper_recipe ? "paper" : "default"});
-    write_file_atomic((out_ / "report.csv").string(), csv.csv());
+    write_file_atomic((out_ / (stem_ + ".csv")).string(), csv.csv());
   }
 
  private:
@@ -129,6 +130,7 @@ class Report {
     return m == "accuracy" ? "accuracy %" : "log-likelihood";
   }
   fs::path out_;
+  std::string stem_;
   ChartWriter charts_;
   std::string md_;
   std::vector<Row> rows_;
@@ -535,18 +537,20 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
 }
 
 void ordering_section(const Section& s, const Budget& b, Runner& runner, Report& rep) {
-  rep.text("## Tree ordering (image completion)\n\nTCA with each ordering heuristic; evaluation on the seen "
-           "classes.\n\n");
-  rep.text(recipe_note(runner.make_config("image", s.config, b.seed), false));
+  const auto& task = task_info(s.task);
+  rep.text("## Tree ordering (" + task.title + ")\n\nTCA with each ordering heuristic" +
+           (s.task == "image" ? "; evaluation on the seen classes" : "") + ".\n\n");
+  rep.text(recipe_note(runner.make_config(s.task, s.config, b.seed), false));
   std::vector<Row> rows;
-  ChartSpec curves = plot_spec("Orderings: evaluation during training", "training step", "evaluation log-likelihood");
+  ChartSpec curves = plot_spec("Orderings: evaluation during training", "training step",
+                               task.classification ? "evaluation accuracy %" : "evaluation log-likelihood");
   for (const auto& o : s.variants) {
-    Config c = runner.make_config("image", s.config, b.seed);
+    Config c = runner.make_config(s.task, s.config, b.seed);
     c.model = "tca";
     c.ordering = o;
     auto run = runner.ensure("ordering/" + o, c);
     rows.push_back(make_row("ordering", o, run, run.final_eval, std::nullopt));
-    curves.series.push_back(curve(run, o, false, 0));  // all TCA: one palette colour per ordering
+    curves.series.push_back(curve(run, o, task.classification, 0));  // all TCA: one palette colour per ordering
   }
   rep.table(rows, "ordering", false);
   rep.plot("ordering", curves);
@@ -563,9 +567,9 @@ std::string now_text() {
 }
 
 int write_report(const Budget& budget, const std::function<bool(const std::string&)>& wanted, Runner& runner,
-                 const fs::path& out, const ChartWriter& charts,
+                 const fs::path& out, const std::string& stem, const ChartWriter& charts,
                  const std::function<std::string(const Runner&)>& header, std::size_t* rows) {
-  Report rep(out, charts);
+  Report rep(out, stem, charts);
   int status = 0;
   try {
     const Section* copy = wanted("copy") ? &budget.sections.at("copy") : nullptr;

@@ -552,6 +552,49 @@ class TestCli : public QObject {
     expect_refusal({"report", "--out", two, "--config", budget, "--no-train", "--parallel", "2"}, "--no-train");
   }
 
+  // A study is a one-section budget of the report: every decoder on GP, the sized ones reading
+  // as many tokens as TCA; orderings on a 1-D task leave out sort_x2; the runs are reused.
+  void study_is_a_budget_of_the_report() {
+    const QStringList tiny{"--steps", "4", "--batch", "4", "--eval-every", "2", "--device", "cpu"};
+    const auto out = file("study-models");
+    auto r = run(QStringList{"study", "models", "--task", "gp", "--out", out} + tiny);
+    QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    QVERIFY2(r.out.startsWith("study: " + out + "/study.md"), qPrintable(r.out));
+    const auto rows = csv_rows(out + "/study.csv");
+    QCOMPARE(rows.size(), 1 + 4);  // tca, ca, perceiver, treeformer on the rbf kernel
+    QStringList models;
+    for (int i = 1; i < rows.size(); ++i) models << rows[i][3];
+    QCOMPARE(models, QStringList({"tca", "ca", "perceiver", "treeformer"}));
+    QFile pc(out + "/gp/perceiver/config.json");
+    QVERIFY(pc.open(QIODevice::ReadOnly));
+    QCOMPARE(json_of(QString::fromUtf8(pc.readAll()))["latents"].toInt(), qRound(rows[1][6].toDouble()));
+    QFile md(out + "/study.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const auto text = QString::fromUtf8(md.readAll());
+    QVERIFY2(text.startsWith("# retreever study models"), qPrintable(text.left(200)));
+    QVERIFY(text.contains("retreever study models --task gp --out"));  // the command that reproduces it
+    QVERIFY(png_size(out + "/plots/gp_curves.png").isValid());
+    auto again = run(QStringList{"study", "models", "--task", "gp", "--out", out} + tiny);
+    QVERIFY2(again.code == 0, qPrintable(again.err.right(2000)));
+    QCOMPARE(again.err.count(": reused"), 4);
+
+    const auto ordering = file("study-ordering");
+    r = run(QStringList{"study", "ordering", "--task", "gp", "--out", ordering} + tiny);
+    QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    const auto orows = csv_rows(ordering + "/study.csv");
+    QStringList orders;
+    for (int i = 1; i < orows.size(); ++i) orders << orows[i][1];
+    QVERIFY2(!orders.contains("sort_x2") && orders.contains("given") && orders.contains("kdtree"), qPrintable(orders.join(' ')));
+    QVERIFY(QFile::exists(ordering + "/ordering/kdtree/checkpoint.safetensors"));
+    expect_refusal(QStringList{"study", "reward", "--task", "gp", "--out", file("study-bad")} + tiny, "copy task");
+    expect_refusal({"study", "speed", "--out", file("study-bad")}, "unknown study 'speed'");
+    QFile bad(file("ordering-gp.json"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write(R"({"ordering": {"task": "gp", "orderings": ["given", "sort_x2"]}})");
+    bad.close();
+    expect_refusal({"report", "--out", file("report-bad"), "--config", bad.fileName()}, "needs 2-D inputs");
+  }
+
   void report_no_train_lists_missing_runs() {
     const auto out = file("empty-report");
     auto r = run({"report", "--out", out, "--config", write_budget("budget3.json", 10), "--no-train"});
