@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <torch/nn.h>
@@ -26,6 +27,11 @@ struct DecodeRequest {
   // and the walk takes its slice of the draws made for all of them, so that N processes draw what one
   // would (0: the draws are this batch's own).
   std::int64_t draw_batch = 0, draw_row = 0;
+  // The seed of the walk's uniform draws: drawn on the CPU by a generator of their own and moved to
+  // the queries' device, so that trainers in several threads of one process (the studio's "all
+  // GPUs") and every device draw the same numbers (on the CPU, the numbers torch's global generator
+  // draws after torch::manual_seed(draw_seed)). Unset: torch's global generator.
+  std::optional<std::uint64_t> draw_seed;
 };
 
 // Per-query retrieval trace of TCA (Algorithm 1), for k levels of the walk.

@@ -1,5 +1,7 @@
 #include "tree_cross_attention.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "core/config.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_walk.h"
@@ -58,8 +60,15 @@ torch::Tensor sampling_log_prob(const torch::Tensor& log_pi, const torch::Tensor
 // for the whole batch of a data-parallel step (the same numbers one process draws).
 torch::Tensor uniform_draws(const DecodeRequest& request, std::int64_t k, std::int64_t B, std::int64_t M,
                             const torch::TensorOptions& options) {
-  if (request.draw_batch <= 0) return torch::rand({k, B * M}, options);
-  return torch::rand({k, request.draw_batch * M}, options).narrow(1, request.draw_row * M, B * M).contiguous();
+  const auto columns = (request.draw_batch > 0 ? request.draw_batch : B) * M;
+  torch::Tensor all;
+  if (request.draw_seed) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(*request.draw_seed);
+    all = torch::rand({k, columns}, gen, torch::kFloat32).to(options.device(), options.dtype().toScalarType());
+  } else {
+    all = torch::rand({k, columns}, options);
+  }
+  return request.draw_batch > 0 ? all.narrow(1, request.draw_row * M, B * M).contiguous() : all;
 }
 
 }  // namespace
@@ -248,7 +257,7 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
   {
     torch::NoGradGuard no_grad;
     torch::Tensor draws;  // [k, B*M]: the same numbers as the other paths draw
-    if (sample && k > 0) draws = torch::rand({k, B * M}, queries.options());
+    if (sample && k > 0) draws = uniform_draws(request, k, B, M, queries.options());
     walk = walk_cuda(qf.detach(), memory.all_keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
                      sample ? request.explore : 0.0);
   }

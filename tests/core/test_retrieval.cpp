@@ -136,6 +136,16 @@ class TestRetrieval : public QObject {
     auto g1 = tca.decode(*memory, queries, greedy), g2 = tca.decode(*memory, queries, greedy);
     QVERIFY(torch::equal(g1.trace.path, g2.trace.path));
     QVERIFY(!torch::equal(g1.trace.path, tca.decode(*memory, queries, sample).trace.path));
+    // A draw seed of the request's own draws what torch's global generator draws after
+    // torch::manual_seed of the same seed, whatever the global generator did meanwhile.
+    torch::manual_seed(1234);
+    const auto global = tca.decode(*memory, queries, sample).trace.path;
+    DecodeRequest seeded = sample;
+    seeded.draw_seed = 1234;
+    torch::manual_seed(99);
+    QVERIFY(torch::equal(tca.decode(*memory, queries, seeded).trace.path, global));
+    seeded.draw_seed = 1235;
+    QVERIFY(!torch::equal(tca.decode(*memory, queries, seeded).trace.path, global));
   }
 
   void walk_kernel_equals_the_tensor_walk() {
