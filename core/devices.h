@@ -11,6 +11,11 @@ int cuda_device_count();
 
 // "auto", "cpu", "cuda", and "cuda:0" .. "cuda:K-1" where there are several GPUs: the values
 // Config::device accepts on this machine, in the order menus list them.
-std::vector<std::string> device_names();
+std::vector<std::string> device_names(int count = cuda_device_count());
+
+// The studio's "all GPUs" choice: data parallel over cuda:0 .. cuda:K-1 (core/training/
+// local_replicas.h). The devices where this machine has K >= 2 GPUs, else none.
+constexpr const char* kAllGpus = "all GPUs";
+std::vector<std::string> all_gpus(int count = cuda_device_count());
 
 }  // namespace retreever

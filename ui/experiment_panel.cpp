@@ -52,7 +52,8 @@ void ensure_resources() {
   (void)done;
 }
 
-ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
+ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
+    : QWidget(parent), gpus_(gpus < 0 ? cuda_device_count() : gpus) {
   auto* outer = new QVBoxLayout(this);
   auto* scroll = new QScrollArea;
   scroll->setWidgetResizable(true);
@@ -104,9 +105,12 @@ ExperimentPanel::ExperimentPanel(QWidget* parent) : QWidget(parent) {
   addField(form, {"grad_clip", tr("Gradient clip"), tr("Largest global gradient norm (0 turns clipping off).")});
   addField(form, {"seed", tr("Seed"), tr("Seeds the data, the initial weights and the policy's sampling.")});
   QStringList devices;
-  for (const auto& d : device_names()) devices << QString::fromStdString(d);
+  for (const auto& d : device_names(gpus_)) devices << QString::fromStdString(d);
+  if (!all_gpus(gpus_).empty()) devices << kAllGpus;
   addField(form, {"device", tr("Device"),
-                  tr("Where to train: auto picks CUDA when this build sees a GPU; with several GPUs, cuda:K picks one."),
+                  tr("Where to train: auto picks CUDA when this build sees a GPU; with several GPUs, cuda:K picks one "
+                     "and \"all GPUs\" trains on every one, data parallel: each GPU takes a share of the batch and "
+                     "the run equals one GPU's step for step."),
                   devices});
   addField(form, {"eval_every", tr("Evaluate every"), tr("Steps between evaluations on the fixed evaluation set.")});
   addField(form, {"eval_batches", tr("Eval batches"), tr("Batches in the fixed evaluation set.")});
@@ -185,6 +189,13 @@ void ExperimentPanel::applyPreset(const QString& task) {
   setConfig(c);
 }
 
+QStringList ExperimentPanel::parallelDevices() const {
+  QStringList out;
+  if (qobject_cast<QComboBox*>(editors_["device"])->currentText() == kAllGpus)
+    for (const auto& d : all_gpus(gpus_)) out << QString::fromStdString(d);
+  return out;
+}
+
 Config ExperimentPanel::config() const {
   // Editors -> JSON -> Config::from_json: the same parser as config files, so the GUI and the
   // command line accept exactly the same values.
@@ -207,6 +218,7 @@ Config ExperimentPanel::config() const {
       else o[it.key()] = text;  // keeps the bad text so that validation names the field
     }
   }
+  if (o["device"] == kAllGpus) o["device"] = "cuda:0";  // the replicas take the others (parallelDevices)
   try {
     return Config::from_json(QJsonDocument(o).toJson().toStdString());
   } catch (const std::exception&) {

@@ -16,11 +16,15 @@ namespace retreever::ui {
 class ExperimentPanel : public QWidget {
   Q_OBJECT
  public:
-  explicit ExperimentPanel(QWidget* parent = nullptr);
+  // `gpus`: the GPUs the device menu offers (this machine's; tests pass another count).
+  explicit ExperimentPanel(QWidget* parent = nullptr, int gpus = -1);
 
   // The config the editors describe (valid or not; see problems()).
   Config config() const;
   void setConfig(const Config& config);
+  // With "all GPUs" chosen, the devices of the data-parallel run (config().device is the first);
+  // else empty.
+  QStringList parallelDevices() const;
   bool isValid() const { return problems_.isEmpty(); }
   QStringList problems() const { return problems_; }
   QWidget* editor(const QString& key) const { return editors_.value(key); }
@@ -51,6 +55,7 @@ class ExperimentPanel : public QWidget {
   QStringList problems_;
   QLabel* status_ = nullptr;
   bool loading_ = false;
+  int gpus_ = 0;
 };
 
 // Registers the app's resources (icons, presets); safe to call any number of times.

@@ -441,7 +441,7 @@ void MainWindow::updateActions() {
 }
 
 void MainWindow::queueRuns(const QList<Config>& configs, const QString& group) {
-  controller_->queueRuns(configs, group);
+  controller_->queueRuns(configs, group, experiment_->parallelDevices());  // "all GPUs": every run data parallel
 }
 
 void MainWindow::startTraining() {

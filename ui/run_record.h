@@ -3,6 +3,7 @@
 
 #include <QColor>
 #include <QString>
+#include <QStringList>
 #include <optional>
 
 #include "core/config.h"
@@ -21,6 +22,7 @@ struct RunRecord {
   QString state;    // human-readable: queued, running, paused, finished, failed
   bool visible = true;
   QString group;    // runs queued together by a comparison share a group
+  QStringList devices;  // data parallel over these ("all GPUs"); empty: config.device alone
 
   const EvalMetrics* lastEval() const { return history.evals.empty() ? nullptr : &history.evals.back(); }
 };

@@ -33,7 +33,7 @@ void SessionController::setVisible(int index, bool visible) {
   Q_EMIT changed();
 }
 
-void SessionController::queueRuns(const QList<Config>& configs, const QString& group) {
+void SessionController::queueRuns(const QList<Config>& configs, const QString& group, const QStringList& devices) {
   for (const auto& c : configs) {
     RunRecord r;
     r.id = next_id_++;
@@ -42,6 +42,7 @@ void SessionController::queueRuns(const QList<Config>& configs, const QString& g
     r.color = run_color(r.id - 1);
     r.state = tr("queued");
     r.group = group;
+    r.devices = devices;
     runs_ << r;
     queue_ << runs_.size() - 1;
   }
@@ -55,7 +56,7 @@ void SessionController::startNextQueued() {
   runs_[current_].state = tr("starting");
   rate_steps_ = 0;
   rate_clock_.restart();
-  session_->start(runs_[current_].config);
+  session_->start(runs_[current_].config, runs_[current_].devices);
   Q_EMIT changed();
 }
 

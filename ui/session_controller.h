@@ -27,8 +27,8 @@ class SessionController : public QObject {
   void setVisible(int index, bool visible);
 
   // Adds the runs to the queue (each a new RunRecord, `group` shared) and starts the next one
-  // when the session is free.
-  void queueRuns(const QList<Config>& configs, const QString& group);
+  // when the session is free; each trains data parallel over `devices` when it names two or more.
+  void queueRuns(const QList<Config>& configs, const QString& group, const QStringList& devices = {});
   // Opens a checkpoint as a paused run; false with `error` set when it cannot start (busy, missing
   // file). Errors while loading arrive through the session's failed().
   bool openCheckpoint(const QString& path, QString* error);

@@ -45,9 +45,10 @@ void TrainingSession::setState(State s) {
 }
 
 // Every command is a queued call into the worker's thread.
-void TrainingSession::start(const Config& config) {
+void TrainingSession::start(const Config& config, const QStringList& devices) {
   setState(State::Preparing);
-  QMetaObject::invokeMethod(worker_, "start", Qt::QueuedConnection, Q_ARG(retreever::Config, config));
+  QMetaObject::invokeMethod(worker_, "start", Qt::QueuedConnection, Q_ARG(retreever::Config, config),
+                            Q_ARG(QStringList, devices));
 }
 void TrainingSession::resumeFrom(const QString& checkpoint, bool paused) {
   setState(State::Preparing);
@@ -93,9 +94,18 @@ void TrainingWorker::fail(const QString& message) {
   setState(TrainingSession::State::Failed);
 }
 
+void TrainingWorker::everywhere(const std::function<void(Trainer&)>& op) {
+  if (replicas_) replicas_->together(op);
+  else op(*trainer_);
+}
+
 void TrainingWorker::begin(bool paused) {
-  Q_EMIT session_->runStarted(trainer_->config(), trainer_->steps_done(), trainer_->history(),
-                              QString::fromStdString(trainer_->device_name()));
+  QString device = QString::fromStdString(trainer_->device_name());
+  if (replicas_)
+    device = tr("data parallel on %1 devices, %2 .. %3")
+                 .arg(replicas_->size())
+                 .arg(device, QString::fromStdString(replicas_->devices().back()));
+  Q_EMIT session_->runStarted(trainer_->config(), trainer_->steps_done(), trainer_->history(), device);
   if (trainer_->finished()) {
     setState(TrainingSession::State::Finished);
     requestSnapshot();
@@ -110,10 +120,16 @@ void TrainingWorker::begin(bool paused) {
   timer_->start();
 }
 
-void TrainingWorker::start(const Config& config) {
+void TrainingWorker::start(const Config& config, const QStringList& devices) {
   timer_->stop();
+  replicas_.reset();  // they hold the trainer about to go
   try {
     trainer_ = std::make_unique<Trainer>(config, datasets::make_task);
+    if (devices.size() > 1) {
+      std::vector<std::string> list;
+      for (const auto& d : devices) list.push_back(d.toStdString());
+      replicas_ = std::make_unique<LocalReplicas>(*trainer_, list, datasets::make_task);
+    }
   } catch (const std::exception& e) {
     trainer_.reset();
     return fail(QString::fromStdString(e.what()));
@@ -123,6 +139,7 @@ void TrainingWorker::start(const Config& config) {
 
 void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused) {
   timer_->stop();
+  replicas_.reset();
   try {
     trainer_ = Trainer::load(checkpoint.toStdString(), datasets::make_task);
   } catch (const std::exception& e) {
@@ -157,14 +174,17 @@ void TrainingWorker::stop() {
 
 void TrainingWorker::stepOnce() {
   if (!trainer_ || timer_->isActive()) return;
-  if (trainer_->finished()) trainer_->set_total_steps(trainer_->steps_done() + 1);
+  if (trainer_->finished()) {
+    const auto steps = trainer_->steps_done() + 1;
+    everywhere([steps](Trainer& t) { t.set_total_steps(steps); });
+  }
   if (runOneStep()) requestSnapshot();
 }
 
 void TrainingWorker::setLearningRate(double lr) {
   if (!trainer_) return;
   try {
-    trainer_->set_peak_learning_rate(lr);
+    everywhere([lr](Trainer& t) { t.set_peak_learning_rate(lr); });
     Q_EMIT session_->learningRateChanged(trainer_->learning_rate());
   } catch (const std::exception& e) {
     Q_EMIT session_->failed(QString::fromStdString(e.what()));
@@ -173,7 +193,7 @@ void TrainingWorker::setLearningRate(double lr) {
 
 void TrainingWorker::setTotalSteps(qint64 steps) {
   if (!trainer_ || steps <= trainer_->steps_done()) return;
-  trainer_->set_total_steps(steps);
+  everywhere([steps](Trainer& t) { t.set_total_steps(steps); });
 }
 
 void TrainingWorker::saveCheckpoint(const QString& path) {
@@ -191,13 +211,24 @@ void TrainingWorker::requestSnapshot() {
 }
 
 void TrainingWorker::evaluateAndSnapshot() {
-  Q_EMIT session_->evaluated(trainer_->evaluate());
+  EvalMetrics e;
+  Trainer* leader = trainer_.get();
+  everywhere([&](Trainer& t) {
+    auto mine = t.evaluate();  // data parallel: every trainer evaluates its share, and all get the sums
+    if (&t == leader) e = mine;
+  });
+  Q_EMIT session_->evaluated(e);
   requestSnapshot();
 }
 
 bool TrainingWorker::runOneStep() {
   try {
-    auto s = trainer_->step();
+    StepMetrics s;
+    Trainer* leader = trainer_.get();
+    everywhere([&](Trainer& t) {
+      auto mine = t.step();
+      if (&t == leader) s = mine;
+    });
     Q_EMIT session_->stepped(s);
     const auto& c = trainer_->config();
     if (s.step % c.eval_every == 0 || trainer_->finished()) evaluateAndSnapshot();

@@ -4,12 +4,14 @@
 
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QThread>
 #include <QTimer>
 #include <memory>
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/training/local_replicas.h"
 #include "core/training/trainer.h"
 
 Q_DECLARE_METATYPE(retreever::Config)
@@ -35,7 +37,9 @@ class TrainingSession : public QObject {
   bool busy() const { return state_ == State::Preparing || state_ == State::Running || state_ == State::Paused; }
 
  public Q_SLOTS:
-  void start(const retreever::Config& config);   // a fresh run
+  // A fresh run; with two `devices` or more (the studio's "all GPUs"), data parallel over them:
+  // the model on devices[0] and a replica on each further one (core/training/local_replicas.h).
+  void start(const retreever::Config& config, const QStringList& devices = {});
   // Loads a saved run (config, curves, model, optimiser); paused = wait for resume().
   void resumeFrom(const QString& checkpoint, bool paused = true);
   void pause();
@@ -77,7 +81,7 @@ class TrainingWorker : public QObject {
   ~TrainingWorker() override;
 
  public Q_SLOTS:
-  void start(const retreever::Config& config);
+  void start(const retreever::Config& config, const QStringList& devices);
   void resumeFrom(const QString& checkpoint, bool paused);
   void pause();
   void resume();
@@ -98,10 +102,13 @@ class TrainingWorker : public QObject {
   void fail(const QString& message);
   void begin(bool paused = false);
   void setState(TrainingSession::State s);
+  // op on the trainer, and on every replica at the same time when the run is data parallel.
+  void everywhere(const std::function<void(Trainer&)>& op);
 
   TrainingSession* session_;
   TrainingSession::State state_ = TrainingSession::State::Idle;
   std::unique_ptr<Trainer> trainer_;
+  std::unique_ptr<LocalReplicas> replicas_;  // declared after trainer_: ends before it
   QTimer* timer_ = nullptr;
 };
 

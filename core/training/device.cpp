@@ -61,12 +61,17 @@ torch::Device resolve_device(const std::string& name) {
 
 int cuda_device_count() { return torch::cuda::is_available() ? int(torch::cuda::device_count()) : 0; }
 
-std::vector<std::string> device_names() {
+std::vector<std::string> device_names(int count) {
   std::vector<std::string> names = {"auto", "cpu", "cuda"};
-  const int count = cuda_device_count();
-  if (count > 1)
-    for (int k = 0; k < count; ++k) names.push_back("cuda:" + std::to_string(k));
+  for (const auto& gpu : all_gpus(count)) names.push_back(gpu);
   return names;
+}
+
+std::vector<std::string> all_gpus(int count) {
+  std::vector<std::string> devices;
+  if (count > 1)
+    for (int k = 0; k < count; ++k) devices.push_back("cuda:" + std::to_string(k));
+  return devices;
 }
 
 }  // namespace retreever

@@ -11,7 +11,9 @@
 
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
+#include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
+#include "core/training/local_replicas.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
@@ -86,6 +88,55 @@ double mean_loss(const std::vector<StepMetrics>& s, size_t from, size_t to) {
 class TestTraining : public QObject {
   Q_OBJECT
  private Q_SLOTS:
+  // The studio's "all GPUs" (here two CPU devices over Gloo): a leader and a replica in one
+  // process train as one trainer does, step for step; a change of the learning rate reaches both.
+  void local_replicas_train_as_one_trainer() {
+    if (!distributed_unsupported_reason("gloo").empty()) QSKIP("this build has no Gloo");
+    Config c = small_config("copy", "tca");
+    c.steps = 6;
+    c.eval_every = 3;
+    Trainer one(c, datasets::make_task), leader(c, datasets::make_task);
+    {
+      LocalReplicas replicas(leader, {"cpu", "cpu"}, datasets::make_task, 30);
+      QCOMPARE(replicas.size(), 2);
+      QCOMPARE(leader.world_size(), 2);
+      for (int step = 0; step < 4; ++step) {
+        if (step == 2) {
+          one.set_peak_learning_rate(2 * c.lr);
+          replicas.together([&](Trainer& t) { t.set_peak_learning_rate(2 * c.lr); });
+        }
+        const auto a = one.step();
+        StepMetrics b;
+        replicas.together([&](Trainer& t) {
+          auto m = t.step();
+          if (&t == &leader) b = m;
+        });
+        QVERIFY2(std::abs(a.loss - b.loss) <= 1e-3 * std::max(1.0, std::abs(a.loss)),
+                 qPrintable(QString("step %1: one %2, data parallel %3").arg(step).arg(a.loss).arg(b.loss)));
+      }
+      EvalMetrics e;
+      replicas.together([&](Trainer& t) {
+        auto m = t.evaluate();
+        if (&t == &leader) e = m;
+      });
+      QVERIFY(std::abs(e.value - one.evaluate().value) < 1e-4);
+      // A replica's failure reaches the caller, and the run goes on afterwards.
+      bool thrown = false;
+      try {
+        replicas.together([&](Trainer& t) {
+          if (&t != &leader) throw std::runtime_error("replica failed");
+        });
+      } catch (const std::runtime_error& error) {
+        thrown = std::string(error.what()) == "replica failed";
+      }
+      QVERIFY(thrown);
+    }
+    QCOMPARE(leader.world_size(), 1);  // the replicas are gone: the leader trains alone again
+    QVERIFY(std::isfinite(leader.step().loss));
+    // Fewer than two devices is refused with the reason.
+    QVERIFY_EXCEPTION_THROWN(LocalReplicas(leader, {"cpu"}, datasets::make_task), std::runtime_error);
+  }
+
   void short_run_lowers_the_loss_data() {
     QTest::addColumn<QString>("task");
     QTest::addColumn<QString>("model");
