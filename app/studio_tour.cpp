@@ -151,7 +151,9 @@ void StudioTour::next() {
         if (w_->runs().last().config.task == "image" && w_->runs().last().snapshot) shoot("studio-inspector-image");
         // The Scaling view: inference against the context size, measured live.
         w_->tabs()->setCurrentWidget(w_->scaling());
-        connect(w_->scaling(), &ScalingPanel::finished, this, [this] {
+        // Then one query's walk at a million tokens, drawn below the plots.
+        connect(w_->scaling(), &ScalingPanel::finished, this, [this] { w_->scaling()->walk(std::int64_t(1) << 20, "auto"); });
+        connect(w_->scaling(), &ScalingPanel::walked, this, [this] {
           QTimer::singleShot(500, this, [this] {
             shoot("studio-scaling");
             w_->setDarkTheme(true);

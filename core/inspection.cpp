@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/decoders/tree_cross_attention.h"
+#include "core/registry.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -16,6 +17,59 @@ namespace {
 std::vector<float> to_vector(const torch::Tensor& t) {
   auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+}  // namespace
+
+namespace {
+// The tree of a TCA memory and the walk of one query of its trace, into r.
+void describe_walk(const Memory* decoder_memory, const RetrievalTrace& trace, std::int64_t query, InspectResult& r) {
+  auto* memory = dynamic_cast<const TreeMemory*>(decoder_memory);
+  if (!memory) return;
+  r.has_tree = true;
+  const auto& tree = memory->tree;
+  const auto& s = tree.shape;
+  r.shape = s;
+  auto order = tree.order[0].to(torch::kCPU).contiguous();
+  const auto* leaf_index = order.data_ptr<std::int64_t>();
+  std::vector<std::vector<bool>> level_masks(s.levels());
+  level_masks[0] = {true};
+  for (std::int64_t l = 1; l < s.levels(); ++l) {
+    auto mask = tree.masks[l - 1][0].to(torch::kCPU).contiguous();
+    level_masks[l].assign(mask.data_ptr<bool>(), mask.data_ptr<bool>() + mask.numel());
+  }
+  // Leaves under node i of level l: a contiguous range of padded leaf slots.
+  for (std::int64_t l = 0; l < s.levels(); ++l) {
+    const auto per_node = s.padded() / s.level_size(l);
+    for (std::int64_t i = 0; i < s.level_size(l); ++i) {
+      TreeNodeInfo n;
+      n.id = s.node_id(l, i);
+      n.level = l;
+      n.index = i;
+      n.parent = l == 0 ? -1 : s.node_id(l - 1, i / s.fan_out(l - 1));
+      n.padding = !level_masks[l][i];
+      for (std::int64_t slot = i * per_node; slot < (i + 1) * per_node; ++slot)
+        if (level_masks.back()[slot]) n.leaves.push_back(leaf_index[slot]);
+      r.nodes.push_back(std::move(n));
+    }
+  }
+  // The walk: root, then the node chosen on each level; S: rejected siblings, then the leaves.
+  auto path = trace.path[0][query].to(torch::kCPU);
+  auto probs = trace.probabilities[0][query].to(torch::kCPU, torch::kDouble);
+  std::int64_t parent_index = 0;
+  r.trace.path.push_back(s.node_id(0, 0));
+  for (std::int64_t l = 1; l <= s.k; ++l) {
+    const auto chosen = path[l - 1].item<std::int64_t>();
+    for (std::int64_t c = 0; c < s.b; ++c) {
+      const auto child = parent_index * s.b + c;
+      if (child != chosen) r.trace.selected.push_back(s.node_id(l, child));
+    }
+    std::vector<double> p;
+    for (std::int64_t c = 0; c < s.b; ++c) p.push_back(probs[l - 1][c].item<double>());
+    r.trace.probabilities.push_back(p);
+    r.trace.path.push_back(s.node_id(l, chosen));
+    parent_index = chosen;
+  }
+  for (std::int64_t j = 0; j < s.p; ++j) r.trace.selected.push_back(s.node_id(s.k + 1, parent_index * s.p + j));
 }
 }  // namespace
 
@@ -152,53 +206,33 @@ InspectResult Inspector::inspect(std::int64_t sample, std::int64_t query) {
     for (auto y : to_vector(batch.yt[0][query])) r.target.push_back(y);
   }
 
-  auto* memory = dynamic_cast<TreeMemory*>(out.memory.get());
-  if (!memory) return r;
-  r.has_tree = true;
-  const auto& tree = memory->tree;
-  const auto& s = tree.shape;
-  r.shape = s;
-  auto order = tree.order[0].to(torch::kCPU).contiguous();
-  const auto* leaf_index = order.data_ptr<std::int64_t>();
-  std::vector<std::vector<bool>> level_masks(s.levels());
-  level_masks[0] = {true};
-  for (std::int64_t l = 1; l < s.levels(); ++l) {
-    auto mask = tree.masks[l - 1][0].to(torch::kCPU).contiguous();
-    level_masks[l].assign(mask.data_ptr<bool>(), mask.data_ptr<bool>() + mask.numel());
-  }
-  // Leaves under node i of level l: a contiguous range of padded leaf slots.
-  for (std::int64_t l = 0; l < s.levels(); ++l) {
-    const auto per_node = s.padded() / s.level_size(l);
-    for (std::int64_t i = 0; i < s.level_size(l); ++i) {
-      TreeNodeInfo n;
-      n.id = s.node_id(l, i);
-      n.level = l;
-      n.index = i;
-      n.parent = l == 0 ? -1 : s.node_id(l - 1, i / s.fan_out(l - 1));
-      n.padding = !level_masks[l][i];
-      for (std::int64_t slot = i * per_node; slot < (i + 1) * per_node; ++slot)
-        if (level_masks.back()[slot]) n.leaves.push_back(leaf_index[slot]);
-      r.nodes.push_back(std::move(n));
-    }
-  }
-  // The walk: root, then the node chosen on each level; S: rejected siblings, then the leaves.
-  auto path = out.trace.path[0][query].to(torch::kCPU);
-  auto probs = out.trace.probabilities[0][query].to(torch::kCPU, torch::kDouble);
-  std::int64_t parent_index = 0;
-  r.trace.path.push_back(s.node_id(0, 0));
-  for (std::int64_t l = 1; l <= s.k; ++l) {
-    const auto chosen = path[l - 1].item<std::int64_t>();
-    for (std::int64_t c = 0; c < s.b; ++c) {
-      const auto child = parent_index * s.b + c;
-      if (child != chosen) r.trace.selected.push_back(s.node_id(l, child));
-    }
-    std::vector<double> p;
-    for (std::int64_t c = 0; c < s.b; ++c) p.push_back(probs[l - 1][c].item<double>());
-    r.trace.probabilities.push_back(p);
-    r.trace.path.push_back(s.node_id(l, chosen));
-    parent_index = chosen;
-  }
-  for (std::int64_t j = 0; j < s.p; ++j) r.trace.selected.push_back(s.node_id(s.k + 1, parent_index * s.p + j));
+  describe_walk(out.memory.get(), out.trace, query, r);
+  return r;
+}
+
+InspectResult inspect_random_context(std::int64_t n, std::int64_t d_model, std::int64_t heads, const std::string& device,
+                                     std::uint64_t seed) {
+  if (n < 2) throw std::invalid_argument("a tree needs at least 2 context tokens, got " + std::to_string(n));
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  const auto where = resolve_device(device);
+  Config c;
+  c.d_model = d_model;
+  c.heads = heads;
+  auto decoder = decoder_info("tca").make(c);
+  decoder->to(where);
+  decoder->eval();
+  const auto opts = torch::TensorOptions().device(where);
+  const auto context = torch::randn({1, n, d_model}, opts);
+  const auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});
+  DecodeRequest request;
+  request.trace = true;
+  auto memory = decoder->prepare(context, x);
+  auto out = decoder->decode(*memory, torch::randn({1, 1, d_model}, opts), request);
+  InspectResult r;
+  r.context_size = n;
+  r.tokens_per_query = decoder->tokens_per_query(n);
+  describe_walk(memory.get(), out.trace, 0, r);
   return r;
 }
 

@@ -1,6 +1,7 @@
 #include "scaling_panel.h"
 
 #include <QComboBox>
+#include <QElapsedTimer>
 #include <QCoreApplication>
 #include <QPointer>
 #include <QHBoxLayout>
@@ -10,10 +11,12 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "core/inspection.h"
 #include "core/memory.h"
 #include "core/registry.h"
 #include "ui/chart_view.h"
 #include "ui/qcp.h"
+#include "ui/tree_view.h"
 
 namespace retreever::ui {
 
@@ -58,6 +61,27 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
     plots->addWidget(p);
   }
   layout->addLayout(plots, 1);
+  auto* walk_row = new QHBoxLayout;
+  walk_row->addWidget(new QLabel(tr("One query's walk at N =")));
+  walk_n_ = new QComboBox;
+  walk_n_->setObjectName("scalingWalkN");
+  for (std::int64_t n : {std::int64_t(1) << 10, std::int64_t(64) << 10, std::int64_t(1) << 20, std::int64_t(4) << 20})
+    walk_n_->addItem(n >= (1 << 20) ? QString("%1M").arg(n >> 20) : QString("%1k").arg(n >> 10), qlonglong(n));
+  walk_n_->setCurrentIndex(2);
+  walk_row->addWidget(walk_n_);
+  walk_ = new QPushButton(tr("Walk"));
+  walk_->setObjectName("scalingWalk");
+  walk_->setToolTip(tr("Build an untrained TCA's tree over N random tokens and walk one query down it. The tree "
+                       "view draws the path and the selected set S at any size; levels too dense to draw node by "
+                       "node become bands. Wheel zooms into the path."));
+  walk_row->addWidget(walk_);
+  walk_row->addStretch(1);
+  layout->addLayout(walk_row);
+  tree_ = new TreeView;
+  tree_->setObjectName("scalingTree");
+  layout->addWidget(tree_, 1);
+  connect(walk_, &QPushButton::clicked, this,
+          [this] { walk(walk_n_->currentData().toLongLong(), device_->currentText()); });
   connect(start_, &QPushButton::clicked, this, [this] {
     if (running_) return stop();
     run(max_n_->currentData().toLongLong(), queries_->value(), device_->currentText());
@@ -115,6 +139,47 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
                                           : tr("Done: N up to %1.").arg(largest);
       if (error.isEmpty()) self->status_->setText(summary);
       Q_EMIT self->finished(summary);
+    }, Qt::QueuedConnection);
+  });
+  return true;
+}
+
+bool ScalingPanel::walk(std::int64_t n, const QString& device) {
+  if (running_) return false;
+  running_ = true;
+  walk_->setEnabled(false);
+  start_->setEnabled(false);
+  status_->setText(tr("Building a tree over %L1 tokens...").arg(n));
+  QPointer<ScalingPanel> self(this);
+  const auto where = device.toStdString();
+  (void)QtConcurrent::run([self, n, where] {
+    QElapsedTimer clock;
+    clock.start();
+    auto result = std::make_shared<InspectResult>();
+    QString error;
+    try {
+      *result = inspect_random_context(n, ScalingOptions().d_model, ScalingOptions().heads, where);
+    } catch (const std::exception& e) {
+      error = QString::fromUtf8(e.what());
+    }
+    const double seconds = clock.elapsed() / 1e3;
+    QMetaObject::invokeMethod(qApp, [self, result, error, seconds, n] {
+      if (!self) return;
+      self->running_ = false;
+      self->walk_->setEnabled(true);
+      self->start_->setEnabled(true);
+      if (!error.isEmpty()) {
+        self->status_->setText(tr("Stopped: %1").arg(error));
+        Q_EMIT self->failed(error);
+        return;
+      }
+      self->tree_->setResult(*result);
+      self->tree_->repaint();  // now, so that the frame time below is this tree's
+      const auto summary = tr("N = %L1: the query read %2 tokens (%3 levels); built and walked in %4 s, drawn in %5 ms")
+                               .arg(n).arg(result->tokens_per_query).arg(result->shape.levels())
+                               .arg(seconds, 0, 'f', 1).arg(self->tree_->lastFrameMs(), 0, 'f', 1);
+      self->status_->setText(summary);
+      Q_EMIT self->walked(summary);
     }, Qt::QueuedConnection);
   });
   return true;

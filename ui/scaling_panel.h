@@ -1,6 +1,8 @@
 // The Scaling view: runs the inference benchmark (core/scaling.h) on a worker thread and plots,
 // as each point is measured, per-query latency and tokens read against the context size N on
-// log-log axes for TCA, full cross attention and Perceiver IO.
+// log-log axes for TCA, full cross attention and Perceiver IO. Below, one query's walk down a TCA
+// tree over N random tokens (up to millions), drawn by the inspector's tree view with its level of
+// detail: the path and S at any size.
 #pragma once
 
 #include <QList>
@@ -18,6 +20,8 @@ class QSpinBox;
 
 namespace retreever::ui {
 
+class TreeView;
+
 class ScalingPanel : public QWidget {
   Q_OBJECT
  public:
@@ -28,6 +32,10 @@ class ScalingPanel : public QWidget {
   bool run(std::int64_t max_n, std::int64_t queries, const QString& device);
   void stop();
   bool running() const { return running_; }
+  // Builds a tree over n random tokens on a worker thread and shows one query's walk (returns false
+  // while a walk or a measurement runs); walked() follows.
+  bool walk(std::int64_t n, const QString& device);
+  TreeView* tree() const { return tree_; }
   const QList<ScalingPoint>& points() const { return points_; }
   QList<QCustomPlot*> plots() const;
   QStringList plotNames() const { return {"scaling_latency", "scaling_tokens"}; }
@@ -35,6 +43,7 @@ class ScalingPanel : public QWidget {
  Q_SIGNALS:
   void finished(const QString& summary);  // after the last point, a stop, or an error
   void failed(const QString& message);
+  void walked(const QString& summary);
 
  private:
   void redraw();
@@ -44,6 +53,9 @@ class ScalingPanel : public QWidget {
   QComboBox* device_;
   QSpinBox* queries_;
   QPushButton* start_;
+  QComboBox* walk_n_;
+  QPushButton* walk_;
+  TreeView* tree_;
   QLabel* status_;
   QCustomPlot* latency_;
   QCustomPlot* tokens_;

@@ -1,5 +1,6 @@
 #include "tree_view.h"
 
+#include <QElapsedTimer>
 #include <QMouseEvent>
 #include <QPainter>
 #include <QToolTip>
@@ -11,6 +12,7 @@ namespace retreever::ui {
 namespace {
 constexpr double kMargin = 28;      // pixels around the drawing
 constexpr double kMaxRadius = 14;   // largest node circle
+constexpr double kMinSpacing = 3;   // pixels between a level's nodes below which the level collapses
 }  // namespace
 
 TreeView::TreeView(QWidget* parent) : QWidget(parent) {
@@ -109,22 +111,92 @@ double TreeView::nodeRadius(std::int64_t id) const {
   return radius;
 }
 
+TreeView::Span TreeView::visibleSpan(std::int64_t level) const {
+  const auto count = result_->shape.level_size(level);
+  const double w = (width() - 2 * kMargin) * zoom_;
+  // Node i of the level sits at x = kMargin + (i + 0.5) / count * w + pan (nodePos).
+  auto index_at = [&](double x) { return (x - kMargin - pan_.x()) / w * double(count) - 0.5; };
+  Span span;
+  span.first = std::clamp<std::int64_t>(std::int64_t(std::floor(index_at(-50))), 0, count);
+  span.last = std::clamp<std::int64_t>(std::int64_t(std::ceil(index_at(width() + 50))) + 1, 0, count);
+  span.collapsed = w / double(count) < kMinSpacing;
+  return span;
+}
+
 std::int64_t TreeView::nodeAt(const QPointF& p) const {
   if (!result_ || !result_->has_tree) return -1;
+  const auto& s = result_->shape;
   std::int64_t best = -1;
   double best_d = 1e9;
-  for (const auto& n : result_->nodes) {
-    const auto c = nodePos(n.id);
+  auto consider = [&](std::int64_t id) {
+    const auto c = nodePos(id);
     const double d = std::hypot(c.x() - p.x(), c.y() - p.y());
-    if (d < std::max(6.0, nodeRadius(n.id) + 2) && d < best_d) {
-      best = n.id;
+    if (d < std::max(6.0, nodeRadius(id) + 2) && d < best_d) {
+      best = id;
       best_d = d;
     }
+  };
+  // The walk's nodes (drawn on collapsed levels too), then the nodes next to the pointer on each
+  // level drawn one by one: a few dozen candidates whatever the tree's size.
+  for (auto id : result_->trace.path) consider(id);
+  for (auto id : result_->trace.selected) consider(id);
+  const double w = (width() - 2 * kMargin) * zoom_;
+  for (std::int64_t l = 0; l < s.levels(); ++l) {
+    if (visibleSpan(l).collapsed) continue;
+    const auto count = s.level_size(l);
+    const auto near = std::int64_t(std::floor((p.x() - kMargin - pan_.x()) / w * double(count)));
+    for (auto i = std::max<std::int64_t>(0, near - 1); i <= std::min(count - 1, near + 1); ++i) consider(s.node_id(l, i));
   }
   return best;
 }
 
+void TreeView::drawEdge(QPainter& painter, std::int64_t id, bool dense) {
+  const auto& n = result_->nodes[id];
+  if (n.parent < 0) return;
+  const auto a = nodePos(n.parent), b = nodePos(id);
+  const auto role = roleOf(id);
+  const bool on_walk = roleOf(n.parent) == Role::Path && n.level <= revealed_;
+  if (dense && !on_walk) return;
+  QPen pen(on_walk ? colorOf(role == Role::Path ? Role::Path : Role::Selected) : palette().color(QPalette::Mid),
+           on_walk ? 2.2 : 0.8);
+  if (on_walk && role != Role::Path) pen.setStyle(Qt::DashLine);
+  painter.setPen(pen);
+  painter.drawLine(a, b);
+  ++frame_items_;
+  const double p = probabilityOf(id);
+  if (on_walk && p >= 0 && n.level <= result_->shape.k) {
+    painter.setPen(palette().color(QPalette::Text));
+    painter.drawText((a + b) / 2 + QPointF(4, 0), QString::number(p, 'f', 2));
+  }
+}
+
+void TreeView::drawNode(QPainter& painter, std::int64_t id) {
+  const auto& n = result_->nodes[id];
+  const auto c = nodePos(id);
+  const double radius = nodeRadius(id);
+  const auto role = roleOf(id);
+  QColor fill = colorOf(role);
+  if (role == Role::Unexplored) {  // faded, but opaque so that edges do not show through
+    const QColor base = palette().color(QPalette::Base);
+    fill = QColor((fill.red() + base.red()) / 2, (fill.green() + base.green()) / 2, (fill.blue() + base.blue()) / 2);
+  }
+  painter.setBrush(n.padding ? QBrush(fill, Qt::BDiagPattern) : QBrush(fill));
+  QPen outline(palette().color(QPalette::Text), n.padding ? 0.8 : 1.0);
+  if (n.padding) outline.setStyle(Qt::DashLine);
+  painter.setPen(radius < 3 ? QPen(Qt::NoPen) : outline);
+  painter.drawEllipse(c, radius, radius);
+  ++frame_items_;
+  if (radius >= 9 && n.level == result_->shape.k + 1 && !n.leaves.empty()) {
+    painter.setPen(Qt::white);
+    painter.drawText(QRectF(c.x() - radius, c.y() - radius, 2 * radius, 2 * radius), Qt::AlignCenter,
+                     QString::number(n.leaves.front()));
+  }
+}
+
 void TreeView::paintEvent(QPaintEvent*) {
+  QElapsedTimer clock;
+  clock.start();
+  frame_items_ = 0;
   QPainter painter(this);
   painter.setRenderHint(QPainter::Antialiasing);
   painter.fillRect(rect(), palette().base());
@@ -140,53 +212,43 @@ void TreeView::paintEvent(QPaintEvent*) {
     return;
   }
   const auto& r = *result_;
-  const QRectF visible = QRectF(rect()).adjusted(-50, -50, 50, 50);
-  const bool dense = double(r.shape.padded()) / zoom_ > 600;  // too many leaves for labels and edges
-  // Edges: parent -> child; the walk in the path colour, rejected choices in the S colour,
-  // each labelled with the policy's probability.
+  const auto& s = r.shape;
+  const bool dense = double(s.padded()) / zoom_ > 600;  // too many leaves for labels and edges
+  std::vector<Span> spans;
+  for (std::int64_t l = 0; l < s.levels(); ++l) spans.push_back(visibleSpan(l));
   QFont small = font();
   small.setPointSizeF(std::max(6.0, font().pointSizeF() - 2));
   painter.setFont(small);
-  for (const auto& n : r.nodes) {
-    if (n.parent < 0) continue;
-    const auto a = nodePos(n.parent), b = nodePos(n.id);
-    if (!visible.contains(a) && !visible.contains(b)) continue;
-    const auto role = roleOf(n.id);
-    const bool on_walk = roleOf(n.parent) == Role::Path && n.level <= revealed_;
-    if (dense && !on_walk) continue;
-    QPen pen(on_walk ? colorOf(role == Role::Path ? Role::Path : Role::Selected) : palette().color(QPalette::Mid),
-             on_walk ? 2.2 : 0.8);
-    if (on_walk && role != Role::Path) pen.setStyle(Qt::DashLine);
-    painter.setPen(pen);
-    painter.drawLine(a, b);
-    const double p = probabilityOf(n.id);
-    if (on_walk && p >= 0 && n.level <= r.shape.k) {
-      painter.setPen(palette().color(QPalette::Text));
-      painter.drawText((a + b) / 2 + QPointF(4, 0), QString::number(p, 'f', 2));
+  // Edges: parent -> child; the walk in the path colour, rejected choices in the S colour,
+  // each labelled with the policy's probability. The walk's edges come last, on top.
+  for (std::int64_t l = 1; l < s.levels(); ++l)
+    if (!spans[l].collapsed && !spans[l - 1].collapsed)
+      for (auto i = spans[l].first; i < spans[l].last; ++i) drawEdge(painter, s.node_id(l, i), dense);
+  for (auto id : r.trace.path) drawEdge(painter, id, true);
+  for (auto id : r.trace.selected) drawEdge(painter, id, true);
+  // Nodes, level by level; a collapsed level is a band that says how many nodes it holds.
+  const QColor band = palette().color(QPalette::Mid);
+  for (std::int64_t l = 0; l < s.levels(); ++l) {
+    const auto& span = spans[l];
+    if (!span.collapsed) {
+      for (auto i = span.first; i < span.last; ++i) drawNode(painter, s.node_id(l, i));
+      continue;
     }
+    if (span.first >= span.last) continue;
+    const double y = nodePos(s.node_id(l, 0)).y();
+    const double x0 = std::max(0.0, nodePos(s.node_id(l, span.first)).x());
+    const double x1 = std::min(double(width()), nodePos(s.node_id(l, span.last - 1)).x());
+    painter.setPen(Qt::NoPen);
+    painter.setBrush(QColor(band.red(), band.green(), band.blue(), 90));
+    painter.drawRoundedRect(QRectF(x0, y - 3, std::max(1.0, x1 - x0), 6), 3, 3);
+    painter.setPen(palette().color(QPalette::PlaceholderText));
+    painter.drawText(QPointF(x0 + 4, y - 6), tr("%L1 nodes").arg(s.level_size(l)));
+    ++frame_items_;
   }
-  // Nodes.
-  for (const auto& n : r.nodes) {
-    const auto c = nodePos(n.id);
-    if (!visible.contains(c)) continue;
-    const double radius = nodeRadius(n.id);
-    const auto role = roleOf(n.id);
-    QColor fill = colorOf(role);
-    if (role == Role::Unexplored) {  // faded, but opaque so that edges do not show through
-      const QColor base = palette().color(QPalette::Base);
-      fill = QColor((fill.red() + base.red()) / 2, (fill.green() + base.green()) / 2, (fill.blue() + base.blue()) / 2);
-    }
-    painter.setBrush(n.padding ? QBrush(fill, Qt::BDiagPattern) : QBrush(fill));
-    QPen outline(palette().color(QPalette::Text), n.padding ? 0.8 : 1.0);
-    if (n.padding) outline.setStyle(Qt::DashLine);
-    painter.setPen(radius < 3 ? Qt::NoPen : outline);
-    painter.drawEllipse(c, radius, radius);
-    if (radius >= 9 && n.level == r.shape.k + 1 && !n.leaves.empty()) {
-      painter.setPen(Qt::white);
-      painter.drawText(QRectF(c.x() - radius, c.y() - radius, 2 * radius, 2 * radius), Qt::AlignCenter,
-                       QString::number(n.leaves.front()));
-    }
-  }
+  for (auto id : r.trace.path)
+    if (spans[r.nodes[id].level].collapsed) drawNode(painter, id);
+  for (auto id : r.trace.selected)
+    if (spans[r.nodes[id].level].collapsed) drawNode(painter, id);
   // Legend, top left (the leaves use the bottom row).
   painter.setFont(font());
   int x = 8;
@@ -200,8 +262,9 @@ void TreeView::paintEvent(QPaintEvent*) {
     painter.drawText(x + 14, y, text);
     x += 24 + fontMetrics().horizontalAdvance(text);
   }
-  painter.drawText(x, y, tr("level %1 of %2 revealed, |S| = %3").arg(revealed_).arg(r.shape.levels() - 1)
-                             .arg(r.trace.selected.size()));
+  painter.drawText(x, y, tr("level %1 of %2 revealed, |S| = %3, %L4 tokens").arg(revealed_).arg(s.levels() - 1)
+                             .arg(r.trace.selected.size()).arg(r.context_size));
+  frame_ms_ = clock.nsecsElapsed() / 1e6;
 }
 
 void TreeView::wheelEvent(QWheelEvent* e) {

@@ -2,6 +2,9 @@
 // up as in Figure 3 of the paper: the path taken, the selected set S, nodes explored but not
 // selected, and nodes never explored, each in its own colour; policy probabilities on the
 // edges. Wheel zooms, drag pans, double-click fits; levels can be revealed one at a time.
+// Level of detail: a level whose nodes would stand closer than a few pixels is drawn as one band,
+// with only the walk's nodes on it (the path and S) drawn one by one, so that a frame costs what
+// the screen shows, not what the tree holds (a tree of a million leaves stays interactive).
 #pragma once
 
 #include <QPointF>
@@ -9,6 +12,8 @@
 #include <optional>
 
 #include "core/inspection.h"
+
+class QPainter;
 
 namespace retreever::ui {
 
@@ -28,6 +33,9 @@ class TreeView : public QWidget {
   void fit();
 
   static QColor colorOf(Role role);
+  // What the last frame drew (nodes, edges and bands) and how long it took.
+  std::int64_t lastFrameItems() const { return frame_items_; }
+  double lastFrameMs() const { return frame_ms_; }
 
  Q_SIGNALS:
   void nodeHovered(const QString& description);
@@ -45,6 +53,15 @@ class TreeView : public QWidget {
   double nodeRadius(std::int64_t id) const;
   std::int64_t nodeAt(const QPointF& p) const;
   double probabilityOf(std::int64_t id) const;  // policy probability of reaching id from its parent
+  // The nodes of a level that fall on the widget, [first, last); collapsed when they stand too
+  // close to draw one by one.
+  struct Span {
+    std::int64_t first = 0, last = 0;
+    bool collapsed = false;
+  };
+  Span visibleSpan(std::int64_t level) const;
+  void drawEdge(QPainter& painter, std::int64_t id, bool dense);
+  void drawNode(QPainter& painter, std::int64_t id);
 
   std::optional<InspectResult> result_;
   std::vector<int> role_;          // per node id, for the full trace
@@ -55,6 +72,8 @@ class TreeView : public QWidget {
   QPointF pan_;
   QPoint drag_from_;
   bool dragging_ = false;
+  std::int64_t frame_items_ = 0;
+  double frame_ms_ = 0;
 };
 
 }  // namespace retreever::ui

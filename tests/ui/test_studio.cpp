@@ -23,7 +23,9 @@
 #include "ui/comparison_panel.h"
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
+#include "core/devices.h"
 #include "core/registry.h"
+#include "core/training/distributed.h"
 #include "core/tree/tree_shape.h"
 #include "ui/main_window.h"
 #include "ui/scaling_panel.h"
@@ -32,6 +34,7 @@
 #include "ui/qcp.h"
 #include "ui/task_views.h"
 #include "ui/training_session.h"
+#include "ui/tree_view.h"
 
 using namespace retreever;
 using namespace retreever::ui;
@@ -98,6 +101,37 @@ class TestStudio : public QObject {
   }
 
   // SessionController: the session without widgets.
+  // A query's walk at a million tokens: the tree view draws what the screen shows (the path, S,
+  // one band per dense level), not the two million nodes; a small tree is drawn node by node.
+  void a_walk_at_a_million_tokens_draws_the_path_not_the_tree() {
+    ScalingPanel panel;
+    panel.resize(1200, 900);
+    panel.show();
+    QSignalSpy walked(&panel, &ScalingPanel::walked);
+    const std::int64_t n = std::int64_t(1) << 20;
+    QVERIFY(panel.walk(n, "cpu"));
+    QVERIFY(!panel.walk(n, "cpu"));  // one at a time
+    QVERIFY(walked.wait(180000));
+    auto* tree = panel.tree();
+    const auto shape = TreeShape::of(n, 2);
+    QCOMPARE(tree->levels(), int(shape.levels()));
+    QVERIFY2(walked.first().at(0).toString().contains(QString("read %1 tokens").arg(shape.tokens_per_query())),
+             qPrintable(walked.first().at(0).toString()));
+    tree->repaint();
+    qInfo() << "1M-leaf tree: frame of" << tree->lastFrameItems() << "items in" << tree->lastFrameMs() << "ms";
+    QVERIFY2(tree->lastFrameItems() < 5000, qPrintable(QString::number(tree->lastFrameItems())));
+    QVERIFY(tree->lastFrameItems() >= int(shape.levels()));  // at least the walk
+    // Small contexts are drawn whole: every node and, under the node count, the edges.
+    QVERIFY(panel.walk(64, "cpu"));
+    QVERIFY(walked.wait(60000));
+    tree->repaint();
+    const auto small = TreeShape::of(64, 2);
+    std::int64_t nodes = 0;
+    for (std::int64_t l = 0; l < small.levels(); ++l) nodes += small.level_size(l);
+    QVERIFY2(tree->lastFrameItems() >= nodes, qPrintable(QString::number(tree->lastFrameItems())));
+    QVERIFY(tree->lastFrameItems() < 2 * nodes + 200);
+  }
+
   void controller_compares_every_decoder_at_equal_tokens() {
     Config base = small_copy(10);
     const auto configs = SessionController::comparisonConfigs(base);
@@ -322,6 +356,39 @@ class TestStudio : public QObject {
     // Step numbers arrive in order with no gaps.
     for (int i = 1; i < steps.count(); ++i)
       QCOMPARE(steps.at(i).at(0).value<StepMetrics>().step, steps.at(i - 1).at(0).value<StepMetrics>().step + 1);
+  }
+
+  // "All GPUs": the device menu offers it where there are two GPUs or more, and a run queued with
+  // it trains data parallel on the worker (here over two CPU devices): the same losses as alone.
+  void all_gpus_trains_data_parallel_with_the_losses_of_one_device() {
+    ExperimentPanel none(nullptr, 1), four(nullptr, 4);
+    auto* menu = qobject_cast<QComboBox*>(none.editor("device"));
+    QVERIFY(menu && menu->findText(kAllGpus) < 0);
+    QVERIFY(none.parallelDevices().isEmpty());
+    menu = qobject_cast<QComboBox*>(four.editor("device"));
+    QVERIFY(menu->findText("cuda:3") >= 0);
+    menu->setCurrentIndex(menu->findText(kAllGpus));
+    QCOMPARE(four.parallelDevices(), QStringList({"cuda:0", "cuda:1", "cuda:2", "cuda:3"}));
+    QCOMPARE(four.config().device, std::string("cuda:0"));
+
+    if (!distributed_unsupported_reason("gloo").empty()) QSKIP("this build has no Gloo");
+    const Config c = small_copy(6);
+    QList<double> losses[2];
+    for (int k = 0; k < 2; ++k) {
+      SessionController controller;
+      QSignalSpy started(&controller, &SessionController::runStarted);
+      connect(controller.session(), &TrainingSession::stepped, this,
+              [&losses, k](const StepMetrics& m) { losses[k] << m.loss; });
+      controller.queueRuns({c}, QString(), k == 0 ? QStringList() : QStringList({"cpu", "cpu"}));
+      QVERIFY(waitForState(controller.session(), TrainingSession::State::Finished));
+      QCOMPARE(started.count(), 1);
+      QCOMPARE(started.first().at(0).toString().contains("data parallel on 2 devices"), k == 1);
+    }
+    QCOMPARE(losses[1].size(), 6);
+    QCOMPARE(losses[0].size(), losses[1].size());
+    for (int i = 0; i < losses[0].size(); ++i)
+      QVERIFY2(std::abs(losses[0][i] - losses[1][i]) <= 1e-3 * std::max(1.0, std::abs(losses[0][i])),
+               qPrintable(QString("step %1: %2 alone, %3 data parallel").arg(i).arg(losses[0][i]).arg(losses[1][i])));
   }
 
   void bad_config_fails_with_a_message() {
