@@ -173,10 +173,12 @@ bool ScalingPanel::walk(std::int64_t n, const QString& device) {
         Q_EMIT self->failed(error);
         return;
       }
-      self->tree_->setResult(*result);
+      const auto tokens = result->tokens_per_query;
+      const auto levels = result->shape.levels();
+      self->tree_->setResult(std::move(*result));
       self->tree_->repaint();  // now, so that the frame time below is this tree's
       const auto summary = tr("N = %L1: the query read %2 tokens (%3 levels); built and walked in %4 s, drawn in %5 ms")
-                               .arg(n).arg(result->tokens_per_query).arg(result->shape.levels())
+                               .arg(n).arg(tokens).arg(levels)
                                .arg(seconds, 0, 'f', 1).arg(self->tree_->lastFrameMs(), 0, 'f', 1);
       self->status_->setText(summary);
       Q_EMIT self->walked(summary);

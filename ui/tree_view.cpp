@@ -37,10 +37,11 @@ void TreeView::clear() {
   update();
 }
 
-void TreeView::setResult(const InspectResult& r) {
-  const bool same_tree = result_ && result_->has_tree && r.has_tree &&
-                         result_->nodes.size() == r.nodes.size();
-  result_ = r;
+void TreeView::setResult(InspectResult result) {
+  const bool same_tree = result_ && result_->has_tree && result.has_tree &&
+                         result_->nodes.size() == result.nodes.size();
+  result_ = std::move(result);
+  const auto& r = *result_;
   const auto n = r.nodes.size();
   role_.assign(n, int(Role::Unexplored));
   role_level_.assign(n, 0);
@@ -108,6 +109,8 @@ double TreeView::nodeRadius(std::int64_t id) const {
   double radius = std::clamp(spacing * 0.35, 1.5, kMaxRadius);
   const double p = probabilityOf(id);
   if (p >= 0 && result_->nodes[id].level <= revealed_) radius *= 0.7 + 0.6 * p;  // size by the policy
+  const auto role = roleOf(id);
+  if (role == Role::Path || role == Role::Selected) radius = std::max(radius, 4.0);  // the walk stays visible
   return radius;
 }
 
@@ -164,7 +167,10 @@ void TreeView::drawEdge(QPainter& painter, std::int64_t id, bool dense) {
   painter.drawLine(a, b);
   ++frame_items_;
   const double p = probabilityOf(id);
-  if (on_walk && p >= 0 && n.level <= result_->shape.k) {
+  // A label needs a row of its own: on rows closer than the text's height the labels would overlap
+  // (deep trees); the tooltip of each node still gives its probability.
+  const bool room = std::abs(b.y() - a.y()) >= 2 * painter.fontMetrics().height();
+  if (on_walk && room && p >= 0 && n.level <= result_->shape.k) {
     painter.setPen(palette().color(QPalette::Text));
     painter.drawText((a + b) / 2 + QPointF(4, 0), QString::number(p, 'f', 2));
   }

@@ -23,7 +23,7 @@ class TreeView : public QWidget {
   enum class Role { Path, Selected, Explored, Unexplored };
   explicit TreeView(QWidget* parent = nullptr);
 
-  void setResult(const InspectResult& result);  // tree + trace of one query
+  void setResult(InspectResult result);  // tree + trace of one query (moved in: a 1M-leaf tree is large)
   void clear();
   // Reveal the walk down to this level (0 = root only; shape.k + 1 = everything).
   void setRevealedLevel(int level);
