@@ -275,6 +275,8 @@ int cmd_bench(const Args& args) {
     const auto& allowed = Config::choices("precision");
     if (std::find(allowed.begin(), allowed.end(), precision) == allowed.end())
       throw UsageError("--precision must be one of " + join_choices(allowed));
+    if (precision == "bf16")
+      if (const auto refusal = bf16_refusal(resolve_device(device)); !refusal.empty()) throw UsageError(refusal);
   }
   Output o;
   o.json = args.has("json");

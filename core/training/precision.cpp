@@ -56,6 +56,18 @@ torch::ScalarType precision_dtype(const std::string& precision) {
   throw std::invalid_argument("precision: unknown value '" + precision + "'. Use one of fp32|bf16.");
 }
 
+std::string bf16_refusal(const torch::Device& device) {
+  if (device.is_cuda()) return "";
+  if (!device.is_cpu()) return "precision bf16 runs on CUDA or the CPU, not on " + device.str() + "; use --precision fp32";
+#ifdef RETREEVER_AUTOCAST_BY_DEVICE
+  return "";
+#else
+  return "precision bf16 on the CPU needs LibTorch 2.4 or newer (this build has " + std::to_string(TORCH_VERSION_MAJOR) +
+         "." + std::to_string(TORCH_VERSION_MINOR) +
+         ", whose CPU autocast cannot run layer norms in bfloat16); use --precision fp32, or --device cuda";
+#endif
+}
+
 AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16) {
   if (!bf16) return;
   if (!device.is_cuda() && !device.is_cpu())

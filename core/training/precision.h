@@ -13,6 +13,11 @@ namespace retreever {
 // std::invalid_argument for another name (Config::validate refuses it first).
 torch::ScalarType precision_dtype(const std::string& precision);
 
+// Empty when bf16 can run on `device`; otherwise a one-line refusal that names the fix. The CPU
+// needs LibTorch 2.4 or newer: 1.13's CPU autocast hands layer norms bfloat16 inputs with float32
+// weights, which its CPU kernel refuses (checked: 1.13 refuses, 2.11 runs).
+std::string bf16_refusal(const torch::Device& device);
+
 // Autocast to bfloat16 on `device`'s type (CUDA or CPU) for the guard's lifetime when `bf16`;
 // nothing otherwise. Restores the previous state (enabled flag and dtype) and clears autocast's
 // cast cache when the outermost guard ends.

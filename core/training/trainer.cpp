@@ -77,6 +77,8 @@ struct Trainer::Impl {
     if (!problems.empty()) throw std::invalid_argument(join(problems));
     config = c;
     device = resolve_device(c.device);
+    if (c.precision == "bf16")
+      if (const auto refusal = bf16_refusal(device); !refusal.empty()) throw std::invalid_argument(refusal);
     // Before the task's data, the model or the evaluation set. (On a GPU the activations live in its
     // memory, which this estimate does not read.)
     if (device.is_cpu()) {

@@ -1,12 +1,14 @@
 // Config::precision: the field's JSON round trip and validation, the autocast guard, and on the CPU
 // the forward autocast to bfloat16 against float32, bf16 training steps and checkpoints, and the
-// decoders converted to bfloat16 (tests/precision_checks.h; test_cuda runs the same on a GPU).
+// decoders converted to bfloat16 (tests/precision_checks.h; test_cuda runs the same on a GPU). With
+// LibTorch before 2.4, whose CPU autocast cannot run this model, the refusal instead.
 // Qt-free; exits 1 on any failure.
 #include <cstdio>
 #include <stdexcept>
 #include <string>
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "core/config.h"
 #include "core/training/precision.h"
@@ -71,11 +73,34 @@ void the_guard() {
          "a matmul after the guard runs in float32 again");
 }
 
+// Where the CPU cannot run bf16 (LibTorch before 2.4), training and bench refuse it with the fix.
+void refused_where_the_cpu_cannot() {
+  const auto refusal = bf16_refusal(torch::Device(torch::kCPU));
+  std::printf("this LibTorch is %d.%d: bf16 on the CPU %s\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+              refusal.empty() ? "runs (CPU autocast)" : "is refused");
+  expect(bf16_refusal(torch::Device(torch::kCUDA)).empty(), "CUDA runs bf16");
+  expect(refusal.empty() == (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)),
+         "the CPU runs bf16 from LibTorch 2.4 on");
+  if (refusal.empty()) return;
+  expect(refusal.find('\n') == std::string::npos && refusal.find("--precision fp32") != std::string::npos,
+         "the refusal is one line naming the fix: " + refusal);
+  Config c = retreever::testing::small_config("copy", "tca");
+  c.precision = "bf16";
+  std::string what;
+  try {
+    Trainer t(c, datasets::make_task);
+  } catch (const std::invalid_argument& e) {
+    what = e.what();
+  }
+  expect(what == refusal, "a bf16 trainer on this CPU is refused before it starts: " + what);
+}
+
 }  // namespace
 
 int main() {
   the_config_field();
   the_guard();
-  retreever::testing::bf16_checks(torch::Device(torch::kCPU));
+  refused_where_the_cpu_cannot();
+  if (bf16_refusal(torch::Device(torch::kCPU)).empty()) retreever::testing::bf16_checks(torch::Device(torch::kCPU));
   return retreever::testing::checks().summary();
 }
