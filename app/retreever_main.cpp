@@ -63,11 +63,13 @@ CommandSpec train_spec() {
            {"log-every", "N", "steps between metric rows", {}},
            {"data", "DIR", "image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)", {}},
            {"device", "D", "where to train", choices("device")},
+           {"precision", "P", "bf16: the forward autocast to bfloat16 (parameters and optimiser stay float32; "
+                              "default fp32)", choices("precision")},
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
-          "--reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every, --data and --device\n"
-          "change the checkpoint's config from there on; the other flags are refused."};
+          "--reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every, --data, --device\n"
+          "and --precision change the checkpoint's config from there on; the other flags are refused."};
 }
 
 CommandSpec eval_spec() {
@@ -140,6 +142,7 @@ void apply_training_flags(const Args& args, Config& c) {
   c.log_every = args.integer("log-every", c.log_every);
   c.data_dir = args.str("data", c.data_dir);
   c.device = args.str("device", c.device);
+  c.precision = args.str("precision", c.precision);
   auto problems = c.validate();
   if (!problems.empty()) throw UsageError(problems.front());
 }

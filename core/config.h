@@ -71,6 +71,9 @@ struct Config {
   double grad_clip = 1.0;           // max global gradient norm (0 = off)
   std::int64_t seed = 0;            // seeds data, initialisation and the policy's sampling
   std::string device = "auto";      // auto | cpu | cuda
+  // fp32, or bf16: the forward (and evaluation) autocast to bfloat16 on CUDA or the CPU; parameters,
+  // gradients and the optimiser stay float32, and the losses are computed in float32.
+  std::string precision = "fp32";
 
   // Bookkeeping.
   std::int64_t log_every = 10;      // steps between metric rows
@@ -96,7 +99,8 @@ struct Config {
   // std::invalid_argument for a task without one and std::runtime_error for a broken file.
   static Config preset(const std::string& task);
   // The values a choice field accepts, in the order menus list them (empty for other fields):
-  // task and model (from core/registry.h), ordering, leaf_layout, reward, rl_baseline, device, kernel, eval_kernel, eval_split.
+  // task and model (from core/registry.h), ordering, leaf_layout, reward, rl_baseline, device, precision, kernel,
+  // eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
   // The largest value a numeric field accepts (one table for validation and the studio's editors);
   // 0 for a field without one.

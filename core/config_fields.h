@@ -46,6 +46,7 @@ inline void for_each_field(Config& c, Fn&& fn) {
   fn("grad_clip", c.grad_clip);
   fn("seed", c.seed);
   fn("device", c.device);
+  fn("precision", c.precision);
   fn("log_every", c.log_every);
   fn("eval_every", c.eval_every);
   fn("eval_batches", c.eval_batches);

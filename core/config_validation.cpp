@@ -51,7 +51,7 @@ std::vector<std::string> Config::validate() const {
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
            {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
            {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"block", &block}, {"kernel", &kernel},
-           {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}})
+           {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}, {"precision", &precision}})
     check_choice(e, field, *value, choices(field));
   // A GPU of several is named "cuda:K" (core/devices.h; the device is checked when a run starts).
   const bool gpu_index = device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() <= 9 &&
@@ -191,6 +191,7 @@ const std::vector<std::string>& Config::choices(const std::string& field) {
       {"reward", {"acc", "nce"}},
       {"rl_baseline", {"fixed", "mean"}},
       {"device", {"auto", "cpu", "cuda"}},
+      {"precision", {"fp32", "bf16"}},
       {"kernel", {"rbf", "matern", "periodic"}},
       {"eval_kernel", {"rbf", "matern", "periodic"}},
       {"eval_split", {"seen", "unseen"}},

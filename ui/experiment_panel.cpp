@@ -112,6 +112,10 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
                      "and \"all GPUs\" trains on every one, data parallel: each GPU takes a share of the batch and "
                      "the run equals one GPU's step for step."),
                   devices});
+  addField(form, {"precision", tr("Precision"),
+                  tr("fp32, or bf16: the forward runs in bfloat16 (autocast); the weights and the optimiser stay float32. "
+                     "Faster on GPUs with bfloat16 matrix units; on the CPU mostly slower."),
+                  choice_list("precision")});
   addField(form, {"eval_every", tr("Evaluate every"), tr("Steps between evaluations on the fixed evaluation set.")});
   addField(form, {"eval_batches", tr("Eval batches"), tr("Batches in the fixed evaluation set.")});
   addField(form, {"log_every", tr("Log every"), tr("Steps between rows of the metrics CSV.")});
@@ -186,6 +190,7 @@ void ExperimentPanel::applyPreset(const QString& task) {
   const auto current = config();
   c.model = current.model;  // a new task keeps the chosen model
   c.device = current.device;
+  c.precision = current.precision;
   setConfig(c);
 }
 

@@ -23,6 +23,7 @@
 #include "core/decoders/decoder.h"
 #include "core/registry.h"
 #include "core/training/device.h"
+#include "core/training/precision.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
@@ -98,16 +99,18 @@ TrainChoice train_choice(const Args& args) {
   return choice;
 }
 
-void bench_train(const Args& args, const std::string& device, const TrainChoice& choice, Output& o) {
+void bench_train(const Args& args, const std::string& device, const std::string& precision, const TrainChoice& choice,
+                 Output& o) {
   const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
   const int steps = int(args.integer("steps", 30));
   if (seq_len < 4 || batch <= 0 || steps <= 0)
     throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
-  say(o, "training step, copy task, sequence length %lld, batch %lld, %d timed steps (median)\n", (long long)seq_len,
-      (long long)batch, steps);
+  say(o, "training step, copy task, sequence length %lld, batch %lld, %d timed steps (median), precision %s\n",
+      (long long)seq_len, (long long)batch, steps, precision.c_str());
   say(o, "%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
   auto& train = o.doc["train"];
-  train = {{"task", "copy"}, {"seq_len", seq_len}, {"batch", batch}, {"steps", steps}, {"models", nlohmann::json::array()}};
+  train = {{"task", "copy"},   {"seq_len", seq_len},     {"batch", batch},
+           {"steps", steps},   {"precision", precision}, {"models", nlohmann::json::array()}};
   std::int64_t tca_tokens = 0;
   for (const auto& model : choice.models) {
     Config c = sized_like(Config::preset("copy"), model, tca_tokens);  // baselines read as many tokens as TCA
@@ -115,6 +118,7 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
     c.batch = batch;
     c.steps = 1000000;
     c.device = device;
+    c.precision = precision;
     c.eval_batches = 1;
     Trainer trainer(c, datasets::make_task);
     std::vector<double> t;
@@ -137,7 +141,9 @@ void bench_train(const Args& args, const std::string& device, const TrainChoice&
   }
 }
 
-void bench_inference(const Args& args, const std::string& device_name, Output& o) {
+// bf16: the models, the context and the queries converted to bfloat16 (the CUDA kernels are float32
+// only, so TCA then takes the tensor paths).
+void bench_inference(const Args& args, const std::string& device_name, const std::string& precision, Output& o) {
   torch::NoGradGuard no_grad;
   const auto device = resolve_device(device_name);
   const auto max_n = args.integer("max-n", 262144), queries = args.integer("queries", 1024);
@@ -150,26 +156,27 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
   auto tca = make_decoder(c);
   c.model = "ca";
   auto ca = make_decoder(c);
-  tca->to(device);
-  ca->to(device);
+  const auto dtype = precision_dtype(precision);
+  tca->to(device, dtype);
+  ca->to(device, dtype);
   tca->eval();
   ca->eval();
-  say(o, "inference, batch 1, %lld queries, no encoder, device %s (median of %d)\n", (long long)queries,
-      device.str().c_str(), repeats);
+  say(o, "inference, batch 1, %lld queries, no encoder, device %s, precision %s (median of %d)\n", (long long)queries,
+      device.str().c_str(), precision.c_str(), repeats);
   say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
       "CA keys ms", "speed-up");
   const bool graphs = device.is_cuda() && args.str("graphs", "on") == "on";
   if (graphs)
     say(o, "%s\n", "  each size's second line: the same work replayed from a CUDA graph (-1: the capture failed)");
   auto& inference = o.doc["inference"];
-  inference = {{"batch", 1}, {"queries", queries}, {"repeats", repeats}, {"device", device.str()},
-               {"rows", nlohmann::json::array()}};
+  inference = {{"batch", 1},           {"queries", queries},     {"repeats", repeats}, {"device", device.str()},
+               {"precision", precision}, {"d_model", c.d_model}, {"heads", c.heads}, {"rows", nlohmann::json::array()}};
   DecodeRequest greedy;
   for (std::int64_t n = 1024; n <= max_n; n *= 4) {
     auto opts = torch::TensorOptions().device(device);
-    auto context = torch::randn({1, n, c.d_model}, opts);
-    auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});
-    auto q = torch::randn({1, queries, c.d_model}, opts);
+    auto context = torch::randn({1, n, c.d_model}, opts).to(dtype);
+    auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision
+    auto q = torch::randn({1, queries, c.d_model}, opts).to(dtype);
     std::shared_ptr<Memory> tree, keys;
     const double build = time_median(device, repeats, [&] { tree = tca->prepare(context, x); });
     const double project = time_median(device, repeats, [&] { keys = ca->prepare(context, x); });
@@ -194,7 +201,8 @@ void bench_inference(const Args& args, const std::string& device_name, Output& o
       const double r_build = replayed(g_build, [&] { built = tca->prepare(context, x); }, "build");
       if (r_tca > 0) {  // a replay computes what the eager call computes
         auto eager = tca->decode(*tree, q, greedy).encoding;
-        graph_row["tca_graph_matches_eager"] = torch::allclose(eager, o_tca.encoding, 1e-5, 1e-5);
+        const double tol = dtype == torch::kFloat ? 1e-5 : 1e-2;
+        graph_row["tca_graph_matches_eager"] = torch::allclose(eager, o_tca.encoding, tol, tol);
       }
       auto us = [&](double t) { return t > 0 ? 1e6 * t / queries : -1.0; };
       graph_row["tca_graph_us_per_query"] = us(r_tca);
@@ -224,6 +232,10 @@ CommandSpec bench_spec() {
           "",
           {{"what", "W", "which figures", {"train", "inference", "all"}},
            {"device", "D", "where to measure", Config::choices("device")},
+           {"precision", "P",
+            "train: bf16 autocasts the forward to bfloat16; inference: bf16 converts the models and inputs to "
+            "bfloat16 (default fp32)",
+            Config::choices("precision")},
            {"seq-len", "N", "train: copy-task sequence length (default 64)", {}},
            {"batch", "B", "train: batch (default 32)", {}},
            {"steps", "S", "train: timed steps, the median is printed (default 30)", {}},
@@ -258,6 +270,14 @@ int cmd_bench(const Args& args) {
   const auto kernels = args.str("kernels", "on");
   if (kernels != "on" && kernels != "off") throw UsageError("--kernels must be on or off");
   set_cuda_kernels_enabled(kernels == "on");
+  const auto precision = args.str("precision", "fp32");
+  {
+    const auto& allowed = Config::choices("precision");
+    if (std::find(allowed.begin(), allowed.end(), precision) == allowed.end())
+      throw UsageError("--precision must be one of " + join_choices(allowed));
+    if (precision == "bf16")
+      if (const auto refusal = bf16_refusal(resolve_device(device)); !refusal.empty()) throw UsageError(refusal);
+  }
   Output o;
   o.json = args.has("json");
   say(o, "LibTorch %d.%d.%d, %d CPU threads, CUDA kernels %s\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
@@ -267,8 +287,9 @@ int cmd_bench(const Args& args) {
                       std::to_string(TORCH_VERSION_PATCH);
   o.doc["cpu_threads"] = torch::get_num_threads();
   o.doc["cuda_kernels"] = cuda_kernels_available() ? kernels : "not built";
-  if (what != "inference") bench_train(args, device, choice, o);
-  if (what != "train") bench_inference(args, device, o);
+  o.doc["precision"] = precision;
+  if (what != "inference") bench_train(args, device, precision, choice, o);
+  if (what != "train") bench_inference(args, device, precision, o);
   if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());
   return 0;
 }

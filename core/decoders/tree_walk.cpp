@@ -92,7 +92,11 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
 
 WalkResult walk_cpu(const WalkInput& in) {
   if (!in.queries.device().is_cpu()) throw std::logic_error("walk_cpu needs CPU tensors");
-  auto q = in.queries.contiguous(), keys = in.keys.contiguous(), masks = in.masks.contiguous();
+  // float32 or float64; another dtype (bfloat16 under --precision bf16) is walked in float32 and the
+  // probabilities and scores come back in the queries' dtype.
+  const auto dtype = in.queries.scalar_type();
+  const auto work = dtype == torch::kDouble && in.keys.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  auto q = in.queries.to(work).contiguous(), keys = in.keys.to(work).contiguous(), masks = in.masks.contiguous();
   const auto uniform = in.uniform.defined() ? in.uniform.to(q.scalar_type()).contiguous() : torch::Tensor();
   const auto Q = q.size(0), H = q.size(1);
   if (static_cast<std::int64_t>(in.offsets.size()) < in.k || Q % keys.size(0) != 0)
@@ -105,6 +109,10 @@ WalkResult walk_cpu(const WalkInput& in) {
   out.pi = torch::empty({Q, in.k, in.b}, q.options());
   out.scores = torch::empty({Q, in.k, in.b, H}, q.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(in, q, keys, masks, uniform, out); });
+  if (dtype != work) {
+    out.pi = out.pi.to(dtype);
+    out.scores = out.scores.to(dtype);
+  }
   return out;
 }
 

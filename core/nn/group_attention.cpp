@@ -64,7 +64,13 @@ enum class Op { Scores, Mix, MixTransposed };
 //   Scores:        a [G,m,H,d], b [G,n,H,d] -> [G,m,n,H]
 //   Mix:           a = p [G,m,n,H], b = v [G,n,H,d] -> [G,m,H,d]
 //   MixTransposed: a = p [G,m,n,H], b = x [G,m,H,d] -> [G,n,H,d]
+// Inputs of another dtype than float32 and float64 (bfloat16 under autocast), or of two dtypes, are
+// computed in float32 (float64 when both are) and the result takes the inputs' promoted dtype.
 torch::Tensor run_cpu(Op op, const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  const auto result = c10::promoteTypes(a_in.scalar_type(), b_in.scalar_type());
+  const auto work = result == torch::kDouble ? torch::kDouble : torch::kFloat;
+  if (a_in.scalar_type() != work || b_in.scalar_type() != work)
+    return run_cpu(op, a_in.to(work), b_in.to(work)).to(result);
   auto a = a_in.contiguous(), b = b_in.contiguous();
   const Dims z = op == Op::Scores ? Dims{a.size(0), a.size(1), b.size(1), a.size(2), a.size(3)}
                                   : Dims{a.size(0), a.size(1), a.size(2), a.size(3), b.size(3)};
@@ -92,8 +98,9 @@ struct GroupScores : public torch::autograd::Function<GroupScores> {
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& ds = grads[0];
-    return {ctx->needs_input_grad(0) ? run_cpu(Op::Mix, ds, saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, ds, saved[0]) : torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? run_cpu(Op::Mix, ds, saved[1]).to(saved[0].scalar_type()) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, ds, saved[0]).to(saved[1].scalar_type())
+                                     : torch::Tensor()};
   }
 };
 
@@ -107,8 +114,9 @@ struct GroupMix : public torch::autograd::Function<GroupMix> {
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& dout = grads[0];
-    return {ctx->needs_input_grad(0) ? run_cpu(Op::Scores, dout, saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, saved[0], dout) : torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? run_cpu(Op::Scores, dout, saved[1]).to(saved[0].scalar_type()) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? run_cpu(Op::MixTransposed, saved[0], dout).to(saved[1].scalar_type())
+                                     : torch::Tensor()};
   }
 };
 

@@ -14,6 +14,7 @@
 #include "core/training/device.h"
 #include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
+#include "core/training/precision.h"
 
 namespace retreever {
 namespace {
@@ -29,6 +30,24 @@ std::string join(const std::vector<std::string>& lines) {
   std::string s;
   for (const auto& l : lines) s += (s.empty() ? "" : "\n") + l;
   return s;
+}
+
+// The model's forward under Config::precision (bf16: autocast to bfloat16 on the run's device); the
+// floating outputs come back as float32, so the losses, the rewards and the metrics are computed in
+// float32 whatever the forward ran in.
+ModelOutput forward_in_precision(ReTreever& model, const Batch& batch, const DecodeRequest& request,
+                                 const torch::Device& device, bool bf16) {
+  ModelOutput out;
+  {
+    AutocastGuard autocast(device, bf16);
+    out = model->forward(batch, request);
+  }
+  if (bf16) {
+    for (auto* t : {&out.prediction, &out.prediction_all_leaves, &out.log_prob, &out.entropy})
+      if (t->defined() && t->is_floating_point()) *t = t->to(torch::kFloat);
+    if (out.trace.probabilities.defined()) out.trace.probabilities = out.trace.probabilities.to(torch::kFloat);
+  }
+  return out;
 }
 
 }  // namespace
@@ -58,6 +77,8 @@ struct Trainer::Impl {
     if (!problems.empty()) throw std::invalid_argument(join(problems));
     config = c;
     device = resolve_device(c.device);
+    if (c.precision == "bf16")
+      if (const auto refusal = bf16_refusal(device); !refusal.empty()) throw std::invalid_argument(refusal);
     // Before the task's data, the model or the evaluation set. (On a GPU the activations live in its
     // memory, which this estimate does not read.)
     if (device.is_cpu()) {
@@ -121,7 +142,7 @@ StepMetrics Trainer::step() {
     request.draw_batch = m.config.batch;
     request.draw_row = from;
   }
-  auto out = m.model->forward(batch, request);
+  auto out = forward_in_precision(m.model, batch, request, m.device, m.config.precision == "bf16");
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
   // Every loss term is a mean over rows: weighted by this process's share of the rows and summed over
   // processes it is the whole batch's mean, and so is its gradient. Batch statistics (the REINFORCE
@@ -195,7 +216,7 @@ EvalMetrics Trainer::evaluate() {
   const std::size_t world = m.group ? std::size_t(m.group->size()) : 1, rank = m.group ? std::size_t(m.group->rank()) : 0;
   for (std::size_t i = rank; i < m.eval_set.size(); i += world) {
     const auto& batch = m.eval_set[i];
-    auto out = m.model->forward(batch, DecodeRequest{});
+    auto out = forward_in_precision(m.model, batch, DecodeRequest{}, m.device, m.config.precision == "bf16");
     auto metric = task_metric(out.prediction, batch.yt, m.spec, m.config.bound_std);
     if (m.spec.classification() && metric.dim() == 2 && same_targets) {
       auto sums = metric.sum(0).to(torch::kCPU, torch::kDouble);

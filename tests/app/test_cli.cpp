@@ -234,6 +234,36 @@ class TestCli : public QObject {
     expect_refusal({"bench", "--what", "train", "--kernels", "maybe"}, "kernels");
   }
 
+  void precision_bf16_trains_and_benches() {
+    // --precision bf16: the forward autocast to bfloat16 (the CPU's autocast here, LibTorch 2.4+), recorded in
+    // config.json; older LibTorch refuses it on the CPU with the fix.
+    auto r = run({"bench", "--what", "all", "--models", "tca,ca", "--seq-len", "8", "--batch", "4", "--steps", "2",
+                  "--max-n", "1024", "--queries", "16", "--repeats", "1", "--device", "cpu", "--precision", "bf16",
+                  "--json"});
+    expect_refusal({"bench", "--what", "train", "--precision", "fp16"}, "precision");
+    expect_refusal({"train", "--out", file("fp16"), "--steps", "1", "--precision", "fp16"}, "precision");
+    if (r.code != 0 && r.err.contains("needs LibTorch 2.4")) {
+      // LibTorch 1.13's CPU autocast cannot run the model: bench and train refuse it with the fix.
+      QVERIFY2(r.err.contains("--precision fp32") && r.err.count('\n') == 1, qPrintable(r.err));
+      expect_refusal({"train", "--out", file("bf16"), "--steps", "1", "--device", "cpu", "--precision", "bf16"},
+                     "needs LibTorch 2.4");
+      return;
+    }
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto doc = json_of(r.out);
+    QCOMPARE(doc["precision"].toString(), QString("bf16"));
+    QCOMPARE(doc["train"].toObject()["precision"].toString(), QString("bf16"));
+    QVERIFY(doc["train"].toObject()["models"].toArray()[0].toObject()["ms_per_step"].toDouble() > 0);
+    QVERIFY(doc["inference"].toObject()["rows"].toArray()[0].toObject()["tca_us_per_query"].toDouble() > 0);
+    const QString out = file("bf16");
+    auto t = run({"train", "--out", out, "--steps", "2", "--seq-len", "8", "--batch", "4", "--eval-every", "2",
+                  "--device", "cpu", "--precision", "bf16"});
+    QVERIFY2(t.code == 0, qPrintable(t.err));
+    QFile config(out + "/config.json");
+    QVERIFY(config.open(QIODevice::ReadOnly));
+    QCOMPARE(QJsonDocument::fromJson(config.readAll()).object()["precision"].toString(), QString("bf16"));
+  }
+
   void bad_input_is_refused_with_one_clear_line() {
     const QString out = file("bad");
     const QStringList train = {"train", "--out", out, "--steps", "1"};

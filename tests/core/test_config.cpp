@@ -87,13 +87,14 @@ class TestConfig : public QObject {
     check([](Config& c) { c.ordering = "random"; }, "ordering");
     check([](Config& c) { c.leaf_layout = "spread"; }, "leaf_layout");
     check([](Config& c) { c.rl_baseline = "median"; }, "rl_baseline");
+    check([](Config& c) { c.precision = "fp16"; }, "precision");
     check([](Config& c) { c.ca_warmup = -1; }, "ca_warmup");
     check([](Config& c) { c.ca_warmup = 100, c.lambda_ca = 0; }, "ca_warmup");  // nothing left to train on
   }
 
   void every_choice_field_accepts_its_list_and_names_it_when_refusing() {
     const std::vector<std::string> fields = {"task", "model", "ordering", "leaf_layout", "reward", "rl_baseline",
-                                             "device", "kernel", "eval_kernel", "eval_split"};
+                                             "device", "precision", "kernel", "eval_kernel", "eval_split"};
     for (const auto& field : fields) {
       const auto& values = Config::choices(field);
       QVERIFY2(!values.empty(), field.c_str());

@@ -16,6 +16,7 @@
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
 #include "tests/checks.h"
+#include "tests/precision_checks.h"
 
 using namespace retreever;
 
@@ -219,5 +220,8 @@ int main() {
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   low_precision_masks_stay_finite_on_the_gpu();
+  // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
+  // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
+  retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
   return retreever::testing::checks().summary();
 }

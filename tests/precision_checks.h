@@ -1,0 +1,150 @@
+// Checks of Config::precision = "bf16" on one device, shared by test_precision (CPU) and test_cuda
+// (GPU): the forward autocast to bfloat16 against float32 on the same model and batch, training
+// steps, the checkpoint's config, and the decoders converted to bfloat16 as `bench --precision bf16`
+// runs them. Qt-free.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/decoders/decoder.h"
+#include "core/model/retreever.h"
+#include "core/training/checkpoint.h"
+#include "core/training/precision.h"
+#include "core/training/trainer.h"
+#include "datasets/tasks.h"
+#include "tests/checks.h"
+#include "tests/small_config.h"
+
+namespace retreever::testing {
+
+// max |a - ref| / max |ref| over the rows where `rows` is true (all rows when undefined).
+inline double relative_error(const torch::Tensor& a, const torch::Tensor& ref, const torch::Tensor& rows = {}) {
+  auto x = a.to(torch::kDouble).cpu(), r = ref.to(torch::kDouble).cpu();
+  if (rows.defined()) {
+    auto keep = rows.cpu();
+    x = x.index({keep});
+    r = r.index({keep});
+  }
+  if (r.numel() == 0) return 0;
+  return ((x - r).abs().max() / r.abs().max().clamp_min(1e-6)).item<double>();
+}
+
+// bfloat16 keeps 8 bits of mantissa: a few layers of it stay within a few percent of float32.
+constexpr double kBf16Tolerance = 0.06;
+
+inline void bf16_forward_matches_fp32(const torch::Device& device, const std::string& task, const std::string& model) {
+  Config c = small_config(task, model);
+  c.device = device.is_cuda() ? "cuda" : "cpu";
+  auto t = datasets::make_task(c);
+  torch::manual_seed(5);
+  ReTreever net(c, t->spec());
+  net->to(device);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  auto batch = t->sample(8, 42, true).to(device);
+  DecodeRequest r;
+  r.all_leaves = model == "tca";
+  r.trace = model == "tca";
+  auto ref = net->forward(batch, r);
+  ModelOutput low;
+  {
+    AutocastGuard autocast(device, true);
+    expect(AutocastGuard::enabled(device.type()), "autocast on inside the guard (" + device.str() + ")");
+    low = net->forward(batch, r);
+  }
+  expect(!AutocastGuard::enabled(device.type()), "autocast off after the guard (" + device.str() + ")");
+  const std::string what = " (" + task + ", " + model + ", " + device.str() + ")";
+  expect(torch::isfinite(low.prediction.to(torch::kFloat)).all().item<bool>(), "bf16 prediction finite" + what);
+  torch::Tensor same;  // TCA: the queries that reached the same leaf group (a near tie may flip in bf16)
+  if (model == "tca") {
+    same = (low.trace.leaf_group == ref.trace.leaf_group);
+    const double share = same.to(torch::kDouble).mean().item<double>();
+    std::printf("bf16 vs fp32%s: %.0f%% of the queries walk to the same leaf group\n", what.c_str(), 100 * share);
+    expect(share >= 0.5, "bf16 walks mostly as fp32 does" + what);
+    const double e = relative_error(low.prediction_all_leaves, ref.prediction_all_leaves);
+    expect(e > 0 && e < kBf16Tolerance, "bf16 all-leaves prediction within tolerance of fp32, and not identical" + what +
+                                            ": " + std::to_string(e));
+  }
+  const double e = relative_error(low.prediction, ref.prediction, same);
+  std::printf("bf16 vs fp32%s: relative error of the prediction %.4f\n", what.c_str(), e);
+  expect(e > 0 && e < kBf16Tolerance, "bf16 prediction within tolerance of fp32, and not identical" + what + ": " +
+                                          std::to_string(e));
+}
+
+inline void bf16_training_steps(const torch::Device& device, const std::string& model) {
+  Config c = small_config("copy", model);
+  c.device = device.is_cuda() ? "cuda" : "cpu";
+  Trainer fp32(c, datasets::make_task);
+  c.precision = "bf16";
+  Trainer bf16(c, datasets::make_task);
+  const std::string what = " (" + model + ", " + device.str() + ")";
+  const auto a = fp32.step(), b = bf16.step();
+  std::printf("first step%s: loss fp32 %.5f, bf16 %.5f\n", what.c_str(), a.loss, b.loss);
+  expect(std::isfinite(b.loss) && std::abs(b.loss - a.loss) <= 0.05 * std::abs(a.loss) + 0.02,
+         "bf16 training step's loss near fp32's (same data, same initialisation)" + what);
+  bool finite = true;
+  for (int i = 0; i < 4; ++i) finite = finite && std::isfinite(bf16.step().loss);
+  expect(finite, "bf16 training steps stay finite" + what);
+  expect(!AutocastGuard::enabled(device.type()), "autocast off after the training steps" + what);
+  const auto e = bf16.evaluate();
+  expect(std::isfinite(e.value), "bf16 evaluation finite" + what);
+  const auto path = std::filesystem::temp_directory_path() / ("retreever_bf16_" + model + ".safetensors");
+  bf16.save(path.string());
+  expect(read_checkpoint_header(path.string()).config.precision == "bf16", "the checkpoint keeps precision bf16" + what);
+  auto resumed = Trainer::load(path.string(), datasets::make_task);
+  expect(resumed->config().precision == "bf16" && std::isfinite(resumed->step().loss),
+         "a resumed bf16 run trains in bf16" + what);
+  std::filesystem::remove(path);
+}
+
+// What `bench --precision bf16` runs: the decoders and their inputs converted to bfloat16.
+inline void bf16_decoders_match_fp32(const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  Config c;  // bench's: d_model 64, 4 heads, b = 2
+  const std::int64_t n = 300, m = 64;
+  auto context = torch::randn({1, n, c.d_model}).to(device);
+  auto x = torch::linspace(-1, 1, n).view({1, n, 1}).to(device);
+  auto q = torch::randn({1, m, c.d_model}).to(device);
+  for (const std::string model : {"ca", "tca"}) {
+    c.model = model;
+    torch::manual_seed(3);
+    auto ref = make_decoder(c);
+    torch::manual_seed(3);
+    auto low = make_decoder(c);
+    ref->to(device);
+    low->to(device, torch::kBFloat16);
+    ref->eval();
+    low->eval();
+    DecodeRequest r;
+    r.trace = model == "tca";
+    auto o32 = ref->decode(*ref->prepare(context, x), q, r);
+    auto o16 = low->decode(*low->prepare(context.to(torch::kBFloat16), x), q.to(torch::kBFloat16), r);
+    const std::string what = " (" + model + " converted to bf16, " + device.str() + ")";
+    expect(o16.encoding.scalar_type() == torch::kBFloat16, "the encoding is bfloat16" + what);
+    torch::Tensor same;
+    if (model == "tca") {
+      same = o16.trace.leaf_group == o32.trace.leaf_group;
+      const double share = same.to(torch::kDouble).mean().item<double>();
+      std::printf("decoders in bf16 vs fp32%s: %.0f%% of the queries walk to the same leaf group\n", what.c_str(),
+                  100 * share);
+      expect(share >= 0.5, "bf16 walks mostly as fp32 does" + what);
+    }
+    const double e = relative_error(o16.encoding, o32.encoding, same);
+    std::printf("decoders in bf16 vs fp32%s: relative error %.4f\n", what.c_str(), e);
+    expect(e > 0 && e < kBf16Tolerance, "bf16 encoding within tolerance of fp32" + what + ": " + std::to_string(e));
+  }
+}
+
+inline void bf16_checks(const torch::Device& device) {
+  for (const auto& model : {"ca", "tca"}) bf16_forward_matches_fp32(device, "copy", model);
+  bf16_forward_matches_fp32(device, "gp", "tca");
+  for (const auto& model : {"ca", "tca"}) bf16_training_steps(device, model);
+  bf16_decoders_match_fp32(device);
+}
+
+}  // namespace retreever::testing
