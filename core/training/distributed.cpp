@@ -1,5 +1,6 @@
 // The one file that speaks c10d (see distributed.h). CMake defines RETREEVER_HAVE_GLOO when
-// LibTorch's Gloo headers and gloo's own are there, RETREEVER_HAVE_NCCL when NCCL's are too.
+// LibTorch's Gloo headers and gloo's own are there, RETREEVER_HAVE_NCCL when its NCCL ones and
+// nccl.h are (either without the other).
 #include "core/training/distributed.h"
 
 #include <netinet/in.h>
@@ -13,16 +14,29 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
+#ifndef RETREEVER_HAVE_GLOO
+#define RETREEVER_HAVE_GLOO 0
+#endif
+#ifndef RETREEVER_HAVE_NCCL
+#define RETREEVER_HAVE_NCCL 0
+#endif
+// Gloo (CPU tensors) and NCCL (CUDA tensors) are independent: a PyTorch wheel ships NCCL's c10d
+// backend but not gloo's headers.
+#if RETREEVER_HAVE_GLOO || RETREEVER_HAVE_NCCL
+#define RETREEVER_HAVE_C10D 1
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 #if RETREEVER_HAVE_GLOO
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
-#if RETREEVER_HAVE_GLOO && RETREEVER_HAVE_NCCL
+#if RETREEVER_HAVE_NCCL
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
@@ -91,7 +105,7 @@ std::optional<DistributedSetup> setup_from_environment(
   return s;
 }
 
-#if RETREEVER_HAVE_GLOO
+#if RETREEVER_HAVE_C10D
 
 namespace {
 
@@ -127,6 +141,13 @@ using Work = c10d::Work;
 using Work = c10d::ProcessGroup::Work;
 #endif
 
+// Whether a backend has shutdown() (ProcessGroupNCCL from LibTorch 2.x: its communicators are to be
+// shut down before they are destroyed, or it warns of leaked resources).
+template <class B, class = void>
+struct HasShutdown : std::false_type {};
+template <class B>
+struct HasShutdown<B, std::void_t<decltype(std::declval<B&>().shutdown())>> : std::true_type {};
+
 template <class Backend>
 class C10dGroup : public ProcessGroup {
  public:
@@ -137,6 +158,17 @@ class C10dGroup : public ProcessGroup {
         rank_(rank),
         size_(size),
         device_(device) {}
+
+  ~C10dGroup() override {
+#if RETREEVER_HAVE_NCCL
+    if constexpr (std::is_same_v<Backend, c10d::ProcessGroupNCCL> && HasShutdown<Backend>::value) {
+      try {
+        backend_->shutdown();
+      } catch (...) {  // a rank that lost contact: nothing more to do
+      }
+    }
+#endif
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -184,15 +216,13 @@ class C10dGroup : public ProcessGroup {
 }  // namespace
 
 std::string distributed_unsupported_reason(const std::string& backend) {
-#if RETREEVER_HAVE_NCCL
-  (void)backend;
-  return "";
-#else
-  return backend == "nccl"
-             ? "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) were not found when this "
-               "program was built (--device cpu trains on CPU processes)"
-             : "";
-#endif
+  if (backend == "nccl")
+    return RETREEVER_HAVE_NCCL ? ""
+                               : "LibTorch's c10d NCCL headers (ProcessGroupNCCL.hpp) or nccl.h were not found when "
+                                 "this program was built (--device cpu trains on CPU processes)";
+  return RETREEVER_HAVE_GLOO ? ""
+                             : "LibTorch's c10d Gloo headers (ProcessGroupGloo.hpp) or gloo's own (Debian: "
+                               "libgloo-dev) were not found when this program was built";
 }
 
 std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
@@ -237,13 +267,14 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
       auto backend =
           c10::make_intrusive<c10d::ProcessGroupNCCL>(store, s.rank, s.world_size, options);
       return std::make_shared<C10dGroup<c10d::ProcessGroupNCCL>>(
-          store, backend, s.rank, s.world_size, torch::Device(torch::kCUDA, 0));
+          store, backend, s.rank, s.world_size, torch::Device(torch::kCUDA, torch::DeviceIndex(s.cuda_device)));
 #else
       throw std::runtime_error(
           "this build has no NCCL support: train on the CPU processes (--device cpu) or "
           "build against a LibTorch with CUDA and NCCL");
 #endif
     }
+#if RETREEVER_HAVE_GLOO
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     // On one machine the loopback interface always works; across machines GLOO_SOCKET_IFNAME picks
     // the interface, as it does for PyTorch.
@@ -260,6 +291,10 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, s.rank, s.world_size, options);
     return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(store, backend, s.rank, s.world_size,
                                                                torch::kCPU);
+#else
+    throw std::runtime_error("this build has no Gloo support: " + distributed_unsupported_reason("gloo") +
+                             "; train on GPUs (--device cuda) or with one process");
+#endif
   } catch (const c10::Error& e) {
     throw CommunicationError(
         "process " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
@@ -279,8 +314,7 @@ std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup& s) {
 
 std::string distributed_unsupported_reason(const std::string&) {
   return "LibTorch's c10d Gloo headers (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp) or "
-         "gloo's own "
-         "(Debian: libgloo-dev) were not found when this program was built";
+         "gloo's own (Debian: libgloo-dev), and its NCCL ones, were not found when this program was built";
 }
 
 std::shared_ptr<ProcessGroup> join_process_group(const DistributedSetup&) {

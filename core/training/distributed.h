@@ -33,6 +33,7 @@ struct DistributedSetup {
   std::string store_file;        // or a file all processes share (the local launcher, --nproc)
   std::string backend = "gloo";  // "gloo" (CPU tensors) or "nccl" (CUDA tensors)
   int timeout_seconds = 300;     // a collective or the rendezvous waits at most this long
+  int cuda_device = 0;  // nccl: the GPU of this process's tensors (several ranks in one process)
 };
 
 // The launcher variables: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT

@@ -1,6 +1,7 @@
 #include "core/training/local_replicas.h"
 
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -30,6 +31,12 @@ struct TempFolder {
     fs::remove_all(path, ec);
   }
 };
+
+// "cuda:K" -> K; "cuda" and anything else -> 0.
+int cuda_index(const std::string& device) {
+  const auto colon = device.find(':');
+  return colon == std::string::npos ? 0 : std::atoi(device.c_str() + colon + 1);
+}
 
 }  // namespace
 
@@ -103,6 +110,7 @@ LocalReplicas::LocalReplicas(Trainer& leader, const std::vector<std::string>& de
         r.trainer = Trainer::load(state, tasks, [&](Config& c) { c.device = devices[std::size_t(rank)]; });
         DistributedSetup mine = setup;
         mine.rank = mine.local_rank = rank;
+        mine.cuda_device = cuda_index(devices[std::size_t(rank)]);
         r.trainer->set_process_group(join_process_group(mine));
       } catch (...) {
         r.error = std::current_exception();
@@ -111,7 +119,9 @@ LocalReplicas::LocalReplicas(Trainer& leader, const std::vector<std::string>& de
   }
   std::exception_ptr error;
   try {
-    leader.set_process_group(join_process_group(setup));
+    DistributedSetup mine = setup;
+    mine.cuda_device = cuda_index(devices[0]);
+    leader.set_process_group(join_process_group(mine));
   } catch (...) {
     error = std::current_exception();
   }

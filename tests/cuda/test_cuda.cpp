@@ -6,6 +6,7 @@
 // Qt-free, so that it builds on machines without Qt. Exit 77 (ctest: skipped) without a GPU or
 // without the kernels; 1 on any failure.
 #include <cstdio>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
+#include "core/training/distributed.h"
 #include "tests/checks.h"
 #include "tests/precision_checks.h"
 
@@ -207,6 +209,31 @@ void low_precision_masks_stay_finite_on_the_gpu() {
 
 }  // namespace
 
+// Data parallel over NCCL (without Gloo, as in a PyTorch wheel): a group of one on this GPU joins
+// through a store file, and its collectives run on the GPU. NCCL refuses two ranks on one GPU, so a
+// run of several ranks needs a machine with several.
+void nccl_group_joins_and_reduces_on_the_gpu() {
+  auto& c = retreever::testing::checks();
+  const auto why = retreever::distributed_unsupported_reason("nccl");
+  c.expect(why.empty(), "this build has NCCL support (" + why + ")");
+  if (!why.empty()) return;
+  retreever::DistributedSetup s;
+  s.backend = "nccl";
+  s.store_file = "/tmp/retreever-test-nccl-" + std::to_string(::getpid());
+  s.timeout_seconds = 60;
+  try {
+    auto group = retreever::join_process_group(s);
+    auto t = torch::arange(6, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat32));
+    const auto before = t.clone();
+    group->all_reduce_sum(t);
+    c.expect(torch::equal(t, before), "NCCL all-reduce over one rank keeps the tensor");
+    c.expect(group->any(true) && !group->any(false), "NCCL any()");
+  } catch (const std::exception& e) {
+    c.expect(false, std::string("NCCL group of one: ") + e.what());
+  }
+  std::remove(s.store_file.c_str());
+}
+
 int main() {
   if (!torch::cuda::is_available()) {
     std::printf("SKIPPED: no CUDA device (the CUDA kernel tests need a GPU)\n");
@@ -220,6 +247,7 @@ int main() {
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   low_precision_masks_stay_finite_on_the_gpu();
+  nccl_group_joins_and_reduces_on_the_gpu();
   // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
   // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
