@@ -101,9 +101,9 @@ int run_report(const Budget& budget, const std::string& out_dir, const ReportJob
            format_number("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
            " CPU threads (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
            "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
-           "(open them in ReTreever Studio or with `retreever eval/inspect`). Status column: "
-           "trained / resumed now, reused from an earlier invocation, missing or unfinished "
-           "(with --no-train).\n\n";
+           "(open them in ReTreever Studio or with `retreever eval/inspect`). The status column of " +
+           job.stem + ".csv says how each run came: trained / resumed now, reused from an earlier invocation, "
+           "missing or unfinished (with --no-train); a table shows a run without a value by its status.\n\n";
   };
   const int status = write_report(budget, wanted, runner, opt.out, job.stem, charts, header, &rows);
   std::printf("%s: %s (%zu rows), %s.csv, plots/\n", job.stem.c_str(), (opt.out / (job.stem + ".md")).string().c_str(),
