@@ -108,6 +108,7 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
   points_.clear();
   redraw();
   running_ = true;
+  walk_->setEnabled(false);  // one job at a time on the worker
   start_->setText(tr("Stop"));
   status_->setText(tr("Measuring..."));
   stop_ = std::make_shared<std::atomic<bool>>(false);
@@ -128,6 +129,7 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
     QMetaObject::invokeMethod(qApp, [self, error, largest, stop, max_n = o.max_n] {
       if (!self) return;
       self->running_ = false;
+      self->walk_->setEnabled(true);
       self->start_->setText(tr("Measure"));
       if (!error.isEmpty()) {
         self->status_->setText(tr("Stopped: %1").arg(error));

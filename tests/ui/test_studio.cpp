@@ -75,8 +75,11 @@ class TestStudio : public QObject {
     QSignalSpy done(&panel, &ScalingPanel::finished);
     QVERIFY(panel.run(16384, 64, "cpu"));
     QVERIFY(!panel.run(16384, 64, "cpu"));  // one measurement at a time
+    QVERIFY(!panel.walk(1024, "cpu"));       // nor a walk beside it
+    QVERIFY(!panel.findChild<QPushButton*>("scalingWalk")->isEnabled());
     QVERIFY(done.wait(120000));
     QVERIFY(!panel.running());
+    QVERIFY(panel.findChild<QPushButton*>("scalingWalk")->isEnabled());
     // 1k, 4k, 16k for TCA, CA and Perceiver IO.
     QCOMPARE(panel.points().size(), qsizetype(9));
     for (const auto& p : panel.points()) {
