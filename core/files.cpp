@@ -1,8 +1,11 @@
 #include "core/files.h"
 
+#include <stdlib.h>  // mkdtemp
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -45,6 +48,18 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     out.flush();
     if (!out) throw std::runtime_error("writing '" + tmp + "' failed (disk full?)");
   });
+}
+
+TempFolder::TempFolder(const std::string& prefix) {
+  std::string name = "/tmp/" + prefix + "-XXXXXX";
+  if (!::mkdtemp(name.data()))
+    throw std::runtime_error("cannot create a folder '" + name + "' in /tmp: check that /tmp is writable");
+  path_ = name;
+}
+
+TempFolder::~TempFolder() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace retreever

@@ -18,4 +18,18 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // Writes bytes (text or binary) to PATH through write_atomically.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+// A new folder of its own under /tmp (mkdtemp: "/tmp/PREFIX-XXXXXX"), removed with what it holds
+// when this goes. Throws std::runtime_error naming the folder when it cannot be made.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& prefix);
+  ~TempFolder();
+  TempFolder(const TempFolder&) = delete;
+  TempFolder& operator=(const TempFolder&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace retreever

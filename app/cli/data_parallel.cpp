@@ -15,6 +15,7 @@
 #include "app/cli/command_line.h"
 #include "app/cli/parallel_runs.h"
 #include "app/cli/training_run.h"
+#include "core/files.h"
 #include "core/training/trainer.h"
 
 namespace fs = std::filesystem;
@@ -94,10 +95,8 @@ void check_process_count(long long nproc, long long batch, const std::string& de
 
 int run_workers(int nproc, const std::vector<std::string>& train_args, bool cuda,
                 const fs::path& out) {
-  char dir_template[] = "/tmp/retreever-nproc-XXXXXX";
-  const char* dir = ::mkdtemp(dir_template);
-  if (!dir) throw std::runtime_error("cannot create a folder for the workers' rendezvous in /tmp");
-  const fs::path run_dir = dir;
+  const TempFolder folder("retreever-nproc");  // the workers' rendezvous and logs
+  const fs::path run_dir = folder.path();
   std::vector<std::string> visible;  // CUDA_VISIBLE_DEVICES as given: worker r gets the r-th
   for (std::size_t at = 0, comma; !env("CUDA_VISIBLE_DEVICES").empty(); at = comma + 1) {
     const auto list = env("CUDA_VISIBLE_DEVICES");
@@ -146,8 +145,6 @@ int run_workers(int nproc, const std::vector<std::string>& train_args, bool cuda
     if (!last.empty() && last.back() == '\n') last.pop_back();
     return last;
   }();
-  std::error_code ec;
-  fs::remove_all(run_dir, ec);
 
   if (std::all_of(results.begin(), results.end(), [](const JobResult& r) { return r.ok(); }))
     return 0;

@@ -4,33 +4,17 @@
 #include <cstdlib>
 #include <cstdio>
 #include <exception>
-#include <filesystem>
 #include <mutex>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
+#include "core/files.h"
 #include "core/training/distributed.h"
 #include "core/training/trainer.h"
 
 namespace retreever {
-namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh folder under the system's temporary one, removed when it goes.
-struct TempFolder {
-  fs::path path;
-  TempFolder() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("retreever-replicas-" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempFolder() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // "cuda:K" -> K; "cuda" and anything else -> 0.
 int cuda_index(const std::string& device) {
@@ -91,12 +75,12 @@ LocalReplicas::LocalReplicas(Trainer& leader, const std::vector<std::string>& de
   m.devices = devices;
   m.leader = &leader;
   const int world = int(devices.size());
-  TempFolder folder;
-  const auto state = (folder.path / "leader.safetensors").string();
+  TempFolder folder("retreever-replicas");
+  const auto state = folder.path() + "/leader.safetensors";
   leader.save(state);
   DistributedSetup setup;
   setup.world_size = setup.local_world_size = world;
-  setup.store_file = (folder.path / "store").string();
+  setup.store_file = folder.path() + "/store";
   setup.backend = devices[0].rfind("cuda", 0) == 0 ? "nccl" : "gloo";
   setup.timeout_seconds = timeout_seconds;
   // Every rank joins at the same time: the replicas load the leader's state and join on their
