@@ -114,14 +114,18 @@ double TreeView::nodeRadius(std::int64_t id) const {
   return radius;
 }
 
+double TreeView::indexAt(std::int64_t level, double x) const {
+  // Node i of the level sits at x = kMargin + (i + 0.5) / count * w + pan (nodePos).
+  const double w = (width() - 2 * kMargin) * zoom_;
+  return (x - kMargin - pan_.x()) / w * double(result_->shape.level_size(level)) - 0.5;
+}
+
 TreeView::Span TreeView::visibleSpan(std::int64_t level) const {
   const auto count = result_->shape.level_size(level);
   const double w = (width() - 2 * kMargin) * zoom_;
-  // Node i of the level sits at x = kMargin + (i + 0.5) / count * w + pan (nodePos).
-  auto index_at = [&](double x) { return (x - kMargin - pan_.x()) / w * double(count) - 0.5; };
   Span span;
-  span.first = std::clamp<std::int64_t>(std::int64_t(std::floor(index_at(-50))), 0, count);
-  span.last = std::clamp<std::int64_t>(std::int64_t(std::ceil(index_at(width() + 50))) + 1, 0, count);
+  span.first = std::clamp<std::int64_t>(std::int64_t(std::floor(indexAt(level, -50))), 0, count);
+  span.last = std::clamp<std::int64_t>(std::int64_t(std::ceil(indexAt(level, width() + 50))) + 1, 0, count);
   span.collapsed = w / double(count) < kMinSpacing;
   return span;
 }
@@ -143,23 +147,22 @@ std::int64_t TreeView::nodeAt(const QPointF& p) const {
   // level drawn one by one: a few dozen candidates whatever the tree's size.
   for (auto id : result_->trace.path) consider(id);
   for (auto id : result_->trace.selected) consider(id);
-  const double w = (width() - 2 * kMargin) * zoom_;
   for (std::int64_t l = 0; l < s.levels(); ++l) {
     if (visibleSpan(l).collapsed) continue;
     const auto count = s.level_size(l);
-    const auto near = std::int64_t(std::floor((p.x() - kMargin - pan_.x()) / w * double(count)));
+    const auto near = std::int64_t(std::floor(indexAt(l, p.x()) + 0.5));
     for (auto i = std::max<std::int64_t>(0, near - 1); i <= std::min(count - 1, near + 1); ++i) consider(s.node_id(l, i));
   }
   return best;
 }
 
-void TreeView::drawEdge(QPainter& painter, std::int64_t id, bool dense) {
+void TreeView::drawEdge(QPainter& painter, std::int64_t id, Edges which) {
   const auto& n = result_->nodes[id];
   if (n.parent < 0) return;
-  const auto a = nodePos(n.parent), b = nodePos(id);
   const auto role = roleOf(id);
   const bool on_walk = roleOf(n.parent) == Role::Path && n.level <= revealed_;
-  if (dense && !on_walk) return;
+  if (on_walk != (which == Edges::Walk)) return;
+  const auto a = nodePos(n.parent), b = nodePos(id);
   QPen pen(on_walk ? colorOf(role == Role::Path ? Role::Path : Role::Selected) : palette().color(QPalette::Mid),
            on_walk ? 2.2 : 0.8);
   if (on_walk && role != Role::Path) pen.setStyle(Qt::DashLine);
@@ -225,13 +228,14 @@ void TreeView::paintEvent(QPaintEvent*) {
   QFont small = font();
   small.setPointSizeF(std::max(6.0, font().pointSizeF() - 2));
   painter.setFont(small);
-  // Edges: parent -> child; the walk in the path colour, rejected choices in the S colour,
-  // each labelled with the policy's probability. The walk's edges come last, on top.
-  for (std::int64_t l = 1; l < s.levels(); ++l)
-    if (!spans[l].collapsed && !spans[l - 1].collapsed)
-      for (auto i = spans[l].first; i < spans[l].last; ++i) drawEdge(painter, s.node_id(l, i), dense);
-  for (auto id : r.trace.path) drawEdge(painter, id, true);
-  for (auto id : r.trace.selected) drawEdge(painter, id, true);
+  // Edges: parent -> child, the others only where they are few enough to see; then the walk on top,
+  // in the path colour, rejected choices in the S colour, each labelled with the policy's probability.
+  if (!dense)
+    for (std::int64_t l = 1; l < s.levels(); ++l)
+      if (!spans[l].collapsed && !spans[l - 1].collapsed)
+        for (auto i = spans[l].first; i < spans[l].last; ++i) drawEdge(painter, s.node_id(l, i), Edges::Other);
+  for (auto id : r.trace.path) drawEdge(painter, id, Edges::Walk);
+  for (auto id : r.trace.selected) drawEdge(painter, id, Edges::Walk);
   // Nodes, level by level; a collapsed level is a band that says how many nodes it holds.
   const QColor band = palette().color(QPalette::Mid);
   for (std::int64_t l = 0; l < s.levels(); ++l) {

@@ -60,7 +60,10 @@ class TreeView : public QWidget {
     bool collapsed = false;
   };
   Span visibleSpan(std::int64_t level) const;
-  void drawEdge(QPainter& painter, std::int64_t id, bool dense);
+  // The level's index (fractional) of the node that would sit at widget x: nodePos inverted.
+  double indexAt(std::int64_t level, double x) const;
+  enum class Edges { Other, Walk };  // the walk's edges (parent on the path, revealed) or the others
+  void drawEdge(QPainter& painter, std::int64_t id, Edges which);
   void drawNode(QPainter& painter, std::int64_t id);
 
   std::optional<InspectResult> result_;
