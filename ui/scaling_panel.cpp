@@ -128,18 +128,12 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
     }
     QMetaObject::invokeMethod(qApp, [self, error, largest, stop, max_n = o.max_n] {
       if (!self) return;
-      self->running_ = false;
-      self->walk_->setEnabled(true);
-      self->start_->setText(tr("Measure"));
-      if (!error.isEmpty()) {
-        self->status_->setText(tr("Stopped: %1").arg(error));
-        Q_EMIT self->failed(error);
-      }
+      const bool ok = self->endJob(error);
       QString summary = largest == 0 ? tr("No size was measured.")
                         : stop->load() ? tr("Stopped after N = %1.").arg(largest)
                         : largest < max_n ? tr("Up to N = %1: the next size would not fit in memory.").arg(largest)
                                           : tr("Done: N up to %1.").arg(largest);
-      if (error.isEmpty()) self->status_->setText(summary);
+      if (ok) self->status_->setText(summary);
       Q_EMIT self->finished(summary);
     }, Qt::QueuedConnection);
   });
@@ -166,15 +160,7 @@ bool ScalingPanel::walk(std::int64_t n, const QString& device) {
     }
     const double seconds = clock.elapsed() / 1e3;
     QMetaObject::invokeMethod(qApp, [self, result, error, seconds, n] {
-      if (!self) return;
-      self->running_ = false;
-      self->walk_->setEnabled(true);
-      self->start_->setEnabled(true);
-      if (!error.isEmpty()) {
-        self->status_->setText(tr("Stopped: %1").arg(error));
-        Q_EMIT self->failed(error);
-        return;
-      }
+      if (!self || !self->endJob(error)) return;
       const auto tokens = result->tokens_per_query;
       const auto levels = result->shape.levels();
       self->tree_->setResult(std::move(*result));
@@ -187,6 +173,17 @@ bool ScalingPanel::walk(std::int64_t n, const QString& device) {
     }, Qt::QueuedConnection);
   });
   return true;
+}
+
+bool ScalingPanel::endJob(const QString& error) {
+  running_ = false;
+  start_->setText(tr("Measure"));
+  start_->setEnabled(true);
+  walk_->setEnabled(true);
+  if (error.isEmpty()) return true;
+  status_->setText(tr("Stopped: %1").arg(error));
+  Q_EMIT failed(error);
+  return false;
 }
 
 void ScalingPanel::addPoint(const ScalingPoint& p) {

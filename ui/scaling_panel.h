@@ -47,6 +47,9 @@ class ScalingPanel : public QWidget {
 
  private:
   void redraw();
+  // A measurement or a walk ended on the worker: the buttons come back, and an error goes to the
+  // status line and failed(). True when there was none.
+  bool endJob(const QString& error);
   void addPoint(const ScalingPoint& p);
 
   QComboBox* max_n_;
