@@ -304,19 +304,22 @@ int cmd_study(const Args& args, const ChartWriter& charts) {
   if (args.positionals().size() != 1)
     throw UsageError("name one study: retreever study reward|ordering|models --out DIR");
   const std::string kind = args.positionals()[0];
-  if (std::find(report::kStudies.begin(), report::kStudies.end(), kind) == report::kStudies.end())
-    throw UsageError("unknown study '" + kind + "'; use " + join_choices(report::kStudies));
-  if (kind == "reward" && args.has("task") && !task_info(args.str("task")).classification)
-    throw UsageError("the reward study runs on the copy task (classification): drop --task or use --task copy");
   const Config base = config_from_args(args, kind == "ordering" ? "image" : "copy");
   ReportJob job;
   job.title = "retreever study " + kind;
   job.stem = "study";
-  job.device = base.device;
-  job.data_dir = base.data_dir;
+  job.options.out = args.required("out");
+  job.options.device = base.device;
+  job.options.data_dir = base.data_dir;
   job.parallel = args.str("parallel");
   job.devices = args.str("devices");
-  return run_report(report::study_budget(kind, base), args.required("out"), job, args, charts);
+  report::Budget budget;
+  try {
+    budget = report::study_budget(kind, base);
+  } catch (const std::invalid_argument& e) {  // an unknown study, or one the task cannot have
+    throw UsageError(e.what());
+  }
+  return run_report(budget, job, args, charts);
 }
 
 int cmd_convert(const Args& args) {

@@ -46,12 +46,13 @@ CommandSpec report_spec() {
 
 int cmd_report(const Args& args, const ChartWriter& charts) {
   ReportJob job;
-  job.no_train = args.has("no-train");
-  job.device = args.str("device", "auto");
-  job.data_dir = args.str("data");
+  job.options.out = args.required("out");
+  job.options.no_train = args.has("no-train");
+  job.options.device = args.str("device", "auto");
+  job.options.data_dir = args.str("data");
   job.parallel = args.str("parallel");
   job.devices = args.str("devices");
-  check_choice("--device", job.device, {"auto", "cpu", "cuda"});
+  check_choice("--device", job.options.device, {"auto", "cpu", "cuda"});
   if (args.has("only")) {
     std::stringstream ss(args.str("only"));
     for (std::string part; std::getline(ss, part, ',');) {
@@ -60,16 +61,11 @@ int cmd_report(const Args& args, const ChartWriter& charts) {
       job.only.insert(part);
     }
   }
-  return run_report(load_budget(args.str("config")), args.required("out"), job, args, charts);
+  return run_report(load_budget(args.str("config")), job, args, charts);
 }
 
-int run_report(const Budget& budget, const std::string& out_dir, const ReportJob& job, const Args& args,
-               const ChartWriter& charts) {
-  Options opt;
-  opt.out = out_dir;
-  opt.no_train = job.no_train;
-  opt.device = job.device;
-  opt.data_dir = job.data_dir;
+int run_report(const Budget& budget, const ReportJob& job, const Args& args, const ChartWriter& charts) {
+  const Options& opt = job.options;
   auto wanted = [&](const std::string& s) { return budget.sections.count(s) && (job.only.empty() || job.only.count(s)); };
   bool any = false;
   for (const auto& s : kSections) any = any || wanted(s);

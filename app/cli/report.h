@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/cli/command_line.h"
+#include "app/cli/report_runs.h"
 #include "ui/chart.h"
 
 namespace retreever::cli {
@@ -22,20 +23,19 @@ int cmd_report(const Args& args, const ChartWriter& charts = {});
 
 namespace report {
 struct Budget;
-}
+}  // namespace report
 
 // What 'report' and 'study' (a built-in budget of one section, report_budget.h's study_budget)
-// share: trains the budget's runs into `out` (side by side with `parallel` / `devices`) and writes
-// OUT/STEM.md, STEM.csv and plots/. `args` is quoted in the header as the command that reproduces it.
+// share: trains the budget's runs into options.out (side by side with `parallel` / `devices`) and
+// writes OUT/STEM.md, STEM.csv and plots/. `args` is quoted in the header as the command that
+// reproduces it.
 struct ReportJob {
   std::string title = "ReTreever reproduction report";
   std::string stem = "report";
   std::set<std::string> only;  // sections to run; empty: every section of the budget
-  std::string device = "auto", data_dir;
-  bool no_train = false;
+  report::Options options;     // the folder, --no-train, the device and the data folder of the runs
   std::string parallel, devices;
 };
-int run_report(const report::Budget& budget, const std::string& out, const ReportJob& job, const Args& args,
-               const ChartWriter& charts);
+int run_report(const report::Budget& budget, const ReportJob& job, const Args& args, const ChartWriter& charts);
 
 }  // namespace retreever::cli

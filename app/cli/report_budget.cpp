@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "app/cli/command_line.h"
 #include "app/cli/report_budgets.h"  // generated from resources/report/*.json
 #include "core/config.h"
 #include "core/files.h"
@@ -141,7 +142,7 @@ Budget load_budget(const std::string& which) {
 const std::vector<std::string> kStudies = {"reward", "ordering", "models"};
 
 Budget study_budget(const std::string& kind, const Config& base) {
-  check_choice("study", kind, as_set(kStudies));
+  if (!count(kStudies, kind)) throw std::invalid_argument("unknown study '" + kind + "'; use " + join_choices(kStudies));
   Budget b;
   b.name = "study " + kind;
   b.seed = base.seed;
@@ -154,7 +155,7 @@ Budget study_budget(const std::string& kind, const Config& base) {
                          std::to_string(base.batch) + ")";
   if (kind == "reward") {
     if (!task_info(task).classification)
-      throw std::runtime_error("the reward study compares classification rewards: it runs on the copy task (--task copy)");
+      throw std::invalid_argument("the reward study runs on the copy task (classification): drop --task or use --task copy");
     s.seq_lens = {base.seq_len};
     b.description = "TCA with the accuracy reward and with the negative cross-entropy reward" + on;
   } else if (kind == "ordering") {

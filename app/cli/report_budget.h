@@ -47,7 +47,7 @@ Budget load_budget(const std::string& which);
 
 // The budget of 'retreever study KIND' (reward, ordering or models): one section whose runs
 // train with `base`'s settings (its task, sequence length, evaluation kernel or split, seed).
-// Throws std::runtime_error naming the fix when the kind or the task does not fit.
+// Throws std::invalid_argument naming the fix when the kind or the task does not fit.
 Budget study_budget(const std::string& kind, const Config& base);
 extern const std::vector<std::string> kStudies;
 
