@@ -129,13 +129,12 @@ StepMetrics Trainer::step() {
   const auto [from, to] = rank_rows(m.config.batch, m.group ? m.group->rank() : 0, world);
   if (world > 1) batch = batch.rows(from, to);
   batch = batch.to(m.device);
-  const auto draw_seed = derive_seed(m.config.seed, kPolicySampling, m.step);
-  torch::manual_seed(draw_seed);
   DecodeRequest request;
   request.retrieval = Retrieval::Sample;
   // The policy's draws from a generator of this trainer's own: trainers on several threads (the
-  // studio's "all GPUs") would otherwise interleave their draws in torch's global one.
-  request.draw_seed = draw_seed;
+  // studio's "all GPUs") would otherwise interleave their draws in torch's global one, which
+  // nothing in a step draws from any more.
+  request.draw_seed = derive_seed(m.config.seed, kPolicySampling, m.step);
   request.explore = m.config.explore;
   request.all_leaves = decoder_info(m.config.model).policy && m.config.lambda_ca > 0;
   if (world > 1) {  // the policy's draws too: this process's slice of the whole batch's
