@@ -15,6 +15,7 @@
 #include "app/cli/report.h"
 #include "app/cli/report_budget.h"
 #include "app/cli/training_run.h"
+#include "core/cuda/cuda_graph.h"
 #include "core/files.h"
 #include "core/inspection.h"
 #include "core/registry.h"
@@ -65,6 +66,8 @@ CommandSpec train_spec() {
            {"device", "D", "where to train", choices("device")},
            {"precision", "P", "bf16: the forward autocast to bfloat16 (parameters and optimiser stay float32; "
                               "default fp32)", choices("precision")},
+           {"graphs", "G", "on a GPU, replay each training step from a CUDA graph where it can (default on)",
+            {"on", "off"}},
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
@@ -178,6 +181,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
 
 int cmd_train(const Args& args) {
   const fs::path out = args.required("out");
+  set_cuda_graphs_enabled(args.str("graphs", "on") == "on");
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
   const auto setup = worker_setup(args.has("nproc"));
   if (args.has("nproc") && !setup) {

@@ -138,6 +138,10 @@ void bench_train(const Args& args, const std::string& device, const std::string&
     say(o, "%-10s %10.2f %12.1f %14.0f\n", model.c_str(), ms, 1000 / ms, e.tokens_per_query);
     train["models"].push_back(
         {{"model", model}, {"ms_per_step", ms}, {"steps_per_s", 1000 / ms}, {"tokens_per_query", e.tokens_per_query}});
+    if (trainer.device_name() != "cpu") {
+      say(o, "  %s\n", trainer.graph_summary().c_str());
+      train["models"].back()["graphs"] = trainer.graph_summary();
+    }
   }
 }
 
@@ -248,7 +252,9 @@ CommandSpec bench_spec() {
            {"json", "", "print the same figures as one JSON document instead of the tables", {}},
            {"kernels", "K", "off: CUDA tensors take the tensor paths even where the CUDA kernels are built (default on)",
             {"on", "off"}},
-           {"graphs", "G", "inference on CUDA: also time decode and tree building replayed from CUDA graphs (default on)",
+           {"graphs", "G",
+            "on CUDA: training steps replay from CUDA graphs where they can, and inference also times decode and "
+            "tree building replayed from graphs (default on)",
             {"on", "off"}}},
           "train: median time of a training step on the copy task. inference: per-query time of TCA\n"
           "against CA for N = 1k .. max-n context tokens (batch 1, no encoder; tree building and key\n"
@@ -270,6 +276,7 @@ int cmd_bench(const Args& args) {
   const auto kernels = args.str("kernels", "on");
   if (kernels != "on" && kernels != "off") throw UsageError("--kernels must be on or off");
   set_cuda_kernels_enabled(kernels == "on");
+  set_cuda_graphs_enabled(args.str("graphs", "on") == "on");
   const auto precision = args.str("precision", "fp32");
   {
     const auto& allowed = Config::choices("precision");

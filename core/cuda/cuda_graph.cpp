@@ -1,5 +1,6 @@
 #include "cuda_graph.h"
 
+#include <atomic>
 #include <stdexcept>
 
 #ifdef RETREEVER_CUDA
@@ -10,6 +11,13 @@
 #endif
 
 namespace retreever {
+
+namespace {
+std::atomic<bool> g_graphs{true};
+}  // namespace
+
+bool cuda_graphs_enabled() { return g_graphs.load(); }
+void set_cuda_graphs_enabled(bool on) { g_graphs.store(on); }
 
 struct CudaGraph::Impl {
 #ifdef RETREEVER_CUDA

@@ -13,6 +13,11 @@
 
 namespace retreever {
 
+// Whether training replays its steps from CUDA graphs where it can (default on; `train --graphs off`
+// and `bench --graphs off` turn it off for the process).
+bool cuda_graphs_enabled();
+void set_cuda_graphs_enabled(bool on);
+
 class CudaGraph {
  public:
   CudaGraph();

@@ -32,7 +32,15 @@ struct DecodeRequest {
   // GPUs") and every device draw the same numbers (on the CPU, the numbers torch's global generator
   // draws after torch::manual_seed(draw_seed)). Unset: torch's global generator.
   std::optional<std::uint64_t> draw_seed;
+  // Where set, the draws live in this device tensor: the first walk makes them (from draw_seed) into
+  // it, later walks of the same shape read it as it stands. A CUDA graph of the training step reads
+  // its draws from here, and the trainer refills it before each replay (policy_draws).
+  std::shared_ptr<torch::Tensor> draw_buffer;
 };
+
+// The walk's uniform draws [levels, columns] for a seed, made on the CPU by a generator of their own:
+// the numbers every walk of TCA takes for DecodeRequest::draw_seed.
+torch::Tensor policy_draws(std::uint64_t seed, std::int64_t levels, std::int64_t columns);
 
 // Per-query retrieval trace of TCA (Algorithm 1), for k levels of the walk.
 struct RetrievalTrace {

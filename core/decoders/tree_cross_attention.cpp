@@ -61,17 +61,27 @@ torch::Tensor sampling_log_prob(const torch::Tensor& log_pi, const torch::Tensor
 torch::Tensor uniform_draws(const DecodeRequest& request, std::int64_t k, std::int64_t B, std::int64_t M,
                             const torch::TensorOptions& options) {
   const auto columns = (request.draw_batch > 0 ? request.draw_batch : B) * M;
+  auto& buffer = request.draw_buffer;
   torch::Tensor all;
-  if (request.draw_seed) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(*request.draw_seed);
-    all = torch::rand({k, columns}, gen, torch::kFloat32).to(options.device(), options.dtype().toScalarType());
+  if (buffer && buffer->defined()) {
+    if (buffer->dim() != 2 || buffer->size(0) != k || buffer->size(1) != columns)
+      throw std::logic_error("DecodeRequest::draw_buffer holds draws of another shape than this walk's");
+    all = *buffer;
+  } else if (request.draw_seed) {
+    all = policy_draws(*request.draw_seed, k, columns).to(options.device(), options.dtype().toScalarType());
   } else {
     all = torch::rand({k, columns}, options);
   }
+  if (buffer && !buffer->defined()) *buffer = all;
   return request.draw_batch > 0 ? all.narrow(1, request.draw_row * M, B * M).contiguous() : all;
 }
 
 }  // namespace
+
+torch::Tensor policy_draws(std::uint64_t seed, std::int64_t levels, std::int64_t columns) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::rand({levels, columns}, gen, torch::kFloat32);
+}
 
 TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_t heads,
                                                std::int64_t ff_dim, std::int64_t branch_factor,
@@ -109,8 +119,9 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   const auto B = queries.size(0), M = queries.size(1);
   const auto b = shape.b, k = shape.k, p = shape.p;
   auto& attention = block_->attention;
-  auto q = block_->queries(queries);  // [B,M,H,dh]
-  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, queries, q, request);
+  const auto projected = block_->queries(queries);
+  const auto& q = projected.q;  // [B,M,H,dh]
+  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, projected, request);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();
@@ -214,7 +225,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.entropy = torch::zeros({}, queries.options());
   }
   auto attended = attention->attend_scores(scores, gather_nodes(memory.all_values, rows), mask, false);
-  finish_decode(memory, queries, q, attended.out, request, out);
+  finish_decode(memory, projected, attended.out, request, out);
   if (request.trace) {
     out.trace.path = path;
     out.trace.probabilities = probs;
@@ -223,16 +234,17 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   return out;
 }
 
-void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const torch::Tensor& queries,
-                                           const torch::Tensor& q, const torch::Tensor& attended,
-                                           const DecodeRequest& request, DecodeOutput& out) {
+void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const BlockQueries& queries,
+                                           const torch::Tensor& attended, const DecodeRequest& request,
+                                           DecodeOutput& out) {
   if (request.all_leaves) {
     // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
     // pass over 2B rows costs less than two over B on small models.
     const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
-    auto all = block_->attention->attend_shared(q, memory.all_keys.narrow(1, leaves, n),
+    auto all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
                                                 memory.all_values.narrow(1, leaves, n), memory.tree.leaf_mask(), false);
-    auto both = block_->finish(torch::cat({queries, queries}), torch::cat({attended, all.out})).chunk(2);
+    const BlockQueries twice{torch::cat({queries.input, queries.input}), torch::cat({queries.normed, queries.normed}), {}};
+    auto both = block_->finish(twice, torch::cat({attended, all.out})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];
   } else {
@@ -245,8 +257,10 @@ void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const torch
 // keys and values straight from the node table by the walk's rows. With autograd the policy's
 // log-probabilities come from tensor operations on the children's scores, as on the other paths;
 // without it the walk kernel's sums serve.
-DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const torch::Tensor& queries,
-                                                 const torch::Tensor& q, const DecodeRequest& request) {
+DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const BlockQueries& projected,
+                                                 const DecodeRequest& request) {
+  const auto& queries = projected.input;
+  const auto& q = projected.q;
   const auto& shape = memory.tree.shape;
   const auto B = queries.size(0), M = queries.size(1), H = q.size(2), dh = q.size(3);
   const auto b = shape.b, k = shape.k, p = shape.p;
@@ -283,7 +297,7 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     out.entropy = (head_entropy_ ? walk.head_entropy : walk.entropy).sum();  // already divided: one launch
   }
   auto heads = group_attention_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep);
-  finish_decode(memory, queries, q, attention->project_out(heads.view({B, M, H, dh})), request, out);
+  finish_decode(memory, projected, attention->project_out(heads.view({B, M, H, dh})), request, out);
   if (request.trace) {
     out.trace.path = walk.path.view({B, M, k});
     out.trace.probabilities = walk.pi.view({B, M, k, b});

@@ -40,12 +40,11 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   void use_walk_kernel(bool on) { walk_kernel_ = on; }
 
  private:
-  // decode() on a GPU with the CUDA kernels: q = block_->queries(queries).
-  DecodeOutput decode_cuda(const TreeMemory& memory, const torch::Tensor& queries, const torch::Tensor& q,
-                           const DecodeRequest& request);
+  // decode() on a GPU with the CUDA kernels.
+  DecodeOutput decode_cuda(const TreeMemory& memory, const BlockQueries& queries, const DecodeRequest& request);
   // The prediction from the read of S, attended [B,M,D] (and the all-leaves read when asked).
-  void finish_decode(const TreeMemory& memory, const torch::Tensor& queries, const torch::Tensor& q,
-                     const torch::Tensor& attended, const DecodeRequest& request, DecodeOutput& out);
+  void finish_decode(const TreeMemory& memory, const BlockQueries& queries, const torch::Tensor& attended,
+                     const DecodeRequest& request, DecodeOutput& out);
   std::int64_t branch_factor_;
   bool bptt_;
   std::string ordering_;

@@ -318,28 +318,31 @@ std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
   return attention->project_key_value(norm_kv_ ? norm_kv_->forward(nodes) : nodes);
 }
 
-torch::Tensor CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
-  // Queries shared by every batch row (the copy task) are projected once and stay shared.
-  if (is_shared_over_batch(query))
-    return queries(query.narrow(0, 0, 1)).expand({query.size(0), -1, -1, -1});
-  return attention->project_query(norm_q_->forward(query));
+BlockQueries CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
+  // Queries shared by every batch row (the copy task) are normed and projected once and stay shared.
+  if (is_shared_over_batch(query)) {
+    auto one = queries(query.narrow(0, 0, 1));
+    return {query, one.normed.expand({query.size(0), -1, -1}), one.q.expand({query.size(0), -1, -1, -1})};
+  }
+  auto normed = norm_q_->forward(query);
+  return {query, normed, attention->project_query(normed)};
 }
 
-torch::Tensor CrossAttentionBlockImpl::finish(const torch::Tensor& query,
-                                              const torch::Tensor& attended) {
+torch::Tensor CrossAttentionBlockImpl::finish(const BlockQueries& query, const torch::Tensor& attended) {
   if (!style_.normed_residual) {
-    auto y = query + attended;
+    auto y = query.input + attended;
     return y + ff_->forward(norm_ff_->forward(y));
   }
-  auto y = norm_q_->forward(query) + attended;
-  if (style_.raw_query) y = y + query;
+  auto y = query.normed + attended;
+  if (style_.raw_query) y = y + query.input;
   auto n = norm_ff_->forward(y);
   return n + ff_->forward(n);
 }
 
 torch::Tensor CrossAttentionBlockImpl::read(const torch::Tensor& query, const torch::Tensor& keys,
                                             const torch::Tensor& values, const torch::Tensor& mask) {
-  return finish(query, attention->attend_shared(queries(query), keys, values, mask, false).out);
+  auto q = queries(query);
+  return finish(q, attention->attend_shared(q.q, keys, values, mask, false).out);
 }
 
 torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& query,

@@ -161,6 +161,12 @@ struct BlockStyle {
 // The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"),
 // in one of the two styles above. Exposes its pieces so that tree cross attention can precompute
 // node keys once.
+// A block's queries: the input [B,M,D], its layer norm (the reference style's residual adds it, so it
+// is computed once per read) and the projection [B,M,H,dh].
+struct BlockQueries {
+  torch::Tensor input, normed, q;
+};
+
 class CrossAttentionBlockImpl : public torch::nn::Module {
  public:
   CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
@@ -168,10 +174,10 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
 
   // Keys and values of context nodes [.., D] -> each [.., H, dh].
   std::pair<torch::Tensor, torch::Tensor> keys_values(const torch::Tensor& nodes);
-  // Projected queries for queries [B,M,D] -> [B,M,H,dh].
-  torch::Tensor queries(const torch::Tensor& query);
+  // Queries [B,M,D], normed and projected ([B,M,H,dh]).
+  BlockQueries queries(const torch::Tensor& query);
   // Residual + feed-forward after the attention output [B,M,D].
-  torch::Tensor finish(const torch::Tensor& query, const torch::Tensor& attended);
+  torch::Tensor finish(const BlockQueries& query, const torch::Tensor& attended);
   // Whole block over keys/values already projected by keys_values, mask [B,N] (or undefined).
   torch::Tensor read(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
                      const torch::Tensor& mask = {});

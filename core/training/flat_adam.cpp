@@ -81,8 +81,12 @@ void FlatAdam::set_steps_taken(std::int64_t steps) {
   step_ = steps;
 }
 
-void FlatAdam::zero_grad() {
+void FlatAdam::reattach() {
   if (!attached()) attach();
+}
+
+void FlatAdam::zero_grad() {
+  reattach();
   grad_.zero_();
 }
 

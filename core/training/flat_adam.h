@@ -23,6 +23,10 @@ class FlatAdam {
 
   // Zeroes every gradient in place (one operation). Call before backward().
   void zero_grad();
+  // Points the parameters and gradients back at the flat buffers if something moved them (loading a
+  // checkpoint does), copying their values in; the buffers themselves never move, so work recorded
+  // on them (a CUDA graph of the step) stays valid.
+  void reattach();
   // The global L2 norm of the gradients, as a 0-dim tensor on their device (no host wait).
   torch::Tensor grad_norm();
   // Multiplies every gradient by `factor` (a 0-dim tensor): gradient clipping.

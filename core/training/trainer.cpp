@@ -3,11 +3,14 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <sstream>
 
 #include <torch/cuda.h>
 
 #include "core/memory.h"
 #include "core/registry.h"
+#include "core/cuda/cuda_graph.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -72,6 +75,26 @@ struct Trainer::Impl {
   bool last_best = false;
   std::shared_ptr<ProcessGroup> group;  // data-parallel training; null: this process alone
 
+  // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape met (a task
+  // whose context sizes vary meets several; past kMaxStepGraphs shapes the others run eagerly). A
+  // graph holds its own copy of the batch and of the policy's draws, refilled before each replay, and
+  // works on the optimiser's flat buffers, which never move. The optimiser's update stays outside:
+  // a step whose loss is not finite must leave the model as it was.
+  struct StepGraph {
+    Batch batch;
+    std::shared_ptr<torch::Tensor> draws = std::make_shared<torch::Tensor>();
+    CudaGraph graph;
+    torch::Tensor values;
+  };
+  static constexpr std::size_t kMaxStepGraphs = 8;
+  std::map<std::string, std::unique_ptr<StepGraph>> graphs;
+  std::map<std::string, std::string> graph_failures;  // shape -> why its capture failed
+  std::map<std::string, int> shapes_seen;  // a shape is captured at its second step: one-offs are not
+  std::int64_t replayed = 0, eager = 0;
+
+  torch::Tensor backward_pass(const Batch& batch, const DecodeRequest& request, bool warm_up, double share);
+  torch::Tensor graph_step(const Batch& batch, const DecodeRequest& request, bool warm_up);
+
   void build(const Config& c, const TaskFactory& tasks) {
     auto problems = c.validate();
     if (!problems.empty()) throw std::invalid_argument(join(problems));
@@ -94,6 +117,90 @@ struct Trainer::Impl {
     for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
   }
 };
+
+// The part of a step a CUDA graph can hold, without a host wait: the forward, the losses, the
+// backward, the gradient norm and clipping, and every reported number in one tensor (loss, gradient
+// norm, L_TCA, L_CA, L_RL, entropy, metric), so that one transfer per step carries them all.
+torch::Tensor Trainer::Impl::backward_pass(const Batch& batch, const DecodeRequest& request, bool warm_up,
+                                           double share) {
+  const int world = group ? group->size() : 1;
+  auto out = forward_in_precision(model, batch, request, device, config.precision == "bf16");
+  // Every loss term is a mean over rows: weighted by this process's share of the rows and summed over
+  // processes it is the whole batch's mean, and so is its gradient. Batch statistics (the REINFORCE
+  // baseline "mean") are summed over the processes before they are used.
+  BatchMean batch_mean;
+  if (world > 1)
+    batch_mean = [&](const torch::Tensor& t) {
+      auto sum = t.sum().reshape({1});
+      group->all_reduce_sum(sum);
+      return (sum / (double(t.numel()) / share)).reshape({});
+    };
+  auto terms = compute_losses(out, batch, spec, config, warm_up, batch_mean);
+
+  // Gradient clipping and every reported number without a device-to-host wait per value:
+  // one transfer per step carries them all (it matters on a GPU).
+  optimizer->zero_grad();
+  if (world > 1) {
+    (terms.total * share).backward();
+    auto grad = optimizer->flat_gradients();
+    for (std::int64_t i = 0; i < grad.numel(); i += kGradientBucket) {
+      auto bucket = grad.narrow(0, i, std::min(kGradientBucket, grad.numel() - i));
+      group->all_reduce_sum(bucket);
+    }
+  } else {
+    terms.total.backward();
+  }
+  auto grad_norm = optimizer->grad_norm();
+  if (config.grad_clip > 0) optimizer->scale_grad((config.grad_clip / (grad_norm + 1e-6)).clamp_max(1.0));
+  auto zero = torch::zeros({}, terms.total.options());
+  auto scalar = [&](const torch::Tensor& t) { return t.defined() ? t.detach().reshape({}) : zero; };
+  auto losses = torch::stack({scalar(terms.total), scalar(terms.tca), scalar(terms.ca), scalar(terms.rl),
+                              scalar(terms.entropy), scalar(terms.metric)});
+  if (world > 1) {  // the whole batch's values, as the gradient's
+    losses = losses * share;
+    group->all_reduce_sum(losses);
+  }
+  return torch::cat({losses.narrow(0, 0, 1), grad_norm.detach().reshape({1}), losses.narrow(0, 1, 5)});
+}
+
+// This step replayed from the graph of its batch's shape, captured at the first step of that shape;
+// undefined where no graph serves (the step then runs eagerly).
+torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest& request, bool warm_up) {
+  std::ostringstream key;
+  for (const auto* t : {&batch.xc, &batch.yc, &batch.xt, &batch.yt})
+    key << (t->defined() ? t->sizes() : torch::IntArrayRef{}) << (t->defined() ? t->scalar_type() : torch::kFloat);
+  key << batch.shared_targets << warm_up;
+  auto found = graphs.find(key.str());
+  if (found == graphs.end()) {
+    if (++shapes_seen[key.str()] < 2 || graph_failures.count(key.str()) || graphs.size() >= kMaxStepGraphs) return {};
+    auto g = std::make_unique<StepGraph>();
+    // The graph's input from now on (later batches are copied into it): its own dense copy.
+    auto own = [](const torch::Tensor& t) { return t.defined() ? t.clone(at::MemoryFormat::Contiguous) : t; };
+    g->batch = {own(batch.xc), own(batch.yc), own(batch.xt), own(batch.yt), batch.shared_targets};
+    DecodeRequest r = request;
+    r.draw_buffer = g->draws;  // made by the capture's eager warm-up, refilled before each replay
+    auto* target = g.get();
+    optimizer->reattach();
+    if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); })) {
+      graph_failures[key.str()] = g->graph.error();
+      return {};
+    }
+    found = graphs.emplace(key.str(), std::move(g)).first;
+  } else {
+    auto& g = *found->second;
+    for (auto [to, from] : {std::pair{&g.batch.xc, &batch.xc}, {&g.batch.yc, &batch.yc}, {&g.batch.xt, &batch.xt},
+                            {&g.batch.yt, &batch.yt}})
+      if (to->defined()) to->copy_(*from);
+  }
+  auto& g = *found->second;
+  if (g.draws->defined()) {
+    if (!request.draw_seed) throw std::logic_error("a captured training step needs DecodeRequest::draw_seed");
+    g.draws->copy_(policy_draws(*request.draw_seed, g.draws->size(0), g.draws->size(1)));
+  }
+  optimizer->reattach();
+  g.graph.replay();
+  return g.values;
+}
 
 Trainer::Trainer() : impl_(std::make_unique<Impl>()) {}
 
@@ -141,46 +248,19 @@ StepMetrics Trainer::step() {
     request.draw_batch = m.config.batch;
     request.draw_row = from;
   }
-  auto out = forward_in_precision(m.model, batch, request, m.device, m.config.precision == "bf16");
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
-  // Every loss term is a mean over rows: weighted by this process's share of the rows and summed over
-  // processes it is the whole batch's mean, and so is its gradient. Batch statistics (the REINFORCE
-  // baseline "mean") are summed over the processes before they are used.
-  const double share = double(to - from) / double(m.config.batch);
-  BatchMean batch_mean;
-  if (world > 1)
-    batch_mean = [&](const torch::Tensor& t) {
-      auto sum = t.sum().reshape({1});
-      m.group->all_reduce_sum(sum);
-      return (sum / (double(t.numel()) / share)).reshape({});
-    };
-  auto terms = compute_losses(out, batch, m.spec, m.config, warm_up, batch_mean);
-
-  // Gradient clipping and every reported number without a device-to-host wait per value:
-  // one transfer per step carries them all (it matters on a GPU).
-  m.optimizer->zero_grad();
-  if (world > 1) {
-    (terms.total * share).backward();
-    auto grad = m.optimizer->flat_gradients();
-    for (std::int64_t i = 0; i < grad.numel(); i += kGradientBucket) {
-      auto bucket = grad.narrow(0, i, std::min(kGradientBucket, grad.numel() - i));
-      m.group->all_reduce_sum(bucket);
-    }
+  // A CUDA graph where one can serve: one device, float32 (autocast's cast cache and graphs do not
+  // mix), the switch on. Otherwise, or where the capture failed, the same work eagerly.
+  torch::Tensor device_values;
+  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision == "fp32")
+    device_values = m.graph_step(batch, request, warm_up);
+  if (device_values.defined()) {
+    ++m.replayed;
   } else {
-    terms.total.backward();
+    ++m.eager;
+    device_values = m.backward_pass(batch, request, warm_up, double(to - from) / double(m.config.batch));
   }
-  auto grad_norm = m.optimizer->grad_norm();
-  if (m.config.grad_clip > 0) m.optimizer->scale_grad((m.config.grad_clip / (grad_norm + 1e-6)).clamp_max(1.0));
-  auto zero = torch::zeros({}, terms.total.options());
-  auto scalar = [&](const torch::Tensor& t) { return t.defined() ? t.detach().reshape({}) : zero; };
-  auto losses = torch::stack({scalar(terms.total), scalar(terms.tca), scalar(terms.ca), scalar(terms.rl),
-                              scalar(terms.entropy), scalar(terms.metric)});
-  if (world > 1) {  // the whole batch's values, as the gradient's
-    losses = losses * share;
-    m.group->all_reduce_sum(losses);
-  }
-  auto values = torch::cat({losses.narrow(0, 0, 1), grad_norm.detach().reshape({1}), losses.narrow(0, 1, 5)})
-                    .to(torch::kCPU, torch::kDouble);
+  auto values = device_values.to(torch::kCPU, torch::kDouble);
   const double* v = values.data_ptr<double>();
   StepMetrics s;
   s.loss = v[0];
@@ -294,6 +374,14 @@ void Trainer::set_total_steps(std::int64_t steps) {
   if (steps <= 0) throw std::invalid_argument("steps must be positive");
   impl_->config.steps = steps;
 }
+std::string Trainer::graph_summary() const {
+  const auto& m = *impl_;
+  std::string s = std::to_string(m.replayed) + " steps replayed from " + std::to_string(m.graphs.size()) +
+                  " CUDA graph" + (m.graphs.size() == 1 ? "" : "s") + ", " + std::to_string(m.eager) + " eager";
+  for (const auto& [shape, why] : m.graph_failures) s += "; a capture failed: " + why;
+  return s;
+}
+
 std::string Trainer::device_name() const { return impl_->device.str(); }
 
 void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {

@@ -59,6 +59,9 @@ class Trainer {
   void set_peak_learning_rate(double lr);  // rescales the cosine schedule
   void set_total_steps(std::int64_t steps);  // extends or shortens the run
   std::string device_name() const;
+  // How the steps ran on a GPU: "12 steps replayed from 1 CUDA graph, 1 eager", and why a capture
+  // failed where one did.
+  std::string graph_summary() const;
 
   // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
   // `group`. Each step trains on its rows of the global batch (every process draws the same batch)

@@ -86,7 +86,8 @@ class TestAttention : public QObject {
       keep.select(1, 0).fill_(true);
       auto run = [&](const torch::Tensor& queries) {
         auto [k, v] = block->keys_values(context);
-        auto out = block->finish(queries, block->attention->attend_shared(block->queries(queries), k, v, keep, false).out);
+        auto q = block->queries(queries);
+        auto out = block->finish(q, block->attention->attend_shared(q.q, k, v, keep, false).out);
         auto grads = torch::autograd::grad({(out * out).sum()}, {base, context});
         return std::make_tuple(out, grads[0], grads[1]);
       };

@@ -145,7 +145,22 @@ class TestRetrieval : public QObject {
     torch::manual_seed(99);
     QVERIFY(torch::equal(tca.decode(*memory, queries, seeded).trace.path, global));
     seeded.draw_seed = 1235;
-    QVERIFY(!torch::equal(tca.decode(*memory, queries, seeded).trace.path, global));
+    const auto other = tca.decode(*memory, queries, seeded).trace.path;
+    QVERIFY(!torch::equal(other, global));
+    // A draw buffer (what a CUDA graph of the training step reads): the first walk fills it with the
+    // seed's draws, [k, B*M] as policy_draws makes them; later walks read it as it stands.
+    DecodeRequest buffered = sample;
+    buffered.draw_seed = 1234;
+    buffered.draw_buffer = std::make_shared<torch::Tensor>();
+    QVERIFY(torch::equal(tca.decode(*memory, queries, buffered).trace.path, global));
+    QVERIFY(buffered.draw_buffer->defined());
+    const auto k = buffered.draw_buffer->size(0);
+    QCOMPARE(buffered.draw_buffer->size(1), int64_t(256));
+    QVERIFY(torch::equal(*buffered.draw_buffer, policy_draws(1234, k, 256)));
+    buffered.draw_buffer->copy_(policy_draws(1235, k, 256));  // refilled: the seed field no longer counts
+    QVERIFY(torch::equal(tca.decode(*memory, queries, buffered).trace.path, other));
+    *buffered.draw_buffer = torch::rand({k + 1, 256});  // a buffer of another shape is a bug, said as one
+    QVERIFY_THROWS_EXCEPTION(std::logic_error, tca.decode(*memory, queries, buffered));
   }
 
   void walk_kernel_equals_the_tensor_walk() {
@@ -236,7 +251,7 @@ class TestRetrieval : public QObject {
           // log pi of the children of node `parent` on level `level` (0 = root), for queries [1,S,8].
           auto children_log_pi = [&](const torch::Tensor& queries, int64_t level, const torch::Tensor& parent) {
             const auto S = queries.size(1);
-            auto q = block->queries(queries);                                        // [1,S,H,dh]
+            auto q = block->queries(queries).q;                                      // [1,S,H,dh]
             auto rows = parent.view({S, 1}) * b + torch::arange(b).view({1, b}) + memory.offsets[level];
             auto keys = memory.all_keys[0].index_select(0, rows.reshape(-1)).view({S, b, q.size(2), q.size(3)});
             auto scores = (q[0].unsqueeze(1) * keys).sum(-1).unsqueeze(0);          // [1,S,b,H]

@@ -13,12 +13,16 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "core/cuda/cuda_graph.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
 #include "core/training/distributed.h"
+#include "core/training/trainer.h"
+#include "datasets/tasks.h"
 #include "tests/checks.h"
 #include "tests/precision_checks.h"
+#include "tests/small_config.h"
 
 using namespace retreever;
 
@@ -234,6 +238,44 @@ void nccl_group_joins_and_reduces_on_the_gpu() {
   std::remove(s.store_file.c_str());
 }
 
+// Training steps replayed from CUDA graphs against the same steps run eagerly: the same losses,
+// gradient norms and evaluation step for step, on the copy task (one batch shape: every step after
+// the second replays) and on GP (context sizes vary: shapes met twice are captured, the rest eager),
+// with the policy's draws, L_CA and clipping, and TCA and CA.
+void training_steps_replay_from_cuda_graphs() {
+  for (const auto& [task, model] : {std::pair<std::string, std::string>{"copy", "tca"}, {"copy", "ca"}, {"gp", "tca"}}) {
+    auto c = retreever::testing::small_config(task, model);
+    c.device = "cuda";
+    c.steps = 12;
+    c.grad_clip = 0.5;  // clipping inside the graph takes part
+    std::vector<StepMetrics> runs[2];
+    EvalMetrics evals[2];
+    std::string summary;
+    for (int graphs = 0; graphs < 2; ++graphs) {
+      set_cuda_graphs_enabled(graphs == 1);
+      Trainer t(c, datasets::make_task);
+      for (int i = 0; i < 12; ++i) runs[graphs].push_back(t.step());
+      evals[graphs] = t.evaluate();
+      summary = t.graph_summary();
+    }
+    set_cuda_graphs_enabled(true);
+    const std::string what = task + "/" + model + " graphs vs eager";
+    std::printf("%s: %s\n", what.c_str(), summary.c_str());
+    double worst = 0;
+    for (int i = 0; i < 12; ++i)
+      for (auto f : {&StepMetrics::loss, &StepMetrics::grad_norm, &StepMetrics::tca_loss, &StepMetrics::train_metric}) {
+        const double a = runs[0][i].*f, b = runs[1][i].*f;
+        worst = std::max(worst, std::abs(a - b) / std::max(1e-3, std::abs(a)));
+      }
+    std::printf("  largest relative difference over 12 steps: %.2e\n", worst);
+    expect(worst < 1e-3, what + ": losses and gradient norms step for step");
+    expect(std::abs(evals[0].value - evals[1].value) <= 1e-3 * std::max(1.0, std::abs(evals[0].value)),
+           what + ": the evaluation after 12 steps");
+    if (task == "copy") expect(summary.rfind("11 steps replayed from 1 CUDA graph, 1 eager", 0) == 0, what + ": " + summary);
+    expect(summary.find("failed") == std::string::npos, what + ": no capture failed (" + summary + ")");
+  }
+}
+
 int main() {
   if (!torch::cuda::is_available()) {
     std::printf("SKIPPED: no CUDA device (the CUDA kernel tests need a GPU)\n");
@@ -248,6 +290,7 @@ int main() {
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
+  training_steps_replay_from_cuda_graphs();
   // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
   // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
