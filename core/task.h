@@ -24,8 +24,15 @@ struct Batch {
   // Set by the task, so that no device-to-host check is needed per step.
   bool shared_targets = false;
 
-  Batch to(const torch::Device& device) const {
-    return {xc.to(device), yc.defined() ? yc.to(device) : yc, xt.to(device), yt.to(device), shared_targets};
+  // non_blocking: an asynchronous copy (from page-locked memory; see pinned()).
+  Batch to(const torch::Device& device, bool non_blocking = false) const {
+    auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device, non_blocking) : t; };
+    return {move(xc), move(yc), move(xt), move(yt), shared_targets};
+  }
+  // The batch in page-locked host memory (needs CUDA): copies to a GPU from there are fast DMA.
+  Batch pinned() const {
+    auto pin = [](const torch::Tensor& t) { return t.defined() ? t.pin_memory() : t; };
+    return {pin(xc), pin(yc), pin(xt), pin(yt), shared_targets};
   }
   // Rows [from, to) of the batch.
   Batch rows(std::int64_t from, std::int64_t to) const {

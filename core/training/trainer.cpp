@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <torch/cuda.h>
@@ -85,12 +86,37 @@ struct Trainer::Impl {
     std::shared_ptr<torch::Tensor> draws = std::make_shared<torch::Tensor>();
     CudaGraph graph;
     torch::Tensor values;
+    std::optional<std::uint64_t> next_seed;  // the draws prefetched for the next replay, and their seed
+    torch::Tensor next_draws;
   };
   static constexpr std::size_t kMaxStepGraphs = 8;
   std::map<std::string, std::unique_ptr<StepGraph>> graphs;
   std::map<std::string, std::string> graph_failures;  // shape -> why its capture failed
   std::map<std::string, int> shapes_seen;  // a shape is captured at its second step: one-offs are not
   std::int64_t replayed = 0, eager = 0;
+  StepGraph* last_graph = nullptr;  // the graph this step replayed
+  // On a GPU the next step's batch is made on the CPU while the GPU runs this one (see prefetch()).
+  std::optional<std::pair<std::int64_t, Batch>> next_batch;
+
+  Batch batch_of_step(std::int64_t t) {
+    if (next_batch && next_batch->first == t) {
+      auto b = std::move(next_batch->second);
+      next_batch.reset();
+      return b;
+    }
+    auto b = task->sample(config.batch, derive_seed(config.seed, kTrainData, t), false);
+    return device.is_cuda() ? b.pinned() : b;
+  }
+  // The CPU's part of step t (its batch, and its draws where a graph replays), made while the GPU
+  // works through the step before: the steps' data depend only on the seed and t.
+  void prefetch(std::int64_t t) {
+    next_batch.emplace(t, task->sample(config.batch, derive_seed(config.seed, kTrainData, t), false).pinned());
+    if (last_graph && last_graph->draws->defined()) {
+      last_graph->next_seed = derive_seed(config.seed, kPolicySampling, t);
+      last_graph->next_draws =
+          policy_draws(*last_graph->next_seed, last_graph->draws->size(0), last_graph->draws->size(1)).pin_memory();
+    }
+  }
 
   torch::Tensor backward_pass(const Batch& batch, const DecodeRequest& request, bool warm_up, double share);
   torch::Tensor graph_step(const Batch& batch, const DecodeRequest& request, bool warm_up);
@@ -195,10 +221,14 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
   auto& g = *found->second;
   if (g.draws->defined()) {
     if (!request.draw_seed) throw std::logic_error("a captured training step needs DecodeRequest::draw_seed");
-    g.draws->copy_(policy_draws(*request.draw_seed, g.draws->size(0), g.draws->size(1)));
+    if (g.next_seed != request.draw_seed)
+      g.next_draws = policy_draws(*request.draw_seed, g.draws->size(0), g.draws->size(1)).pin_memory();
+    g.draws->copy_(g.next_draws, /*non_blocking=*/true);
+    g.next_seed.reset();
   }
   optimizer->reattach();
   g.graph.replay();
+  last_graph = &g;
   return g.values;
 }
 
@@ -230,12 +260,12 @@ StepMetrics Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   const double lr = learning_rate();
   m.model->train();
-  auto batch = m.task->sample(m.config.batch, derive_seed(m.config.seed, kTrainData, m.step), false);
+  auto batch = m.batch_of_step(m.step);
   // Data parallel: every process draws the same global batch and trains on its rows of it.
   const int world = m.group ? m.group->size() : 1;
   const auto [from, to] = rank_rows(m.config.batch, m.group ? m.group->rank() : 0, world);
   if (world > 1) batch = batch.rows(from, to);
-  batch = batch.to(m.device);
+  batch = batch.to(m.device, /*non_blocking=*/m.device.is_cuda());
   DecodeRequest request;
   request.retrieval = Retrieval::Sample;
   // The policy's draws from a generator of this trainer's own: trainers on several threads (the
@@ -252,6 +282,7 @@ StepMetrics Trainer::step() {
   // A CUDA graph where one can serve: one device, float32 (autocast's cast cache and graphs do not
   // mix), the switch on. Otherwise, or where the capture failed, the same work eagerly.
   torch::Tensor device_values;
+  m.last_graph = nullptr;
   if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision == "fp32")
     device_values = m.graph_step(batch, request, warm_up);
   if (device_values.defined()) {
@@ -260,6 +291,7 @@ StepMetrics Trainer::step() {
     ++m.eager;
     device_values = m.backward_pass(batch, request, warm_up, double(to - from) / double(m.config.batch));
   }
+  if (m.device.is_cuda()) m.prefetch(m.step + 1);  // while the GPU works
   auto values = device_values.to(torch::kCPU, torch::kDouble);
   const double* v = values.data_ptr<double>();
   StepMetrics s;
