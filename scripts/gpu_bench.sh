@@ -90,6 +90,7 @@ done
 for n in 256 1024; do
   TR="--what train --models tca,ca --seq-len $n --batch 128 --steps ${STEPS:-20}"
   run_bench train$n-kernels "$BIN" $TR
+  run_bench train$n-eager "$BIN" $TR --graphs off  # the same steps without CUDA graphs
   run_bench train$n-bf16 "$BIN" $TR --precision bf16
   run_bench train$n-tensor "$BIN" $TR --kernels off
   [ -n "$BASE" ] && run_bench train$n-main "$BASE/build/app/retreever" $TR

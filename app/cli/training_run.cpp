@@ -86,6 +86,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
       if (s.step % cfg.eval_every == 0 && !trainer.finished()) evaluate_and_save();
     }
     evaluate_and_save();
+    if (trainer.device_name() != "cpu") say(trainer.graph_summary());
   } catch (const CommunicationError& e) {
     progress.finish();
     return lost_contact(e, trainer.rank());

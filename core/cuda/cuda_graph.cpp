@@ -35,7 +35,12 @@ const std::string& CudaGraph::error() const { return impl_->error; }
 
 #ifdef RETREEVER_CUDA
 
-bool CudaGraph::capture(const std::function<void()>& fn) {
+CudaGraphPool CudaGraphPool::make() {
+  const auto id = at::cuda::graph_pool_handle();
+  return {id.first, id.second};
+}
+
+bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool) {
   impl_->ok = false;
   impl_->error.clear();
   impl_->graph.reset();
@@ -46,7 +51,7 @@ bool CudaGraph::capture(const std::function<void()>& fn) {
     fn();  // warm-up, eagerly
     side.synchronize();
     impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
-    impl_->graph->capture_begin();
+    impl_->graph->capture_begin({pool.a, pool.b});
     try {
       fn();
     } catch (const std::exception& e) {
@@ -80,7 +85,9 @@ void CudaGraph::replay() {
 
 #else
 
-bool CudaGraph::capture(const std::function<void()>&) {
+CudaGraphPool CudaGraphPool::make() { return {}; }
+
+bool CudaGraph::capture(const std::function<void()>&, CudaGraphPool) {
   impl_->error = "built without CUDA";
   return false;
 }

@@ -18,6 +18,15 @@ namespace retreever {
 bool cuda_graphs_enabled();
 void set_cuda_graphs_enabled(bool on);
 
+// A memory pool that several graphs' captures share (at::cuda::graph_pool_handle): their work memory
+// then overlaps, which is safe where they never run concurrently and each graph's outputs are read
+// before another graph replays (the training step's graphs). Empty: each graph has a pool of its own.
+struct CudaGraphPool {
+  unsigned long long a = 0, b = 0;
+  bool empty() const { return a == 0 && b == 0; }
+  static CudaGraphPool make();  // empty without CUDA
+};
+
 class CudaGraph {
  public:
   CudaGraph();
@@ -25,7 +34,7 @@ class CudaGraph {
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
 
-  bool capture(const std::function<void()>& fn);
+  bool capture(const std::function<void()>& fn, CudaGraphPool pool = {});
   void replay();  // throws when nothing was captured
   bool captured() const;
   const std::string& error() const;

@@ -76,11 +76,13 @@ struct Trainer::Impl {
   bool last_best = false;
   std::shared_ptr<ProcessGroup> group;  // data-parallel training; null: this process alone
 
-  // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape met (a task
-  // whose context sizes vary meets several; past kMaxStepGraphs shapes the others run eagerly). A
-  // graph holds its own copy of the batch and of the policy's draws, refilled before each replay, and
-  // works on the optimiser's flat buffers, which never move. The optimiser's update stays outside:
-  // a step whose loss is not finite must leave the model as it was.
+  // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape, captured the
+  // second time the shape comes (GP's context and target counts give about a thousand shapes, each
+  // met about once per thousand steps; past kMaxStepGraphs shapes the others run eagerly). A graph
+  // holds its own copy of the batch and of the policy's draws, refilled before each replay, and works
+  // on the optimiser's flat buffers, which never move. The graphs share one memory pool: one runs at
+  // a time and its numbers are read before the next. The optimiser's update stays outside: a step
+  // whose loss is not finite must leave the model as it was.
   struct StepGraph {
     Batch batch;
     std::shared_ptr<torch::Tensor> draws = std::make_shared<torch::Tensor>();
@@ -89,7 +91,8 @@ struct Trainer::Impl {
     std::optional<std::uint64_t> next_seed;  // the draws prefetched for the next replay, and their seed
     torch::Tensor next_draws;
   };
-  static constexpr std::size_t kMaxStepGraphs = 8;
+  static constexpr std::size_t kMaxStepGraphs = 2048;
+  CudaGraphPool graph_pool;
   std::map<std::string, std::unique_ptr<StepGraph>> graphs;
   std::map<std::string, std::string> graph_failures;  // shape -> why its capture failed
   std::map<std::string, int> shapes_seen;  // a shape is captured at its second step: one-offs are not
@@ -207,7 +210,8 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
     r.draw_buffer = g->draws;  // made by the capture's eager warm-up, refilled before each replay
     auto* target = g.get();
     optimizer->reattach();
-    if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); })) {
+    if (graph_pool.empty()) graph_pool = CudaGraphPool::make();
+    if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); }, graph_pool)) {
       graph_failures[key.str()] = g->graph.error();
       return {};
     }

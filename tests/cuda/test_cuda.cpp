@@ -238,22 +238,47 @@ void nccl_group_joins_and_reduces_on_the_gpu() {
   std::remove(s.store_file.c_str());
 }
 
+// GP's batches with their context cut to one of three sizes in turn: a task whose shapes come back,
+// so that several graphs are captured into the shared pool and replayed interleaved.
+class ThreeShapes : public Task {
+ public:
+  explicit ThreeShapes(const Config& c) : gp_(datasets::make_task(c)) {}
+  TaskSpec spec() const override { return gp_->spec(); }
+  Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override {
+    auto b = gp_->sample(batch, seed, evaluation);
+    if (evaluation) return b;
+    const std::int64_t keep = std::min<std::int64_t>(b.xc.size(1), 3 + std::int64_t(seed % 3));
+    b.xc = b.xc.narrow(1, 0, keep).contiguous();
+    b.yc = b.yc.narrow(1, 0, keep).contiguous();
+    b.xt = b.xt.narrow(1, 0, 3).contiguous();
+    b.yt = b.yt.narrow(1, 0, 3).contiguous();
+    return b;
+  }
+
+ private:
+  std::unique_ptr<Task> gp_;
+};
+
 // Training steps replayed from CUDA graphs against the same steps run eagerly: the same losses,
 // gradient norms and evaluation step for step, on the copy task (one batch shape: every step after
-// the second replays) and on GP (context sizes vary: shapes met twice are captured, the rest eager),
-// with the policy's draws, L_CA and clipping, and TCA and CA.
+// the first replays), on GP (context sizes vary: shapes met twice are captured, the rest eager) and
+// on three shapes in turn (three graphs in one pool, replayed interleaved), with the policy's
+// draws, L_CA and clipping, and TCA and CA.
 void training_steps_replay_from_cuda_graphs() {
-  for (const auto& [task, model] : {std::pair<std::string, std::string>{"copy", "tca"}, {"copy", "ca"}, {"gp", "tca"}}) {
-    auto c = retreever::testing::small_config(task, model);
+  for (const auto& [task, model] : {std::pair<std::string, std::string>{"copy", "tca"}, {"copy", "ca"}, {"gp", "tca"},
+                                    {"three shapes", "tca"}}) {
+    auto c = retreever::testing::small_config(task == "copy" ? "copy" : "gp", model);
     c.device = "cuda";
     c.steps = 12;
     c.grad_clip = 0.5;  // clipping inside the graph takes part
+    TaskFactory tasks = datasets::make_task;
+    if (task == "three shapes") tasks = [](const Config& cfg) -> std::unique_ptr<Task> { return std::make_unique<ThreeShapes>(cfg); };
     std::vector<StepMetrics> runs[2];
     EvalMetrics evals[2];
     std::string summary;
     for (int graphs = 0; graphs < 2; ++graphs) {
       set_cuda_graphs_enabled(graphs == 1);
-      Trainer t(c, datasets::make_task);
+      Trainer t(c, tasks);
       for (int i = 0; i < 12; ++i) runs[graphs].push_back(t.step());
       evals[graphs] = t.evaluate();
       summary = t.graph_summary();
@@ -272,6 +297,8 @@ void training_steps_replay_from_cuda_graphs() {
     expect(std::abs(evals[0].value - evals[1].value) <= 1e-3 * std::max(1.0, std::abs(evals[0].value)),
            what + ": the evaluation after 12 steps");
     if (task == "copy") expect(summary.rfind("11 steps replayed from 1 CUDA graph, 1 eager", 0) == 0, what + ": " + summary);
+    // Seeds fall on the three sizes in no set order: at least two shapes come back within 12 steps.
+    if (task == "three shapes") expect(summary.find("CUDA graphs,") != std::string::npos && summary.rfind("0 ", 0) != 0, what + ": " + summary);
     expect(summary.find("failed") == std::string::npos, what + ": no capture failed (" + summary + ")");
   }
 }
