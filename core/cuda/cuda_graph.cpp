@@ -51,7 +51,9 @@ bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool) {
     fn();  // warm-up, eagerly
     side.synchronize();
     impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
-    impl_->graph->capture_begin({pool.a, pool.b});
+    // Thread-local: work that other threads do on the GPU meanwhile (the studio's inspector or
+    // Scaling view while a run trains) neither fails nor joins this capture.
+    impl_->graph->capture_begin({pool.a, pool.b}, cudaStreamCaptureModeThreadLocal);
     try {
       fn();
     } catch (const std::exception& e) {

@@ -94,7 +94,10 @@ struct Trainer::Impl {
   static constexpr std::size_t kMaxStepGraphs = 2048;
   CudaGraphPool graph_pool;
   std::map<std::string, std::unique_ptr<StepGraph>> graphs;
-  std::map<std::string, std::string> graph_failures;  // shape -> why its capture failed
+  // shape -> why its last capture failed and how often; a shape is tried again when it comes back,
+  // up to kCaptureAttempts times (something passing, such as a lack of memory, may have failed it)
+  std::map<std::string, std::pair<std::string, int>> graph_failures;
+  static constexpr int kCaptureAttempts = 3;
   std::map<std::string, int> shapes_seen;  // a shape is captured at its second step: one-offs are not
   std::int64_t replayed = 0, eager = 0;
   StepGraph* last_graph = nullptr;  // the graph this step replayed
@@ -201,7 +204,10 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
   key << batch.shared_targets << warm_up;
   auto found = graphs.find(key.str());
   if (found == graphs.end()) {
-    if (++shapes_seen[key.str()] < 2 || graph_failures.count(key.str()) || graphs.size() >= kMaxStepGraphs) return {};
+    const auto failed = graph_failures.find(key.str());
+    if (++shapes_seen[key.str()] < 2 || graphs.size() >= kMaxStepGraphs ||
+        (failed != graph_failures.end() && failed->second.second >= kCaptureAttempts))
+      return {};
     auto g = std::make_unique<StepGraph>();
     // The graph's input from now on (later batches are copied into it): its own dense copy.
     auto own = [](const torch::Tensor& t) { return t.defined() ? t.clone(at::MemoryFormat::Contiguous) : t; };
@@ -212,7 +218,9 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
     optimizer->reattach();
     if (graph_pool.empty()) graph_pool = CudaGraphPool::make();
     if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); }, graph_pool)) {
-      graph_failures[key.str()] = g->graph.error();
+      auto& failure = graph_failures[key.str()];
+      failure = {g->graph.error(), failure.second + 1};
+      shapes_seen[key.str()] = 0;  // tried again from its second coming after this
       return {};
     }
     found = graphs.emplace(key.str(), std::move(g)).first;
@@ -414,7 +422,7 @@ std::string Trainer::graph_summary() const {
   const auto& m = *impl_;
   std::string s = std::to_string(m.replayed) + " steps replayed from " + std::to_string(m.graphs.size()) +
                   " CUDA graph" + (m.graphs.size() == 1 ? "" : "s") + ", " + std::to_string(m.eager) + " eager";
-  for (const auto& [shape, why] : m.graph_failures) s += "; a capture failed: " + why;
+  for (const auto& [shape, why] : m.graph_failures) s += "; a capture failed: " + why.first;
   return s;
 }
 
