@@ -195,8 +195,8 @@ torch::Tensor Trainer::Impl::backward_pass(const Batch& batch, const DecodeReque
   return torch::cat({losses.narrow(0, 0, 1), grad_norm.detach().reshape({1}), losses.narrow(0, 1, 5)});
 }
 
-// This step replayed from the graph of its batch's shape, captured at the first step of that shape;
-// undefined where no graph serves (the step then runs eagerly).
+// This step replayed from the graph of its batch's shape, captured when the shape comes the second
+// time; undefined where no graph serves (the step then runs eagerly).
 torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest& request, bool warm_up) {
   std::ostringstream key;
   for (const auto* t : {&batch.xc, &batch.yc, &batch.xt, &batch.yt})
