@@ -181,7 +181,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
 
 int cmd_train(const Args& args) {
   const fs::path out = args.required("out");
-  set_cuda_graphs_enabled(args.str("graphs", "on") == "on");
+  set_cuda_graphs_enabled(args.on_off("graphs", true));
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
   const auto setup = worker_setup(args.has("nproc"));
   if (args.has("nproc") && !setup) {

@@ -169,7 +169,7 @@ void bench_inference(const Args& args, const std::string& device_name, const std
       device.str().c_str(), precision.c_str(), repeats);
   say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
       "CA keys ms", "speed-up");
-  const bool graphs = device.is_cuda() && args.str("graphs", "on") == "on";
+  const bool graphs = device.is_cuda() && args.on_off("graphs", true);
   if (graphs)
     say(o, "%s\n", "  each size's second line: the same work replayed from a CUDA graph (-1: the capture failed)");
   auto& inference = o.doc["inference"];
@@ -273,10 +273,9 @@ int cmd_bench(const Args& args) {
     if (threads <= 0) throw UsageError("--threads must be positive");
     torch::set_num_threads(int(threads));
   }
-  const auto kernels = args.str("kernels", "on");
-  if (kernels != "on" && kernels != "off") throw UsageError("--kernels must be on or off");
-  set_cuda_kernels_enabled(kernels == "on");
-  set_cuda_graphs_enabled(args.str("graphs", "on") == "on");
+  const bool kernels = args.on_off("kernels", true);
+  set_cuda_kernels_enabled(kernels);
+  set_cuda_graphs_enabled(args.on_off("graphs", true));
   const auto precision = args.str("precision", "fp32");
   {
     const auto& allowed = Config::choices("precision");
@@ -289,11 +288,11 @@ int cmd_bench(const Args& args) {
   o.json = args.has("json");
   say(o, "LibTorch %d.%d.%d, %d CPU threads, CUDA kernels %s\n", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
       TORCH_VERSION_PATCH, torch::get_num_threads(),
-      !cuda_kernels_available() ? "not built" : kernels == "on" ? "on" : "off");
+      !cuda_kernels_available() ? "not built" : kernels ? "on" : "off");
   o.doc["libtorch"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                       std::to_string(TORCH_VERSION_PATCH);
   o.doc["cpu_threads"] = torch::get_num_threads();
-  o.doc["cuda_kernels"] = cuda_kernels_available() ? kernels : "not built";
+  o.doc["cuda_kernels"] = cuda_kernels_available() ? (kernels ? "on" : "off") : "not built";
   o.doc["precision"] = precision;
   if (what != "inference") bench_train(args, device, precision, choice, o);
   if (what != "train") bench_inference(args, device, precision, o);

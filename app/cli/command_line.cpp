@@ -103,6 +103,12 @@ std::string Args::command_line() const {
   return s;
 }
 
+bool Args::on_off(const std::string& name, bool fallback) const {
+  const auto v = str(name, fallback ? "on" : "off");
+  if (v != "on" && v != "off") throw UsageError("--" + name + " must be on or off, got '" + v + "'");
+  return v == "on";
+}
+
 std::string Args::str(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
   return it == values_.end() ? fallback : it->second;

@@ -45,6 +45,8 @@ class Args {
   std::string required(const std::string& name) const;
   long long integer(const std::string& name, long long fallback) const;
   double number(const std::string& name, double fallback) const;
+  // An on|off option; anything else is a usage error naming the two.
+  bool on_off(const std::string& name, bool fallback) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
   // "retreever COMMAND ARGS...", as given (for a report's "reproduce" line).
   std::string command_line() const;

@@ -232,6 +232,8 @@ class TestCli : public QObject {
     QVERIFY(rows[0].toObject()["ca_us_per_query"].toDouble() > 0);
     QVERIFY(!rows[0].toObject().contains("tca_graph_us_per_query"));  // graphs: CUDA only
     expect_refusal({"bench", "--what", "train", "--kernels", "maybe"}, "kernels");
+    expect_refusal({"bench", "--what", "train", "--graphs", "maybe"}, "--graphs must be on or off");
+    expect_refusal({"train", "--out", file("graphs"), "--steps", "1", "--graphs", "yes"}, "--graphs must be on or off");
   }
 
   void precision_bf16_trains_and_benches() {
