@@ -24,20 +24,23 @@ struct Batch {
   // Set by the task, so that no device-to-host check is needed per step.
   bool shared_targets = false;
 
+  // The batch with f applied to each of its defined tensors.
+  template <typename F>
+  Batch map(F&& f) const {
+    auto apply = [&](const torch::Tensor& t) { return t.defined() ? f(t) : t; };
+    return {apply(xc), apply(yc), apply(xt), apply(yt), shared_targets};
+  }
   // non_blocking: an asynchronous copy (from page-locked memory; see pinned()).
   Batch to(const torch::Device& device, bool non_blocking = false) const {
-    auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device, non_blocking) : t; };
-    return {move(xc), move(yc), move(xt), move(yt), shared_targets};
+    return map([&](const torch::Tensor& t) { return t.to(device, non_blocking); });
   }
   // The batch in page-locked host memory (needs CUDA): copies to a GPU from there are fast DMA.
   Batch pinned() const {
-    auto pin = [](const torch::Tensor& t) { return t.defined() ? t.pin_memory() : t; };
-    return {pin(xc), pin(yc), pin(xt), pin(yt), shared_targets};
+    return map([](const torch::Tensor& t) { return t.pin_memory(); });
   }
   // Rows [from, to) of the batch.
   Batch rows(std::int64_t from, std::int64_t to) const {
-    return {xc.slice(0, from, to), yc.defined() ? yc.slice(0, from, to) : yc, xt.slice(0, from, to),
-            yt.slice(0, from, to), shared_targets};
+    return map([&](const torch::Tensor& t) { return t.slice(0, from, to); });
   }
   std::int64_t size() const { return xc.size(0); }
 };

@@ -169,7 +169,7 @@ void bench_inference(const Args& args, const std::string& device_name, const std
       device.str().c_str(), precision.c_str(), repeats);
   say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
       "CA keys ms", "speed-up");
-  const bool graphs = device.is_cuda() && args.on_off("graphs", true);
+  const bool graphs = device.is_cuda() && cuda_graphs_enabled();  // --graphs, set by cmd_bench
   if (graphs)
     say(o, "%s\n", "  each size's second line: the same work replayed from a CUDA graph (-1: the capture failed)");
   auto& inference = o.doc["inference"];

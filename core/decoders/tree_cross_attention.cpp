@@ -243,8 +243,7 @@ void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const Block
     const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
     auto all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
                                                 memory.all_values.narrow(1, leaves, n), memory.tree.leaf_mask(), false);
-    const BlockQueries twice{torch::cat({queries.input, queries.input}), torch::cat({queries.normed, queries.normed}), {}};
-    auto both = block_->finish(twice, torch::cat({attended, all.out})).chunk(2);
+    auto both = block_->finish(block_->twice(queries), torch::cat({attended, all.out})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];
   } else {

@@ -339,6 +339,11 @@ torch::Tensor CrossAttentionBlockImpl::finish(const BlockQueries& query, const t
   return n + ff_->forward(n);
 }
 
+BlockQueries CrossAttentionBlockImpl::twice(const BlockQueries& query) const {
+  return {torch::cat({query.input, query.input}),
+          style_.normed_residual ? torch::cat({query.normed, query.normed}) : torch::Tensor(), {}};
+}
+
 torch::Tensor CrossAttentionBlockImpl::read(const torch::Tensor& query, const torch::Tensor& keys,
                                             const torch::Tensor& values, const torch::Tensor& mask) {
   auto q = queries(query);

@@ -158,15 +158,15 @@ struct BlockStyle {
   static BlockStyle reference(bool raw_query);
 };
 
-// The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"),
-// in one of the two styles above. Exposes its pieces so that tree cross attention can precompute
-// node keys once.
 // A block's queries: the input [B,M,D], its layer norm (the reference style's residual adds it, so it
 // is computed once per read) and the projection [B,M,H,dh].
 struct BlockQueries {
   torch::Tensor input, normed, q;
 };
 
+// The cross-attention block every decoder shares (DESIGN: "no copy-paste between decoders"),
+// in one of the two styles above. Exposes its pieces so that tree cross attention can precompute
+// node keys once.
 class CrossAttentionBlockImpl : public torch::nn::Module {
  public:
   CrossAttentionBlockImpl(std::int64_t d_model, std::int64_t heads, std::int64_t ff_dim,
@@ -178,6 +178,9 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
   BlockQueries queries(const torch::Tensor& query);
   // Residual + feed-forward after the attention output [B,M,D].
   torch::Tensor finish(const BlockQueries& query, const torch::Tensor& attended);
+  // The queries twice over, stacked along the batch, for one finish() of two reads: only the parts
+  // finish() reads in this block's style.
+  BlockQueries twice(const BlockQueries& query) const;
   // Whole block over keys/values already projected by keys_values, mask [B,N] (or undefined).
   torch::Tensor read(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
                      const torch::Tensor& mask = {});

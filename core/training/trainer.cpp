@@ -88,8 +88,6 @@ struct Trainer::Impl {
     std::shared_ptr<torch::Tensor> draws = std::make_shared<torch::Tensor>();
     CudaGraph graph;
     torch::Tensor values;
-    std::optional<std::uint64_t> next_seed;  // the draws prefetched for the next replay, and their seed
-    torch::Tensor next_draws;
   };
   static constexpr std::size_t kMaxStepGraphs = 2048;
   CudaGraphPool graph_pool;
@@ -101,26 +99,31 @@ struct Trainer::Impl {
   std::map<std::string, int> shapes_seen;  // a shape is captured at its second step: one-offs are not
   std::int64_t replayed = 0, eager = 0;
   StepGraph* last_graph = nullptr;  // the graph this step replayed
-  // On a GPU the next step's batch is made on the CPU while the GPU runs this one (see prefetch()).
+  // On a GPU the next step's batch (and its draws, where a graph replays) are made on the CPU while
+  // the GPU runs this step: the steps' data depend only on the seed and the step.
   std::optional<std::pair<std::int64_t, Batch>> next_batch;
+  std::optional<std::pair<std::uint64_t, torch::Tensor>> next_draws;  // the draws' seed, the draws
 
-  Batch batch_of_step(std::int64_t t) {
-    if (next_batch && next_batch->first == t) {
-      auto b = std::move(next_batch->second);
-      next_batch.reset();
-      return b;
-    }
+  Batch sample_step(std::int64_t t) const {
     auto b = task->sample(config.batch, derive_seed(config.seed, kTrainData, t), false);
     return device.is_cuda() ? b.pinned() : b;
   }
-  // The CPU's part of step t (its batch, and its draws where a graph replays), made while the GPU
-  // works through the step before: the steps' data depend only on the seed and t.
+  Batch batch_of_step(std::int64_t t) {
+    if (!next_batch || next_batch->first != t) return sample_step(t);
+    auto b = std::move(next_batch->second);
+    next_batch.reset();
+    return b;
+  }
+  // The walk's draws of a seed in the shape a graph holds, page-locked (prefetched where they were).
+  torch::Tensor draws_of(std::uint64_t seed, const torch::Tensor& like) const {
+    if (next_draws && next_draws->first == seed && next_draws->second.sizes() == like.sizes()) return next_draws->second;
+    return policy_draws(seed, like.size(0), like.size(1)).pin_memory();
+  }
   void prefetch(std::int64_t t) {
-    next_batch.emplace(t, task->sample(config.batch, derive_seed(config.seed, kTrainData, t), false).pinned());
-    if (last_graph && last_graph->draws->defined()) {
-      last_graph->next_seed = derive_seed(config.seed, kPolicySampling, t);
-      last_graph->next_draws =
-          policy_draws(*last_graph->next_seed, last_graph->draws->size(0), last_graph->draws->size(1)).pin_memory();
+    next_batch.emplace(t, sample_step(t));
+    if (last_graph && last_graph->draws->defined()) {  // the next step most likely has the same shape
+      const auto seed = derive_seed(config.seed, kPolicySampling, t);
+      next_draws.emplace(seed, draws_of(seed, *last_graph->draws));
     }
   }
 
@@ -210,8 +213,7 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
       return {};
     auto g = std::make_unique<StepGraph>();
     // The graph's input from now on (later batches are copied into it): its own dense copy.
-    auto own = [](const torch::Tensor& t) { return t.defined() ? t.clone(at::MemoryFormat::Contiguous) : t; };
-    g->batch = {own(batch.xc), own(batch.yc), own(batch.xt), own(batch.yt), batch.shared_targets};
+    g->batch = batch.map([](const torch::Tensor& t) { return t.clone(at::MemoryFormat::Contiguous); });
     DecodeRequest r = request;
     r.draw_buffer = g->draws;  // made by the capture's eager warm-up, refilled before each replay
     auto* target = g.get();
@@ -225,18 +227,17 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
     }
     found = graphs.emplace(key.str(), std::move(g)).first;
   } else {
-    auto& g = *found->second;
-    for (auto [to, from] : {std::pair{&g.batch.xc, &batch.xc}, {&g.batch.yc, &batch.yc}, {&g.batch.xt, &batch.xt},
-                            {&g.batch.yt, &batch.yt}})
-      if (to->defined()) to->copy_(*from);
+    auto& into = found->second->batch;  // the same shape: field for field
+    into.xc.copy_(batch.xc);
+    if (into.yc.defined()) into.yc.copy_(batch.yc);
+    into.xt.copy_(batch.xt);
+    into.yt.copy_(batch.yt);
   }
   auto& g = *found->second;
   if (g.draws->defined()) {
     if (!request.draw_seed) throw std::logic_error("a captured training step needs DecodeRequest::draw_seed");
-    if (g.next_seed != request.draw_seed)
-      g.next_draws = policy_draws(*request.draw_seed, g.draws->size(0), g.draws->size(1)).pin_memory();
-    g.draws->copy_(g.next_draws, /*non_blocking=*/true);
-    g.next_seed.reset();
+    g.draws->copy_(draws_of(*request.draw_seed, *g.draws), /*non_blocking=*/true);
+    next_draws.reset();
   }
   optimizer->reattach();
   g.graph.replay();
@@ -303,7 +304,7 @@ StepMetrics Trainer::step() {
     ++m.eager;
     device_values = m.backward_pass(batch, request, warm_up, double(to - from) / double(m.config.batch));
   }
-  if (m.device.is_cuda()) m.prefetch(m.step + 1);  // while the GPU works
+  if (m.device.is_cuda() && m.step + 1 < m.config.steps) m.prefetch(m.step + 1);  // while the GPU works
   auto values = device_values.to(torch::kCPU, torch::kDouble);
   const double* v = values.data_ptr<double>();
   StepMetrics s;
