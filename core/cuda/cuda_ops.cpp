@@ -47,7 +47,7 @@ void check(int code, const char* what) {
 void* stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 struct Group {
-  torch::Tensor out, p;
+  torch::Tensor out, p, raw;
 };
 
 cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -75,7 +75,7 @@ cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const
 }
 
 Group group_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& idx,
-                    const torch::Tensor& mask, bool keep_weights) {
+                    const torch::Tensor& mask, bool keep_weights, bool raw_scores) {
   c10::cuda::CUDAGuard guard(q.device());
   auto a = group_args(q, k, v, idx, mask);
   Group g;
@@ -85,6 +85,10 @@ Group group_forward(const torch::Tensor& q, const torch::Tensor& k, const torch:
     g.p = torch::empty({a.G, a.m, a.nk, a.H}, q.options());
     a.p = g.p.data_ptr<float>();
   }
+  if (raw_scores) {
+    g.raw = torch::empty({a.G, a.m, a.nk, a.H}, q.options());
+    a.raw = g.raw.data_ptr<float>();
+  }
   check(cuda::group_forward(a, stream()), "group attention (CUDA)");
   return g;
 }
@@ -93,33 +97,88 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionFunction> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& idx, const torch::Tensor& mask) {
-    auto g = group_forward(q, k, v, idx, mask, true);
+  // Returns the output and, when raw_scores, the scores before masking [G,m,nk,H] (else an empty
+  // tensor), differentiable too.
+  static tensor_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, const torch::Tensor& idx, const torch::Tensor& mask,
+                             bool raw_scores) {
+    auto g = group_forward(q, k, v, idx, mask, true, raw_scores);
     ctx->save_for_backward({q, k, v, g.out});
     ctx->saved_data["p"] = g.p;
     ctx->saved_data["idx"] = idx;
     ctx->saved_data["mask"] = mask;
-    return g.out;
+    if (!raw_scores) {
+      g.raw = torch::empty({0}, q.options());
+      ctx->mark_non_differentiable({g.raw});
+    }
+    return {g.out, g.raw};
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3];
     const auto p = ctx->saved_data["p"].toTensor();
     const auto idx = ctx->saved_data["idx"].toTensor(), mask = ctx->saved_data["mask"].toTensor();
-    auto dout = grads[0].contiguous();
+    // An output no loss read comes as an undefined gradient.
+    auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
+    auto dscore = grads[1].defined() && grads[1].numel() > 0 ? grads[1].contiguous() : torch::Tensor();
     c10::cuda::CUDAGuard guard(q.device());
     cuda::GroupGradArgs a;
     a.f = group_args(q, k, v, idx, mask);
     a.f.out = const_cast<float*>(out.data_ptr<float>());
     a.f.p = const_cast<float*>(p.data_ptr<float>());
     a.dout = dout.data_ptr<float>();
+    if (dscore.defined()) a.dscore = dscore.data_ptr<float>();
     auto dq = torch::empty_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     a.dq = dq.data_ptr<float>();
     a.dk = dk.data_ptr<float>();
     a.dv = dv.data_ptr<float>();
     check(cuda::group_backward(a, stream()), "group attention backward (CUDA)");
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Layer norm over the last dimension with the kernels of kernels.cu.
+struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& w_in,
+                               const torch::Tensor& b_in, double eps) {
+    c10::cuda::CUDAGuard guard(x_in.device());
+    auto x = x_in.contiguous(), w = w_in.contiguous(), b = b_in.contiguous();
+    cuda::LayerNormArgs a;
+    a.D = x.size(-1);
+    a.R = a.D > 0 ? x.numel() / a.D : 0;
+    a.eps = float(eps);
+    auto y = torch::empty_like(x), stats = torch::empty({2, a.R}, x.options());
+    a.x = x.data_ptr<float>();
+    a.w = w.data_ptr<float>();
+    a.b = b.data_ptr<float>();
+    a.y = y.data_ptr<float>();
+    a.mean = stats[0].data_ptr<float>();
+    a.rstd = stats[1].data_ptr<float>();
+    check(cuda::layer_norm_forward(a, stream()), "layer norm (CUDA)");
+    ctx->save_for_backward({x, w, stats});
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &stats = saved[2];
+    c10::cuda::CUDAGuard guard(x.device());
+    auto dy = grads[0].contiguous();
+    cuda::LayerNormGradArgs a;
+    a.f.D = x.size(-1);
+    a.f.R = x.numel() / a.f.D;
+    a.f.x = x.data_ptr<float>();
+    a.f.w = w.data_ptr<float>();
+    a.f.mean = stats[0].data_ptr<float>();
+    a.f.rstd = stats[1].data_ptr<float>();
+    a.parts = cuda::layer_norm_parts(a.f.R);
+    auto dx = torch::empty_like(x), part = torch::empty({2, a.parts, a.f.D}, x.options());
+    a.dy = dy.data_ptr<float>();
+    a.dx = dx.data_ptr<float>();
+    a.dw_part = part[0].data_ptr<float>();
+    a.db_part = part[1].data_ptr<float>();
+    check(cuda::layer_norm_backward(a, stream()), "layer norm backward (CUDA)");
+    auto sums = part.sum(1);
+    return {dx, sums[0], sums[1], torch::Tensor()};
   }
 };
 
@@ -178,22 +237,59 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   return w;
 }
 
-torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& idx, const torch::Tensor& mask) {
+GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& idx, const torch::Tensor& mask, bool scores) {
   auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   // Absent indices or mask travel as empty tensors: autograd's Function takes no undefined inputs.
   auto ic = idx.defined() ? idx.contiguous() : torch::empty({0}, q.options().dtype(torch::kLong));
   auto mc = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
-  if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad()))
-    return group_forward(qc, kc, vc, ic, mc, false).out;
-  return GroupAttentionFunction::apply(qc, kc, vc, ic, mc);
+  GroupRead r;
+  if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad())) {
+    auto g = group_forward(qc, kc, vc, ic, mc, false, scores);
+    r.out = g.out;
+    r.scores = g.raw;
+    return r;
+  }
+  auto both = GroupAttentionFunction::apply(qc, kc, vc, ic, mc, scores);
+  r.out = both[0];
+  if (scores) r.scores = both[1];
+  return r;
+}
+
+torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& idx, const torch::Tensor& mask) {
+  return group_attention_scores_cuda(q, k, v, idx, mask, false).out;
+}
+
+bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const auto D = x.defined() && x.dim() > 0 ? x.size(-1) : 0;
+  const auto V = D / 32;  // floats per lane: a power of two
+  return use_cuda_kernels(x, 16) && D % 32 == 0 && V > 0 && V <= 32 && (V & (V - 1)) == 0 && weight.defined() && bias.defined() &&
+         weight.numel() == D && bias.numel() == D && weight.scalar_type() == torch::kFloat &&
+         bias.scalar_type() == torch::kFloat && weight.device() == x.device();
+}
+
+torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                              double eps) {
+  return LayerNormFunction::apply(x, weight, bias, eps);
 }
 
 #else  // no CUDA: the hooks never call these
 
+bool use_cuda_layer_norm(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
+
+torch::Tensor layer_norm_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, double) {
+  throw std::logic_error("layer_norm_cuda: built without CUDA");
+}
+
 CudaWalk walk_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const std::vector<std::int64_t>&,
                    std::int64_t, std::int64_t, std::int64_t, const torch::Tensor&, double) {
   throw std::logic_error("walk_cuda: built without CUDA");
+}
+
+GroupRead group_attention_scores_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                      const torch::Tensor&, const torch::Tensor&, bool) {
+  throw std::logic_error("group_attention_scores_cuda: built without CUDA");
 }
 
 torch::Tensor group_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,

@@ -46,5 +46,19 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, cons
 // bool (true = keep) or undefined. Returns [G,m,H,dh].
 torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& idx, const torch::Tensor& mask);
+// The same, and with scores the keys' scores before masking, [G,m,nk,H], differentiable as well
+// (tree cross attention's policy reads the children's scores of the same read of S).
+struct GroupRead {
+  torch::Tensor out, scores;
+};
+// Layer norm over the last dimension in one kernel each way (one warp per row): PyTorch's own
+// takes a block of threads per row, mostly idle on rows of 64. For float32 CUDA tensors with a
+// last dimension of 32, 64, .. 1024 and an affine weight and bias (the test).
+bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                              double eps);
+
+GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& idx, const torch::Tensor& mask, bool scores);
 
 }  // namespace retreever

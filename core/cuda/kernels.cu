@@ -231,6 +231,7 @@ __global__ void group_forward_kernel(const GroupArgs a, int L) {
     load_row<D>(vr, a.v + (row * H + h) * D);
     const float s = keep ? dot : kLowest;
     if (a.p && active) a.p[(gi * a.nk + j) * H + h] = s;
+    if (a.raw && active) a.raw[(gi * a.nk + j) * H + h] = dot;
     const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn);
     l = l * scale + w;
 #pragma unroll
@@ -292,8 +293,8 @@ __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
 #pragma unroll
       for (int e = 0; e < D; ++e) atomicAdd(dv + e, p * dor[e]);
     }
-    if (!keep) continue;
-    const float ds = p * (dot_row<D>(dor, f.v + at) - delta);
+    float ds = keep ? p * (dot_row<D>(dor, f.v + at) - delta) : 0.f;
+    if (a.dscore) ds += a.dscore[(gi * f.nk + j) * H + h];
     if (ds == 0) continue;
     float kr[D];
     load_row<D>(kr, f.k + at);
@@ -311,6 +312,61 @@ __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   float* o = a.dq + lin * D;
 #pragma unroll
   for (int e = 0; e < D; e += 4) *reinterpret_cast<float4*>(o + e) = make_float4(dq[e], dq[e + 1], dq[e + 2], dq[e + 3]);
+}
+
+// Sum over the lanes of one head: lane l holds element l + 32 i of a row, so for D <= 32 the D
+// lanes of an aligned group share a head.
+template <int D>
+__device__ __forceinline__ float head_sum(float x) {
+#pragma unroll
+  for (int off = D / 2; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+  return x;
+}
+
+// The same gradients with one warp per (group, query) row and every head at once: lane l holds
+// elements l, l + 32, .. of the row's H*D = 32 V floats, so a key's node row is read, and its
+// gradients added to, by coalesced 128-byte accesses, and one query's keys go in turn (no lanes
+// over keys, no merge of dq). The read of S adds to the same upper nodes from every query of a
+// batch row: the other kernel's per-thread scalar atomics on 16 consecutive floats cost several
+// times more there.
+template <int D, int V>
+__global__ void group_backward_warp_kernel(const GroupGradArgs a) {
+  const GroupArgs& f = a.f;
+  const long long gi = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;  // warp-uniform
+  if (gi >= f.G * f.m) return;
+  const int lane = int(threadIdx.x % 32);
+  constexpr int HD = 32 * V;
+  const long long H = f.H, g = gi / f.m;
+  float qr[V], dor[V], dq[V], delta[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const long long e = gi * HD + lane + 32 * i;
+    qr[i] = __ldg(f.q + e);
+    dor[i] = __ldg(a.dout + e);
+    delta[i] = head_sum<D>(dor[i] * __ldg(f.out + e));
+    dq[i] = 0;
+  }
+  const long long base = (g / f.groups_per_row) * f.n;
+  for (long long j = 0; j < f.nk; ++j) {
+    const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
+    const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
+    const long long at = row * HD + lane, ps = (gi * f.nk + j) * H;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const int h = (lane + 32 * i) / D;
+      const float p = __ldg(f.p + ps + h);
+      const float dp = head_sum<D>(dor[i] * __ldg(f.v + at + 32 * i));
+      if (p != 0) atomicAdd(a.dv + at + 32 * i, p * dor[i]);
+      float ds = keep ? p * (dp - delta[i]) : 0.f;
+      if (a.dscore) ds += __ldg(a.dscore + ps + h);
+      if (ds != 0) {
+        dq[i] += ds * __ldg(f.k + at + 32 * i);
+        atomicAdd(a.dk + at + 32 * i, ds * qr[i]);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) a.dq[gi * HD + lane + 32 * i] = dq[i];
 }
 
 // Lanes per row: enough for every key up to a warp.
@@ -362,12 +418,146 @@ int group_forward(const GroupArgs& a, void* stream) {
   return int(cudaGetLastError());
 }
 
+// The warp kernel for head dimensions up to 32 and rows of 32, 64, 128 or 256 floats.
+static bool group_backward_warp(const GroupGradArgs& a, cudaStream_t s) {
+  const long long d = a.f.d, HD = a.f.H * a.f.d, warps = a.f.G * a.f.m;
+  if (d > 32 || HD % 32 != 0) return false;
+  const int blocks = blocks_for(warps * 32, 128);
+#define RETREEVER_WARP_V(V)                                                                                        \
+  switch (d) {                                                                                                     \
+    case 4: group_backward_warp_kernel<4, V><<<blocks, 128, 0, s>>>(a); return true;                               \
+    case 8: group_backward_warp_kernel<8, V><<<blocks, 128, 0, s>>>(a); return true;                               \
+    case 16: group_backward_warp_kernel<16, V><<<blocks, 128, 0, s>>>(a); return true;                             \
+    case 32: group_backward_warp_kernel<32, V><<<blocks, 128, 0, s>>>(a); return true;                             \
+    default: return false;                                                                                         \
+  }
+  switch (HD / 32) {
+    case 1: RETREEVER_WARP_V(1)
+    case 2: RETREEVER_WARP_V(2)
+    case 4: RETREEVER_WARP_V(4)
+    case 8: RETREEVER_WARP_V(8)
+    default: return false;
+  }
+#undef RETREEVER_WARP_V
+}
+
 int group_backward(const GroupGradArgs& a, void* stream) {
+  if (a.f.G * a.f.m == 0) return 0;
+  if (group_backward_warp(a, static_cast<cudaStream_t>(stream))) return int(cudaGetLastError());
   const int L = lanes_for(a.f.nk);
   const long long threads = a.f.G * a.f.m * a.f.H * L;
   if (threads == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
   RETREEVER_DISPATCH_D(int(a.f.d), (group_backward_kernel<D><<<blocks_for(threads, 128), 128, 0, s>>>(a, L)))
+  return int(cudaGetLastError());
+}
+
+namespace {
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+  return x;
+}
+
+// One warp per row; lane l holds elements l + 32 i. Mean first, then the variance of the centred
+// values held in registers (two passes over registers, no cancellation).
+template <int V>
+__global__ void layer_norm_forward_kernel(const LayerNormArgs a) {
+  const long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  if (r >= a.R) return;  // warp-uniform
+  const int lane = int(threadIdx.x % 32);
+  constexpr int D = 32 * V;
+  const float* x = a.x + r * D;
+  float v[V], s = 0;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s += v[i] = __ldg(x + lane + 32 * i);
+  const float mean = warp_sum(s) / D;
+  float q = 0;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    v[i] -= mean;
+    q += v[i] * v[i];
+  }
+  const float rstd = rsqrtf(warp_sum(q) / D + a.eps);
+  float* y = a.y + r * D;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const int e = lane + 32 * i;
+    y[e] = v[i] * rstd * __ldg(a.w + e) + __ldg(a.b + e);
+  }
+  if (lane == 0) {
+    a.mean[r] = mean;
+    a.rstd[r] = rstd;
+  }
+}
+
+// dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy w; each warp walks rows r, r + parts, ..
+// and keeps its sums of dy xhat and dy for the weight's and bias's gradients.
+template <int V>
+__global__ void layer_norm_backward_kernel(const LayerNormGradArgs a) {
+  const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  if (warp >= a.parts) return;
+  const int lane = int(threadIdx.x % 32);
+  constexpr int D = 32 * V;
+  float w[V], dw[V], db[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    w[i] = __ldg(a.f.w + lane + 32 * i);
+    dw[i] = db[i] = 0;
+  }
+  for (long long r = warp; r < a.f.R; r += a.parts) {
+    const float mean = __ldg(a.f.mean + r), rstd = __ldg(a.f.rstd + r);
+    float xh[V], g[V], s1 = 0, s2 = 0;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const long long e = r * D + lane + 32 * i;
+      const float dy = __ldg(a.dy + e);
+      xh[i] = (__ldg(a.f.x + e) - mean) * rstd;
+      g[i] = dy * w[i];
+      s1 += g[i];
+      s2 += g[i] * xh[i];
+      dw[i] += dy * xh[i];
+      db[i] += dy;
+    }
+    const float m1 = warp_sum(s1) / D, m2 = warp_sum(s2) / D;
+#pragma unroll
+    for (int i = 0; i < V; ++i) a.dx[r * D + lane + 32 * i] = rstd * (g[i] - m1 - xh[i] * m2);
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    a.dw_part[warp * D + lane + 32 * i] = dw[i];
+    a.db_part[warp * D + lane + 32 * i] = db[i];
+  }
+}
+
+}  // namespace
+
+#define RETREEVER_DISPATCH_V(D, KERNEL, ...)            \
+  switch ((D) / 32) {                                   \
+    case 1: KERNEL<1><<<__VA_ARGS__>>>(a); break;       \
+    case 2: KERNEL<2><<<__VA_ARGS__>>>(a); break;       \
+    case 4: KERNEL<4><<<__VA_ARGS__>>>(a); break;       \
+    case 8: KERNEL<8><<<__VA_ARGS__>>>(a); break;       \
+    case 16: KERNEL<16><<<__VA_ARGS__>>>(a); break;     \
+    case 32: KERNEL<32><<<__VA_ARGS__>>>(a); break;     \
+    default: return int(cudaErrorInvalidValue);         \
+  }
+
+int layer_norm_forward(const LayerNormArgs& a, void* stream) {
+  if (a.R == 0) return 0;
+  if (a.D % 32 != 0) return int(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  RETREEVER_DISPATCH_V(a.D, layer_norm_forward_kernel, blocks_for(a.R * 32, 256), 256, 0, s)
+  return int(cudaGetLastError());
+}
+
+std::int64_t layer_norm_parts(std::int64_t R) { return R < 2048 ? (R > 0 ? R : 1) : 2048; }
+
+int layer_norm_backward(const LayerNormGradArgs& a, void* stream) {
+  if (a.f.D % 32 != 0) return int(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  RETREEVER_DISPATCH_V(a.f.D, layer_norm_backward_kernel, blocks_for(a.parts * 32, 256), 256, 0, s)
   return int(cudaGetLastError());
 }
 

@@ -51,21 +51,51 @@ struct GroupArgs {
   std::int64_t G = 0, m = 1, nk = 0, H = 1, d = 16, groups_per_row = 1, n = 0;
   float* out = nullptr;  // [G,m,H,d]
   float* p = nullptr;    // [G,m,nk,H] the attention weights, or null: not kept
+  float* raw = nullptr;  // [G,m,nk,H] the scores before masking, or null: not kept
 };
 
 int group_forward(const GroupArgs& a, void* stream);
 
-// Gradients of group_forward: out and p as it returned them, dout [G,m,H,d]; dq [G,m,H,d] is
-// written, dk and dv [rows,H,d] are added to (atomically: zero them first).
+// Gradients of group_forward: out and p as it returned them, dout [G,m,H,d] and, where the raw
+// scores were read, their gradient dscore [G,m,nk,H] (null: none); dq [G,m,H,d] is written, dk and
+// dv [rows,H,d] are added to (atomically: zero them first).
 struct GroupGradArgs {
   GroupArgs f;
   const float* dout = nullptr;
+  const float* dscore = nullptr;
   float* dq = nullptr;
   float* dk = nullptr;
   float* dv = nullptr;
 };
 
 int group_backward(const GroupGradArgs& a, void* stream);
+
+// Layer norm over rows of D floats (D = 32, 64, .. 1024), one warp per row:
+// y = (x - mean) * rstd * w + b, with mean and rstd [R] kept for the backward.
+struct LayerNormArgs {
+  const float* x = nullptr;  // [R,D]
+  const float* w = nullptr;  // [D]
+  const float* b = nullptr;  // [D]
+  std::int64_t R = 0, D = 0;
+  float eps = 1e-5f;
+  float* y = nullptr;     // [R,D]
+  float* mean = nullptr;  // [R]
+  float* rstd = nullptr;  // [R]
+};
+int layer_norm_forward(const LayerNormArgs& a, void* stream);
+
+// Its gradients: dx [R,D] written; the weight's and bias's as partial sums dw_part, db_part
+// [parts,D] over the rows each warp took (summed by the caller: no atomics, deterministic).
+struct LayerNormGradArgs {
+  LayerNormArgs f;  // x, w, mean, rstd as the forward had them
+  const float* dy = nullptr;
+  float* dx = nullptr;
+  float* dw_part = nullptr;
+  float* db_part = nullptr;
+  std::int64_t parts = 0;  // warps: layer_norm_parts(R)
+};
+std::int64_t layer_norm_parts(std::int64_t R);
+int layer_norm_backward(const LayerNormGradArgs& a, void* stream);
 
 const char* error_string(int code);
 

@@ -241,8 +241,11 @@ void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const Block
     // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
     // pass over 2B rows costs less than two over B on small models.
     const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
+    // Without padding leaves no mask: a masked fill of the [B,H,M,N] scores costs as much as the softmax.
+    const auto& shape = memory.tree.shape;
     auto all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
-                                                memory.all_values.narrow(1, leaves, n), memory.tree.leaf_mask(), false);
+                                                memory.all_values.narrow(1, leaves, n),
+                                                shape.padded() > shape.n ? memory.tree.leaf_mask() : torch::Tensor(), false);
     auto both = block_->finish(block_->twice(queries), torch::cat({attended, all.out})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];
@@ -274,13 +277,17 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     walk = walk_cuda(qf.detach(), memory.all_keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
                      sample ? request.explore : 0.0);
   }
+  // The read of S. With autograd it also returns the raw scores of S, whose first k*b are the
+  // children's scores the policy's log-probabilities need: no second gather of their keys.
+  const bool grad = torch::GradMode::is_enabled();
+  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep,
+                                          grad && k > 0);
   DecodeOutput out;
   if (k == 0) {
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
-  } else if (torch::GradMode::is_enabled()) {
-    auto child_rows = walk.rows.narrow(1, 0, k * b).reshape({B, M, k * b});
-    auto child_scores = attention->scores_each(q, gather_nodes(memory.all_keys, child_rows)).reshape({B, M * k, b, H});
+  } else if (grad) {
+    auto child_scores = read.scores.view({B, M, k * b + p, H}).narrow(2, 0, k * b).reshape({B, M * k, b, H});
     auto child_mask = walk.real.narrow(1, 0, k * b).reshape({B, M * k, b});
     auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
     auto log_draw = sample ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore) : log_pi;
@@ -295,8 +302,7 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     out.log_prob = walk.log_prob.view({B, M});
     out.entropy = (head_entropy_ ? walk.head_entropy : walk.entropy).sum();  // already divided: one launch
   }
-  auto heads = group_attention_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep);
-  finish_decode(memory, projected, attention->project_out(heads.view({B, M, H, dh})), request, out);
+  finish_decode(memory, projected, attention->project_out(read.out.view({B, M, H, dh})), request, out);
   if (request.trace) {
     out.trace.path = walk.path.view({B, M, k});
     out.trace.probabilities = walk.pi.view({B, M, k, b});

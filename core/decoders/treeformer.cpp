@@ -17,7 +17,7 @@ TreeformerImpl::TreeformerImpl(std::int64_t d_model, std::int64_t heads, std::in
 
 torch::Tensor TreeformerImpl::routing(const torch::Tensor& context, bool hard) {
   // p(right) at every internal node (heap order: node i has children 2i+1, 2i+2).
-  auto right = torch::sigmoid(splits_->forward(norm_->forward(context)));  // [B,N,2^d-1]
+  auto right = torch::sigmoid(splits_->forward(layer_norm(norm_, context)));  // [B,N,2^d-1]
   if (hard) right = (right > 0.5).to(right.dtype());
   auto reach = torch::ones_like(right.narrow(-1, 0, 1));  // [B,N,1]: everyone reaches the root
   std::int64_t first = 0;

@@ -75,7 +75,7 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
 }
 
 torch::Tensor ReTreeverImpl::head(const torch::Tensor& encoding) {
-  return head_->forward(norm_ ? norm_->forward(encoding) : encoding);
+  return head_->forward(norm_ ? layer_norm(norm_, encoding) : encoding);
 }
 
 ModelOutput ReTreeverImpl::forward(const Batch& batch, const DecodeRequest& request) {

@@ -212,13 +212,13 @@ TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t he
 
 std::pair<torch::Tensor, torch::Tensor> TransformerLayerImpl::attend(const torch::Tensor& x,
                                                                     const torch::Tensor& key_mask) {
-  auto h = norm_attn_->forward(x);
+  auto h = layer_norm(norm_attn_, x);
   if (!reference_) {
     auto y = x + attn_->forward(h, h, key_mask).out;
-    return {y, norm_ff_->forward(y)};
+    return {y, layer_norm(norm_ff_, y)};
   }
   auto y = h + attn_->forward(h, x, key_mask).out;
-  auto n = norm_ff_->forward(y);
+  auto n = layer_norm(norm_ff_, y);
   return {n, n};  // the feed-forward adds to its normalised input
 }
 
@@ -249,7 +249,7 @@ TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t
 
 torch::Tensor TransformerEncoderImpl::forward(torch::Tensor x, const torch::Tensor& key_mask) {
   for (const auto& layer : *layers_) x = layer->as<TransformerLayer>()->forward(x, key_mask);
-  return norm_ ? norm_->forward(x) : x;
+  return norm_ ? layer_norm(norm_, x) : x;
 }
 
 torch::Tensor TransformerEncoderImpl::forward_mean(torch::Tensor x, const torch::Tensor& key_mask) {
@@ -277,6 +277,14 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
     if (i + 1 < n) x = act_ == Activation::ELU ? torch::elu(x) : torch::relu(x);
   }
   return x;
+}
+
+torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  auto& m = *norm.ptr();
+  if (m.options.normalized_shape().size() == 1 && m.options.elementwise_affine() &&
+      use_cuda_layer_norm(x, m.weight, m.bias))
+    return layer_norm_cuda(x, m.weight, m.bias, m.options.eps());
+  return m.forward(x);
 }
 
 torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,
@@ -315,7 +323,7 @@ CrossAttentionBlockImpl::CrossAttentionBlockImpl(std::int64_t d_model, std::int6
 
 std::pair<torch::Tensor, torch::Tensor> CrossAttentionBlockImpl::keys_values(
     const torch::Tensor& nodes) {
-  return attention->project_key_value(norm_kv_ ? norm_kv_->forward(nodes) : nodes);
+  return attention->project_key_value(norm_kv_ ? layer_norm(norm_kv_, nodes) : nodes);
 }
 
 BlockQueries CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
@@ -324,18 +332,18 @@ BlockQueries CrossAttentionBlockImpl::queries(const torch::Tensor& query) {
     auto one = queries(query.narrow(0, 0, 1));
     return {query, one.normed.expand({query.size(0), -1, -1}), one.q.expand({query.size(0), -1, -1, -1})};
   }
-  auto normed = norm_q_->forward(query);
+  auto normed = layer_norm(norm_q_, query);
   return {query, normed, attention->project_query(normed)};
 }
 
 torch::Tensor CrossAttentionBlockImpl::finish(const BlockQueries& query, const torch::Tensor& attended) {
   if (!style_.normed_residual) {
     auto y = query.input + attended;
-    return y + ff_->forward(norm_ff_->forward(y));
+    return y + ff_->forward(layer_norm(norm_ff_, y));
   }
   auto y = query.normed + attended;
   if (style_.raw_query) y = y + query.input;
-  auto n = norm_ff_->forward(y);
+  auto n = layer_norm(norm_ff_, y);
   return n + ff_->forward(n);
 }
 

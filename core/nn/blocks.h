@@ -141,6 +141,10 @@ class MLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
+// A LayerNorm module's forward; on a GPU, where the CUDA kernels are built, one kernel each way
+// (cuda_ops.h: use_cuda_layer_norm).
+torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x);
+
 // Sinusoidal positional encodings for positions [start, start + n): [n, d].
 torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,
                                    const torch::TensorOptions& options);

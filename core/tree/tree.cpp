@@ -91,14 +91,40 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
   // Without padding slots (the shape tells) every child is real: the aggregator skips its masks.
   const bool padding = padded > N;
   // Bottom-up: level k aggregates groups of P leaves, every level above groups of b.
-  for (std::int64_t level = s.k; level >= 1; --level) {
-    const auto fan = s.fan_out(level), count = s.level_size(level);
-    auto children = nodes.back();
-    if (!bptt) children = children.detach();
-    auto child_mask = masks.back().reshape({B * count, fan});
-    auto parent = aggregator->forward(children.reshape({B * count, fan, D}), padding ? child_mask : torch::Tensor());
-    nodes.push_back(parent.view({B, count, D}));
-    masks.push_back(child_mask.any(1).view({B, count}));  // padding only if all children are
+  // On a GPU, training without bptt, the levels first run without autograd, then once more all
+  // together with it: each level reads the values below it, detached, so one batched call gives the
+  // same nodes and the same gradients in a fraction of the kernel launches (a training step of
+  // small models is launch-bound there; on the CPU the second forward would only cost time).
+  const bool batched = !bptt && context.is_cuda() && torch::GradMode::is_enabled() && s.k > 1;
+  std::vector<torch::Tensor> inputs, input_masks;  // levels k..1: children [B*count,fan,D], [B*count,fan]
+  {
+    torch::AutoGradMode grad_mode(!batched && torch::GradMode::is_enabled());
+    for (std::int64_t level = s.k; level >= 1; --level) {
+      const auto fan = s.fan_out(level), count = s.level_size(level);
+      auto children = nodes.back();
+      if (!bptt) children = children.detach();
+      auto child_mask = masks.back().reshape({B * count, fan});
+      auto input = children.reshape({B * count, fan, D});
+      auto parent = aggregator->forward(input, padding ? child_mask : torch::Tensor());
+      if (batched) {
+        inputs.push_back(input);
+        input_masks.push_back(child_mask);
+      }
+      nodes.push_back(parent.view({B, count, D}));
+      masks.push_back(child_mask.any(1).view({B, count}));  // padding only if all children are
+    }
+  }
+  // Levels of one fan-out (the leaf groups' P, then b above) go in one call each.
+  for (std::size_t first = 0; first < inputs.size();) {
+    auto last = first + 1;
+    while (last < inputs.size() && inputs[last].size(1) == inputs[first].size(1)) ++last;
+    std::vector<torch::Tensor> x(inputs.begin() + first, inputs.begin() + last),
+        m(input_masks.begin() + first, input_masks.begin() + last);
+    std::vector<std::int64_t> rows;
+    for (const auto& t : x) rows.push_back(t.size(0));
+    auto parents = aggregator->forward(torch::cat(x), padding ? torch::cat(m) : torch::Tensor()).split_with_sizes(rows);
+    for (auto i = first; i < last; ++i) nodes[i + 1] = parents[i - first].view({B, rows[i - first] / B, D});
+    first = last;
   }
   tree.nodes.assign(nodes.rbegin(), nodes.rend());
   tree.masks.assign(masks.rbegin(), masks.rend());

@@ -54,12 +54,14 @@ torch::Tensor reference_group(const torch::Tensor& q, const torch::Tensor& k, co
   return (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
 }
 
+// H = 4 runs the backward's warp kernel (rows of 32, 64 or 128 floats), H = 3 the other (48 floats
+// at d = 16 is no multiple of a warp); d = 64 takes the other too.
 void group_attention_matches_the_tensor_path() {
   const auto dev = torch::kCUDA;
-  for (int64_t d : {8, 16, 32})
+  for (auto [d, H] : std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {16, 4}, {32, 4}, {16, 3}, {64, 2}})
     for (bool indexed : {false, true})
       for (bool masked : {false, true}) {
-        const int64_t G = 300, m = indexed ? 1 : 3, nk = 7, H = 4, B = 3, n = 50;
+        const int64_t G = 300, m = indexed ? 1 : 3, nk = 7, B = 3, n = 50;
         auto opts = torch::TensorOptions().device(dev);
         auto q = torch::randn({G, m, H, d}, opts).requires_grad_();
         torch::Tensor k, v, idx, kg, vg;
@@ -81,17 +83,30 @@ void group_attention_matches_the_tensor_path() {
           mask = torch::rand({G, nk}, opts) > 0.4;
           mask.narrow(0, 0, 5).fill_(false);  // groups with every key masked: uniform weights, not NaN
         }
-        const auto what = "group attention d=" + std::to_string(d) + (indexed ? " indexed" : "") + (masked ? " masked" : "");
+        const auto what = "group attention d=" + std::to_string(d) + " H=" + std::to_string(H) + (indexed ? " indexed" : "") +
+                          (masked ? " masked" : "");
         auto w = torch::randn({G, m, H, d}, opts);
         auto out = group_attention_cuda(q, k, v, idx, mask);
         auto ref = reference_group(q, kg, vg, mask);
         expect_close(out, ref, 1e-4, 1e-5, what + ": values");
         auto g = torch::autograd::grad({(out * w).sum()}, {q, k, v});
-        auto r = torch::autograd::grad({(ref * w).sum()}, {q, k, v});
+        auto r = torch::autograd::grad({(ref * w).sum()}, {q, k, v}, {}, true);  // kept: read again below
         expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dq");
         expect_close(g[1], r[1], 1e-3, 1e-4, what + ": dk");
         expect_close(g[2], r[2], 1e-3, 1e-4, what + ": dv");
+        // The raw scores (before masking) as a second output, and the gradients of a loss of both.
+        auto read = group_attention_scores_cuda(q, k, v, idx, mask, true);
+        auto raw = (q.unsqueeze(2) * kg.unsqueeze(1)).sum(-1);  // [G,m,nk,H]
+        expect_close(read.scores, raw, 1e-4, 1e-5, what + ": raw scores");
+        auto ws = torch::randn(raw.sizes(), opts);
+        g = torch::autograd::grad({(read.out * w).sum() + (read.scores * ws).sum()}, {q, k, v});
+        r = torch::autograd::grad({(ref * w).sum() + (raw * ws).sum()}, {q, k, v});
+        expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dq with the scores' gradient");
+        expect_close(g[1], r[1], 1e-3, 1e-4, what + ": dk with the scores' gradient");
+        expect_close(g[2], r[2], 1e-3, 1e-4, what + ": dv with the scores' gradient");
         torch::NoGradGuard no_grad;
+        expect_close(group_attention_scores_cuda(q, k, v, idx, mask, true).scores, raw, 1e-4, 1e-5,
+                     what + ": raw scores without autograd");
         expect_close(group_attention_cuda(q, k, v, idx, mask), ref, 1e-4, 1e-5, what + ": values without autograd");
       }
 }
@@ -192,6 +207,65 @@ void greedy_walk_on_the_gpu_matches_the_cpu_kernel() {
   const auto mismatched = (cpu.trace.path != gpu.trace.path.cpu()).any(-1).sum().item<int64_t>();
   std::printf("greedy walk, GPU kernels vs CPU kernel: %lld of %d queries take another path\n", (long long)mismatched, 128);
   expect(mismatched <= 2, "GPU walk vs CPU walk: paths");  // a near tie may flip in float32
+}
+
+// Training without bptt on a GPU, build_tree runs the levels without autograd and then once more in
+// one batched call (tree.cpp): the nodes and the aggregator's gradients equal the CPU's level-by-level
+// build, with padding (N = 37, 300: masked children) and without (N = 256), and fan-outs P != b.
+void batched_tree_on_the_gpu_matches_the_cpu_build() {
+  for (auto [N, b] : std::vector<std::pair<int64_t, int64_t>>{{37, 2}, {256, 2}, {300, 3}}) {
+    const auto what = "batched tree N=" + std::to_string(N) + " b=" + std::to_string(b);
+    torch::manual_seed(uint64_t(N));
+    Aggregator agg(1, 32, 2, 64);
+    auto context = torch::randn({3, N, 32});
+    auto order = context_order(torch::zeros({3, N, 1}), "given", b);
+    auto build = [&](const torch::Device& dev) {
+      agg->to(dev);
+      agg->zero_grad();
+      auto tree = build_tree(context.to(dev), order.to(dev), b, agg, false);
+      auto w = torch::randn(torch::cat(tree.nodes, 1).sizes()).to(dev);  // the CPU's generator on both
+      (torch::cat(tree.nodes, 1) * w).sum().backward();
+      std::vector<torch::Tensor> out{torch::cat(tree.nodes, 1).detach().cpu()};
+      for (const auto& p : agg->parameters()) out.push_back(p.grad().cpu());
+      return out;
+    };
+    torch::manual_seed(7);
+    auto cpu = build(torch::kCPU);
+    torch::manual_seed(7);
+    auto gpu = build(torch::kCUDA);
+    expect_close(gpu[0], cpu[0], 1e-4, 1e-5, what + ": nodes");
+    bool ok = gpu.size() == cpu.size();
+    for (std::size_t i = 1; ok && i < cpu.size(); ++i) ok = close(gpu[i], cpu[i], 1e-3, 1e-4);
+    expect(ok, what + ": the aggregator's gradients");
+  }
+}
+
+// The layer norm kernels against PyTorch's, values and the input's, weight's and bias's gradients,
+// over rows of every supported width, few rows and many (the backward's warps then take several);
+// widths the kernels do not take (48) fall back to the module.
+void layer_norm_kernels_match_torch() {
+  for (auto [D, R] : std::vector<std::pair<int64_t, int64_t>>{{32, 7}, {64, 5000}, {128, 3}, {256, 300}, {1024, 40}, {48, 9}}) {
+    const auto what = "layer norm D=" + std::to_string(D) + " rows=" + std::to_string(R);
+    torch::manual_seed(uint64_t(D + R));
+    torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({D}));
+    norm->to(torch::kCUDA);
+    {
+      torch::NoGradGuard no_grad;
+      norm->weight.normal_();
+      norm->bias.normal_();
+    }
+    auto x = (3 * torch::randn({R, 1, D}, torch::kCUDA) + 2).requires_grad_();
+    auto w = torch::randn({R, 1, D}, torch::kCUDA);
+    expect(use_cuda_layer_norm(x, norm->weight, norm->bias) == (D != 48), what + ": the kernel takes this width");
+    auto ours = layer_norm(norm, x);
+    auto g = torch::autograd::grad({(ours * w).sum()}, {x, norm->weight, norm->bias});
+    auto ref = norm->forward(x);
+    auto r = torch::autograd::grad({(ref * w).sum()}, {x, norm->weight, norm->bias});
+    expect_close(ours, ref, 1e-4, 1e-5, what + ": values");
+    expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dx");
+    expect_close(g[1], r[1], 1e-3, 1e-3, what + ": dweight");
+    expect_close(g[2], r[2], 1e-3, 1e-3, what + ": dbias");
+  }
 }
 
 void low_precision_masks_stay_finite_on_the_gpu() {
@@ -315,6 +389,8 @@ int main() {
   group_attention_matches_the_tensor_path();
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
+  batched_tree_on_the_gpu_matches_the_cpu_build();
+  layer_norm_kernels_match_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
   training_steps_replay_from_cuda_graphs();
