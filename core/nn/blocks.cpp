@@ -76,7 +76,11 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       bool need_weights,
                                                       std::int64_t max_score_elements) {
   const auto B = q.size(0), M = q.size(1), N = k.size(1);
-  const bool shared = is_shared_over_batch(q);
+  // Queries shared over the batch (a stride-0 batch, e.g. the copy task's positions) are read in one
+  // matmul per head against every row's keys at once on the CPU. Not on a GPU: there the backward's
+  // query gradient becomes one matmul over B*N keys with a few output tiles (a quarter of a training
+  // step at N = 256); a batched matmul over (row, head) takes the queries copied per row instead.
+  const bool shared = is_shared_over_batch(q) && q.device().is_cpu();
   if (!shared && q.device().is_cpu() && M * N <= kGroupAttentionMax) {
     // Few queries and keys per row (the aggregator's children): the group kernels, no BLAS calls.
     auto keep = mask.defined() && mask.dim() == 2 ? mask.view({B, 1, N}) : mask;  // [B,M|1,N]
