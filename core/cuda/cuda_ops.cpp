@@ -28,12 +28,24 @@ bool cuda_kernels_available() {
 bool cuda_kernels_enabled() { return g_enabled.load(); }
 void set_cuda_kernels_enabled(bool on) { g_enabled.store(on); }
 
+namespace {
+// The kernels are built and enabled, and x is a float32 CUDA tensor.
+bool kernels_take(const torch::Tensor& x) {
+#ifdef RETREEVER_CUDA
+  return g_enabled.load() && x.defined() && x.is_cuda() && x.scalar_type() == torch::kFloat;
+#else
+  (void)x;
+  return false;
+#endif
+}
+}  // namespace
+
 bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim) {
 #ifdef RETREEVER_CUDA
-  return g_enabled.load() && x.defined() && x.is_cuda() && x.scalar_type() == torch::kFloat &&
-         cuda::head_dim_supported(head_dim);
+  return kernels_take(x) && cuda::head_dim_supported(head_dim);
 #else
-  return false;
+  (void)head_dim;
+  return kernels_take(x);
 #endif
 }
 
@@ -264,7 +276,7 @@ torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
 bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const auto D = x.defined() && x.dim() > 0 ? x.size(-1) : 0;
   const auto V = D / 32;  // floats per lane: a power of two
-  return use_cuda_kernels(x, 16) && D % 32 == 0 && V > 0 && V <= 32 && (V & (V - 1)) == 0 && weight.defined() && bias.defined() &&
+  return kernels_take(x) && D % 32 == 0 && V > 0 && V <= 32 && (V & (V - 1)) == 0 && weight.defined() && bias.defined() &&
          weight.numel() == D && bias.numel() == D && weight.scalar_type() == torch::kFloat &&
          bias.scalar_type() == torch::kFloat && weight.device() == x.device();
 }
