@@ -275,8 +275,7 @@ torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
 
 bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const auto D = x.defined() && x.dim() > 0 ? x.size(-1) : 0;
-  const auto V = D / 32;  // floats per lane: a power of two
-  return kernels_take(x) && D % 32 == 0 && V > 0 && V <= 32 && (V & (V - 1)) == 0 && weight.defined() && bias.defined() &&
+  return kernels_take(x) && cuda::layer_norm_width_supported(D) && weight.defined() && bias.defined() &&
          weight.numel() == D && bias.numel() == D && weight.scalar_type() == torch::kFloat &&
          bias.scalar_type() == torch::kFloat && weight.device() == x.device();
 }

@@ -314,12 +314,12 @@ __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   for (int e = 0; e < D; e += 4) *reinterpret_cast<float4*>(o + e) = make_float4(dq[e], dq[e + 1], dq[e + 2], dq[e + 3]);
 }
 
-// Sum over the lanes of one head: lane l holds element l + 32 i of a row, so for D <= 32 the D
-// lanes of an aligned group share a head.
-template <int D>
-__device__ __forceinline__ float head_sum(float x) {
+// Sum over each aligned group of W lanes (W = 32: the whole warp). Where lane l holds element
+// l + 32 i of a row and D <= 32, the D lanes of a group share a head: W = D sums per head.
+template <int W>
+__device__ __forceinline__ float lane_group_sum(float x) {
 #pragma unroll
-  for (int off = D / 2; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+  for (int off = W / 2; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
   return x;
 }
 
@@ -343,7 +343,7 @@ __global__ void group_backward_warp_kernel(const GroupGradArgs a) {
     const long long e = gi * HD + lane + 32 * i;
     qr[i] = __ldg(f.q + e);
     dor[i] = __ldg(a.dout + e);
-    delta[i] = head_sum<D>(dor[i] * __ldg(f.out + e));
+    delta[i] = lane_group_sum<D>(dor[i] * __ldg(f.out + e));
     dq[i] = 0;
   }
   const long long base = (g / f.groups_per_row) * f.n;
@@ -355,7 +355,7 @@ __global__ void group_backward_warp_kernel(const GroupGradArgs a) {
     for (int i = 0; i < V; ++i) {
       const int h = (lane + 32 * i) / D;
       const float p = __ldg(f.p + ps + h);
-      const float dp = head_sum<D>(dor[i] * __ldg(f.v + at + 32 * i));
+      const float dp = lane_group_sum<D>(dor[i] * __ldg(f.v + at + 32 * i));
       if (p != 0) atomicAdd(a.dv + at + 32 * i, p * dor[i]);
       float ds = keep ? p * (dp - delta[i]) : 0.f;
       if (a.dscore) ds += __ldg(a.dscore + ps + h);
@@ -454,12 +454,6 @@ int group_backward(const GroupGradArgs& a, void* stream) {
 
 namespace {
 
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
-  return x;
-}
-
 // One warp per row; lane l holds elements l + 32 i. Mean first, then the variance of the centred
 // values held in registers (two passes over registers, no cancellation).
 template <int V>
@@ -472,14 +466,14 @@ __global__ void layer_norm_forward_kernel(const LayerNormArgs a) {
   float v[V], s = 0;
 #pragma unroll
   for (int i = 0; i < V; ++i) s += v[i] = __ldg(x + lane + 32 * i);
-  const float mean = warp_sum(s) / D;
+  const float mean = lane_group_sum<32>(s) / D;
   float q = 0;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
     v[i] -= mean;
     q += v[i] * v[i];
   }
-  const float rstd = rsqrtf(warp_sum(q) / D + a.eps);
+  const float rstd = rsqrtf(lane_group_sum<32>(q) / D + a.eps);
   float* y = a.y + r * D;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
@@ -520,7 +514,7 @@ __global__ void layer_norm_backward_kernel(const LayerNormGradArgs a) {
       dw[i] += dy * xh[i];
       db[i] += dy;
     }
-    const float m1 = warp_sum(s1) / D, m2 = warp_sum(s2) / D;
+    const float m1 = lane_group_sum<32>(s1) / D, m2 = lane_group_sum<32>(s2) / D;
 #pragma unroll
     for (int i = 0; i < V; ++i) a.dx[r * D + lane + 32 * i] = rstd * (g[i] - m1 - xh[i] * m2);
   }
@@ -546,7 +540,7 @@ __global__ void layer_norm_backward_kernel(const LayerNormGradArgs a) {
 
 int layer_norm_forward(const LayerNormArgs& a, void* stream) {
   if (a.R == 0) return 0;
-  if (a.D % 32 != 0) return int(cudaErrorInvalidValue);
+  if (!layer_norm_width_supported(a.D)) return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   RETREEVER_DISPATCH_V(a.D, layer_norm_forward_kernel, blocks_for(a.R * 32, 256), 256, 0, s)
   return int(cudaGetLastError());
@@ -555,7 +549,7 @@ int layer_norm_forward(const LayerNormArgs& a, void* stream) {
 std::int64_t layer_norm_parts(std::int64_t R) { return R < 2048 ? (R > 0 ? R : 1) : 2048; }
 
 int layer_norm_backward(const LayerNormGradArgs& a, void* stream) {
-  if (a.f.D % 32 != 0) return int(cudaErrorInvalidValue);
+  if (!layer_norm_width_supported(a.f.D)) return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   RETREEVER_DISPATCH_V(a.f.D, layer_norm_backward_kernel, blocks_for(a.parts * 32, 256), 256, 0, s)
   return int(cudaGetLastError());

@@ -13,6 +13,10 @@ constexpr int kMaxLevels = 62;
 
 // Head dimensions the kernels are built for (others take the tensor path).
 inline bool head_dim_supported(std::int64_t d) { return d == 4 || d == 8 || d == 16 || d == 32 || d == 64 || d == 128; }
+// Row widths the layer norm kernels are built for: 32 floats per lane to 1 (D = 32, 64, .. 1024).
+inline bool layer_norm_width_supported(std::int64_t D) {
+  return D == 32 || D == 64 || D == 128 || D == 256 || D == 512 || D == 1024;
+}
 
 struct WalkArgs {
   const float* queries = nullptr;  // [Q,H,d]

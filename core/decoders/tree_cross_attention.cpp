@@ -242,10 +242,10 @@ void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const Block
     // pass over 2B rows costs less than two over B on small models.
     const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
     // Without padding leaves no mask: a masked fill of the [B,H,M,N] scores costs as much as the softmax.
-    const auto& shape = memory.tree.shape;
     auto all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
                                                 memory.all_values.narrow(1, leaves, n),
-                                                shape.padded() > shape.n ? memory.tree.leaf_mask() : torch::Tensor(), false);
+                                                memory.tree.shape.has_padding() ? memory.tree.leaf_mask() : torch::Tensor(),
+                                                false);
     auto both = block_->finish(block_->twice(queries), torch::cat({attended, all.out})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];

@@ -89,7 +89,7 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
 
   std::vector<torch::Tensor> nodes{leaves}, masks{leaf_mask.contiguous()};
   // Without padding slots (the shape tells) every child is real: the aggregator skips its masks.
-  const bool padding = padded > N;
+  const bool padding = s.has_padding();
   // Bottom-up: level k aggregates groups of P leaves, every level above groups of b.
   // On a GPU, training without bptt, the levels first run without autograd, then once more all
   // together with it: each level reads the values below it, detached, so one batched call gives the

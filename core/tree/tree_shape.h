@@ -43,6 +43,7 @@ struct TreeShape {
 
   std::int64_t groups() const { return level_size(k); }  // b^k leaf groups
   std::int64_t padded() const { return groups() * p; }   // leaves after padding
+  bool has_padding() const { return padded() > n; }       // some leaf slots are padding (masked)
   std::int64_t levels() const { return k + 2; }          // root .. leaves
   // Leaf group g holds the ordered context positions [first_in_group(g), first_in_group(g + 1)).
   // Balanced: position i goes to group floor(i * b^k / N), so level l's node j holds the positions
