@@ -64,8 +64,9 @@ CommandSpec train_spec() {
            {"log-every", "N", "steps between metric rows", {}},
            {"data", "DIR", "image task: folder of IDX files (default /usr/share/datasets/fashion-mnist)", {}},
            {"device", "D", "where to train", choices("device")},
-           {"precision", "P", "bf16: the forward autocast to bfloat16 (parameters and optimiser stay float32; "
-                              "default fp32)", choices("precision")},
+           {"precision", "P", "bf16: the forward autocast to bfloat16 (parameters and optimiser stay float32); "
+                              "tf32: float32 matrix products on a GPU's TensorFloat-32 tensor cores, elsewhere as "
+                              "fp32 (default fp32)", choices("precision")},
            {"graphs", "G", "on a GPU, replay each training step from a CUDA graph where it can (default on)",
             {"on", "off"}},
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "

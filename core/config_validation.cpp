@@ -191,7 +191,7 @@ const std::vector<std::string>& Config::choices(const std::string& field) {
       {"reward", {"acc", "nce"}},
       {"rl_baseline", {"fixed", "mean"}},
       {"device", {"auto", "cpu", "cuda"}},
-      {"precision", {"fp32", "bf16"}},
+      {"precision", {"fp32", "tf32", "bf16"}},
       {"kernel", {"rbf", "matern", "periodic"}},
       {"eval_kernel", {"rbf", "matern", "periodic"}},
       {"eval_split", {"seen", "unseen"}},

@@ -1,5 +1,5 @@
-// Checks of Config::precision = "bf16" on one device, shared by test_precision (CPU) and test_cuda
-// (GPU): the forward autocast to bfloat16 against float32 on the same model and batch, training
+// Checks of Config::precision on one device, shared by test_precision (CPU) and test_cuda (GPU):
+// tf32's matrix products and training steps against fp32's; and for "bf16": the forward autocast to bfloat16 against float32 on the same model and batch, training
 // steps, the checkpoint's config, and the decoders converted to bfloat16 as `bench --precision bf16`
 // runs them. Qt-free.
 #pragma once
@@ -138,6 +138,50 @@ inline void bf16_decoders_match_fp32(const torch::Device& device) {
     std::printf("decoders in bf16 vs fp32%s: relative error %.4f\n", what.c_str(), e);
     expect(e > 0 && e < kBf16Tolerance, "bf16 encoding within tolerance of fp32" + what + ": " + std::to_string(e));
   }
+}
+
+// precision tf32: float32 tensors; on a GPU the matrix products round their inputs to TensorFloat-32
+// (a 10-bit mantissa), on the CPU it computes as fp32 does. The same model and data as fp32.
+inline void tf32_training_steps(const torch::Device& device, const std::string& model) {
+  Config c = small_config("copy", model);
+  c.device = device.is_cuda() ? "cuda" : "cpu";
+  Trainer fp32(c, datasets::make_task);
+  c.precision = "tf32";
+  Trainer tf32(c, datasets::make_task);
+  const std::string what = " (" + model + ", " + device.str() + ")";
+  const auto a = fp32.step(), b = tf32.step();
+  std::printf("first step%s: loss fp32 %.6f, tf32 %.6f\n", what.c_str(), a.loss, b.loss);
+  if (device.is_cuda())
+    expect(std::isfinite(b.loss) && std::abs(b.loss - a.loss) <= 0.02 * std::abs(a.loss) + 0.01,
+           "tf32 training step's loss near fp32's" + what);
+  else
+    expect(std::abs(b.loss - a.loss) <= 1e-6 * std::abs(a.loss), "tf32 on the CPU trains as fp32 does" + what);
+  bool finite = true;
+  for (int i = 0; i < 4; ++i) finite = finite && std::isfinite(tf32.step().loss);
+  expect(finite, "tf32 training steps stay finite" + what);
+  expect(!MatmulPrecisionScope::tf32_allowed(), "float32 matmuls are exact again after the steps" + what);
+  expect(std::isfinite(tf32.evaluate().value), "tf32 evaluation finite" + what);
+  const auto path = std::filesystem::temp_directory_path() / ("retreever_tf32_" + model + ".safetensors");
+  tf32.save(path.string());
+  expect(read_checkpoint_header(path.string()).config.precision == "tf32", "the checkpoint keeps precision tf32" + what);
+  std::filesystem::remove(path);
+}
+
+inline void tf32_checks(const torch::Device& device) {
+  auto x = torch::randn({512, 512}, torch::TensorOptions().device(device)), y = torch::randn({512, 512}, x.options());
+  const auto exact = torch::matmul(x.to(torch::kDouble), y.to(torch::kDouble));
+  const double e32 = relative_error(torch::matmul(x, y), exact);
+  double e = 0;
+  {
+    MatmulPrecisionScope tf32(true);
+    e = relative_error(torch::matmul(x, y), exact);
+  }
+  std::printf("matmul 512x512 on %s: relative error fp32 %.2e, tf32 %.2e\n", device.str().c_str(), e32, e);
+  if (device.is_cuda())  // TensorFloat-32 keeps 10 of float32's 23 mantissa bits
+    expect(e > 10 * e32 && e < 1e-2, "tf32 matmuls on the GPU round to TensorFloat-32, within 1%");
+  else
+    expect(e == e32, "tf32 matmuls on the CPU are float32's");
+  for (const auto& model : {"ca", "tca"}) tf32_training_steps(device, model);
 }
 
 inline void bf16_checks(const torch::Device& device) {

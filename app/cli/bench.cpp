@@ -238,7 +238,7 @@ CommandSpec bench_spec() {
            {"device", "D", "where to measure", Config::choices("device")},
            {"precision", "P",
             "train: bf16 autocasts the forward to bfloat16; inference: bf16 converts the models and inputs to "
-            "bfloat16 (default fp32)",
+            "bfloat16; tf32: float32 matrix products on a GPU's TensorFloat-32 tensor cores (default fp32)",
             Config::choices("precision")},
            {"seq-len", "N", "train: copy-task sequence length (default 64)", {}},
            {"batch", "B", "train: batch (default 32)", {}},
@@ -294,6 +294,7 @@ int cmd_bench(const Args& args) {
   o.doc["cpu_threads"] = torch::get_num_threads();
   o.doc["cuda_kernels"] = cuda_kernels_available() ? (kernels ? "on" : "off") : "not built";
   o.doc["precision"] = precision;
+  MatmulPrecisionScope matmuls(precision == "tf32");
   if (what != "inference") bench_train(args, device, precision, choice, o);
   if (what != "train") bench_inference(args, device, precision, o);
   if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());

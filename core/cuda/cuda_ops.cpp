@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "core/cuda/kernels.h"
+#include "core/training/precision.h"
 #endif
 
 namespace retreever {
@@ -194,6 +195,60 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
   }
 };
 
+struct SoftmaxFunction : public torch::autograd::Function<SoftmaxFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
+    auto y = torch::softmax(x, -1).contiguous();  // PyTorch's forward reads and writes once already
+    ctx->save_for_backward({y});
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto y = ctx->get_saved_variables()[0];
+    c10::cuda::CUDAGuard guard(y.device());
+    auto dy = grads[0].contiguous();
+    auto dx = torch::empty_like(y);
+    cuda::SoftmaxGradArgs a;
+    a.D = y.size(-1);
+    a.R = a.D > 0 ? y.numel() / a.D : 0;
+    a.y = y.data_ptr<float>();
+    a.dy = dy.data_ptr<float>();
+    a.dx = dx.data_ptr<float>();
+    check(cuda::softmax_backward(a, stream()), "softmax backward (CUDA)");
+    return {dx};
+  }
+};
+
+// x [.., in], weight [out, in], bias [out]: the same gradients as torch::linear's, the bias's by
+// column_sum.
+struct LinearFunction : public torch::autograd::Function<LinearFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b) {
+    ctx->save_for_backward({x, w});
+    return torch::linear(x, w, b);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1];
+    c10::cuda::CUDAGuard guard(x.device());
+    const auto out = w.size(0), in = w.size(1);
+    auto g = grads[0].contiguous().view({-1, out});
+    torch::Tensor dx, dw, db;
+    if (ctx->needs_input_grad(0)) dx = g.mm(w).view(x.sizes());
+    if (ctx->needs_input_grad(1)) dw = g.t().mm(x.reshape({-1, in}));
+    if (ctx->needs_input_grad(2)) {
+      cuda::ColumnSumArgs a;
+      a.R = g.size(0);
+      a.C = out;
+      a.parts = cuda::column_sum_parts(a.R);
+      auto part = torch::empty({a.parts, out}, g.options());
+      a.x = g.data_ptr<float>();
+      a.part = part.data_ptr<float>();
+      check(cuda::column_sum(a, stream()), "bias gradient (CUDA)");
+      db = part.sum(0);
+    }
+    return {dx, dw, db};
+  }
+};
+
 }  // namespace
 
 CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, const torch::Tensor& masks_in,
@@ -285,7 +340,36 @@ torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weigh
   return LayerNormFunction::apply(x, weight, bias, eps);
 }
 
+// Under autocast a float32 input may leave in bfloat16: those take PyTorch's operations.
+bool autocast_on() { return AutocastGuard::enabled(torch::kCUDA); }
+
+bool use_cuda_softmax(const torch::Tensor& x) {
+  return kernels_take(x) && !autocast_on() && x.dim() > 0 && cuda::softmax_width_supported(x.size(-1));
+}
+
+torch::Tensor softmax_cuda(const torch::Tensor& x) { return SoftmaxFunction::apply(x); }
+
+bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  return kernels_take(x) && !autocast_on() && x.dim() >= 2 && bias.defined() && weight.dim() == 2 && bias.dim() == 1 &&
+         x.size(-1) == weight.size(1) && bias.size(0) == weight.size(0) && weight.scalar_type() == torch::kFloat &&
+         bias.scalar_type() == torch::kFloat && x.numel() / x.size(-1) >= kCudaLinearMinRows;
+}
+
+torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  return LinearFunction::apply(x, weight, bias);
+}
+
 #else  // no CUDA: the hooks never call these
+
+bool use_cuda_softmax(const torch::Tensor&) { return false; }
+
+torch::Tensor softmax_cuda(const torch::Tensor&) { throw std::logic_error("softmax_cuda: built without CUDA"); }
+
+bool use_cuda_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
+
+torch::Tensor linear_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  throw std::logic_error("linear_cuda: built without CUDA");
+}
 
 bool use_cuda_layer_norm(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
 

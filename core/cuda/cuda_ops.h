@@ -58,6 +58,18 @@ bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, co
 torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                               double eps);
 
+// Softmax over the last dimension whose backward is one kernel (one pass over y and dy): for
+// float32 CUDA tensors with rows of 1 to 1024 (the test). The dense reads' [B,H,M,N] weights.
+bool use_cuda_softmax(const torch::Tensor& x);
+torch::Tensor softmax_cuda(const torch::Tensor& x);
+
+// torch::linear whose bias gradient is summed by one kernel (PyTorch's reduction over many rows
+// reads them at a fraction of the memory's speed): for float32 CUDA tensors with a bias and at
+// least kCudaLinearMinRows rows (the test).
+constexpr std::int64_t kCudaLinearMinRows = 4096;
+bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
 GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& idx, const torch::Tensor& mask, bool scores);
 

@@ -525,6 +525,51 @@ __global__ void layer_norm_backward_kernel(const LayerNormGradArgs a) {
   }
 }
 
+// One warp per row; lane l holds elements l + 32 i (i < V, element < D) of y and dy in registers.
+template <int V>
+__global__ void softmax_backward_kernel(const SoftmaxGradArgs a) {
+  const long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  if (r >= a.R) return;  // warp-uniform
+  const int lane = int(threadIdx.x % 32);
+  const long long D = a.D;
+  const float* y = a.y + r * D;
+  const float* dy = a.dy + r * D;
+  float yv[V], gv[V], s = 0;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const long long e = lane + 32 * i;
+    yv[i] = e < D ? __ldg(y + e) : 0.f;
+    gv[i] = e < D ? __ldg(dy + e) : 0.f;
+    s += yv[i] * gv[i];
+  }
+  s = lane_group_sum<32>(s);
+  float* dx = a.dx + r * D;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const long long e = lane + 32 * i;
+    if (e < D) dx[e] = yv[i] * (gv[i] - s);
+  }
+}
+
+// Block p sums rows p, p + parts, .. ; thread t of the block takes columns t, t + blockDim, ..
+// (a warp reads 128 consecutive bytes of a row).
+__global__ void column_sum_kernel(const ColumnSumArgs a) {
+  const long long P = a.parts, C = a.C;
+  for (long long c = threadIdx.x; c < C; c += blockDim.x) {
+    // Four rows in flight per thread (one chain of loads would leave the memory idle).
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    long long r = blockIdx.x;
+    for (; r + 3 * P < a.R; r += 4 * P) {
+      s0 += __ldg(a.x + r * C + c);
+      s1 += __ldg(a.x + (r + P) * C + c);
+      s2 += __ldg(a.x + (r + 2 * P) * C + c);
+      s3 += __ldg(a.x + (r + 3 * P) * C + c);
+    }
+    for (; r < a.R; r += P) s0 += __ldg(a.x + r * C + c);
+    a.part[blockIdx.x * C + c] = (s0 + s1) + (s2 + s3);
+  }
+}
+
 }  // namespace
 
 #define RETREEVER_DISPATCH_V(D, KERNEL, ...)            \
@@ -552,6 +597,27 @@ int layer_norm_backward(const LayerNormGradArgs& a, void* stream) {
   if (!layer_norm_width_supported(a.f.D)) return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   RETREEVER_DISPATCH_V(a.f.D, layer_norm_backward_kernel, blocks_for(a.parts * 32, 256), 256, 0, s)
+  return int(cudaGetLastError());
+}
+
+int softmax_backward(const SoftmaxGradArgs& a, void* stream) {
+  if (a.R == 0) return 0;
+  if (!softmax_width_supported(a.D)) return int(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  // V = the power of two of lanes' elements that covers D.
+  int v = 1;
+  while (32 * v < a.D) v *= 2;
+  RETREEVER_DISPATCH_V(32 * v, softmax_backward_kernel, blocks_for(a.R * 32, 256), 256, 0, s)
+  return int(cudaGetLastError());
+}
+
+std::int64_t column_sum_parts(std::int64_t R) { return R < 1024 ? (R > 0 ? R : 1) : 1024; }
+
+int column_sum(const ColumnSumArgs& a, void* stream) {
+  if (a.C == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const int threads = a.C >= 256 ? 256 : int((a.C + 31) / 32 * 32);
+  column_sum_kernel<<<unsigned(a.parts), threads, 0, s>>>(a);
   return int(cudaGetLastError());
 }
 

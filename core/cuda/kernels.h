@@ -101,6 +101,29 @@ struct LayerNormGradArgs {
 std::int64_t layer_norm_parts(std::int64_t R);
 int layer_norm_backward(const LayerNormGradArgs& a, void* stream);
 
+// The gradient of a softmax over rows of D floats (D <= 1024), one warp per row and one pass:
+// dx = y (dy - sum(dy y)). PyTorch's CUDA backward first writes dy y in a pass of its own.
+inline bool softmax_width_supported(std::int64_t D) { return D >= 1 && D <= 1024; }
+struct SoftmaxGradArgs {
+  const float* y = nullptr;   // [R,D] the softmax's output
+  const float* dy = nullptr;  // [R,D]
+  float* dx = nullptr;        // [R,D]
+  std::int64_t R = 0, D = 0;
+};
+int softmax_backward(const SoftmaxGradArgs& a, void* stream);
+
+// Column sums of x [R,C] as partial sums part [parts,C] over the rows each block took (summed by
+// the caller: no atomics, deterministic): a linear layer's bias gradient. PyTorch's reduction over
+// the rows of a [R,C] tensor reads it at about a quarter of the memory's speed.
+struct ColumnSumArgs {
+  const float* x = nullptr;  // [R,C]
+  std::int64_t R = 0, C = 0;
+  float* part = nullptr;  // [parts,C]
+  std::int64_t parts = 0;  // column_sum_parts(R)
+};
+std::int64_t column_sum_parts(std::int64_t R);
+int column_sum(const ColumnSumArgs& a, void* stream);
+
 const char* error_string(int code);
 
 }  // namespace retreever::cuda

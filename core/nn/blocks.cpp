@@ -33,6 +33,14 @@ double masked_score(torch::ScalarType dtype) {
   }
 }
 
+// torch::linear, or its CUDA twin whose bias gradient is one kernel (cuda_ops.h).
+static torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  return use_cuda_linear(x, weight, bias) ? linear_cuda(x, weight, bias) : torch::linear(x, weight, bias);
+}
+static torch::Tensor linear(const torch::Tensor& x, const torch::nn::Linear& layer) {
+  return linear(x, layer->weight, layer->bias);
+}
+
 // True when every batch row holds the same values through a zero stride (an expand).
 static bool is_shared_over_batch(const torch::Tensor& x) { return x.dim() >= 2 && x.size(0) > 1 && x.stride(0) == 0; }
 
@@ -55,7 +63,7 @@ std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::project_key_valu
           split_heads(torch::linear(x, to_kv_->weight.narrow(0, d, d)), heads_, head_dim_)};
 }
 torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
-  return to_out_->forward(x.flatten(-2));
+  return linear(x.flatten(-2), to_out_);
 }
 
 // Scores [B,M,S,H] with masked keys (mask [B,M,S], or [B,1,S] for every query; true = keep) pushed
@@ -122,7 +130,8 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
       auto keep = mask.dim() == 2 ? mask.view({B, 1, 1, N}) : mask.slice(1, m0, m1).unsqueeze(1);
       scores = scores.masked_fill(keep.logical_not(), masked_score(scores.scalar_type()));
     }
-    auto attn = torch::softmax(scores, -1);
+    // Under autograd on a GPU, a backward of one pass over the [B,H,m,N] weights instead of two.
+    auto attn = scores.requires_grad() && use_cuda_softmax(scores) ? softmax_cuda(scores) : torch::softmax(scores, -1);
     auto o = torch::matmul(attn, vh);
     outs.push_back(o.transpose(1, 2));  // [B,m,H,dh]
     if (need_weights) weights.push_back(attn.mean(1));
@@ -193,17 +202,17 @@ torch::Tensor FeedForwardImpl::hidden(const torch::Tensor& x) {
   // out contiguous (GELU's CPU kernel is about 5x slower on a strided half) and the backward needs
   // no concatenation.
   const auto h = in_->weight.size(0) / 2;
-  auto value = torch::linear(x, in_->weight.narrow(0, 0, h), in_->bias.narrow(0, 0, h));
-  auto gate = torch::linear(x, in_->weight.narrow(0, h, h), in_->bias.narrow(0, h, h));
+  auto value = linear(x, in_->weight.narrow(0, 0, h), in_->bias.narrow(0, 0, h));
+  auto gate = linear(x, in_->weight.narrow(0, h, h), in_->bias.narrow(0, h, h));
   return value * torch::gelu(gate);
 }
 
 torch::Tensor FeedForwardImpl::output(const torch::Tensor& h, const torch::Tensor& bias_scale) {
-  if (!bias_scale.defined()) return out_->forward(h);
+  if (!bias_scale.defined()) return linear(h, out_);
   return torch::linear(h, out_->weight) + out_->bias * bias_scale;
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_->forward(hidden(x)); }
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return linear(hidden(x), out_); }
 
 TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
                                            std::int64_t ff_dim, bool reference)
@@ -277,7 +286,8 @@ MLPImpl::MLPImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, std::in
 torch::Tensor MLPImpl::forward(torch::Tensor x) {
   const auto n = layers_->size();
   for (size_t i = 0; i < n; ++i) {
-    x = layers_[i]->as<torch::nn::Linear>()->forward(x);
+    const auto* layer = layers_[i]->as<torch::nn::Linear>();
+    x = linear(x, layer->weight, layer->bias);
     if (i + 1 < n) x = act_ == Activation::ELU ? torch::elu(x) : torch::relu(x);
   }
   return x;

@@ -1,7 +1,9 @@
 #include "precision.h"
 
+#include <atomic>
 #include <stdexcept>
 
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
@@ -51,9 +53,9 @@ void set_autocast_dtype(torch::DeviceType type, torch::ScalarType dtype) {
 }  // namespace
 
 torch::ScalarType precision_dtype(const std::string& precision) {
-  if (precision == "fp32") return torch::kFloat;
+  if (precision == "fp32" || precision == "tf32") return torch::kFloat;
   if (precision == "bf16") return torch::kBFloat16;
-  throw std::invalid_argument("precision: unknown value '" + precision + "'. Use one of fp32|bf16.");
+  throw std::invalid_argument("precision: unknown value '" + precision + "'. Use one of fp32|tf32|bf16.");
 }
 
 std::string bf16_refusal(const torch::Device& device) {
@@ -92,5 +94,19 @@ AutocastGuard::~AutocastGuard() {
 }
 
 bool AutocastGuard::enabled(torch::DeviceType type) { return autocast_enabled(type); }
+
+namespace {
+std::atomic<int> g_tf32_scopes{0};
+}  // namespace
+
+MatmulPrecisionScope::MatmulPrecisionScope(bool tf32) : active_(tf32) {
+  if (active_ && g_tf32_scopes.fetch_add(1) == 0) at::globalContext().setFloat32MatmulPrecision("high");
+}
+
+MatmulPrecisionScope::~MatmulPrecisionScope() {
+  if (active_ && g_tf32_scopes.fetch_sub(1) == 1) at::globalContext().setFloat32MatmulPrecision("highest");
+}
+
+bool MatmulPrecisionScope::tf32_allowed() { return at::globalContext().allowTF32CuBLAS(); }
 
 }  // namespace retreever

@@ -1,5 +1,6 @@
 // Config::precision: "bf16" autocasts the forward to bfloat16 (parameters, gradients and the
-// optimiser stay float32). LibTorch's autocast API changed in 2.4 (per-device calls); both forms
+// optimiser stay float32); "tf32" keeps float32 tensors and lets CUDA's float32 matrix products run
+// on TensorFloat-32 tensor cores (a 10-bit mantissa; elsewhere it computes as fp32 does). LibTorch's autocast API changed in 2.4 (per-device calls); both forms
 // are handled in precision.cpp, so the rest of the code sees one guard.
 #pragma once
 
@@ -9,7 +10,7 @@
 
 namespace retreever {
 
-// The dtype a precision name stands for: fp32 -> float32, bf16 -> bfloat16. Throws
+// The dtype a precision name stands for: fp32 and tf32 -> float32, bf16 -> bfloat16. Throws
 // std::invalid_argument for another name (Config::validate refuses it first).
 torch::ScalarType precision_dtype(const std::string& precision);
 
@@ -36,6 +37,24 @@ class AutocastGuard {
   torch::DeviceType type_ = torch::kCPU;
   bool previous_enabled_ = false;
   torch::ScalarType previous_dtype_ = torch::kFloat;
+};
+
+// While one lives with `tf32`, float32 matrix products may use TensorFloat-32 where the hardware has
+// it (LibTorch's float32 matmul precision "high"); nothing otherwise. The outermost scope restores
+// "highest", LibTorch's default, which nothing else in this program changes. The setting is
+// process-wide: whatever multiplies float32 matrices meanwhile, on any thread, shares it.
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(bool tf32);
+  ~MatmulPrecisionScope();
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+  // Whether float32 matrix products may use TensorFloat-32 now (tests).
+  static bool tf32_allowed();
+
+ private:
+  bool active_ = false;
 };
 
 }  // namespace retreever

@@ -271,6 +271,7 @@ std::unique_ptr<Trainer> Trainer::load(const std::string& path, const TaskFactor
 StepMetrics Trainer::step() {
   auto& m = *impl_;
   const auto start = std::chrono::steady_clock::now();
+  MatmulPrecisionScope matmuls(m.config.precision == "tf32");  // forward, backward and graph capture
   const double lr = learning_rate();
   m.model->train();
   auto batch = m.batch_of_step(m.step);
@@ -292,11 +293,12 @@ StepMetrics Trainer::step() {
     request.draw_row = from;
   }
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
-  // A CUDA graph where one can serve: one device, float32 (autocast's cast cache and graphs do not
-  // mix), the switch on. Otherwise, or where the capture failed, the same work eagerly.
+  // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
+  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
+  // same work eagerly.
   torch::Tensor device_values;
   m.last_graph = nullptr;
-  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision == "fp32")
+  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16")
     device_values = m.graph_step(batch, request, warm_up);
   if (device_values.defined()) {
     ++m.replayed;
@@ -332,6 +334,7 @@ StepMetrics Trainer::step() {
 EvalMetrics Trainer::evaluate() {
   auto& m = *impl_;
   torch::NoGradGuard no_grad;
+  MatmulPrecisionScope matmuls(m.config.precision == "tf32");
   m.model->eval();
   double total = 0, count = 0, tokens = 0, context = 0, batch_means = 0;
   torch::Tensor per_target;  // [M] sums, while every batch has the same target count

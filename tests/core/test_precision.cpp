@@ -1,4 +1,5 @@
-// Config::precision: the field's JSON round trip and validation, the autocast guard, and on the CPU
+// Config::precision: the field's JSON round trip and validation, the autocast guard, tf32's matmul
+// scope and its training steps (as fp32 on the CPU), and on the CPU
 // the forward autocast to bfloat16 against float32, bf16 training steps and checkpoints, and the
 // decoders converted to bfloat16 (tests/precision_checks.h; test_cuda runs the same on a GPU). With
 // LibTorch before 2.4, whose CPU autocast cannot run this model, the refusal instead.
@@ -23,7 +24,8 @@ namespace {
 void the_config_field() {
   Config c;
   expect(c.precision == "fp32", "precision defaults to fp32");
-  expect(Config::choices("precision") == std::vector<std::string>{"fp32", "bf16"}, "precision's choices: fp32, bf16");
+  expect(Config::choices("precision") == std::vector<std::string>{"fp32", "tf32", "bf16"},
+         "precision's choices: fp32, tf32, bf16");
   c.precision = "bf16";
   expect(c.validate().empty(), "bf16 is valid");
   const Config back = Config::from_json(c.to_json());
@@ -32,7 +34,7 @@ void the_config_field() {
   expect(Config::legacy().precision == "fp32", "legacy files are fp32");
   c.precision = "fp16";
   const auto problems = c.validate();
-  expect(problems.size() == 1 && problems[0] == "precision: unknown value 'fp16'. Use one of fp32|bf16.",
+  expect(problems.size() == 1 && problems[0] == "precision: unknown value 'fp16'. Use one of fp32|tf32|bf16.",
          "fp16 is refused with the choices: " + (problems.empty() ? std::string("(none)") : problems[0]));
   bool threw = false;
   try {
@@ -41,7 +43,9 @@ void the_config_field() {
     threw = true;
   }
   expect(threw, "a precision that is not a string is refused");
-  expect(precision_dtype("fp32") == torch::kFloat && precision_dtype("bf16") == torch::kBFloat16, "precision dtypes");
+  expect(precision_dtype("fp32") == torch::kFloat && precision_dtype("tf32") == torch::kFloat &&
+             precision_dtype("bf16") == torch::kBFloat16,
+         "precision dtypes");
   threw = false;
   try {
     precision_dtype("fp8");
@@ -73,6 +77,25 @@ void the_guard() {
          "a matmul after the guard runs in float32 again");
 }
 
+// tf32's scope: LibTorch's float32 matmul precision "high" while the outermost one lives.
+void the_matmul_scope() {
+  expect(!MatmulPrecisionScope::tf32_allowed(), "float32 matmuls exact at the start");
+  {
+    MatmulPrecisionScope off(false);
+    expect(!MatmulPrecisionScope::tf32_allowed(), "an fp32 scope changes nothing");
+  }
+  {
+    MatmulPrecisionScope outer(true);
+    expect(MatmulPrecisionScope::tf32_allowed(), "a tf32 scope allows TensorFloat-32");
+    {
+      MatmulPrecisionScope inner(true);
+      MatmulPrecisionScope off(false);
+    }
+    expect(MatmulPrecisionScope::tf32_allowed(), "the outer scope stays on after the inner ones end");
+  }
+  expect(!MatmulPrecisionScope::tf32_allowed(), "float32 matmuls exact after the scopes");
+}
+
 // Where the CPU cannot run bf16 (LibTorch before 2.4), training and bench refuse it with the fix.
 void refused_where_the_cpu_cannot() {
   const auto refusal = bf16_refusal(torch::Device(torch::kCPU));
@@ -100,6 +123,8 @@ void refused_where_the_cpu_cannot() {
 int main() {
   the_config_field();
   the_guard();
+  the_matmul_scope();
+  retreever::testing::tf32_checks(torch::Device(torch::kCPU));
   refused_where_the_cpu_cannot();
   if (bf16_refusal(torch::Device(torch::kCPU)).empty()) retreever::testing::bf16_checks(torch::Device(torch::kCPU));
   return retreever::testing::checks().summary();

@@ -268,6 +268,59 @@ void layer_norm_kernels_match_torch() {
   }
 }
 
+// The softmax whose backward is one pass, for row widths from 1 to 1024 (ragged ones leave lanes
+// idle), against torch::softmax; 1025 is refused.
+void softmax_kernel_matches_torch() {
+  for (auto [D, R] : std::vector<std::pair<int64_t, int64_t>>{{1, 9}, {7, 300}, {32, 5}, {100, 77}, {512, 2000}, {1024, 33}}) {
+    const auto what = "softmax D=" + std::to_string(D) + " rows=" + std::to_string(R);
+    torch::manual_seed(uint64_t(D * 7 + R));
+    auto x = (4 * torch::randn({R, 1, D}, torch::kCUDA)).requires_grad_();
+    auto w = torch::randn({R, 1, D}, torch::kCUDA);
+    expect(use_cuda_softmax(x), what + ": the kernel takes this width");
+    auto ours = softmax_cuda(x);
+    auto g = torch::autograd::grad({(ours * w).sum()}, {x})[0];
+    auto ref = torch::softmax(x, -1);
+    auto r = torch::autograd::grad({(ref * w).sum()}, {x})[0];
+    expect_close(ours, ref, 1e-5, 1e-6, what + ": values");
+    expect_close(g, r, 1e-4, 1e-5, what + ": dx");
+  }
+  expect(!use_cuda_softmax(torch::zeros({2, 1025}, torch::kCUDA)), "softmax: rows of 1025 take torch::softmax");
+  expect(!use_cuda_softmax(torch::zeros({2, 8}, torch::kCUDA).to(torch::kBFloat16)), "softmax: bfloat16 takes torch::softmax");
+}
+
+// The linear layer whose bias gradient is one kernel, against torch::linear: contiguous and
+// transposed inputs, widths that are and are not multiples of a warp; few rows are refused.
+void linear_kernel_matches_torch() {
+  struct Case {
+    int64_t rows, in, out;
+    bool transposed;
+  };
+  for (const auto& c : std::vector<Case>{{4096, 64, 256, false}, {5000, 48, 96, true}, {70 * 64, 64, 10, false}, {131072, 64, 64, false}, {8192, 32, 300, true}}) {
+    const auto what = "linear rows=" + std::to_string(c.rows) + " " + std::to_string(c.in) + "->" + std::to_string(c.out) +
+                      (c.transposed ? " (transposed input)" : "");
+    torch::manual_seed(uint64_t(c.rows + c.in + c.out));
+    auto x = c.transposed ? torch::randn({c.in, 64, c.rows / 64}, torch::kCUDA).permute({2, 1, 0})
+                          : torch::randn({c.rows / 64, 64, c.in}, torch::kCUDA);
+    x.requires_grad_();
+    auto weight = (0.1 * torch::randn({c.out, c.in}, torch::kCUDA)).requires_grad_();
+    auto bias = torch::randn({c.out}, torch::kCUDA).requires_grad_();
+    auto w = torch::randn({c.rows / 64, 64, c.out}, torch::kCUDA);
+    expect(use_cuda_linear(x, weight, bias), what + ": the kernel takes it");
+    auto ours = linear_cuda(x, weight, bias);
+    auto g = torch::autograd::grad({(ours * w).sum()}, {x, weight, bias});
+    auto ref = torch::linear(x, weight, bias);
+    auto r = torch::autograd::grad({(ref * w).sum()}, {x, weight, bias});
+    expect_close(ours, ref, 1e-5, 1e-5, what + ": values");
+    expect_close(g[0], r[0], 1e-4, 1e-4, what + ": dx");
+    expect_close(g[1], r[1], 1e-3, 1e-2, what + ": dweight");
+    expect_close(g[2], r[2], 1e-3, 1e-2, what + ": dbias");
+  }
+  auto few = torch::randn({100, 64}, torch::kCUDA), weight = torch::randn({8, 64}, torch::kCUDA);
+  expect(!use_cuda_linear(few, weight, torch::randn({8}, torch::kCUDA)), "linear: 100 rows take torch::linear");
+  auto many = torch::randn({kCudaLinearMinRows, 64}, torch::kCUDA);
+  expect(!use_cuda_linear(many, weight, torch::Tensor()), "linear: no bias takes torch::linear");
+}
+
 void low_precision_masks_stay_finite_on_the_gpu() {
   // float16 and bfloat16 scores with masked keys and a row with every key masked (blocks.h:
   // masked_score): no NaN, uniform over an all-masked row, finite log-probabilities.
@@ -391,11 +444,15 @@ int main() {
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   batched_tree_on_the_gpu_matches_the_cpu_build();
   layer_norm_kernels_match_torch();
+  softmax_kernel_matches_torch();
+  linear_kernel_matches_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
   training_steps_replay_from_cuda_graphs();
   // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
   // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
+  // --precision tf32: matrix products on TensorFloat-32 tensor cores, training steps against fp32.
+  retreever::testing::tf32_checks(torch::Device(torch::kCUDA));
   return retreever::testing::checks().summary();
 }
