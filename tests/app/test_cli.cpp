@@ -266,6 +266,31 @@ class TestCli : public QObject {
     QCOMPARE(QJsonDocument::fromJson(config.readAll()).object()["precision"].toString(), QString("bf16"));
   }
 
+  void precision_tf32_trains_and_benches() {
+    // --precision tf32: float32 tensors (TensorFloat-32 products on a GPU; on this CPU as fp32), recorded in
+    // config.json and in bench's figures, and a resumed run may switch back to fp32.
+    auto r = run({"bench", "--what", "train", "--models", "tca", "--seq-len", "8", "--batch", "4", "--steps", "2",
+                  "--device", "cpu", "--precision", "tf32", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto doc = json_of(r.out);
+    QCOMPARE(doc["train"].toObject()["precision"].toString(), QString("tf32"));
+    QVERIFY(doc["train"].toObject()["models"].toArray()[0].toObject()["ms_per_step"].toDouble() > 0);
+    const QString out = file("tf32");
+    auto t = run({"train", "--out", out, "--steps", "2", "--seq-len", "8", "--batch", "4", "--eval-every", "2",
+                  "--device", "cpu", "--precision", "tf32"});
+    QVERIFY2(t.code == 0, qPrintable(t.err));
+    auto precision_of = [&]() {
+      QFile config(out + "/config.json");
+      return config.open(QIODevice::ReadOnly) ? QJsonDocument::fromJson(config.readAll()).object()["precision"].toString()
+                                              : QString("(no config.json)");
+    };
+    QCOMPARE(precision_of(), QString("tf32"));
+    auto resumed = run({"train", "--resume", out + "/checkpoint.safetensors", "--out", out, "--steps", "3",
+                        "--precision", "fp32"});
+    QVERIFY2(resumed.code == 0, qPrintable(resumed.err));
+    QCOMPARE(precision_of(), QString("fp32"));
+  }
+
   void bad_input_is_refused_with_one_clear_line() {
     const QString out = file("bad");
     const QStringList train = {"train", "--out", out, "--steps", "1"};
