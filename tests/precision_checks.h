@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -76,30 +77,42 @@ inline void bf16_forward_matches_fp32(const torch::Device& device, const std::st
                                           std::to_string(e));
 }
 
-inline void bf16_training_steps(const torch::Device& device, const std::string& model) {
+// A run in `precision` beside an fp32 run of the same model and data (same initialisation): the
+// first step's losses must pass `near`; four more steps stay finite, `after_steps` checks what the
+// precision must have restored, the evaluation is finite, and the checkpoint (and a run resumed
+// from it) keeps the precision.
+inline void training_steps_in(const torch::Device& device, const std::string& model, const std::string& precision,
+                              const std::function<bool(double fp32, double low)>& near, const std::string& near_what,
+                              const std::function<bool()>& after_steps, const std::string& after_what) {
   Config c = small_config("copy", model);
   c.device = device.is_cuda() ? "cuda" : "cpu";
   Trainer fp32(c, datasets::make_task);
-  c.precision = "bf16";
-  Trainer bf16(c, datasets::make_task);
+  c.precision = precision;
+  Trainer low(c, datasets::make_task);
   const std::string what = " (" + model + ", " + device.str() + ")";
-  const auto a = fp32.step(), b = bf16.step();
-  std::printf("first step%s: loss fp32 %.5f, bf16 %.5f\n", what.c_str(), a.loss, b.loss);
-  expect(std::isfinite(b.loss) && std::abs(b.loss - a.loss) <= 0.05 * std::abs(a.loss) + 0.02,
-         "bf16 training step's loss near fp32's (same data, same initialisation)" + what);
+  const auto a = fp32.step(), b = low.step();
+  std::printf("first step%s: loss fp32 %.6f, %s %.6f\n", what.c_str(), a.loss, precision.c_str(), b.loss);
+  expect(std::isfinite(b.loss) && near(a.loss, b.loss), near_what + what);
   bool finite = true;
-  for (int i = 0; i < 4; ++i) finite = finite && std::isfinite(bf16.step().loss);
-  expect(finite, "bf16 training steps stay finite" + what);
-  expect(!AutocastGuard::enabled(device.type()), "autocast off after the training steps" + what);
-  const auto e = bf16.evaluate();
-  expect(std::isfinite(e.value), "bf16 evaluation finite" + what);
-  const auto path = std::filesystem::temp_directory_path() / ("retreever_bf16_" + model + ".safetensors");
-  bf16.save(path.string());
-  expect(read_checkpoint_header(path.string()).config.precision == "bf16", "the checkpoint keeps precision bf16" + what);
+  for (int i = 0; i < 4; ++i) finite = finite && std::isfinite(low.step().loss);
+  expect(finite, precision + " training steps stay finite" + what);
+  expect(after_steps(), after_what + what);
+  expect(std::isfinite(low.evaluate().value), precision + " evaluation finite" + what);
+  const auto path = std::filesystem::temp_directory_path() / ("retreever_" + precision + "_" + model + ".safetensors");
+  low.save(path.string());
+  expect(read_checkpoint_header(path.string()).config.precision == precision,
+         "the checkpoint keeps precision " + precision + what);
   auto resumed = Trainer::load(path.string(), datasets::make_task);
-  expect(resumed->config().precision == "bf16" && std::isfinite(resumed->step().loss),
-         "a resumed bf16 run trains in bf16" + what);
+  expect(resumed->config().precision == precision && std::isfinite(resumed->step().loss),
+         "a resumed " + precision + " run trains in " + precision + what);
   std::filesystem::remove(path);
+}
+
+inline void bf16_training_steps(const torch::Device& device, const std::string& model) {
+  training_steps_in(
+      device, model, "bf16", [](double a, double b) { return std::abs(b - a) <= 0.05 * std::abs(a) + 0.02; },
+      "bf16 training step's loss near fp32's (same data, same initialisation)",
+      [&] { return !AutocastGuard::enabled(device.type()); }, "autocast off after the training steps");
 }
 
 // What `bench --precision bf16` runs: the decoders and their inputs converted to bfloat16.
@@ -143,28 +156,12 @@ inline void bf16_decoders_match_fp32(const torch::Device& device) {
 // precision tf32: float32 tensors; on a GPU the matrix products round their inputs to TensorFloat-32
 // (a 10-bit mantissa), on the CPU it computes as fp32 does. The same model and data as fp32.
 inline void tf32_training_steps(const torch::Device& device, const std::string& model) {
-  Config c = small_config("copy", model);
-  c.device = device.is_cuda() ? "cuda" : "cpu";
-  Trainer fp32(c, datasets::make_task);
-  c.precision = "tf32";
-  Trainer tf32(c, datasets::make_task);
-  const std::string what = " (" + model + ", " + device.str() + ")";
-  const auto a = fp32.step(), b = tf32.step();
-  std::printf("first step%s: loss fp32 %.6f, tf32 %.6f\n", what.c_str(), a.loss, b.loss);
-  if (device.is_cuda())
-    expect(std::isfinite(b.loss) && std::abs(b.loss - a.loss) <= 0.02 * std::abs(a.loss) + 0.01,
-           "tf32 training step's loss near fp32's" + what);
-  else
-    expect(std::abs(b.loss - a.loss) <= 1e-6 * std::abs(a.loss), "tf32 on the CPU trains as fp32 does" + what);
-  bool finite = true;
-  for (int i = 0; i < 4; ++i) finite = finite && std::isfinite(tf32.step().loss);
-  expect(finite, "tf32 training steps stay finite" + what);
-  expect(!MatmulPrecisionScope::tf32_allowed(), "float32 matmuls are exact again after the steps" + what);
-  expect(std::isfinite(tf32.evaluate().value), "tf32 evaluation finite" + what);
-  const auto path = std::filesystem::temp_directory_path() / ("retreever_tf32_" + model + ".safetensors");
-  tf32.save(path.string());
-  expect(read_checkpoint_header(path.string()).config.precision == "tf32", "the checkpoint keeps precision tf32" + what);
-  std::filesystem::remove(path);
+  const bool gpu = device.is_cuda();
+  training_steps_in(
+      device, model, "tf32",
+      [gpu](double a, double b) { return gpu ? std::abs(b - a) <= 0.02 * std::abs(a) + 0.01 : std::abs(b - a) <= 1e-6 * std::abs(a); },
+      gpu ? "tf32 training step's loss near fp32's" : "tf32 on the CPU trains as fp32 does",
+      [] { return !MatmulPrecisionScope::tf32_allowed(); }, "float32 matmuls are exact again after the steps");
 }
 
 inline void tf32_checks(const torch::Device& device) {
