@@ -39,6 +39,10 @@ struct ChartSpec {
   // A fixed y range (both finite), e.g. -12..108 for accuracies that must stay clickable at 0%.
   double y_min = std::numeric_limits<double>::quiet_NaN();
   double y_max = std::numeric_limits<double>::quiet_NaN();
+  // The extent an empty chart's axes show (all four finite), so that before any data they read as
+  // the quantity's domain (context sizes 1k .. 256k, say) rather than QCustomPlot's 0 .. 5.
+  double empty_x_lo = std::numeric_limits<double>::quiet_NaN(), empty_x_hi = empty_x_lo;
+  double empty_y_lo = empty_x_lo, empty_y_hi = empty_x_lo;
   bool legend = true;  // a legend of the labelled series, in the corner with the least data
   std::vector<ChartSeries> series;
   std::vector<ChartReference> references;

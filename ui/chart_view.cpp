@@ -198,6 +198,11 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     label->setColor(colour_of(r.colour));
   }
 
+  if (xlo > xhi && std::isfinite(spec.empty_x_lo) && std::isfinite(spec.empty_x_hi) &&
+      std::isfinite(spec.empty_y_lo) && std::isfinite(spec.empty_y_hi)) {  // no data yet: the domain
+    plot->xAxis->setRange(padded_range(spec.empty_x_lo, spec.empty_x_hi, spec.log_x));
+    plot->yAxis->setRange(padded_range(spec.empty_y_lo, spec.empty_y_hi, spec.log_y));
+  }
   if (xlo <= xhi) {
     const QCPRange xr = padded_range(xlo, xhi, spec.log_x);
     QCPRange yr = padded_range(ylo, yhi, spec.log_y);

@@ -86,6 +86,7 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
     if (running_) return stop();
     run(max_n_->currentData().toLongLong(), queries_->value(), device_->currentText());
   });
+  connect(max_n_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { redraw(); });  // empty axes' extent
   redraw();
 }
 
@@ -200,10 +201,15 @@ void ScalingPanel::redraw() {
   latency.y_label = tr("microseconds per query (log)").toStdString();
   tokens.title = tr("Tokens read per query").toStdString();
   tokens.y_label = tr("tokens (log)").toStdString();
+  const double max_n = double(max_n_->currentData().toLongLong());
   for (auto* spec : {&latency, &tokens}) {
     spec->x_label = tr("context tokens N (log)").toStdString();
     spec->log_x = spec->log_y = true;
+    spec->empty_x_lo = 1024;  // before a measurement: the sizes it will take
+    spec->empty_x_hi = max_n;
   }
+  latency.empty_y_lo = 0.01, latency.empty_y_hi = 100;  // microseconds: a GPU's TCA to a CPU's CA
+  tokens.empty_y_lo = 1, tokens.empty_y_hi = max_n;
   const auto& all = decoders();
   for (std::size_t i = 0; i < all.size(); ++i) {
     ChartSeries l, t;

@@ -75,6 +75,22 @@ class TestCharts : public QObject {
     QCOMPARE(plot.yAxis->range().upper, 108.0);
   }
 
+  void an_empty_chart_shows_its_domain_until_data_comes() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({});
+    spec.log_x = spec.log_y = true;
+    spec.empty_x_lo = 1024, spec.empty_x_hi = 262144;
+    spec.empty_y_lo = 0.01, spec.empty_y_hi = 100;
+    draw_chart(&plot, spec);
+    auto x = plot.xAxis->range(), y = plot.yAxis->range();
+    QVERIFY(x.lower > 100 && x.lower < 1024 && x.upper > 262144 && x.upper < 1e6);
+    QVERIFY(y.lower > 0 && y.lower < 0.01 && y.upper > 100 && y.upper < 1000);
+    spec.series.push_back(series({4096}, {5}));  // data: its range, not the domain
+    draw_chart(&plot, spec);
+    x = plot.xAxis->range();
+    QVERIFY(x.lower > 1024 && x.lower < 4096 && x.upper > 4096 && x.upper < 262144);
+  }
+
   void non_drawable_points_break_the_line_and_leave_the_range() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({1, 2, 3, 4}, {1, NAN, -5, 10})});
