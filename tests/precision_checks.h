@@ -1,7 +1,7 @@
 // Checks of Config::precision on one device, shared by test_precision (CPU) and test_cuda (GPU):
-// tf32's matrix products and training steps against fp32's; and for "bf16": the forward autocast to bfloat16 against float32 on the same model and batch, training
-// steps, the checkpoint's config, and the decoders converted to bfloat16 as `bench --precision bf16`
-// runs them. Qt-free.
+// tf32's matrix products and training steps against fp32's; for "bf16", the forward autocast to
+// bfloat16 against float32 on the same model and batch, training steps, the checkpoint's config,
+// and the decoders converted to bfloat16 as `bench --precision bf16` runs them. Qt-free.
 #pragma once
 
 #include <cmath>
@@ -159,7 +159,9 @@ inline void tf32_training_steps(const torch::Device& device, const std::string& 
   const bool gpu = device.is_cuda();
   training_steps_in(
       device, model, "tf32",
-      [gpu](double a, double b) { return gpu ? std::abs(b - a) <= 0.02 * std::abs(a) + 0.01 : std::abs(b - a) <= 1e-6 * std::abs(a); },
+      [gpu](double a, double b) {
+        return std::abs(b - a) <= (gpu ? 0.02 * std::abs(a) + 0.01 : 1e-6 * std::abs(a));
+      },
       gpu ? "tf32 training step's loss near fp32's" : "tf32 on the CPU trains as fp32 does",
       [] { return !MatmulPrecisionScope::tf32_allowed(); }, "float32 matmuls are exact again after the steps");
 }

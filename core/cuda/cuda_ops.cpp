@@ -340,8 +340,10 @@ torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weigh
   return LayerNormFunction::apply(x, weight, bias, eps);
 }
 
+namespace {
 // Under autocast a float32 input may leave in bfloat16: those take PyTorch's operations.
 bool autocast_on() { return AutocastGuard::enabled(torch::kCUDA); }
+}  // namespace
 
 bool use_cuda_softmax(const torch::Tensor& x) {
   return kernels_take(x) && !autocast_on() && x.dim() > 0 && cuda::softmax_width_supported(x.size(-1));

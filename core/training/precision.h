@@ -1,7 +1,8 @@
 // Config::precision: "bf16" autocasts the forward to bfloat16 (parameters, gradients and the
 // optimiser stay float32); "tf32" keeps float32 tensors and lets CUDA's float32 matrix products run
-// on TensorFloat-32 tensor cores (a 10-bit mantissa; elsewhere it computes as fp32 does). LibTorch's autocast API changed in 2.4 (per-device calls); both forms
-// are handled in precision.cpp, so the rest of the code sees one guard.
+// on TensorFloat-32 tensor cores (a 10-bit mantissa; elsewhere it computes as fp32 does).
+// LibTorch's autocast API changed in 2.4 (per-device calls); both forms are handled in
+// precision.cpp, so the rest of the code sees one guard.
 #pragma once
 
 #include <string>
