@@ -152,20 +152,20 @@ void InspectorPanel::selectQuery(qint64 query) {
 
 void InspectorPanel::updateHighlight() {
   if (!result_) return;
-  // Context tokens under S: the P leaves read one by one in dark green, each summary
-  // node's tokens in its own lighter shade, so the regions it stands for show.
+  // The selected nodes as far as the walk is revealed: the P leaves read one by one in S's green,
+  // each summary node in its own lighter shade, in the tree and over the context tokens it covers.
   Highlight h;
   h.query = query_;
-  static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
-                                  QColor(240, 210, 150), QColor(170, 225, 215)};
   int shade = 0;
   for (auto id : result_->trace.selected) {
     const auto& node = result_->nodes[id];
     if (node.level > tree_->revealedLevel()) continue;
     const bool leaf = node.level == result_->shape.k + 1;
-    for (auto i : node.leaves) h.context[i] = leaf ? QColor(46, 160, 67) : shades[shade % 5];
-    if (!leaf) ++shade;
+    const QColor colour = leaf ? TreeView::colorOf(TreeView::Role::Selected) : Highlight::summaryShade(shade++);
+    h.nodes[id] = colour;
+    for (auto i : node.leaves) h.context[i] = colour;
   }
+  tree_->setNodeColours(h.nodes);
   taskView()->setHighlight(h);
 }
 

@@ -66,6 +66,15 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
          << makePlot(tr("Evaluation"), tr("metric")) << makePlot(tr("Tokens read per query"), tr("tokens"))
          << makePlot(tr("Learning rate"), tr("lr"))
          << makePlot(tr("Accuracy per target position (click to inspect)"), tr("accuracy %"));
+  plots_[kLoss]->setToolTip(
+      tr("The sum the optimiser minimises: L_TCA + lambda_CA L_CA + lambda_RL L_RL. L_RL is REINFORCE's "
+         "surrogate, -(reward) x log-probability of the walk, less the entropy bonus: its value follows "
+         "the rewards, not the error, so with log-likelihood rewards (GP, images) this sum can rise while "
+         "the model gets better. Loss terms shows each part; Evaluation shows the metric."));
+  plots_[kTerms]->setToolTip(
+      tr("TCA: the negative log-likelihood through the selected set S. CA: the same through every leaf "
+         "(L_CA). RL: REINFORCE's surrogate with the entropy bonus (its value is not an error). Entropy: "
+         "the policy's mean entropy per choice."));
   plots_[kPositions]->xAxis->setLabel(tr("target position (query)"));
   plots_[kPositions]->setToolTip(
       tr("Copy task, last evaluation: the accuracy at each target position. Positions at chance "

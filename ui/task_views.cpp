@@ -9,8 +9,25 @@
 #include <numeric>
 
 #include "ui/qcp.h"
+#include "ui/tree_view.h"
 
 namespace retreever::ui {
+
+QColor Highlight::summaryShade(int i) {
+  static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
+                                  QColor(240, 210, 150), QColor(170, 225, 215)};
+  return shades[i % 5];
+}
+
+void TaskView::setSample(const SampleView& sample) {
+  sample_ = sample;
+  sampleChanged();
+}
+
+void TaskView::setHighlight(const Highlight& h) {
+  highlight_ = h;
+  highlightChanged();
+}
 
 CopyTaskView::CopyTaskView(QWidget* parent) : TaskView(parent) {
   setMinimumHeight(120);
@@ -35,16 +52,6 @@ QRectF CopyTaskView::cell(int row, std::int64_t i) const {
 }
 
 QRectF CopyTaskView::targetCell(std::int64_t j) const { return cell(1, j); }
-
-void CopyTaskView::setSample(const SampleView& sample) {
-  sample_ = sample;
-  update();
-}
-
-void CopyTaskView::setHighlight(const Highlight& h) {
-  highlight_ = h;
-  update();
-}
 
 void CopyTaskView::paintEvent(QPaintEvent*) {
   QPainter p(this);
@@ -124,15 +131,13 @@ GpTaskView::GpTaskView(QWidget* parent) : TaskView(parent), plot_(new QCustomPlo
   });
 }
 
-void GpTaskView::setSample(const SampleView& sample) {
-  sample_ = sample;
+void GpTaskView::sampleChanged() {
   redraw();
   fit_axes(plot_);  // every point inside the frame, with a margin
   plot_->replot();
 }
 
-void GpTaskView::setHighlight(const Highlight& h) {
-  highlight_ = h;
+void GpTaskView::highlightChanged() {
   redraw();
   plot_->replot();
 }
@@ -167,7 +172,7 @@ void GpTaskView::redraw() {
   m->setName(tr("predicted mean"));
 
   // Context points grouped by the selected node that covers them: the leaves read one by
-  // one (dark green, large), each summary node's region in its own shade.
+  // one (dark green, large), each summary node's region in its own shade, as in the tree.
   QVector<double> cx, cy, tx, ty;
   QMap<QRgb, QPair<QVector<double>, QVector<double>>> groups;
   for (std::int64_t i = 0; i < sample_.context_size; ++i) {
@@ -195,13 +200,13 @@ void GpTaskView::redraw() {
   };
   scatter(tx, ty, QCPScatterStyle(QCPScatterStyle::ssCross, QColor(120, 120, 120), 7), tr("true targets"));
   scatter(cx, cy, QCPScatterStyle(QCPScatterStyle::ssDisc, palette().color(QPalette::Text), 6), tr("context"));
-  const QRgb leaf = QColor(46, 160, 67).rgb();
+  const QRgb leaf = TreeView::colorOf(TreeView::Role::Selected).rgb();
   bool summary_named = false;
   for (auto it = groups.begin(); it != groups.end(); ++it) {
     const bool is_leaf = it.key() == leaf;
     auto* g = scatter(it.value().first, it.value().second,
                       QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(it.key()), is_leaf ? 11 : 8),
-                      is_leaf ? tr("leaves read (in S)") : tr("summarised by a node of S"));
+                      is_leaf ? tr("leaves read (in S)") : tr("summarised by a node of S\n(its shade in the tree)"));
     if (!is_leaf && summary_named) g->removeFromLegend();
     summary_named = summary_named || !is_leaf;
   }
@@ -218,19 +223,9 @@ void GpTaskView::redraw() {
 namespace retreever::ui {
 
 ImageTaskView::ImageTaskView(QWidget* parent) : TaskView(parent) {
-  setMinimumHeight(180);
+  setMinimumHeight(300);  // three images of 28 x 28 pixels at about 10 screen pixels each
   setToolTip(tr("Left: the context pixels (the rest masked in blue). Middle: the prediction (context as given, "
                 "targets as predicted). Right: the ground truth at the targets. Click a target pixel to inspect it."));
-}
-
-void ImageTaskView::setSample(const SampleView& sample) {
-  sample_ = sample;
-  update();
-}
-
-void ImageTaskView::setHighlight(const Highlight& h) {
-  highlight_ = h;
-  update();
 }
 
 QRectF ImageTaskView::panel(int i) const {

@@ -12,20 +12,32 @@ class QCPGraph;
 
 namespace retreever::ui {
 
-// Shared by the task views: context tokens to highlight (index -> colour) and the query.
+// Shared by the task views and the tree: the selected nodes' colours (node id -> colour: the
+// leaves read one by one in S's green, each summary node in a shade of its own) and the context
+// tokens each covers in the same colour, so that a region of the data names its node in the tree.
 struct Highlight {
-  QMap<std::int64_t, QColor> context;  // tokens covered by selected nodes
+  QMap<std::int64_t, QColor> context;  // context token -> the colour of the selected node over it
+  QMap<std::int64_t, QColor> nodes;    // selected node id -> its colour
   std::int64_t query = -1;
+  // The i-th summary node's shade (light, so that the data drawn over it stays readable).
+  static QColor summaryShade(int i);
 };
 
 class TaskView : public QWidget {
   Q_OBJECT
  public:
   using QWidget::QWidget;
-  virtual void setSample(const SampleView& sample) = 0;
-  virtual void setHighlight(const Highlight& h) = 0;
+  void setSample(const SampleView& sample);
+  void setHighlight(const Highlight& h);
+  const Highlight& highlight() const { return highlight_; }
  Q_SIGNALS:
   void querySelected(qint64 query);
+
+ protected:
+  virtual void sampleChanged() { update(); }     // sample_ was replaced
+  virtual void highlightChanged() { update(); }  // highlight_ was replaced
+  SampleView sample_;
+  Highlight highlight_;
 };
 
 // Three rows of cells: the context, the targets, and the prediction under each target
@@ -34,8 +46,6 @@ class CopyTaskView : public TaskView {
   Q_OBJECT
  public:
   explicit CopyTaskView(QWidget* parent = nullptr);
-  void setSample(const SampleView& sample) override;
-  void setHighlight(const Highlight& h) override;
   QRectF targetCell(std::int64_t j) const;  // for tests and screenshots
 
  protected:
@@ -45,8 +55,6 @@ class CopyTaskView : public TaskView {
  private:
   QRectF cell(int row, std::int64_t i) const;
   static QString token(float id);
-  SampleView sample_;
-  Highlight highlight_;
 };
 
 // Context points, the true targets, and the predicted mean with a ±2σ band. Click near a
@@ -55,26 +63,24 @@ class GpTaskView : public TaskView {
   Q_OBJECT
  public:
   explicit GpTaskView(QWidget* parent = nullptr);
-  void setSample(const SampleView& sample) override;
-  void setHighlight(const Highlight& h) override;
   QCustomPlot* plot() const { return plot_; }
+
+ protected:
+  void sampleChanged() override;
+  void highlightChanged() override;
 
  private:
   void redraw();
   QCustomPlot* plot_;
-  SampleView sample_;
-  Highlight highlight_;
 };
 
 // Image completion: the context mask, the prediction (context pixels as given, targets as
 // predicted means) and the ground truth side by side. Click a target pixel to inspect it; the
-// pixels under the selected nodes are outlined in green.
+// pixels under the selected nodes are outlined in their node's colour.
 class ImageTaskView : public TaskView {
   Q_OBJECT
  public:
   explicit ImageTaskView(QWidget* parent = nullptr);
-  void setSample(const SampleView& sample) override;
-  void setHighlight(const Highlight& h) override;
   QPointF targetCenter(std::int64_t j) const;  // widget position of target j (first panel)
 
  protected:
@@ -84,8 +90,6 @@ class ImageTaskView : public TaskView {
  private:
   QRectF panel(int i) const;
   QPoint pixelOf(const float* x) const;  // (row, column) of a point
-  SampleView sample_;
-  Highlight highlight_;
 };
 
 }  // namespace retreever::ui

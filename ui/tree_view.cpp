@@ -18,8 +18,9 @@ constexpr double kMinSpacing = 3;   // pixels between a level's nodes below whic
 TreeView::TreeView(QWidget* parent) : QWidget(parent) {
   setMouseTracking(true);
   setMinimumHeight(220);
-  setToolTip(tr("Wheel: zoom. Drag: pan. Double-click: fit.\nGreen: selected set S. Dark grey: the path taken "
-                "(explored, not selected). Light red: never explored. Dashed: padding."));
+  setToolTip(tr("Wheel: zoom. Drag: pan. Double-click: fit.\nGreen: selected set S (a summary node ringed in green, "
+                "filled with the shade of its tokens above). Dark grey: the path taken (explored, not "
+                "selected). Light red: never explored. Dashed: padding."));
 }
 
 QColor TreeView::colorOf(Role role) {
@@ -34,7 +35,24 @@ QColor TreeView::colorOf(Role role) {
 
 void TreeView::clear() {
   result_.reset();
+  colours_.clear();
   update();
+}
+
+void TreeView::setNodeColours(QMap<std::int64_t, QColor> colours) {
+  colours_ = std::move(colours);
+  update();
+}
+
+QColor TreeView::fillOf(std::int64_t id) const {
+  const auto role = roleOf(id);
+  if (role == Role::Selected && colours_.contains(id)) return colours_.value(id);
+  QColor fill = colorOf(role);
+  if (role == Role::Unexplored) {  // faded, but opaque so that edges do not show through
+    const QColor base = palette().color(QPalette::Base);
+    fill = QColor((fill.red() + base.red()) / 2, (fill.green() + base.green()) / 2, (fill.blue() + base.blue()) / 2);
+  }
+  return fill;
 }
 
 void TreeView::setResult(InspectResult result) {
@@ -106,7 +124,10 @@ QPointF TreeView::nodePos(std::int64_t id) const {
 double TreeView::nodeRadius(std::int64_t id) const {
   const auto& s = result_->shape;
   const double spacing = (width() - 2 * kMargin) * zoom_ / double(s.level_size(result_->nodes[id].level));
-  double radius = std::clamp(spacing * 0.35, 1.5, kMaxRadius);
+  // No wider than its level's spacing allows, nor taller than a row (deep trees have thin rows).
+  const double rows = std::max<double>(1, double(s.levels() - 1));
+  const double row_height = (height() - 2 * kMargin) / rows;
+  double radius = std::clamp(std::min(spacing, row_height) * 0.35, 1.5, kMaxRadius);
   const double p = probabilityOf(id);
   if (p >= 0 && result_->nodes[id].level <= revealed_) radius *= 0.7 + 0.6 * p;  // size by the policy
   const auto role = roleOf(id);
@@ -174,8 +195,16 @@ void TreeView::drawEdge(QPainter& painter, std::int64_t id, Edges which) {
   // (deep trees); the tooltip of each node still gives its probability.
   const bool room = std::abs(b.y() - a.y()) >= 2 * painter.fontMetrics().height();
   if (on_walk && room && p >= 0 && n.level <= result_->shape.k) {
+    // On the side away from the parent, so that two siblings' labels never meet; a child straight
+    // below its parent (odd b) writes to the right, where the next sibling's label needs room too.
+    const QString text = QString::number(p, 'f', 2);
+    const double w = painter.fontMetrics().horizontalAdvance(text);
+    const double spacing = (width() - 2 * kMargin) * zoom_ / double(result_->shape.level_size(n.level));
+    const bool left = b.x() < a.x() - 0.5, below = std::abs(b.x() - a.x()) <= 0.5;
+    if (below && spacing / 2 < w + 4) return;  // the tooltip still gives it
+    const QPointF mid = (a + b) / 2;
     painter.setPen(palette().color(QPalette::Text));
-    painter.drawText((a + b) / 2 + QPointF(4, 0), QString::number(p, 'f', 2));
+    painter.drawText(left ? mid + QPointF(-4 - w, 0) : mid + QPointF(4, 0), text);
   }
 }
 
@@ -183,15 +212,12 @@ void TreeView::drawNode(QPainter& painter, std::int64_t id) {
   const auto& n = result_->nodes[id];
   const auto c = nodePos(id);
   const double radius = nodeRadius(id);
-  const auto role = roleOf(id);
-  QColor fill = colorOf(role);
-  if (role == Role::Unexplored) {  // faded, but opaque so that edges do not show through
-    const QColor base = palette().color(QPalette::Base);
-    fill = QColor((fill.red() + base.red()) / 2, (fill.green() + base.green()) / 2, (fill.blue() + base.blue()) / 2);
-  }
+  const QColor fill = fillOf(id);
   painter.setBrush(n.padding ? QBrush(fill, Qt::BDiagPattern) : QBrush(fill));
   QPen outline(palette().color(QPalette::Text), n.padding ? 0.8 : 1.0);
   if (n.padding) outline.setStyle(Qt::DashLine);
+  const QColor green = colorOf(Role::Selected);
+  if (roleOf(id) == Role::Selected && fill != green) outline = QPen(green, 2.5);  // a summary node of S
   painter.setPen(radius < 3 ? QPen(Qt::NoPen) : outline);
   painter.drawEllipse(c, radius, radius);
   ++frame_items_;

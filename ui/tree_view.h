@@ -7,6 +7,8 @@
 // the screen shows, not what the tree holds (a tree of a million leaves stays interactive).
 #pragma once
 
+#include <QColor>
+#include <QMap>
 #include <QPointF>
 #include <QWidget>
 #include <optional>
@@ -25,11 +27,18 @@ class TreeView : public QWidget {
 
   void setResult(InspectResult result);  // tree + trace of one query (moved in: a 1M-leaf tree is large)
   void clear();
+  const InspectResult* current() const { return result_ ? &*result_ : nullptr; }
   // Reveal the walk down to this level (0 = root only; shape.k + 1 = everything).
   void setRevealedLevel(int level);
   int revealedLevel() const { return revealed_; }
   int levels() const { return result_ ? int(result_->shape.levels()) : 0; }
   Role roleOf(std::int64_t id) const;  // as drawn at the current revealed level
+  // Colours for selected nodes (Highlight::nodes: each summary node in the shade its tokens have in
+  // the task view), drawn with S's green outline; other nodes keep their role's colour.
+  void setNodeColours(QMap<std::int64_t, QColor> colours);
+  QColor fillOf(std::int64_t id) const;  // what the node is filled with, as drawn now
+  QPointF nodePos(std::int64_t id) const;  // its centre in widget pixels (after zoom and pan)
+  double nodeRadius(std::int64_t id) const;
   void fit();
 
   static QColor colorOf(Role role);
@@ -49,8 +58,6 @@ class TreeView : public QWidget {
   void resizeEvent(QResizeEvent*) override;
 
  private:
-  QPointF nodePos(std::int64_t id) const;  // in widget pixels (after zoom and pan)
-  double nodeRadius(std::int64_t id) const;
   std::int64_t nodeAt(const QPointF& p) const;
   double probabilityOf(std::int64_t id) const;  // policy probability of reaching id from its parent
   // The nodes of a level that fall on the widget, [first, last); collapsed when they stand too
@@ -70,6 +77,7 @@ class TreeView : public QWidget {
   std::vector<int> role_;          // per node id, for the full trace
   std::vector<int> role_level_;    // the level at which each node's role becomes known
   std::vector<double> prob_;       // per node id, -1 when not scored
+  QMap<std::int64_t, QColor> colours_;
   int revealed_ = 0;
   double zoom_ = 1.0;
   QPointF pan_;

@@ -11,6 +11,7 @@
 #include <QMessageBox>
 #include <QProcess>
 #include <QPushButton>
+#include <QSet>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTableWidget>
@@ -124,6 +125,16 @@ class TestStudio : public QObject {
     qInfo() << "1M-leaf tree: frame of" << tree->lastFrameItems() << "items in" << tree->lastFrameMs() << "ms";
     QVERIFY2(tree->lastFrameItems() < 5000, qPrintable(QString::number(tree->lastFrameItems())));
     QVERIFY(tree->lastFrameItems() >= int(shape.levels()));  // at least the walk
+    // 21 levels on a few hundred pixels: each node of the walk keeps clear of its parent's circle.
+    const auto* walk = tree->current();
+    QVERIFY(walk);
+    for (std::size_t l = 1; l < walk->trace.path.size(); ++l) {
+      const auto parent = walk->trace.path[l - 1], child = walk->trace.path[l];
+      const double gap = tree->nodePos(child).y() - tree->nodePos(parent).y();
+      QVERIFY2(gap >= tree->nodeRadius(parent) + tree->nodeRadius(child),
+               qPrintable(QString("level %1: rows %2 px apart, radii %3 + %4").arg(l).arg(gap)
+                              .arg(tree->nodeRadius(parent)).arg(tree->nodeRadius(child))));
+    }
     // Small contexts are drawn whole: every node and, under the node count, the edges.
     QVERIFY(panel.walk(64, "cpu"));
     QVERIFY(walked.wait(60000));
@@ -433,6 +444,27 @@ class TestStudio : public QObject {
     QCOMPARE(w.inspector()->query(), std::int64_t(3));
     const auto* result = w.inspector()->current();
     QVERIFY(result && result->has_tree);
+    // Every node of S has one colour in the tree and over its tokens in the task view: the leaves
+    // read in S's green, each summary node in a shade of its own.
+    auto* tree = w.inspector()->treeView();
+    const auto& lit = view->highlight();
+    QSet<QRgb> summary_shades;
+    int summaries = 0;
+    for (auto id : result->trace.selected) {
+      const auto& node = result->nodes[id];
+      const QColor fill = tree->fillOf(id);
+      QCOMPARE(lit.nodes.value(id), fill);
+      for (auto i : node.leaves) QCOMPARE(lit.context.value(i), fill);
+      if (node.level == result->shape.k + 1) {
+        QCOMPARE(fill, TreeView::colorOf(TreeView::Role::Selected));
+      } else {
+        QVERIFY(fill != TreeView::colorOf(TreeView::Role::Selected));
+        summary_shades.insert(fill.rgb());
+        ++summaries;
+      }
+    }
+    QVERIFY(summaries > 0);
+    QCOMPARE(summary_shades.size(), std::min(summaries, 5));
 
     // The same snapshot, saved, inspected by the command line.
     const auto path = dir_.filePath("studio.pt");
