@@ -271,7 +271,10 @@ void ImageTaskView::paintEvent(QPaintEvent*) {
     prediction.setPixel(px, gray(sample_.mean[j]));
     truth.setPixel(px, gray(sample_.yt[j]));
   }
-  const QStringList titles = {tr("context (%1 px)").arg(sample_.context_size), tr("prediction"), tr("ground truth")};
+  // A sample draws a subset of the pixels (context, then targets); the rest stay masked.
+  const QStringList titles = {tr("context (%1 px)").arg(sample_.context_size),
+                              tr("prediction (%1 targets)").arg(sample_.target_count),
+                              tr("ground truth (the %1 drawn px)").arg(sample_.context_size + sample_.target_count)};
   const QImage* images[] = {&context, &prediction, &truth};
   for (int i = 0; i < 3; ++i) {
     const auto r = panel(i);

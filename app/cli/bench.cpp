@@ -105,6 +105,10 @@ void bench_train(const Args& args, const std::string& device, const std::string&
   const int steps = int(args.integer("steps", 30));
   if (seq_len < 4 || batch <= 0 || steps <= 0)
     throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
+  Config base = Config::preset("copy");  // the sizes checked before the table's header is printed
+  base.seq_len = seq_len;
+  base.batch = batch;
+  if (const auto problems = base.validate(); !problems.empty()) throw UsageError(problems.front());
   say(o, "training step, copy task, sequence length %lld, batch %lld, %d timed steps (median), precision %s\n",
       (long long)seq_len, (long long)batch, steps, precision.c_str());
   say(o, "%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");

@@ -213,6 +213,11 @@ class TestCli : public QObject {
     }
     QVERIFY(!QFile::exists(prof + "/train-perceiver.trace.json"));
     expect_refusal({"bench", "--what", "train", "--models", "tca,lstm"}, "lstm");
+    // A size the model refuses is refused before the table starts: no header above the error.
+    auto big = run({"bench", "--what", "train", "--models", "tca", "--seq-len", "100000000", "--steps", "1"});
+    QVERIFY(big.code != 0 && !big.crashed);
+    QVERIFY2(big.err.startsWith("error: seq_len"), qPrintable(big.err));
+    QVERIFY2(!big.out.contains("training step"), qPrintable(big.out));
   }
 
   void bench_json_holds_the_table_figures() {
