@@ -21,6 +21,7 @@ struct ChartSeries {
   std::vector<std::string> point_labels;  // optional, same length as x: text beside each marker
   std::uint32_t colour = 0;  // 0xRRGGBB; 0 = the next colour of chart_palette
   LineDash dash = LineDash::solid;
+  bool right_axis = false;  // read on the right-hand y axis (ChartSpec::y2_label), with its own range
 };
 
 struct ChartReference {  // a horizontal line at a published value, dashed, with its label
@@ -31,6 +32,7 @@ struct ChartReference {  // a horizontal line at a published value, dashed, with
 
 struct ChartSpec {
   std::string title, x_label, y_label;
+  std::string y2_label;  // the right-hand y axis, shown when a series is on it (another unit)
   bool log_x = false, log_y = false;  // non-positive values are not drawn on a log axis
   int width = 900, height = 560;      // pixels of an exported PNG
   // The largest value the y quantity can take (100 for an accuracy in %): the axis stops just

@@ -143,6 +143,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
 
   QList<QCPGraph*> graphs;
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  double y2lo = INFINITY, y2hi = -INFINITY;  // the right axis's series
   std::size_t next_colour = 0;
   int index = 0;
   for (const auto& s : spec.series) {
@@ -150,7 +151,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
       throw std::runtime_error("chart '" + spec.title + "', series '" + s.label + "': " +
                                std::to_string(s.x.size()) + " x values but " + std::to_string(s.y.size()) + " y values");
     const QColor colour = colour_of(s.colour != 0 ? s.colour : chart_palette(next_colour++));
-    auto* g = plot->addGraph();
+    auto* g = plot->addGraph(plot->xAxis, s.right_axis ? plot->yAxis2 : plot->yAxis);
     graphs << g;
     g->setName(QString::fromStdString(s.label));
     g->removeFromLegend();
@@ -167,9 +168,12 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
       y << (ok ? s.y[k] : qQNaN());  // NaN breaks the line
       if (!ok) continue;
       xlo = std::min(xlo, s.x[k]), xhi = std::max(xhi, s.x[k]);
-      ylo = std::min(ylo, s.y[k]), yhi = std::max(yhi, s.y[k]);
+      auto& lo = s.right_axis ? y2lo : ylo;
+      auto& hi = s.right_axis ? y2hi : yhi;
+      lo = std::min(lo, s.y[k]), hi = std::max(hi, s.y[k]);
       if (k < s.point_labels.size() && !s.point_labels[k].empty()) {
         auto* label = new QCPItemText(plot);
+        label->position->setAxes(plot->xAxis, g->valueAxis());
         label->position->setCoords(s.x[k], s.y[k]);
         label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
         label->setPadding(QMargins(7, 0, 0, 3));
@@ -203,6 +207,16 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->xAxis->setRange(padded_range(spec.empty_x_lo, spec.empty_x_hi, spec.log_x));
     plot->yAxis->setRange(padded_range(spec.empty_y_lo, spec.empty_y_hi, spec.log_y));
   }
+  // The right axis: shown while a series reads on it, in the left axis's scale, with its own range.
+  const bool right = y2lo <= y2hi;
+  plot->yAxis2->setVisible(right);
+  plot->yAxis2->setTickLabels(right);
+  if (right) {
+    plot->yAxis2->setLabel(QString::fromStdString(spec.y2_label));
+    set_scale(plot->yAxis2, spec.log_y);
+    plot->yAxis2->setRange(padded_range(y2lo, y2hi, spec.log_y));
+    if (ylo > yhi) ylo = y2lo, yhi = y2hi;  // every series on the right: the left axis follows
+  }
   if (xlo <= xhi) {
     const QCPRange xr = padded_range(xlo, xhi, spec.log_x);
     QCPRange yr = padded_range(ylo, yhi, spec.log_y);
@@ -224,8 +238,19 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
     const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
     const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
+    // The right axis's points where they appear on screen, in the left axis's units.
+    ChartSpec placed;
+    const ChartSpec* seen = &spec;
+    if (right && !spec.log_y) {
+      placed = spec;
+      const auto y2r = plot->yAxis2->range();
+      for (auto& s : placed.series)
+        if (s.right_axis)
+          for (auto& v : s.y) v = yr.lower + (v - y2r.lower) / y2r.size() * yr.size();
+      seen = &placed;
+    }
     int covered = 0;
-    const auto corner = emptiest_corner(spec, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
+    const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
     int shown = 0;
     for (const auto& s : spec.series) shown += !s.label.empty() && !s.x.empty();
     // A hidden legend still takes its layout row: only a shown one goes below the axes.

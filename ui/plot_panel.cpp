@@ -155,6 +155,18 @@ void PlotPanel::rebuild() {
     specs[plot].series.push_back(std::move(s));
     return int(specs[plot].series.size()) - 1;
   };
+  // Accuracy (%) and log-likelihood are other units: where the runs shown have both, the
+  // log-likelihoods read on the right-hand axis.
+  std::set<bool> classification;
+  for (const auto* run : runs_)
+    if (run->visible) classification.insert(run->config.is_classification());
+  const bool mixed = classification.size() > 1;
+  if (mixed) {
+    specs[kEval].y_label = tr("accuracy %").toStdString();
+    specs[kEval].y2_label = tr("log-likelihood (right)").toStdString();
+  } else if (!classification.empty()) {
+    specs[kEval].y_label = (*classification.begin() ? tr("accuracy %") : tr("log-likelihood")).toStdString();
+  }
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
@@ -182,8 +194,10 @@ void PlotPanel::rebuild() {
       ev << (e.metric == "accuracy" ? 100 * e.value : e.value);
       et << e.tokens_per_query;
     }
-    const QString metric = run->config.is_classification() ? tr("accuracy %") : tr("log-likelihood");
-    add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
+    const bool accuracy = run->config.is_classification();
+    const QString metric = accuracy ? tr("accuracy %") : tr("log-likelihood") + (mixed ? tr(" (right)") : QString());
+    const int eval_series = add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
+    specs[kEval].series[eval_series].right_axis = mixed && !accuracy;
     add(kTokens, run->name, run->color, LineDash::solid, es, et, true);
     if (const auto* last = run->lastEval(); last && !last->per_target.empty()) {
       QVector<double> pos, acc;
@@ -195,11 +209,6 @@ void PlotPanel::rebuild() {
     }
   }
   position_graphs_.clear();
-  // The evaluation's axis names the metric when every run shown has the same one.
-  std::set<std::string> metrics;
-  for (const auto* run : runs_)
-    if (run->visible) metrics.insert(run->config.is_classification() ? "accuracy %" : "log-likelihood");
-  if (metrics.size() == 1) specs[kEval].y_label = *metrics.begin();
   for (int i = 0; i < kCount; ++i) {
     const auto graphs = draw_chart(plots_[i], specs[i]);
     if (i == kPositions)

@@ -15,7 +15,7 @@ namespace retreever::ui {
 
 QColor Highlight::summaryShade(int i) {
   static const QColor shades[] = {QColor(160, 215, 160), QColor(150, 195, 235), QColor(200, 180, 230),
-                                  QColor(240, 210, 150), QColor(170, 225, 215)};
+                                  QColor(240, 210, 150), QColor(110, 200, 205)};
   return shades[i % 5];
 }
 

@@ -156,6 +156,25 @@ class TestCharts : public QObject {
     QVERIFY(!plot.legend->visible());
   }
 
+  void a_series_in_another_unit_reads_on_the_right_axis_with_its_own_range() {
+    QCustomPlot plot;
+    ChartSeries ll = series({10, 20, 30}, {-0.9, -0.4, 0.3}, "ll");
+    ll.right_axis = true;
+    ChartSpec spec = spec_of({series({10, 20, 30}, {20, 60, 100}, "acc"), ll});
+    spec.y2_label = "log-likelihood";
+    const auto graphs = draw_chart(&plot, spec);
+    QCOMPARE(graphs[0]->valueAxis(), plot.yAxis);
+    QCOMPARE(graphs[1]->valueAxis(), plot.yAxis2);
+    QVERIFY(plot.yAxis2->visible());
+    QCOMPARE(plot.yAxis2->label(), QString("log-likelihood"));
+    const auto right = plot.yAxis2->range(), left = plot.yAxis->range();
+    QVERIFY(right.lower < -0.9 && right.upper > 0.3 && right.size() < 3);  // its own range, not 0 .. 100
+    QVERIFY(left.lower < 20 && left.upper > 100 && left.lower > -20);      // the left one without it
+    // Drawn again with every series on the left, the right axis goes away.
+    draw_chart(&plot, spec_of({series({0, 1}, {0, 1})}));
+    QVERIFY(!plot.yAxis2->visible());
+  }
+
   void redrawing_replaces_the_previous_chart() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({0, 1}, {0, 1}, "a"), series({0, 1}, {1, 0}, "b")});

@@ -254,6 +254,42 @@ class TestStudio : public QObject {
     QVERIFY(zero.lower < 0 && zero.upper > 0);
   }
 
+  void evaluation_of_accuracy_and_log_likelihood_runs_uses_two_axes() {
+    // A copy run (accuracy, %) and a GP run (log-likelihood) shown together: each in its own unit.
+    RunRecord copy, gp;
+    copy.id = 1, gp.id = 2;
+    copy.name = "#1 copy", gp.name = "#2 gp";
+    copy.config = Config::preset("copy");
+    gp.config = Config::preset("gp");
+    copy.color = run_color(0), gp.color = run_color(1);
+    for (int step : {10, 20}) {
+      EvalMetrics e;
+      e.step = step;
+      e.metric = "accuracy";
+      e.value = 0.5 + step / 100.0;
+      copy.history.evals.push_back(e);
+      e.metric = "log_likelihood";
+      e.value = -1.0 + step / 100.0;
+      gp.history.evals.push_back(e);
+    }
+    PlotPanel panel;
+    panel.setRuns({&copy, &gp});
+    auto* eval = panel.plots()[2];
+    QCOMPARE(eval->graphCount(), 2);
+    QCOMPARE(eval->graph(0)->valueAxis(), eval->yAxis);
+    QCOMPARE(eval->graph(1)->valueAxis(), eval->yAxis2);
+    QVERIFY(eval->yAxis2->visible());
+    QVERIFY(eval->yAxis->label().contains("accuracy"));
+    QVERIFY(eval->yAxis2->label().contains("log-likelihood"));
+    QVERIFY(eval->yAxis2->range().contains(-0.9) && eval->yAxis2->range().size() < 5);
+    // The GP run alone: one axis, named by its metric.
+    copy.visible = false;
+    panel.setRuns({&copy, &gp});
+    QCOMPARE(eval->graph(0)->valueAxis(), eval->yAxis);
+    QVERIFY(!eval->yAxis2->visible());
+    QCOMPARE(eval->yAxis->label(), QString("log-likelihood"));
+  }
+
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
     MainWindow w;
     auto* panel = w.experiment();
