@@ -56,6 +56,20 @@ struct ChartSpec {
   }
 };
 
+// Charts of evaluation metrics over runs: accuracy (in %) and log-likelihood are other units, so a
+// chart that holds both reads the log-likelihoods on the right-hand axis. add() each run's metric,
+// then label() the spec and place() each series.
+struct MetricAxes {
+  bool accuracy = false, likelihood = false;  // the metrics the chart shows
+  void add(bool is_accuracy) { (is_accuracy ? accuracy : likelihood) = true; }
+  bool mixed() const { return accuracy && likelihood; }
+  void label(ChartSpec& spec) const {
+    if (mixed()) spec.y_label = "accuracy %", spec.y2_label = "log-likelihood (right)";
+    else if (accuracy || likelihood) spec.y_label = accuracy ? "accuracy %" : "log-likelihood";
+  }
+  void place(ChartSeries& s, bool is_accuracy) const { s.right_axis = mixed() && !is_accuracy; }
+};
+
 // Colour i of the colour-blind-safe palette (wraps around): run i of the studio and series i of
 // a report chart share it, so a colour means one model or run across plots.
 inline std::uint32_t chart_palette(std::size_t i) {

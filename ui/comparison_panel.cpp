@@ -1,6 +1,5 @@
 #include "comparison_panel.h"
 
-#include <set>
 
 #include "core/table.h"
 #include "ui/chart_view.h"
@@ -66,10 +65,12 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
   table_->setRowCount(0);
   ChartSpec spec;
   spec.x_label = tr("tokens read per query").toStdString();
-  spec.y_label = tr("accuracy % / log-likelihood").toStdString();
   spec.log_x = true;
   spec.legend = false;  // every point carries its run's name
-  std::set<std::string> metrics;
+  MetricAxes axes;
+  for (const auto* run : runs)
+    if (const auto* e = run->lastEval()) axes.add(e->metric == "accuracy");
+  axes.label(spec);
   for (const auto* run : runs) {
     const auto* e = run->lastEval();
     const int row = table_->rowCount();
@@ -101,10 +102,9 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     point.x = {e->tokens_per_query};
     point.y = {e->metric == "accuracy" ? 100 * e->value : e->value};
     point.point_labels = {point.label};
+    axes.place(point, e->metric == "accuracy");
     spec.series.push_back(point);
-    metrics.insert(e->metric == "accuracy" ? "accuracy %" : "log-likelihood");
   }
-  if (metrics.size() == 1) spec.y_label = *metrics.begin();
   draw_chart(plot_, spec);  // one run is one point: still a range around it
   plot_->replot();
 }

@@ -10,7 +10,6 @@
 #include <QSlider>
 #include <QVBoxLayout>
 #include <cmath>
-#include <set>
 
 #include "ui/qcp.h"
 
@@ -155,18 +154,10 @@ void PlotPanel::rebuild() {
     specs[plot].series.push_back(std::move(s));
     return int(specs[plot].series.size()) - 1;
   };
-  // Accuracy (%) and log-likelihood are other units: where the runs shown have both, the
-  // log-likelihoods read on the right-hand axis.
-  std::set<bool> classification;
+  MetricAxes axes;
   for (const auto* run : runs_)
-    if (run->visible) classification.insert(run->config.is_classification());
-  const bool mixed = classification.size() > 1;
-  if (mixed) {
-    specs[kEval].y_label = tr("accuracy %").toStdString();
-    specs[kEval].y2_label = tr("log-likelihood (right)").toStdString();
-  } else if (!classification.empty()) {
-    specs[kEval].y_label = (*classification.begin() ? tr("accuracy %") : tr("log-likelihood")).toStdString();
-  }
+    if (run->visible) axes.add(run->config.is_classification());
+  axes.label(specs[kEval]);
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
@@ -195,9 +186,9 @@ void PlotPanel::rebuild() {
       et << e.tokens_per_query;
     }
     const bool accuracy = run->config.is_classification();
-    const QString metric = accuracy ? tr("accuracy %") : tr("log-likelihood") + (mixed ? tr(" (right)") : QString());
+    const QString metric = accuracy ? tr("accuracy %") : tr("log-likelihood") + (axes.mixed() ? tr(" (right)") : QString());
     const int eval_series = add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
-    specs[kEval].series[eval_series].right_axis = mixed && !accuracy;
+    axes.place(specs[kEval].series[eval_series], accuracy);
     add(kTokens, run->name, run->color, LineDash::solid, es, et, true);
     if (const auto* last = run->lastEval(); last && !last->per_target.empty()) {
       QVector<double> pos, acc;

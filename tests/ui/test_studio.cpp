@@ -267,6 +267,7 @@ class TestStudio : public QObject {
       e.step = step;
       e.metric = "accuracy";
       e.value = 0.5 + step / 100.0;
+      e.tokens_per_query = 6;
       copy.history.evals.push_back(e);
       e.metric = "log_likelihood";
       e.value = -1.0 + step / 100.0;
@@ -282,6 +283,15 @@ class TestStudio : public QObject {
     QVERIFY(eval->yAxis->label().contains("accuracy"));
     QVERIFY(eval->yAxis2->label().contains("log-likelihood"));
     QVERIFY(eval->yAxis2->range().contains(-0.9) && eval->yAxis2->range().size() < 5);
+    // The comparison's scatter (last evaluations) the same way.
+    ComparisonPanel comparison;
+    comparison.setRuns({&copy, &gp});
+    auto* scatter = comparison.plot();
+    QCOMPARE(scatter->graph(0)->valueAxis(), scatter->yAxis);
+    QCOMPARE(scatter->graph(1)->valueAxis(), scatter->yAxis2);
+    const auto left = scatter->yAxis->range(), right = scatter->yAxis2->range();
+    QVERIFY2(right.contains(-0.8) && left.contains(70),
+             qPrintable(QString("left %1..%2, right %3..%4").arg(left.lower).arg(left.upper).arg(right.lower).arg(right.upper)));
     // The GP run alone: one axis, named by its metric.
     copy.visible = false;
     panel.setRuns({&copy, &gp});
