@@ -170,6 +170,17 @@ SampleView Inspector::view(std::int64_t sample) {
     v.mean = to_vector(mean);
     v.stddev = to_vector(std);
   }
+  if (v.image_height > 0 && v.image_width > 0) {  // the whole image: one query per pixel
+    const auto pixels = torch::arange(v.image_height * v.image_width, torch::kLong);
+    Batch grid = batch;
+    grid.xt = pixel_coordinates(torch::div(pixels, v.image_width, "floor"), pixels % v.image_width, v.image_height,
+                                v.image_width)
+                  .unsqueeze(0)
+                  .to(batch.xc.device(), batch.xc.scalar_type());
+    grid.yt = torch::zeros({1, grid.xt.size(1), m.spec.y_dim}, grid.xt.options());
+    grid.shared_targets = false;
+    v.pixel_mean = to_vector(gaussian(m.model->forward(grid, DecodeRequest{}).prediction[0], m.config.bound_std).first);
+  }
   return v;
 }
 

@@ -39,6 +39,9 @@ struct SampleView {
   std::vector<float> stddev;   // [M*y_dim] regression only
   double metric = 0;           // accuracy or mean log-likelihood over this sample's targets
   std::int64_t image_height = 0, image_width = 0;  // image tasks: x = (row, column) in [-1, 1]^2
+  // Image tasks: the predicted mean at every pixel (row-major, height x width), the model asked at
+  // each pixel of the image with this context; empty for other tasks.
+  std::vector<float> pixel_mean;
 };
 
 struct InspectResult {

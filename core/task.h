@@ -67,6 +67,11 @@ class Task {
 
 using TaskFactory = std::function<std::unique_ptr<Task>(const Config&)>;
 
+// Image tasks: the input point of pixel (row, column) of a height x width image, in [-1, 1]^2
+// (x1 = row, x2 = column): [..., 2] float for long (or float) rows and columns of one shape.
+torch::Tensor pixel_coordinates(const torch::Tensor& rows, const torch::Tensor& columns, std::int64_t height,
+                                std::int64_t width);
+
 // Mixes a seed with a stream and an index (splitmix64), so that step t of seed s and batch j
 // of the evaluation set never share a random stream.
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);

@@ -80,10 +80,7 @@ Batch ImageTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation)
   auto images = pool.index_select(0, which).to(torch::kFloat32) / 255.0 - 0.5;  // [B, pixels]
   // A random subset of pixels per image: the first nc are the context, the next nt the targets.
   auto chosen = std::get<1>(torch::rand({batch, pixels}, gen).sort(1)).slice(1, 0, nc + nt);
-  auto rows = torch::div(chosen, width_, "floor").to(torch::kFloat32);
-  auto cols = (chosen % width_).to(torch::kFloat32);
-  // Coordinates in [-1, 1]^2: x1 = row, x2 = column.
-  auto x = torch::stack({rows / double(height_ - 1) * 2 - 1, cols / double(width_ - 1) * 2 - 1}, -1);
+  auto x = pixel_coordinates(torch::div(chosen, width_, "floor"), chosen % width_, height_, width_);
   auto y = images.gather(1, chosen).unsqueeze(-1);
   Batch b;
   b.xc = x.slice(1, 0, nc).contiguous();

@@ -224,8 +224,9 @@ namespace retreever::ui {
 
 ImageTaskView::ImageTaskView(QWidget* parent) : TaskView(parent) {
   setMinimumHeight(300);  // three images of 28 x 28 pixels at about 10 screen pixels each
-  setToolTip(tr("Left: the context pixels (the rest masked in blue). Middle: the prediction (context as given, "
-                "targets as predicted). Right: the ground truth at the targets. Click a target pixel to inspect it."));
+  setToolTip(tr("Left: the context pixels (the rest masked in blue). Middle: the model's predicted mean at every "
+                "pixel, the context pixels as given. Right: the ground truth at the pixels the sample drew (context "
+                "and targets). Click a target pixel to inspect it."));
 }
 
 QRectF ImageTaskView::panel(int i) const {
@@ -258,8 +259,13 @@ void ImageTaskView::paintEvent(QPaintEvent*) {
   const QRgb masked = qRgb(40, 60, 110);
   QImage context(W, H, QImage::Format_RGB32), prediction(W, H, QImage::Format_RGB32), truth(W, H, QImage::Format_RGB32);
   context.fill(masked);
-  prediction.fill(masked);
   truth.fill(masked);
+  // The prediction at every pixel where the model was asked at each (else masked as the others).
+  const bool whole = std::int64_t(sample_.pixel_mean.size()) == std::int64_t(H) * W;
+  prediction.fill(masked);
+  if (whole)
+    for (int r = 0; r < H; ++r)
+      for (int c = 0; c < W; ++c) prediction.setPixel(c, r, gray(sample_.pixel_mean[std::size_t(r) * W + c]));
   for (std::int64_t i = 0; i < sample_.context_size; ++i) {
     const auto px = pixelOf(&sample_.xc[i * 2]);
     context.setPixel(px, gray(sample_.yc[i]));
@@ -273,7 +279,7 @@ void ImageTaskView::paintEvent(QPaintEvent*) {
   }
   // A sample draws a subset of the pixels (context, then targets); the rest stay masked.
   const QStringList titles = {tr("context (%1 px)").arg(sample_.context_size),
-                              tr("prediction (%1 targets)").arg(sample_.target_count),
+                              whole ? tr("prediction (every pixel)") : tr("prediction (%1 targets)").arg(sample_.target_count),
                               tr("ground truth (the %1 drawn px)").arg(sample_.context_size + sample_.target_count)};
   const QImage* images[] = {&context, &prediction, &truth};
   for (int i = 0; i < 3; ++i) {

@@ -74,8 +74,8 @@ class GpTaskView : public TaskView {
   QCustomPlot* plot_;
 };
 
-// Image completion: the context mask, the prediction (context pixels as given, targets as
-// predicted means) and the ground truth side by side. Click a target pixel to inspect it; the
+// Image completion: the context mask, the prediction (the predicted mean at every pixel, the
+// context pixels as given) and the ground truth side by side. Click a target pixel to inspect it; the
 // pixels under the selected nodes are outlined in their node's colour.
 class ImageTaskView : public TaskView {
   Q_OBJECT

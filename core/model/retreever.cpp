@@ -5,6 +5,12 @@
 
 namespace retreever {
 
+torch::Tensor pixel_coordinates(const torch::Tensor& rows, const torch::Tensor& columns, std::int64_t height,
+                                std::int64_t width) {
+  const auto r = rows.to(torch::kFloat32), c = columns.to(torch::kFloat32);
+  return torch::stack({r / double(height - 1) * 2 - 1, c / double(width - 1) * 2 - 1}, -1);
+}
+
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   auto mix = [](std::uint64_t z) {
     z += 0x9e3779b97f4a7c15ULL;

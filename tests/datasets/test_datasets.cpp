@@ -9,8 +9,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "core/inspection.h"
+#include "core/model/retreever.h"
+#include "core/training/checkpoint.h"
 #include "datasets/idx.h"
 #include "datasets/tasks.h"
+#include "tests/small_config.h"
 
 using namespace retreever;
 using namespace retreever::datasets;
@@ -139,6 +143,48 @@ class TestDatasets : public QObject {
       QVERIFY(((u.yt + 0.5) * 255 >= 5 * 20 - 0.5).all().item<bool>());
       QVERIFY(torch::equal(seen.sample(4, seed, false).yc, b.yc));  // deterministic
     }
+  }
+
+  void the_inspector_predicts_every_pixel_of_an_image() {
+    // Tiny 6x5 images of varying pixels: the inspector asks the model at every pixel, and at the
+    // sample's target pixels that prediction is the targets' own (queries do not see each other).
+    QTemporaryDir dir;
+    const int n = 20, H = 6, W = 5;
+    QByteArray images = be32(0x803) + be32(n) + be32(H) + be32(W), labels = be32(0x801) + be32(n);
+    for (int i = 0; i < n; ++i) {
+      for (int p = 0; p < H * W; ++p) images += char((i * 37 + p * 11) % 251);
+      labels += char(i % 10);
+    }
+    for (const auto* split : {"train", "t10k"}) {
+      write_file(dir.filePath(QString(split) + "-images-idx3-ubyte").toStdString(), images, false);
+      write_file(dir.filePath(QString(split) + "-labels-idx1-ubyte").toStdString(), labels, false);
+    }
+    Config c = testing::small_config("image");
+    c.data_dir = dir.path().toStdString();
+    for (const auto* model : {"tca", "ca"}) {
+      c.model = model;
+      torch::manual_seed(3);
+      auto task = make_task(c);
+      ReTreever net(c, task->spec());
+      Inspector inspector(Snapshot{c, serialize_parameters(*net), 0}, make_task);
+      const auto v = inspector.view(0);
+      QCOMPARE(std::int64_t(v.pixel_mean.size()), std::int64_t(H * W));
+      for (std::int64_t j = 0; j < v.target_count; ++j) {
+        const int r = int(std::lround((v.xt[2 * j] + 1) / 2 * (H - 1)));
+        const int col = int(std::lround((v.xt[2 * j + 1] + 1) / 2 * (W - 1)));
+        const float at_pixel = v.pixel_mean[std::size_t(r * W + col)];
+        QVERIFY2(std::abs(at_pixel - v.mean[j]) < 1e-4,
+                 qPrintable(QString("%1, target %2: %3 vs %4").arg(model).arg(j).arg(at_pixel).arg(v.mean[j])));
+      }
+      // Not one value everywhere: the pixels' positions reach the prediction.
+      const auto [lo, hi] = std::minmax_element(v.pixel_mean.begin(), v.pixel_mean.end());
+      QVERIFY(*hi - *lo > 1e-6);
+    }
+    // Other tasks have no pixels.
+    Config copy = testing::small_config("copy");
+    torch::manual_seed(3);
+    ReTreever net(copy, make_task(copy)->spec());
+    QVERIFY(Inspector(Snapshot{copy, serialize_parameters(*net), 0}, make_task).view(0).pixel_mean.empty());
   }
 
   void image_task_explains_missing_and_broken_files() {
