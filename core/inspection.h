@@ -42,6 +42,10 @@ struct SampleView {
   // Image tasks: the predicted mean at every pixel (row-major, height x width), the model asked at
   // each pixel of the image with this context; empty for other tasks.
   std::vector<float> pixel_mean;
+  // One-input regression (GP): the model asked along x, from left of the leftmost point to right of
+  // the rightmost, at evenly spaced inputs and at every target's own x (sorted): the predicted
+  // function and its band between and beyond the targets; empty for other tasks.
+  std::vector<float> curve_x, curve_mean, curve_stddev;
 };
 
 struct InspectResult {

@@ -145,16 +145,23 @@ void GpTaskView::highlightChanged() {
 void GpTaskView::redraw() {
   plot_->clearGraphs();
   if (sample_.context_size == 0) return;
-  // Predicted mean and band at the targets, sorted by x so that the line reads left to right.
-  std::vector<std::int64_t> order(sample_.target_count);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sample_.xt[a] < sample_.xt[b]; });
+  // Predicted mean and band along x: the model's curve where the inspector asked for one (evenly
+  // spaced and at the targets), else at the targets alone, sorted so that the line reads left to right.
   QVector<double> x, mean, lo, hi;
-  for (auto j : order) {
-    x << sample_.xt[j];
-    mean << sample_.mean[j];
-    lo << sample_.mean[j] - 2 * sample_.stddev[j];
-    hi << sample_.mean[j] + 2 * sample_.stddev[j];
+  auto point = [&](double at, double m, double sd) {
+    x << at;
+    mean << m;
+    lo << m - 2 * sd;
+    hi << m + 2 * sd;
+  };
+  if (!sample_.curve_x.empty()) {
+    for (std::size_t i = 0; i < sample_.curve_x.size(); ++i)
+      point(sample_.curve_x[i], sample_.curve_mean[i], sample_.curve_stddev[i]);
+  } else {
+    std::vector<std::int64_t> order(sample_.target_count);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sample_.xt[a] < sample_.xt[b]; });
+    for (auto j : order) point(sample_.xt[j], sample_.mean[j], sample_.stddev[j]);
   }
   auto* upper = plot_->addGraph();
   upper->setData(x, hi, true);

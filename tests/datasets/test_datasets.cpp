@@ -187,6 +187,33 @@ class TestDatasets : public QObject {
     QVERIFY(Inspector(Snapshot{copy, serialize_parameters(*net), 0}, make_task).view(0).pixel_mean.empty());
   }
 
+  void the_inspector_draws_a_gp_curve_through_the_targets() {
+    // The GP view's curve: evenly spaced inputs over every point and a margin, plus each target's x,
+    // sorted; at a target's x it is the target's own prediction.
+    Config c = testing::small_config("gp");
+    for (const auto* model : {"tca", "ca"}) {
+      c.model = model;
+      torch::manual_seed(4);
+      ReTreever net(c, make_task(c)->spec());
+      Inspector inspector(Snapshot{c, serialize_parameters(*net), 0}, make_task);
+      const auto v = inspector.view(inspector.typical_sample());
+      QVERIFY(v.pixel_mean.empty());
+      QVERIFY(v.curve_x.size() > std::size_t(v.target_count) + 100);
+      QCOMPARE(v.curve_mean.size(), v.curve_x.size());
+      QCOMPARE(v.curve_stddev.size(), v.curve_x.size());
+      QVERIFY(std::is_sorted(v.curve_x.begin(), v.curve_x.end()));
+      for (float x : v.xc) QVERIFY(v.curve_x.front() < x && x < v.curve_x.back());
+      for (float sd : v.curve_stddev) QVERIFY(sd > 0);
+      for (std::int64_t j = 0; j < v.target_count; ++j) {
+        const auto at = std::find(v.curve_x.begin(), v.curve_x.end(), v.xt[j]);
+        QVERIFY(at != v.curve_x.end());
+        const auto i = std::size_t(at - v.curve_x.begin());
+        QVERIFY2(std::abs(v.curve_mean[i] - v.mean[j]) < 1e-4 && std::abs(v.curve_stddev[i] - v.stddev[j]) < 1e-4,
+                 qPrintable(QString("%1, target %2: %3 vs %4").arg(model).arg(j).arg(v.curve_mean[i]).arg(v.mean[j])));
+      }
+    }
+  }
+
   void image_task_explains_missing_and_broken_files() {
     QTemporaryDir dir;
     auto message = [](const std::string& folder) {
