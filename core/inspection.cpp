@@ -175,9 +175,8 @@ SampleView Inspector::view(std::int64_t sample) {
     constexpr std::int64_t kCurvePoints = 200;
     const auto xs = torch::cat({batch.xc[0].flatten(), batch.xt[0].flatten()}).to(torch::kCPU, torch::kFloat32);
     const double lo = xs.min().item<double>(), hi = xs.max().item<double>(), margin = 0.05 * std::max(hi - lo, 1e-3);
-    auto x = std::get<0>(torch::cat({torch::linspace(lo - margin, hi + margin, kCurvePoints), batch.xt[0].flatten().cpu()})
-                             .to(torch::kFloat32)
-                             .sort());
+    const auto even = torch::linspace(lo - margin, hi + margin, kCurvePoints);
+    auto x = std::get<0>(torch::cat({even, batch.xt[0].flatten().to(torch::kCPU, torch::kFloat32)}).sort());
     Batch curve = batch;
     curve.xt = x.reshape({1, -1, 1}).to(batch.xt.device(), batch.xt.scalar_type());
     curve.yt = torch::zeros_like(curve.xt);

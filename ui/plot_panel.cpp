@@ -186,7 +186,8 @@ void PlotPanel::rebuild() {
       et << e.tokens_per_query;
     }
     const bool accuracy = run->config.is_classification();
-    const QString metric = accuracy ? tr("accuracy %") : tr("log-likelihood") + (axes.mixed() ? tr(" (right)") : QString());
+    const QString metric =
+        accuracy ? tr("accuracy %") : tr("log-likelihood") + (axes.mixed() ? tr(" (right)") : QString());
     const int eval_series = add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
     axes.place(specs[kEval].series[eval_series], accuracy);
     add(kTokens, run->name, run->color, LineDash::solid, es, et, true);

@@ -286,7 +286,8 @@ void ImageTaskView::paintEvent(QPaintEvent*) {
   }
   // A sample draws a subset of the pixels (context, then targets); the rest stay masked.
   const QStringList titles = {tr("context (%1 px)").arg(sample_.context_size),
-                              whole ? tr("prediction (every pixel)") : tr("prediction (%1 targets)").arg(sample_.target_count),
+                              whole ? tr("prediction (every pixel)")
+                                    : tr("prediction (%1 targets)").arg(sample_.target_count),
                               tr("ground truth (the %1 drawn px)").arg(sample_.context_size + sample_.target_count)};
   const QImage* images[] = {&context, &prediction, &truth};
   for (int i = 0; i < 3; ++i) {

@@ -290,8 +290,9 @@ class TestStudio : public QObject {
     QCOMPARE(scatter->graph(0)->valueAxis(), scatter->yAxis);
     QCOMPARE(scatter->graph(1)->valueAxis(), scatter->yAxis2);
     const auto left = scatter->yAxis->range(), right = scatter->yAxis2->range();
-    QVERIFY2(right.contains(-0.8) && left.contains(70),
-             qPrintable(QString("left %1..%2, right %3..%4").arg(left.lower).arg(left.upper).arg(right.lower).arg(right.upper)));
+    QVERIFY2(right.contains(-0.8) && left.contains(70), qPrintable(QString("left %1..%2, right %3..%4")
+                                                                       .arg(left.lower).arg(left.upper)
+                                                                       .arg(right.lower).arg(right.upper)));
     // The GP run alone: one axis, named by its metric.
     copy.visible = false;
     panel.setRuns({&copy, &gp});
