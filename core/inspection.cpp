@@ -170,32 +170,31 @@ SampleView Inspector::view(std::int64_t sample) {
     v.mean = to_vector(mean);
     v.stddev = to_vector(std);
   }
-  if (!m.spec.classification() && m.spec.x_dim == 1 && m.spec.y_dim == 1 && v.image_height == 0) {
+  // The model asked at other inputs x [1, Q, x_dim] with this sample's context: mean and std per query.
+  auto ask = [&](const torch::Tensor& x) {
+    Batch at = batch;
+    at.xt = x.to(batch.xc.device(), batch.xc.scalar_type());
+    at.yt = torch::zeros({1, at.xt.size(1), m.spec.y_dim}, at.xt.options());
+    at.shared_targets = false;
+    return gaussian(m.model->forward(at, DecodeRequest{}).prediction[0], m.config.bound_std);
+  };
+  if (!m.spec.classification() && m.spec.x_dim == 1 && m.spec.y_dim == 1) {
     // The function along x: evenly spaced inputs over the points' span and a margin, and the targets.
     constexpr std::int64_t kCurvePoints = 200;
     const auto xs = torch::cat({batch.xc[0].flatten(), batch.xt[0].flatten()}).to(torch::kCPU, torch::kFloat32);
     const double lo = xs.min().item<double>(), hi = xs.max().item<double>(), margin = 0.05 * std::max(hi - lo, 1e-3);
     const auto even = torch::linspace(lo - margin, hi + margin, kCurvePoints);
     auto x = std::get<0>(torch::cat({even, batch.xt[0].flatten().to(torch::kCPU, torch::kFloat32)}).sort());
-    Batch curve = batch;
-    curve.xt = x.reshape({1, -1, 1}).to(batch.xt.device(), batch.xt.scalar_type());
-    curve.yt = torch::zeros_like(curve.xt);
-    curve.shared_targets = false;
-    auto [mean, std] = gaussian(m.model->forward(curve, DecodeRequest{}).prediction[0], m.config.bound_std);
+    auto [mean, std] = ask(x.reshape({1, -1, 1}));
     v.curve_x = to_vector(x);
     v.curve_mean = to_vector(mean);
     v.curve_stddev = to_vector(std);
   }
   if (v.image_height > 0 && v.image_width > 0) {  // the whole image: one query per pixel
     const auto pixels = torch::arange(v.image_height * v.image_width, torch::kLong);
-    Batch grid = batch;
-    grid.xt = pixel_coordinates(torch::div(pixels, v.image_width, "floor"), pixels % v.image_width, v.image_height,
-                                v.image_width)
-                  .unsqueeze(0)
-                  .to(batch.xc.device(), batch.xc.scalar_type());
-    grid.yt = torch::zeros({1, grid.xt.size(1), m.spec.y_dim}, grid.xt.options());
-    grid.shared_targets = false;
-    v.pixel_mean = to_vector(gaussian(m.model->forward(grid, DecodeRequest{}).prediction[0], m.config.bound_std).first);
+    const auto x = pixel_coordinates(torch::div(pixels, v.image_width, "floor"), pixels % v.image_width,
+                                     v.image_height, v.image_width);
+    v.pixel_mean = to_vector(ask(x.unsqueeze(0)).first);
   }
   return v;
 }
