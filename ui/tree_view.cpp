@@ -108,6 +108,12 @@ void TreeView::fit() {
   update();
 }
 
+double TreeView::treeWidth() const { return (width() - 2 * kMargin) * zoom_; }
+
+double TreeView::spacing(std::int64_t level) const {
+  return treeWidth() / double(result_->shape.level_size(level));
+}
+
 QPointF TreeView::nodePos(std::int64_t id) const {
   const auto& r = *result_;
   const auto& n = r.nodes[id];
@@ -115,7 +121,7 @@ QPointF TreeView::nodePos(std::int64_t id) const {
   const double slots = double(s.padded());
   const double per_node = slots / double(s.level_size(n.level));
   const double u = (double(n.index) + 0.5) * per_node / slots;  // 0..1 across the leaves
-  const double w = (width() - 2 * kMargin) * zoom_;
+  const double w = treeWidth();
   const double rows = double(s.levels() - 1);
   const double v = rows > 0 ? double(n.level) / rows : 0.5;
   return {kMargin + u * w + pan_.x(), kMargin + v * (height() - 2 * kMargin) + pan_.y()};
@@ -123,11 +129,10 @@ QPointF TreeView::nodePos(std::int64_t id) const {
 
 double TreeView::nodeRadius(std::int64_t id) const {
   const auto& s = result_->shape;
-  const double spacing = (width() - 2 * kMargin) * zoom_ / double(s.level_size(result_->nodes[id].level));
   // No wider than its level's spacing allows, nor taller than a row (deep trees have thin rows).
   const double rows = std::max<double>(1, double(s.levels() - 1));
   const double row_height = (height() - 2 * kMargin) / rows;
-  double radius = std::clamp(std::min(spacing, row_height) * 0.35, 1.5, kMaxRadius);
+  double radius = std::clamp(std::min(spacing(result_->nodes[id].level), row_height) * 0.35, 1.5, kMaxRadius);
   const double p = probabilityOf(id);
   if (p >= 0 && result_->nodes[id].level <= revealed_) radius *= 0.7 + 0.6 * p;  // size by the policy
   const auto role = roleOf(id);
@@ -136,18 +141,16 @@ double TreeView::nodeRadius(std::int64_t id) const {
 }
 
 double TreeView::indexAt(std::int64_t level, double x) const {
-  // Node i of the level sits at x = kMargin + (i + 0.5) / count * w + pan (nodePos).
-  const double w = (width() - 2 * kMargin) * zoom_;
-  return (x - kMargin - pan_.x()) / w * double(result_->shape.level_size(level)) - 0.5;
+  // Node i of the level sits at x = kMargin + (i + 0.5) * spacing + pan (nodePos).
+  return (x - kMargin - pan_.x()) / spacing(level) - 0.5;
 }
 
 TreeView::Span TreeView::visibleSpan(std::int64_t level) const {
   const auto count = result_->shape.level_size(level);
-  const double w = (width() - 2 * kMargin) * zoom_;
   Span span;
   span.first = std::clamp<std::int64_t>(std::int64_t(std::floor(indexAt(level, -50))), 0, count);
   span.last = std::clamp<std::int64_t>(std::int64_t(std::ceil(indexAt(level, width() + 50))) + 1, 0, count);
-  span.collapsed = w / double(count) < kMinSpacing;
+  span.collapsed = spacing(level) < kMinSpacing;
   return span;
 }
 
@@ -199,9 +202,8 @@ void TreeView::drawEdge(QPainter& painter, std::int64_t id, Edges which) {
     // below its parent (odd b) writes to the right, where the next sibling's label needs room too.
     const QString text = QString::number(p, 'f', 2);
     const double w = painter.fontMetrics().horizontalAdvance(text);
-    const double spacing = (width() - 2 * kMargin) * zoom_ / double(result_->shape.level_size(n.level));
     const bool left = b.x() < a.x() - 0.5, below = std::abs(b.x() - a.x()) <= 0.5;
-    if (below && spacing / 2 < w + 4) return;  // the tooltip still gives it
+    if (below && spacing(n.level) / 2 < w + 4) return;  // the tooltip still gives it
     const QPointF mid = (a + b) / 2;
     painter.setPen(palette().color(QPalette::Text));
     painter.drawText(left ? mid + QPointF(-4 - w, 0) : mid + QPointF(4, 0), text);

@@ -58,6 +58,8 @@ class TreeView : public QWidget {
   void resizeEvent(QResizeEvent*) override;
 
  private:
+  double treeWidth() const;                   // the leaves' row in pixels, zoomed
+  double spacing(std::int64_t level) const;   // pixels between neighbouring nodes of a level
   std::int64_t nodeAt(const QPointF& p) const;
   double probabilityOf(std::int64_t id) const;  // policy probability of reaching id from its parent
   // The nodes of a level that fall on the widget, [first, last); collapsed when they stand too
