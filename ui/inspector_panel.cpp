@@ -86,6 +86,7 @@ QWidget* InspectorPanel::exportTarget() const { return body_; }
 void InspectorPanel::clear() {
   ++load_ticket_;  // a load still running for an earlier snapshot is dropped when it ends
   inspector_.reset();
+  viewed_sample_ = -1;
   result_.reset();
   tree_->clear();
   summary_->setText(tr("No model yet: start training or open a checkpoint."));
@@ -127,6 +128,7 @@ void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
 void InspectorPanel::install(std::shared_ptr<Inspector> inspector, const std::string& task) {
   const bool first = !inspector_ || inspector_->config().task != task;  // a new task opens on a typical sample
   inspector_ = std::move(inspector);
+  viewed_sample_ = -1;  // a new model: its views are new
   const auto& view = task_info(task).view;
   views_->setCurrentWidget(view == "function" ? static_cast<QWidget*>(gp_view_)
                            : view == "image"  ? static_cast<QWidget*>(image_view_)
@@ -179,10 +181,16 @@ void InspectorPanel::refresh() {
   if (!inspector_) return;
   const auto s = sample();
   try {
-    auto view = inspector_->view(s);
-    query_ = std::clamp<std::int64_t>(query_, 0, view.target_count - 1);
+    // The sample's view (its predictions, the GP curve, the image at every pixel) is the same for
+    // every query: computed when the sample or the model changes, not on each click.
+    if (s != viewed_sample_) {
+      const auto view = inspector_->view(s);
+      taskView()->setSample(view);
+      viewed_sample_ = s;
+      viewed_targets_ = view.target_count;
+    }
+    query_ = std::clamp<std::int64_t>(query_, 0, viewed_targets_ - 1);
     result_ = inspector_->inspect(s, query_);
-    taskView()->setSample(view);
     tree_->setResult(*result_);
     updateHighlight();
     level_slider_->blockSignals(true);

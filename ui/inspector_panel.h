@@ -56,6 +56,8 @@ class InspectorPanel : public QWidget {
   bool loading_ = false;
   std::optional<InspectResult> result_;
   std::int64_t query_ = 0;
+  std::int64_t viewed_sample_ = -1;  // the sample the task view shows (-1: none, or another model's)
+  std::int64_t viewed_targets_ = 0;
   QSpinBox* sample_spin_;
   QSlider* level_slider_;
   QLabel* summary_;
