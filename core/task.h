@@ -2,10 +2,12 @@
 // Tasks live in datasets/ (which depends on core); core only knows this interface.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -71,6 +73,10 @@ using TaskFactory = std::function<std::unique_ptr<Task>(const Config&)>;
 // (x1 = row, x2 = column): [..., 2] float for long (or float) rows and columns of one shape.
 torch::Tensor pixel_coordinates(const torch::Tensor& rows, const torch::Tensor& columns, std::int64_t height,
                                 std::int64_t width);
+// Its inverse for one point x = (x1, x2): the (row, column) of the nearest pixel.
+inline std::pair<std::int64_t, std::int64_t> pixel_of(const float* x, std::int64_t height, std::int64_t width) {
+  return {std::llround((x[0] + 1) / 2 * double(height - 1)), std::llround((x[1] + 1) / 2 * double(width - 1))};
+}
 
 // Mixes a seed with a stream and an index (splitmix64), so that step t of seed s and batch j
 // of the evaluation set never share a random stream.

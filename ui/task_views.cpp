@@ -6,7 +6,6 @@
 #include <QPainter>
 #include <QVBoxLayout>
 #include <algorithm>
-#include <numeric>
 
 #include "ui/qcp.h"
 #include "ui/tree_view.h"
@@ -145,23 +144,14 @@ void GpTaskView::highlightChanged() {
 void GpTaskView::redraw() {
   plot_->clearGraphs();
   if (sample_.context_size == 0) return;
-  // Predicted mean and band along x: the model's curve where the inspector asked for one (evenly
-  // spaced and at the targets), else at the targets alone, sorted so that the line reads left to right.
+  // Predicted mean and band along x: the model's curve (evenly spaced inputs and the targets, sorted).
   QVector<double> x, mean, lo, hi;
-  auto point = [&](double at, double m, double sd) {
-    x << at;
+  for (std::size_t i = 0; i < sample_.curve_x.size(); ++i) {
+    const double m = sample_.curve_mean[i], sd = sample_.curve_stddev[i];
+    x << sample_.curve_x[i];
     mean << m;
     lo << m - 2 * sd;
     hi << m + 2 * sd;
-  };
-  if (!sample_.curve_x.empty()) {
-    for (std::size_t i = 0; i < sample_.curve_x.size(); ++i)
-      point(sample_.curve_x[i], sample_.curve_mean[i], sample_.curve_stddev[i]);
-  } else {
-    std::vector<std::int64_t> order(sample_.target_count);
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sample_.xt[a] < sample_.xt[b]; });
-    for (auto j : order) point(sample_.xt[j], sample_.mean[j], sample_.stddev[j]);
   }
   auto* upper = plot_->addGraph();
   upper->setData(x, hi, true);
@@ -242,9 +232,8 @@ QRectF ImageTaskView::panel(int i) const {
 }
 
 QPoint ImageTaskView::pixelOf(const float* x) const {
-  const int r = int(std::lround((x[0] + 1) / 2 * double(sample_.image_height - 1)));
-  const int c = int(std::lround((x[1] + 1) / 2 * double(sample_.image_width - 1)));
-  return {c, r};
+  const auto [r, c] = pixel_of(x, sample_.image_height, sample_.image_width);
+  return {int(c), int(r)};
 }
 
 QPointF ImageTaskView::targetCenter(std::int64_t j) const {

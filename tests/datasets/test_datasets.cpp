@@ -159,6 +159,11 @@ class TestDatasets : public QObject {
       write_file(dir.filePath(QString(split) + "-images-idx3-ubyte").toStdString(), images, false);
       write_file(dir.filePath(QString(split) + "-labels-idx1-ubyte").toStdString(), labels, false);
     }
+    // pixel_of inverts pixel_coordinates at every pixel.
+    const auto index = torch::arange(H * W, torch::kLong);
+    const auto points = pixel_coordinates(torch::div(index, W, "floor"), index % W, H, W).contiguous();
+    for (int p = 0; p < H * W; ++p)
+      QCOMPARE(pixel_of(points[p].data_ptr<float>(), H, W), (std::pair<std::int64_t, std::int64_t>(p / W, p % W)));
     Config c = testing::small_config("image");
     c.data_dir = dir.path().toStdString();
     for (const auto* model : {"tca", "ca"}) {
@@ -170,8 +175,7 @@ class TestDatasets : public QObject {
       const auto v = inspector.view(0);
       QCOMPARE(std::int64_t(v.pixel_mean.size()), std::int64_t(H * W));
       for (std::int64_t j = 0; j < v.target_count; ++j) {
-        const int r = int(std::lround((v.xt[2 * j] + 1) / 2 * (H - 1)));
-        const int col = int(std::lround((v.xt[2 * j + 1] + 1) / 2 * (W - 1)));
+        const auto [r, col] = pixel_of(&v.xt[2 * j], H, W);
         const float at_pixel = v.pixel_mean[std::size_t(r * W + col)];
         QVERIFY2(std::abs(at_pixel - v.mean[j]) < 1e-4,
                  qPrintable(QString("%1, target %2: %3 vs %4").arg(model).arg(j).arg(at_pixel).arg(v.mean[j])));
