@@ -155,7 +155,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     graphs << g;
     g->setName(QString::fromStdString(s.label));
     g->removeFromLegend();
-    if (!s.label.empty()) g->addToLegend();
+    if (!s.label.empty() && s.in_legend) g->addToLegend();
     g->setPen(QPen(colour, 1.8, pen_style(s.dash)));
     g->setLineStyle(s.line ? QCPGraph::lsLine : QCPGraph::lsNone);
     if (s.markers)
@@ -232,7 +232,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     int rows = 0;
     std::size_t longest = 0;
     for (const auto& s : spec.series)
-      if (!s.label.empty()) ++rows, longest = std::max(longest, s.label.size());
+      if (!s.label.empty() && s.in_legend) ++rows, longest = std::max(longest, s.label.size());
     const QFontMetrics metrics(plot->legend->font());
     const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
@@ -252,13 +252,13 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     int covered = 0;
     const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
     int shown = 0;
-    for (const auto& s : spec.series) shown += !s.label.empty() && !s.x.empty();
+    for (const auto& s : spec.series) shown += !s.label.empty() && s.in_legend && !s.x.empty();
     // A hidden legend still takes its layout row: only a shown one goes below the axes.
     const bool visible = spec.legend && shown > 0 && shown <= 12;
     place_legend(plot, visible && covered > 0 && rows > 1, corner);
   }
   int labelled = 0;
-  for (const auto& s : spec.series) labelled += !s.label.empty() && !s.x.empty();
+  for (const auto& s : spec.series) labelled += !s.label.empty() && s.in_legend && !s.x.empty();
   plot->legend->setVisible(spec.legend && labelled > 0 && labelled <= 12);
   return graphs;
 }

@@ -158,6 +158,12 @@ void PlotPanel::rebuild() {
   for (const auto* run : runs_)
     if (run->visible) axes.add(run->config.is_classification());
   axes.label(specs[kEval]);
+  // The loss terms: one line a term (dashes) a run (colours). Above 12 lines the legend lists each
+  // run once (its TCA term) and a key of the dashes, instead of every line.
+  int term_lines = 0;
+  for (const auto* run : runs_)
+    if (run->visible) term_lines += decoder_info(run->config.model).policy ? 4 : 1;
+  const bool term_key = term_lines > 12;
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
@@ -174,9 +180,10 @@ void PlotPanel::rebuild() {
     add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(loss, alpha), false);
     add(kTerms, run->name + " TCA", run->color, LineDash::solid, steps, smooth(tca, alpha), false);
     if (decoder_info(run->config.model).policy) {
-      add(kTerms, run->name + " CA", run->color, LineDash::dash, steps, smooth(ca, alpha), false);
-      add(kTerms, run->name + " RL", run->color, LineDash::dot, steps, smooth(rl, alpha), false);
-      add(kTerms, run->name + " entropy", run->color, LineDash::dash_dot, steps, smooth(entropy, alpha), false);
+      for (int t : {add(kTerms, run->name + " CA", run->color, LineDash::dash, steps, smooth(ca, alpha), false),
+                    add(kTerms, run->name + " RL", run->color, LineDash::dot, steps, smooth(rl, alpha), false),
+                    add(kTerms, run->name + " entropy", run->color, LineDash::dash_dot, steps, smooth(entropy, alpha), false)})
+        specs[kTerms].series[t].in_legend = !term_key;
     }
     add(kLr, run->name, run->color, LineDash::solid, steps, lr, false);
     QVector<double> es, ev, et;
@@ -199,6 +206,12 @@ void PlotPanel::rebuild() {
       }
       position_series.insert(add(kPositions, run->name, run->color, LineDash::solid, pos, acc, true), run->id);
     }
+  }
+  if (term_key) {
+    const QColor key = palette().color(QPalette::WindowText);
+    add(kTerms, tr("CA (dashed)"), key, LineDash::dash, {}, {}, false);
+    add(kTerms, tr("RL (dotted)"), key, LineDash::dot, {}, {}, false);
+    add(kTerms, tr("entropy (dash-dot)"), key, LineDash::dash_dot, {}, {}, false);
   }
   position_graphs_.clear();
   for (int i = 0; i < kCount; ++i) {

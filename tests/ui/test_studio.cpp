@@ -301,6 +301,50 @@ class TestStudio : public QObject {
     QCOMPARE(eval->yAxis->label(), QString("log-likelihood"));
   }
 
+  void loss_terms_of_many_runs_keep_a_legend_of_runs_and_dashes() {
+    // Four lines a TCA run: five runs would need 20 legend entries. The legend lists each run once
+    // and a key of the dashes instead; two runs keep their eight entries.
+    std::vector<RunRecord> runs(5);
+    QList<const RunRecord*> shown;
+    for (int i = 0; i < 5; ++i) {
+      runs[i].id = i + 1;
+      runs[i].name = QString("#%1").arg(i + 1);
+      runs[i].config = Config::preset("copy");
+      runs[i].color = run_color(i);
+      for (int step : {1, 2, 3}) {
+        StepMetrics m;
+        m.step = step;
+        m.loss = m.tca_loss = m.ca_loss = 1.0 / step;
+        m.rl_loss = -0.1 * step;
+        m.entropy = 0.5;
+        runs[i].history.steps.push_back(m);
+      }
+      shown << &runs[i];
+    }
+    PlotPanel panel;
+    panel.setRuns(shown);
+    auto* terms = panel.plots()[1];
+    QCOMPARE(terms->graphCount(), 5 * 4 + 3);
+    QVERIFY(terms->legend->visible());
+    auto legend_names = [terms] {  // a wrapped legend's grid may hold empty cells
+      QStringList names;
+      for (int i = 0; i < terms->legend->itemCount(); ++i)
+        if (auto* item = qobject_cast<QCPPlottableLegendItem*>(terms->legend->item(i))) names << item->plottable()->name();
+      return names;
+    };
+    const auto names = legend_names();
+    QCOMPARE(names.size(), 5 + 3);
+    QVERIFY2(names.contains("#1 TCA") && names.contains("CA (dashed)") && names.contains("RL (dotted)") &&
+                 names.contains("entropy (dash-dot)") && !names.contains("#1 CA"),
+             qPrintable(names.join(", ")));
+    // The lines keep their names (the readout under the pointer shows them).
+    QCOMPARE(terms->graph(1)->name(), QString("#1 CA"));
+    panel.setRuns({shown[0], shown[1]});
+    QCOMPARE(terms->graphCount(), 8);
+    QCOMPARE(legend_names().size(), 8);
+    QVERIFY(legend_names().contains("#2 RL"));
+  }
+
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
     MainWindow w;
     auto* panel = w.experiment();
