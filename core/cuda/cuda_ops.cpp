@@ -217,6 +217,55 @@ struct SoftmaxFunction : public torch::autograd::Function<SoftmaxFunction> {
   }
 };
 
+// q [B,M,H,d], k and v [B,N,H,d] with their last dimension contiguous; mask [B,N] bool or empty.
+cuda::DenseArgs dense_args(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const torch::Tensor& mask) {
+  cuda::DenseArgs a;
+  a.q = q.data_ptr<float>();
+  a.k = k.data_ptr<float>();
+  a.v = v.data_ptr<float>();
+  a.qsb = q.stride(0), a.qsm = q.stride(1), a.qsh = q.stride(2);
+  a.ksb = k.stride(0), a.ksn = k.stride(1), a.ksh = k.stride(2);
+  a.vsb = v.stride(0), a.vsn = v.stride(1), a.vsh = v.stride(2);
+  if (mask.numel() > 0) a.mask = mask.data_ptr<bool>();
+  a.B = q.size(0), a.M = q.size(1), a.N = k.size(1), a.H = q.size(2), a.d = q.size(3);
+  return a;
+}
+
+struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& mask) {
+    c10::cuda::CUDAGuard guard(q.device());
+    auto a = dense_args(q, k, v, mask);
+    auto out = torch::empty({a.B, a.M, a.H, a.d}, q.options());
+    auto stats = torch::empty({a.B, a.H, a.M, 2}, q.options());
+    a.out = out.data_ptr<float>();
+    a.stats = stats.data_ptr<float>();
+    check(cuda::dense_attention_forward(a, stream()), "dense attention (CUDA)");
+    ctx->save_for_backward({q, k, v, mask, out, stats});
+    return out;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[4], &stats = saved[5];
+    c10::cuda::CUDAGuard guard(q.device());
+    cuda::DenseGradArgs g;
+    g.f = dense_args(q, k, v, saved[3]);
+    g.f.out = out.data_ptr<float>();
+    g.f.stats = stats.data_ptr<float>();
+    auto dout = grads[0].contiguous();
+    auto dq = torch::empty_like(out), dk = torch::empty({g.f.B, g.f.N, g.f.H, g.f.d}, q.options()),
+         dv = torch::empty_like(dk), delta = torch::empty({g.f.B, g.f.H, g.f.M}, q.options());
+    g.dout = dout.data_ptr<float>();
+    g.delta = delta.data_ptr<float>();
+    g.dq = dq.data_ptr<float>();
+    g.dk = dk.data_ptr<float>();
+    g.dv = dv.data_ptr<float>();
+    check(cuda::dense_attention_backward(g, stream()), "dense attention backward (CUDA)");
+    return {dq, dk, dv, torch::Tensor()};
+  }
+};
+
 // x [.., in], weight [out, in], bias [out]: the same gradients as torch::linear's, the bias's by
 // column_sum.
 struct LinearFunction : public torch::autograd::Function<LinearFunction> {
@@ -351,6 +400,28 @@ bool use_cuda_softmax(const torch::Tensor& x) {
 
 torch::Tensor softmax_cuda(const torch::Tensor& x) { return SoftmaxFunction::apply(x); }
 
+bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& mask) {
+  if (!kernels_take(q) || autocast_on() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return false;
+  const auto B = q.size(0), M = q.size(1), H = q.size(2), d = q.size(3), N = k.size(1);
+  const auto same = [&](const torch::Tensor& t) {
+    return t.scalar_type() == torch::kFloat && t.device() == q.device() && t.size(0) == B && t.size(1) == N &&
+           t.size(2) == H && t.size(3) == d;
+  };
+  const bool mask_ok = !mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool &&
+                                           mask.size(0) == B && mask.size(1) == N && mask.device() == q.device());
+  return cuda::dense_head_dim_supported(d) && same(k) && same(v) && N > 0 && mask_ok &&
+         B * H * M >= kCudaDenseMinQueries;
+}
+
+torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& mask) {
+  // The kernels read rows with their last dimension contiguous; other strides are taken as they are.
+  auto rows = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
+  auto m = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
+  return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m);
+}
+
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return kernels_take(x) && !autocast_on() && x.dim() >= 2 && bias.defined() && weight.dim() == 2 && bias.dim() == 1 &&
          x.size(-1) == weight.size(1) && bias.size(0) == weight.size(0) && weight.scalar_type() == torch::kFloat &&
@@ -366,6 +437,16 @@ torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, c
 bool use_cuda_softmax(const torch::Tensor&) { return false; }
 
 torch::Tensor softmax_cuda(const torch::Tensor&) { throw std::logic_error("softmax_cuda: built without CUDA"); }
+
+bool use_cuda_dense_attention(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                              const torch::Tensor&) {
+  return false;
+}
+
+torch::Tensor dense_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                   const torch::Tensor&) {
+  throw std::logic_error("dense_attention_cuda: built without CUDA");
+}
 
 bool use_cuda_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
 

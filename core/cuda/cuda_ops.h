@@ -70,6 +70,20 @@ constexpr std::int64_t kCudaLinearMinRows = 4096;
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
+// Dense attention of every query over every key of its batch row, one kernel forward and two
+// backward, without the [B,H,M,N] scores and weights in memory: q [B,M,H,dh] (a batch stride of 0
+// shares the queries), k, v [B,N,H,dh], mask [B,N] bool (true = read) or undefined; returns
+// [B,M,H,dh]. Masked keys score as masked_score's, so a row with every key masked reads them all
+// evenly, as the tensor path does. The test: float32 CUDA tensors outside autocast, head dimension
+// 16 or 32, and at least kCudaDenseMinQueries (batch row, head, query) triples: with fewer, the
+// kernels' blocks would not fill the GPU (one query's thread walks every key), and the chunked
+// matmuls serve better (inference over a long context).
+constexpr std::int64_t kCudaDenseMinQueries = 16384;
+bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& mask);
+torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& mask);
+
 GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& idx, const torch::Tensor& mask, bool scores);
 

@@ -124,6 +124,34 @@ struct ColumnSumArgs {
 std::int64_t column_sum_parts(std::int64_t R);
 int column_sum(const ColumnSumArgs& a, void* stream);
 
+// Dense attention, fused: every query of a batch row reads every key of that row (masked keys score
+// half the lowest float, as in the group kernels), without the [B,H,M,N] scores in memory. Rows
+// may be strided (the last dimension contiguous; a batch stride of 0 shares the queries).
+inline bool dense_head_dim_supported(std::int64_t d) { return d == 16 || d == 32; }
+struct DenseArgs {
+  const float* q = nullptr;  // [B,M,H,d] at strides qsb, qsm, qsh
+  const float* k = nullptr;  // [B,N,H,d] at strides ksb, ksn, ksh
+  const float* v = nullptr;  // [B,N,H,d] at strides vsb, vsn, vsh
+  std::int64_t qsb = 0, qsm = 0, qsh = 0, ksb = 0, ksn = 0, ksh = 0, vsb = 0, vsn = 0, vsh = 0;
+  const bool* mask = nullptr;  // [B,N] true = read, or null: every key
+  std::int64_t B = 0, M = 0, N = 0, H = 1, d = 16;
+  float* out = nullptr;    // [B,M,H,d] contiguous
+  float* stats = nullptr;  // [B,H,M,2]: each query's largest score and 1 / its sum of exponentials
+};
+int dense_attention_forward(const DenseArgs& a, void* stream);
+
+// Its gradients: f as the forward had it (out and stats filled), dout [B,M,H,d] contiguous; dq
+// [B,M,H,d], dk and dv [B,N,H,d] (contiguous) written; delta [B,H,M] is scratch.
+struct DenseGradArgs {
+  DenseArgs f;
+  const float* dout = nullptr;
+  float* delta = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+};
+int dense_attention_backward(const DenseGradArgs& a, void* stream);
+
 const char* error_string(int code);
 
 }  // namespace retreever::cuda

@@ -105,6 +105,12 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     r.out = project_out(group_attention_cuda(q, k, v, {}, mask));
     return r;
   }
+  if (!need_weights && use_cuda_dense_attention(q, k, v, mask)) {
+    // Many queries over every key on a GPU: the fused kernels, no [B,H,M,N] scores (cuda_ops.h).
+    AttentionResult r;
+    r.out = project_out(dense_attention_cuda(q, k, v, mask));
+    return r;
+  }
   if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
   // Otherwise batched matmuls at every key count: on the CPU they beat broadcast products even for
   // two keys, whose backward runs strided reductions.

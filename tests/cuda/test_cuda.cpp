@@ -288,6 +288,82 @@ void softmax_kernel_matches_torch() {
   expect(!use_cuda_softmax(torch::zeros({2, 8}, torch::kCUDA).to(torch::kBFloat16)), "softmax: bfloat16 takes torch::softmax");
 }
 
+// The fused dense attention against the tensor path's arithmetic (scores, masked fill, softmax,
+// mix) in float64: values and the gradients of q, k and v; queries shared over the batch (stride
+// 0), masks with a row whose every key is masked, sizes off the kernels' tiles, head dimensions 16
+// and 32. Then the hook's test, and a multi-head attention above its threshold with the kernels on
+// against off (output and every parameter's gradient).
+void dense_attention_kernels_match_the_tensor_path() {
+  struct Case {
+    int64_t B, M, N, H, d;
+    bool shared;
+    int mask;  // 0: none, 1: random keys masked, 2: and row 0's every key masked
+  };
+  auto opts = torch::TensorOptions().device(torch::kCUDA);
+  for (const auto& c : std::vector<Case>{{2, 300, 70, 4, 16, false, 0}, {3, 257, 129, 2, 32, true, 2}, {1, 1000, 64, 4, 16, false, 1},
+                                         {2, 5, 1, 4, 16, false, 0}, {4, 129, 200, 3, 16, true, 1}, {2, 64, 300, 2, 32, false, 2}}) {
+    const auto what = "dense B=" + std::to_string(c.B) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+                      " H=" + std::to_string(c.H) + " d=" + std::to_string(c.d) + (c.shared ? " shared" : "") +
+                      " mask=" + std::to_string(c.mask);
+    torch::manual_seed(uint64_t(c.B * 1000 + c.M + c.N));
+    auto q0 = (0.5 * torch::randn({c.shared ? 1 : c.B, c.M, c.H, c.d}, opts)).requires_grad_();
+    auto k = (0.5 * torch::randn({c.B, c.N, c.H, c.d}, opts)).requires_grad_();
+    auto v = torch::randn({c.B, c.N, c.H, c.d}, opts).requires_grad_();
+    auto q = c.shared ? q0.expand({c.B, c.M, c.H, c.d}) : q0;
+    torch::Tensor mask;
+    if (c.mask > 0) {
+      mask = torch::rand({c.B, c.N}, opts) > 0.3;
+      mask.select(1, 0).fill_(true);
+      if (c.mask == 2) mask.select(0, 0).fill_(false);
+    }
+    auto w = torch::randn({c.B, c.M, c.H, c.d}, opts);
+    auto ours = dense_attention_cuda(q, k, v, mask);
+    auto g = torch::autograd::grad({(ours * w).sum()}, {q0, k, v});
+    auto qd = q0.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
+    auto s = torch::einsum("bmhe,bnhe->bhmn", {qd.expand({c.B, c.M, c.H, c.d}), kd});
+    if (mask.defined()) s = s.masked_fill(mask.view({c.B, 1, 1, c.N}).logical_not(), masked_score(torch::kFloat));
+    auto ref = torch::einsum("bhmn,bnhe->bmhe", {torch::softmax(s, -1), vd});
+    auto r = torch::autograd::grad({(ref * w.to(torch::kDouble)).sum()}, {qd, kd, vd});
+    expect_close(ours, ref, 1e-4, 1e-5, what + ": values");
+    expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dq");
+    expect_close(g[1], r[1], 1e-3, 1e-4, what + ": dk");
+    expect_close(g[2], r[2], 1e-3, 1e-4, what + ": dv");
+  }
+  auto q = torch::zeros({16, 300, 4, 16}, opts), kv = torch::zeros({16, 40, 4, 16}, opts);
+  expect(use_cuda_dense_attention(q, kv, kv, {}), "dense: the kernels take 16 x 300 queries of 4 heads");
+  expect(use_cuda_dense_attention(q, kv, kv, torch::ones({16, 40}, opts.dtype(torch::kBool))), "dense: and a [B,N] mask");
+  expect(!use_cuda_dense_attention(q.narrow(1, 0, 100), kv, kv, {}), "dense: too few queries take the matmuls");
+  expect(!use_cuda_dense_attention(q, kv, kv, torch::ones({16, 300, 40}, opts.dtype(torch::kBool))),
+         "dense: a per-query mask takes the matmuls");
+  expect(!use_cuda_dense_attention(q.view({16, 300, 8, 8}), kv.view({16, 40, 8, 8}), kv.view({16, 40, 8, 8}), {}),
+         "dense: head dimension 8 takes the matmuls");
+  expect(!use_cuda_dense_attention(q.to(torch::kBFloat16), kv.to(torch::kBFloat16), kv.to(torch::kBFloat16), {}),
+         "dense: bfloat16 takes the matmuls");
+
+  // Through MultiHeadAttention::forward (attend_shared's hook), kernels on against off.
+  torch::manual_seed(17);
+  MultiHeadAttention mha(64, 4);
+  mha->to(torch::kCUDA);
+  auto query = torch::randn({16, 300, 64}, opts), context = torch::randn({16, 90, 64}, opts);
+  auto keep = torch::rand({16, 90}, opts) > 0.2;
+  keep.select(1, 0).fill_(true);
+  auto run = [&](bool kernels) {
+    set_cuda_kernels_enabled(kernels);
+    mha->zero_grad();
+    auto out = mha->forward(query, context, keep).out;
+    (out * out).sum().backward();
+    std::vector<torch::Tensor> grads{out.detach().clone()};
+    for (const auto& p : mha->parameters()) grads.push_back(p.grad().clone());
+    return grads;
+  };
+  auto on = run(true), off = run(false);
+  set_cuda_kernels_enabled(true);
+  expect_close(on[0], off[0], 1e-4, 1e-5, "dense through attend_shared: output");
+  bool same = on.size() == off.size();
+  for (std::size_t i = 1; same && i < on.size(); ++i) same = close(on[i], off[i], 1e-3, 1e-4);
+  expect(same, "dense through attend_shared: every parameter's gradient");
+}
+
 // The linear layer whose bias gradient is one kernel, against torch::linear: contiguous and
 // transposed inputs, widths that are and are not multiples of a warp; few rows are refused.
 void linear_kernel_matches_torch() {
@@ -445,6 +521,7 @@ int main() {
   batched_tree_on_the_gpu_matches_the_cpu_build();
   layer_norm_kernels_match_torch();
   softmax_kernel_matches_torch();
+  dense_attention_kernels_match_the_tensor_path();
   linear_kernel_matches_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
