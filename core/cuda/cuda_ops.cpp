@@ -410,8 +410,9 @@ bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, co
   };
   const bool mask_ok = !mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool &&
                                            mask.size(0) == B && mask.size(1) == N && mask.device() == q.device());
+  // A block row per (batch row, head): the grid's second dimension holds at most 65535.
   return cuda::dense_head_dim_supported(d) && same(k) && same(v) && N > 0 && mask_ok &&
-         B * H * M >= kCudaDenseMinQueries;
+         B * H * M >= kCudaDenseMinQueries && B * H <= 65535;
 }
 
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

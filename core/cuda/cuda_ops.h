@@ -75,9 +75,9 @@ torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, c
 // shares the queries), k, v [B,N,H,dh], mask [B,N] bool (true = read) or undefined; returns
 // [B,M,H,dh]. Masked keys score as masked_score's, so a row with every key masked reads them all
 // evenly, as the tensor path does. The test: float32 CUDA tensors outside autocast, head dimension
-// 16 or 32, and at least kCudaDenseMinQueries (batch row, head, query) triples: with fewer, the
-// kernels' blocks would not fill the GPU (one query's thread walks every key), and the chunked
-// matmuls serve better (inference over a long context).
+// 16 or 32, at most 65535 (batch row, head) pairs, and at least kCudaDenseMinQueries (batch row,
+// head, query) triples: with fewer, the kernels' blocks would not fill the GPU (one query's thread
+// walks every key), and the chunked matmuls serve better (inference over a long context).
 constexpr std::int64_t kCudaDenseMinQueries = 16384;
 bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& mask);

@@ -339,6 +339,8 @@ void dense_attention_kernels_match_the_tensor_path() {
          "dense: head dimension 8 takes the matmuls");
   expect(!use_cuda_dense_attention(q.to(torch::kBFloat16), kv.to(torch::kBFloat16), kv.to(torch::kBFloat16), {}),
          "dense: bfloat16 takes the matmuls");
+  auto wide = torch::zeros({65536, 1, 1, 16}, opts);
+  expect(!use_cuda_dense_attention(wide, wide, wide, {}), "dense: more than 65535 (row, head) pairs take the matmuls");
 
   // Through MultiHeadAttention::forward (attend_shared's hook), kernels on against off.
   torch::manual_seed(17);
