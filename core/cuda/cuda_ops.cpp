@@ -234,15 +234,17 @@ cuda::DenseArgs dense_args(const torch::Tensor& q, const torch::Tensor& k, const
 
 struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& mask) {
+                               const torch::Tensor& v, const torch::Tensor& mask, int64_t passes) {
     c10::cuda::CUDAGuard guard(q.device());
     auto a = dense_args(q, k, v, mask);
+    a.tensor_passes = int(passes);
     auto out = torch::empty({a.B, a.M, a.H, a.d}, q.options());
     auto stats = torch::empty({a.B, a.H, a.M, 2}, q.options());
     a.out = out.data_ptr<float>();
     a.stats = stats.data_ptr<float>();
     check(cuda::dense_attention_forward(a, stream()), "dense attention (CUDA)");
     ctx->save_for_backward({q, k, v, mask, out, stats});
+    ctx->saved_data["passes"] = passes;
     return out;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -251,6 +253,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     c10::cuda::CUDAGuard guard(q.device());
     cuda::DenseGradArgs g;
     g.f = dense_args(q, k, v, saved[3]);
+    g.f.tensor_passes = int(ctx->saved_data["passes"].toInt());
     g.f.out = out.data_ptr<float>();
     g.f.stats = stats.data_ptr<float>();
     auto dout = grads[0].contiguous();
@@ -262,7 +265,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     g.dk = dk.data_ptr<float>();
     g.dv = dv.data_ptr<float>();
     check(cuda::dense_attention_backward(g, stream()), "dense attention backward (CUDA)");
-    return {dq, dk, dv, torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -415,12 +418,21 @@ bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, co
          B * H * M >= kCudaDenseMinQueries && B * H <= 65535;
 }
 
+int dense_tensor_passes() {
+  if (!cuda::dense_tensor_cores_available()) return 0;
+  return MatmulPrecisionScope::tf32_allowed() ? 1 : 3;
+}
+
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& mask) {
+                                   const torch::Tensor& mask, int passes) {
+  if (passes < 0) passes = dense_tensor_passes();
+  if (!cuda::dense_passes_supported(passes) || (passes != 0 && !cuda::dense_tensor_cores_available()))
+    throw std::invalid_argument("dense_attention_cuda: " + std::to_string(passes) +
+                                " tensor-core passes; use 0 (FMA), or 1 or 3 on a GPU of compute capability 8.0 or later");
   // The kernels read rows with their last dimension contiguous; other strides are taken as they are.
   auto rows = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
   auto m = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
-  return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m);
+  return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes));
 }
 
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
@@ -444,8 +456,10 @@ bool use_cuda_dense_attention(const torch::Tensor&, const torch::Tensor&, const 
   return false;
 }
 
+int dense_tensor_passes() { return 0; }
+
 torch::Tensor dense_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                                   const torch::Tensor&) {
+                                   const torch::Tensor&, int) {
   throw std::logic_error("dense_attention_cuda: built without CUDA");
 }
 

@@ -78,11 +78,17 @@ torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, c
 // 16 or 32, at most 65535 (batch row, head) pairs, and at least kCudaDenseMinQueries (batch row,
 // head, query) triples: with fewer, the kernels' blocks would not fill the GPU (one query's thread
 // walks every key), and the chunked matmuls serve better (inference over a long context).
+// The products run on the tensor cores where the GPU has them (compute capability 8.0 and later):
+// in TensorFloat-32 while float32 matmul precision allows it (`--precision tf32`), otherwise each
+// operand split in a TensorFloat-32 big part and a small rest, three products (float32's accuracy).
+// `passes` picks the kind (0: float32 FMA kernels, 1: TensorFloat-32, 3: the split; -1:
+// dense_tensor_passes()); a kind the GPU cannot run throws std::invalid_argument.
 constexpr std::int64_t kCudaDenseMinQueries = 16384;
 bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& mask);
+int dense_tensor_passes();
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& mask);
+                                   const torch::Tensor& mask, int passes = -1);
 
 GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& idx, const torch::Tensor& mask, bool scores);

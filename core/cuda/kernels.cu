@@ -6,6 +6,7 @@
 #include "kernels.h"
 
 #include <cfloat>
+#include <cstdint>
 #include <cuda_runtime.h>
 
 namespace retreever::cuda {
@@ -880,6 +881,402 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_key_kernel(const
   }
 }
 
+// The same three kernels on the tensor cores (mma.sync m16n8k8, TensorFloat-32 operands, float32
+// accumulators; FlashAttention 2's scheme). A warp takes 16 rows (queries, or keys in the keys'
+// kernel), a block 4 warps; the other side is staged kDenseTile rows at a time in shared memory
+// (rows padded to D + 4 floats: the fragments' loads then hit 32 different banks). Fragment layout
+// (PTX ISA, m16n8k8 .tf32), lane = 4 g + t: A (16 x 8) a0 (g, t), a1 (g + 8, t), a2 (g, t + 4),
+// a3 (g + 8, t + 4); B (8 x 8) b0 (t, g), b1 (t + 4, g); C (16 x 8) c0 (g, 2t), c1 (g, 2t + 1),
+// c2 (g + 8, 2t), c3 (g + 8, 2t + 1). The weights of a score tile feed the next product as its A
+// operand without shuffles: the product's k index t stands for the tile's column 2t and t + 4 for
+// 2t + 1 (a sum over keys does not care about their order), so a = (c0, c2, c1, c3) and the B
+// operand reads the rows 2t and 2t + 1.
+constexpr int kMmaWarps = 4, kMmaRows = 16 * kMmaWarps;
+
+// The tensor cores read a float32 register as TensorFloat-32 by its upper 19 bits (rounding toward
+// zero); the big part of a split is those bits, the small part the float32 rest.
+constexpr unsigned kTf32Bits = 0xffffe000u;
+__device__ __forceinline__ unsigned tf32_big(float x) { return __float_as_uint(x) & kTf32Bits; }
+__device__ __forceinline__ unsigned tf32_small(float x, unsigned big) {
+  return __float_as_uint(x - __uint_as_float(big));
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // dense_tensor_cores_available() keeps these kernels off older devices
+#endif
+}
+
+// An A operand: with P = 1 the float32 bits as they are, with P = 3 the big and the small parts.
+template <int P>
+struct TfA {
+  unsigned hi[4], lo[P == 3 ? 4 : 1];
+  __device__ __forceinline__ void set(float x0, float x1, float x2, float x3) {
+    const float x[4] = {x0, x1, x2, x3};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      hi[i] = P == 3 ? tf32_big(x[i]) : __float_as_uint(x[i]);
+      if (P == 3) lo[P == 3 ? i : 0] = tf32_small(x[i], hi[i]);
+    }
+  }
+};
+
+// c += a b, b = (b0, b1) in float32: one product, or three: small a times big b, big a times small b,
+// then big a times big b (the small terms first; small times small is left out, 2^-20 of a b).
+template <int P>
+__device__ __forceinline__ void mma(float (&c)[4], const TfA<P>& a, float b0, float b1) {
+  if (P == 1) {
+    mma_tf32(c, a.hi, __float_as_uint(b0), __float_as_uint(b1));
+    return;
+  }
+  const unsigned h0 = tf32_big(b0), h1 = tf32_big(b1);
+  mma_tf32(c, reinterpret_cast<const unsigned(&)[4]>(a.lo), h0, h1);
+  mma_tf32(c, a.hi, tf32_small(b0, h0), tf32_small(b1, h1));
+  mma_tf32(c, a.hi, h0, h1);
+}
+
+// The A operands of 16 rows of x (row stride sx) from global memory: rows r0 + g and r0 + g + 8,
+// D / 8 chunks of 8 columns; rows past `rows` read zeros.
+template <int D, int P>
+__device__ __forceinline__ void load_a(TfA<P> (&f)[D / 8], const float* x, long long sx, long long r0, long long rows) {
+  const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+  const long long ra = r0 + g, rb = r0 + g + 8;
+#pragma unroll
+  for (int c = 0; c < D / 8; ++c) {
+    auto at = [&](long long r, int e) { return r < rows ? __ldg(x + r * sx + 8 * c + e) : 0.f; };
+    f[c].set(at(ra, t), at(rb, t), at(ra, t + 4), at(rb, t + 4));
+  }
+}
+
+// s[j] (16 x 8, rows of the warp, columns 8j .. 8j + 7 of the tile) = a . rows of y (a tile in shared
+// memory) for the tile's 64 rows.
+template <int D, int P>
+__device__ __forceinline__ void scores(float (&s)[kDenseTile / 8][4], const TfA<P> (&a)[D / 8], const float (*y)[D + 4]) {
+  const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+#pragma unroll
+  for (int j = 0; j < kDenseTile / 8; ++j) {
+    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) mma<P>(s[j], a[c], y[8 * j + g][8 * c + t], y[8 * j + g][8 * c + t + 4]);
+  }
+}
+
+// acc (16 x D) += w (16 x 64, the layout of scores()) . y (a 64 x D tile in shared memory).
+template <int D, int P>
+__device__ __forceinline__ void accumulate(float (&acc)[D / 8][4], const float (&w)[kDenseTile / 8][4],
+                                           const float (*y)[D + 4]) {
+  const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+#pragma unroll
+  for (int j = 0; j < kDenseTile / 8; ++j) {
+    TfA<P> a;
+    a.set(w[j][0], w[j][2], w[j][1], w[j][3]);
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) mma<P>(acc[c], a, y[8 * j + 2 * t][8 * c + g], y[8 * j + 2 * t + 1][8 * c + g]);
+  }
+}
+
+// A 16 x D accumulator of the warp into rows r0 .. r0 + 15 of out (contiguous rows of D at stride so).
+template <int D>
+__device__ __forceinline__ void store_rows(float* out, long long so, const float (&acc)[D / 8][4], long long r0,
+                                           long long rows) {
+  const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+#pragma unroll
+  for (int c = 0; c < D / 8; ++c) {
+    if (r0 + g < rows) *reinterpret_cast<float2*>(out + (r0 + g) * so + 8 * c + 2 * t) = make_float2(acc[c][0], acc[c][1]);
+    if (r0 + g + 8 < rows)
+      *reinterpret_cast<float2*>(out + (r0 + g + 8) * so + 8 * c + 2 * t) = make_float2(acc[c][2], acc[c][3]);
+  }
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Asynchronous copies into shared memory (cp.async, sm_80 and later): 16 bytes, or 4 where rows are
+// not 16-byte aligned; a source size of 0 writes zeros.
+template <int bytes>
+__device__ __forceinline__ void copy_async(void* dst, const float* src, bool real) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+  if (bytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(real ? 16 : 0));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(d), "l"(src), "n"(bytes), "r"(real ? bytes : 0));
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;");
+#endif
+}
+// Waits until at most `pending` of this thread's committed groups are still in flight.
+template <int pending>
+__device__ __forceinline__ void copy_async_wait() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;" ::"n"(pending));
+#endif
+}
+
+// Rows [n0, n0 + kDenseTile) of x (row stride sx, D floats; zeros past row N) into t, asynchronously.
+template <int D, int W>
+__device__ __forceinline__ void copy_rows_async(float (*t)[W], const float* x, long long sx, long long n0, long long N,
+                                                bool rows16) {
+  if (rows16) {
+    for (int i = threadIdx.x; i < kDenseTile * D / 4; i += blockDim.x) {
+      const int j = i / (D / 4), e = 4 * (i % (D / 4));
+      const bool real = n0 + j < N;
+      copy_async<16>(&t[j][e], x + (real ? n0 + j : 0) * sx + e, real);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kDenseTile * D; i += blockDim.x) {
+      const int j = i / D, e = i % D;
+      const bool real = n0 + j < N;
+      copy_async<4>(&t[j][e], x + (real ? n0 + j : 0) * sx + e, real);
+    }
+  }
+}
+
+// The tiles of the other side, two buffers: the next tile's copy runs while the warps work on this
+// one. stage(it + 1) is issued before tile it's wait; every thread calls each function.
+template <int W, int A>
+struct TileRing {
+  float x[2][A][kDenseTile][W];
+  bool keep[2][kDenseTile];
+};
+
+// Marks the scores of columns past the tile (-inf) and of masked keys (kLowest), as the FMA kernels.
+__device__ __forceinline__ void mask_scores(float (&s)[kDenseTile / 8][4], const bool* keep, int tile) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int col = 8 * j + 2 * t + (i & 1);
+      s[j][i] = col < tile ? (keep == nullptr || keep[col] ? s[j][i] : kLowest) : -INFINITY;
+    }
+}
+
+template <int D, int P>
+__global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const DenseArgs a) {
+  __shared__ __align__(16) TileRing<D + 4, 2> r;  // keys, values
+  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
+  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
+  const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
+  const auto stage = [&](long long n0, int buf) {
+    copy_rows_async<D, D + 4>(r.x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
+    copy_rows_async<D, D + 4>(r.x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
+    if (a.mask != nullptr)
+      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) r.keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
+    copy_async_commit();
+  };
+  stage(0, 0);
+  TfA<P> q[D / 8];
+  load_a<D, P>(q, a.q + b * a.qsb + h * a.qsh, a.qsm, r0, a.M);
+  float acc[D / 8][4] = {}, mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
+    const int buf = int(it & 1);
+    if (n0 + kDenseTile < a.N) {
+      stage(n0 + kDenseTile, buf ^ 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+    const int tile = int(a.N - n0 < kDenseTile ? a.N - n0 : kDenseTile);
+    float s[kDenseTile / 8][4];
+    scores<D, P>(s, q, r.x[buf][0]);
+    if (a.mask != nullptr || tile < kDenseTile) mask_scores(s, a.mask != nullptr ? r.keep[buf] : nullptr, tile);
+    float cm[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) cm[i >> 1] = fmaxf(cm[i >> 1], s[j][i]);
+    float corr[2];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const float nm = fmaxf(mx[k], quad_max(cm[k]));  // finite: the tile has a real key
+      corr[k] = __expf(mx[k] - nm);
+      mx[k] = nm;
+      l[k] *= corr[k];
+    }
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[c][i] *= corr[i >> 1];
+#pragma unroll
+    for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        s[j][i] = __expf(s[j][i] - mx[i >> 1]);
+        l[i >> 1] += s[j][i];
+      }
+    accumulate<D, P>(acc, s, r.x[buf][1]);
+    __syncthreads();  // every warp is done with buf before it is staged again
+  }
+  const float il[2] = {1.f / quad_sum(l[0]), 1.f / quad_sum(l[1])};
+#pragma unroll
+  for (int c = 0; c < D / 8; ++c)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[c][i] *= il[i >> 1];
+  store_rows<D>(a.out + (b * a.M * a.H + h) * D, a.H * D, acc, r0, a.M);
+  if (tq == 0) {
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const long long m = r0 + g + 8 * k;
+      if (m < a.M) *reinterpret_cast<float2*>(a.stats + ((b * a.H + h) * a.M + m) * 2) = make_float2(mx[k], il[k]);
+    }
+  }
+}
+
+// dq of the warp's 16 queries (and delta = dout . out for the keys' kernel).
+template <int D, int P>
+__global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kernel(const DenseGradArgs gr) {
+  const DenseArgs& a = gr.f;
+  __shared__ __align__(16) TileRing<D + 4, 2> r;  // keys, values
+  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
+  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
+  const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
+  const auto stage = [&](long long n0, int buf) {
+    copy_rows_async<D, D + 4>(r.x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
+    copy_rows_async<D, D + 4>(r.x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
+    if (a.mask != nullptr)
+      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) r.keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
+    copy_async_commit();
+  };
+  stage(0, 0);
+  const long long orow = b * a.M * a.H * D + h * D, ostride = a.H * D;  // out, dout, dq: [B,M,H,D]
+  TfA<P> q[D / 8], go[D / 8];
+  load_a<D, P>(q, a.q + b * a.qsb + h * a.qsh, a.qsm, r0, a.M);
+  load_a<D, P>(go, gr.dout + orow, ostride, r0, a.M);
+  float mx[2], il[2], delta[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const long long m = r0 + g + 8 * k;
+    const bool live = m < a.M;
+    float d = 0;
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long at = orow + m * ostride + 8 * c + tq + 4 * e;
+        d += live ? __ldg(gr.dout + at) * __ldg(a.out + at) : 0.f;
+      }
+    delta[k] = quad_sum(d);
+    const long long st = ((b * a.H + h) * a.M + m) * 2;
+    mx[k] = live ? __ldg(a.stats + st) : 0.f;
+    il[k] = live ? __ldg(a.stats + st + 1) : 0.f;
+    if (live && tq == 0) gr.delta[(b * a.H + h) * a.M + m] = delta[k];
+  }
+  float dq[D / 8][4] = {};
+  for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
+    const int buf = int(it & 1);
+    if (n0 + kDenseTile < a.N) {
+      stage(n0 + kDenseTile, buf ^ 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+    const int tile = int(a.N - n0 < kDenseTile ? a.N - n0 : kDenseTile);
+    float s[kDenseTile / 8][4], dp[kDenseTile / 8][4];
+    scores<D, P>(s, q, r.x[buf][0]);
+    scores<D, P>(dp, go, r.x[buf][1]);
+    const bool plain = a.mask == nullptr && tile == kDenseTile;
+#pragma unroll
+    for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int col = 8 * j + 2 * tq + (i & 1), k = i >> 1;
+        // a masked key's score takes no gradient (nor does a column past the tile)
+        const bool read = plain || (col < tile && (a.mask == nullptr || r.keep[buf][col]));
+        dp[j][i] = read ? __expf(s[j][i] - mx[k]) * il[k] * (dp[j][i] - delta[k]) : 0.f;
+      }
+    accumulate<D, P>(dq, dp, r.x[buf][0]);
+    __syncthreads();
+  }
+  store_rows<D>(gr.dq + orow, ostride, dq, r0, a.M);
+}
+
+// dk and dv of the warp's 16 keys, over every query: dv += p dout, dk += ds q.
+template <int D, int P>
+__global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(const DenseGradArgs gr) {
+  const DenseArgs& a = gr.f;
+  __shared__ __align__(16) TileRing<D + 4, 2> r;  // queries, dout
+  __shared__ float2 st[2][kDenseTile];           // (max, 1 / sum)
+  __shared__ float dl[2][kDenseTile];
+  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
+  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
+  const float* q = a.q + b * a.qsb + h * a.qsh;
+  const float* go = gr.dout + b * a.M * a.H * D + h * D;
+  const long long bh = (b * a.H + h) * a.M;
+  const auto stage = [&](long long m0, int buf) {
+    copy_rows_async<D, D + 4>(r.x[buf][0], q, a.qsm, m0, a.M, a.rows16);
+    copy_rows_async<D, D + 4>(r.x[buf][1], go, a.H * D, m0, a.M, a.rows16);
+    for (int i = threadIdx.x; i < kDenseTile; i += blockDim.x) {
+      const bool real = m0 + i < a.M;
+      copy_async<8>(&st[buf][i], a.stats + (bh + (real ? m0 + i : 0)) * 2, real);
+      copy_async<4>(&dl[buf][i], gr.delta + bh + (real ? m0 + i : 0), real);
+    }
+    copy_async_commit();
+  };
+  stage(0, 0);
+  TfA<P> k[D / 8], v[D / 8];
+  load_a<D, P>(k, a.k + b * a.ksb + h * a.ksh, a.ksn, r0, a.N);
+  load_a<D, P>(v, a.v + b * a.vsb + h * a.vsh, a.vsn, r0, a.N);
+  bool keep[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const long long n = r0 + g + 8 * e;
+    keep[e] = n < a.N && (a.mask == nullptr || a.mask[b * a.N + n]);
+  }
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  for (long long m0 = 0, it = 0; m0 < a.M; m0 += kDenseTile, ++it) {
+    const int buf = int(it & 1);
+    if (m0 + kDenseTile < a.M) {
+      stage(m0 + kDenseTile, buf ^ 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+    const int tile = int(a.M - m0 < kDenseTile ? a.M - m0 : kDenseTile);
+    float s[kDenseTile / 8][4], dp[kDenseTile / 8][4];
+    scores<D, P>(s, k, r.x[buf][0]);   // s^T: the warp's keys by the tile's queries
+    scores<D, P>(dp, v, r.x[buf][1]);  // dp^T = v . dout
+#pragma unroll
+    for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int col = 8 * j + 2 * tq + (i & 1), e = i >> 1;
+        const float2 sc = st[buf][col];  // a query past the tile has (0, 0): its weight is 0
+        const float p = __expf((keep[e] ? s[j][i] : kLowest) - sc.x) * sc.y;
+        s[j][i] = p;
+        dp[j][i] = keep[e] ? p * (dp[j][i] - dl[buf][col]) : 0.f;
+      }
+    accumulate<D, P>(dv, s, r.x[buf][1]);
+    accumulate<D, P>(dk, dp, r.x[buf][0]);
+    __syncthreads();
+  }
+  const long long out0 = b * a.N * a.H * D + h * D;  // dk, dv: [B,N,H,D]
+  store_rows<D>(gr.dk + out0, a.H * D, dk, r0, a.N);
+  store_rows<D>(gr.dv + out0, a.H * D, dv, r0, a.N);
+}
+
 template <int D, int R>
 dim3 dense_grid(long long rows, const DenseArgs& a) {
   return dim3(unsigned((rows + R * kDenseThreads - 1) / (R * kDenseThreads)), unsigned(a.B * a.H));
@@ -891,10 +1288,53 @@ dim3 dense_grid(long long rows, const DenseArgs& a) {
 // blocks would stand half idle); the keys' kernel one key a thread. Measured on an H200 (copy
 // task, 128 rows of 4 heads of 16): the fastest of 1, 2 and 4 rows a thread, unrolled 1, 2 or 4
 // times, at 128 and 512 queries and keys.
+bool dense_tensor_cores_available() {
+  int device = 0, major = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
+}
+
+namespace {
+template <int D, int P>
+void dense_mma(const DenseGradArgs* g, const DenseArgs& a, cudaStream_t s) {
+  const auto grid = [&](long long rows) { return dim3(unsigned((rows + kMmaRows - 1) / kMmaRows), unsigned(a.B * a.H)); };
+  if (g == nullptr) {
+    dense_forward_mma_kernel<D, P><<<grid(a.M), 32 * kMmaWarps, 0, s>>>(a);
+    return;
+  }
+  dense_backward_query_mma_kernel<D, P><<<grid(a.M), 32 * kMmaWarps, 0, s>>>(*g);
+  dense_backward_key_mma_kernel<D, P><<<grid(a.N), 32 * kMmaWarps, 0, s>>>(*g);
+}
+
+bool aligned16(const float* p, std::int64_t s0, std::int64_t s1, std::int64_t s2) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0 && s0 % 4 == 0 && s1 % 4 == 0 && s2 % 4 == 0;
+}
+
+// The tensor-core kernels for a.tensor_passes (1 or 3); g null: the forward.
+void dense_mma(const DenseGradArgs* grad, DenseArgs a, cudaStream_t s) {
+  a.rows16 = aligned16(a.q, a.qsb, a.qsm, a.qsh) && aligned16(a.k, a.ksb, a.ksn, a.ksh) &&
+             aligned16(a.v, a.vsb, a.vsn, a.vsh) && (grad == nullptr || aligned16(grad->dout, 0, 0, 0));
+  DenseGradArgs gcopy;
+  const DenseGradArgs* g = nullptr;
+  if (grad != nullptr) {
+    gcopy = *grad;
+    gcopy.f = a;
+    g = &gcopy;
+  }
+  if (a.d == 16) a.tensor_passes == 1 ? dense_mma<16, 1>(g, a, s) : dense_mma<16, 3>(g, a, s);
+  else a.tensor_passes == 1 ? dense_mma<32, 1>(g, a, s) : dense_mma<32, 3>(g, a, s);
+}
+}  // namespace
+
 int dense_attention_forward(const DenseArgs& a, void* stream) {
   if (a.B * a.H * a.M == 0) return 0;
-  if (a.N == 0 || !dense_head_dim_supported(a.d)) return int(cudaErrorInvalidValue);
+  if (a.N == 0 || !dense_head_dim_supported(a.d) || !dense_passes_supported(a.tensor_passes))
+    return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
+  if (a.tensor_passes != 0) {
+    dense_mma(nullptr, a, s);
+    return int(cudaGetLastError());
+  }
   if (a.d == 32) dense_forward_kernel<32, 1><<<dense_grid<32, 1>(a.M, a), kDenseThreads, 0, s>>>(a);
   else if (a.M >= 512) dense_forward_kernel<16, 2, 4><<<dense_grid<16, 2>(a.M, a), kDenseThreads, 0, s>>>(a);
   else dense_forward_kernel<16, 1><<<dense_grid<16, 1>(a.M, a), kDenseThreads, 0, s>>>(a);
@@ -904,8 +1344,13 @@ int dense_attention_forward(const DenseArgs& a, void* stream) {
 int dense_attention_backward(const DenseGradArgs& g, void* stream) {
   const DenseArgs& a = g.f;
   if (a.B * a.H * a.M == 0) return 0;
-  if (a.N == 0 || !dense_head_dim_supported(a.d)) return int(cudaErrorInvalidValue);
+  if (a.N == 0 || !dense_head_dim_supported(a.d) || !dense_passes_supported(a.tensor_passes))
+    return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
+  if (a.tensor_passes != 0) {
+    dense_mma(&g, a, s);
+    return int(cudaGetLastError());
+  }
   if (a.d == 32) {
     dense_backward_query_kernel<32, 1><<<dense_grid<32, 1>(a.M, a), kDenseThreads, 0, s>>>(g);
     dense_backward_key_kernel<32, 1><<<dense_grid<32, 1>(a.N, a), kDenseThreads, 0, s>>>(g);

@@ -137,7 +137,16 @@ struct DenseArgs {
   std::int64_t B = 0, M = 0, N = 0, H = 1, d = 16;
   float* out = nullptr;    // [B,M,H,d] contiguous
   float* stats = nullptr;  // [B,H,M,2]: each query's largest score and 1 / its sum of exponentials
+  // The products: 0 float32 multiply-adds; on the tensor cores (sm_80 and later), 1 in TensorFloat-32
+  // (10-bit mantissas, as cuBLAS under float32 matmul precision "high"), 3 as three TensorFloat-32
+  // products of each operand split into a big and a small part (relative error about 1e-6: within
+  // the float32 kernels' test tolerances).
+  int tensor_passes = 0;
+  bool rows16 = false;  // set by the launch: every row of q, k, v starts 16-byte aligned
 };
+inline bool dense_passes_supported(int p) { return p == 0 || p == 1 || p == 3; }
+// Whether the current device runs the tensor-core kernels (compute capability 8.0 or later).
+bool dense_tensor_cores_available();
 int dense_attention_forward(const DenseArgs& a, void* stream);
 
 // Its gradients: f as the forward had it (out and stats filled), dout [B,M,H,d] contiguous; dq

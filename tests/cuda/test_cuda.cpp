@@ -294,6 +294,8 @@ void softmax_kernel_matches_torch() {
 // and 32. Then the hook's test, and a multi-head attention above its threshold with the kernels on
 // against off (output and every parameter's gradient).
 void dense_attention_kernels_match_the_tensor_path() {
+  const bool tensor_cores = dense_tensor_passes() != 0;  // outside a tf32 scope: 3 where the GPU has them
+  std::printf("dense attention: tensor cores %s\n", tensor_cores ? "yes" : "no");
   struct Case {
     int64_t B, M, N, H, d;
     bool shared;
@@ -317,18 +319,42 @@ void dense_attention_kernels_match_the_tensor_path() {
       if (c.mask == 2) mask.select(0, 0).fill_(false);
     }
     auto w = torch::randn({c.B, c.M, c.H, c.d}, opts);
-    auto ours = dense_attention_cuda(q, k, v, mask);
-    auto g = torch::autograd::grad({(ours * w).sum()}, {q0, k, v});
     auto qd = q0.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
     auto s = torch::einsum("bmhe,bnhe->bhmn", {qd.expand({c.B, c.M, c.H, c.d}), kd});
     if (mask.defined()) s = s.masked_fill(mask.view({c.B, 1, 1, c.N}).logical_not(), masked_score(torch::kFloat));
     auto ref = torch::einsum("bhmn,bnhe->bmhe", {torch::softmax(s, -1), vd});
     auto r = torch::autograd::grad({(ref * w.to(torch::kDouble)).sum()}, {qd, kd, vd});
-    expect_close(ours, ref, 1e-4, 1e-5, what + ": values");
-    expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dq");
-    expect_close(g[1], r[1], 1e-3, 1e-4, what + ": dk");
-    expect_close(g[2], r[2], 1e-3, 1e-4, what + ": dv");
+    // The FMA kernels, and on the tensor cores the split (float32's tolerances) and TensorFloat-32
+    // (10-bit mantissas: a thousandth of the values' scale).
+    for (int passes : tensor_cores ? std::vector<int>{0, 3, 1} : std::vector<int>{0}) {
+      const auto kind = what + " passes=" + std::to_string(passes);
+      auto ours = dense_attention_cuda(q, k, v, mask, passes);
+      auto g = torch::autograd::grad({(ours * w).sum()}, {q0, k, v});
+      const double vr = passes == 1 ? 5e-3 : 1e-4, va = passes == 1 ? 5e-3 : 1e-5;
+      const double gr = passes == 1 ? 2e-2 : 1e-3, ga = passes == 1 ? 2e-2 : 1e-4;
+      expect_close(ours, ref, vr, va, kind + ": values");
+      expect_close(g[0], r[0], gr, ga, kind + ": dq");
+      expect_close(g[1], r[1], gr, ga, kind + ": dk");
+      expect_close(g[2], r[2], gr, ga, kind + ": dv");
+      if (passes == 1) expect(!close(ours, ref, 1e-6, 1e-7), kind + ": differs from float32 (TensorFloat-32 ran)");
+    }
   }
+  if (tensor_cores) {
+    expect(dense_tensor_passes() == 3, "dense: float32 precision takes the split products");
+    {
+      MatmulPrecisionScope tf32(true);
+      expect(dense_tensor_passes() == 1, "dense: under --precision tf32, TensorFloat-32");
+    }
+    expect(dense_tensor_passes() == 3, "dense: and the split again after the tf32 scope");
+  }
+  bool refused = false;
+  try {
+    dense_attention_cuda(torch::zeros({1, 4, 1, 16}, opts), torch::zeros({1, 4, 1, 16}, opts),
+                         torch::zeros({1, 4, 1, 16}, opts), {}, 2);
+  } catch (const std::invalid_argument& e) {
+    refused = std::string(e.what()).find("passes") != std::string::npos;
+  }
+  expect(refused, "dense: 2 tensor-core passes are refused with a message");
   auto q = torch::zeros({16, 300, 4, 16}, opts), kv = torch::zeros({16, 40, 4, 16}, opts);
   expect(use_cuda_dense_attention(q, kv, kv, {}), "dense: the kernels take 16 x 300 queries of 4 heads");
   expect(use_cuda_dense_attention(q, kv, kv, torch::ones({16, 40}, opts.dtype(torch::kBool))), "dense: and a [B,N] mask");
