@@ -76,8 +76,8 @@ torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, c
 // [B,M,H,dh]. Masked keys score as masked_score's, so a row with every key masked reads them all
 // evenly, as the tensor path does. The test: float32 CUDA tensors outside autocast, head dimension
 // 16 or 32, at most 65535 (batch row, head) pairs, and at least kCudaDenseMinQueries (batch row,
-// head, query) triples: with fewer, the kernels' blocks would not fill the GPU (one query's thread
-// walks every key), and the chunked matmuls serve better (inference over a long context).
+// head, query) triples: with fewer, the kernels' blocks would not fill the GPU (each block walks
+// every key of its row), and the chunked matmuls serve better (inference over a long context).
 // The products run on the tensor cores where the GPU has them (compute capability 8.0 and later):
 // in TensorFloat-32 while float32 matmul precision allows it (`--precision tf32`), otherwise each
 // operand split in a TensorFloat-32 big part and a small rest, three products (float32's accuracy).

@@ -300,17 +300,26 @@ void dense_attention_kernels_match_the_tensor_path() {
     int64_t B, M, N, H, d;
     bool shared;
     int mask;  // 0: none, 1: random keys masked, 2: and row 0's every key masked
+    bool odd = false;  // rows at strides that are not multiples of 4 floats (the 4-byte copies)
   };
   auto opts = torch::TensorOptions().device(torch::kCUDA);
   for (const auto& c : std::vector<Case>{{2, 300, 70, 4, 16, false, 0}, {3, 257, 129, 2, 32, true, 2}, {1, 1000, 64, 4, 16, false, 1},
-                                         {2, 5, 1, 4, 16, false, 0}, {4, 129, 200, 3, 16, true, 1}, {2, 64, 300, 2, 32, false, 2}}) {
+                                         {2, 5, 1, 4, 16, false, 0}, {4, 129, 200, 3, 16, true, 1}, {2, 64, 300, 2, 32, false, 2},
+                                         {3, 70, 90, 2, 16, false, 1, true}, {2, 33, 65, 3, 32, true, 0, true}}) {
     const auto what = "dense B=" + std::to_string(c.B) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
                       " H=" + std::to_string(c.H) + " d=" + std::to_string(c.d) + (c.shared ? " shared" : "") +
-                      " mask=" + std::to_string(c.mask);
+                      " mask=" + std::to_string(c.mask) + (c.odd ? " odd strides" : "");
     torch::manual_seed(uint64_t(c.B * 1000 + c.M + c.N));
-    auto q0 = (0.5 * torch::randn({c.shared ? 1 : c.B, c.M, c.H, c.d}, opts)).requires_grad_();
-    auto k = (0.5 * torch::randn({c.B, c.N, c.H, c.d}, opts)).requires_grad_();
-    auto v = torch::randn({c.B, c.N, c.H, c.d}, opts).requires_grad_();
+    // With odd strides each row is a narrow view of a row one float wider.
+    const auto row = [&](std::vector<int64_t> shape, double scale) {
+      shape.back() += c.odd ? 1 : 0;
+      auto t = scale * torch::randn(shape, opts);
+      return (c.odd ? t.narrow(3, 0, c.d) : t).requires_grad_();
+    };
+    auto q0 = row({c.shared ? 1 : c.B, c.M, c.H, c.d}, 0.5);
+    auto k = row({c.B, c.N, c.H, c.d}, 0.5);
+    auto v = row({c.B, c.N, c.H, c.d}, 1.0);
+    if (c.odd) expect(q0.stride(2) % 4 != 0 && k.stride(2) % 4 != 0, what + ": the strides are odd");
     auto q = c.shared ? q0.expand({c.B, c.M, c.H, c.d}) : q0;
     torch::Tensor mask;
     if (c.mask > 0) {
