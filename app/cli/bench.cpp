@@ -299,6 +299,15 @@ int cmd_bench(const Args& args) {
   o.doc["cuda_kernels"] = cuda_kernels_available() ? (kernels ? "on" : "off") : "not built";
   o.doc["precision"] = precision;
   MatmulPrecisionScope matmuls(precision == "tf32");
+  if (kernels && cuda_kernels_available() && resolve_device(device).is_cuda()) {
+    // Which kernels the dense reads of training take (cuda_ops.h: dense_attention_cuda).
+    const int passes = dense_tensor_passes();
+    say(o, "dense attention of training: %s\n",
+        passes == 1   ? "TensorFloat-32 on the tensor cores"
+        : passes == 3 ? "three TensorFloat-32 products of split operands on the tensor cores (float32's accuracy)"
+                      : "float32 multiply-adds (no tensor cores)");
+    o.doc["dense_attention"] = passes == 1 ? "tf32" : passes == 3 ? "3xtf32" : "fma";
+  }
   if (what != "inference") bench_train(args, device, precision, choice, o);
   if (what != "train") bench_inference(args, device, precision, o);
   if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());
