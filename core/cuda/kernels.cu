@@ -1048,12 +1048,36 @@ __device__ __forceinline__ void copy_rows_async(float (*t)[W], const float* x, l
   }
 }
 
-// The tiles of the other side, two buffers: the next tile's copy runs while the warps work on this
-// one. stage(it + 1) is issued before tile it's wait; every thread calls each function.
-template <int W, int A>
-struct TileRing {
-  float x[2][A][kDenseTile][W];
+// The tiles of the other side come in two buffers: the next tile's copy runs while the warps work
+// on this one. Before the tile at n0 (of `rows`) in buffer buf is read: issues the next tile's copy
+// into the other buffer, waits for this tile's, and syncs the block. stage(n0, buf) issues and
+// commits one tile's copies; every thread calls both.
+template <class Stage>
+__device__ __forceinline__ void next_tile(const Stage& stage, long long n0, long long rows, int buf) {
+  if (n0 + kDenseTile < rows) {
+    stage(n0 + kDenseTile, buf ^ 1);
+    copy_async_wait<1>();
+  } else {
+    copy_async_wait<0>();
+  }
+  __syncthreads();
+}
+
+// The keys and values of a block's (batch row, head) in two buffers, rows padded to D + 4 floats,
+// and with a mask which of them are read.
+template <int D>
+struct KeyValueRing {
+  float x[2][2][kDenseTile][D + 4];  // [buffer][keys, values]
   bool keep[2][kDenseTile];
+  // kb, vb: the row's and head's first key and value; b: the batch row.
+  __device__ __forceinline__ void stage(const DenseArgs& a, const float* kb, const float* vb, long long b, long long n0,
+                                        int buf) {
+    copy_rows_async<D, D + 4>(x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
+    copy_rows_async<D, D + 4>(x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
+    if (a.mask != nullptr)
+      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
+    copy_async_commit();
+  }
 };
 
 // Marks the scores of columns past the tile (-inf) and of masked keys (kLowest), as the FMA kernels.
@@ -1070,31 +1094,19 @@ __device__ __forceinline__ void mask_scores(float (&s)[kDenseTile / 8][4], const
 
 template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const DenseArgs a) {
-  __shared__ __align__(16) TileRing<D + 4, 2> r;  // keys, values
+  __shared__ __align__(16) KeyValueRing<D> r;
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
   const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
   const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
   const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
-  const auto stage = [&](long long n0, int buf) {
-    copy_rows_async<D, D + 4>(r.x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
-    copy_rows_async<D, D + 4>(r.x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
-    if (a.mask != nullptr)
-      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) r.keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
-    copy_async_commit();
-  };
+  const auto stage = [&](long long n0, int buf) { r.stage(a, kb, vb, b, n0, buf); };
   stage(0, 0);
   TfA<P> q[D / 8];
   load_a<D, P>(q, a.q + b * a.qsb + h * a.qsh, a.qsm, r0, a.M);
   float acc[D / 8][4] = {}, mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
     const int buf = int(it & 1);
-    if (n0 + kDenseTile < a.N) {
-      stage(n0 + kDenseTile, buf ^ 1);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(stage, n0, a.N, buf);
     const int tile = int(a.N - n0 < kDenseTile ? a.N - n0 : kDenseTile);
     float s[kDenseTile / 8][4];
     scores<D, P>(s, q, r.x[buf][0]);
@@ -1145,18 +1157,12 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const
 template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kernel(const DenseGradArgs gr) {
   const DenseArgs& a = gr.f;
-  __shared__ __align__(16) TileRing<D + 4, 2> r;  // keys, values
+  __shared__ __align__(16) KeyValueRing<D> r;
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
   const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
   const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
   const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
-  const auto stage = [&](long long n0, int buf) {
-    copy_rows_async<D, D + 4>(r.x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
-    copy_rows_async<D, D + 4>(r.x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
-    if (a.mask != nullptr)
-      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) r.keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
-    copy_async_commit();
-  };
+  const auto stage = [&](long long n0, int buf) { r.stage(a, kb, vb, b, n0, buf); };
   stage(0, 0);
   const long long orow = b * a.M * a.H * D + h * D, ostride = a.H * D;  // out, dout, dq: [B,M,H,D]
   TfA<P> q[D / 8], go[D / 8];
@@ -1184,13 +1190,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
   float dq[D / 8][4] = {};
   for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
     const int buf = int(it & 1);
-    if (n0 + kDenseTile < a.N) {
-      stage(n0 + kDenseTile, buf ^ 1);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(stage, n0, a.N, buf);
     const int tile = int(a.N - n0 < kDenseTile ? a.N - n0 : kDenseTile);
     float s[kDenseTile / 8][4], dp[kDenseTile / 8][4];
     scores<D, P>(s, q, r.x[buf][0]);
@@ -1215,8 +1215,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
 template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(const DenseGradArgs gr) {
   const DenseArgs& a = gr.f;
-  __shared__ __align__(16) TileRing<D + 4, 2> r;  // queries, dout
-  __shared__ float2 st[2][kDenseTile];           // (max, 1 / sum)
+  __shared__ __align__(16) float x[2][2][kDenseTile][D + 4];  // [buffer][queries, dout]
+  __shared__ float2 st[2][kDenseTile];                          // (max, 1 / sum)
   __shared__ float dl[2][kDenseTile];
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
   const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
@@ -1225,8 +1225,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   const float* go = gr.dout + b * a.M * a.H * D + h * D;
   const long long bh = (b * a.H + h) * a.M;
   const auto stage = [&](long long m0, int buf) {
-    copy_rows_async<D, D + 4>(r.x[buf][0], q, a.qsm, m0, a.M, a.rows16);
-    copy_rows_async<D, D + 4>(r.x[buf][1], go, a.H * D, m0, a.M, a.rows16);
+    copy_rows_async<D, D + 4>(x[buf][0], q, a.qsm, m0, a.M, a.rows16);
+    copy_rows_async<D, D + 4>(x[buf][1], go, a.H * D, m0, a.M, a.rows16);
     for (int i = threadIdx.x; i < kDenseTile; i += blockDim.x) {
       const bool real = m0 + i < a.M;
       copy_async<8>(&st[buf][i], a.stats + (bh + (real ? m0 + i : 0)) * 2, real);
@@ -1247,17 +1247,10 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
   for (long long m0 = 0, it = 0; m0 < a.M; m0 += kDenseTile, ++it) {
     const int buf = int(it & 1);
-    if (m0 + kDenseTile < a.M) {
-      stage(m0 + kDenseTile, buf ^ 1);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
-    const int tile = int(a.M - m0 < kDenseTile ? a.M - m0 : kDenseTile);
+    next_tile(stage, m0, a.M, buf);
     float s[kDenseTile / 8][4], dp[kDenseTile / 8][4];
-    scores<D, P>(s, k, r.x[buf][0]);   // s^T: the warp's keys by the tile's queries
-    scores<D, P>(dp, v, r.x[buf][1]);  // dp^T = v . dout
+    scores<D, P>(s, k, x[buf][0]);   // s^T: the warp's keys by the tile's queries
+    scores<D, P>(dp, v, x[buf][1]);  // dp^T = v . dout
 #pragma unroll
     for (int j = 0; j < kDenseTile / 8; ++j)
 #pragma unroll
@@ -1268,8 +1261,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
         s[j][i] = p;
         dp[j][i] = keep[e] ? p * (dp[j][i] - dl[buf][col]) : 0.f;
       }
-    accumulate<D, P>(dv, s, r.x[buf][1]);
-    accumulate<D, P>(dk, dp, r.x[buf][0]);
+    accumulate<D, P>(dv, s, x[buf][1]);
+    accumulate<D, P>(dk, dp, x[buf][0]);
     __syncthreads();
   }
   const long long out0 = b * a.N * a.H * D + h * D;  // dk, dv: [B,N,H,D]
