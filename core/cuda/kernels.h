@@ -139,8 +139,8 @@ struct DenseArgs {
   float* stats = nullptr;  // [B,H,M,2]: each query's largest score and 1 / its sum of exponentials
   // The products: 0 float32 multiply-adds; on the tensor cores (sm_80 and later), 1 in TensorFloat-32
   // (10-bit mantissas, as cuBLAS under float32 matmul precision "high"), 3 as three TensorFloat-32
-  // products of each operand split into a big and a small part (relative error about 1e-6: within
-  // the float32 kernels' test tolerances).
+  // products of each operand split into a big and a small part (differences from the float32
+  // kernels on the order of float32 rounding: within their test tolerances).
   int tensor_passes = 0;
   bool rows16 = false;  // set by the launch: every row of q, k, v starts 16-byte aligned
 };
