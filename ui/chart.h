@@ -13,6 +13,9 @@ namespace retreever {
 
 enum class LineDash { solid, dash, dot, dash_dot };
 
+// A legend with more entries than this is hidden: it would cover the plot.
+constexpr int kMaxLegendEntries = 12;
+
 struct ChartSeries {
   std::string label;         // names the series (the legend, readouts); empty: not in the legend
   bool in_legend = true;     // false: named, but left out of the legend (a key entry explains it)
@@ -46,8 +49,9 @@ struct ChartSpec {
   // the quantity's domain (context sizes 1k .. 256k, say) rather than QCustomPlot's 0 .. 5.
   double empty_x_lo = std::numeric_limits<double>::quiet_NaN(), empty_x_hi = empty_x_lo;
   double empty_y_lo = empty_x_lo, empty_y_hi = empty_x_lo;
-  // A legend of the labelled series, in the corner with the least data (hidden above 12 entries).
-  // A series without points that is in the legend is a key: it explains a colour or a dash.
+  // A legend of the labelled series, in the corner with the least data (hidden above
+  // kMaxLegendEntries). A series without points that is in the legend is a key: it explains a
+  // colour or a dash.
   bool legend = true;
   std::vector<ChartSeries> series;
   std::vector<ChartReference> references;

@@ -27,6 +27,9 @@ Qt::PenStyle pen_style(LineDash d) {
   }
 }
 
+// Whether a series has an entry in the legend (a key entry may have no points).
+bool listed(const ChartSeries& s) { return !s.label.empty() && s.in_legend; }
+
 bool drawable(double x, double y, const ChartSpec& s) {
   return std::isfinite(x) && std::isfinite(y) && (!s.log_x || x > 0) && (!s.log_y || y > 0);
 }
@@ -155,7 +158,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     graphs << g;
     g->setName(QString::fromStdString(s.label));
     g->removeFromLegend();
-    if (!s.label.empty() && s.in_legend) g->addToLegend();
+    if (listed(s)) g->addToLegend();
     g->setPen(QPen(colour, 1.8, pen_style(s.dash)));
     g->setLineStyle(s.line ? QCPGraph::lsLine : QCPGraph::lsNone);
     if (s.markers)
@@ -217,6 +220,9 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->yAxis2->setRange(padded_range(y2lo, y2hi, spec.log_y));
     if (ylo > yhi) ylo = y2lo, yhi = y2hi;  // every series on the right: the left axis follows
   }
+  int shown = 0;  // legend entries of series with points
+  for (const auto& s : spec.series) shown += listed(s) && !s.x.empty();
+  const bool legend_visible = spec.legend && shown > 0 && shown <= kMaxLegendEntries;
   if (xlo <= xhi) {
     const QCPRange xr = padded_range(xlo, xhi, spec.log_x);
     QCPRange yr = padded_range(ylo, yhi, spec.log_y);
@@ -232,7 +238,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     int rows = 0;
     std::size_t longest = 0;
     for (const auto& s : spec.series)
-      if (!s.label.empty() && s.in_legend) ++rows, longest = std::max(longest, s.label.size());
+      if (listed(s)) ++rows, longest = std::max(longest, s.label.size());
     const QFontMetrics metrics(plot->legend->font());
     const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
@@ -251,15 +257,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     }
     int covered = 0;
     const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
-    int shown = 0;
-    for (const auto& s : spec.series) shown += !s.label.empty() && s.in_legend && !s.x.empty();
     // A hidden legend still takes its layout row: only a shown one goes below the axes.
-    const bool visible = spec.legend && shown > 0 && shown <= 12;
-    place_legend(plot, visible && covered > 0 && rows > 1, corner);
+    place_legend(plot, legend_visible && covered > 0 && rows > 1, corner);
   }
-  int labelled = 0;
-  for (const auto& s : spec.series) labelled += !s.label.empty() && s.in_legend && !s.x.empty();
-  plot->legend->setVisible(spec.legend && labelled > 0 && labelled <= 12);
+  plot->legend->setVisible(legend_visible);
   return graphs;
 }
 

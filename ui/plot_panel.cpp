@@ -158,12 +158,12 @@ void PlotPanel::rebuild() {
   for (const auto* run : runs_)
     if (run->visible) axes.add(run->config.is_classification());
   axes.label(specs[kEval]);
-  // The loss terms: one line a term (dashes) a run (colours). Above 12 lines the legend lists each
-  // run once (its TCA term) and a key of the dashes, instead of every line.
+  // The loss terms: one line a term (dashes) a run (colours). Above kMaxLegendEntries lines the
+  // legend lists each run once (its TCA term) and a key of the dashes, instead of every line.
   int term_lines = 0;
   for (const auto* run : runs_)
     if (run->visible) term_lines += decoder_info(run->config.model).policy ? 4 : 1;
-  const bool term_key = term_lines > 12;
+  const bool term_key = term_lines > kMaxLegendEntries;
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
