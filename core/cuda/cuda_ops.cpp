@@ -425,8 +425,9 @@ int dense_tensor_passes() {
 
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& mask, int passes) {
-  if (passes < 0) passes = dense_tensor_passes();
-  if (!cuda::dense_passes_supported(passes) || (passes != 0 && !cuda::dense_tensor_cores_available()))
+  if (passes < 0)
+    passes = dense_tensor_passes();
+  else if (!cuda::dense_passes_supported(passes) || (passes != 0 && !cuda::dense_tensor_cores_available()))
     throw std::invalid_argument("dense_attention_cuda: " + std::to_string(passes) +
                                 " tensor-core passes; use 0 (FMA), or 1 or 3 on a GPU of compute capability 8.0 or later");
   // The kernels read rows with their last dimension contiguous; other strides are taken as they are.

@@ -1063,19 +1063,31 @@ __device__ __forceinline__ void next_tile(const Stage& stage, long long n0, long
   __syncthreads();
 }
 
+// Where a warp of these kernels works: its block's batch row b and head h, its lane's fragment
+// coordinates (g, tq), and its first row r0.
+struct MmaWarp {
+  long long b, h, r0;
+  int g, tq;
+  __device__ explicit MmaWarp(long long H)
+      : b(blockIdx.y / H),
+        h(blockIdx.y % H),
+        r0((long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16),
+        g((threadIdx.x & 31) >> 2),
+        tq(threadIdx.x & 3) {}
+};
+
 // The keys and values of a block's (batch row, head) in two buffers, rows padded to D + 4 floats,
 // and with a mask which of them are read.
 template <int D>
 struct KeyValueRing {
   float x[2][2][kDenseTile][D + 4];  // [buffer][keys, values]
   bool keep[2][kDenseTile];
-  // kb, vb: the row's and head's first key and value; b: the batch row.
-  __device__ __forceinline__ void stage(const DenseArgs& a, const float* kb, const float* vb, long long b, long long n0,
-                                        int buf) {
-    copy_rows_async<D, D + 4>(x[buf][0], kb, a.ksn, n0, a.N, a.rows16);
-    copy_rows_async<D, D + 4>(x[buf][1], vb, a.vsn, n0, a.N, a.rows16);
+  // Rows [n0, n0 + kDenseTile) of the warp's (batch row, head) into buffer buf.
+  __device__ __forceinline__ void stage(const DenseArgs& a, const MmaWarp& w, long long n0, int buf) {
+    copy_rows_async<D, D + 4>(x[buf][0], a.k + w.b * a.ksb + w.h * a.ksh, a.ksn, n0, a.N, a.rows16);
+    copy_rows_async<D, D + 4>(x[buf][1], a.v + w.b * a.vsb + w.h * a.vsh, a.vsn, n0, a.N, a.rows16);
     if (a.mask != nullptr)
-      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) keep[buf][j] = n0 + j < a.N && a.mask[b * a.N + n0 + j];
+      for (int j = threadIdx.x; j < kDenseTile; j += blockDim.x) keep[buf][j] = n0 + j < a.N && a.mask[w.b * a.N + n0 + j];
     copy_async_commit();
   }
 };
@@ -1095,14 +1107,11 @@ __device__ __forceinline__ void mask_scores(float (&s)[kDenseTile / 8][4], const
 template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const DenseArgs a) {
   __shared__ __align__(16) KeyValueRing<D> r;
-  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
-  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
-  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
-  const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
-  const auto stage = [&](long long n0, int buf) { r.stage(a, kb, vb, b, n0, buf); };
+  const MmaWarp w(a.H);
+  const auto stage = [&](long long n0, int buf) { r.stage(a, w, n0, buf); };
   stage(0, 0);
   TfA<P> q[D / 8];
-  load_a<D, P>(q, a.q + b * a.qsb + h * a.qsh, a.qsm, r0, a.M);
+  load_a<D, P>(q, a.q + w.b * a.qsb + w.h * a.qsh, a.qsm, w.r0, a.M);
   float acc[D / 8][4] = {}, mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
     const int buf = int(it & 1);
@@ -1143,12 +1152,12 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const
   for (int c = 0; c < D / 8; ++c)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[c][i] *= il[i >> 1];
-  store_rows<D>(a.out + (b * a.M * a.H + h) * D, a.H * D, acc, r0, a.M);
-  if (tq == 0) {
+  store_rows<D>(a.out + (w.b * a.M * a.H + w.h) * D, a.H * D, acc, w.r0, a.M);
+  if (w.tq == 0) {
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
-      const long long m = r0 + g + 8 * k;
-      if (m < a.M) *reinterpret_cast<float2*>(a.stats + ((b * a.H + h) * a.M + m) * 2) = make_float2(mx[k], il[k]);
+      const long long m = w.r0 + w.g + 8 * k;
+      if (m < a.M) *reinterpret_cast<float2*>(a.stats + ((w.b * a.H + w.h) * a.M + m) * 2) = make_float2(mx[k], il[k]);
     }
   }
 }
@@ -1158,34 +1167,31 @@ template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kernel(const DenseGradArgs gr) {
   const DenseArgs& a = gr.f;
   __shared__ __align__(16) KeyValueRing<D> r;
-  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
-  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
-  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
-  const float *kb = a.k + b * a.ksb + h * a.ksh, *vb = a.v + b * a.vsb + h * a.vsh;
-  const auto stage = [&](long long n0, int buf) { r.stage(a, kb, vb, b, n0, buf); };
+  const MmaWarp w(a.H);
+  const auto stage = [&](long long n0, int buf) { r.stage(a, w, n0, buf); };
   stage(0, 0);
-  const long long orow = b * a.M * a.H * D + h * D, ostride = a.H * D;  // out, dout, dq: [B,M,H,D]
+  const long long orow = w.b * a.M * a.H * D + w.h * D, ostride = a.H * D;  // out, dout, dq: [B,M,H,D]
   TfA<P> q[D / 8], go[D / 8];
-  load_a<D, P>(q, a.q + b * a.qsb + h * a.qsh, a.qsm, r0, a.M);
-  load_a<D, P>(go, gr.dout + orow, ostride, r0, a.M);
+  load_a<D, P>(q, a.q + w.b * a.qsb + w.h * a.qsh, a.qsm, w.r0, a.M);
+  load_a<D, P>(go, gr.dout + orow, ostride, w.r0, a.M);
   float mx[2], il[2], delta[2];
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
-    const long long m = r0 + g + 8 * k;
+    const long long m = w.r0 + w.g + 8 * k;
     const bool live = m < a.M;
     float d = 0;
 #pragma unroll
     for (int c = 0; c < D / 8; ++c)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const long long at = orow + m * ostride + 8 * c + tq + 4 * e;
+        const long long at = orow + m * ostride + 8 * c + w.tq + 4 * e;
         d += live ? __ldg(gr.dout + at) * __ldg(a.out + at) : 0.f;
       }
     delta[k] = quad_sum(d);
-    const long long st = ((b * a.H + h) * a.M + m) * 2;
+    const long long st = ((w.b * a.H + w.h) * a.M + m) * 2;
     mx[k] = live ? __ldg(a.stats + st) : 0.f;
     il[k] = live ? __ldg(a.stats + st + 1) : 0.f;
-    if (live && tq == 0) gr.delta[(b * a.H + h) * a.M + m] = delta[k];
+    if (live && w.tq == 0) gr.delta[(w.b * a.H + w.h) * a.M + m] = delta[k];
   }
   float dq[D / 8][4] = {};
   for (long long n0 = 0, it = 0; n0 < a.N; n0 += kDenseTile, ++it) {
@@ -1200,7 +1206,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
     for (int j = 0; j < kDenseTile / 8; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int col = 8 * j + 2 * tq + (i & 1), k = i >> 1;
+        const int col = 8 * j + 2 * w.tq + (i & 1), k = i >> 1;
         // a masked key's score takes no gradient (nor does a column past the tile)
         const bool read = plain || (col < tile && (a.mask == nullptr || r.keep[buf][col]));
         dp[j][i] = read ? __expf(s[j][i] - mx[k]) * il[k] * (dp[j][i] - delta[k]) : 0.f;
@@ -1208,7 +1214,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
     accumulate<D, P>(dq, dp, r.x[buf][0]);
     __syncthreads();
   }
-  store_rows<D>(gr.dq + orow, ostride, dq, r0, a.M);
+  store_rows<D>(gr.dq + orow, ostride, dq, w.r0, a.M);
 }
 
 // dk and dv of the warp's 16 keys, over every query: dv += p dout, dk += ds q.
@@ -1218,12 +1224,10 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   __shared__ __align__(16) float x[2][2][kDenseTile][D + 4];  // [buffer][queries, dout]
   __shared__ float2 st[2][kDenseTile];                          // (max, 1 / sum)
   __shared__ float dl[2][kDenseTile];
-  const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
-  const int g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
-  const long long r0 = (long long)blockIdx.x * kMmaRows + (threadIdx.x >> 5) * 16;
-  const float* q = a.q + b * a.qsb + h * a.qsh;
-  const float* go = gr.dout + b * a.M * a.H * D + h * D;
-  const long long bh = (b * a.H + h) * a.M;
+  const MmaWarp w(a.H);
+  const float* q = a.q + w.b * a.qsb + w.h * a.qsh;
+  const float* go = gr.dout + w.b * a.M * a.H * D + w.h * D;
+  const long long bh = (w.b * a.H + w.h) * a.M;
   const auto stage = [&](long long m0, int buf) {
     copy_rows_async<D, D + 4>(x[buf][0], q, a.qsm, m0, a.M, a.rows16);
     copy_rows_async<D, D + 4>(x[buf][1], go, a.H * D, m0, a.M, a.rows16);
@@ -1236,13 +1240,13 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   };
   stage(0, 0);
   TfA<P> k[D / 8], v[D / 8];
-  load_a<D, P>(k, a.k + b * a.ksb + h * a.ksh, a.ksn, r0, a.N);
-  load_a<D, P>(v, a.v + b * a.vsb + h * a.vsh, a.vsn, r0, a.N);
+  load_a<D, P>(k, a.k + w.b * a.ksb + w.h * a.ksh, a.ksn, w.r0, a.N);
+  load_a<D, P>(v, a.v + w.b * a.vsb + w.h * a.vsh, a.vsn, w.r0, a.N);
   bool keep[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
-    const long long n = r0 + g + 8 * e;
-    keep[e] = n < a.N && (a.mask == nullptr || a.mask[b * a.N + n]);
+    const long long n = w.r0 + w.g + 8 * e;
+    keep[e] = n < a.N && (a.mask == nullptr || a.mask[w.b * a.N + n]);
   }
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
   for (long long m0 = 0, it = 0; m0 < a.M; m0 += kDenseTile, ++it) {
@@ -1255,7 +1259,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
     for (int j = 0; j < kDenseTile / 8; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int col = 8 * j + 2 * tq + (i & 1), e = i >> 1;
+        const int col = 8 * j + 2 * w.tq + (i & 1), e = i >> 1;
         const float2 sc = st[buf][col];  // a query past the tile has (0, 0): its weight is 0
         const float p = __expf((keep[e] ? s[j][i] : kLowest) - sc.x) * sc.y;
         s[j][i] = p;
@@ -1265,9 +1269,9 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
     accumulate<D, P>(dk, dp, x[buf][0]);
     __syncthreads();
   }
-  const long long out0 = b * a.N * a.H * D + h * D;  // dk, dv: [B,N,H,D]
-  store_rows<D>(gr.dk + out0, a.H * D, dk, r0, a.N);
-  store_rows<D>(gr.dv + out0, a.H * D, dv, r0, a.N);
+  const long long out0 = w.b * a.N * a.H * D + w.h * D;  // dk, dv: [B,N,H,D]
+  store_rows<D>(gr.dk + out0, a.H * D, dk, w.r0, a.N);
+  store_rows<D>(gr.dv + out0, a.H * D, dv, w.r0, a.N);
 }
 
 template <int D, int R>
