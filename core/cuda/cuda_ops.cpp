@@ -185,12 +185,12 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     a.f.rstd = stats[1].data_ptr<float>();
     a.parts = cuda::layer_norm_parts(a.f.R);
     auto dx = torch::empty_like(x), part = torch::empty({2, a.parts, a.f.D}, x.options());
+    auto sums = torch::empty({2, a.f.D}, x.options());
     a.dy = dy.data_ptr<float>();
     a.dx = dx.data_ptr<float>();
-    a.dw_part = part[0].data_ptr<float>();
-    a.db_part = part[1].data_ptr<float>();
+    a.part = part.data_ptr<float>();
+    a.sums = sums.data_ptr<float>();
     check(cuda::layer_norm_backward(a, stream()), "layer norm backward (CUDA)");
-    auto sums = part.sum(1);
     return {dx, sums[0], sums[1], torch::Tensor()};
   }
 };
@@ -292,10 +292,11 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
       a.C = out;
       a.parts = cuda::column_sum_parts(a.R);
       auto part = torch::empty({a.parts, out}, g.options());
+      db = torch::empty({out}, g.options());
       a.x = g.data_ptr<float>();
       a.part = part.data_ptr<float>();
+      a.out = db.data_ptr<float>();
       check(cuda::column_sum(a, stream()), "bias gradient (CUDA)");
-      db = part.sum(0);
     }
     return {dx, dw, db};
   }

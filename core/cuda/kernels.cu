@@ -521,8 +521,8 @@ __global__ void layer_norm_backward_kernel(const LayerNormGradArgs a) {
   }
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    a.dw_part[warp * D + lane + 32 * i] = dw[i];
-    a.db_part[warp * D + lane + 32 * i] = db[i];
+    a.part[warp * D + lane + 32 * i] = dw[i];
+    a.part[(a.parts + warp) * D + lane + 32 * i] = db[i];
   }
 }
 
@@ -571,6 +571,38 @@ __global__ void column_sum_kernel(const ColumnSumArgs a) {
   }
 }
 
+// Row sums of the partial sums: out[m * C + c] = sum over r of x[(m * R + r) * C + c], for the
+// matrices m = blockIdx.y. A block of 32 x 32 threads takes 32 columns; thread (c, y) sums rows
+// y, y + 32, .. (four loads in flight), then the block's first row of threads adds the 32 sums of
+// its column in order.
+__global__ void sum_rows_kernel(const float* x, long long R, long long C, float* out) {
+  __shared__ float t[32][33];
+  const long long c = blockIdx.x * 32LL + threadIdx.x;
+  const float* m = x + blockIdx.y * R * C;
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  if (c < C) {
+    long long r = threadIdx.y;
+    for (; r + 96 < R; r += 128) {
+      s0 += __ldg(m + r * C + c);
+      s1 += __ldg(m + (r + 32) * C + c);
+      s2 += __ldg(m + (r + 64) * C + c);
+      s3 += __ldg(m + (r + 96) * C + c);
+    }
+    for (; r < R; r += 32) s0 += __ldg(m + r * C + c);
+  }
+  t[threadIdx.y][threadIdx.x] = (s0 + s1) + (s2 + s3);
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= C) return;
+  float sum = 0;
+  for (int y = 0; y < 32; ++y) sum += t[y][threadIdx.x];
+  out[blockIdx.y * C + c] = sum;
+}
+
+int sum_rows(const float* x, long long R, long long C, int matrices, float* out, cudaStream_t s) {
+  sum_rows_kernel<<<dim3(unsigned((C + 31) / 32), unsigned(matrices)), dim3(32, 32), 0, s>>>(x, R, C, out);
+  return int(cudaGetLastError());
+}
+
 }  // namespace
 
 #define RETREEVER_DISPATCH_V(D, KERNEL, ...)            \
@@ -598,7 +630,8 @@ int layer_norm_backward(const LayerNormGradArgs& a, void* stream) {
   if (!layer_norm_width_supported(a.f.D)) return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   RETREEVER_DISPATCH_V(a.f.D, layer_norm_backward_kernel, blocks_for(a.parts * 32, 256), 256, 0, s)
-  return int(cudaGetLastError());
+  if (const int e = int(cudaGetLastError())) return e;
+  return sum_rows(a.part, a.parts, a.f.D, 2, a.sums, s);
 }
 
 int softmax_backward(const SoftmaxGradArgs& a, void* stream) {
@@ -619,7 +652,8 @@ int column_sum(const ColumnSumArgs& a, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   const int threads = a.C >= 256 ? 256 : int((a.C + 31) / 32 * 32);
   column_sum_kernel<<<unsigned(a.parts), threads, 0, s>>>(a);
-  return int(cudaGetLastError());
+  if (const int e = int(cudaGetLastError())) return e;
+  return sum_rows(a.part, a.parts, a.C, 1, a.out, s);
 }
 
 namespace {
