@@ -147,6 +147,21 @@ void bench_train(const Args& args, const std::string& device, const std::string&
       train["models"].back()["graphs"] = trainer.graph_summary();
     }
   }
+  // A speed claim is a ratio within one run: each model's step against CA's, measured just now.
+  double ca_ms = 0;
+  for (const auto& m : train["models"])
+    if (m["model"] == "ca") ca_ms = m["ms_per_step"].get<double>();
+  if (ca_ms <= 0 || choice.models.size() < 2) return;
+  std::string line;
+  for (auto& m : train["models"])
+    if (m["model"] != "ca") {
+      m["ratio_to_ca"] = m["ms_per_step"].get<double>() / ca_ms;
+      char part[96];
+      std::snprintf(part, sizeof part, "%s%s %.2fx", line.empty() ? "" : ", ",
+                    m["model"].get<std::string>().c_str(), m["ratio_to_ca"].get<double>());
+      line += part;
+    }
+  say(o, "step time against CA's, this run: %s\n", line.c_str());
 }
 
 // bf16: the models, the context and the queries converted to bfloat16 (the CUDA kernels are float32

@@ -2,6 +2,7 @@
 // resume, Ctrl-C, and every bad input refused with one clear line and a non-zero exit.
 #include <QJsonArray>
 #include <QJsonDocument>
+#include <QRegularExpression>
 #include <QJsonObject>
 #include <QFileInfo>
 #include <QProcess>
@@ -200,6 +201,11 @@ class TestCli : public QObject {
       if (f.size() == 4 && f[1].toDouble() > 0) models << f[0];  // model ms/step steps/s tokens
     }
     QCOMPARE(models, (QStringList{"tca", "ca"}));
+    // The ratio line: TCA's step time over CA's, from the two figures just printed.
+    QRegularExpression ratio("step time against CA's, this run: tca ([0-9.]+)x\\n");
+    const auto match = ratio.match(r.out);
+    QVERIFY2(match.hasMatch(), qPrintable(r.out));
+    QVERIFY(match.captured(1).toDouble() > 0);
     for (const char* m : {"tca", "ca"}) {
       QFile trace(prof + "/train-" + m + ".trace.json");
       QVERIFY2(trace.open(QIODevice::ReadOnly), qPrintable("no trace for " + QString(m)));
@@ -230,6 +236,9 @@ class TestCli : public QObject {
     QCOMPARE(models.size(), 2);
     QCOMPARE(models[0].toObject()["model"].toString(), QString("tca"));
     QVERIFY(models[1].toObject()["ms_per_step"].toDouble() > 0);
+    const double tca_ms = models[0].toObject()["ms_per_step"].toDouble(), ca_ms = models[1].toObject()["ms_per_step"].toDouble();
+    QVERIFY(qAbs(models[0].toObject()["ratio_to_ca"].toDouble() - tca_ms / ca_ms) < 1e-9 * tca_ms / ca_ms);
+    QVERIFY(!models[1].toObject().contains("ratio_to_ca"));  // CA is the unit
     const auto rows = doc["inference"].toObject()["rows"].toArray();
     QCOMPARE(rows.size(), 1);
     QCOMPARE(rows[0].toObject()["n"].toInt(), 1024);
