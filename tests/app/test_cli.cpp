@@ -196,16 +196,22 @@ class TestCli : public QObject {
                   "--steps", "2", "--profile", prof});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QStringList models;
+    QList<double> ms;
     for (const auto& line : r.out.split('\n')) {
       const auto f = line.split(' ', Qt::SkipEmptyParts);
-      if (f.size() == 4 && f[1].toDouble() > 0) models << f[0];  // model ms/step steps/s tokens
+      if (f.size() == 4 && f[1].toDouble() > 0) {  // model ms/step steps/s tokens
+        models << f[0];
+        ms << f[1].toDouble();
+      }
     }
     QCOMPARE(models, (QStringList{"tca", "ca"}));
-    // The ratio line: TCA's step time over CA's, from the two figures just printed.
+    // The ratio line: TCA's step time over CA's, from the two figures just printed (each rounded
+    // to 0.01 ms, the ratio to 0.01).
     QRegularExpression ratio("step time against CA's, this run: tca ([0-9.]+)x\\n");
     const auto match = ratio.match(r.out);
     QVERIFY2(match.hasMatch(), qPrintable(r.out));
-    QVERIFY(match.captured(1).toDouble() > 0);
+    const double printed = match.captured(1).toDouble(), expected = ms[0] / ms[1];
+    QVERIFY2(qAbs(printed - expected) <= 0.006 + expected * 0.01 / ms[1], qPrintable(r.out));
     for (const char* m : {"tca", "ca"}) {
       QFile trace(prof + "/train-" + m + ".trace.json");
       QVERIFY2(trace.open(QIODevice::ReadOnly), qPrintable("no trace for " + QString(m)));
