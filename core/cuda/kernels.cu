@@ -1308,17 +1308,13 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   store_rows<D>(gr.dv + out0, a.H * D, dv, w.r0, a.N);
 }
 
-template <int D, int R>
+template <int R>
 dim3 dense_grid(long long rows, const DenseArgs& a) {
   return dim3(unsigned((rows + R * kDenseThreads - 1) / (R * kDenseThreads)), unsigned(a.B * a.H));
 }
 
 }  // namespace
 
-// Two queries a thread where each (batch row, head) has at least 512 of them, one below (the
-// blocks would stand half idle); the keys' kernel one key a thread. Measured on an H200 (copy
-// task, 128 rows of 4 heads of 16): the fastest of 1, 2 and 4 rows a thread, unrolled 1, 2 or 4
-// times, at 128 and 512 queries and keys.
 bool dense_tensor_cores_available() {
   int device = 0, major = 0;
   return cudaGetDevice(&device) == cudaSuccess &&
@@ -1357,6 +1353,10 @@ void dense_mma(const DenseGradArgs* grad, DenseArgs a, cudaStream_t s) {
 }
 }  // namespace
 
+// The FMA kernels (tensor_passes 0): two queries a thread where each (batch row, head) has at
+// least 512 of them, one below (the blocks would stand half idle); the keys' kernel one key a
+// thread. Measured on an H200 (copy task, 128 rows of 4 heads of 16): the fastest of 1, 2 and 4
+// rows a thread, unrolled 1, 2 or 4 times, at 128 and 512 queries and keys.
 int dense_attention_forward(const DenseArgs& a, void* stream) {
   if (a.B * a.H * a.M == 0) return 0;
   if (a.N == 0 || !dense_head_dim_supported(a.d) || !dense_passes_supported(a.tensor_passes))
@@ -1366,9 +1366,9 @@ int dense_attention_forward(const DenseArgs& a, void* stream) {
     dense_mma(nullptr, a, s);
     return int(cudaGetLastError());
   }
-  if (a.d == 32) dense_forward_kernel<32, 1><<<dense_grid<32, 1>(a.M, a), kDenseThreads, 0, s>>>(a);
-  else if (a.M >= 512) dense_forward_kernel<16, 2, 4><<<dense_grid<16, 2>(a.M, a), kDenseThreads, 0, s>>>(a);
-  else dense_forward_kernel<16, 1><<<dense_grid<16, 1>(a.M, a), kDenseThreads, 0, s>>>(a);
+  if (a.d == 32) dense_forward_kernel<32, 1><<<dense_grid<1>(a.M, a), kDenseThreads, 0, s>>>(a);
+  else if (a.M >= 512) dense_forward_kernel<16, 2, 4><<<dense_grid<2>(a.M, a), kDenseThreads, 0, s>>>(a);
+  else dense_forward_kernel<16, 1><<<dense_grid<1>(a.M, a), kDenseThreads, 0, s>>>(a);
   return int(cudaGetLastError());
 }
 
@@ -1383,13 +1383,13 @@ int dense_attention_backward(const DenseGradArgs& g, void* stream) {
     return int(cudaGetLastError());
   }
   if (a.d == 32) {
-    dense_backward_query_kernel<32, 1><<<dense_grid<32, 1>(a.M, a), kDenseThreads, 0, s>>>(g);
-    dense_backward_key_kernel<32, 1><<<dense_grid<32, 1>(a.N, a), kDenseThreads, 0, s>>>(g);
+    dense_backward_query_kernel<32, 1><<<dense_grid<1>(a.M, a), kDenseThreads, 0, s>>>(g);
+    dense_backward_key_kernel<32, 1><<<dense_grid<1>(a.N, a), kDenseThreads, 0, s>>>(g);
     return int(cudaGetLastError());
   }
-  if (a.M >= 512) dense_backward_query_kernel<16, 2, 4><<<dense_grid<16, 2>(a.M, a), kDenseThreads, 0, s>>>(g);
-  else dense_backward_query_kernel<16, 1, 4><<<dense_grid<16, 1>(a.M, a), kDenseThreads, 0, s>>>(g);
-  dense_backward_key_kernel<16, 1><<<dense_grid<16, 1>(a.N, a), kDenseThreads, 0, s>>>(g);
+  if (a.M >= 512) dense_backward_query_kernel<16, 2, 4><<<dense_grid<2>(a.M, a), kDenseThreads, 0, s>>>(g);
+  else dense_backward_query_kernel<16, 1, 4><<<dense_grid<1>(a.M, a), kDenseThreads, 0, s>>>(g);
+  dense_backward_key_kernel<16, 1><<<dense_grid<1>(a.N, a), kDenseThreads, 0, s>>>(g);
   return int(cudaGetLastError());
 }
 
