@@ -151,7 +151,7 @@ void bench_train(const Args& args, const std::string& device, const std::string&
   double ca_ms = 0;
   for (const auto& m : train["models"])
     if (m["model"] == "ca") ca_ms = m["ms_per_step"].get<double>();
-  if (ca_ms <= 0 || choice.models.size() < 2) return;
+  if (ca_ms <= 0) return;
   std::string line;
   for (auto& m : train["models"])
     if (m["model"] != "ca") {
@@ -161,7 +161,7 @@ void bench_train(const Args& args, const std::string& device, const std::string&
                     m["model"].get<std::string>().c_str(), m["ratio_to_ca"].get<double>());
       line += part;
     }
-  say(o, "step time against CA's, this run: %s\n", line.c_str());
+  if (!line.empty()) say(o, "step time against CA's, this run: %s\n", line.c_str());
 }
 
 // bf16: the models, the context and the queries converted to bfloat16 (the CUDA kernels are float32
@@ -316,12 +316,16 @@ int cmd_bench(const Args& args) {
   MatmulPrecisionScope matmuls(precision == "tf32");
   if (kernels && cuda_kernels_available() && resolve_device(device).is_cuda()) {
     // Which kernels the dense reads of training take (cuda_ops.h: dense_attention_cuda).
+    struct Kind {
+      const char *name, *text;
+    };
     const int passes = dense_tensor_passes();
-    say(o, "dense attention of training: %s\n",
-        passes == 1   ? "TensorFloat-32 on the tensor cores"
-        : passes == 3 ? "three TensorFloat-32 products of split operands on the tensor cores (float32's accuracy)"
-                      : "float32 multiply-adds (no tensor cores)");
-    o.doc["dense_attention"] = passes == 1 ? "tf32" : passes == 3 ? "3xtf32" : "fma";
+    const Kind kind =
+        passes == 1   ? Kind{"tf32", "TensorFloat-32 on the tensor cores"}
+        : passes == 3 ? Kind{"3xtf32", "three TensorFloat-32 products of split operands on the tensor cores (float32's accuracy)"}
+                      : Kind{"fma", "float32 multiply-adds (no tensor cores)"};
+    say(o, "dense attention of training: %s\n", kind.text);
+    o.doc["dense_attention"] = kind.name;
   }
   if (what != "inference") bench_train(args, device, precision, choice, o);
   if (what != "train") bench_inference(args, device, precision, o);
