@@ -287,16 +287,8 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
     if (ctx->needs_input_grad(0)) dx = g.mm(w).view(x.sizes());
     if (ctx->needs_input_grad(1)) dw = g.t().mm(x.reshape({-1, in}));
     if (ctx->needs_input_grad(2)) {
-      cuda::ColumnSumArgs a;
-      a.R = g.size(0);
-      a.C = out;
-      a.parts = cuda::column_sum_parts(a.R);
-      auto part = torch::empty({a.parts, out}, g.options());
       db = torch::empty({out}, g.options());
-      a.x = g.data_ptr<float>();
-      a.part = part.data_ptr<float>();
-      a.out = db.data_ptr<float>();
-      check(cuda::column_sum(a, stream()), "bias gradient (CUDA)");
+      column_sum_into(g, db);
     }
     return {dx, dw, db};
   }
@@ -437,6 +429,25 @@ torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
   return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes));
 }
 
+void column_sum_into(const torch::Tensor& g, torch::Tensor out) {
+  if (!kernels_take(g) || g.dim() != 2 || g.size(0) < kCudaLinearMinRows || !g.is_contiguous() ||
+      !out.is_contiguous() || out.scalar_type() != torch::kFloat || out.numel() != g.size(1) ||
+      out.device() != g.device()) {
+    at::sum_out(out, g, at::IntArrayRef{0});
+    return;
+  }
+  c10::cuda::CUDAGuard guard(g.device());
+  cuda::ColumnSumArgs a;
+  a.R = g.size(0);
+  a.C = g.size(1);
+  a.parts = cuda::column_sum_parts(a.R);
+  auto part = torch::empty({a.parts, a.C}, g.options());
+  a.x = g.data_ptr<float>();
+  a.part = part.data_ptr<float>();
+  a.out = out.data_ptr<float>();
+  check(cuda::column_sum(a, stream()), "bias gradient (CUDA)");
+}
+
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return kernels_take(x) && !autocast_on() && x.dim() >= 2 && bias.defined() && weight.dim() == 2 && bias.dim() == 1 &&
          x.size(-1) == weight.size(1) && bias.size(0) == weight.size(0) && weight.scalar_type() == torch::kFloat &&
@@ -464,6 +475,8 @@ torch::Tensor dense_attention_cuda(const torch::Tensor&, const torch::Tensor&, c
                                    const torch::Tensor&, int) {
   throw std::logic_error("dense_attention_cuda: built without CUDA");
 }
+
+void column_sum_into(const torch::Tensor& g, torch::Tensor out) { at::sum_out(out, g, at::IntArrayRef{0}); }
 
 bool use_cuda_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
 

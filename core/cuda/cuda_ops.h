@@ -67,6 +67,9 @@ torch::Tensor softmax_cuda(const torch::Tensor& x);
 // reads them at a fraction of the memory's speed): for float32 CUDA tensors with a bias and at
 // least kCudaLinearMinRows rows (the test).
 constexpr std::int64_t kCudaLinearMinRows = 4096;
+// out [C] (a contiguous tensor or view) = the sum of g's rows, g [R,C]: that kernel for a float32
+// contiguous CUDA g of at least kCudaLinearMinRows rows, PyTorch's sum otherwise.
+void column_sum_into(const torch::Tensor& g, torch::Tensor out);
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 

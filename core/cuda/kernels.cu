@@ -6,6 +6,7 @@
 #include "kernels.h"
 
 #include <cfloat>
+#include <algorithm>
 #include <cstdint>
 #include <cuda_runtime.h>
 
@@ -324,50 +325,84 @@ __device__ __forceinline__ float lane_group_sum(float x) {
   return x;
 }
 
+// x[0..V) added to at[0..V): scalar atomics, and (_vec) vector ones on sm_90 (float2, float4: one
+// operation where the scalar ones take V) where at is aligned to min(4 V, 16) bytes.
+template <int V>
+__device__ __forceinline__ void atomic_add_each(float* at, const float (&x)[V]) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) atomicAdd(at + i, x[i]);
+}
+template <int V>
+__device__ __forceinline__ void atomic_add_vec(float* at, const float (&x)[V]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < V; i += 4) atomicAdd(reinterpret_cast<float4*>(at + i), make_float4(x[i], x[i + 1], x[i + 2], x[i + 3]));
+  } else if constexpr (V == 2) {
+    atomicAdd(reinterpret_cast<float2*>(at), make_float2(x[0], x[1]));
+  } else
+#endif
+  {
+    atomic_add_each<V>(at, x);
+  }
+}
+
 // The same gradients with one warp per (group, query) row and every head at once: lane l holds
-// elements l, l + 32, .. of the row's H*D = 32 V floats, so a key's node row is read, and its
-// gradients added to, by coalesced 128-byte accesses, and one query's keys go in turn (no lanes
-// over keys, no merge of dq). The read of S adds to the same upper nodes from every query of a
-// batch row: the other kernel's per-thread scalar atomics on 16 consecutive floats cost several
-// times more there.
+// the V consecutive elements l V .. l V + V - 1 of the row's H*D = 32 V floats (one head's: V <= D,
+// and a head's sums run over D / V lanes). A key's node row is read, and its gradients added to,
+// by coalesced accesses, one vector atomic per lane (Vector: the gradients' rows aligned for it);
+// one query's keys go in turn (no lanes over keys, no merge of dq). The read of S adds to the same
+// upper nodes from every query of a batch row: the other kernel's per-thread scalar atomics on 16
+// consecutive floats cost several times more there, and V scalar atomics a lane (an earlier layout,
+// lane l holding l, l + 32, ..) about 1.15 times more at V = 2.
 template <int D, int V>
-__global__ void group_backward_warp_kernel(const GroupGradArgs a) {
+__global__ void group_backward_warp_kernel(const GroupGradArgs a, bool vector) {
+  static_assert(V <= D, "a lane's elements belong to one head");
   const GroupArgs& f = a.f;
   const long long gi = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;  // warp-uniform
   if (gi >= f.G * f.m) return;
   const int lane = int(threadIdx.x % 32);
   constexpr int HD = 32 * V;
   const long long H = f.H, g = gi / f.m;
-  float qr[V], dor[V], dq[V], delta[V];
+  const int h = lane * V / D;
+  const long long own = gi * HD + lane * V;
+  float qr[V], dor[V], dq[V], delta = 0;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    const long long e = gi * HD + lane + 32 * i;
-    qr[i] = __ldg(f.q + e);
-    dor[i] = __ldg(a.dout + e);
-    delta[i] = lane_group_sum<D>(dor[i] * __ldg(f.out + e));
+    qr[i] = __ldg(f.q + own + i);
+    dor[i] = __ldg(a.dout + own + i);
+    delta += dor[i] * __ldg(f.out + own + i);
     dq[i] = 0;
   }
+  delta = lane_group_sum<D / V>(delta);
   const long long base = (g / f.groups_per_row) * f.n;
   for (long long j = 0; j < f.nk; ++j) {
     const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
     const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
-    const long long at = row * HD + lane, ps = (gi * f.nk + j) * H;
+    const long long at = row * HD + lane * V, ps = (gi * f.nk + j) * H;
+    const float p = __ldg(f.p + ps + h);
+    float dp = 0, add[V];
 #pragma unroll
-    for (int i = 0; i < V; ++i) {
-      const int h = (lane + 32 * i) / D;
-      const float p = __ldg(f.p + ps + h);
-      const float dp = lane_group_sum<D>(dor[i] * __ldg(f.v + at + 32 * i));
-      if (p != 0) atomicAdd(a.dv + at + 32 * i, p * dor[i]);
-      float ds = keep ? p * (dp - delta[i]) : 0.f;
-      if (a.dscore) ds += __ldg(a.dscore + ps + h);
-      if (ds != 0) {
-        dq[i] += ds * __ldg(f.k + at + 32 * i);
-        atomicAdd(a.dk + at + 32 * i, ds * qr[i]);
+    for (int i = 0; i < V; ++i) dp += dor[i] * __ldg(f.v + at + i);
+    dp = lane_group_sum<D / V>(dp);
+    if (p != 0) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) add[i] = p * dor[i];
+      vector ? atomic_add_vec<V>(a.dv + at, add) : atomic_add_each<V>(a.dv + at, add);
+    }
+    float ds = keep ? p * (dp - delta) : 0.f;
+    if (a.dscore) ds += __ldg(a.dscore + ps + h);
+    if (ds != 0) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        dq[i] += ds * __ldg(f.k + at + i);
+        add[i] = ds * qr[i];
       }
+      vector ? atomic_add_vec<V>(a.dk + at, add) : atomic_add_each<V>(a.dk + at, add);
     }
   }
 #pragma unroll
-  for (int i = 0; i < V; ++i) a.dq[gi * HD + lane + 32 * i] = dq[i];
+  for (int i = 0; i < V; ++i) a.dq[own + i] = dq[i];
 }
 
 // Lanes per row: enough for every key up to a warp.
@@ -419,27 +454,24 @@ int group_forward(const GroupArgs& a, void* stream) {
   return int(cudaGetLastError());
 }
 
-// The warp kernel for head dimensions up to 32 and rows of 32, 64, 128 or 256 floats.
+// The warp kernel for head dimensions up to 32, rows of 32, 64, 128 or 256 floats, and at most a
+// head's D floats a lane.
 static bool group_backward_warp(const GroupGradArgs& a, cudaStream_t s) {
-  const long long d = a.f.d, HD = a.f.H * a.f.d, warps = a.f.G * a.f.m;
-  if (d > 32 || HD % 32 != 0) return false;
-  const int blocks = blocks_for(warps * 32, 128);
-#define RETREEVER_WARP_V(V)                                                                                        \
-  switch (d) {                                                                                                     \
-    case 4: group_backward_warp_kernel<4, V><<<blocks, 128, 0, s>>>(a); return true;                               \
-    case 8: group_backward_warp_kernel<8, V><<<blocks, 128, 0, s>>>(a); return true;                               \
-    case 16: group_backward_warp_kernel<16, V><<<blocks, 128, 0, s>>>(a); return true;                             \
-    case 32: group_backward_warp_kernel<32, V><<<blocks, 128, 0, s>>>(a); return true;                             \
-    default: return false;                                                                                         \
-  }
-  switch (HD / 32) {
-    case 1: RETREEVER_WARP_V(1)
-    case 2: RETREEVER_WARP_V(2)
-    case 4: RETREEVER_WARP_V(4)
-    case 8: RETREEVER_WARP_V(8)
+  const long long d = a.f.d, HD = a.f.H * a.f.d, V = HD / 32;
+  if (d > 32 || HD % 32 != 0 || V > d) return false;
+  const int blocks = blocks_for(a.f.G * a.f.m * 32, 128);
+  const auto aligned = [&](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % (4 * std::min<long long>(V, 4)) == 0; };
+  const bool vector = aligned(a.dk) && aligned(a.dv);
+#define RETREEVER_WARP(D, V) \
+  case D * 100 + V: group_backward_warp_kernel<D, V><<<blocks, 128, 0, s>>>(a, vector); return true;
+  switch (d * 100 + V) {
+    RETREEVER_WARP(4, 1) RETREEVER_WARP(4, 2) RETREEVER_WARP(4, 4)
+    RETREEVER_WARP(8, 1) RETREEVER_WARP(8, 2) RETREEVER_WARP(8, 4) RETREEVER_WARP(8, 8)
+    RETREEVER_WARP(16, 1) RETREEVER_WARP(16, 2) RETREEVER_WARP(16, 4) RETREEVER_WARP(16, 8)
+    RETREEVER_WARP(32, 1) RETREEVER_WARP(32, 2) RETREEVER_WARP(32, 4) RETREEVER_WARP(32, 8)
     default: return false;
   }
-#undef RETREEVER_WARP_V
+#undef RETREEVER_WARP
 }
 
 int group_backward(const GroupGradArgs& a, void* stream) {

@@ -2,6 +2,7 @@
 
 #include "core/cuda/cuda_ops.h"
 #include "core/nn/group_attention.h"
+#include "core/nn/paired_linear.h"
 
 #include <cmath>
 #include <limits>
@@ -55,12 +56,10 @@ static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::in
 torch::Tensor MultiHeadAttentionImpl::project_query(const torch::Tensor& x) {
   return split_heads(torch::linear(x, to_q_->weight * scale_), heads_, head_dim_);
 }
-// Keys and values come from the two row blocks of one weight, each by its own matmul: contiguous
-// outputs, and no concatenation of their gradients in the backward.
+// Keys and values come from the two row blocks of one weight (paired_linear.h).
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::project_key_value(const torch::Tensor& x) {
-  const auto d = to_kv_->weight.size(1);
-  return {split_heads(torch::linear(x, to_kv_->weight.narrow(0, 0, d)), heads_, head_dim_),
-          split_heads(torch::linear(x, to_kv_->weight.narrow(0, d, d)), heads_, head_dim_)};
+  auto [k, v] = paired_linear(x, to_kv_->weight, {});
+  return {split_heads(k, heads_, head_dim_), split_heads(v, heads_, head_dim_)};
 }
 torch::Tensor MultiHeadAttentionImpl::project_out(const torch::Tensor& x) {
   return linear(x.flatten(-2), to_out_);
@@ -210,12 +209,9 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t d_model, std::int64_t hidden) {
 }
 
 torch::Tensor FeedForwardImpl::hidden(const torch::Tensor& x) {
-  // The value and gate halves of the expansion by two matmuls on the weight's row blocks: both come
-  // out contiguous (GELU's CPU kernel is about 5x slower on a strided half) and the backward needs
-  // no concatenation.
-  const auto h = in_->weight.size(0) / 2;
-  auto value = linear(x, in_->weight.narrow(0, 0, h), in_->bias.narrow(0, 0, h));
-  auto gate = linear(x, in_->weight.narrow(0, h, h), in_->bias.narrow(0, h, h));
+  // The value and gate halves of the expansion, both contiguous (GELU's CPU kernel is about 5x
+  // slower on a strided half; paired_linear.h).
+  auto [value, gate] = paired_linear(x, in_->weight, in_->bias);
   return value * torch::gelu(gate);
 }
 

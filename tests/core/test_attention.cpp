@@ -7,6 +7,7 @@
 
 #include "core/nn/blocks.h"
 #include "core/nn/group_attention.h"
+#include "core/nn/paired_linear.h"
 
 using namespace retreever;
 
@@ -149,6 +150,48 @@ class TestAttention : public QObject {
       }
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores(torch::zeros({2, 1, 3, 5}), torch::zeros({2, 1, 3, 4})));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_mix(torch::zeros({2, 1, 4, 3}), torch::zeros({2, 3, 3, 5})));
+  }
+
+  void paired_linear_matches_two_linears_with_gradients() {
+    // paired_linear.h's hand-written backward against autograd through two linears on the weight's
+    // row blocks: values and the gradients of input, weight and bias, with and without a bias, with
+    // an output left out of the loss (its gradient zeros), for float and double.
+    for (auto dtype : {torch::kFloat, torch::kDouble})
+      for (bool bias : {true, false})
+        for (int used : {2, 1}) {
+          auto opts = torch::TensorOptions().dtype(dtype);
+          auto x = torch::randn({3, 7, 5}, opts).requires_grad_();
+          auto w = torch::randn({8, 5}, opts).requires_grad_();
+          auto b = bias ? torch::randn({8}, opts).requires_grad_() : torch::Tensor();
+          auto run = [&](bool paired) {
+            torch::Tensor y0, y1;
+            if (paired) std::tie(y0, y1) = paired_linear(x, w, b);
+            else {
+              y0 = torch::linear(x, w.narrow(0, 0, 4), bias ? b.narrow(0, 0, 4) : torch::Tensor());
+              y1 = torch::linear(x, w.narrow(0, 4, 4), bias ? b.narrow(0, 4, 4) : torch::Tensor());
+            }
+            auto c0 = torch::linspace(-1, 1, y0.numel(), opts).view(y0.sizes());
+            auto c1 = torch::linspace(2, -1, y1.numel(), opts).view(y1.sizes());
+            auto loss = (y0 * c0).sum() + (used == 2 ? (y1 * c1).sum() : torch::zeros({}, opts));
+            std::vector<torch::Tensor> inputs{x, w};
+            if (bias) inputs.push_back(b);
+            return std::make_tuple(y0, y1, torch::autograd::grad({loss}, inputs));
+          };
+          auto [a0, a1, ga] = run(true);
+          auto [e0, e1, ge] = run(false);
+          const auto what = QString("dtype %1, bias %2, outputs used %3").arg(int(dtype)).arg(bias).arg(used);
+          QCOMPARE(a0.sizes().vec(), (std::vector<int64_t>{3, 7, 4}));
+          QVERIFY2(a0.is_contiguous() && a1.is_contiguous(), qPrintable("halves not contiguous: " + what));
+          QVERIFY2(close(a0, e0) && close(a1, e1), qPrintable("values differ: " + what));
+          QCOMPARE(ga.size(), ge.size());
+          for (std::size_t i = 0; i < ga.size(); ++i) {
+            QCOMPARE(ga[i].sizes(), ge[i].sizes());
+            QVERIFY2(close(ga[i], ge[i], 1e-5), qPrintable(QString("gradient %1 differs: ").arg(i) + what));
+          }
+        }
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, paired_linear(torch::zeros({2, 5}), torch::zeros({7, 5}), {}));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
+                             paired_linear(torch::zeros({2, 5}), torch::zeros({8, 5}), torch::zeros({6})));
   }
 
   void chunked_queries_equal_one_pass() {

@@ -17,6 +17,7 @@
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
+#include "core/nn/paired_linear.h"
 #include "core/training/distributed.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
@@ -54,11 +55,12 @@ torch::Tensor reference_group(const torch::Tensor& q, const torch::Tensor& k, co
   return (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
 }
 
-// H = 4 runs the backward's warp kernel (rows of 32, 64 or 128 floats), H = 3 the other (48 floats
-// at d = 16 is no multiple of a warp); d = 64 takes the other too.
+// H = 4 and (8, 16) run the backward's warp kernel (rows of 32, 64 or 128 floats: 1, 2 or 4 a lane,
+// the last two by vector atomics), H = 3 the other (48 floats at d = 16 is no multiple of a warp);
+// d = 64 takes the other too.
 void group_attention_matches_the_tensor_path() {
   const auto dev = torch::kCUDA;
-  for (auto [d, H] : std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {16, 4}, {32, 4}, {16, 3}, {64, 2}})
+  for (auto [d, H] : std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {16, 4}, {32, 4}, {8, 16}, {16, 3}, {64, 2}})
     for (bool indexed : {false, true})
       for (bool masked : {false, true}) {
         const int64_t G = 300, m = indexed ? 1 : 3, nk = 7, B = 3, n = 50;
@@ -424,6 +426,26 @@ void linear_kernel_matches_torch() {
     auto ref = torch::linear(x, weight, bias);
     auto r = torch::autograd::grad({(ref * w).sum()}, {x, weight, bias});
     expect_close(ours, ref, 1e-5, 1e-5, what + ": values");
+    expect_close(g[0], r[0], 1e-4, 1e-4, what + ": dx");
+    expect_close(g[1], r[1], 1e-3, 1e-2, what + ": dweight");
+    expect_close(g[2], r[2], 1e-3, 1e-2, what + ": dbias");
+  }
+  // paired_linear's backward on the GPU (its bias halves by that kernel above kCudaLinearMinRows
+  // rows, by PyTorch's sum below), against two torch::linear on the weight's row blocks.
+  for (int64_t rows : {int64_t(8192), int64_t(640)}) {
+    const auto what = "paired linear rows=" + std::to_string(rows);
+    torch::manual_seed(uint64_t(rows));
+    auto x = torch::randn({rows / 64, 64, 64}, torch::kCUDA).requires_grad_();
+    auto weight = (0.1 * torch::randn({256, 64}, torch::kCUDA)).requires_grad_();
+    auto bias = torch::randn({256}, torch::kCUDA).requires_grad_();
+    auto c0 = torch::randn({rows / 64, 64, 128}, torch::kCUDA), c1 = torch::randn({rows / 64, 64, 128}, torch::kCUDA);
+    auto [y0, y1] = paired_linear(x, weight, bias);
+    auto g = torch::autograd::grad({(y0 * c0).sum() + (y1 * c1).sum()}, {x, weight, bias});
+    auto r0 = torch::linear(x, weight.narrow(0, 0, 128), bias.narrow(0, 0, 128));
+    auto r1 = torch::linear(x, weight.narrow(0, 128, 128), bias.narrow(0, 128, 128));
+    auto r = torch::autograd::grad({(r0 * c0).sum() + (r1 * c1).sum()}, {x, weight, bias});
+    expect_close(y0, r0, 1e-5, 1e-5, what + ": first half");
+    expect_close(y1, r1, 1e-5, 1e-5, what + ": second half");
     expect_close(g[0], r[0], 1e-4, 1e-4, what + ": dx");
     expect_close(g[1], r[1], 1e-3, 1e-2, what + ": dweight");
     expect_close(g[2], r[2], 1e-3, 1e-2, what + ": dbias");
