@@ -217,6 +217,38 @@ struct SoftmaxFunction : public torch::autograd::Function<SoftmaxFunction> {
   }
 };
 
+// value * gelu(gate) for two contiguous float32 tensors of one shape.
+struct GegluFunction : public torch::autograd::Function<GegluFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& value, const torch::Tensor& gate) {
+    c10::cuda::CUDAGuard guard(value.device());
+    ctx->save_for_backward({value, gate});
+    auto out = torch::empty_like(value);
+    cuda::GegluArgs a;
+    a.value = value.data_ptr<float>();
+    a.gate = gate.data_ptr<float>();
+    a.out = out.data_ptr<float>();
+    a.n = value.numel();
+    check(cuda::geglu_forward(a, stream()), "GEGLU (CUDA)");
+    return out;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &value = saved[0], &gate = saved[1];
+    c10::cuda::CUDAGuard guard(value.device());
+    auto dout = grads[0].contiguous();
+    auto d_value = torch::empty_like(value), d_gate = torch::empty_like(gate);
+    cuda::GegluGradArgs a;
+    a.f.value = value.data_ptr<float>();
+    a.f.gate = gate.data_ptr<float>();
+    a.f.n = value.numel();
+    a.dout = dout.data_ptr<float>();
+    a.d_value = d_value.data_ptr<float>();
+    a.d_gate = d_gate.data_ptr<float>();
+    check(cuda::geglu_backward(a, stream()), "GEGLU backward (CUDA)");
+    return {d_value, d_gate};
+  }
+};
+
 // q [B,M,H,d], k and v [B,N,H,d] with their last dimension contiguous; mask [B,N] bool or empty.
 cuda::DenseArgs dense_args(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                            const torch::Tensor& mask) {
@@ -429,6 +461,16 @@ torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
   return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes));
 }
 
+bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate) {
+  return kernels_take(value) && !autocast_on() && gate.defined() && gate.scalar_type() == torch::kFloat &&
+         gate.device() == value.device() && gate.sizes() == value.sizes() && value.is_contiguous() &&
+         gate.is_contiguous();
+}
+
+torch::Tensor geglu_cuda(const torch::Tensor& value, const torch::Tensor& gate) {
+  return GegluFunction::apply(value, gate);
+}
+
 void column_sum_into(const torch::Tensor& g, torch::Tensor out) {
   if (!kernels_take(g) || g.dim() != 2 || g.size(0) < kCudaLinearMinRows || !g.is_contiguous() ||
       !out.is_contiguous() || out.scalar_type() != torch::kFloat || out.numel() != g.size(1) ||
@@ -474,6 +516,12 @@ int dense_tensor_passes() { return 0; }
 torch::Tensor dense_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                                    const torch::Tensor&, int) {
   throw std::logic_error("dense_attention_cuda: built without CUDA");
+}
+
+bool use_cuda_geglu(const torch::Tensor&, const torch::Tensor&) { return false; }
+
+torch::Tensor geglu_cuda(const torch::Tensor&, const torch::Tensor&) {
+  throw std::logic_error("geglu_cuda: built without CUDA");
 }
 
 void column_sum_into(const torch::Tensor& g, torch::Tensor out) { at::sum_out(out, g, at::IntArrayRef{0}); }

@@ -63,6 +63,11 @@ torch::Tensor layer_norm_cuda(const torch::Tensor& x, const torch::Tensor& weigh
 bool use_cuda_softmax(const torch::Tensor& x);
 torch::Tensor softmax_cuda(const torch::Tensor& x);
 
+// value * gelu(gate), the GEGLU's product, forward and backward by one kernel each (kernels.h):
+// for contiguous float32 CUDA tensors of one shape outside autocast (the test).
+bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate);
+torch::Tensor geglu_cuda(const torch::Tensor& value, const torch::Tensor& gate);
+
 // torch::linear whose bias gradient is summed by one kernel (PyTorch's reduction over many rows
 // reads them at a fraction of the memory's speed): for float32 CUDA tensors with a bias and at
 // least kCudaLinearMinRows rows (the test).

@@ -113,6 +113,24 @@ struct SoftmaxGradArgs {
 };
 int softmax_backward(const SoftmaxGradArgs& a, void* stream);
 
+// The GEGLU's product out = value * gelu(gate) (GELU by erf, as torch::gelu) over n floats, and
+// its gradients d_value = dout gelu(gate), d_gate = dout value gelu'(gate): one pass each way
+// where PyTorch's GELU and products take five passes forward and nine backward.
+struct GegluArgs {
+  const float* value = nullptr;  // [n]
+  const float* gate = nullptr;   // [n]
+  float* out = nullptr;          // [n]
+  std::int64_t n = 0;
+};
+int geglu_forward(const GegluArgs& a, void* stream);
+struct GegluGradArgs {
+  GegluArgs f;                    // f.out unused
+  const float* dout = nullptr;    // [n]
+  float* d_value = nullptr;       // [n]
+  float* d_gate = nullptr;        // [n]
+};
+int geglu_backward(const GegluGradArgs& a, void* stream);
+
 // Column sums of x [R,C] into out [C]: partial sums part [parts,C] over the rows each block took,
 // then a second kernel adds them up in a fixed order (no atomics: deterministic). A linear layer's
 // bias gradient: PyTorch's reduction over the rows of a [R,C] tensor reads it at about a quarter

@@ -456,6 +456,33 @@ void linear_kernel_matches_torch() {
   expect(!use_cuda_linear(many, weight, torch::Tensor()), "linear: no bias takes torch::linear");
 }
 
+// The GEGLU kernels (four floats a thread, or one where the size or an address does not allow it)
+// against value * gelu(gate) by PyTorch's operations.
+void geglu_kernels_match_torch() {
+  struct Case {
+    int64_t n;
+    int64_t offset;  // of the inputs within their storage: 1 misaligns them
+  };
+  for (const auto& c : std::vector<Case>{{4096 * 128, 0}, {1003, 0}, {4096, 1}, {4, 0}}) {
+    const auto what = "geglu n=" + std::to_string(c.n) + (c.offset ? " misaligned" : "");
+    torch::manual_seed(uint64_t(c.n + c.offset));
+    auto value = torch::randn({c.n + c.offset}, torch::kCUDA).narrow(0, c.offset, c.n).detach().requires_grad_();
+    auto gate = (4 * torch::randn({c.n + c.offset}, torch::kCUDA)).narrow(0, c.offset, c.n).detach().requires_grad_();
+    auto w = torch::randn({c.n}, torch::kCUDA);
+    expect(use_cuda_geglu(value, gate), what + ": the kernel takes it");
+    auto ours = geglu_cuda(value, gate);
+    auto g = torch::autograd::grad({(ours * w).sum()}, {value, gate});
+    auto ref = value * torch::gelu(gate);
+    auto r = torch::autograd::grad({(ref * w).sum()}, {value, gate});
+    expect_close(ours, ref, 1e-5, 1e-6, what + ": values");
+    expect_close(g[0], r[0], 1e-5, 1e-6, what + ": d_value");
+    expect_close(g[1], r[1], 1e-4, 1e-5, what + ": d_gate");
+  }
+  auto a = torch::randn({8, 8}, torch::kCUDA);
+  expect(!use_cuda_geglu(a, a.t()), "geglu: a transposed gate takes PyTorch's operations");
+  expect(!use_cuda_geglu(a, torch::randn({8, 2}, torch::kCUDA)), "geglu: two shapes take PyTorch's operations");
+}
+
 void low_precision_masks_stay_finite_on_the_gpu() {
   // float16 and bfloat16 scores with masked keys and a row with every key masked (blocks.h:
   // masked_score): no NaN, uniform over an all-masked row, finite log-probabilities.
@@ -582,6 +609,7 @@ int main() {
   softmax_kernel_matches_torch();
   dense_attention_kernels_match_the_tensor_path();
   linear_kernel_matches_torch();
+  geglu_kernels_match_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
   training_steps_replay_from_cuda_graphs();
