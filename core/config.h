@@ -44,6 +44,12 @@ struct Config {
   // which every checkpoint before the field existed used). Applies to TCA and CA, the models the
   // reference code has; Perceiver IO and Treeformer keep v1.
   std::string block = "reference";
+  // Dropout in training where the reference code has it: on every attention's weights (the tree
+  // walk's policy samples from the heads' mean of the dropped weights), on each feed-forward's output
+  // and on a sequence's positional encoding. The reference's copy script trains with 0.1, its other
+  // tasks with 0 (the paper). While it is on, training takes the tensor paths: no CUDA kernels for
+  // attention, no walk kernels, no CUDA graphs.
+  double dropout = 0;
 
   // Objective (PAPER.md "Training objective").
   double lambda_rl = 1.0;           // weight of the REINFORCE term

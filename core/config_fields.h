@@ -32,6 +32,7 @@ inline void for_each_field(Config& c, Fn&& fn) {
   fn("bound_std", c.bound_std);
   fn("block", c.block);
   fn("lambda_rl", c.lambda_rl);
+  fn("dropout", c.dropout);
   fn("lambda_ca", c.lambda_ca);
   fn("entropy_bonus", c.entropy_bonus);
   fn("ca_warmup", c.ca_warmup);

@@ -87,6 +87,8 @@ std::vector<std::string> Config::validate() const {
   if (encoder_layers < 0) e.push_back("encoder_layers: must be 0 or more.");
   if (!(lr > 0) || !std::isfinite(lr))
     e.push_back("lr: the learning rate must be a positive number, e.g. 5e-4.");
+  if (!(dropout >= 0 && dropout <= 0.9))
+    e.push_back("dropout: must be in [0, 0.9], e.g. 0 (the paper) or 0.1 (the reference's copy task).");
   if (!(adam_beta1 >= 0 && adam_beta1 < 1))
     e.push_back("adam_beta1: must be in [0, 1), e.g. 0.9 (PyTorch's default) or 0.1 (the reference's copy task).");
   if (!(grad_clip >= 0) || !std::isfinite(grad_clip))

@@ -1,6 +1,7 @@
 #include "tree_cross_attention.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <limits>
 
 #include "core/config.h"
 #include "core/cuda/cuda_ops.h"
@@ -121,7 +122,12 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto& attention = block_->attention;
   const auto projected = block_->queries(queries);
   const auto& q = projected.q;  // [B,M,H,dh]
-  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, projected, request);
+  // Dropout on the walk's attention weights (Config::dropout, training only): the policy is the
+  // heads' mean of the dropped weights, normalised, as the reference code samples it. The walk
+  // kernels have no dropout, so the level-by-level tensor path below takes it.
+  const double drop = attention->active_dropout();
+  if (walk_kernel_ && drop == 0 && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3)))
+    return decode_cuda(memory, projected, request);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();
@@ -130,7 +136,8 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   // log-probabilities of the choices are computed afterwards for every level at once.
   DecodeOutput out;
   torch::Tensor walk_rows, actions, walk_scores, probs, path, current;  // walk_rows: node table rows
-  if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
+  std::vector<torch::Tensor> kept;  // with dropout: each level's [B,M,b,H] keep mask, scaled by 1/(1-p)
+  if (queries.device().is_cpu() && walk_kernel_ && drop == 0) {  // one kernel for the whole walk (tree_walk.h)
     torch::NoGradGuard no_grad;
     WalkInput in;
     in.queries = q.reshape({B * M, q.size(2), q.size(3)});
@@ -160,7 +167,15 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       auto scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
       auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
       // The policy: the head-averaged attention of the query over the children.
-      auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
+      torch::Tensor pi;  // [B,M,b]
+      if (drop > 0) {
+        auto w = attention->head_log_weights(scores, child_mask).exp();  // [B,M,b,H]
+        kept.push_back(torch::bernoulli(torch::full_like(w, 1 - drop)) / (1 - drop));
+        pi = (w * kept.back()).mean(-1);
+        pi = pi / pi.sum(-1, true).clamp_min(std::numeric_limits<float>::min());
+      } else {
+        pi = attention->head_averaged_log_weights(scores, child_mask).exp();
+      }
       torch::Tensor action;  // [B,M,1]
       if (request.retrieval == Retrieval::Sample) {
         auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
@@ -208,13 +223,24 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
     auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
     auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
+    torch::Tensor dropped_h;  // with dropout: each head's dropped weights [B,M,k,b,H]
+    if (drop > 0) {
+      dropped_h = attention->head_log_weights(child_scores, child_mask).exp().view({B, M, k, b, -1}) *
+                  torch::stack(kept, 2);
+      // The distribution each draw came from: the heads' mean of the dropped weights, normalised.
+      auto mean = dropped_h.mean(-1);
+      log_pi = torch::log(mean.clamp_min(std::numeric_limits<float>::min())) -
+               torch::log(mean.sum(-1, true).clamp_min(std::numeric_limits<float>::min()));
+    }
     // REINFORCE's score function is the log-probability of the distribution the draw came from:
     // with exploration that is mu, not pi (log pi would bias the gradient).
     auto log_draw = request.retrieval == Retrieval::Sample
                         ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore)
                         : log_pi;
     out.log_prob = log_draw.gather(3, actions).squeeze(3).sum(2);  // [B,M]
-    if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
+    if (head_entropy_ && drop > 0) {  // each head's dropped weights, as the reference code has them
+      out.entropy = -(dropped_h * torch::log(dropped_h + 1e-9)).sum(3).mean();
+    } else if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
       auto log_h = attention->head_log_weights(child_scores, child_mask);
       out.entropy = -(log_h.exp() * log_h).sum(2).mean();
     } else {

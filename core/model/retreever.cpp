@@ -54,6 +54,12 @@ ReTreeverImpl::ReTreeverImpl(const Config& config, const TaskSpec& spec) : confi
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   const auto out = spec.classification() ? spec.classes : 2 * spec.y_dim;
   head_ = register_module("head", MLP(D, 2 * D, out, 2, Activation::ReLU));
+  set_dropout(config.dropout);
+}
+
+void ReTreeverImpl::set_dropout(double p) {
+  retreever::set_dropout(*this, p);
+  positions_dropout_ = p;
 }
 
 torch::Tensor ReTreeverImpl::encode_context(const Batch& batch) {
@@ -61,7 +67,8 @@ torch::Tensor ReTreeverImpl::encode_context(const Batch& batch) {
   auto h = embedder_->forward(input);
   if (spec_.sequential) {
     // Context tokens sit at positions 0..N-1 of the sequence.
-    h = context_position_->forward(h + sinusoidal_positions(0, h.size(1), h.size(2), h.options()));
+    h = context_position_->forward(
+        maybe_dropout(h + sinusoidal_positions(0, h.size(1), h.size(2), h.options()), positions_dropout()));
   }
   return encoder_->forward(h);
 }
@@ -70,12 +77,13 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
   // When every row asks the same queries (the copy task: all-zero inputs that differ only by
   // position), embed one row and share it; gradients sum over the rows exactly as before.
   const auto B = batch.xt.size(0);
-  if (B > 1 && batch.shared_targets) return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
+  // (With dropout each row draws its own mask, as the reference's per-row embedding does.)
+  if (B > 1 && batch.shared_targets && positions_dropout() == 0) return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
   auto h = query_embedder_->forward(batch.xt);
   if (spec_.sequential) {
     // Targets follow the context: positions N..N+M-1.
     h = query_position_->forward(
-        h + sinusoidal_positions(batch.xc.size(1), h.size(1), h.size(2), h.options()));
+        maybe_dropout(h + sinusoidal_positions(batch.xc.size(1), h.size(1), h.size(2), h.options()), positions_dropout()));
   }
   return h;
 }

@@ -31,12 +31,17 @@ class ReTreeverImpl : public torch::nn::Module {
   DecoderImpl& decoder() { return *decoder_; }
 
   const Config& config() const { return config_; }
+  // Dropout in training (Config::dropout; the constructor sets it): every attention's weights, each
+  // feed-forward's output, and a sequence's embedding plus positional encoding.
+  void set_dropout(double p);
+  double positions_dropout() const { return is_training() ? positions_dropout_ : 0; }
   const TaskSpec& spec() const { return spec_; }
   std::int64_t tokens_per_query(std::int64_t n) const { return decoder_->tokens_per_query(n); }
 
  private:
   Config config_;
   TaskSpec spec_;
+  double positions_dropout_ = 0;
   MLP embedder_{nullptr}, query_embedder_{nullptr};
   MLP context_position_{nullptr}, query_position_{nullptr};  // sequential data only
   TransformerEncoder encoder_{nullptr};

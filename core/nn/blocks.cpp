@@ -72,6 +72,8 @@ static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Ten
                         : scores;
 }
 
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p) { return p > 0 ? torch::dropout(x, p, true) : x; }
+
 static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
   return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head
 }
@@ -93,18 +95,19 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     auto keep = mask.defined() && mask.dim() == 2 ? mask.view({B, 1, N}) : mask;  // [B,M|1,N]
     auto attn = masked_softmax(group_scores(q, k), keep);                          // [B,M,N,H]
     AttentionResult r;
-    r.out = project_out(group_mix(attn, v));
+    r.out = project_out(group_mix(maybe_dropout(attn, active_dropout()), v));
     if (need_weights) r.weights = attn.mean(-1);
     return r;
   }
-  if (!shared && !need_weights && M * N <= kGroupAttentionMax &&
+  const bool dropping = active_dropout() > 0;  // the fused kernels below have no dropout
+  if (!shared && !need_weights && !dropping && M * N <= kGroupAttentionMax &&
       (!mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool)) && use_cuda_kernels(q, head_dim_)) {
     // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h).
     AttentionResult r;
     r.out = project_out(group_attention_cuda(q, k, v, {}, mask));
     return r;
   }
-  if (!need_weights && use_cuda_dense_attention(q, k, v, mask)) {
+  if (!need_weights && !dropping && use_cuda_dense_attention(q, k, v, mask)) {
     // Many queries over every key on a GPU: the fused kernels, no [B,H,M,N] scores (cuda_ops.h).
     AttentionResult r;
     r.out = project_out(dense_attention_cuda(q, k, v, mask));
@@ -137,7 +140,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     }
     // Under autograd on a GPU, a backward of one pass over the [B,H,m,N] weights instead of two.
     auto attn = scores.requires_grad() && use_cuda_softmax(scores) ? softmax_cuda(scores) : torch::softmax(scores, -1);
-    auto o = torch::matmul(attn, vh);
+    auto o = torch::matmul(maybe_dropout(attn, active_dropout()), vh);
     outs.push_back(o.transpose(1, 2));  // [B,m,H,dh]
     if (need_weights) weights.push_back(attn.mean(1));
   }
@@ -180,7 +183,8 @@ AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& score
                                                       bool need_weights) {
   auto attn = masked_softmax(scores, mask);             // [B,M,S,H]
   const auto B = v.size(0), M = v.size(1), S = v.size(2);
-  auto out = group_mix(attn.reshape({B * M, 1, S, heads_}), v.reshape({B * M, S, heads_, head_dim_}))
+  auto dropped = maybe_dropout(attn, active_dropout());
+  auto out = group_mix(dropped.reshape({B * M, 1, S, heads_}), v.reshape({B * M, S, heads_, head_dim_}))
                  .view({B, M, heads_, head_dim_});
 
   AttentionResult r;
@@ -221,7 +225,9 @@ torch::Tensor FeedForwardImpl::output(const torch::Tensor& h, const torch::Tenso
   return torch::linear(h, out_->weight) + out_->bias * bias_scale;
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return linear(hidden(x), out_); }
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  return maybe_dropout(linear(hidden(x), out_), active_dropout());
+}
 
 TransformerLayerImpl::TransformerLayerImpl(std::int64_t d_model, std::int64_t heads,
                                            std::int64_t ff_dim, bool reference)
@@ -250,6 +256,12 @@ torch::Tensor TransformerLayerImpl::forward(const torch::Tensor& x, const torch:
 }
 
 torch::Tensor TransformerLayerImpl::forward_mean(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  if (ff_->active_dropout() > 0) {  // dropout on every token's feed-forward output: no shortcut
+    auto z = forward(x, key_mask);
+    if (!key_mask.defined()) return z.mean(1);
+    auto m = key_mask.unsqueeze(-1).to(z.dtype());
+    return (z * m).sum(1) / m.sum(1).clamp_min(1.0);
+  }
   auto [y, n] = attend(x, key_mask);                  // [B,N,D]
   auto g = ff_->hidden(n);                            // [B,N,F]
   // mean(y + W g + b) = mean(y) + W mean(g) + b, the bias only where a token is real.
@@ -300,6 +312,15 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
     if (i + 1 < n) x = act_ == Activation::ELU ? torch::elu(x) : torch::relu(x);
   }
   return x;
+}
+
+void set_dropout(torch::nn::Module& root, double p) {
+  const auto set = [p](torch::nn::Module* m) {
+    if (auto* a = dynamic_cast<MultiHeadAttentionImpl*>(m)) a->dropout = p;
+    if (auto* f = dynamic_cast<FeedForwardImpl*>(m)) f->dropout = p;
+  };
+  set(&root);  // root itself by pointer: a module under construction has no shared_ptr yet
+  for (auto& m : root.modules(/*include_self=*/false)) set(m.get());
 }
 
 torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x) {

@@ -63,6 +63,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   std::int64_t heads() const { return heads_; }
   std::int64_t head_dim() const { return head_dim_; }
 
+  // Dropout on the attention weights in training (Config::dropout, set by set_dropout).
+  double dropout = 0;
+  // dropout in training mode, 0 otherwise.
+  double active_dropout() const { return is_training() ? dropout : 0; }
+
  private:
   std::int64_t heads_, head_dim_;
   double scale_;
@@ -79,6 +84,10 @@ class FeedForwardImpl : public torch::nn::Module {
   // bias scaled by bias_scale (broadcast; 0 drops it; undefined keeps it).
   torch::Tensor hidden(const torch::Tensor& x);
   torch::Tensor output(const torch::Tensor& h, const torch::Tensor& bias_scale);
+
+  // Dropout on the output in training (Config::dropout, set by set_dropout).
+  double dropout = 0;
+  double active_dropout() const { return is_training() ? dropout : 0; }
 
  private:
   torch::nn::Linear in_{nullptr}, out_{nullptr};
@@ -144,6 +153,11 @@ TORCH_MODULE(MLP);
 // A LayerNorm module's forward; on a GPU, where the CUDA kernels are built, one kernel each way
 // (cuda_ops.h: use_cuda_layer_norm).
 torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x);
+
+// torch::dropout in training for p > 0; x itself for p = 0.
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p);
+// Sets the dropout of every attention and feed-forward in `root`'s module tree.
+void set_dropout(torch::nn::Module& root, double p);
 
 // Sinusoidal positional encodings for positions [start, start + n): [n, d].
 torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,

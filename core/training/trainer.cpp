@@ -294,11 +294,11 @@ StepMetrics Trainer::step() {
   }
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
   // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
-  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
-  // same work eagerly.
+  // do not mix; tf32 is float32 tensors), no dropout (its masks would be drawn once, at the capture),
+  // the switch on. Otherwise, or where the capture failed, the same work eagerly.
   torch::Tensor device_values;
   m.last_graph = nullptr;
-  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16")
+  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16" && m.config.dropout == 0)
     device_values = m.graph_step(batch, request, warm_up);
   if (device_values.defined()) {
     ++m.replayed;

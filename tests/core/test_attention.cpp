@@ -215,6 +215,42 @@ class TestAttention : public QObject {
     QVERIFY(close(ff->forward(x), expected));
   }
 
+  void dropout_applies_in_training_only() {
+    // Config::dropout: in training, forward_mean is the masked mean of forward under the same
+    // draws (no shortcut through the linear output layer), and the output moves with the draws;
+    // in evaluation dropout is off and the layer computes what it computes without it.
+    TransformerEncoder encoder(1, 16, 2, 32, /*final_norm=*/false, /*reference=*/true);
+    auto x = torch::randn({6, 4, 16});
+    auto mask = torch::rand({6, 4}) > 0.3;
+    mask[0].fill_(false);
+    encoder->eval();
+    auto plain = encoder->forward(x, mask);
+    set_dropout(*encoder, 0.3);
+    QVERIFY(torch::equal(encoder->forward(x, mask), plain));
+    encoder->train();
+    torch::manual_seed(5);
+    auto got = encoder->forward_mean(x, mask);
+    torch::manual_seed(5);
+    auto out = encoder->forward(x, mask);
+    auto m = mask.unsqueeze(-1).to(torch::kFloat);
+    QVERIFY(torch::allclose(got, (out * m).sum(1) / m.sum(1).clamp_min(1.0), 1e-5, 1e-6));
+    QVERIFY(torch::equal(got[0], torch::zeros({16})));
+    QVERIFY(!torch::allclose(out, plain, 1e-3, 1e-3));
+    torch::manual_seed(6);
+    QVERIFY(!torch::allclose(encoder->forward(x, mask), out, 1e-3, 1e-3));
+    // Attention weights, alone: a dropped weight is 0 and a kept one is scaled by 1 / (1 - p).
+    MultiHeadAttention attn(16, 2);
+    set_dropout(*attn, 0.5);
+    auto q = attn->project_query(torch::randn({2, 3, 16}));
+    auto [k, v] = attn->project_key_value(torch::randn({2, 5, 16}));
+    attn->eval();
+    auto reference = attn->attend_shared(q, k, v, {}, false).out;
+    attn->train();
+    QVERIFY(!torch::allclose(attn->attend_shared(q, k, v, {}, false).out, reference, 1e-3, 1e-3));
+    set_dropout(*attn, 0);
+    QVERIFY(torch::equal(attn->attend_shared(q, k, v, {}, false).out, reference));
+  }
+
   void mean_over_real_tokens_equals_the_mean_of_the_output() {
     // forward_mean moves the feed-forward's output layer after the mean: same numbers, in both styles.
     for (bool reference : {false, true}) {

@@ -81,6 +81,8 @@ class TestConfig : public QObject {
     check([](Config& c) { c.heads = 3; }, "heads");
     check([](Config& c) { c.reward = "money"; }, "reward");
     check([](Config& c) { c.block = "post-norm"; }, "block");
+    check([](Config& c) { c.dropout = -0.1; }, "dropout");
+    check([](Config& c) { c.dropout = 0.95; }, "dropout");
     check([](Config& c) { c.adam_beta1 = 1.0; }, "adam_beta1");
     check([](Config& c) { c.adam_beta1 = -0.1; }, "adam_beta1");
     check([](Config& c) { c.device = "tpu"; }, "device");

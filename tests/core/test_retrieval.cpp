@@ -425,6 +425,42 @@ class TestRetrieval : public QObject {
     QVERIFY2(differs > 0.4 && differs < 0.6, qPrintable(QString::number(differs)));
   }
 
+  void dropout_reaches_the_policy_in_training_only() {
+    // Config::dropout on TCA: the walk samples from the heads' mean of dropped attention weights
+    // (the tensor path, level by level), so training outputs move with the dropout draws and stay
+    // finite (log-probabilities, entropy, gradients); evaluation is what it is without dropout.
+    auto c = small_config(16, 2);
+    c.block = "reference";
+    c.dropout = 0.4;
+    auto task = datasets::make_task(c);
+    torch::manual_seed(3);
+    ReTreever model(c, task->spec());
+    auto batch = task->sample(4, 5, false);
+    DecodeRequest request;
+    request.retrieval = Retrieval::Sample;
+    request.all_leaves = true;
+    request.draw_seed = 9;  // the walk's own draws: the same in every run below
+    auto run = [&](bool train, double p, uint64_t seed) {
+      model->set_dropout(p);
+      model->train(train);
+      torch::manual_seed(seed);
+      return model->forward(batch, request);
+    };
+    QVERIFY(torch::equal(run(false, 0.4, 1).prediction, run(false, 0, 1).prediction));
+    auto plain = run(true, 0, 1), dropped = run(true, 0.4, 1);
+    QVERIFY(torch::equal(run(true, 0, 2).prediction, plain.prediction));  // without dropout the seed does not matter
+    QVERIFY(torch::equal(run(true, 0.4, 1).prediction, dropped.prediction));
+    QVERIFY(!torch::allclose(dropped.prediction, plain.prediction, 1e-3, 1e-3));
+    QVERIFY(!torch::allclose(run(true, 0.4, 2).log_prob, dropped.log_prob, 1e-4, 1e-4));
+    QVERIFY(torch::isfinite(dropped.log_prob).all().item<bool>());
+    QVERIFY((dropped.log_prob <= 1e-6).all().item<bool>());  // log-probabilities of normalised draws
+    QVERIFY(std::isfinite(dropped.entropy.item<double>()));
+    auto loss = dropped.prediction.square().mean() + dropped.log_prob.mean() + dropped.entropy;
+    loss.backward();
+    for (const auto& p : model->parameters())
+      if (p.grad().defined()) QVERIFY(torch::isfinite(p.grad()).all().item<bool>());
+  }
+
   void reinforce_term_has_the_textbook_gradient() {
     // L_RL = -mean((R - baseline) * log pi) - alpha * H. R is detached: no gradient to the
     // prediction; d/dlog_pi = -(R - baseline) / n; d/dH = -alpha.
