@@ -15,6 +15,9 @@ namespace {
 
 constexpr float kLowest = -FLT_MAX / 2;  // the score of a masked key (blocks.h: masked_score)
 
+// p's address is a multiple of `bytes` (the vector loads, stores and atomics need it).
+bool aligned_to(const void* p, std::uintptr_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
+
 template <int D>
 __device__ __forceinline__ void load_row(float (&r)[D], const float* p) {
 #pragma unroll
@@ -460,8 +463,8 @@ static bool group_backward_warp(const GroupGradArgs& a, cudaStream_t s) {
   const long long d = a.f.d, HD = a.f.H * a.f.d, V = HD / 32;
   if (d > 32 || HD % 32 != 0 || V > d) return false;
   const int blocks = blocks_for(a.f.G * a.f.m * 32, 128);
-  const auto aligned = [&](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % (4 * std::min<long long>(V, 4)) == 0; };
-  const bool vector = aligned(a.dk) && aligned(a.dv);
+  const auto bytes = std::uintptr_t(4 * std::min<long long>(V, 4));
+  const bool vector = aligned_to(a.dk, bytes) && aligned_to(a.dv, bytes);
 #define RETREEVER_WARP(D, V) \
   case D * 100 + V: group_backward_warp_kernel<D, V><<<blocks, 128, 0, s>>>(a, vector); return true;
   switch (d * 100 + V) {
@@ -724,14 +727,12 @@ __global__ void geglu_backward_kernel(const GegluGradArgs a) {
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 int geglu_forward(const GegluArgs& a, void* stream) {
   if (a.n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (a.n % 4 == 0 && aligned16(a.value) && aligned16(a.gate) && aligned16(a.out))
+  if (a.n % 4 == 0 && aligned_to(a.value, 16) && aligned_to(a.gate, 16) && aligned_to(a.out, 16))
     geglu_forward_kernel<true><<<blocks_for(a.n / 4, 256), 256, 0, s>>>(a);
   else
     geglu_forward_kernel<false><<<blocks_for(a.n, 256), 256, 0, s>>>(a);
@@ -741,8 +742,8 @@ int geglu_forward(const GegluArgs& a, void* stream) {
 int geglu_backward(const GegluGradArgs& a, void* stream) {
   if (a.f.n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (a.f.n % 4 == 0 && aligned16(a.f.value) && aligned16(a.f.gate) && aligned16(a.dout) && aligned16(a.d_value) &&
-      aligned16(a.d_gate))
+  if (a.f.n % 4 == 0 && aligned_to(a.f.value, 16) && aligned_to(a.f.gate, 16) && aligned_to(a.dout, 16) &&
+      aligned_to(a.d_value, 16) && aligned_to(a.d_gate, 16))
     geglu_backward_kernel<true><<<blocks_for(a.f.n / 4, 256), 256, 0, s>>>(a);
   else
     geglu_backward_kernel<false><<<blocks_for(a.f.n, 256), 256, 0, s>>>(a);
@@ -1438,7 +1439,7 @@ void dense_mma(const DenseGradArgs* g, const DenseArgs& a, cudaStream_t s) {
 }
 
 bool aligned16(const float* p, std::int64_t s0, std::int64_t s1, std::int64_t s2) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0 && s0 % 4 == 0 && s1 % 4 == 0 && s2 % 4 == 0;
+  return aligned_to(p, 16) && s0 % 4 == 0 && s1 % 4 == 0 && s2 % 4 == 0;
 }
 
 // The tensor-core kernels for a.tensor_passes (1 or 3); g null: the forward.

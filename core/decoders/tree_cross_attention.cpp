@@ -222,9 +222,10 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     // The policy of every level at once (same numbers as during the walk, now with gradients).
     auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
     auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
-    auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
-    torch::Tensor dropped_h;  // with dropout: each head's dropped weights [B,M,k,b,H]
-    if (drop > 0) {
+    torch::Tensor log_pi, dropped_h;  // with dropout: each head's dropped weights [B,M,k,b,H]
+    if (drop == 0) {
+      log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
+    } else {
       dropped_h = attention->head_log_weights(child_scores, child_mask).exp().view({B, M, k, b, -1}) *
                   torch::stack(kept, 2);
       // The distribution each draw came from: the heads' mean of the dropped weights, normalised.
