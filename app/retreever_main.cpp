@@ -57,6 +57,8 @@ CommandSpec train_spec() {
            {"rl-baseline", "B", "subtracted from the reward: the paper's constant or the batch mean", choices("rl_baseline")},
            {"explore", "E", "share of uniformly drawn policy choices in training (default 0)", {}},
            {"ca-warmup", "N", "TCA: the first N steps on L_CA alone (default 0 = the paper's objective)", {}},
+           {"dropout", "P", "dropout in training, where the reference code has it (the copy preset: 0.1, "
+                            "the reference copy script's; others 0)", {}},
            {"encoder-layers", "E", "Transformer layers over the context (0 = embedder only)", {}},
            {"ordering", "O", "the order of the tree's leaves", choices("ordering")},
            {"leaf-layout", "L", "padding after the real leaves (paper) or spread over the groups", choices("leaf_layout")},
@@ -72,8 +74,8 @@ CommandSpec train_spec() {
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
-          "--reward, --rl-baseline, --explore, --ca-warmup, --eval-every, --log-every, --data, --device\n"
-          "and --precision change the checkpoint's config from there on; the other flags are refused."};
+          "--reward, --rl-baseline, --explore, --ca-warmup, --dropout, --eval-every, --log-every, --data,\n"
+          "--device and --precision change the checkpoint's config from there on; the other flags are refused."};
 }
 
 CommandSpec eval_spec() {
@@ -142,6 +144,7 @@ void apply_training_flags(const Args& args, Config& c) {
   c.rl_baseline = args.str("rl-baseline", c.rl_baseline);
   c.explore = args.number("explore", c.explore);
   c.ca_warmup = args.integer("ca-warmup", c.ca_warmup);
+  c.dropout = args.number("dropout", c.dropout);
   c.eval_every = args.integer("eval-every", c.eval_every);
   c.log_every = args.integer("log-every", c.log_every);
   c.data_dir = args.str("data", c.data_dir);

@@ -26,6 +26,10 @@ std::vector<TaskInfo> make_tasks() {
     return TaskInfo::Row{half, half, 13};
   };
   copy.typical_context = [](const Config& c) { return (c.seq_len + 1) / 2; };
+  copy.reference_settings = [](Config& c) {
+    c.adam_beta1 = 0.1;  // its copy script's Adam betas
+    c.dropout = 0.1;     // its copy script's default --dropout
+  };
 
   TaskInfo gp;
   gp.name = "gp";
@@ -90,6 +94,13 @@ const DecoderInfo& decoder_info(const std::string& name) {
 const TaskInfo& task_info(const std::string& name) {
   if (const auto* t = find_task(name)) return *t;
   throw std::invalid_argument("unknown task '" + name + "'; use " + names(tasks()));
+}
+
+Config paper_recipe_for(const std::string& task) {
+  Config c;
+  c.task = task;
+  if (const auto* t = find_task(task); t && t->reference_settings) t->reference_settings(c);
+  return c;
 }
 
 Config sized_like(const Config& base, const std::string& model, std::int64_t tca_tokens) {

@@ -54,6 +54,9 @@ struct TaskInfo {
   // The context size of a typical task (its mean), for sizing an equal-token comparison before
   // TCA has run.
   std::int64_t (*typical_context)(const Config& c) = nullptr;
+  // Sets in `c` the training settings where the reference code's script for this task departs
+  // from Config's defaults (copy: Adam beta1 0.1, dropout 0.1); null where it does not.
+  void (*reference_settings)(Config& c) = nullptr;
   std::string metric() const { return classification ? "accuracy" : "log_likelihood"; }
 };
 
@@ -66,6 +69,9 @@ const TaskInfo& task_info(const std::string& name);
 const DecoderInfo* find_decoder(const std::string& name);  // null when unknown
 const TaskInfo* find_task(const std::string& name);
 
+// The paper's recipe for `task`: Config's defaults with the task's reference_settings. The report
+// names what a run changes from it and trains TCA with it beside.
+Config paper_recipe_for(const std::string& task);
 // `base` as `model`, sized to read about `tca_tokens` tokens per query when that decoder has a
 // size (the paper compares at equal tokens; tca_tokens <= 0 leaves the size as it is).
 Config sized_like(const Config& base, const std::string& model, std::int64_t tca_tokens);

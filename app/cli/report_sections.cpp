@@ -215,13 +215,16 @@ std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Con
 }
 
 // A sentence naming where TCA's training in `c` departs from the paper's recipe (Config's defaults
-// are the paper's); empty when it does not.
+// with the task's reference settings, paper_recipe_for); empty when it does not.
 std::string recipe_note(const Config& c, bool paper_rows = true) {
-  const Config paper;
+  const Config paper = paper_recipe_for(c.task);
   std::vector<std::string> d;
   if (c.block != paper.block)
     d.push_back("the " + c.block + " block (standard pre-norm) instead of the reference code's normalisation");
-  if (c.adam_beta1 != paper.adam_beta1) d.push_back(fmt("Adam beta1 %g", c.adam_beta1));
+  if (c.adam_beta1 != paper.adam_beta1)
+    d.push_back(fmt("Adam beta1 %g", c.adam_beta1) + fmt(" (the reference code's: %g)", paper.adam_beta1));
+  if (c.dropout != paper.dropout)
+    d.push_back(fmt("dropout %g", c.dropout) + fmt(" (the reference code's: %g)", paper.dropout));
   if (c.explore > 0) d.push_back("exploration " + fmt("%g", c.explore) + " (that share of the policy's draws is uniform)");
   if (c.ca_warmup > 0) d.push_back("L_CA alone for the first " + std::to_string(c.ca_warmup) + " steps (ca_warmup)");
   if (c.rl_baseline != paper.rl_baseline) d.push_back("REINFORCE baseline: the batch mean of the reward");
@@ -240,10 +243,11 @@ std::string recipe_note(const Config& c, bool paper_rows = true) {
 // `c` with every field recipe_note names reset to the paper's; nullopt when nothing differs.
 std::optional<Config> paper_recipe(Config c) {
   if (recipe_note(c).empty()) return std::nullopt;
-  const Config paper;
+  const Config paper = paper_recipe_for(c.task);
   c.model = "tca";
   c.block = paper.block;
   c.adam_beta1 = paper.adam_beta1;
+  c.dropout = paper.dropout;
   c.explore = paper.explore;
   c.ca_warmup = paper.ca_warmup;
   c.rl_baseline = paper.rl_baseline;

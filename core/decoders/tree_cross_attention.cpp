@@ -123,11 +123,15 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   const auto projected = block_->queries(queries);
   const auto& q = projected.q;  // [B,M,H,dh]
   // Dropout on the walk's attention weights (Config::dropout, training only): the policy is the
-  // heads' mean of the dropped weights, normalised, as the reference code samples it. The walk
-  // kernels have no dropout, so the level-by-level tensor path below takes it.
+  // heads' mean of the dropped weights, normalised, as the reference code samples it. The keep
+  // masks of every level are drawn at once, before the walk's draws, so the CPU kernel and the
+  // tensor path see the same ones. The CUDA walk kernel has no dropout: the tensor path takes it.
   const double drop = attention->active_dropout();
   if (walk_kernel_ && drop == 0 && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3)))
     return decode_cuda(memory, projected, request);
+  torch::Tensor kept;  // with dropout: [B,M,k,b,H] keep masks, scaled by 1/(1-p)
+  if (drop > 0 && k > 0)
+    kept = keep_mask({B, M, k, b, q.size(2)}, drop, q.options().dtype(torch::kFloat));
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();
@@ -136,8 +140,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   // log-probabilities of the choices are computed afterwards for every level at once.
   DecodeOutput out;
   torch::Tensor walk_rows, actions, walk_scores, probs, path, current;  // walk_rows: node table rows
-  std::vector<torch::Tensor> kept;  // with dropout: each level's [B,M,b,H] keep mask, scaled by 1/(1-p)
-  if (queries.device().is_cpu() && walk_kernel_ && drop == 0) {  // one kernel for the whole walk (tree_walk.h)
+  if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
     torch::NoGradGuard no_grad;
     WalkInput in;
     in.queries = q.reshape({B * M, q.size(2), q.size(3)});
@@ -149,6 +152,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     // The draws of every level at once: the same numbers as one torch::rand per level.
     if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = uniform_draws(request, k, B, M, queries.options());
     in.explore = request.explore;
+    if (kept.defined()) in.kept = kept.view({B * M, k, b, q.size(2)});
     auto walk = walk_cpu(in);
     walk_rows = walk.rows.view({B, M, k * b});
     actions = walk.actions.view({B, M, k, 1});
@@ -170,8 +174,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       torch::Tensor pi;  // [B,M,b]
       if (drop > 0) {
         auto w = attention->head_log_weights(scores, child_mask).exp();  // [B,M,b,H]
-        kept.push_back(torch::bernoulli(torch::full_like(w, 1 - drop)) / (1 - drop));
-        pi = (w * kept.back()).mean(-1);
+        pi = (w * kept.select(2, level - 1)).mean(-1);
         pi = pi / pi.sum(-1, true).clamp_min(std::numeric_limits<float>::min());
       } else {
         pi = attention->head_averaged_log_weights(scores, child_mask).exp();
@@ -226,8 +229,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     if (drop == 0) {
       log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
     } else {
-      dropped_h = attention->head_log_weights(child_scores, child_mask).exp().view({B, M, k, b, -1}) *
-                  torch::stack(kept, 2);
+      dropped_h = attention->head_log_weights(child_scores, child_mask).exp().view({B, M, k, b, -1}) * kept;
       // The distribution each draw came from: the heads' mean of the dropped weights, normalised.
       auto mean = dropped_h.mean(-1);
       log_pi = torch::log(mean.clamp_min(std::numeric_limits<float>::min())) -

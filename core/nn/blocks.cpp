@@ -5,6 +5,8 @@
 #include "core/nn/paired_linear.h"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <limits>
 #include <stdexcept>
 #include <torch/nn/functional.h>
@@ -72,7 +74,49 @@ static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Ten
                         : scores;
 }
 
-torch::Tensor maybe_dropout(const torch::Tensor& x, double p) { return p > 0 ? torch::dropout(x, p, true) : x; }
+struct DropoutStream::State {
+  std::uint64_t seed;
+  std::map<std::pair<int, int>, at::Generator> generators;  // by device type and index
+};
+
+namespace {
+thread_local DropoutStream::State* current_stream = nullptr;
+
+// The stream's generator for `device`: a clone of the device's default generator (CPU or CUDA
+// alike), reseeded.
+c10::optional<at::Generator> stream_generator(const torch::Device& device) {
+  if (!current_stream) return c10::nullopt;
+  const std::pair<int, int> key{int(device.type()), int(device.has_index() ? device.index() : -1)};
+  auto it = current_stream->generators.find(key);
+  if (it == current_stream->generators.end()) {
+    auto global = at::globalContext().defaultGenerator(device);
+    at::Generator g;
+    {
+      std::lock_guard<std::mutex> lock(global.mutex());
+      g = global.clone();
+    }
+    g.set_current_seed(current_stream->seed);
+    it = current_stream->generators.emplace(key, std::move(g)).first;
+  }
+  return it->second;
+}
+}  // namespace
+
+DropoutStream::DropoutStream(std::uint64_t seed) : state_(new State{seed, {}}), previous_(current_stream) {
+  current_stream = state_.get();
+}
+DropoutStream::~DropoutStream() { current_stream = previous_; }
+
+// Drawn in float32 whatever the dtype asked, so runs in other precisions draw the same masks.
+torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
+  auto mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, stream_generator(options.device()));
+  mask.div_(1 - p);
+  return options.dtype() == torch::kFloat ? mask : mask.to(options.dtype().toScalarType());
+}
+
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p) {
+  return p > 0 ? x * keep_mask(x.sizes(), p, x.options()) : x;
+}
 
 static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
   return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head

@@ -3,6 +3,8 @@
 // Shapes: B batch, M queries, N keys, D model width, H heads, dh = D / H.
 #pragma once
 
+#include <memory>
+
 #include <torch/nn.h>
 
 namespace retreever {
@@ -154,7 +156,27 @@ TORCH_MODULE(MLP);
 // (cuda_ops.h: use_cuda_layer_norm).
 torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x);
 
-// torch::dropout in training for p > 0; x itself for p = 0.
+// Dropout's random stream. While one is alive on a thread, every dropout mask drawn there comes
+// from generators seeded by it (one a device), so the masks follow from the seed alone: the trainer
+// opens one a step, seeded by the run's seed and the step, and a resumed run or a run on another
+// thread draws the same masks. Without one, masks come from torch's global generators.
+class DropoutStream {
+ public:
+  explicit DropoutStream(std::uint64_t seed);
+  ~DropoutStream();
+  DropoutStream(const DropoutStream&) = delete;
+  DropoutStream& operator=(const DropoutStream&) = delete;
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+  State* previous_;
+};
+
+// Keep masks of the given shape and options: 1 / (1 - p) with probability 1 - p, else 0 (the
+// current DropoutStream's draws, or the global generator's; drawn in float32 for every dtype).
+torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options);
+// x times a keep mask in training for p > 0 (dropout); x itself for p = 0.
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p);
 // Sets the dropout of every attention and feed-forward in `root`'s module tree.
 void set_dropout(torch::nn::Module& root, double p);

@@ -14,6 +14,7 @@
 #include "core/cuda/cuda_graph.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
+#include "core/nn/blocks.h"
 #include "core/training/checkpoint.h"
 #include "core/training/device.h"
 #include "core/training/distributed.h"
@@ -25,7 +26,7 @@ namespace {
 
 // Random streams derived from the seed (see derive_seed): one per purpose.
 // (The evaluation set's stream, 2, belongs to evaluation_set().)
-constexpr std::uint64_t kTrainData = 1, kPolicySampling = 3, kInit = 4;
+constexpr std::uint64_t kTrainData = 1, kPolicySampling = 3, kInit = 4, kDropout = 5;
 // Data-parallel gradients travel in buckets of at most this many values (64 MB of floats): few
 // large transfers, with a bounded staging buffer in the backend.
 constexpr std::int64_t kGradientBucket = std::int64_t(1) << 24;
@@ -296,6 +297,11 @@ StepMetrics Trainer::step() {
   // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
   // do not mix; tf32 is float32 tensors), no dropout (its masks would be drawn once, at the capture),
   // the switch on. Otherwise, or where the capture failed, the same work eagerly.
+  // Dropout's masks from a stream of the step's own (each data-parallel process its own slice's),
+  // so a resumed run draws what the uninterrupted one did.
+  std::optional<DropoutStream> dropout_stream;
+  if (m.config.dropout > 0)
+    dropout_stream.emplace(derive_seed(m.config.seed, kDropout, std::uint64_t(m.step) * world + (m.group ? m.group->rank() : 0)));
   torch::Tensor device_values;
   m.last_graph = nullptr;
   if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16" && m.config.dropout == 0)

@@ -156,7 +156,8 @@ class TestCli : public QObject {
                      "cannot change when resuming");
     // ... and the training settings it can apply are applied and recorded.
     r = run({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--steps", "24", "--lr", "0.002", "--explore", "0.1",
-             "--reward", "nce", "--rl-baseline", "mean", "--ca-warmup", "12", "--eval-every", "4", "--out", file("resumed2")});
+             "--reward", "nce", "--rl-baseline", "mean", "--ca-warmup", "12", "--dropout", "0.2", "--eval-every", "4",
+             "--out", file("resumed2")});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QFile cf(file("resumed2/config.json"));
     QVERIFY(cf.open(QIODevice::ReadOnly));
@@ -166,11 +167,14 @@ class TestCli : public QObject {
     QCOMPARE(c["reward"].toString(), QString("nce"));
     QCOMPARE(c["rl_baseline"].toString(), QString("mean"));
     QCOMPARE(c["ca_warmup"].toInt(), 12);
+    QCOMPARE(c["dropout"].toDouble(), 0.2);
     QCOMPARE(c["eval_every"].toInt(), 4);
     QCOMPARE(c["steps"].toInt(), 24);
     expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--reward", "loud", "--out", file("x")}, "reward");
     expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--ca-warmup", "-5", "--out", file("x")},
                    "ca_warmup: must be 0 or more");
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--dropout", "1.5", "--out", file("x")},
+                   "dropout: must be");
   }
 
   void ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
@@ -245,6 +249,7 @@ class TestCli : public QObject {
     const double tca_ms = models[0].toObject()["ms_per_step"].toDouble(), ca_ms = models[1].toObject()["ms_per_step"].toDouble();
     QVERIFY(qAbs(models[0].toObject()["ratio_to_ca"].toDouble() - tca_ms / ca_ms) < 1e-9 * tca_ms / ca_ms);
     QVERIFY(!models[1].toObject().contains("ratio_to_ca"));  // CA is the unit
+    QCOMPARE(doc["train"].toObject()["dropout"].toDouble(), 0.0);  // the model's step; --dropout asks for masks
     const auto rows = doc["inference"].toObject()["rows"].toArray();
     QCOMPARE(rows.size(), 1);
     QCOMPARE(rows[0].toObject()["n"].toInt(), 1024);
@@ -252,6 +257,7 @@ class TestCli : public QObject {
     QVERIFY(rows[0].toObject()["ca_us_per_query"].toDouble() > 0);
     QVERIFY(!rows[0].toObject().contains("tca_graph_us_per_query"));  // graphs: CUDA only
     expect_refusal({"bench", "--what", "train", "--kernels", "maybe"}, "kernels");
+    expect_refusal({"bench", "--what", "train", "--dropout", "2"}, "dropout: must be");
     expect_refusal({"bench", "--what", "train", "--graphs", "maybe"}, "--graphs must be on or off");
     expect_refusal({"train", "--out", file("graphs"), "--steps", "1", "--graphs", "yes"}, "--graphs must be on or off");
   }
@@ -365,7 +371,9 @@ class TestCli : public QObject {
   QString write_budget(const QString& name, int copy_steps) {
     QFile f(file(name));
     if (!f.open(QIODevice::WriteOnly)) return {};
-    const QString run = QString("\"batch\": 8, \"steps\": %1, \"eval_every\": 5, \"eval_batches\": 1").arg(copy_steps);
+    // v1 and no dropout: a departure from the paper's recipe, so the copy section trains its row too.
+    const QString run = QString("\"batch\": 8, \"steps\": %1, \"eval_every\": 5, \"eval_batches\": 1,"
+                                " \"block\": \"v1\", \"dropout\": 0").arg(copy_steps);
     f.write(QString("{\"description\": \"test\", \"seed\": 3,"
                     " \"copy\": {\"seq_lens\": [8], \"config\": {%1}},"
                     " \"reward\": {\"seq_lens\": [8], \"config\": {%1}},"
@@ -449,8 +457,18 @@ class TestCli : public QObject {
     QVERIFY(text.contains("| N=8 | ReTreever (TCA) |"));
     QVERIFY(text.contains("TCA within 0.1 nats of CA on rbf"));
 
-    // One row per copy model and the paper's recipe (the copy preset's v1 block departs from it),
-    // per reward, per GP model and kernel; values are numbers.
+    // The copy section's config departs from the paper's recipe (v1 block, no dropout): the report
+    // says how, and trains TCA with the recipe beside (the reference copy script's settings).
+    QVERIFY(text.contains("the v1 block (standard pre-norm) instead of the reference code's normalisation; "
+                          "dropout 0 (the reference code's: 0.1)"));
+    QFile copy_paper(out + "/copy/N8/tca_paper/config.json");
+    QVERIFY(copy_paper.open(QIODevice::ReadOnly));
+    const auto copy_recipe = json_of(QString::fromUtf8(copy_paper.readAll()));
+    QCOMPARE(copy_recipe["block"].toString(), QString("reference"));
+    QCOMPARE(copy_recipe["dropout"].toDouble(), 0.1);
+    QCOMPARE(copy_recipe["adam_beta1"].toDouble(), 0.1);
+    // One row per copy model and the paper's recipe, per reward, per GP model and kernel; values
+    // are numbers.
     const auto rows = csv_rows(out + "/report.csv");
     QCOMPARE(rows.size(), 1 + 4 + 2 + 3 * 2);
     QCOMPARE(rows[4][2], QString("copy/N8/tca_paper"));

@@ -169,9 +169,16 @@ class TestConfig : public QObject {
       QCOMPARE(Config::preset(t).explore, 0.0);
       QCOMPARE(Config::preset(t).ca_warmup, int64_t(0));
     }
-    // GP takes the reference code's block; copy and image keep v1, measured to learn faster there.
-    QCOMPARE(Config::preset("gp").block, std::string("reference"));
-    QCOMPARE(Config::preset("copy").block, std::string("v1"));
+    // GP and copy train with the paper's recipe (copy: the reference script's Adam beta1 and
+    // dropout); image keeps v1, the form its runs measured.
+    for (const char* t : {"copy", "gp"}) {
+      const Config paper = paper_recipe_for(t), preset = Config::preset(t);
+      QCOMPARE(preset.block, paper.block);
+      QCOMPARE(preset.adam_beta1, paper.adam_beta1);
+      QCOMPARE(preset.dropout, paper.dropout);
+    }
+    QCOMPARE(Config::preset("copy").dropout, 0.1);
+    QCOMPARE(Config::preset("image").block, std::string("v1"));
   }
 
   void a_warm_up_as_long_as_the_run_is_warned_about() {

@@ -89,6 +89,27 @@ class TestRegistry : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, Config::preset("bogus"));
   }
 
+  // The paper's recipe is Config's defaults except where a task's reference script trains otherwise
+  // (the copy script: Adam beta1 0.1, dropout 0.1), and it is a valid config for every task.
+  void paper_recipe_is_the_defaults_plus_the_tasks_reference_settings() {
+    const Config defaults;
+    for (const auto& t : tasks()) {
+      const Config r = paper_recipe_for(t.name);
+      QCOMPARE(r.task, t.name);
+      QVERIFY2(r.validate().empty(), t.name.c_str());
+      QCOMPARE(r.block, defaults.block);
+      QCOMPARE(r.explore, defaults.explore);
+      if (!t.reference_settings) {
+        QCOMPARE(r.adam_beta1, defaults.adam_beta1);
+        QCOMPARE(r.dropout, defaults.dropout);
+      }
+    }
+    const Config copy = paper_recipe_for("copy");
+    QCOMPARE(copy.adam_beta1, 0.1);
+    QCOMPARE(copy.dropout, 0.1);
+    QCOMPARE(paper_recipe_for("gp").dropout, 0.0);
+  }
+
   void every_task_samples_what_its_entry_says() {
     for (const auto& t : tasks()) {
       if (t.view == "image" && !image_data_present()) continue;  // checked where the dataset is installed

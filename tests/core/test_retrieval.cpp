@@ -166,11 +166,13 @@ class TestRetrieval : public QObject {
   void walk_kernel_equals_the_tensor_walk() {
     // On the CPU the walk is one kernel; on a GPU it is tensor operations. Both must choose the
     // same nodes with the same probabilities, greedy and sampled (from the same draws), with
-    // padding, for several branch factors, and give the same outputs and gradients.
+    // padding, for several branch factors, and give the same outputs and gradients; with dropout
+    // (mode 3) from the same keep masks.
     for (auto [N, b] : {std::pair<int64_t, int64_t>{5, 2}, {16, 2}, {37, 2}, {29, 3}, {70, 4}})
-      for (int mode = 0; mode < 3; ++mode) {
+      for (int mode = 0; mode < 4; ++mode) {
         torch::manual_seed(uint64_t(N * 7 + b));
         auto tca = std::make_shared<TreeCrossAttentionImpl>(16, 2, 32, b, 1, false, "given");
+        set_dropout(*tca, mode == 3 ? 0.3 : 0.0);
         auto context = torch::randn({3, N, 16});
         auto queries = torch::randn({3, 11, 16});
         DecodeRequest r;
@@ -202,6 +204,13 @@ class TestRetrieval : public QObject {
         QCOMPARE(ga.size(), gt.size());
         for (std::size_t i = 0; i < ga.size(); ++i)
           QVERIFY2(torch::allclose(ga[i], gt[i], 1e-4, 1e-5), qPrintable("gradients differ: " + what));
+        if (mode == 3) {  // the keep masks moved the policy: the same walk without dropout differs
+          set_dropout(*tca, 0.0);
+          auto plain = run(true).first;
+          QVERIFY2(!torch::allclose(plain.trace.probabilities, a.trace.probabilities, 1e-3, 1e-3),
+                   qPrintable("dropout changed nothing: " + what));
+          tca->eval();  // evaluation below has no dropout either way
+        }
         // Inference reuses the walk's scores: the same prediction without autograd.
         torch::NoGradGuard no_grad;
         auto memory = tca->prepare(context, torch::zeros({3, N, 1}));

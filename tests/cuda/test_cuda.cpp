@@ -6,6 +6,7 @@
 // Qt-free, so that it builds on machines without Qt. Exit 77 (ctest: skipped) without a GPU or
 // without the kernels; 1 on any failure.
 #include <cstdio>
+#include <filesystem>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -558,6 +559,7 @@ void training_steps_replay_from_cuda_graphs() {
                                     {"three shapes", "tca"}}) {
     auto c = retreever::testing::small_config(task == "copy" ? "copy" : "gp", model);
     c.device = "cuda";
+    c.dropout = 0;  // the copy preset's dropout keeps steps eager (dropout_on_the_gpu_is_reproducible)
     c.steps = 12;
     c.grad_clip = 0.5;  // clipping inside the graph takes part
     TaskFactory tasks = datasets::make_task;
@@ -592,6 +594,37 @@ void training_steps_replay_from_cuda_graphs() {
   }
 }
 
+// The copy preset trains with dropout: on the GPU its masks come from the step's DropoutStream (a
+// clone of the CUDA generator), so two runs of one seed are equal step for step, resuming from a
+// checkpoint continues them, another seed differs, and the steps run eagerly (no graph).
+void dropout_on_the_gpu_is_reproducible() {
+  auto c = retreever::testing::small_config("copy", "tca");
+  c.device = "cuda";
+  c.steps = 8;
+  expect(c.dropout > 0, "the copy preset trains with dropout");
+  auto losses = [&](const Config& cfg, int n) {
+    Trainer t(cfg, datasets::make_task);
+    std::vector<double> l;
+    for (int i = 0; i < n; ++i) l.push_back(t.step().loss);
+    return std::make_pair(l, t.graph_summary());
+  };
+  const auto [a, summary] = losses(c, 4);
+  const auto b = losses(c, 4).first;
+  expect(a == b, "dropout on the GPU: one seed, the same losses step for step");
+  Config other = c;
+  other.seed = c.seed + 1;
+  expect(losses(other, 4).first != a, "dropout on the GPU: another seed, other losses");
+  expect(summary.rfind("0 steps replayed", 0) == 0, "dropout steps run eagerly: " + summary);
+  Trainer first(c, datasets::make_task);
+  for (int i = 0; i < 2; ++i) first.step();
+  const auto path = std::filesystem::temp_directory_path() / "retreever_dropout_cuda.safetensors";
+  first.save(path.string());
+  auto resumed = Trainer::load(path.string(), datasets::make_task);
+  const double x = first.step().loss, y = resumed->step().loss;
+  expect(x == y && x == a[2], "dropout on the GPU: a resumed run draws the uninterrupted run's masks");
+  std::filesystem::remove(path);
+}
+
 int main() {
   if (!torch::cuda::is_available()) {
     std::printf("SKIPPED: no CUDA device (the CUDA kernel tests need a GPU)\n");
@@ -613,6 +646,7 @@ int main() {
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
   training_steps_replay_from_cuda_graphs();
+  dropout_on_the_gpu_is_reproducible();
   // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
   // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
