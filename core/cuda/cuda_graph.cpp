@@ -3,6 +3,9 @@
 #include <atomic>
 #include <stdexcept>
 
+#include <ATen/core/Generator.h>
+#include <torch/version.h>
+
 #ifdef RETREEVER_CUDA
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -40,10 +43,17 @@ CudaGraphPool CudaGraphPool::make() {
   return {id.first, id.second};
 }
 
-bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool) {
+bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool,
+                        const std::vector<at::Generator>& generators) {
   impl_->ok = false;
   impl_->error.clear();
   impl_->graph.reset();
+#if !(TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+  if (!generators.empty()) {
+    impl_->error = "this LibTorch (before 2.4) cannot register a generator with a CUDA graph";
+    return false;
+  }
+#endif
   try {
     auto side = c10::cuda::getStreamFromPool();
     c10::cuda::getCurrentCUDAStream().synchronize();  // the side stream must see the inputs
@@ -51,6 +61,9 @@ bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool) {
     fn();  // warm-up, eagerly
     side.synchronize();
     impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    for (const auto& g : generators) impl_->graph->register_generator_state(g);
+#endif
     // Thread-local: work that other threads do on the GPU meanwhile (the studio's inspector or
     // Scaling view while a run trains) neither fails nor joins this capture.
     impl_->graph->capture_begin({pool.a, pool.b}, cudaStreamCaptureModeThreadLocal);
@@ -89,7 +102,7 @@ void CudaGraph::replay() {
 
 CudaGraphPool CudaGraphPool::make() { return {}; }
 
-bool CudaGraph::capture(const std::function<void()>&, CudaGraphPool) {
+bool CudaGraph::capture(const std::function<void()>&, CudaGraphPool, const std::vector<at::Generator>&) {
   impl_->error = "built without CUDA";
   return false;
 }

@@ -10,6 +10,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+namespace at {
+struct Generator;
+}
 
 namespace retreever {
 
@@ -34,7 +39,10 @@ class CudaGraph {
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
 
-  bool capture(const std::function<void()>& fn, CudaGraphPool pool = {});
+  // `generators`: CUDA generators other than the default one that fn draws from (dropout's
+  // stream): registered with the graph, each replay draws from their seed and offset at that time.
+  bool capture(const std::function<void()>& fn, CudaGraphPool pool = {},
+               const std::vector<at::Generator>& generators = {});
   void replay();  // throws when nothing was captured
   bool captured() const;
   const std::string& error() const;

@@ -74,42 +74,43 @@ static torch::Tensor masked_scores(const torch::Tensor& scores, const torch::Ten
                         : scores;
 }
 
-struct DropoutStream::State {
-  std::uint64_t seed;
-  std::map<std::pair<int, int>, at::Generator> generators;  // by device type and index
-};
-
 namespace {
-thread_local DropoutStream::State* current_stream = nullptr;
+thread_local DropoutStream* current_stream = nullptr;
+}  // namespace
 
-// The stream's generator for `device`: a clone of the device's default generator (CPU or CUDA
-// alike), reseeded.
-c10::optional<at::Generator> stream_generator(const torch::Device& device) {
-  if (!current_stream) return c10::nullopt;
+void DropoutStream::reseed(std::uint64_t seed) {
+  seed_ = seed;
+  for (auto& [device, g] : generators_) {
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(seed);
+  }
+}
+
+// A clone of the device's default generator (CPU or CUDA alike), seeded with the stream's seed.
+at::Generator DropoutStream::generator(const torch::Device& device) {
   const std::pair<int, int> key{int(device.type()), int(device.has_index() ? device.index() : -1)};
-  auto it = current_stream->generators.find(key);
-  if (it == current_stream->generators.end()) {
+  auto it = generators_.find(key);
+  if (it == generators_.end()) {
     auto global = at::globalContext().defaultGenerator(device);
     at::Generator g;
     {
       std::lock_guard<std::mutex> lock(global.mutex());
       g = global.clone();
     }
-    g.set_current_seed(current_stream->seed);
-    it = current_stream->generators.emplace(key, std::move(g)).first;
+    g.set_current_seed(seed_);
+    it = generators_.emplace(key, std::move(g)).first;
   }
   return it->second;
 }
-}  // namespace
 
-DropoutStream::DropoutStream(std::uint64_t seed) : state_(new State{seed, {}}), previous_(current_stream) {
-  current_stream = state_.get();
-}
-DropoutStream::~DropoutStream() { current_stream = previous_; }
+DropoutScope::DropoutScope(DropoutStream& stream) : previous_(current_stream) { current_stream = &stream; }
+DropoutScope::~DropoutScope() { current_stream = previous_; }
 
 // Drawn in float32 whatever the dtype asked, so runs in other precisions draw the same masks.
 torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
-  auto mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, stream_generator(options.device()));
+  c10::optional<at::Generator> generator;
+  if (current_stream) generator = current_stream->generator(options.device());
+  auto mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, generator);
   mask.div_(1 - p);
   return options.dtype() == torch::kFloat ? mask : mask.to(options.dtype().toScalarType());
 }

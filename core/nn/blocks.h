@@ -3,6 +3,7 @@
 // Shapes: B batch, M queries, N keys, D model width, H heads, dh = D / H.
 #pragma once
 
+#include <map>
 #include <memory>
 
 #include <torch/nn.h>
@@ -156,21 +157,28 @@ TORCH_MODULE(MLP);
 // (cuda_ops.h: use_cuda_layer_norm).
 torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x);
 
-// Dropout's random stream. While one is alive on a thread, every dropout mask drawn there comes
-// from generators seeded by it (one a device), so the masks follow from the seed alone: the trainer
-// opens one a step, seeded by the run's seed and the step, and a resumed run or a run on another
-// thread draws the same masks. Without one, masks come from torch's global generators.
+// Dropout's random stream: a generator a device, all seeded alike. While a DropoutScope holds it
+// on a thread, every dropout mask drawn there comes from it, so the masks follow from the seed
+// alone: the trainer reseeds its stream each step from the run's seed and the step, and a resumed
+// run, a run on another thread or a step replayed from a CUDA graph (which registers the stream's
+// CUDA generator) draws the same masks. Without a scope, masks come from torch's global generators.
 class DropoutStream {
  public:
-  explicit DropoutStream(std::uint64_t seed);
-  ~DropoutStream();
-  DropoutStream(const DropoutStream&) = delete;
-  DropoutStream& operator=(const DropoutStream&) = delete;
-  struct State;
-
+  explicit DropoutStream(std::uint64_t seed = 0) : seed_(seed) {}
+  void reseed(std::uint64_t seed);  // every generator restarts from `seed`
+  at::Generator generator(const torch::Device& device);  // made on first use
  private:
-  std::unique_ptr<State> state_;
-  State* previous_;
+  std::uint64_t seed_;
+  std::map<std::pair<int, int>, at::Generator> generators_;  // by device type and index
+};
+class DropoutScope {
+ public:
+  explicit DropoutScope(DropoutStream& stream);
+  ~DropoutScope();
+  DropoutScope(const DropoutScope&) = delete;
+  DropoutScope& operator=(const DropoutScope&) = delete;
+ private:
+  DropoutStream* previous_;
 };
 
 // Keep masks of the given shape and options: 1 / (1 - p) with probability 1 - p, else 0 (the

@@ -104,6 +104,8 @@ struct Trainer::Impl {
   // the GPU runs this step: the steps' data depend only on the seed and the step.
   std::optional<std::pair<std::int64_t, Batch>> next_batch;
   std::optional<std::pair<std::uint64_t, torch::Tensor>> next_draws;  // the draws' seed, the draws
+  DropoutStream dropout_stream;  // dropout's masks (Config::dropout), reseeded every step
+  std::uint64_t dropout_seed = 0;
 
   Batch sample_step(std::int64_t t) const {
     auto b = task->sample(config.batch, derive_seed(config.seed, kTrainData, t), false);
@@ -220,7 +222,10 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
     auto* target = g.get();
     optimizer->reattach();
     if (graph_pool.empty()) graph_pool = CudaGraphPool::make();
-    if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); }, graph_pool)) {
+    std::vector<at::Generator> generators;  // dropout's: each replay draws from its seed of the step
+    if (config.dropout > 0) generators.push_back(dropout_stream.generator(g->batch.xt.device()));  // with its index
+    if (!g->graph.capture([&] { target->values = backward_pass(target->batch, r, warm_up, 1.0); }, graph_pool,
+                          generators)) {
       auto& failure = graph_failures[key.str()];
       failure = {g->graph.error(), failure.second + 1};
       shapes_seen[key.str()] = 0;  // tried again from its second coming after this
@@ -241,6 +246,7 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
     next_draws.reset();
   }
   optimizer->reattach();
+  if (config.dropout > 0) dropout_stream.reseed(dropout_seed);  // the capture's warm-up drew from it
   g.graph.replay();
   last_graph = &g;
   return g.values;
@@ -295,16 +301,19 @@ StepMetrics Trainer::step() {
   }
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
   // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
-  // do not mix; tf32 is float32 tensors), no dropout (its masks would be drawn once, at the capture),
-  // the switch on. Otherwise, or where the capture failed, the same work eagerly.
-  // Dropout's masks from a stream of the step's own (each data-parallel process its own slice's),
-  // so a resumed run draws what the uninterrupted one did.
-  std::optional<DropoutStream> dropout_stream;
-  if (m.config.dropout > 0)
-    dropout_stream.emplace(derive_seed(m.config.seed, kDropout, std::uint64_t(m.step) * world + (m.group ? m.group->rank() : 0)));
+  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
+  // same work eagerly.
+  // Dropout's masks from the trainer's stream, reseeded for the step (each data-parallel process
+  // its own slice's), so a resumed run or a replayed graph draws what the uninterrupted eager run did.
+  std::optional<DropoutScope> dropout_scope;
+  if (m.config.dropout > 0) {
+    m.dropout_seed = derive_seed(m.config.seed, kDropout, std::uint64_t(m.step) * world + (m.group ? m.group->rank() : 0));
+    m.dropout_stream.reseed(m.dropout_seed);
+    dropout_scope.emplace(m.dropout_stream);
+  }
   torch::Tensor device_values;
   m.last_graph = nullptr;
-  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16" && m.config.dropout == 0)
+  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16")
     device_values = m.graph_step(batch, request, warm_up);
   if (device_values.defined()) {
     ++m.replayed;

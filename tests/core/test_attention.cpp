@@ -252,9 +252,10 @@ class TestAttention : public QObject {
   }
 
   void dropout_stream_draws_follow_from_its_seed() {
-    // Inside a DropoutStream every mask comes from its seed, whatever torch's global generator
-    // did before; nested streams restore the outer one; without a stream the global one draws.
-    // Masks are 0 or 1 / (1 - p), in the dtype asked, the same numbers in float and double.
+    // Under a DropoutScope every mask comes from its stream's seed, whatever torch's global
+    // generator did before; reseeding restarts it; nested scopes restore the outer stream; without
+    // a scope the global generator draws. Masks are 0 or 1 / (1 - p), the same numbers in float
+    // and double.
     TransformerEncoder encoder(1, 16, 2, 32, /*final_norm=*/false, /*reference=*/true);
     set_dropout(*encoder, 0.3);
     encoder->train();
@@ -262,25 +263,29 @@ class TestAttention : public QObject {
     auto under = [&](std::uint64_t seed, std::uint64_t global) {
       torch::manual_seed(global);
       DropoutStream stream(seed);
+      DropoutScope scope(stream);
       return encoder->forward(x, {});
     };
     QVERIFY(torch::equal(under(7, 1), under(7, 2)));
     QVERIFY(!torch::allclose(under(7, 1), under(8, 1), 1e-3, 1e-3));
+    DropoutStream a(7), b(9);
     torch::Tensor inner, outer_first, outer_again;
     {
-      DropoutStream a(7);
+      DropoutScope on_a(a);
       outer_first = keep_mask({1000}, 0.25, torch::kFloat);
       {
-        DropoutStream b(9);
+        DropoutScope on_b(b);
         inner = keep_mask({1000}, 0.25, torch::kFloat);
       }
-      outer_again = keep_mask({1000}, 0.25, torch::kFloat);  // stream 7 continues
+      outer_again = keep_mask({1000}, 0.25, torch::kFloat);  // a's stream continues
     }
     QVERIFY(!torch::equal(outer_first, outer_again));
+    a.reseed(7);
+    b.reseed(9);
     {
-      DropoutStream a(7);
+      DropoutScope on_a(a);
       QVERIFY(torch::equal(keep_mask({1000}, 0.25, torch::kFloat), outer_first));
-      DropoutStream b(9);
+      DropoutScope on_b(b);
       QVERIFY(torch::equal(keep_mask({1000}, 0.25, torch::kDouble).to(torch::kFloat), inner));
     }
     const auto values = std::get<0>(torch::_unique(outer_first));
@@ -289,7 +294,7 @@ class TestAttention : public QObject {
     QCOMPARE(values[1].item<float>(), float(1 / 0.75));
     const double kept = (outer_first > 0).to(torch::kDouble).mean().item<double>();
     QVERIFY2(std::abs(kept - 0.75) < 0.06, qPrintable(QString::number(kept)));
-    torch::manual_seed(4);  // no stream: the global generator's draws
+    torch::manual_seed(4);  // no scope: the global generator's draws
     auto g1 = keep_mask({1000}, 0.25, torch::kFloat);
     torch::manual_seed(4);
     QVERIFY(torch::equal(keep_mask({1000}, 0.25, torch::kFloat), g1));
