@@ -47,8 +47,8 @@ struct Config {
   // Dropout in training where the reference code has it: on every attention's weights (the tree
   // walk's policy samples from the heads' mean of the dropped weights), on each feed-forward's output
   // and on a sequence's positional encoding. The reference's copy script trains with 0.1, its other
-  // tasks with 0 (the paper). While it is on, training takes the tensor paths: no CUDA kernels for
-  // attention, no walk kernels, no CUDA graphs.
+  // tasks with 0 (the copy preset takes 0.1). While it is on, a GPU takes the tensor paths (no CUDA
+  // kernels for attention or the walk; the step still replays from a CUDA graph).
   double dropout = 0;
 
   // Objective (PAPER.md "Training objective").
