@@ -232,6 +232,25 @@ class TestStudio : public QObject {
     QVERIFY2(status->text().startsWith("Ready to train. Needs about "), qPrintable(status->text()));
   }
 
+  void dropout_field_shows_the_copy_preset_and_reaches_the_config() {
+    // The copy preset trains with the reference copy script's dropout: the panel shows it, an edit
+    // reaches the config, and a value out of its bounds disables Train with the field named.
+    MainWindow w;
+    auto* panel = w.experiment();
+    panel->setConfig(Config::preset("copy"));
+    auto* edit = qobject_cast<QLineEdit*>(panel->editor("dropout"));
+    QVERIFY(edit);
+    QCOMPARE(edit->text().toDouble(), 0.1);
+    edit->setText("0.2");
+    QCOMPARE(panel->config().dropout, 0.2);
+    QVERIFY(panel->isValid());
+    edit->setText("0.95");
+    QVERIFY(!panel->isValid());
+    QVERIFY(!w.action("train")->isEnabled());
+    auto* status = panel->findChild<QLabel*>("validationStatus");
+    QVERIFY2(status && status->text().contains("dropout"), qPrintable(status ? status->text() : QString()));
+  }
+
   void a_constant_series_and_a_single_point_get_a_range_around_them() {
     // "Tokens read per query" is constant over a run, and a comparison of one run is one point:
     // each axis must contain the values with a margin (not 1e-50 .. 1e50 or +-1e28).
