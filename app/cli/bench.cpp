@@ -106,7 +106,7 @@ void bench_train(const Args& args, const std::string& device, const std::string&
   if (seq_len < 4 || batch <= 0 || steps <= 0)
     throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
   // The copy preset's model and optimiser. Dropout is 0 unless --dropout asks (the preset trains
-  // with the reference script's 0.1, which on a GPU takes the tensor paths without CUDA graphs).
+  // with the reference script's 0.1, which on a GPU takes the tensor paths instead of the kernels).
   const double dropout = args.number("dropout", 0.0);
   Config base = Config::preset("copy");  // the sizes checked before the table's header is printed
   base.seq_len = seq_len;

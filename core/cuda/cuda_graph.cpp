@@ -6,6 +6,9 @@
 #include <ATen/core/Generator.h>
 #include <torch/version.h>
 
+// CUDAGraph::register_generator_state (generators other than the default one in a graph).
+#define RETREEVER_GRAPH_GENERATORS (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+
 #ifdef RETREEVER_CUDA
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -48,7 +51,7 @@ bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool,
   impl_->ok = false;
   impl_->error.clear();
   impl_->graph.reset();
-#if !(TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+#if !RETREEVER_GRAPH_GENERATORS
   if (!generators.empty()) {
     impl_->error = "this LibTorch (before 2.4) cannot register a generator with a CUDA graph";
     return false;
@@ -61,7 +64,7 @@ bool CudaGraph::capture(const std::function<void()>& fn, CudaGraphPool pool,
     fn();  // warm-up, eagerly
     side.synchronize();
     impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if RETREEVER_GRAPH_GENERATORS
     for (const auto& g : generators) impl_->graph->register_generator_state(g);
 #endif
     // Thread-local: work that other threads do on the GPU meanwhile (the studio's inspector or

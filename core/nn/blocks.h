@@ -4,7 +4,6 @@
 #pragma once
 
 #include <map>
-#include <memory>
 
 #include <torch/nn.h>
 

@@ -300,9 +300,6 @@ StepMetrics Trainer::step() {
     request.draw_row = from;
   }
   const bool warm_up = request.all_leaves && m.step < m.config.ca_warmup;  // L_CA alone (Config::ca_warmup)
-  // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
-  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
-  // same work eagerly.
   // Dropout's masks from the trainer's stream, reseeded for the step (each data-parallel process
   // its own slice's), so a resumed run or a replayed graph draws what the uninterrupted eager run did.
   std::optional<DropoutScope> dropout_scope;
@@ -311,6 +308,9 @@ StepMetrics Trainer::step() {
     m.dropout_stream.reseed(m.dropout_seed);
     dropout_scope.emplace(m.dropout_stream);
   }
+  // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
+  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
+  // same work eagerly.
   torch::Tensor device_values;
   m.last_graph = nullptr;
   if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16")
