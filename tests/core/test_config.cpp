@@ -169,16 +169,22 @@ class TestConfig : public QObject {
       QCOMPARE(Config::preset(t).explore, 0.0);
       QCOMPARE(Config::preset(t).ca_warmup, int64_t(0));
     }
-    // GP and copy train with the paper's recipe (copy: the reference script's Adam beta1 and
-    // dropout); image keeps v1, the form its runs measured.
-    for (const char* t : {"copy", "gp"}) {
-      const Config paper = paper_recipe_for(t), preset = Config::preset(t);
+    // Every preset trains with its task's recipe (copy: the reference script's Adam beta1 and
+    // dropout; image: the reference block and the packed leaf layout, as the reference code has them).
+    for (const auto& t : tasks()) {
+      const Config paper = paper_recipe_for(t.name), preset = Config::preset(t.name);
       QCOMPARE(preset.block, paper.block);
       QCOMPARE(preset.adam_beta1, paper.adam_beta1);
       QCOMPARE(preset.dropout, paper.dropout);
+      QCOMPARE(preset.leaf_layout, paper.leaf_layout);
+      QCOMPARE(preset.rl_baseline, paper.rl_baseline);
+      QCOMPARE(preset.lambda_rl, paper.lambda_rl);
+      QCOMPARE(preset.lambda_ca, paper.lambda_ca);
+      QCOMPARE(preset.entropy_bonus, paper.entropy_bonus);
     }
     QCOMPARE(Config::preset("copy").dropout, 0.1);
-    QCOMPARE(Config::preset("image").block, std::string("v1"));
+    QCOMPARE(Config::preset("image").block, std::string("reference"));
+    QCOMPARE(Config::preset("image").ordering, std::string("sort_x2"));  // PAPER.md: sort by the second coordinate
   }
 
   void a_warm_up_as_long_as_the_run_is_warned_about() {
