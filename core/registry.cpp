@@ -1,6 +1,7 @@
 #include "core/registry.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "core/config.h"
@@ -101,6 +102,28 @@ Config paper_recipe_for(const std::string& task) {
   c.task = task;
   if (const auto* t = find_task(task); t && t->reference_settings) t->reference_settings(c);
   return c;
+}
+
+const std::vector<std::string>& recipe_settings() {
+  static const std::vector<std::string> settings = {"block",       "adam_beta1", "dropout",   "explore",
+                                                    "ca_warmup",   "rl_baseline", "leaf_layout", "lambda_rl",
+                                                    "lambda_ca",   "entropy_bonus"};
+  return settings;
+}
+
+std::vector<std::string> recipe_departures(const Config& c) {
+  const auto ours = nlohmann::json::parse(c.to_json()), paper = nlohmann::json::parse(paper_recipe_for(c.task).to_json());
+  std::vector<std::string> differ;
+  for (const auto& key : recipe_settings())
+    if (ours.at(key) != paper.at(key)) differ.push_back(key);
+  return differ;
+}
+
+Config with_recipe(const Config& c) {
+  const auto paper = nlohmann::json::parse(paper_recipe_for(c.task).to_json());
+  nlohmann::json settings = nlohmann::json::object();
+  for (const auto& key : recipe_settings()) settings[key] = paper.at(key);
+  return Config::from_json(settings.dump(), c);
 }
 
 Config sized_like(const Config& base, const std::string& model, std::int64_t tca_tokens) {

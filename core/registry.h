@@ -72,6 +72,13 @@ const TaskInfo* find_task(const std::string& name);
 // The paper's recipe for `task`: Config's defaults with the task's reference_settings. The report
 // names what a run changes from it and trains TCA with it beside.
 Config paper_recipe_for(const std::string& task);
+// The config keys a recipe fixes (the objective, the optimiser's settings, dropout, the block and
+// the leaf layout); the rest of a config (sizes, steps, batch, seed) is a run's budget.
+const std::vector<std::string>& recipe_settings();
+// The recipe settings where `c` differs from its task's recipe, in recipe_settings' order.
+std::vector<std::string> recipe_departures(const Config& c);
+// `c` with every recipe setting its task's recipe's.
+Config with_recipe(const Config& c);
 // `base` as `model`, sized to read about `tca_tokens` tokens per query when that decoder has a
 // size (the paper compares at equal tokens; tca_tokens <= 0 leaves the size as it is).
 Config sized_like(const Config& base, const std::string& model, std::int64_t tca_tokens);

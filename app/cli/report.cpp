@@ -30,7 +30,7 @@ CommandSpec report_spec() {
           "reproduce the paper's comparisons: Markdown tables, CSV and charts",
           "",
           {{"out", "DIR", "the report's folder (required)", {}},
-           {"config", "BUDGET", "the budget: laptop (default, 30-45 min on 2 CPU cores), gpu (the paper's lengths) "
+           {"config", "BUDGET", "the budget: laptop (default, about an hour on 2 CPU cores), gpu (the paper's lengths) "
                                 "or FILE.json (resources/report/*.json show the format)", {}},
            {"only", "SECTIONS", "comma-separated sections to run", {kSections.begin(), kSections.end()}},
            {"no-train", "", "only assemble the report from runs already in DIR (missing runs are listed as missing)", {}},

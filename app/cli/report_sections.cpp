@@ -215,23 +215,34 @@ std::vector<Run> model_runs(Runner& runner, const std::string& prefix, const Con
 }
 
 // A sentence naming where TCA's training in `c` departs from the paper's recipe (Config's defaults
-// with the task's reference settings, paper_recipe_for); empty when it does not.
+// with the task's reference settings: recipe_departures); empty when it does not.
 std::string recipe_note(const Config& c, bool paper_rows = true) {
   const Config paper = paper_recipe_for(c.task);
   std::vector<std::string> d;
-  if (c.block != paper.block)
-    d.push_back("the " + c.block + " block (standard pre-norm) instead of the reference code's normalisation");
-  if (c.adam_beta1 != paper.adam_beta1)
-    d.push_back(fmt("Adam beta1 %g", c.adam_beta1) + fmt(" (the reference code's: %g)", paper.adam_beta1));
-  if (c.dropout != paper.dropout)
-    d.push_back(fmt("dropout %g", c.dropout) + fmt(" (the reference code's: %g)", paper.dropout));
-  if (c.explore > 0) d.push_back("exploration " + fmt("%g", c.explore) + " (that share of the policy's draws is uniform)");
-  if (c.ca_warmup > 0) d.push_back("L_CA alone for the first " + std::to_string(c.ca_warmup) + " steps (ca_warmup)");
-  if (c.rl_baseline != paper.rl_baseline) d.push_back("REINFORCE baseline: the batch mean of the reward");
-  if (c.leaf_layout != paper.leaf_layout) d.push_back("leaf layout " + c.leaf_layout);
-  if (c.lambda_rl != paper.lambda_rl) d.push_back(fmt("lambda_RL %g", c.lambda_rl));
-  if (c.lambda_ca != paper.lambda_ca) d.push_back(fmt("lambda_CA %g", c.lambda_ca));
-  if (c.entropy_bonus != paper.entropy_bonus) d.push_back(fmt("entropy bonus %g", c.entropy_bonus));
+  for (const auto& key : recipe_departures(c)) {
+    if (key == "block")
+      d.push_back("the " + c.block + " block (standard pre-norm) instead of the reference code's normalisation");
+    else if (key == "adam_beta1")
+      d.push_back(fmt("Adam beta1 %g", c.adam_beta1) + fmt(" (the reference code's: %g)", paper.adam_beta1));
+    else if (key == "dropout")
+      d.push_back(fmt("dropout %g", c.dropout) + fmt(" (the reference code's: %g)", paper.dropout));
+    else if (key == "explore")
+      d.push_back("exploration " + fmt("%g", c.explore) + " (that share of the policy's draws is uniform)");
+    else if (key == "ca_warmup")
+      d.push_back("L_CA alone for the first " + std::to_string(c.ca_warmup) + " steps (ca_warmup)");
+    else if (key == "rl_baseline")
+      d.push_back("REINFORCE baseline: the batch mean of the reward");
+    else if (key == "leaf_layout")
+      d.push_back("leaf layout " + c.leaf_layout);
+    else if (key == "lambda_rl")
+      d.push_back(fmt("lambda_RL %g", c.lambda_rl));
+    else if (key == "lambda_ca")
+      d.push_back(fmt("lambda_CA %g", c.lambda_ca));
+    else if (key == "entropy_bonus")
+      d.push_back(fmt("entropy bonus %g", c.entropy_bonus));
+    else
+      d.push_back(key + " (not the recipe's)");
+  }
   if (d.empty()) return "";
   std::string text = "Not the paper's recipe (the README says why): TCA trains with ";
   for (std::size_t i = 0; i < d.size(); ++i) text += (i ? "; " : "") + d[i];
@@ -240,22 +251,11 @@ std::string recipe_note(const Config& c, bool paper_rows = true) {
   return text + "\n\n";
 }
 
-// `c` with every field recipe_note names reset to the paper's; nullopt when nothing differs.
+// `c` as TCA with every recipe setting the paper's; nullopt when nothing differs.
 std::optional<Config> paper_recipe(Config c) {
-  if (recipe_note(c).empty()) return std::nullopt;
-  const Config paper = paper_recipe_for(c.task);
+  if (recipe_departures(c).empty()) return std::nullopt;
   c.model = "tca";
-  c.block = paper.block;
-  c.adam_beta1 = paper.adam_beta1;
-  c.dropout = paper.dropout;
-  c.explore = paper.explore;
-  c.ca_warmup = paper.ca_warmup;
-  c.rl_baseline = paper.rl_baseline;
-  c.leaf_layout = paper.leaf_layout;
-  c.lambda_rl = paper.lambda_rl;
-  c.lambda_ca = paper.lambda_ca;
-  c.entropy_bonus = paper.entropy_bonus;
-  return c;
+  return with_recipe(c);
 }
 
 // The paper's-recipe TCA run beside a section's TCA runs (in PREFIX/tca_paper), when the section

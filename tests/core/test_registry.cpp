@@ -110,6 +110,38 @@ class TestRegistry : public QObject {
     QCOMPARE(paper_recipe_for("gp").dropout, 0.0);
   }
 
+  // recipe_departures names each recipe setting a config changes, and only those; with_recipe
+  // puts them back and keeps the run's budget (sizes, steps, batch, seed).
+  void departures_from_the_recipe_are_named_and_undone() {
+    Config c = paper_recipe_for("copy");
+    QVERIFY(recipe_departures(c).empty());
+    c.block = "v1";
+    c.dropout = 0;
+    c.explore = 0.05;
+    c.steps = 123;
+    c.batch = 7;
+    c.seq_len = 32;
+    QCOMPARE(recipe_departures(c), (std::vector<std::string>{"block", "dropout", "explore"}));
+    const Config back = with_recipe(c);
+    QVERIFY(recipe_departures(back).empty());
+    QCOMPARE(back.block, std::string("reference"));
+    QCOMPARE(back.dropout, 0.1);  // the copy script's, not Config's default
+    QCOMPARE(back.explore, 0.0);
+    QCOMPARE(back.steps, std::int64_t(123));
+    QCOMPARE(back.batch, std::int64_t(7));
+    QCOMPARE(back.seq_len, std::int64_t(32));
+    // Every recipe setting is a config key a departure can be named by.
+    for (const auto& key : recipe_settings()) {
+      Config d = paper_recipe_for("gp");
+      const auto text = d.to_json();
+      QVERIFY2(text.find("\"" + key + "\"") != std::string::npos, key.c_str());
+    }
+    Config gp = paper_recipe_for("gp");
+    gp.leaf_layout = "balanced";
+    gp.lambda_ca = 0.5;
+    QCOMPARE(recipe_departures(gp), (std::vector<std::string>{"leaf_layout", "lambda_ca"}));
+  }
+
   void every_task_samples_what_its_entry_says() {
     for (const auto& t : tasks()) {
       if (t.view == "image" && !image_data_present()) continue;  // checked where the dataset is installed
