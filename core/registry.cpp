@@ -105,14 +105,19 @@ Config paper_recipe_for(const std::string& task) {
 }
 
 const std::vector<std::string>& recipe_settings() {
-  static const std::vector<std::string> settings = {"block",       "adam_beta1", "dropout",   "explore",
+  static const std::vector<std::string> settings = {"block",       "adam_beta1",  "dropout",   "explore",
                                                     "ca_warmup",   "rl_baseline", "leaf_layout", "lambda_rl",
                                                     "lambda_ca",   "entropy_bonus"};
   return settings;
 }
 
+namespace {
+// A config's settings by key (its JSON form): recipe settings compare and copy without a field list.
+nlohmann::json settings_of(const Config& c) { return nlohmann::json::parse(c.to_json()); }
+}  // namespace
+
 std::vector<std::string> recipe_departures(const Config& c) {
-  const auto ours = nlohmann::json::parse(c.to_json()), paper = nlohmann::json::parse(paper_recipe_for(c.task).to_json());
+  const auto ours = settings_of(c), paper = settings_of(paper_recipe_for(c.task));
   std::vector<std::string> differ;
   for (const auto& key : recipe_settings())
     if (ours.at(key) != paper.at(key)) differ.push_back(key);
@@ -120,7 +125,7 @@ std::vector<std::string> recipe_departures(const Config& c) {
 }
 
 Config with_recipe(const Config& c) {
-  const auto paper = nlohmann::json::parse(paper_recipe_for(c.task).to_json());
+  const auto paper = settings_of(paper_recipe_for(c.task));
   nlohmann::json settings = nlohmann::json::object();
   for (const auto& key : recipe_settings()) settings[key] = paper.at(key);
   return Config::from_json(settings.dump(), c);

@@ -1,8 +1,9 @@
 // The walk of tree cross attention (PAPER.md, Algorithm 1) for every query at once, as one CPU
 // kernel: at each level the query scores the b children of its current node with every head, the
 // policy is the head-averaged attention over the real children (with dropout: of the kept weights,
-// normalised), and one child is drawn (or the most likely taken). It runs without autograd: the decoder recomputes the chosen levels'
-// log-probabilities with gradients afterwards. On a GPU the decoder walks with tensor operations.
+// normalised), and one child is drawn (or the most likely taken). It runs without autograd: the
+// decoder recomputes the chosen levels' log-probabilities with gradients afterwards. On a GPU the
+// CUDA walk kernel serves (core/cuda/cuda_ops.h), or tensor operations while dropout is on.
 #pragma once
 
 #include <cstdint>
