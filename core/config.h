@@ -44,11 +44,12 @@ struct Config {
   // which every checkpoint before the field existed used). Applies to TCA and CA, the models the
   // reference code has; Perceiver IO and Treeformer keep v1.
   std::string block = "reference";
-  // Dropout in training where the reference code has it: on every attention's weights (the tree
-  // walk's policy samples from the heads' mean of the dropped weights), on each feed-forward's output
-  // and on a sequence's positional encoding. The reference's copy script trains with 0.1, its other
-  // tasks with 0 (the copy preset takes 0.1). While it is on, a GPU takes the tensor paths (no CUDA
-  // kernels for attention or the walk; the step still replays from a CUDA graph).
+  // Dropout in training where the reference code has it: on the weights of every attention but tree
+  // cross attention's own (its walk, read of S and all-leaves read take none, as the reference's
+  // query_model since its commit 3c4a9c0), on each feed-forward's output and on a sequence's
+  // positional encoding. The reference's copy script trains with 0.1, its other tasks with 0 (the
+  // copy preset takes 0.1). While it is on, a GPU takes the tensor paths for dense attention (the
+  // step still replays from a CUDA graph).
   double dropout = 0;
 
   // Objective (PAPER.md "Training objective").

@@ -95,7 +95,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   addField(form, {"lambda_ca", tr("λ CA"), tr("Weight of the all-leaves cross-attention loss that helps early training.")});
   addField(form, {"ca_warmup", tr("L_CA warm-up steps"), tr("Steps at the start that train on the all-leaves loss alone; the read of S and the policy join afterwards, so the encoder first learns as full cross attention's does (0 = the paper's objective from the first step).")});
   addField(form, {"explore", tr("Exploration ε"), tr("Share of the policy's draws in training made uniformly over the children, so that a confidently wrong branch is still revisited (0 = the paper's pure sampling).")});
-  addField(form, {"dropout", tr("Dropout"), tr("Dropout in training where the reference code has it: every attention's weights (the tree walk samples from the heads' mean of the dropped weights, so it also explores), each feed-forward's output and the positional encoding. The reference copy script trains with 0.1 (the copy preset), its other tasks with 0. On a GPU, training with dropout takes the tensor paths (replayed from CUDA graphs); on both it costs time.")});
+  addField(form, {"dropout", tr("Dropout"), tr("Dropout in training where the reference code has it: the attention weights of every attention but the tree walk's own (the walk, its read and the all-leaves read take none), each feed-forward's output and the positional encoding. The reference copy script trains with 0.1 (the copy preset), its other tasks with 0. It costs time.")});
   addField(form, {"entropy_bonus", tr("Entropy bonus α"), tr("Weight of the policy's entropy bonus; keeps exploration alive (paper: 0.01).")});
 
   addSection(form, tr("Optimisation"));

@@ -1,7 +1,6 @@
 #include "tree_cross_attention.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <limits>
 
 #include "core/config.h"
 #include "core/cuda/cuda_ops.h"
@@ -94,6 +93,10 @@ TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_
   aggregator_ = register_module("aggregator", Aggregator(aggregator_layers, d_model, heads, ff_dim,
                                                         style.normed_residual));
   block_ = register_module("block", CrossAttentionBlock(d_model, heads, ff_dim, style));
+  // The walk, the read of S and the all-leaves read take no dropout on their attention weights (the
+  // reference's query_model since its commit 3c4a9c0, "set attention policy dropout to 0"); the
+  // block's feed-forward and the aggregator keep Config::dropout.
+  block_->attention->spared_from_dropout = true;
 }
 
 std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& context,
@@ -122,16 +125,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto& attention = block_->attention;
   const auto projected = block_->queries(queries);
   const auto& q = projected.q;  // [B,M,H,dh]
-  // Dropout on the walk's attention weights (Config::dropout, training only): the policy is the
-  // heads' mean of the dropped weights, normalised, as the reference code samples it. The keep
-  // masks of every level are drawn at once, before the walk's draws, so the CPU kernel and the
-  // tensor path see the same ones. The CUDA walk kernel has no dropout: the tensor path takes it.
-  const double drop = attention->active_dropout();
-  if (walk_kernel_ && drop == 0 && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3)))
-    return decode_cuda(memory, projected, request);
-  torch::Tensor kept;  // with dropout: [B,M,k,b,H] keep masks, scaled by 1/(1-p)
-  if (drop > 0 && k > 0)
-    kept = keep_mask({B, M, k, b, q.size(2)}, drop, q.options().dtype(torch::kFloat));
+  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, projected, request);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();
@@ -152,7 +146,6 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     // The draws of every level at once: the same numbers as one torch::rand per level.
     if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = uniform_draws(request, k, B, M, queries.options());
     in.explore = request.explore;
-    if (kept.defined()) in.kept = kept.view({B * M, k, b, q.size(2)});
     auto walk = walk_cpu(in);
     walk_rows = walk.rows.view({B, M, k * b});
     actions = walk.actions.view({B, M, k, 1});
@@ -171,14 +164,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
       auto scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
       auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
       // The policy: the head-averaged attention of the query over the children.
-      torch::Tensor pi;  // [B,M,b]
-      if (drop > 0) {
-        auto w = attention->head_log_weights(scores, child_mask).exp();  // [B,M,b,H]
-        pi = (w * kept.select(2, level - 1)).mean(-1);
-        pi = pi / pi.sum(-1, true).clamp_min(std::numeric_limits<float>::min());
-      } else {
-        pi = attention->head_averaged_log_weights(scores, child_mask).exp();
-      }
+      auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
       torch::Tensor action;  // [B,M,1]
       if (request.retrieval == Retrieval::Sample) {
         auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
@@ -222,33 +208,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     auto chosen = torch::zeros_like(real);
     chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, actions, true);
     mask = real.logical_and(chosen.logical_not());
-    // The policy of every level at once (same numbers as during the walk, now with gradients).
-    auto child_scores = scores.narrow(2, 0, k * b).reshape({B, M * k, b, scores.size(3)});
-    auto child_mask = real.narrow(2, 0, k * b).reshape({B, M * k, b});
-    torch::Tensor log_pi, dropped_h;  // with dropout: each head's dropped weights [B,M,k,b,H]
-    if (drop == 0) {
-      log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
-    } else {
-      dropped_h = attention->head_log_weights(child_scores, child_mask).exp().view({B, M, k, b, -1}) * kept;
-      // The distribution each draw came from: the heads' mean of the dropped weights, normalised.
-      auto mean = dropped_h.mean(-1);
-      log_pi = torch::log(mean.clamp_min(std::numeric_limits<float>::min())) -
-               torch::log(mean.sum(-1, true).clamp_min(std::numeric_limits<float>::min()));
-    }
-    // REINFORCE's score function is the log-probability of the distribution the draw came from:
-    // with exploration that is mu, not pi (log pi would bias the gradient).
-    auto log_draw = request.retrieval == Retrieval::Sample
-                        ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore)
-                        : log_pi;
-    out.log_prob = log_draw.gather(3, actions).squeeze(3).sum(2);  // [B,M]
-    if (head_entropy_ && drop > 0) {  // each head's dropped weights, as the reference code has them
-      out.entropy = -(dropped_h * torch::log(dropped_h + 1e-9)).sum(3).mean();
-    } else if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
-      auto log_h = attention->head_log_weights(child_scores, child_mask);
-      out.entropy = -(log_h.exp() * log_h).sum(2).mean();
-    } else {
-      out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
-    }
+    policy_terms(scores.narrow(2, 0, k * b), real.narrow(2, 0, k * b), actions, request, out);
   } else {
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
@@ -261,6 +221,30 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.trace.leaf_group = current;
   }
   return out;
+}
+
+// The policy of every level at once, with gradients (the walk's numbers): the log-probability of the
+// children taken, summed over the levels, and the entropy bonus's term.
+void TreeCrossAttentionImpl::policy_terms(const torch::Tensor& scores, const torch::Tensor& real,
+                                          const torch::Tensor& actions, const DecodeRequest& request,
+                                          DecodeOutput& out) {
+  const auto B = scores.size(0), M = actions.size(1), k = actions.size(2), b = branch_factor_;
+  auto& attention = block_->attention;
+  auto child_scores = scores.reshape({B, M * k, b, scores.size(3)});
+  auto child_mask = real.reshape({B, M * k, b});
+  auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
+  // REINFORCE's score function is the log-probability of the distribution the draw came from:
+  // with exploration that is mu, not pi (log pi would bias the gradient).
+  auto log_draw = request.retrieval == Retrieval::Sample
+                      ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore)
+                      : log_pi;
+  out.log_prob = log_draw.gather(3, actions).squeeze(3).sum(2);  // [B,M]
+  if (head_entropy_) {  // each head's own distribution over the children, averaged over heads
+    auto log_h = attention->head_log_weights(child_scores, child_mask);
+    out.entropy = -(log_h.exp() * log_h).sum(2).mean();
+  } else {
+    out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
+  }
 }
 
 void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const BlockQueries& queries,
@@ -316,17 +300,8 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
   } else if (grad) {
-    auto child_scores = read.scores.view({B, M, k * b + p, H}).narrow(2, 0, k * b).reshape({B, M * k, b, H});
-    auto child_mask = walk.real.narrow(1, 0, k * b).reshape({B, M * k, b});
-    auto log_pi = attention->head_averaged_log_weights(child_scores, child_mask).view({B, M, k, b});
-    auto log_draw = sample ? sampling_log_prob(log_pi, child_mask.view({B, M, k, b}), request.explore) : log_pi;
-    out.log_prob = log_draw.gather(3, walk.actions.view({B, M, k, 1})).squeeze(3).sum(2);
-    if (head_entropy_) {
-      auto log_h = attention->head_log_weights(child_scores, child_mask);
-      out.entropy = -(log_h.exp() * log_h).sum(2).mean();
-    } else {
-      out.entropy = -(log_pi.exp() * log_pi).sum(3).mean();
-    }
+    policy_terms(read.scores.view({B, M, k * b + p, H}).narrow(2, 0, k * b),
+                 walk.real.narrow(1, 0, k * b).view({B, M, k * b}), walk.actions.view({B, M, k, 1}), request, out);
   } else {
     out.log_prob = walk.log_prob.view({B, M});
     out.entropy = (head_entropy_ ? walk.head_entropy : walk.entropy).sum();  // already divided: one launch

@@ -42,6 +42,10 @@ class TreeCrossAttentionImpl : public DecoderImpl {
  private:
   // decode() on a GPU with the CUDA kernels.
   DecodeOutput decode_cuda(const TreeMemory& memory, const BlockQueries& queries, const DecodeRequest& request);
+  // out.log_prob and out.entropy from the children's scores [B,M,k*b,H], their masks [B,M,k*b] and
+  // the children taken [B,M,k,1].
+  void policy_terms(const torch::Tensor& scores, const torch::Tensor& real, const torch::Tensor& actions,
+                    const DecodeRequest& request, DecodeOutput& out);
   // The prediction from the read of S, attended [B,M,D] (and the all-leaves read when asked).
   void finish_decode(const TreeMemory& memory, const BlockQueries& queries, const torch::Tensor& attended,
                      const DecodeRequest& request, DecodeOutput& out);

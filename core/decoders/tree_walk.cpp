@@ -16,7 +16,7 @@ namespace {
 
 template <typename T>
 void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& masks,
-                 const torch::Tensor& uniform, const torch::Tensor& kept, WalkResult& out) {
+                 const torch::Tensor& uniform, WalkResult& out) {
   const auto Q = q.size(0), H = q.size(1), d = q.size(2);
   const auto B = keys.size(0), n = keys.size(1);
   const auto M = Q / B, b = in.b, k = in.k;
@@ -24,7 +24,6 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
   const T* kp = keys.data_ptr<T>();
   const bool* mp = masks.data_ptr<bool>();
   const T* up = uniform.defined() ? uniform.data_ptr<T>() : nullptr;
-  const T* kept_p = kept.defined() ? kept.data_ptr<T>() : nullptr;  // [Q,k,b,H]
   auto* rows = out.rows.data_ptr<std::int64_t>();
   auto* actions = out.actions.data_ptr<std::int64_t>();
   auto* path = out.path.data_ptr<std::int64_t>();
@@ -54,22 +53,14 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
                                    : std::numeric_limits<T>::lowest() / 2;  // masked_score
           p[c] = 0;
         }
-        // The policy: each head's softmax over the children, averaged over the heads; with dropout
-        // each head's weights times their keep mask, the mean then normalised.
-        const T* kept_level = kept_p ? kept_p + (qi * k + t) * b * H : nullptr;  // [b,H]
+        // The policy: each head's softmax over the children, averaged over the heads.
         for (std::int64_t h = 0; h < H; ++h) {
           T top = s[h];
           for (std::int64_t c = 1; c < b; ++c) top = std::max(top, s[c * H + h]);
           T sum = 0;
           for (std::int64_t c = 0; c < b; ++c) sum += head[c] = std::exp(s[c * H + h] - top);
           for (std::int64_t c = 0; c < b; ++c)
-            p[c] += head[c] / (sum * T(H)) * (kept_level ? kept_level[c * H + h] : T(1));
-        }
-        if (kept_level) {
-          T total = 0;
-          for (std::int64_t c = 0; c < b; ++c) total += p[c];
-          total = std::max(total, T(std::numeric_limits<float>::min()));
-          for (std::int64_t c = 0; c < b; ++c) p[c] /= total;
+            p[c] += head[c] / (sum * T(H));
         }
         std::int64_t action = 0;
         if (up) {  // invert the CDF of the (exploring) policy at the query's draw
@@ -108,10 +99,8 @@ WalkResult walk_cpu(const WalkInput& in) {
   const auto work = dtype == torch::kDouble && in.keys.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   auto q = in.queries.to(work).contiguous(), keys = in.keys.to(work).contiguous(), masks = in.masks.contiguous();
   const auto uniform = in.uniform.defined() ? in.uniform.to(q.scalar_type()).contiguous() : torch::Tensor();
-  const auto kept = in.kept.defined() ? in.kept.to(q.scalar_type()).contiguous() : torch::Tensor();
   const auto Q = q.size(0), H = q.size(1);
-  if (static_cast<std::int64_t>(in.offsets.size()) < in.k || Q % keys.size(0) != 0 ||
-      (kept.defined() && kept.numel() != Q * in.k * in.b * H))
+  if (static_cast<std::int64_t>(in.offsets.size()) < in.k || Q % keys.size(0) != 0)
     throw std::logic_error("walk_cpu: inconsistent shapes");
   auto long_opts = q.options().dtype(torch::kLong);
   WalkResult out;
@@ -120,7 +109,7 @@ WalkResult walk_cpu(const WalkInput& in) {
   out.path = torch::empty({Q, in.k}, long_opts);
   out.pi = torch::empty({Q, in.k, in.b}, q.options());
   out.scores = torch::empty({Q, in.k, in.b, H}, q.options());
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(in, q, keys, masks, uniform, kept, out); });
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "walk_cpu", [&] { walk_kernel<scalar_t>(in, q, keys, masks, uniform, out); });
   if (dtype != work) {
     out.pi = out.pi.to(dtype);
     out.scores = out.scores.to(dtype);

@@ -1,9 +1,9 @@
 // The walk of tree cross attention (PAPER.md, Algorithm 1) for every query at once, as one CPU
 // kernel: at each level the query scores the b children of its current node with every head, the
-// policy is the head-averaged attention over the real children (with dropout: of the kept weights,
-// normalised), and one child is drawn (or the most likely taken). It runs without autograd: the
-// decoder recomputes the chosen levels' log-probabilities with gradients afterwards. On a GPU the
-// CUDA walk kernel serves (core/cuda/cuda_ops.h), or tensor operations while dropout is on.
+// policy is the head-averaged attention over the real children, and one child is drawn (or the
+// most likely taken). It runs without autograd: the decoder recomputes the chosen levels'
+// log-probabilities with gradients afterwards. On a GPU the CUDA walk kernel serves
+// (core/cuda/cuda_ops.h).
 #pragma once
 
 #include <cstdint>
@@ -21,9 +21,6 @@ struct WalkInput {
   std::int64_t b = 2, k = 0;
   torch::Tensor uniform;  // [k,Q] draws in [0,1) to sample with; undefined: take the argmax
   double explore = 0;     // sampling: share of each draw made uniformly over the real children
-  // Dropout on the policy's weights (training): [Q,k,b,H] keep masks scaled by 1/(1-p). The policy
-  // is then the heads' mean of the kept weights, normalised. Undefined: no dropout.
-  torch::Tensor kept;
 };
 
 struct WalkResult {

@@ -361,7 +361,7 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
 
 void set_dropout(torch::nn::Module& root, double p) {
   const auto set = [p](torch::nn::Module* m) {
-    if (auto* a = dynamic_cast<MultiHeadAttentionImpl*>(m)) a->dropout = p;
+    if (auto* a = dynamic_cast<MultiHeadAttentionImpl*>(m)) a->dropout = a->spared_from_dropout ? 0 : p;
     if (auto* f = dynamic_cast<FeedForwardImpl*>(m)) f->dropout = p;
   };
   set(&root);  // root itself by pointer: a module under construction has no shared_ptr yet

@@ -65,8 +65,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   std::int64_t heads() const { return heads_; }
   std::int64_t head_dim() const { return head_dim_; }
 
-  // Dropout on the attention weights in training (Config::dropout, set by set_dropout).
+  // Dropout on the attention weights in training (Config::dropout, set by set_dropout unless
+  // spared).
   double dropout = 0;
+  // true: set_dropout leaves this attention's dropout at 0 (tree cross attention's, as in the reference).
+  bool spared_from_dropout = false;
   // dropout in training mode, 0 otherwise.
   double active_dropout() const { return is_training() ? dropout : 0; }
 
@@ -185,7 +188,8 @@ class DropoutScope {
 torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options);
 // x times a keep mask in training for p > 0 (dropout); x itself for p = 0.
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p);
-// Sets the dropout of every attention and feed-forward in `root`'s module tree.
+// Sets the dropout of every attention and feed-forward in `root`'s module tree (attentions
+// spared from dropout keep 0).
 void set_dropout(torch::nn::Module& root, double p);
 
 // Sinusoidal positional encodings for positions [start, start + n): [n, d].

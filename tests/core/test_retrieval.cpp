@@ -167,7 +167,7 @@ class TestRetrieval : public QObject {
     // On the CPU the walk is one kernel; on a GPU it is tensor operations. Both must choose the
     // same nodes with the same probabilities, greedy and sampled (from the same draws), with
     // padding, for several branch factors, and give the same outputs and gradients; with dropout
-    // (mode 3) from the same keep masks.
+    // (mode 3: the aggregator's and the feed-forward's, drawn alike on both paths).
     for (auto [N, b] : {std::pair<int64_t, int64_t>{5, 2}, {16, 2}, {37, 2}, {29, 3}, {70, 4}})
       for (int mode = 0; mode < 4; ++mode) {
         torch::manual_seed(uint64_t(N * 7 + b));
@@ -204,12 +204,19 @@ class TestRetrieval : public QObject {
         QCOMPARE(ga.size(), gt.size());
         for (std::size_t i = 0; i < ga.size(); ++i)
           QVERIFY2(torch::allclose(ga[i], gt[i], 1e-4, 1e-5), qPrintable("gradients differ: " + what));
-        if (mode == 3) {  // the keep masks moved the policy: the same walk without dropout differs
-          set_dropout(*tca, 0.0);
-          auto plain = run(true).first;
-          QVERIFY2(!torch::allclose(plain.trace.probabilities, a.trace.probabilities, 1e-3, 1e-3),
-                   qPrintable("dropout changed nothing: " + what));
+        if (mode == 3) {  // dropout reaches the feed-forward, not the walk: on one tree, training and evaluation walk alike
+          torch::NoGradGuard no_grad;
+          auto memory = tca->prepare(context, torch::zeros({3, N, 1}));
+          DecodeRequest greedy;
+          greedy.trace = true;
+          auto trained = tca->decode(*memory, queries, greedy);
           tca->eval();  // evaluation below has no dropout either way
+          auto evaluated = tca->decode(*memory, queries, greedy);
+          QVERIFY2(torch::equal(trained.trace.path, evaluated.trace.path), qPrintable("dropout moved the walk: " + what));
+          QVERIFY2(torch::allclose(trained.trace.probabilities, evaluated.trace.probabilities, 1e-6, 1e-7),
+                   qPrintable("dropout moved the policy: " + what));
+          QVERIFY2(!torch::allclose(trained.encoding, evaluated.encoding, 1e-3, 1e-3),
+                   qPrintable("the feed-forward's dropout changed nothing: " + what));
         }
         // Inference reuses the walk's scores: the same prediction without autograd.
         torch::NoGradGuard no_grad;
@@ -434,10 +441,11 @@ class TestRetrieval : public QObject {
     QVERIFY2(differs > 0.4 && differs < 0.6, qPrintable(QString::number(differs)));
   }
 
-  void dropout_reaches_the_policy_in_training_only() {
-    // Config::dropout on TCA: the walk samples from the heads' mean of dropped attention weights
-    // (the tensor path, level by level), so training outputs move with the dropout draws and stay
-    // finite (log-probabilities, entropy, gradients); evaluation is what it is without dropout.
+  void dropout_spares_the_tree_attention() {
+    // Config::dropout on TCA reaches the aggregator (attention and feed-forward) and the decoder
+    // block's feed-forward, not the block's attention (walk, read of S, all-leaves read), as in the
+    // reference code: training outputs move with the dropout draws and stay finite
+    // (log-probabilities, entropy, gradients); evaluation is what it is without dropout.
     auto c = small_config(16, 2);
     c.block = "reference";
     c.dropout = 0.4;
@@ -455,6 +463,16 @@ class TestRetrieval : public QObject {
       torch::manual_seed(seed);
       return model->forward(batch, request);
     };
+    int spared = 0, dropping = 0;
+    for (const auto& item : model->named_modules()) {
+      const auto& name = item.key();
+      const auto* a = dynamic_cast<const MultiHeadAttentionImpl*>(item.value().get());
+      if (!a) continue;
+      const bool block = name.rfind("decoder.block", 0) == 0;  // the rest: aggregator, encoder
+      QVERIFY2(a->dropout == (block ? 0.0 : 0.4), name.c_str());
+      (block ? spared : dropping) += 1;
+    }
+    QVERIFY(spared == 1 && dropping >= 1);
     QVERIFY(torch::equal(run(false, 0.4, 1).prediction, run(false, 0, 1).prediction));
     auto plain = run(true, 0, 1), dropped = run(true, 0.4, 1);
     QVERIFY(torch::equal(run(true, 0, 2).prediction, plain.prediction));  // without dropout the seed does not matter

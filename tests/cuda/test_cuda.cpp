@@ -596,8 +596,9 @@ void training_steps_replay_from_cuda_graphs() {
 
 // The copy preset trains with dropout: on the GPU its masks come from the trainer's DropoutStream (a
 // clone of the CUDA generator, registered with the step's CUDA graph), so steps replayed from a
-// graph equal eager steps, two runs of one seed are equal step for step, resuming from a checkpoint
-// continues them and another seed differs.
+// graph equal eager steps, two runs of one seed are equal step for step (up to the order of the
+// atomic sums in the read of S's backward kernel), resuming from a checkpoint continues them and
+// another seed differs.
 void dropout_on_the_gpu_is_reproducible() {
   auto c = retreever::testing::small_config("copy", "tca");
   c.device = "cuda";
@@ -612,18 +613,22 @@ void dropout_on_the_gpu_is_reproducible() {
   const auto [a, summary] = losses(c, 6);
   std::printf("dropout on the GPU, graphs on: %s\n", summary.c_str());
   expect(summary.rfind("5 steps replayed from 1 CUDA graph, 1 eager", 0) == 0, "dropout steps replay from a graph: " + summary);
-  const auto b = losses(c, 6).first;
-  expect(a == b, "dropout on the GPU: one seed, the same losses step for step");
+  auto difference = [&](const std::vector<double>& x) {  // the largest relative difference from a
+    double worst = 0;
+    for (int i = 0; i < 6; ++i) worst = std::max(worst, std::abs(a[i] - x[i]) / std::max(1e-3, std::abs(x[i])));
+    return worst;
+  };
+  const double again = difference(losses(c, 6).first);
+  std::printf("  dropout, one seed twice: largest relative difference over 6 steps %.2e\n", again);
+  expect(again < 1e-4, "dropout on the GPU: one seed, the same losses step for step");
   set_cuda_graphs_enabled(false);
-  const auto eager = losses(c, 6).first;
+  const double eager = difference(losses(c, 6).first);
   set_cuda_graphs_enabled(true);
-  double worst = 0;
-  for (int i = 0; i < 6; ++i) worst = std::max(worst, std::abs(a[i] - eager[i]) / std::max(1e-3, std::abs(eager[i])));
-  std::printf("  dropout, graphs vs eager: largest relative difference over 6 steps %.2e\n", worst);
-  expect(worst < 1e-4, "dropout on the GPU: replayed steps draw the eager steps' masks");
+  std::printf("  dropout, graphs vs eager: largest relative difference over 6 steps %.2e\n", eager);
+  expect(eager < 1e-4, "dropout on the GPU: replayed steps draw the eager steps' masks");
   Config other = c;
   other.seed = c.seed + 1;
-  expect(losses(other, 6).first != a, "dropout on the GPU: another seed, other losses");
+  expect(difference(losses(other, 6).first) > 1e-3, "dropout on the GPU: another seed, other losses");
   Trainer first(c, datasets::make_task);
   for (int i = 0; i < 3; ++i) first.step();
   const auto path = std::filesystem::temp_directory_path() / "retreever_dropout_cuda.safetensors";
