@@ -228,7 +228,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
 void TreeCrossAttentionImpl::policy_terms(const torch::Tensor& scores, const torch::Tensor& real,
                                           const torch::Tensor& actions, const DecodeRequest& request,
                                           DecodeOutput& out) {
-  const auto B = scores.size(0), M = actions.size(1), k = actions.size(2), b = branch_factor_;
+  const auto B = scores.size(0), M = actions.size(1), k = actions.size(2), b = scores.size(2) / k;
   auto& attention = block_->attention;
   auto child_scores = scores.reshape({B, M * k, b, scores.size(3)});
   auto child_mask = real.reshape({B, M * k, b});

@@ -8,7 +8,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "core/nn/blocks.h"
 #include "core/nn/kernel_dot.h"
 
 namespace retreever {

@@ -559,7 +559,7 @@ void training_steps_replay_from_cuda_graphs() {
                                     {"three shapes", "tca"}}) {
     auto c = retreever::testing::small_config(task == "copy" ? "copy" : "gp", model);
     c.device = "cuda";
-    c.dropout = 0;  // the copy preset's dropout keeps steps eager (dropout_on_the_gpu_is_reproducible)
+    c.dropout = 0;  // dropout's masks under graphs: dropout_on_the_gpu_is_reproducible
     c.steps = 12;
     c.grad_clip = 0.5;  // clipping inside the graph takes part
     TaskFactory tasks = datasets::make_task;
