@@ -65,6 +65,7 @@ Config Config::legacy() {
   Config c;
   c.block = "v1";
   c.leaf_layout = "packed";
+  c.query_positions = "after_context";
   c.adam_beta1 = 0.9;
   return c;
 }

@@ -35,6 +35,11 @@ struct Config {
   // reading, and every checkpoint written before this field existed); "balanced" = spread over
   // the groups, so sibling nodes cover equal shares of the context (see TreeShape).
   std::string leaf_layout = "packed";
+  // Sequential data (the copy task): where the queries' positional encodings count from.
+  // "from_zero" = 0..M-1, as the context's own 0..N-1 (the reference code: each embedder adds its
+  // own positional encoding from position 0); "after_context" = N..N+M-1, after the context, which
+  // every checkpoint written before this field existed used.
+  std::string query_positions = "from_zero";
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
@@ -106,8 +111,8 @@ struct Config {
   // std::invalid_argument for a task without one and std::runtime_error for a broken file.
   static Config preset(const std::string& task);
   // The values a choice field accepts, in the order menus list them (empty for other fields):
-  // task and model (from core/registry.h), ordering, leaf_layout, reward, rl_baseline, device, precision, kernel,
-  // eval_kernel, eval_split.
+  // task and model (from core/registry.h), ordering, leaf_layout, query_positions, reward, rl_baseline, device,
+  // precision, kernel, eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
   // The largest value a numeric field accepts (one table for validation and the studio's editors);
   // 0 for a field without one.

@@ -27,6 +27,7 @@ inline void for_each_field(Config& c, Fn&& fn) {
   fn("bptt", c.bptt);
   fn("ordering", c.ordering);
   fn("leaf_layout", c.leaf_layout);
+  fn("query_positions", c.query_positions);
   fn("latents", c.latents);
   fn("treeformer_depth", c.treeformer_depth);
   fn("bound_std", c.bound_std);

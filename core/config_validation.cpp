@@ -50,8 +50,9 @@ std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
            {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
-           {"reward", &reward}, {"rl_baseline", &rl_baseline}, {"block", &block}, {"kernel", &kernel},
-           {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split}, {"precision", &precision}})
+           {"query_positions", &query_positions}, {"reward", &reward}, {"rl_baseline", &rl_baseline},
+           {"block", &block}, {"kernel", &kernel}, {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split},
+           {"precision", &precision}})
     check_choice(e, field, *value, choices(field));
   // A GPU of several is named "cuda:K" (core/devices.h; the device is checked when a run starts).
   const bool gpu_index = device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() <= 9 &&
@@ -189,6 +190,7 @@ const std::vector<std::string>& Config::choices(const std::string& field) {
       {"model", names(decoders())},
       {"ordering", {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}},
       {"leaf_layout", {"packed", "balanced"}},
+      {"query_positions", {"from_zero", "after_context"}},
       {"block", {"reference", "v1"}},
       {"reward", {"acc", "nce"}},
       {"rl_baseline", {"fixed", "mean"}},

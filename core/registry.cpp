@@ -19,7 +19,7 @@ std::vector<TaskInfo> make_tasks() {
   copy.name = "copy";
   copy.title = "Copy task";
   copy.summary = "copy a sequence of digits: each target position reads one context token";
-  copy.fields = {"seq_len"};
+  copy.fields = {"seq_len", "query_positions"};
   copy.classification = true;
   copy.view = "sequence";
   copy.largest_row = [](const Config& c) {
@@ -107,7 +107,7 @@ Config paper_recipe_for(const std::string& task) {
 const std::vector<std::string>& recipe_settings() {
   static const std::vector<std::string> settings = {"block",       "adam_beta1",  "dropout",   "explore",
                                                     "ca_warmup",   "rl_baseline", "leaf_layout", "lambda_rl",
-                                                    "lambda_ca",   "entropy_bonus"};
+                                                    "lambda_ca",   "entropy_bonus", "query_positions"};
   return settings;
 }
 

@@ -67,6 +67,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), choice_list("task")});
   addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: a simplified Treeformer TC attention (reads 2^depth leaf summaries; one shared decision tree routes the context, with none of Treeformer's per-head trees, query routing, TF attention or bootstrapped training)."), choice_list("model")});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
+  addField(form, {"query_positions", tr("Query positions"), tr("Copy task: where the targets' positional encodings count from: from_zero = 0, 1, ... as the context's (the reference code); after_context = after the context's last position, as every older checkpoint."), choice_list("query_positions")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), choice_list("kernel")});
   addField(form, {"eval_kernel", tr("Eval kernel"), tr("GP task: the kernel of the evaluation functions (Matern-5/2 tests generalisation)."), choice_list("eval_kernel")});
 

@@ -18,6 +18,11 @@ json experiment_json(const Config& c) {
     for (const auto& k : d.fields)
       if (std::find(own.fields.begin(), own.fields.end(), k) == own.fields.end()) j.erase(k);
   if (!own.reference_block) j.erase("block");  // Perceiver IO and Treeformer are v1 throughout
+  // Likewise the settings of other tasks (a GP run does not read the copy task's query positions).
+  const auto* task = find_task(c.task);
+  for (const auto& t : tasks())
+    for (const auto& k : t.fields)
+      if (task && std::find(task->fields.begin(), task->fields.end(), k) == task->fields.end()) j.erase(k);
   return j;
 }
 

@@ -42,8 +42,8 @@ struct Run {
 };
 
 // The fields that define the experiment: not where it runs, where its data lives or logging, and
-// not the settings of a decoder the run does not use (a CA run is the same whatever its tree
-// ordering or REINFORCE baseline says).
+// not the settings of a decoder or a task the run does not use (a CA run is the same whatever its
+// tree ordering or REINFORCE baseline says, a GP run whatever the copy task's sequence length).
 json experiment_json(const Config& c);
 // The first experiment field in which a and b differ, as "field A there, B here"; empty if none.
 std::string first_difference(const Config& a, const Config& b);

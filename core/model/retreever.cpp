@@ -81,9 +81,10 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
   if (B > 1 && batch.shared_targets && positions_dropout() == 0) return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
   auto h = query_embedder_->forward(batch.xt);
   if (spec_.sequential) {
-    // Targets follow the context: positions N..N+M-1.
+    // Target positions count from 0 as the context's do (the reference), or follow the context.
+    const auto first = config_.query_positions == "after_context" ? batch.xc.size(1) : 0;
     h = query_position_->forward(
-        maybe_dropout(h + sinusoidal_positions(batch.xc.size(1), h.size(1), h.size(2), h.options()), positions_dropout()));
+        maybe_dropout(h + sinusoidal_positions(first, h.size(1), h.size(2), h.options()), positions_dropout()));
   }
   return h;
 }

@@ -118,15 +118,17 @@ class TestRegistry : public QObject {
     c.block = "v1";
     c.dropout = 0;
     c.explore = 0.05;
+    c.query_positions = "after_context";
     c.steps = 123;
     c.batch = 7;
     c.seq_len = 32;
-    QCOMPARE(recipe_departures(c), (std::vector<std::string>{"block", "dropout", "explore"}));
+    QCOMPARE(recipe_departures(c), (std::vector<std::string>{"block", "dropout", "explore", "query_positions"}));
     const Config back = with_recipe(c);
     QVERIFY(recipe_departures(back).empty());
     QCOMPARE(back.block, std::string("reference"));
     QCOMPARE(back.dropout, 0.1);  // the copy script's, not Config's default
     QCOMPARE(back.explore, 0.0);
+    QCOMPARE(back.query_positions, std::string("from_zero"));
     QCOMPARE(back.steps, std::int64_t(123));
     QCOMPARE(back.batch, std::int64_t(7));
     QCOMPARE(back.seq_len, std::int64_t(32));

@@ -46,6 +46,33 @@ std::shared_ptr<CrossAttentionBlockImpl> block_of(TreeCrossAttentionImpl& tca) {
 class TestRetrieval : public QObject {
   Q_OBJECT
  private Q_SLOTS:
+  // The copy task's targets: from_zero (the reference code) encodes target j at position j whatever
+  // the context's length; after_context at position N + j, after the N context tokens.
+  void query_positions_count_from_zero_or_after_the_context() {
+    auto c = small_config(8, 2);  // 4 context tokens, 4 targets
+    auto task = datasets::make_task(c);
+    const auto batch = task->sample(2, 5, true);
+    auto longer = batch;  // the same targets after a context twice as long
+    longer.xc = torch::cat({batch.xc, batch.xc}, 1);
+    auto eight = batch;  // 8 targets: positions 0..7 from zero
+    eight.xt = torch::cat({batch.xt, batch.xt}, 1);
+    auto model_with = [&](const std::string& positions) {
+      Config m = c;
+      m.query_positions = positions;
+      torch::manual_seed(3);
+      ReTreever model(m, task->spec());
+      model->eval();
+      return model;
+    };
+    torch::NoGradGuard no_grad;
+    auto from_zero = model_with("from_zero"), after = model_with("after_context");
+    const auto q = from_zero->embed_queries(batch);
+    QVERIFY(torch::equal(q, from_zero->embed_queries(longer)));
+    QVERIFY(torch::allclose(after->embed_queries(batch), from_zero->embed_queries(eight).narrow(1, 4, 4), 1e-6, 1e-6));
+    QVERIFY(!torch::allclose(after->embed_queries(batch), q, 1e-3, 1e-3));
+    QVERIFY(!torch::allclose(after->embed_queries(batch), after->embed_queries(longer), 1e-3, 1e-3));
+  }
+
   void selected_set_covers_every_real_token_once() {
     for (int64_t b : {2, 3, 4})
       for (int64_t len : {5, 8, 13, 40, 67}) {
