@@ -42,7 +42,9 @@ struct Config {
   std::string query_positions = "from_zero";
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
-  bool bound_std = true;            // Gaussian head: std = 0.05 + 0.95 softplus(raw)
+  // Gaussian head: std = 0.05 + 0.95 softplus(raw) (the reference's image script), or exp(raw)
+  // (false: its GP script; the GP preset).
+  bool bound_std = true;
   // How the attention layers normalise (BlockStyle, TransformerLayer): "reference" (the paper's code:
   // each sublayer adds to its normalised input; keys and values read the tokens as they are; no final
   // LayerNorms; each head's policy entropy) or "v1" (standard pre-norm, this project's first form,

@@ -234,6 +234,9 @@ std::string recipe_note(const Config& c, bool paper_rows = true) {
       d.push_back("REINFORCE baseline: the batch mean of the reward");
     else if (key == "leaf_layout")
       d.push_back("leaf layout " + c.leaf_layout);
+    else if (key == "bound_std")
+      d.push_back(std::string(c.bound_std ? "a bounded" : "an unbounded") + " standard deviation (the reference code's: " +
+                  (paper.bound_std ? "bounded" : "exp of the raw output") + ")");
     else if (key == "query_positions")
       d.push_back("the queries' positions " + c.query_positions + " (the reference code's: " + paper.query_positions + ")");
     else if (key == "lambda_rl")

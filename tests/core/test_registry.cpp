@@ -108,6 +108,8 @@ class TestRegistry : public QObject {
     QCOMPARE(copy.adam_beta1, 0.1);
     QCOMPARE(copy.dropout, 0.1);
     QCOMPARE(paper_recipe_for("gp").dropout, 0.0);
+    QCOMPARE(paper_recipe_for("gp").bound_std, false);  // its GP script's head; its image script bounds
+    QCOMPARE(paper_recipe_for("image").bound_std, true);
   }
 
   // recipe_departures names each recipe setting a config changes, and only those; with_recipe
