@@ -66,6 +66,7 @@ Config Config::legacy() {
   c.block = "v1";
   c.leaf_layout = "packed";
   c.query_positions = "after_context";
+  c.padding_siblings = "masked";
   c.adam_beta1 = 0.9;
   return c;
 }

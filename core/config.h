@@ -40,6 +40,11 @@ struct Config {
   // own positional encoding from position 0); "after_context" = N..N+M-1, after the context, which
   // every checkpoint written before this field existed used.
   std::string query_positions = "from_zero";
+  // TCA: a sibling on the walk that covers only padding (a zero vector: its children are all padding).
+  // "zero" keeps it in S, where its zero key takes attention weight and its zero value adds nothing
+  // (the reference code: S's mask leaves out only the chosen child); "masked" leaves it out, as every
+  // checkpoint written before this field existed. Without padding (N a power of b) both are the same.
+  std::string padding_siblings = "zero";
   std::int64_t latents = 8;         // Perceiver IO: number of learned latents (L)
   std::int64_t treeformer_depth = 3;  // Treeformer TC attention: decision-tree depth (2^d leaves read)
   // Gaussian head: std = 0.05 + 0.95 softplus(raw) (the reference's image script), or exp(raw)
@@ -113,8 +118,8 @@ struct Config {
   // std::invalid_argument for a task without one and std::runtime_error for a broken file.
   static Config preset(const std::string& task);
   // The values a choice field accepts, in the order menus list them (empty for other fields):
-  // task and model (from core/registry.h), ordering, leaf_layout, query_positions, reward, rl_baseline, device,
-  // precision, kernel, eval_kernel, eval_split.
+  // task and model (from core/registry.h), ordering, leaf_layout, query_positions, padding_siblings, reward,
+  // rl_baseline, device, precision, kernel, eval_kernel, eval_split.
   static const std::vector<std::string>& choices(const std::string& field);
   // The largest value a numeric field accepts (one table for validation and the studio's editors);
   // 0 for a field without one.

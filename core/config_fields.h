@@ -28,6 +28,7 @@ inline void for_each_field(Config& c, Fn&& fn) {
   fn("ordering", c.ordering);
   fn("leaf_layout", c.leaf_layout);
   fn("query_positions", c.query_positions);
+  fn("padding_siblings", c.padding_siblings);
   fn("latents", c.latents);
   fn("treeformer_depth", c.treeformer_depth);
   fn("bound_std", c.bound_std);

@@ -50,7 +50,8 @@ std::vector<std::string> Config::validate() const {
   std::vector<std::string> e;
   for (const auto& [field, value] : std::vector<std::pair<const char*, const std::string*>>{
            {"task", &task}, {"model", &model}, {"ordering", &ordering}, {"leaf_layout", &leaf_layout},
-           {"query_positions", &query_positions}, {"reward", &reward}, {"rl_baseline", &rl_baseline},
+           {"query_positions", &query_positions}, {"padding_siblings", &padding_siblings},
+           {"reward", &reward}, {"rl_baseline", &rl_baseline},
            {"block", &block}, {"kernel", &kernel}, {"eval_kernel", &eval_kernel}, {"eval_split", &eval_split},
            {"precision", &precision}})
     check_choice(e, field, *value, choices(field));
@@ -191,6 +192,7 @@ const std::vector<std::string>& Config::choices(const std::string& field) {
       {"ordering", {"given", "sort_x1", "sort_x2", "kdtree", "random_proj"}},
       {"leaf_layout", {"packed", "balanced"}},
       {"query_positions", {"from_zero", "after_context"}},
+      {"padding_siblings", {"zero", "masked"}},
       {"block", {"reference", "v1"}},
       {"reward", {"acc", "nce"}},
       {"rl_baseline", {"fixed", "mean"}},

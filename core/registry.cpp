@@ -110,7 +110,8 @@ Config paper_recipe_for(const std::string& task) {
 const std::vector<std::string>& recipe_settings() {
   static const std::vector<std::string> settings = {"block",       "adam_beta1",  "dropout",   "explore",
                                                     "ca_warmup",   "rl_baseline", "leaf_layout", "lambda_rl",
-                                                    "lambda_ca",   "entropy_bonus", "query_positions", "bound_std"};
+                                                    "lambda_ca",   "entropy_bonus", "query_positions", "bound_std",
+                                                    "padding_siblings"};
   return settings;
 }
 

@@ -78,6 +78,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   addField(form, {"branch_factor", tr("Branch factor b"), tr("Children per tree node; TCA reads k(b-1)+P nodes per query (at least 2).")});
   addField(form, {"ordering", tr("Tree ordering"), tr("How context tokens are laid out as leaves: given order, sorted by a coordinate, k-d tree splits, or sorted along a fixed random direction."), choice_list("ordering")});
   addField(form, {"leaf_layout", tr("Leaf layout"), tr("Where the padding of the leaf groups goes: packed = after the real leaves (the paper), so the last subtrees can be empty; balanced = spread evenly, so sibling nodes cover equal shares of the context."), choice_list("leaf_layout")});
+  addField(form, {"padding_siblings", tr("Padding siblings"), tr("TCA: a sibling on the walk that covers only padding: zero = it stays in S as a zero vector, taking some attention weight and adding nothing (the reference code); masked = it is left out, as in every older checkpoint. The same tree without padding."), choice_list("padding_siblings")});
   addField(form, {"latents", tr("Perceiver latents L"), tr("Perceiver IO: learned latents each query reads; compare at L = tokens TCA reads.")});
   addField(form, {"treeformer_depth", tr("Treeformer depth"), tr("Treeformer: depth of the learned decision tree; each query reads its 2^depth leaf summaries.")});
   addField(form, {"d_model", tr("Width d_model"), tr("Width of every token embedding (paper: 64).")});

@@ -237,6 +237,8 @@ std::string recipe_note(const Config& c, bool paper_rows = true) {
     else if (key == "bound_std")
       d.push_back(std::string(c.bound_std ? "a bounded" : "an unbounded") + " standard deviation (the reference code's: " +
                   (paper.bound_std ? "bounded" : "exp of the raw output") + ")");
+    else if (key == "padding_siblings")
+      d.push_back("padding siblings " + c.padding_siblings + " in S (the reference code's: " + paper.padding_siblings + ")");
     else if (key == "query_positions")
       d.push_back("the queries' positions " + c.query_positions + " (the reference code's: " + paper.query_positions + ")");
     else if (key == "lambda_rl")

@@ -203,11 +203,12 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   } else {  // the walk's scores serve; only the leaves' are new
     scores = torch::cat({walk_scores, attention->scores_each(q, gather_nodes(memory.all_keys, leaf_rows))}, 2);
   }
-  auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real and not chosen
+  auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real (or a padding sibling) and not chosen
   if (k > 0) {
     auto chosen = torch::zeros_like(real);
     chosen.narrow(2, 0, k * b).view({B, M, k, b}).scatter_(3, actions, true);
-    mask = real.logical_and(chosen.logical_not());
+    if (zero_padding_siblings_) mask = torch::cat({torch::ones_like(real.narrow(2, 0, k * b)), real.narrow(2, k * b, p)}, 2);
+    mask = mask.logical_and(chosen.logical_not());
     policy_terms(scores.narrow(2, 0, k * b), real.narrow(2, 0, k * b), actions, request, out);
   } else {
     out.log_prob = torch::zeros({B, M}, queries.options());
@@ -293,7 +294,13 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
   // The read of S. With autograd it also returns the raw scores of S, whose first k*b are the
   // children's scores the policy's log-probabilities need: no second gather of their keys.
   const bool grad = torch::GradMode::is_enabled();
-  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep,
+  auto keep = walk.keep;  // [B*M, k*b+P]: real and not chosen
+  if (zero_padding_siblings_ && k > 0) {  // the walk's siblings all stay but the chosen ones
+    keep = keep.clone();
+    auto chosen = torch::zeros({B * M, k, b}, keep.options()).scatter_(2, walk.actions.view({B * M, k, 1}), true);
+    keep.narrow(1, 0, k * b).copy_(chosen.logical_not().view({B * M, k * b}));
+  }
+  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, keep,
                                           grad && k > 0);
   DecodeOutput out;
   if (k == 0) {
@@ -322,13 +329,17 @@ DecoderInfo tca_decoder() {
   d.title = "ReTreever (TCA)";
   d.summary = "Tree Cross Attention: a learned policy walks down a tree over the context, O(log N) reads";
   d.fields = {"branch_factor", "aggregator_layers", "bptt",      "ordering",      "leaf_layout", "lambda_rl",
-              "lambda_ca",     "entropy_bonus",     "ca_warmup", "explore",       "reward",      "rl_baseline"};
+              "lambda_ca",     "entropy_bonus",     "ca_warmup", "explore",       "reward",      "rl_baseline",
+              "padding_siblings"};
   d.policy = true;
   d.reference_block = true;
   d.make = [](const Config& c) -> std::shared_ptr<DecoderImpl> {
-    return std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor, c.aggregator_layers,
-                                                    c.bptt, c.ordering, c.leaf_layout == "balanced",
-                                                    block_style(c, true), c.block == "reference");
+    auto tca = std::make_shared<TreeCrossAttentionImpl>(c.d_model, c.heads, c.ff_dim, c.branch_factor,
+                                                        c.aggregator_layers, c.bptt, c.ordering,
+                                                        c.leaf_layout == "balanced", block_style(c, true),
+                                                        c.block == "reference");
+    tca->zero_padding_siblings(c.padding_siblings == "zero");
+    return tca;
   };
   return d;
 }

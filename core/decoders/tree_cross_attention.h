@@ -38,6 +38,10 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   // built (core/cuda/cuda_ops.h), the walk and the read of S run as one kernel each. false walks
   // with tensor operations on both (tests compare the two).
   void use_walk_kernel(bool on) { walk_kernel_ = on; }
+  // A sibling on the walk that covers only padding (a zero vector in the node table): true keeps it in
+  // S, where its zero key takes attention weight (score 0) and its zero value adds nothing, as the
+  // reference code's S does (Config::padding_siblings "zero"); false leaves it out ("masked").
+  void zero_padding_siblings(bool on) { zero_padding_siblings_ = on; }
 
  private:
   // decode() on a GPU with the CUDA kernels.
@@ -55,6 +59,7 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   bool balanced_leaves_ = false;
   bool walk_kernel_ = true;
   bool head_entropy_ = false;  // entropy bonus: mean of each head's entropy (the reference) vs the policy's
+  bool zero_padding_siblings_ = false;
   Aggregator aggregator_{nullptr};
   CrossAttentionBlock block_{nullptr};  // the policy's attention and the prediction's attention
 };

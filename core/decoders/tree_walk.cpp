@@ -47,17 +47,19 @@ void walk_kernel(const WalkInput& in, const torch::Tensor& q, const torch::Tenso
           rows[(qi * k + t) * b + c] = row;
           keep[c] = mp[row_b * n + row];
           real += keep[c];
-          for (std::int64_t h = 0; h < H; ++h)  // masked as MultiHeadAttention masks a key
-            s[c * H + h] = keep[c] ? kernel_dot(qp + (qi * H + h) * d, kp + ((row_b * n + row) * H + h) * d, d)
-                                   : std::numeric_limits<T>::lowest() / 2;  // masked_score
+          for (std::int64_t h = 0; h < H; ++h)  // every child's score (S may read a padding sibling)
+            s[c * H + h] = kernel_dot(qp + (qi * H + h) * d, kp + ((row_b * n + row) * H + h) * d, d);
           p[c] = 0;
         }
-        // The policy: each head's softmax over the children, averaged over the heads.
+        // The policy: each head's softmax over the real children (padding ones masked as
+        // MultiHeadAttention masks a key), averaged over the heads.
+        const T masked = std::numeric_limits<T>::lowest() / 2;  // masked_score
+        auto score = [&](std::int64_t c, std::int64_t h) { return keep[c] ? s[c * H + h] : masked; };
         for (std::int64_t h = 0; h < H; ++h) {
-          T top = s[h];
-          for (std::int64_t c = 1; c < b; ++c) top = std::max(top, s[c * H + h]);
+          T top = score(0, h);
+          for (std::int64_t c = 1; c < b; ++c) top = std::max(top, score(c, h));
           T sum = 0;
-          for (std::int64_t c = 0; c < b; ++c) sum += head[c] = std::exp(s[c * H + h] - top);
+          for (std::int64_t c = 0; c < b; ++c) sum += head[c] = std::exp(score(c, h) - top);
           for (std::int64_t c = 0; c < b; ++c)
             p[c] += head[c] / (sum * T(H));
         }

@@ -28,7 +28,7 @@ struct WalkResult {
   torch::Tensor actions;  // [Q,k,1] long: the child taken at each level
   torch::Tensor path;     // [Q,k] long: the node walked to, as its index within its level
   torch::Tensor pi;       // [Q,k,b] the policy's probabilities
-  torch::Tensor scores;   // [Q,k,b,H] the children's attention scores (masked ones included)
+  torch::Tensor scores;   // [Q,k,b,H] the children's attention scores, padding children's too (unmasked)
 };
 
 WalkResult walk_cpu(const WalkInput& in);

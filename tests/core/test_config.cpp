@@ -55,6 +55,8 @@ class TestConfig : public QObject {
     // Likewise its queries' positions: after the context then, from 0 (the reference code's) now.
     QCOMPARE(Config::from_json(old_file, Config::legacy()).query_positions, std::string("after_context"));
     QCOMPARE(Config::from_json(old_file).query_positions, std::string("from_zero"));
+    QCOMPARE(Config::from_json(old_file, Config::legacy()).padding_siblings, std::string("masked"));
+    QCOMPARE(Config::from_json(old_file).padding_siblings, std::string("zero"));
   }
 
   void schedule_can_span_more_steps_than_the_run() {
@@ -92,6 +94,7 @@ class TestConfig : public QObject {
     check([](Config& c) { c.ordering = "random"; }, "ordering");
     check([](Config& c) { c.leaf_layout = "spread"; }, "leaf_layout");
     check([](Config& c) { c.query_positions = "after"; }, "query_positions");
+    check([](Config& c) { c.padding_siblings = "dropped"; }, "padding_siblings");
     check([](Config& c) { c.rl_baseline = "median"; }, "rl_baseline");
     check([](Config& c) { c.precision = "fp16"; }, "precision");
     check([](Config& c) { c.ca_warmup = -1; }, "ca_warmup");
@@ -99,7 +102,7 @@ class TestConfig : public QObject {
   }
 
   void every_choice_field_accepts_its_list_and_names_it_when_refusing() {
-    const std::vector<std::string> fields = {"task", "model", "ordering", "leaf_layout", "query_positions", "reward", "rl_baseline",
+    const std::vector<std::string> fields = {"task", "model", "ordering", "leaf_layout", "query_positions", "padding_siblings", "reward", "rl_baseline",
                                              "device", "precision", "kernel", "eval_kernel", "eval_split"};
     for (const auto& field : fields) {
       const auto& values = Config::choices(field);

@@ -73,6 +73,35 @@ class TestRetrieval : public QObject {
     QVERIFY(!torch::allclose(after->embed_queries(batch), after->embed_queries(longer), 1e-3, 1e-3));
   }
 
+  // N = 5, b = 2: leaf groups {0,1} {2,3} {4,pad} {pad,pad}. A query led to group 2 has the all-padding
+  // group 3 beside it: "zero" keeps it in S (a zero key: score 0, a zero value), "masked" leaves it
+  // out. Every other query reads the same S either way, and both walks agree.
+  void padding_siblings_stay_in_s_as_zero_vectors_or_are_masked() {
+    torch::manual_seed(11);
+    auto tca = std::make_shared<TreeCrossAttentionImpl>(16, 2, 32, 2, 1, false, "given", false,
+                                                        BlockStyle::reference(true), true);
+    tca->eval();
+    torch::NoGradGuard no_grad;
+    auto memory = tca->prepare(torch::randn({1, 5, 16}), torch::randn({1, 5, 1}));
+    const auto queries = torch::randn({1, 256, 16});
+    DecodeRequest request;
+    request.trace = true;
+    tca->zero_padding_siblings(false);
+    auto masked = tca->decode(*memory, queries, request);
+    tca->zero_padding_siblings(true);
+    auto zero = tca->decode(*memory, queries, request);
+    tca->use_walk_kernel(false);
+    auto zero_tensor_walk = tca->decode(*memory, queries, request);
+    QVERIFY(torch::allclose(zero.encoding, zero_tensor_walk.encoding, 1e-5, 1e-6));
+    QVERIFY(torch::equal(zero.trace.path, masked.trace.path));
+    auto beside_padding = masked.trace.path.select(2, 1).eq(2);  // level 2's node 2: group 2
+    const auto n = beside_padding.sum().item<int64_t>();
+    QVERIFY2(n > 0 && n < 256, "the queries reach group 2 and other groups");
+    auto change = (zero.encoding - masked.encoding).abs().amax(-1);
+    QVERIFY(change.masked_select(beside_padding).min().item<double>() > 1e-4);
+    QCOMPARE(change.masked_select(beside_padding.logical_not()).max().item<double>(), 0.0);
+  }
+
   void selected_set_covers_every_real_token_once() {
     for (int64_t b : {2, 3, 4})
       for (int64_t len : {5, 8, 13, 40, 67}) {
