@@ -7,6 +7,7 @@
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
 #include "core/training/safetensors.h"
+#include "core/nn/blocks.h"
 #include "datasets/tasks.h"
 using namespace retreever;
 
@@ -41,6 +42,16 @@ int main(int argc, char** argv) {
   }
   if (const char* reps = std::getenv("DROPOUT_REPS")) {  // mean loss over dropout masks (the checkpoint's p)
     model->set_dropout(header.config.dropout);  // with autograd on: REINFORCE's term needs it
+    // DROPOUT_PARTS=attn|ff|pe: dropout on that part alone (the others at 0), to compare part by part.
+    if (const char* part = std::getenv("DROPOUT_PARTS")) {
+      const std::string only = part;
+      const double p = header.config.dropout;
+      model->set_dropout(only == "pe" ? p : 0);  // the positional encoding's, and every module's
+      for (auto& m : model->modules(/*include_self=*/false)) {
+        if (auto* a = dynamic_cast<MultiHeadAttentionImpl*>(m.get())) a->dropout = only == "attn" && !a->spared_from_dropout ? p : 0;
+        if (auto* f = dynamic_cast<FeedForwardImpl*>(m.get())) f->dropout = only == "ff" ? p : 0;
+      }
+    }
     DecodeRequest r;
     r.retrieval = Retrieval::Greedy;
     r.all_leaves = c.model == "tca";

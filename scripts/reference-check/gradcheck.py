@@ -31,6 +31,15 @@ if os.environ.get('DROPOUT_REPS'):
         if isinstance(mod, torch.nn.Dropout): mod.p = cfg['dropout']
     # the tree's own attention keeps p = 0 (query_model), as built
     if model_type == 'tca': m.processor.memory_block.query_model.fn.dropout.p = 0.0
+    part = os.environ.get('DROPOUT_PARTS')  # attn | ff | pe: that part alone
+    if part:
+        from models.attention_modules import Attention, FeedForward
+        from models.positional_encoding import PositionalEncoding
+        for mod in m.modules():
+            kind = 'attn' if isinstance(mod, Attention) else 'ff' if isinstance(mod, FeedForward) else 'pe' if isinstance(mod, PositionalEncoding) else None
+            if kind and kind != part:
+                for d in mod.modules():
+                    if isinstance(d, torch.nn.Dropout): d.p = 0.0
     tot, tca, ca, rl = [], [], [], []
     with torch.no_grad():
         for _ in range(reps):
