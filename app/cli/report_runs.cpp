@@ -10,19 +10,24 @@
 
 namespace retreever::cli::report {
 
+namespace {
+// Erases from j the fields that some entry of `all` reads and `own` does not.
+template <typename Info>
+void erase_fields_of_others(json& j, const std::vector<Info>& all, const Info& own) {
+  for (const auto& other : all)
+    for (const auto& k : other.fields)
+      if (std::find(own.fields.begin(), own.fields.end(), k) == own.fields.end()) j.erase(k);
+}
+}  // namespace
+
 json experiment_json(const Config& c) {
   json j = json::parse(c.to_json());
   for (const char* k : {"device", "data_dir", "log_every"}) j.erase(k);
   const auto& own = decoder_info(c.model);
-  for (const auto& d : decoders())
-    for (const auto& k : d.fields)
-      if (std::find(own.fields.begin(), own.fields.end(), k) == own.fields.end()) j.erase(k);
+  erase_fields_of_others(j, decoders(), own);
   if (!own.reference_block) j.erase("block");  // Perceiver IO and Treeformer are v1 throughout
-  // Likewise the settings of other tasks (a GP run does not read the copy task's query positions).
-  const auto* task = find_task(c.task);
-  for (const auto& t : tasks())
-    for (const auto& k : t.fields)
-      if (task && std::find(task->fields.begin(), task->fields.end(), k) == task->fields.end()) j.erase(k);
+  // Likewise other tasks' settings (a GP run does not read the copy task's query positions).
+  if (const auto* task = find_task(c.task)) erase_fields_of_others(j, tasks(), *task);
   return j;
 }
 
