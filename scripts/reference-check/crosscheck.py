@@ -11,7 +11,7 @@ from refmap import load_ref
 from data.random_mirrored import RandomMirroredSampler
 
 run, seq = sys.argv[1], int(sys.argv[2])
-m, cfg, gp, model_type = load_ref(run)
+m, cfg, gp, model_type, _ = load_ref(run)
 if not gp and len(sys.argv) > 3:  # shift the queries' positional encoding by an offset (ours before the fix: N/2)
     off = int(sys.argv[3]); pe = m.query_embedder[1].pe
     m.query_embedder[1].pe = torch.cat([pe[:, off:], pe[:, :off]], 1)

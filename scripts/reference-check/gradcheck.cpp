@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
     b.yc = raw(dir + "/yc.bin", {B, N, 1}, torch::kFloat32);
     b.yt = raw(dir + "/yt.bin", {B, M, 1}, torch::kFloat32);
   }
+  DecodeRequest req;
+  req.retrieval = Retrieval::Greedy;
+  req.all_leaves = c.model == "tca";
   if (const char* reps = std::getenv("DROPOUT_REPS")) {  // mean loss over dropout masks (the checkpoint's p)
     model->set_dropout(header.config.dropout);  // with autograd on: REINFORCE's term needs it
     // DROPOUT_PARTS=attn|ff|pe: dropout on that part alone (the others at 0), to compare part by part.
@@ -52,12 +55,9 @@ int main(int argc, char** argv) {
         if (auto* f = dynamic_cast<FeedForwardImpl*>(m.get())) f->dropout = only == "ff" ? p : 0;
       }
     }
-    DecodeRequest r;
-    r.retrieval = Retrieval::Greedy;
-    r.all_leaves = c.model == "tca";
     std::vector<double> totals, tcas, cas, rls;
     for (int i = 0; i < std::atoi(reps); ++i) {
-      auto t = compute_losses(model->forward(b, r), b, task->spec(), c);
+      auto t = compute_losses(model->forward(b, req), b, task->spec(), c);
       totals.push_back(t.total.item<double>());
       tcas.push_back(t.tca.item<double>());
       if (t.ca.defined()) cas.push_back(t.ca.item<double>()), rls.push_back(t.rl.item<double>());
@@ -75,9 +75,6 @@ int main(int argc, char** argv) {
     std::cout << "dropout " << header.config.dropout << ": mean total " << mt << " +- " << st << ", mean tca " << mc << " +- " << sc << "\n";
     return 0;
   }
-  DecodeRequest req;
-  req.retrieval = Retrieval::Greedy;
-  req.all_leaves = c.model == "tca";
   auto out = model->forward(b, req);
   auto t = compute_losses(out, b, task->spec(), c);
   t.total.backward();

@@ -5,7 +5,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from refmap import load_ref
 run = sys.argv[1]; B = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 out = os.environ.get('OUT', '/tmp/reference-check'); os.makedirs(out, exist_ok=True)
-m, cfg, gp, model_type = load_ref(run)
+m, cfg, gp, model_type, name_map = load_ref(run)
 for mod in m.modules():
     if isinstance(mod, torch.nn.Dropout): mod.p = 0.0
 torch.multinomial = lambda p, n: p.max(-1)[1].unsqueeze(-1)  # greedy walk in training, as ours with Retrieval::Greedy
@@ -25,6 +25,11 @@ else:
     b.xc.contiguous().numpy().tofile(out + '/xc.bin'); b.xt.contiguous().numpy().tofile(out + '/xt.bin')
     b.yt.argmax(-1).long().contiguous().numpy().tofile(out + '/yt.bin')
     dx = 12
+def ours():  # the harness on the same batch: prints its loss terms (and writes its gradients)
+    r = subprocess.run([os.environ.get('GRADCHECK', 'build/scripts/reference-check/retreever-gradcheck'),
+                        run + '/checkpoint.safetensors', out, str(B), str(N), str(M), str(dx)], capture_output=True, text=True)
+    print('ours:', r.stdout.replace('\n', ' ').strip(), r.stderr[-500:])
+
 if os.environ.get('DROPOUT_REPS'):
     reps = int(os.environ['DROPOUT_REPS'])
     for mod in m.modules():
@@ -47,28 +52,26 @@ if os.environ.get('DROPOUT_REPS'):
     T = torch.tensor(tot); C = torch.tensor(tca)
     print(f"reference mean ca {sum(ca)/reps:.5f} mean rl {sum(rl)/reps:.5f}")
     print(f"reference dropout {cfg['dropout']}: mean total {T.mean():.5f} +- {T.std()/reps**0.5:.5f}, mean tca {C.mean():.5f} +- {C.std()/reps**0.5:.5f}")
-    env = dict(os.environ)
-    r = subprocess.run([os.environ.get('GRADCHECK', 'build/scripts/reference-check/retreever-gradcheck'), run + '/checkpoint.safetensors', out, str(B), str(N), str(M), str(dx)], capture_output=True, text=True, env=env)
-    print('ours:', r.stdout.strip(), r.stderr[-300:])
+    ours()
     sys.exit(0)
 m.reset()
 outs = m(b)
 outs.loss.backward()
 print('reference:', {k: round(float(v), 6) for k, v in outs.items() if k in ('loss', 'tca_loss', 'tca_leaf_loss', 'rl_loss', 'entropy_bonus', 'ce', 'tar_ll')})
-r = subprocess.run([os.environ.get('GRADCHECK', 'build/scripts/reference-check/retreever-gradcheck'), run + '/checkpoint.safetensors', out, str(B), str(N), str(M), str(dx)], capture_output=True, text=True)
-print('ours:', r.stdout.replace('\n', ' '), r.stderr[-500:])
+ours()
 f = open(out + '/grads.safetensors', 'rb'); n = struct.unpack('<Q', f.read(8))[0]; head = json.loads(f.read(n)); raw = f.read()
 def G(name):
     h = head[name]; a, c = h['data_offsets']
     return torch.frombuffer(bytearray(raw[a:c]), dtype=torch.float32).view(h['shape'])
 params = dict(m.named_parameters())
 worst = 0; rows = []
-for ours, ref, rows_ in load_ref.MAP:
-    if ours not in head: rows.append((ours, 'no grad in ours')); continue
-    g = G(ours) if rows_ is None else G(ours)[rows_]
+for name, ref, rows_ in name_map:
+    if name not in head: rows.append((float('inf'), name, 'no grad in ours')); continue
+    g = G(name) if rows_ is None else G(name)[rows_]
     rg = params[ref].grad
-    if rg is None: rows.append((ours, 'no grad in reference')); continue
+    if rg is None: rows.append((float('inf'), name, 'no grad in reference')); continue
     rel = (g - rg).norm().item() / max(rg.norm().item(), 1e-12)
-    worst = max(worst, rel); rows.append((ours + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]'), f'{rel:.2e} (|g| {rg.norm().item():.3e})'))
-for r_ in sorted(rows, key=lambda x: x[1], reverse=True)[:12]: print('  ', *r_)
+    worst = max(worst, rel)
+    rows.append((rel, name + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]'), f'{rel:.2e} (|g| {rg.norm().item():.3e})'))
+for r_ in sorted(rows, key=lambda x: x[0], reverse=True)[:12]: print('  ', *r_[1:])
 print(f'worst relative gradient difference: {worst:.3e} over {len(rows)} tensors')

@@ -6,7 +6,8 @@ import yaml
 from utils.misc import load_module
 
 def load_ref(run):
-    """The reference's model with our checkpoint's weights: (model, our config, {our name: (ref name, slice)})."""
+    """The reference's model with our checkpoint's weights: (model, our config, is GP, our model name,
+    [(our parameter, reference parameter, row slice or None)])."""
     f = open(run + '/checkpoint.safetensors', 'rb'); n = struct.unpack('<Q', f.read(8))[0]
     head = json.loads(f.read(n)); base = 8 + n
     raw = open(run + '/checkpoint.safetensors', 'rb').read()
@@ -71,5 +72,4 @@ def load_ref(run):
         if k in new: assert sd[k].shape == new[k].shape, (k, sd[k].shape, new[k].shape)
         else: new[k] = sd[k]
     m.load_state_dict(new)
-    load_ref.MAP = MAP
-    return m, cfg, gp, model_type
+    return m, cfg, gp, model_type, MAP
