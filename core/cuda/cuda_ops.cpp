@@ -330,7 +330,7 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
 
 CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, const torch::Tensor& masks_in,
                    const std::vector<std::int64_t>& offsets, std::int64_t b, std::int64_t k, std::int64_t p,
-                   const torch::Tensor& uniform_in, double explore) {
+                   const torch::Tensor& uniform_in, double explore, bool keep_padding_siblings) {
   if (b > cuda::kMaxBranch || k > cuda::kMaxLevels || std::int64_t(offsets.size()) < k + 1)
     throw std::logic_error("walk_cuda: branch factor, depth or offsets out of range");
   c10::cuda::CUDAGuard guard(queries.device());
@@ -347,6 +347,7 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   a.p = p;
   for (std::int64_t l = 0; l <= k; ++l) a.offsets[l] = offsets[l];
   a.explore = float(explore);
+  a.keep_padding_siblings = keep_padding_siblings;
   if (k > 0) {
     a.entropy_scale = float(1.0 / double(a.Q * k));
     a.head_entropy_scale = float(1.0 / double(a.Q * k * a.H));
@@ -539,7 +540,7 @@ torch::Tensor layer_norm_cuda(const torch::Tensor&, const torch::Tensor&, const 
 }
 
 CudaWalk walk_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const std::vector<std::int64_t>&,
-                   std::int64_t, std::int64_t, std::int64_t, const torch::Tensor&, double) {
+                   std::int64_t, std::int64_t, std::int64_t, const torch::Tensor&, double, bool) {
   throw std::logic_error("walk_cuda: built without CUDA");
 }
 

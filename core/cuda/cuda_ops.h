@@ -23,7 +23,7 @@ bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim);
 struct CudaWalk {
   torch::Tensor rows;     // [Q,S] long, S = k*b + P: each level's children, then the leaf group's leaves
   torch::Tensor real;     // [Q,S] bool: not padding
-  torch::Tensor keep;     // [Q,S] bool: real and not a chosen child (what the read of S attends to)
+  torch::Tensor keep;     // [Q,S] bool: not a chosen child, and real (a sibling: or kept padding); what the read of S attends to
   torch::Tensor actions;  // [Q,k] long
   torch::Tensor path;     // [Q,k] long
   torch::Tensor pi;       // [Q,k,b]
@@ -38,7 +38,7 @@ struct CudaWalk {
 // uniform [k,Q] (undefined: greedy).
 CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& masks,
                    const std::vector<std::int64_t>& offsets, std::int64_t b, std::int64_t k, std::int64_t p,
-                   const torch::Tensor& uniform, double explore);
+                   const torch::Tensor& uniform, double explore, bool keep_padding_siblings);
 
 // Attention of groups over their own few keys, differentiable in q, k and v (one kernel each way).
 // q [G,m,H,dh]. Without idx: k, v [G,nk,H,dh] (each group its own keys). With idx [G,nk] long:

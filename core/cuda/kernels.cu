@@ -185,7 +185,7 @@ __global__ void walk_kernel(const WalkArgs a, int qpb) {
 #pragma unroll
       for (int j = 0; j < b; ++j) {
         a.pi[(qi * a.k + t) * b + j] = p[j];
-        a.keep[qi * S + t * b + j] = kk[j] && j != action;
+        a.keep[qi * S + t * b + j] = (kk[j] || a.keep_padding_siblings) && j != action;
       }
       const long long next = cur * b + action;
       a.actions[qi * a.k + t] = action;

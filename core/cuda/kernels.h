@@ -26,10 +26,11 @@ struct WalkArgs {
   std::int64_t Q = 0, B = 1, n = 0, H = 1, d = 16, b = 2, k = 0, p = 1;
   std::int64_t offsets[kMaxLevels + 1] = {};  // first row of levels 1..k+1 (the leaves last)
   float explore = 0;
+  bool keep_padding_siblings = false;  // a sibling that covers only padding stays in S (Config::padding_siblings zero)
   // Outputs. S = k*b + p.
   std::int64_t* rows = nullptr;  // [Q,S] rows of S in the node table of the query's batch row
   bool* real = nullptr;          // [Q,S] the node is not padding
-  bool* keep = nullptr;          // [Q,S] real and not a chosen child (the read of S attends to these)
+  bool* keep = nullptr;          // [Q,S] not a chosen child, and real (a sibling: or keep_padding_siblings); the read of S attends to these
   std::int64_t* actions = nullptr;  // [Q,k]
   std::int64_t* path = nullptr;     // [Q,k] node walked to, within its level
   float* pi = nullptr;              // [Q,k,b]

@@ -289,18 +289,12 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
     torch::Tensor draws;  // [k, B*M]: the same numbers as the other paths draw
     if (sample && k > 0) draws = uniform_draws(request, k, B, M, queries.options());
     walk = walk_cuda(qf.detach(), memory.all_keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
-                     sample ? request.explore : 0.0);
+                     sample ? request.explore : 0.0, zero_padding_siblings_);
   }
   // The read of S. With autograd it also returns the raw scores of S, whose first k*b are the
   // children's scores the policy's log-probabilities need: no second gather of their keys.
   const bool grad = torch::GradMode::is_enabled();
-  auto keep = walk.keep;  // [B*M, k*b+P]: real and not chosen
-  if (zero_padding_siblings_ && k > 0) {  // the walk's siblings all stay but the chosen ones
-    keep = keep.clone();
-    auto chosen = torch::zeros({B * M, k, b}, keep.options()).scatter_(2, walk.actions.view({B * M, k, 1}), true);
-    keep.narrow(1, 0, k * b).copy_(chosen.logical_not().view({B * M, k * b}));
-  }
-  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, keep,
+  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep,
                                           grad && k > 0);
   DecodeOutput out;
   if (k == 0) {
