@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -56,8 +57,24 @@ int main(int argc, char** argv) {
       }
     }
     std::vector<double> totals, tcas, cas, rls;
-    for (int i = 0; i < std::atoi(reps); ++i) {
+    // GRADS=1: also every parameter's gradient, its mean over the masks and the mean's standard error.
+    const bool grads = std::getenv("GRADS") != nullptr;
+    std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> sums;  // name -> (sum, sum of squares)
+    const int n = std::atoi(reps);
+    for (int i = 0; i < n; ++i) {
+      model->zero_grad();
       auto t = compute_losses(model->forward(b, req), b, task->spec(), c);
+      if (grads) {
+        t.total.backward();
+        for (auto& p : model->named_parameters()) {
+          if (!p.value().grad().defined()) continue;
+          auto g = p.value().grad().to(torch::kDouble);
+          auto& s = sums[p.key()];
+          if (!s.first.defined()) s = {torch::zeros_like(g), torch::zeros_like(g)};
+          s.first += g;
+          s.second += g * g;
+        }
+      }
       totals.push_back(t.total.item<double>());
       tcas.push_back(t.tca.item<double>());
       if (t.ca.defined()) cas.push_back(t.ca.item<double>()), rls.push_back(t.rl.item<double>());
@@ -73,6 +90,15 @@ int main(int argc, char** argv) {
     auto [mc, sc] = stats(tcas);
     if (!cas.empty()) std::cout << "mean ca " << stats(cas).first << " mean rl " << stats(rls).first << "\n";
     std::cout << "dropout " << header.config.dropout << ": mean total " << mt << " +- " << st << ", mean tca " << mc << " +- " << sc << "\n";
+    if (grads) {
+      std::vector<std::pair<std::string, torch::Tensor>> out;
+      for (auto& [name, s] : sums) {
+        auto mean = s.first / n, var = (s.second / n - mean * mean).clamp_min(0) * (double(n) / (n - 1));
+        out.emplace_back(name, mean.to(torch::kFloat).contiguous());
+        out.emplace_back(name + ".se", (var / n).sqrt().to(torch::kFloat).contiguous());
+      }
+      safetensors::write_file(dir + "/grads_mean.safetensors", out, {});
+    }
     return 0;
   }
   auto out = model->forward(b, req);

@@ -25,6 +25,12 @@ else:
     b.xc.contiguous().numpy().tofile(out + '/xc.bin'); b.xt.contiguous().numpy().tofile(out + '/xt.bin')
     b.yt.argmax(-1).long().contiguous().numpy().tofile(out + '/yt.bin')
     dx = 12
+def read_safetensors(path):  # (header, name -> float32 tensor)
+    f = open(path, 'rb'); n = struct.unpack('<Q', f.read(8))[0]; head = json.loads(f.read(n)); raw = f.read()
+    def T(name):
+        h = head[name]; a, c = h['data_offsets']
+        return torch.frombuffer(bytearray(raw[a:c]), dtype=torch.float32).view(h['shape'])
+    return head, T
 def ours():  # the harness on the same batch: prints its loss terms (and writes its gradients)
     r = subprocess.run([os.environ.get('GRADCHECK', 'build/scripts/reference-check/retreever-gradcheck'),
                         run + '/checkpoint.safetensors', out, str(B), str(N), str(M), str(dx)], capture_output=True, text=True)
@@ -46,23 +52,41 @@ if os.environ.get('DROPOUT_REPS'):
                 for d in mod.modules():
                     if isinstance(d, torch.nn.Dropout): d.p = 0.0
     tot, tca, ca, rl = [], [], [], []
-    with torch.no_grad():
+    grads = bool(os.environ.get('GRADS'))  # also the gradients' means over the masks, against ours
+    params = dict(m.named_parameters()); gsum = {k: 0 for k in params}; gsq = {k: 0 for k in params}
+    with torch.set_grad_enabled(grads):
         for _ in range(reps):
-            m.reset(); o = m(b); tot.append(float(o.loss)); tca.append(float(o.get('tca_loss', o.loss))); ca.append(float(o.get('tca_leaf_loss', 0))); rl.append(float(o.get('rl_loss', 0)))
+            m.zero_grad(); m.reset(); o = m(b); tot.append(float(o.loss)); tca.append(float(o.get('tca_loss', o.loss))); ca.append(float(o.get('tca_leaf_loss', 0))); rl.append(float(o.get('rl_loss', 0)))
+            if grads:
+                o.loss.backward()
+                for k, p in params.items():
+                    if p.grad is not None: g = p.grad.double(); gsum[k] = gsum[k] + g; gsq[k] = gsq[k] + g * g
     T = torch.tensor(tot); C = torch.tensor(tca)
     print(f"reference mean ca {sum(ca)/reps:.5f} mean rl {sum(rl)/reps:.5f}")
     print(f"reference dropout {cfg['dropout']}: mean total {T.mean():.5f} +- {T.std()/reps**0.5:.5f}, mean tca {C.mean():.5f} +- {C.std()/reps**0.5:.5f}")
     ours()
+    if grads:  # per tensor: |mean ours - mean reference| against the two means' standard errors
+        head, T = read_safetensors(out + '/grads_mean.safetensors')
+        rows = []
+        for name, ref, rows_ in name_map:
+            if not isinstance(gsum[ref], torch.Tensor) or name not in head: rows.append((float('inf'), name, 'no gradient on one side')); continue
+            sl = (lambda t: t) if rows_ is None else (lambda t: t[rows_])
+            mr = gsum[ref] / reps; ser = ((gsq[ref] / reps - mr * mr).clamp_min(0) * reps / (reps - 1) / reps).sqrt()
+            mo, seo = sl(T(name)).double(), sl(T(name + '.se')).double()
+            z = (mo - mr).norm().item() / max((ser.norm() ** 2 + seo.norm() ** 2).sqrt().item(), 1e-30)
+            rows.append((z, name + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]'),
+                         f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}'))
+        for r_ in sorted(rows, key=lambda x: x[0], reverse=True)[:12]: print('  ', *r_[1:])
+        zs = [r_[0] for r_ in rows if r_[0] != float('inf')]
+        print(f'mean gradients over {reps} masks: z (difference over its standard error; about 1 where the means agree) '
+              f'median {sorted(zs)[len(zs) // 2]:.2f}, worst {max(zs):.2f} over {len(rows)} tensors')
     sys.exit(0)
 m.reset()
 outs = m(b)
 outs.loss.backward()
 print('reference:', {k: round(float(v), 6) for k, v in outs.items() if k in ('loss', 'tca_loss', 'tca_leaf_loss', 'rl_loss', 'entropy_bonus', 'ce', 'tar_ll')})
 ours()
-f = open(out + '/grads.safetensors', 'rb'); n = struct.unpack('<Q', f.read(8))[0]; head = json.loads(f.read(n)); raw = f.read()
-def G(name):
-    h = head[name]; a, c = h['data_offsets']
-    return torch.frombuffer(bytearray(raw[a:c]), dtype=torch.float32).view(h['shape'])
+head, G = read_safetensors(out + '/grads.safetensors')
 params = dict(m.named_parameters())
 worst = 0; rows = []
 for name, ref, rows_ in name_map:
