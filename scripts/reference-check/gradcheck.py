@@ -38,6 +38,9 @@ def ours():  # the harness on the same batch: prints its loss terms (and writes 
 
 if os.environ.get('DROPOUT_REPS'):
     reps = int(os.environ['DROPOUT_REPS'])
+    if not cfg['dropout'] > 0 or reps < 2:
+        sys.exit(f"DROPOUT_REPS needs a run trained with dropout (this one has {cfg['dropout']}) and at least 2 draws; "
+                 "without dropout every draw is the same: leave DROPOUT_REPS out")
     for mod in m.modules():
         if isinstance(mod, torch.nn.Dropout): mod.p = cfg['dropout']
     # the tree's own attention keeps p = 0 (query_model), as built
