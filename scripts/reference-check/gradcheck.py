@@ -31,6 +31,20 @@ def read_safetensors(path):  # (header, name -> float32 tensor)
         h = head[name]; a, c = h['data_offsets']
         return torch.frombuffer(bytearray(raw[a:c]), dtype=torch.float32).view(h['shape'])
     return head, T
+def compare(path, measure):
+    """Every mapped tensor of ours against the reference's parameter: measure(ours, ref) -> (number,
+    text), where ours(suffix='') reads our tensor name + suffix from path, cut to the reference's rows.
+    Prints the 12 largest numbers and returns them all (inf where a side has no gradient)."""
+    head, T = read_safetensors(path)
+    rows = []
+    for name, ref, rows_ in name_map:
+        label = name + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]')
+        if name not in head:
+            rows.append((float('inf'), label, 'no gradient in ours')); continue
+        value, text = measure(lambda suffix='': T(name + suffix) if rows_ is None else T(name + suffix)[rows_], ref)
+        rows.append((value, label, text))
+    for r_ in sorted(rows, key=lambda x: x[0], reverse=True)[:12]: print('  ', *r_[1:])
+    return [r_[0] for r_ in rows]
 def ours():  # the harness on the same batch: prints its loss terms (and writes its gradients)
     r = subprocess.run([os.environ.get('GRADCHECK', 'build/scripts/reference-check/retreever-gradcheck'),
                         run + '/checkpoint.safetensors', out, str(B), str(N), str(M), str(dx)], capture_output=True, text=True)
@@ -64,41 +78,32 @@ if os.environ.get('DROPOUT_REPS'):
                 o.loss.backward()
                 for k, p in params.items():
                     if p.grad is not None: g = p.grad.double(); gsum[k] = gsum[k] + g; gsq[k] = gsq[k] + g * g
-    T = torch.tensor(tot); C = torch.tensor(tca)
+    Tot = torch.tensor(tot); C = torch.tensor(tca)
     print(f"reference mean ca {sum(ca)/reps:.5f} mean rl {sum(rl)/reps:.5f}")
-    print(f"reference dropout {cfg['dropout']}: mean total {T.mean():.5f} +- {T.std()/reps**0.5:.5f}, mean tca {C.mean():.5f} +- {C.std()/reps**0.5:.5f}")
+    print(f"reference dropout {cfg['dropout']}: mean total {Tot.mean():.5f} +- {Tot.std()/reps**0.5:.5f}, mean tca {C.mean():.5f} +- {C.std()/reps**0.5:.5f}")
     ours()
     if grads:  # per tensor: |mean ours - mean reference| against the two means' standard errors
-        head, T = read_safetensors(out + '/grads_mean.safetensors')
-        rows = []
-        for name, ref, rows_ in name_map:
-            if not isinstance(gsum[ref], torch.Tensor) or name not in head: rows.append((float('inf'), name, 'no gradient on one side')); continue
-            sl = (lambda t: t) if rows_ is None else (lambda t: t[rows_])
+        def z_score(ours_of, ref):
+            if not isinstance(gsum[ref], torch.Tensor): return float('inf'), 'no gradient in the reference'
             mr = gsum[ref] / reps; ser = ((gsq[ref] / reps - mr * mr).clamp_min(0) * reps / (reps - 1) / reps).sqrt()
-            mo, seo = sl(T(name)).double(), sl(T(name + '.se')).double()
+            mo, seo = ours_of().double(), ours_of('.se').double()
             z = (mo - mr).norm().item() / max((ser.norm() ** 2 + seo.norm() ** 2).sqrt().item(), 1e-30)
-            rows.append((z, name + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]'),
-                         f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}'))
-        for r_ in sorted(rows, key=lambda x: x[0], reverse=True)[:12]: print('  ', *r_[1:])
-        zs = [r_[0] for r_ in rows if r_[0] != float('inf')]
+            return z, f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}'
+        values = compare(out + '/grads_mean.safetensors', z_score)
+        zs = [v for v in values if v != float('inf')]
         print(f'mean gradients over {reps} masks: z (difference over its standard error; about 1 where the means agree) '
-              f'median {sorted(zs)[len(zs) // 2]:.2f}, worst {max(zs):.2f} over {len(rows)} tensors')
+              f'median {sorted(zs)[len(zs) // 2]:.2f}, worst {max(zs):.2f} over {len(values)} tensors')
     sys.exit(0)
 m.reset()
 outs = m(b)
 outs.loss.backward()
 print('reference:', {k: round(float(v), 6) for k, v in outs.items() if k in ('loss', 'tca_loss', 'tca_leaf_loss', 'rl_loss', 'entropy_bonus', 'ce', 'tar_ll')})
 ours()
-head, G = read_safetensors(out + '/grads.safetensors')
 params = dict(m.named_parameters())
-worst = 0; rows = []
-for name, ref, rows_ in name_map:
-    if name not in head: rows.append((float('inf'), name, 'no grad in ours')); continue
-    g = G(name) if rows_ is None else G(name)[rows_]
+def relative(ours_of, ref):
     rg = params[ref].grad
-    if rg is None: rows.append((float('inf'), name, 'no grad in reference')); continue
-    rel = (g - rg).norm().item() / max(rg.norm().item(), 1e-12)
-    worst = max(worst, rel)
-    rows.append((rel, name + ('' if rows_ is None else f'[{rows_.start}:{rows_.stop}]'), f'{rel:.2e} (|g| {rg.norm().item():.3e})'))
-for r_ in sorted(rows, key=lambda x: x[0], reverse=True)[:12]: print('  ', *r_[1:])
-print(f'worst relative gradient difference: {worst:.3e} over {len(rows)} tensors')
+    if rg is None: return float('inf'), 'no gradient in the reference'
+    rel = (ours_of() - rg).norm().item() / max(rg.norm().item(), 1e-12)
+    return rel, f'{rel:.2e} (|g| {rg.norm().item():.3e})'
+values = compare(out + '/grads.safetensors', relative)
+print(f'worst relative gradient difference: {max([v for v in values if v != float("inf")], default=0):.3e} over {len(values)} tensors')
