@@ -368,6 +368,18 @@ void set_dropout(torch::nn::Module& root, double p) {
   for (auto& m : root.modules(/*include_self=*/false)) set(m.get());
 }
 
+bool dropout_active(const torch::nn::Module& root) {
+  const auto active = [](const torch::nn::Module* m) {
+    if (const auto* a = dynamic_cast<const MultiHeadAttentionImpl*>(m)) return a->active_dropout() > 0;
+    if (const auto* f = dynamic_cast<const FeedForwardImpl*>(m)) return f->active_dropout() > 0;
+    return false;
+  };
+  if (active(&root)) return true;
+  for (const auto& m : root.modules(/*include_self=*/false))
+    if (active(m.get())) return true;
+  return false;
+}
+
 torch::Tensor layer_norm(const torch::nn::LayerNorm& norm, const torch::Tensor& x) {
   auto& m = *norm.ptr();
   if (m.options.normalized_shape().size() == 1 && m.options.elementwise_affine() &&

@@ -191,6 +191,9 @@ torch::Tensor maybe_dropout(const torch::Tensor& x, double p);
 // Sets the dropout of every attention and feed-forward in `root`'s module tree (attentions
 // spared from dropout keep 0).
 void set_dropout(torch::nn::Module& root, double p);
+// Whether a forward of `root` (in its current mode) draws dropout masks: an attention or
+// feed-forward in its module tree has dropout and is training.
+bool dropout_active(const torch::nn::Module& root);
 
 // Sinusoidal positional encodings for positions [start, start + n): [n, d].
 torch::Tensor sinusoidal_positions(std::int64_t start, std::int64_t n, std::int64_t d,

@@ -95,7 +95,11 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
   // together with it: each level reads the values below it, detached, so one batched call gives the
   // same nodes and the same gradients in a fraction of the kernel launches (a training step of
   // small models is launch-bound there; on the CPU the second forward would only cost time).
-  const bool batched = !bptt && context.is_cuda() && torch::GradMode::is_enabled() && s.k > 1;
+  // Not while the aggregator drops out: the second forward would draw other masks, and each node
+  // would then differ from the one its parent was aggregated from (the reference aggregates the
+  // nodes it keeps, level by level).
+  const bool batched = !bptt && context.is_cuda() && torch::GradMode::is_enabled() && s.k > 1 &&
+                       !dropout_active(*aggregator);
   std::vector<torch::Tensor> inputs, input_masks;  // levels k..1: children [B*count,fan,D], [B*count,fan]
   {
     torch::AutoGradMode grad_mode(!batched && torch::GradMode::is_enabled());

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/tree/tree.h"
+#include "tests/tree_checks.h"
 
 using namespace retreever;
 
@@ -172,6 +173,17 @@ class TestTree : public QObject {
           }
         }
       }
+  }
+
+  // Under dropout each kept parent is the aggregate of its kept children (tree_checks.h), with
+  // padding (N = 37) and without, at b = 2 and 3; test_cuda runs the same on a GPU.
+  void dropout_parents_aggregate_the_kept_children() {
+    for (auto [N, b] : std::vector<std::pair<std::int64_t, std::int64_t>>{{37, 2}, {64, 2}, {50, 3}}) {
+      const auto same = testing::tree_dropout_mismatch(torch::kCPU, N, b, 0.3);
+      const auto other = testing::tree_dropout_mismatch(torch::kCPU, N, b, 0.3, /*replay_seed=*/12);
+      QVERIFY2(same < 1e-5, qPrintable(QString("N=%1 b=%2: %3").arg(N).arg(b).arg(same)));
+      QVERIFY2(other > 1e-2, qPrintable(QString("N=%1 b=%2, other masks: %3").arg(N).arg(b).arg(other)));
+    }
   }
 
   void bptt_controls_gradient_through_the_tree() {

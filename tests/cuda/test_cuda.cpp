@@ -25,6 +25,7 @@
 #include "tests/checks.h"
 #include "tests/precision_checks.h"
 #include "tests/small_config.h"
+#include "tests/tree_checks.h"
 
 using namespace retreever;
 
@@ -244,6 +245,19 @@ void batched_tree_on_the_gpu_matches_the_cpu_build() {
     bool ok = gpu.size() == cpu.size();
     for (std::size_t i = 1; ok && i < cpu.size(); ++i) ok = close(gpu[i], cpu[i], 1e-3, 1e-4);
     expect(ok, what + ": the aggregator's gradients");
+  }
+}
+
+// Under dropout the GPU build keeps the nodes each parent was aggregated from (its batched second
+// forward would draw other masks; tree.cpp): the check of test_tree, on the GPU.
+void dropout_tree_on_the_gpu_keeps_its_parents() {
+  for (auto [N, b] : std::vector<std::pair<int64_t, int64_t>>{{37, 2}, {256, 2}, {300, 3}}) {
+    const auto what = "tree under dropout N=" + std::to_string(N) + " b=" + std::to_string(b);
+    const auto same = retreever::testing::tree_dropout_mismatch(torch::kCUDA, N, b, 0.3);
+    const auto other = retreever::testing::tree_dropout_mismatch(torch::kCUDA, N, b, 0.3, /*replay_seed=*/12);
+    std::printf("%s: parents against their children's aggregate %.2e (other masks %.2e)\n", what.c_str(), same, other);
+    expect(same < 1e-4, what + ": each parent aggregates the kept children");
+    expect(other > 1e-2, what + ": other masks give other parents");
   }
 }
 
@@ -657,6 +671,7 @@ int main() {
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   batched_tree_on_the_gpu_matches_the_cpu_build();
+  dropout_tree_on_the_gpu_keeps_its_parents();
   layer_norm_kernels_match_torch();
   softmax_kernel_matches_torch();
   dense_attention_kernels_match_the_tensor_path();
