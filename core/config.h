@@ -131,7 +131,10 @@ struct Config {
     double activations = 0;  // bytes: one training step's saved activations and attention scores
     double eval_set = 0;     // bytes: the fixed evaluation set
     double total() const { return parameters + activations + eval_set; }
-    // The settings to lower for the largest share, e.g. "batch or seq_len".
+    // The settings to lower for each share, and for the largest one.
+    static constexpr const char* kLowerActivations = "batch (or seq_len, d_model, encoder_layers)";
+    static constexpr const char* kLowerEvalSet = "eval_batches or eval_batch";
+    static constexpr const char* kLowerParameters = "d_model, ff_dim or encoder_layers";
     std::string largest_share() const;
   };
   MemoryEstimate memory_estimate() const;

@@ -146,9 +146,9 @@ double Config::upper_bound(const std::string& field) {
 }
 
 std::string Config::MemoryEstimate::largest_share() const {
-  if (activations >= parameters && activations >= eval_set) return "batch (or seq_len, d_model, encoder_layers)";
-  if (eval_set >= parameters) return "eval_batches or eval_batch";
-  return "d_model, ff_dim or encoder_layers";
+  if (activations >= parameters && activations >= eval_set) return kLowerActivations;
+  if (eval_set >= parameters) return kLowerEvalSet;
+  return kLowerParameters;
 }
 
 Config::MemoryEstimate Config::memory_estimate() const {

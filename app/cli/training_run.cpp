@@ -66,6 +66,15 @@ int run_training(Trainer& trainer, const fs::path& out) {
                   metric_text(e).c_str(), e.tokens_per_query, e.context_size);
     say(buf);
   };
+  // The run cannot go on (it diverged, or the device's memory ran out): what it wrote stays.
+  auto stop = [&](const std::exception& e, int code) {
+    write_metrics();
+    progress.finish();
+    if (writer)
+      std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
+                   fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+    return code;
+  };
   double smoothed = 0;
   try {
     while (!trainer.finished()) {
@@ -91,12 +100,9 @@ int run_training(Trainer& trainer, const fs::path& out) {
     progress.finish();
     return lost_contact(e, trainer.rank());
   } catch (const DivergenceError& e) {
-    write_metrics();
-    progress.finish();
-    if (writer)
-      std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                   fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
-    return kExitDiverged;
+    return stop(e, kExitDiverged);
+  } catch (const OutOfMemoryError& e) {
+    return stop(e, kExitError);
   }
   progress.finish();
   return 0;

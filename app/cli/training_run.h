@@ -20,7 +20,8 @@ std::string metric_text(const EvalMetrics& e);
 
 // Trains to the end, evaluating and checkpointing on the way, into `out` (config.json,
 // metrics.csv, checkpoint.safetensors, checkpoint_best.safetensors). Returns 0, kExitInterrupted (Ctrl-C or
-// SIGTERM: checkpoint saved) or kExitDiverged (last good checkpoint kept).
+// SIGTERM: checkpoint saved), kExitDiverged or, out of the device's memory, kExitError (both keep
+// the last good checkpoint).
 int run_training(Trainer& trainer, const std::filesystem::path& out);
 
 }  // namespace retreever::cli

@@ -15,6 +15,10 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#ifdef RETREEVER_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace retreever {
 
 void prepare_cpu_runtime() {
@@ -72,6 +76,19 @@ std::vector<std::string> all_gpus(int count) {
   if (count > 1)
     for (int k = 0; k < count; ++k) devices.push_back("cuda:" + std::to_string(k));
   return devices;
+}
+
+bool is_out_of_memory(const std::exception& e) {
+  const std::string what = e.what();
+  for (const char* words : {"out of memory", "can't allocate memory", "not enough memory"})
+    if (what.find(words) != std::string::npos) return true;
+  return false;
+}
+
+void release_cached_device_memory() {
+#ifdef RETREEVER_CUDA
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
 }
 
 }  // namespace retreever

@@ -63,6 +63,25 @@ double cosine_lr(double peak, std::int64_t t, std::int64_t total) {
   return 0.5 * peak * (1.0 + std::cos(M_PI * progress));
 }
 
+// Rethrows an allocator's failure (is_out_of_memory) as an OutOfMemoryError saying where and when,
+// what the allocator said (its first sentences) and which settings to lower; returns otherwise.
+void rethrow_if_out_of_memory(const std::exception& e, const std::string& device, const std::string& when,
+                              const std::string& lower) {
+  if (!is_out_of_memory(e)) return;
+  std::string said = e.what();
+  said = said.substr(0, said.find('\n'));
+  // From the sentence that names the failure, three sentences at most (the CUDA allocator's
+  // message goes on with advice on its own settings; the CPU's starts with a source location).
+  for (const char* start : {"CUDA out of memory", "DefaultCPUAllocator"})
+    if (const auto at = said.find(start); at != std::string::npos) said = said.substr(at);
+  std::size_t end = 0;
+  for (int sentences = 0; sentences < 3 && end != std::string::npos; ++sentences) end = said.find(". ", end ? end + 2 : 0);
+  if (end != std::string::npos) said = said.substr(0, end + 1);
+  release_cached_device_memory();
+  throw OutOfMemoryError("out of memory on " + device + " " + when + " (" + said + "): the run does not fit; lower " +
+                         lower + ", or use a device with more memory");
+}
+
 struct Trainer::Impl {
   Config config;
   TaskSpec spec;
@@ -254,9 +273,14 @@ torch::Tensor Trainer::Impl::graph_step(const Batch& batch, const DecodeRequest&
 
 Trainer::Trainer() : impl_(std::make_unique<Impl>()) {}
 
-Trainer::Trainer(const Config& config, const TaskFactory& tasks) : Trainer() {
+Trainer::Trainer(const Config& config, const TaskFactory& tasks) try : Trainer() {
   impl_->build(config, tasks);
-}
+} catch (const std::exception& e) {
+  if (is_out_of_memory(e))
+    rethrow_if_out_of_memory(e, resolve_device(config.device).str(), "while building the model and the evaluation set",
+                             std::string(Config::MemoryEstimate::kLowerEvalSet) + " (or " +
+                                 Config::MemoryEstimate::kLowerParameters + ")");
+}  // anything else: rethrown as it is
 
 Trainer::~Trainer() = default;
 
@@ -275,7 +299,7 @@ std::unique_ptr<Trainer> Trainer::load(const std::string& path, const TaskFactor
   return t;
 }
 
-StepMetrics Trainer::step() {
+StepMetrics Trainer::step() try {
   auto& m = *impl_;
   const auto start = std::chrono::steady_clock::now();
   MatmulPrecisionScope matmuls(m.config.precision == "tf32");  // forward, backward and graph capture
@@ -344,9 +368,13 @@ StepMetrics Trainer::step() {
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (m.step % m.config.log_every == 0 || m.step == m.config.steps) m.history.steps.push_back(s);
   return s;
+} catch (const std::exception& e) {
+  rethrow_if_out_of_memory(e, impl_->device.str(), "at step " + std::to_string(impl_->step + 1),
+                           Config::MemoryEstimate::kLowerActivations);
+  throw;
 }
 
-EvalMetrics Trainer::evaluate() {
+EvalMetrics Trainer::evaluate() try {
   auto& m = *impl_;
   torch::NoGradGuard no_grad;
   MatmulPrecisionScope matmuls(m.config.precision == "tf32");
@@ -408,6 +436,10 @@ EvalMetrics Trainer::evaluate() {
   if (m.last_best) m.best = e.value;
   m.history.evals.push_back(e);
   return e;
+} catch (const std::exception& e) {
+  rethrow_if_out_of_memory(e, impl_->device.str(), "in the evaluation at step " + std::to_string(impl_->step),
+                           "eval_batch");
+  throw;
 }
 
 void Trainer::save(const std::string& path) const {

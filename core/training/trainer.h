@@ -20,6 +20,12 @@ struct DivergenceError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A step, an evaluation or the building of the model ran out of the device's memory; the model was
+// not updated. The message names the device, when it happened and the settings to lower.
+struct OutOfMemoryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // A frozen copy of a model for inspection: never shares memory with the training model.
 struct Snapshot {
   Config config;
@@ -43,7 +49,9 @@ class Trainer {
   static std::unique_ptr<Trainer> load(const std::string& path, const TaskFactory& tasks,
                                        const std::function<void(Config&)>& adjust = {}, bool trust_legacy = false);
 
-  StepMetrics step();      // one optimiser step; throws DivergenceError on NaN/inf
+  // One optimiser step; throws DivergenceError on NaN/inf, OutOfMemoryError (as evaluate() and
+  // the constructor do) when the device's memory runs out.
+  StepMetrics step();
   EvalMetrics evaluate();  // greedy retrieval over the fixed evaluation set; appended to history
   // Writes the checkpoint atomically (temporary file, then rename).
   void save(const std::string& path) const;

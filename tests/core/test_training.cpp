@@ -237,6 +237,43 @@ class TestTraining : public QObject {
     QVERIFY2(diverged, "a learning rate of 1e30 did not diverge");
   }
 
+  void running_out_of_memory_stops_with_the_settings_to_lower() {
+    // The copy task, whose third training batch asks the CPU allocator for a petabyte: its real
+    // failure, at a known step (the trainer refuses runs its estimate does not fit; this one fits).
+    struct Greedy : Task {
+      std::unique_ptr<Task> inner;
+      mutable int training_batches = 0;
+      TaskSpec spec() const override { return inner->spec(); }
+      Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override {
+        if (!evaluation && ++training_batches == 3) (void)torch::empty({std::int64_t(1) << 48});
+        return inner->sample(batch, seed, evaluation);
+      }
+    };
+    Config c = tiny("copy");
+    c.steps = 10;
+    Trainer t(c, [](const Config& config) {
+      auto task = std::make_unique<Greedy>();
+      task->inner = datasets::make_task(config);
+      return std::unique_ptr<Task>(std::move(task));
+    });
+    t.step();
+    t.step();
+    try {
+      t.step();
+      QFAIL("a petabyte was allocated");
+    } catch (const OutOfMemoryError& e) {
+      const std::string what = e.what();
+      QVERIFY2(what.find("out of memory on cpu at step 3") == 0, e.what());
+      QVERIFY2(what.find("lower batch") != std::string::npos, e.what());  // the setting to lower
+      QVERIFY2(what.find("allocate") != std::string::npos, e.what());     // what the allocator said
+      QVERIFY2(what.find('\n') == std::string::npos, e.what());           // one line
+    }
+    QCOMPARE(t.steps_done(), std::int64_t(2));  // the failing step did not count
+    QVERIFY(std::isfinite(t.evaluate().value));  // and the model is whole
+    t.step();                                     // the next batch is an ordinary one
+    QCOMPARE(t.steps_done(), std::int64_t(3));
+  }
+
   void flat_adam_takes_the_steps_of_torch_adam() {
     auto flat_params = parameter_set(), torch_params = parameter_set();
     FlatAdam flat(flat_params);

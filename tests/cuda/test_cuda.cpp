@@ -261,6 +261,35 @@ void dropout_tree_on_the_gpu_keeps_its_parents() {
   }
 }
 
+// A run far beyond the GPU's memory (CA at 131,072 context tokens, batch 1024: each activation of
+// the embedder is 34 GB) stops at its first step with an OutOfMemoryError that names the settings
+// to lower, and hands the memory back: a small run in the same process trains after it.
+void running_out_of_gpu_memory_is_a_clear_error() {
+  Config c = retreever::testing::small_config("copy", "ca");
+  c.device = "cuda";
+  c.seq_len = std::int64_t(1) << 18;
+  c.batch = 1024;
+  c.d_model = 64;
+  c.heads = 4;
+  c.ff_dim = 128;
+  c.eval_batch = 2;
+  std::string what;
+  try {
+    Trainer t(c, datasets::make_task);
+    t.step();
+  } catch (const OutOfMemoryError& e) {
+    what = e.what();
+  }
+  std::printf("beyond the GPU's memory: %s\n", what.c_str());
+  expect(what.find("out of memory on cuda") == 0, "a run beyond the GPU's memory: OutOfMemoryError");
+  expect(what.find("lower batch") != std::string::npos, "out of GPU memory: the settings to lower");
+  Config small = retreever::testing::small_config("copy");
+  small.device = "cuda";
+  Trainer t(small, datasets::make_task);
+  t.step();
+  expect(t.steps_done() == 1, "a small run after running out of GPU memory");
+}
+
 // The layer norm kernels against PyTorch's, values and the input's, weight's and bias's gradients,
 // over rows of every supported width, few rows and many (the backward's warps then take several);
 // widths the kernels do not take (48) fall back to the module.
@@ -686,5 +715,6 @@ int main() {
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
   // --precision tf32: matrix products on TensorFloat-32 tensor cores, training steps against fp32.
   retreever::testing::tf32_checks(torch::Device(torch::kCUDA));
+  running_out_of_gpu_memory_is_a_clear_error();  // last: it leaves the allocator's cache empty
   return retreever::testing::checks().summary();
 }
