@@ -1,5 +1,7 @@
 #include "memory.h"
 
+#include "core/devices.h"
+
 #include <cstdio>
 #include <fstream>
 
@@ -12,6 +14,10 @@ double available_memory_bytes() {
   while (in >> key >> kb >> unit)
     if (key == "MemAvailable:") return kb * 1024;
   return 0;
+}
+
+bool memory_estimated_on(const std::string& device) {
+  return device == "cpu" || (device == "auto" && cuda_device_count() == 0);
 }
 
 std::string memory_text(double bytes) {

@@ -263,14 +263,19 @@ void ExperimentPanel::revalidate() {
   if (problems.isEmpty()) {
     const auto c = config();
     const double available = available_memory_bytes();
-    const auto refusal = QString::fromStdString(c.device.rfind("cuda", 0) == 0 ? std::string() : memory_refusal(c, available));
-    if (!refusal.isEmpty()) {
-      problems << refusal;
-      for (const char* k : {"batch", "d_model", "eval_batches"}) bad.insert(k);
+    if (memory_estimated_on(c.device)) {
+      const auto refusal = QString::fromStdString(memory_refusal(c, available));
+      if (!refusal.isEmpty()) {
+        problems << refusal;
+        for (const char* k : {"batch", "d_model", "eval_batches"}) bad.insert(k);
+      }
+      memory = tr("Needs about %1 of memory").arg(QString::fromStdString(memory_text(c.memory_estimate().total())));
+      if (available > 0) memory += tr(" (%1 available)").arg(QString::fromStdString(memory_text(available)));
+      memory += ".";
+    } else {
+      memory = tr("On a GPU the memory is not estimated: a run that does not fit stops at its first step "
+                  "and says which setting to lower.");
     }
-    memory = tr("Needs about %1 of memory").arg(QString::fromStdString(memory_text(c.memory_estimate().total())));
-    if (available > 0) memory += tr(" (%1 available)").arg(QString::fromStdString(memory_text(available)));
-    memory += ".";
   }
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     const bool is_bad = bad.contains(it.key());

@@ -205,7 +205,7 @@ std::optional<int> launch_workers(long long nproc, const Config& config, const f
                      " are visible");
   check_process_count(nproc, config.batch, cuda ? "cuda" : "cpu");
   if (nproc == 1) return std::nullopt;
-  if (!cuda)  // the processes share this machine's memory
+  if (memory_estimated_on(config.device))  // the processes share this machine's memory
     if (const auto refusal = memory_refusal(config, available_memory_bytes(), int(nproc)); !refusal.empty())
       throw UsageError(refusal);
   return run_workers(int(nproc), worker_arguments(), cuda, out);

@@ -159,9 +159,8 @@ struct Trainer::Impl {
     device = resolve_device(c.device);
     if (c.precision == "bf16")
       if (const auto refusal = bf16_refusal(device); !refusal.empty()) throw std::invalid_argument(refusal);
-    // Before the task's data, the model or the evaluation set. (On a GPU the activations live in its
-    // memory, which this estimate does not read.)
-    if (device.is_cpu()) {
+    // Before the task's data, the model or the evaluation set.
+    if (memory_estimated_on(device.str())) {
       const auto refusal = memory_refusal(c, available_memory_bytes());
       if (!refusal.empty()) throw std::invalid_argument(refusal);
     }

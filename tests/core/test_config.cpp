@@ -137,6 +137,14 @@ class TestConfig : public QObject {
     QVERIFY(memory_refusal(c, 100 * one, 4).empty());  // room enough for all four
   }
 
+  void only_cpu_runs_are_held_to_the_memory_estimate() {
+    QVERIFY(memory_estimated_on("cpu"));
+    QVERIFY(!memory_estimated_on("cuda"));
+    QVERIFY(!memory_estimated_on("cuda:0"));
+    QVERIFY(!memory_estimated_on("cuda:3"));
+    QCOMPARE(memory_estimated_on("auto"), cuda_device_count() == 0);  // auto trains on a GPU where there is one
+  }
+
   void one_gpu_of_several_is_named_cuda_k() {
     Config c;
     c.device = "cuda:1";

@@ -379,6 +379,12 @@ class TestStudio : public QObject {
     QVERIFY(!w.action("train")->isEnabled());
     QVERIFY2(panel->problems().first().startsWith("memory: this run needs about"), qPrintable(panel->problems().first()));
     QVERIFY(panel->problems().first().contains("lower batch"));
+    // On a GPU the estimate does not hold (no N x N scores there): the same run is not refused,
+    // and the status says how a run that does not fit ends instead of quoting this machine's memory.
+    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cuda");
+    QVERIFY(panel->isValid());
+    QVERIFY2(status->text().contains("not estimated") && !status->text().contains("available"), qPrintable(status->text()));
+    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cpu");
     qobject_cast<QLineEdit*>(panel->editor("batch"))->setText("8");
     qobject_cast<QLineEdit*>(panel->editor("seq_len"))->setText("64");
     QVERIFY(panel->isValid());
