@@ -18,8 +18,29 @@ namespace fs = std::filesystem;
 namespace retreever::cli {
 namespace {
 std::atomic<bool> g_interrupted{false};
-void on_sigint(int) { g_interrupted = true; }
+
+// The first Ctrl-C (or SIGTERM) asks for a stop at the end of the step, with a checkpoint; a
+// second one stops at once, for a step that does not end (the files already written stay whole:
+// they are written by rename). Only async-signal-safe calls.
+void on_interrupt(int signal) {
+  if (!g_interrupted.exchange(true)) {
+    static const char first[] = "\ninterrupt: stopping after this step, with a checkpoint (again to stop now)\n";
+    (void)!write(STDERR_FILENO, first, sizeof first - 1);
+    return;
+  }
+  static const char second[] = "\ninterrupt again: stopping now; the checkpoint last written stays\n";
+  (void)!write(STDERR_FILENO, second, sizeof second - 1);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
 }  // namespace
+
+void install_interrupt_handlers() {
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+}
+
+bool interrupt_requested() { return g_interrupted.load(); }
 
 std::string metric_text(const EvalMetrics& e) {
   char buf[160];
@@ -46,8 +67,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
     if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };
 
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
+  install_interrupt_handlers();
   cli::Progress progress(trainer.steps_done(), cfg.steps, writer && isatty(STDERR_FILENO));
   auto say = [&](const std::string& text) {
     if (writer) progress.line(text);

@@ -18,6 +18,11 @@ constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupte
 // "eval accuracy 99.10%" or "eval log-likelihood 0.812".
 std::string metric_text(const EvalMetrics& e);
 
+// Ctrl-C and SIGTERM: the first sets interrupt_requested() (run_training stops at the end of the
+// step, saving a checkpoint), a second ends the process at once, by the same signal.
+void install_interrupt_handlers();
+bool interrupt_requested();
+
 // Trains to the end, evaluating and checkpointing on the way, into `out` (config.json,
 // metrics.csv, checkpoint.safetensors, checkpoint_best.safetensors). Returns 0, kExitInterrupted (Ctrl-C or
 // SIGTERM: checkpoint saved), kExitDiverged or, out of the device's memory, kExitError (both keep

@@ -1,9 +1,11 @@
 // Data-parallel training through the command line ('train --nproc N' and the launcher variables
 // torchrun sets), on this machine's CPU with Gloo: two processes train like one step for step, only
 // rank 0 writes, a killed process ends the run with one clear line, a run resumes with another
-// number of processes, bad input is refused. And the process runner behind it (parallel_runs).
+// number of processes, bad input is refused. And the process runner behind it (parallel_runs), and
+// the interrupt handlers every training process installs.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <QDir>
@@ -17,6 +19,7 @@
 #include <map>
 
 #include "app/cli/parallel_runs.h"
+#include "app/cli/training_run.h"
 #include "core/training/distributed.h"
 
 using namespace retreever;
@@ -187,6 +190,32 @@ class TestDistributed : public QObject {
     auto one = run(train(file("one"), 16));
     if (one.code != 0) qWarning("%s", qPrintable(one.err));
     return one.code == 0;
+  }
+
+  void aSecondInterruptStopsAtOnce() {
+    // In a child process: the first SIGINT only asks (the child goes on and says so through a pipe),
+    // the second ends the child by SIGINT, as a step that never ends would be ended.
+    int fds[2];
+    QVERIFY(::pipe(fds) == 0);
+    const pid_t child = ::fork();
+    QVERIFY(child >= 0);
+    if (child == 0) {
+      ::close(fds[0]);
+      retreever::cli::install_interrupt_handlers();
+      std::raise(SIGINT);
+      const char survived = retreever::cli::interrupt_requested() ? 'y' : 'n';
+      (void)!::write(fds[1], &survived, 1);
+      std::raise(SIGINT);
+      ::_exit(0);  // not reached when the second interrupt works
+    }
+    ::close(fds[1]);
+    char survived = 0;
+    QCOMPARE(::read(fds[0], &survived, 1), ssize_t(1));
+    ::close(fds[0]);
+    int status = 0;
+    QCOMPARE(::waitpid(child, &status, 0), child);
+    QCOMPARE(survived, 'y');  // the first interrupt was noted and did not end the process
+    QVERIFY2(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "the second interrupt did not end the process");
   }
 
   void twoProcessesTrainLikeOne() {
