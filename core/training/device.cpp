@@ -80,7 +80,8 @@ std::vector<std::string> all_gpus(int count) {
 
 bool is_out_of_memory(const std::exception& e) {
   const std::string what = e.what();
-  for (const char* words : {"out of memory", "can't allocate memory", "not enough memory"})
+  // (cuBLAS says CUBLAS_STATUS_ALLOC_FAILED when its handle or workspace finds no memory.)
+  for (const char* words : {"out of memory", "can't allocate memory", "not enough memory", "ALLOC_FAILED"})
     if (what.find(words) != std::string::npos) return true;
   return false;
 }

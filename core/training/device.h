@@ -15,7 +15,8 @@ void prepare_cpu_runtime();
 // "auto" -> CUDA when available, else CPU; "cuda" without a GPU throws with the fix.
 torch::Device resolve_device(const std::string& name);
 
-// Torch's allocators failed: "CUDA out of memory" on a GPU, "can't allocate memory" on the CPU.
+// Torch's allocators failed: "CUDA out of memory" on a GPU (or cuBLAS's ALLOC_FAILED), "can't
+// allocate memory" on the CPU.
 bool is_out_of_memory(const std::exception& e);
 // Hands the memory LibTorch's CUDA allocator keeps cached back to the driver (after an
 // out-of-memory error, so that a smaller run in the same process finds it); nothing without CUDA.

@@ -11,6 +11,7 @@
 
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
+#include "core/training/device.h"
 #include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
 #include "core/training/local_replicas.h"
@@ -235,6 +236,20 @@ class TestTraining : public QObject {
       QVERIFY(std::string(e.what()).find("learning rate") != std::string::npos);
     }
     QVERIFY2(diverged, "a learning rate of 1e30 did not diverge");
+  }
+
+  void allocator_failures_are_told_from_other_errors() {
+    // The texts LibTorch's allocators and cuBLAS throw (LibTorch 1.13 and 2.x), and others.
+    for (const char* oom : {"CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 139.81 GiB",
+                            "[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                            "you tried to allocate 67108864 bytes. Error code 12 (Cannot allocate memory)",
+                            "DefaultCPUAllocator: not enough memory: you tried to allocate 1125899906842624 bytes.",
+                            "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"})
+      QVERIFY2(is_out_of_memory(std::runtime_error(oom)), oom);
+    for (const char* other : {"CUDA error: an illegal memory access was encountered",
+                              "mat1 and mat2 shapes cannot be multiplied (4x3 and 4x3)",
+                              "cannot create output folder 'x': Not a directory"})
+      QVERIFY2(!is_out_of_memory(std::runtime_error(other)), other);
   }
 
   void running_out_of_memory_stops_with_the_settings_to_lower() {
