@@ -18,24 +18,31 @@ namespace fs = std::filesystem;
 namespace retreever::cli {
 namespace {
 std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_signals_seen{0};        // a bit for SIGINT, one for SIGTERM
+std::atomic<bool> g_announce{true};        // data parallel: rank 0 alone says it
 
-// The first Ctrl-C (or SIGTERM) asks for a stop at the end of the step, with a checkpoint; a
-// second one stops at once, for a step that does not end (the files already written stay whole:
-// they are written by rename). Only async-signal-safe calls.
+// The first Ctrl-C (or SIGTERM) asks for a stop at the end of the step, with a checkpoint; the same
+// signal once more stops at once, for a step that does not end (the files already written stay
+// whole: they are written by rename). Only the same signal twice: a data-parallel worker gets the
+// terminal's SIGINT and its launcher's SIGTERM for one Ctrl-C. Only async-signal-safe calls.
 void on_interrupt(int signal) {
-  if (!g_interrupted.exchange(true)) {
+  const int bit = signal == SIGINT ? 1 : 2;
+  const int before = g_signals_seen.fetch_or(bit);
+  g_interrupted = true;
+  if (!(before & bit)) {
     static const char first[] = "\ninterrupt: stopping after this step, with a checkpoint (again to stop now)\n";
-    (void)!write(STDERR_FILENO, first, sizeof first - 1);
+    if (before == 0 && g_announce) (void)!write(STDERR_FILENO, first, sizeof first - 1);
     return;
   }
   static const char second[] = "\ninterrupt again: stopping now; the checkpoint last written stays\n";
-  (void)!write(STDERR_FILENO, second, sizeof second - 1);
+  if (g_announce) (void)!write(STDERR_FILENO, second, sizeof second - 1);
   std::signal(signal, SIG_DFL);
   std::raise(signal);
 }
 }  // namespace
 
-void install_interrupt_handlers() {
+void install_interrupt_handlers(bool announce) {
+  g_announce = announce;
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
 }
@@ -67,7 +74,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
     if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };
 
-  install_interrupt_handlers();
+  install_interrupt_handlers(writer);
   cli::Progress progress(trainer.steps_done(), cfg.steps, writer && isatty(STDERR_FILENO));
   auto say = [&](const std::string& text) {
     if (writer) progress.line(text);

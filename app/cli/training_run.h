@@ -19,8 +19,9 @@ constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupte
 std::string metric_text(const EvalMetrics& e);
 
 // Ctrl-C and SIGTERM: the first sets interrupt_requested() (run_training stops at the end of the
-// step, saving a checkpoint), a second ends the process at once, by the same signal.
-void install_interrupt_handlers();
+// step, saving a checkpoint), the same signal once more ends the process at once, by that signal.
+// announce: say so on stderr (a data-parallel run's rank 0 alone).
+void install_interrupt_handlers(bool announce = true);
 bool interrupt_requested();
 
 // Trains to the end, evaluating and checkpointing on the way, into `out` (config.json,
