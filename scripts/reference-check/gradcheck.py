@@ -88,11 +88,18 @@ if os.environ.get('DROPOUT_REPS'):
             mr = gsum[ref] / reps; ser = ((gsq[ref] / reps - mr * mr).clamp_min(0) * reps / (reps - 1) / reps).sqrt()
             mo, seo = ours_of().double(), ours_of('.se').double()
             z = (mo - mr).norm().item() / max((ser.norm() ** 2 + seo.norm() ** 2).sqrt().item(), 1e-30)
-            return z, f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}'
+            # The spread too: masks drawn with another structure (one mask shared by rows or heads,
+            # say) leave the means equal and change the standard errors.
+            spread.append(seo.norm().item() / max(ser.norm().item(), 1e-30))
+            return z, f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}, se ours / reference {spread[-1]:.3f}'
+        spread = []
         values = compare(out + '/grads_mean.safetensors', z_score)
         zs = [v for v in values if v != float('inf')]
         print(f'mean gradients over {reps} masks: z (difference over its standard error; about 1 where the means agree) '
               f'median {sorted(zs)[len(zs) // 2]:.2f}, worst {max(zs):.2f} over {len(values)} tensors')
+        spread.sort()
+        print(f'their spread: standard error ours / reference, median {spread[len(spread) // 2]:.3f}, '
+              f'from {spread[0]:.3f} to {spread[-1]:.3f} (about 1 where the masks vary alike)')
     sys.exit(0)
 m.reset()
 outs = m(b)
