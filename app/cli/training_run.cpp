@@ -17,9 +17,8 @@ namespace fs = std::filesystem;
 
 namespace retreever::cli {
 namespace {
-std::atomic<bool> g_interrupted{false};
-std::atomic<int> g_signals_seen{0};        // a bit for SIGINT, one for SIGTERM
-std::atomic<bool> g_announce{true};        // data parallel: rank 0 alone says it
+std::atomic<int> g_signals_seen{0};  // a bit for SIGINT, one for SIGTERM: any asks for a stop
+std::atomic<bool> g_announce{true};  // data parallel: rank 0 alone says it
 
 // The first Ctrl-C (or SIGTERM) asks for a stop at the end of the step, with a checkpoint; the same
 // signal once more stops at once, for a step that does not end (the files already written stay
@@ -28,7 +27,6 @@ std::atomic<bool> g_announce{true};        // data parallel: rank 0 alone says i
 void on_interrupt(int signal) {
   const int bit = signal == SIGINT ? 1 : 2;
   const int before = g_signals_seen.fetch_or(bit);
-  g_interrupted = true;
   if (!(before & bit)) {
     static const char first[] = "\ninterrupt: stopping after this step, with a checkpoint (again to stop now)\n";
     if (before == 0 && g_announce) (void)!write(STDERR_FILENO, first, sizeof first - 1);
@@ -47,7 +45,7 @@ void install_interrupt_handlers(bool announce) {
   std::signal(SIGTERM, on_interrupt);
 }
 
-bool interrupt_requested() { return g_interrupted.load(); }
+bool interrupt_requested() { return g_signals_seen.load() != 0; }
 
 std::string metric_text(const EvalMetrics& e) {
   char buf[160];
@@ -105,7 +103,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   double smoothed = 0;
   try {
     while (!trainer.finished()) {
-      if (trainer.any_process(g_interrupted)) {  // all processes stop at the same step
+      if (trainer.any_process(interrupt_requested())) {  // all processes stop at the same step
         if (writer) trainer.save(checkpoint);
         write_metrics();
         say("interrupted at step " + std::to_string(trainer.steps_done()) + ": saved " + checkpoint +

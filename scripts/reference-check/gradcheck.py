@@ -83,6 +83,7 @@ if os.environ.get('DROPOUT_REPS'):
     print(f"reference dropout {cfg['dropout']}: mean total {Tot.mean():.5f} +- {Tot.std()/reps**0.5:.5f}, mean tca {C.mean():.5f} +- {C.std()/reps**0.5:.5f}")
     ours()
     if grads:  # per tensor: |mean ours - mean reference| against the two means' standard errors
+        spread = []  # and the ratio of the standard errors, filled by z_score
         def z_score(ours_of, ref):
             if not isinstance(gsum[ref], torch.Tensor): return float('inf'), 'no gradient in the reference'
             mr = gsum[ref] / reps; ser = ((gsq[ref] / reps - mr * mr).clamp_min(0) * reps / (reps - 1) / reps).sqrt()
@@ -92,7 +93,6 @@ if os.environ.get('DROPOUT_REPS'):
             # say) leave the means equal and change the standard errors.
             spread.append(seo.norm().item() / max(ser.norm().item(), 1e-30))
             return z, f'z {z:.2f}, |mean diff| / |mean| {(mo - mr).norm().item() / max(mr.norm().item(), 1e-30):.3f}, se ours / reference {spread[-1]:.3f}'
-        spread = []
         values = compare(out + '/grads_mean.safetensors', z_score)
         zs = [v for v in values if v != float('inf')]
         print(f'mean gradients over {reps} masks: z (difference over its standard error; about 1 where the means agree) '
