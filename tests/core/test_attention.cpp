@@ -300,6 +300,46 @@ class TestAttention : public QObject {
     QVERIFY(torch::equal(keep_mask({1000}, 0.25, torch::kFloat), g1));
   }
 
+  void cpu_keep_masks_are_independent_draws_at_the_asked_rate() {
+    // The CPU masks come from a counter-based hash of one draw of the stream: check that they keep
+    // 1 - p of the elements everywhere in the tensor, that neighbours and successive masks are
+    // independent, and that the thread count does not change them.
+    const std::int64_t n = std::int64_t(1) << 20;
+    const double p = 0.1, q = 1 - p;
+    const double tolerance = 6 * std::sqrt(p * q / n);  // six standard errors of a rate over n draws
+    DropoutStream stream(3);
+    torch::Tensor first, second;
+    {
+      DropoutScope scope(stream);
+      first = keep_mask({n}, p, torch::kFloat) > 0;
+      second = keep_mask({n}, p, torch::kFloat) > 0;
+    }
+    auto rate = [](const torch::Tensor& kept) { return kept.to(torch::kDouble).mean().item<double>(); };
+    QVERIFY2(std::abs(rate(first) - q) < tolerance, qPrintable(QString::number(rate(first))));
+    // In each sixteenth of the tensor (a bias towards either end would show), with a block's tolerance.
+    const double block_tolerance = 6 * std::sqrt(p * q / (n / 16));
+    for (const auto& block : first.chunk(16))
+      QVERIFY2(std::abs(rate(block) - q) < block_tolerance, qPrintable(QString::number(rate(block))));
+    // Neighbours kept together at q^2 (a shifted copy of the mask agrees with it at q^2 + p^2), and
+    // two successive masks of the stream agree at q^2 + p^2, not 1.
+    const auto a = first.narrow(0, 0, n - 1), b = first.narrow(0, 1, n - 1);
+    QVERIFY2(std::abs(rate(a.logical_and(b)) - q * q) < tolerance, qPrintable(QString::number(rate(a.logical_and(b)))));
+    QVERIFY2(std::abs(rate(first == second) - (q * q + p * p)) < tolerance,
+             qPrintable(QString::number(rate(first == second))));
+    // Thread count: the same seed gives the same mask with one thread and with four.
+    const int threads = torch::get_num_threads();
+    torch::Tensor one, four;
+    for (int t : {1, 4}) {
+      torch::set_num_threads(t);
+      stream.reseed(3);
+      DropoutScope scope(stream);
+      (t == 1 ? one : four) = keep_mask({n}, p, torch::kFloat);
+    }
+    torch::set_num_threads(threads);
+    QVERIFY(torch::equal(one, four));
+    QVERIFY(torch::equal(one > 0, first));
+  }
+
   void mean_over_real_tokens_equals_the_mean_of_the_output() {
     // forward_mean moves the feed-forward's output layer after the mean: same numbers, in both styles.
     for (bool reference : {false, true}) {
