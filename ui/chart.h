@@ -49,6 +49,8 @@ struct ChartSpec {
   // the quantity's domain (context sizes 1k .. 256k, say) rather than QCustomPlot's 0 .. 5.
   double empty_x_lo = std::numeric_limits<double>::quiet_NaN(), empty_x_hi = empty_x_lo;
   double empty_y_lo = empty_x_lo, empty_y_hi = empty_x_lo;
+  // Said in the middle of the frame while no series has a point to draw ("press Train", say).
+  std::string empty_text;
   // A legend of the labelled series, in the corner with the least data (hidden above
   // kMaxLegendEntries). A series without points that is in the legend is a key: it explains a
   // colour or a dash.

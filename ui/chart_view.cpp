@@ -205,6 +205,15 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     label->setColor(colour_of(r.colour));
   }
 
+  if (xlo > xhi && !spec.empty_text.empty()) {
+    auto* note = new QCPItemText(plot);
+    note->setObjectName("emptyText");
+    note->position->setType(QCPItemPosition::ptAxisRectRatio);
+    note->position->setCoords(0.5, 0.5);
+    note->setPositionAlignment(Qt::AlignCenter);
+    note->setText(QString::fromStdString(spec.empty_text));
+    note->setColor(plot->xAxis->labelColor());
+  }
   if (xlo > xhi && std::isfinite(spec.empty_x_lo) && std::isfinite(spec.empty_x_hi) &&
       std::isfinite(spec.empty_y_lo) && std::isfinite(spec.empty_y_hi)) {  // no data yet: the domain
     plot->xAxis->setRange(padded_range(spec.empty_x_lo, spec.empty_x_hi, spec.log_x));

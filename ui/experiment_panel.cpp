@@ -307,7 +307,6 @@ void ExperimentPanel::revalidate() {
     it.value()->setEnabled(applies);
   }
 
-  const bool was_valid = problems_.isEmpty();
   problems_ = problems;
   QString warning;
   if (problems.isEmpty())
@@ -317,7 +316,6 @@ void ExperimentPanel::revalidate() {
                                         : tr("Ready to train.") + " " + memory);
   Q_EMIT validityChanged(problems.isEmpty(), problems.isEmpty() ? QString() : problems.first());
   Q_EMIT configChanged();
-  (void)was_valid;
 }
 
 }  // namespace retreever::ui

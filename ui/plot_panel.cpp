@@ -207,6 +207,20 @@ void PlotPanel::rebuild() {
       position_series.insert(add(kPositions, run->name, run->color, LineDash::solid, pos, acc, true), run->id);
     }
   }
+  // What an empty plot says: how to start, or when its first points come.
+  std::int64_t first_eval = 0;
+  bool any = false;
+  for (const auto* run : runs_)
+    if (run->visible) {
+      any = true;
+      if (run->config.eval_every > 0 && (first_eval == 0 || run->config.eval_every < first_eval))
+        first_eval = run->config.eval_every;
+    }
+  if (!any) specs[kLoss].empty_text = tr("No run yet: press Train, or open a checkpoint.").toStdString();
+  for (int i = 0; any && i < kCount; ++i) specs[i].empty_text = tr("Waiting for the first steps.").toStdString();
+  if (any && first_eval > 0)
+    specs[kEval].empty_text = specs[kTokens].empty_text =
+        tr("The first evaluation comes at step %1.").arg(first_eval).toStdString();
   if (term_key) {
     const QColor key = palette().color(QPalette::WindowText);
     add(kTerms, tr("CA (dashed)"), key, LineDash::dash, {}, {}, false);

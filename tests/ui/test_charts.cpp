@@ -91,6 +91,25 @@ class TestCharts : public QObject {
     QVERIFY(x.lower > 1024 && x.lower < 4096 && x.upper > 4096 && x.upper < 262144);
   }
 
+  void an_empty_chart_says_its_text_until_data_comes() {
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({}, {})});
+    spec.empty_text = "Press Train";
+    auto said = [&] {
+      for (int i = 0; i < plot.itemCount(); ++i)
+        if (auto* t = qobject_cast<QCPItemText*>(plot.item(i)); t && t->text() == "Press Train") return true;
+      return false;
+    };
+    draw_chart(&plot, spec);
+    QVERIFY(said());
+    spec.series[0] = series({1, 2}, {NAN, INFINITY});  // points, none drawable: still nothing to see
+    draw_chart(&plot, spec);
+    QVERIFY(said());
+    spec.series[0] = series({1, 2}, {3, 4});
+    draw_chart(&plot, spec);
+    QVERIFY(!said());
+  }
+
   void non_drawable_points_break_the_line_and_leave_the_range() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({1, 2, 3, 4}, {1, NAN, -5, 10})});
