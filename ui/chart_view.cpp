@@ -212,7 +212,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     note->position->setCoords(0.5, 0.5);
     note->setPositionAlignment(Qt::AlignCenter);
     note->setText(QString::fromStdString(spec.empty_text));
-    note->setColor(plot->xAxis->labelColor());
+    note->setColor(QColor(0x80, 0x80, 0x80));  // a placeholder's grey, on light and dark themes
   }
   if (xlo > xhi && std::isfinite(spec.empty_x_lo) && std::isfinite(spec.empty_x_hi) &&
       std::isfinite(spec.empty_y_lo) && std::isfinite(spec.empty_y_hi)) {  // no data yet: the domain

@@ -67,6 +67,8 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
   spec.x_label = tr("tokens read per query").toStdString();
   spec.log_x = true;
   spec.legend = false;  // every point carries its run's name
+  spec.empty_x_lo = 1, spec.empty_x_hi = 1024, spec.empty_y_lo = 0, spec.empty_y_hi = 100;  // tokens; accuracy %
+  spec.empty_text = tr("Each run's last evaluation is a point here: train runs, or press Compare.").toStdString();
   MetricAxes axes;
   for (const auto* run : runs)
     if (const auto* e = run->lastEval()) axes.add(e->metric == "accuracy");

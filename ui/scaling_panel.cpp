@@ -79,6 +79,7 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   layout->addLayout(walk_row);
   tree_ = new TreeView;
   tree_->setObjectName("scalingTree");
+  tree_->setPlaceholder(tr("Press Walk: an untrained TCA's tree over N random tokens, and one query's path down it."));
   layout->addWidget(tree_, 1);
   connect(walk_, &QPushButton::clicked, this,
           [this] { walk(walk_n_->currentData().toLongLong(), device_->currentText()); });
@@ -210,6 +211,7 @@ void ScalingPanel::redraw() {
   }
   latency.empty_y_lo = 0.01, latency.empty_y_hi = 100;  // microseconds: a GPU's TCA to a CPU's CA
   tokens.empty_y_lo = 1, tokens.empty_y_hi = max_n;
+  latency.empty_text = tokens.empty_text = tr("Press Measure: each size is drawn as it is timed.").toStdString();
   const auto& all = decoders();
   for (std::size_t i = 0; i < all.size(); ++i) {
     ChartSeries l, t;

@@ -230,6 +230,11 @@ void TreeView::drawNode(QPainter& painter, std::int64_t id) {
   }
 }
 
+void TreeView::setPlaceholder(const QString& text) {
+  placeholder_ = text;
+  update();
+}
+
 void TreeView::paintEvent(QPaintEvent*) {
   QElapsedTimer clock;
   clock.start();
@@ -239,7 +244,8 @@ void TreeView::paintEvent(QPaintEvent*) {
   painter.fillRect(rect(), palette().base());
   if (!result_) {
     painter.setPen(palette().color(QPalette::PlaceholderText));
-    painter.drawText(rect(), Qt::AlignCenter, tr("Train or open a checkpoint, then click a query."));
+    painter.drawText(rect(), Qt::AlignCenter,
+                     placeholder_.isEmpty() ? tr("Train or open a checkpoint, then click a query.") : placeholder_);
     return;
   }
   if (!result_->has_tree) {

@@ -27,6 +27,8 @@ class TreeView : public QWidget {
 
   void setResult(InspectResult result);  // tree + trace of one query (moved in: a 1M-leaf tree is large)
   void clear();
+  // What the view says while it has no tree (by default: how to get one in the inspector).
+  void setPlaceholder(const QString& text);
   const InspectResult* current() const { return result_ ? &*result_ : nullptr; }
   // Reveal the walk down to this level (0 = root only; shape.k + 1 = everything).
   void setRevealedLevel(int level);
@@ -80,6 +82,7 @@ class TreeView : public QWidget {
   std::vector<int> role_level_;    // the level at which each node's role becomes known
   std::vector<double> prob_;       // per node id, -1 when not scored
   QMap<std::int64_t, QColor> colours_;
+  QString placeholder_;
   int revealed_ = 0;
   double zoom_ = 1.0;
   QPointF pan_;
