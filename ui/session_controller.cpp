@@ -76,8 +76,11 @@ bool SessionController::openCheckpoint(const QString& path, QString* error) {
 }
 
 void SessionController::stopAll() {
+  for (int i : queue_) runs_[i].state = tr("cancelled");  // stays in the list, marked: it will not run
+  const bool dropped = !queue_.isEmpty();
   queue_.clear();
   session_->stop();
+  if (dropped) Q_EMIT changed();
 }
 
 bool SessionController::cancelOpening() {

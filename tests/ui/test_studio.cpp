@@ -188,6 +188,17 @@ class TestStudio : public QObject {
     QVERIFY(!controller.opening());
     controller.setVisible(0, false);
     QVERIFY(!controller.runs()[0].visible);
+    // Stop ends the run and cancels the queue behind it; the cancelled runs say so and never start.
+    controller.queueRuns({small_copy(100000), small_copy(4), small_copy(4)}, "stopped");
+    QTRY_VERIFY_WITH_TIMEOUT(controller.session()->busy(), 30000);
+    controller.stopAll();
+    QVERIFY(controller.queueEmpty());
+    QCOMPARE(controller.runs()[3].state, QString("cancelled"));
+    QCOMPARE(controller.runs()[4].state, QString("cancelled"));
+    QTRY_VERIFY_WITH_TIMEOUT(!controller.session()->busy(), 60000);
+    QTest::qWait(100);
+    QCOMPARE(controller.runs()[3].state, QString("cancelled"));
+    QVERIFY(controller.runs()[3].history.steps.empty());
   }
 
   void initTestCase() {
