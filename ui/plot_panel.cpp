@@ -164,6 +164,13 @@ void PlotPanel::rebuild() {
   for (const auto* run : runs_)
     if (run->visible) term_lines += decoder_info(run->config.model).policy ? 4 : 1;
   const bool term_key = term_lines > kMaxLegendEntries;
+  // One run shown: its terms take colours of their own (the TCA term keeps the run's), since four
+  // dashes of one colour are lost in a noisy curve; with several runs a colour is a run.
+  int shown_runs = 0;
+  for (const auto* run : runs_) shown_runs += run->visible;
+  auto term_colour = [&](const RunRecord* run, int term) {
+    return shown_runs == 1 && term > 0 ? run_color(run->id - 1 + term) : run->color;
+  };
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
@@ -180,9 +187,10 @@ void PlotPanel::rebuild() {
     add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(loss, alpha), false);
     add(kTerms, run->name + " TCA", run->color, LineDash::solid, steps, smooth(tca, alpha), false);
     if (decoder_info(run->config.model).policy) {
-      for (int t : {add(kTerms, run->name + " CA", run->color, LineDash::dash, steps, smooth(ca, alpha), false),
-                    add(kTerms, run->name + " RL", run->color, LineDash::dot, steps, smooth(rl, alpha), false),
-                    add(kTerms, run->name + " entropy", run->color, LineDash::dash_dot, steps, smooth(entropy, alpha), false)})
+      for (int t : {add(kTerms, run->name + " CA", term_colour(run, 1), LineDash::dash, steps, smooth(ca, alpha), false),
+                    add(kTerms, run->name + " RL", term_colour(run, 2), LineDash::dot, steps, smooth(rl, alpha), false),
+                    add(kTerms, run->name + " entropy", term_colour(run, 3), LineDash::dash_dot, steps,
+                        smooth(entropy, alpha), false)})
         specs[kTerms].series[t].in_legend = !term_key;
     }
     add(kLr, run->name, run->color, LineDash::solid, steps, lr, false);

@@ -373,6 +373,16 @@ class TestStudio : public QObject {
     QCOMPARE(terms->graphCount(), 8);
     QCOMPARE(legend_names().size(), 8);
     QVERIFY(legend_names().contains("#2 RL"));
+    // Two runs: a colour a run, the terms told apart by their dashes.
+    QCOMPARE(terms->graph(1)->pen().color(), runs[0].color);
+    QCOMPARE(terms->graph(5)->pen().color(), runs[1].color);
+    // One run: each term a colour of its own, the TCA term the run's.
+    panel.setRuns({shown[0]});
+    QCOMPARE(terms->graphCount(), 4);
+    QCOMPARE(terms->graph(0)->pen().color(), runs[0].color);
+    QSet<QRgb> colours;
+    for (int g = 0; g < 4; ++g) colours.insert(terms->graph(g)->pen().color().rgb());
+    QCOMPARE(colours.size(), 4);
   }
 
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
