@@ -53,6 +53,7 @@ void SessionController::queueRuns(const QList<Config>& configs, const QString& g
 void SessionController::startNextQueued() {
   if (session_->busy() || queue_.isEmpty()) return;
   current_ = queue_.takeFirst();
+  stopping_ = false;
   runs_[current_].state = tr("starting");
   rate_steps_ = 0;
   rate_clock_.restart();
@@ -79,6 +80,7 @@ void SessionController::stopAll() {
   for (int i : queue_) runs_[i].state = tr("cancelled");  // stays in the list, marked: it will not run
   const bool dropped = !queue_.isEmpty();
   queue_.clear();
+  stopping_ = session_->busy();
   session_->stop();
   if (dropped) Q_EMIT changed();
 }
@@ -179,7 +181,14 @@ void SessionController::onStateChanged(TrainingSession::State s) {
     Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
     return;
   }
-  if (auto* run = currentRun()) run->state = state_text(s);
+  if (auto* run = currentRun()) {
+    run->state = state_text(s);
+    // Stopped before its last step: say where, so that it does not read as a run that completed.
+    const std::int64_t done = run->history.steps.empty() ? 0 : run->history.steps.back().step;
+    if (s == TrainingSession::State::Finished && stopping_ && done < run->config.steps)
+      run->state = done > 0 ? tr("stopped at step %1").arg(done) : tr("stopped before its first step");
+  }
+  if (ended) stopping_ = false;
   if (s == TrainingSession::State::Failed && !pending_load_.isEmpty()) {
     const QString path = pending_load_;
     pending_load_.clear();

@@ -72,6 +72,7 @@ class SessionController : public QObject {
   int next_id_ = 1;
   QString pending_load_;       // checkpoint being opened (becomes a run when it starts)
   bool discarding_ = false;    // an opening was cancelled: ignore the session until it ends
+  bool stopping_ = false;      // Stop was pressed: the current run ends before its last step
   QElapsedTimer rate_clock_;
   qint64 rate_steps_ = 0;
   double steps_per_second_ = 0;

@@ -190,13 +190,17 @@ class TestStudio : public QObject {
     QVERIFY(!controller.runs()[0].visible);
     // Stop ends the run and cancels the queue behind it; the cancelled runs say so and never start.
     controller.queueRuns({small_copy(100000), small_copy(4), small_copy(4)}, "stopped");
-    QTRY_VERIFY_WITH_TIMEOUT(controller.session()->busy(), 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(!controller.runs()[2].history.steps.empty(), 30000);
     controller.stopAll();
     QVERIFY(controller.queueEmpty());
     QCOMPARE(controller.runs()[3].state, QString("cancelled"));
     QCOMPARE(controller.runs()[4].state, QString("cancelled"));
     QTRY_VERIFY_WITH_TIMEOUT(!controller.session()->busy(), 60000);
     QTest::qWait(100);
+    const auto& stopped = controller.runs()[2];
+    QVERIFY(!stopped.history.steps.empty());
+    QCOMPARE(stopped.state, QString("stopped at step %1").arg(stopped.history.steps.back().step));
+    QCOMPARE(controller.runs()[1].state, state_text(TrainingSession::State::Finished));  // ran to its end
     QCOMPARE(controller.runs()[3].state, QString("cancelled"));
     QVERIFY(controller.runs()[3].history.steps.empty());
   }
