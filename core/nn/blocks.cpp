@@ -122,8 +122,10 @@ inline std::uint32_t hash32(std::uint32_t x) {
 // Elements [i0, i1) of a CPU keep mask keyed by `key`: element i is kept when 24 bits of
 // hash32(hash32(i + key's low half) ^ (key's high half + i's high half)) fall below `threshold`
 // (= (1 - p) 2^24). 32-bit multiplies, so that the loop vectorises (with AVX2 where the CPU has it).
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
 __attribute__((target_clones("avx2", "default")))
+#endif
 #endif
 void fill_keep_range(float* out, std::int64_t i0, std::int64_t i1, std::uint64_t key, std::uint32_t threshold,
                      float scale) {
