@@ -45,7 +45,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   body_ = new QWidget;
   auto* body_layout = new QVBoxLayout(body_);
   body_layout->setContentsMargins(0, 0, 0, 0);
-  auto* splitter = new QSplitter(Qt::Vertical);
+  auto* splitter = splitter_ = new QSplitter(Qt::Vertical);
   views_ = new QStackedWidget;
   copy_view_ = new CopyTaskView;
   gp_view_ = new GpTaskView;
@@ -58,6 +58,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   splitter->addWidget(tree_);
   splitter->setStretchFactor(0, 1);
   splitter->setStretchFactor(1, 2);
+  showView(copy_view_);
   body_layout->addWidget(splitter, 1);
   summary_ = new QLabel(tr("No model yet: start training or open a checkpoint."));
   summary_->setObjectName("inspectSummary");
@@ -76,6 +77,15 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
 }
 
 InspectorPanel::~InspectorPanel() = default;
+
+// The stack takes the shown view's minimum height only: the image view's 300 px would leave the copy
+// task's three rows of tokens in a tall empty pane.
+void InspectorPanel::showView(QWidget* shown) {
+  views_->setCurrentWidget(shown);
+  for (auto* page : {static_cast<QWidget*>(copy_view_), static_cast<QWidget*>(gp_view_), static_cast<QWidget*>(image_view_)})
+    page->setSizePolicy(QSizePolicy::Preferred, page == shown ? QSizePolicy::Preferred : QSizePolicy::Ignored);
+  views_->setMinimumHeight(shown->minimumHeight());
+}
 
 std::int64_t InspectorPanel::sample() const { return sample_spin_->value(); }
 TaskView* InspectorPanel::taskView() const {
@@ -130,9 +140,15 @@ void InspectorPanel::install(std::shared_ptr<Inspector> inspector, const std::st
   inspector_ = std::move(inspector);
   viewed_sample_ = -1;  // a new model: its views are new
   const auto& view = task_info(task).view;
-  views_->setCurrentWidget(view == "function" ? static_cast<QWidget*>(gp_view_)
-                           : view == "image"  ? static_cast<QWidget*>(image_view_)
-                                              : copy_view_);
+  QWidget* shown = view == "function" ? static_cast<QWidget*>(gp_view_)
+                   : view == "image"  ? static_cast<QWidget*>(image_view_)
+                                      : copy_view_;
+  showView(shown);
+  if (first) {  // a new task's view starts at its minimum height, or a third of the panel
+    const int total = splitter_->sizes().value(0) + splitter_->sizes().value(1);
+    const int top = std::max(shown->minimumHeight() + 10, shown == copy_view_ ? 0 : total / 3);
+    if (total > top + 150) splitter_->setSizes({top, total - top});
+  }
   sample_spin_->blockSignals(true);
   sample_spin_->setRange(0, int(inspector_->samples() - 1));
   if (first) sample_spin_->setValue(int(inspector_->typical_sample()));

@@ -15,6 +15,7 @@ Q_DECLARE_METATYPE(retreever::InspectResult)
 class QSpinBox;
 class QLabel;
 class QStackedWidget;
+class QSplitter;
 class QSlider;
 
 namespace retreever::ui {
@@ -51,6 +52,7 @@ class InspectorPanel : public QWidget {
   void refresh();
   void updateHighlight();  // the context tokens under S, as far as the walk is revealed
   void install(std::shared_ptr<Inspector> inspector, const std::string& task);
+  void showView(QWidget* view);  // one of the task views, sized by its own minimum
   std::shared_ptr<Inspector> inspector_;
   quint64 load_ticket_ = 0;
   bool loading_ = false;
@@ -62,6 +64,7 @@ class InspectorPanel : public QWidget {
   QSlider* level_slider_;
   QLabel* summary_;
   QStackedWidget* views_;
+  QSplitter* splitter_;  // the task's view above, the tree below
   CopyTaskView* copy_view_;
   GpTaskView* gp_view_;
   ImageTaskView* image_view_;

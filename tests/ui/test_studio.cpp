@@ -582,6 +582,9 @@ class TestStudio : public QObject {
     w.resize(1400, 900);
     w.show();
     QVERIFY(QTest::qWaitForWindowExposed(&w));
+    // The copy task's three rows of tokens do not take the image view's 300 px: the tree has the room.
+    QVERIFY2(view->height() < 250 && w.inspector()->treeView()->height() > 2 * view->height(),
+             qPrintable(QString("view %1 px, tree %2 px").arg(view->height()).arg(w.inspector()->treeView()->height())));
     QTest::mouseClick(view, Qt::LeftButton, {}, view->targetCell(3).center().toPoint());
     QCOMPARE(w.inspector()->query(), std::int64_t(3));
     const auto* result = w.inspector()->current();
