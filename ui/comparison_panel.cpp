@@ -80,7 +80,7 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     const auto& c = run->config;
     QStringList cells = {run->name, QString::fromStdString(c.model), QString::fromStdString(c.task),
                          // the step its value was measured at; without an evaluation, the steps trained
-                         QString::number(e ? e->step : run->history.steps.empty() ? 0 : run->history.steps.back().step)};
+                         QString::number(e ? e->step : run->lastStep())};
     if (e) {
       const bool acc = e->metric == "accuracy";
       cells << QString::number(e->context_size, 'f', 1) << QString::number(e->tokens_per_query, 'f', 1)

@@ -160,14 +160,19 @@ void PlotPanel::rebuild() {
   axes.label(specs[kEval]);
   // The loss terms: one line a term (dashes) a run (colours). Above kMaxLegendEntries lines the
   // legend lists each run once (its TCA term) and a key of the dashes, instead of every line.
-  int term_lines = 0;
+  // Over the runs shown: the loss terms' lines, and the first evaluation an empty plot can promise.
+  int term_lines = 0, shown_runs = 0;
+  std::int64_t first_eval = 0;
   for (const auto* run : runs_)
-    if (run->visible) term_lines += decoder_info(run->config.model).policy ? 4 : 1;
+    if (run->visible) {
+      ++shown_runs;
+      term_lines += decoder_info(run->config.model).policy ? 4 : 1;
+      if (run->config.eval_every > 0 && (first_eval == 0 || run->config.eval_every < first_eval))
+        first_eval = run->config.eval_every;
+    }
   const bool term_key = term_lines > kMaxLegendEntries;
   // One run shown: its terms take colours of their own (the TCA term keeps the run's), since four
   // dashes of one colour are lost in a noisy curve; with several runs a colour is a run.
-  int shown_runs = 0;
-  for (const auto* run : runs_) shown_runs += run->visible;
   auto term_colour = [&](const RunRecord* run, int term) {
     return shown_runs == 1 && term > 0 ? run_color(run->id - 1 + term) : run->color;
   };
@@ -216,17 +221,9 @@ void PlotPanel::rebuild() {
     }
   }
   // What an empty plot says: how to start, or when its first points come.
-  std::int64_t first_eval = 0;
-  bool any = false;
-  for (const auto* run : runs_)
-    if (run->visible) {
-      any = true;
-      if (run->config.eval_every > 0 && (first_eval == 0 || run->config.eval_every < first_eval))
-        first_eval = run->config.eval_every;
-    }
-  if (!any) specs[kLoss].empty_text = tr("No run yet: press Train, or open a checkpoint.").toStdString();
-  for (int i = 0; any && i < kCount; ++i) specs[i].empty_text = tr("Waiting for the first steps.").toStdString();
-  if (any && first_eval > 0)
+  if (shown_runs == 0) specs[kLoss].empty_text = tr("No run yet: press Train, or open a checkpoint.").toStdString();
+  for (int i = 0; shown_runs > 0 && i < kCount; ++i) specs[i].empty_text = tr("Waiting for the first steps.").toStdString();
+  if (first_eval > 0)
     specs[kEval].empty_text = specs[kTokens].empty_text =
         tr("The first evaluation comes at step %1.").arg(first_eval).toStdString();
   if (term_key) {

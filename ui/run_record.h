@@ -25,6 +25,7 @@ struct RunRecord {
   QStringList devices;  // data parallel over these ("all GPUs"); empty: config.device alone
 
   const EvalMetrics* lastEval() const { return history.evals.empty() ? nullptr : &history.evals.back(); }
+  std::int64_t lastStep() const { return history.steps.empty() ? 0 : history.steps.back().step; }  // 0: none yet
 };
 
 // A colour per run that stays distinct on light and dark backgrounds.

@@ -184,7 +184,7 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   if (auto* run = currentRun()) {
     run->state = state_text(s);
     // Stopped before its last step: say where, so that it does not read as a run that completed.
-    const std::int64_t done = run->history.steps.empty() ? 0 : run->history.steps.back().step;
+    const std::int64_t done = run->lastStep();
     if (s == TrainingSession::State::Finished && stopping_ && done < run->config.steps)
       run->state = done > 0 ? tr("stopped at step %1").arg(done) : tr("stopped before its first step");
   }

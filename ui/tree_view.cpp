@@ -15,7 +15,8 @@ constexpr double kMaxRadius = 14;   // largest node circle
 constexpr double kMinSpacing = 3;   // pixels between a level's nodes below which the level collapses
 }  // namespace
 
-TreeView::TreeView(QWidget* parent) : QWidget(parent) {
+TreeView::TreeView(QWidget* parent)
+    : QWidget(parent), placeholder_(tr("Train or open a checkpoint, then click a query.")) {
   setMouseTracking(true);
   setMinimumHeight(220);
   setToolTip(tr("Wheel: zoom. Drag: pan. Double-click: fit.\nGreen: selected set S (a summary node ringed in green, "
@@ -244,8 +245,7 @@ void TreeView::paintEvent(QPaintEvent*) {
   painter.fillRect(rect(), palette().base());
   if (!result_) {
     painter.setPen(palette().color(QPalette::PlaceholderText));
-    painter.drawText(rect(), Qt::AlignCenter,
-                     placeholder_.isEmpty() ? tr("Train or open a checkpoint, then click a query.") : placeholder_);
+    painter.drawText(rect(), Qt::AlignCenter, placeholder_);
     return;
   }
   if (!result_->has_tree) {

@@ -82,7 +82,7 @@ class TreeView : public QWidget {
   std::vector<int> role_level_;    // the level at which each node's role becomes known
   std::vector<double> prob_;       // per node id, -1 when not scored
   QMap<std::int64_t, QColor> colours_;
-  QString placeholder_;
+  QString placeholder_;  // said while there is no tree
   int revealed_ = 0;
   double zoom_ = 1.0;
   QPointF pan_;
