@@ -154,7 +154,23 @@ void apply_training_flags(const Args& args, Config& c) {
   if (!problems.empty()) throw UsageError(problems.front());
 }
 
-Config config_from_args(const Args& args, const std::string& default_task = "copy") {
+// A flag that sets a config field this run does not read is a warning, not an error: a sweep may
+// pass one set of flags to every model.
+void warn_unread_flags(const Args& args, const Config& c) {
+  for (std::string flag : {"seq-len", "branch-factor", "latents", "treeformer-depth", "ordering", "leaf-layout",
+                           "reward", "rl-baseline", "explore", "ca-warmup", "data"}) {
+    if (!args.has(flag)) continue;
+    auto field = flag == "data" ? std::string("data_dir") : flag;
+    std::replace(field.begin(), field.end(), '-', '_');
+    const auto why = unread_field_reason(field, c.task, c.model);
+    if (!why.empty())
+      std::fprintf(stderr, "warning: --%s has no effect on a %s run on %s: %s\n", flag.c_str(), c.model.c_str(),
+                   c.task.c_str(), why.c_str());
+  }
+}
+
+// warn: say which flags the run ignores (false in a data-parallel worker: its launcher said it).
+Config config_from_args(const Args& args, const std::string& default_task = "copy", bool warn = true) {
   Config file_config;
   std::string file_text;
   if (args.has("config")) {
@@ -180,6 +196,7 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   c.ordering = args.str("ordering", c.ordering);
   c.leaf_layout = args.str("leaf-layout", c.leaf_layout);
   apply_training_flags(args, c);
+  if (warn) warn_unread_flags(args, c);
   return c;
 }
 
@@ -209,7 +226,7 @@ int cmd_train(const Args& args) {
                          "train a new run instead");
     trainer = Trainer::load(args.str("resume"), datasets::make_task, [&](Config& c) { apply_training_flags(args, c); });
   } else {
-    trainer = std::make_unique<Trainer>(config_from_args(args), datasets::make_task);
+    trainer = std::make_unique<Trainer>(config_from_args(args, "copy", !setup), datasets::make_task);
   }
   if (setup)
     if (const int status = join_run(*trainer, *setup)) return status;
@@ -312,7 +329,8 @@ int cmd_study(const Args& args, const ChartWriter& charts) {
   if (args.positionals().size() != 1)
     throw UsageError("name one study: retreever study reward|ordering|models --out DIR");
   const std::string kind = args.positionals()[0];
-  const Config base = config_from_args(args, kind == "ordering" ? "image" : "copy");
+  // A study trains several models from this base: no single model's unread flags to warn about.
+  const Config base = config_from_args(args, kind == "ordering" ? "image" : "copy", false);
   ReportJob job;
   job.title = "retreever study " + kind;
   job.stem = "study";

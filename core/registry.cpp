@@ -100,6 +100,30 @@ const TaskInfo& task_info(const std::string& name) {
   throw std::invalid_argument("unknown task '" + name + "'; use " + names(tasks()));
 }
 
+std::string unread_field_reason(const std::string& field, const std::string& task, const std::string& model) {
+  auto reads = [&](const auto& info) { return std::count(info.fields.begin(), info.fields.end(), field) > 0; };
+  // "the copy task" / "the perceiver and treeformer models" / "classification tasks": the readers.
+  auto readers = [&](const auto& list, auto&& keep, const std::string& kind) {
+    std::vector<std::string> n;
+    for (const auto& i : list)
+      if (keep(i)) n.push_back(i.name);
+    std::string s = n.empty() ? "no" : n.size() == 1 ? "the " + n[0] : "the " + n[0];
+    for (std::size_t i = 1; i < n.size(); ++i) s += (i + 1 == n.size() ? " and " : ", ") + n[i];
+    return "only " + s + " " + kind + (n.size() == 1 ? "" : "s") + " read" + (n.size() == 1 ? "s" : "") + " it";
+  };
+  const auto* d = find_decoder(model);
+  const auto* t = find_task(task);
+  const bool decoder_field = std::any_of(decoders().begin(), decoders().end(), reads);
+  if (decoder_field && !(d && reads(*d))) return readers(decoders(), reads, "model");
+  const bool task_field = std::any_of(tasks().begin(), tasks().end(), reads);
+  if (task_field && !(t && reads(*t))) return readers(tasks(), reads, "task");
+  if (field == "reward" && !(t && t->classification))  // the accuracy and cross-entropy rewards
+    return readers(tasks(), [](const TaskInfo& i) { return i.classification; }, "task");
+  if (field == "block" && !(d && d->reference_block))  // the models the reference code has
+    return readers(decoders(), [](const DecoderInfo& i) { return i.reference_block; }, "model");
+  return "";
+}
+
 Config paper_recipe_for(const std::string& task) {
   Config c;
   c.task = task;

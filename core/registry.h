@@ -69,6 +69,11 @@ const TaskInfo& task_info(const std::string& name);
 const DecoderInfo* find_decoder(const std::string& name);  // null when unknown
 const TaskInfo* find_task(const std::string& name);
 
+// Why a run of `model` on `task` leaves the config field `field` unread, e.g. "only the perceiver
+// model reads it"; empty when the run reads it (or the field belongs to every run). The studio
+// greys such fields out, and the command line warns about a flag that sets one.
+std::string unread_field_reason(const std::string& field, const std::string& task, const std::string& model);
+
 // The paper's recipe for `task`: Config's defaults with the task's reference_settings. The report
 // names what a run changes from it and trains TCA with it beside.
 Config paper_recipe_for(const std::string& task);

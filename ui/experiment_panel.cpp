@@ -277,34 +277,19 @@ void ExperimentPanel::revalidate() {
                   "and says which setting to lower.");
     }
   }
+  // Fields that do not apply to this task/model are disabled, not hidden: users see them, and why.
+  const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText().toStdString();
+  const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText().toStdString();
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     const bool is_bad = bad.contains(it.key());
     it.value()->setStyleSheet(is_bad ? "background-color: #f8d0d0; color: #600;" : "");
     QString tip = it.value()->property("baseTip").toString();
     for (const auto& p : problems)
       if (p.startsWith(it.key() + ":")) tip += "\n\n⚠ " + p;
+    const auto unread = unread_field_reason(it.key().toStdString(), task, model);
+    if (!unread.empty()) tip += "\n\n" + tr("Not used by this run: %1.").arg(QString::fromStdString(unread));
     it.value()->setToolTip(tip);
-  }
-  // Fields that do not apply to this task/model are disabled, not hidden: users see them.
-  const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText();
-  const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText();
-  // A field that some decoders or tasks read (core/registry.h) applies when the chosen ones do.
-  const auto* decoder = find_decoder(model.toStdString());
-  const auto* task_entry = find_task(task.toStdString());
-  for (auto it = editors_.begin(); it != editors_.end(); ++it) {
-    const std::string field = it.key().toStdString();
-    bool applies = true;
-    for (const auto& d : decoders())
-      if (std::count(d.fields.begin(), d.fields.end(), field))
-        applies = applies && decoder && std::count(decoder->fields.begin(), decoder->fields.end(), field);
-    bool task_field = false, chosen_task_reads = false;
-    for (const auto& t : tasks())
-      if (std::count(t.fields.begin(), t.fields.end(), field)) task_field = true;
-    if (task_entry) chosen_task_reads = std::count(task_entry->fields.begin(), task_entry->fields.end(), field) > 0;
-    if (task_field) applies = applies && chosen_task_reads;
-    if (field == "reward") applies = applies && task_entry && task_entry->classification;  // a classification reward
-    if (field == "block") applies = decoder && decoder->reference_block;  // the models the reference code has
-    it.value()->setEnabled(applies);
+    it.value()->setEnabled(unread.empty());
   }
 
   problems_ = problems;

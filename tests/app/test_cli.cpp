@@ -141,6 +141,14 @@ class TestCli : public QObject {
     r = run({"train", "--task", "gp", "--model", "tca", "--steps", "2", "--batch", "4", "--eval-every", "2",
              "--ca-warmup", "5", "--out", file("gp-warm")});
     QVERIFY2(r.code == 0 && r.err.contains("warning: ca_warmup:") && r.err.contains("below steps (2)"), qPrintable(r.err));
+    // A flag this model or task does not read: said, once each, and the run goes on.
+    r = run({"train", "--task", "gp", "--model", "ca", "--steps", "1", "--batch", "4", "--eval-every", "1",
+             "--seq-len", "64", "--latents", "4", "--out", file("gp-unread")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.err.count("warning: --seq-len has no effect on a ca run on gp: only the copy task reads it") == 1,
+             qPrintable(r.err));
+    QVERIFY2(r.err.count("warning: --latents has no effect on a ca run on gp: only the perceiver model reads it") == 1,
+             qPrintable(r.err));
   }
 
   void resume_continues_from_the_checkpoint() {

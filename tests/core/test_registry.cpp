@@ -89,6 +89,23 @@ class TestRegistry : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, Config::preset("bogus"));
   }
 
+  // A field some models or tasks own is unread by the others, with the readers named; a field every
+  // run reads (lr) and each owner's own fields are read.
+  void unread_fields_name_their_readers() {
+    QCOMPARE(unread_field_reason("latents", "copy", "tca"), std::string("only the perceiver model reads it"));
+    QCOMPARE(unread_field_reason("seq_len", "gp", "ca"), std::string("only the copy task reads it"));
+    QCOMPARE(unread_field_reason("eval_context", "copy", "ca"), std::string("only the gp and image tasks read it"));
+    QCOMPARE(unread_field_reason("block", "copy", "perceiver"), std::string("only the tca and ca models read it"));
+    QCOMPARE(unread_field_reason("reward", "gp", "tca"), std::string("only the copy task reads it"));
+    QCOMPARE(unread_field_reason("lr", "gp", "perceiver"), std::string());
+    for (const auto& d : decoders())
+      for (const auto& t : tasks()) {
+        for (const auto& f : d.fields)
+          if (f != "reward" || t.classification) QVERIFY2(unread_field_reason(f, t.name, d.name).empty(), f.c_str());
+        for (const auto& f : t.fields) QVERIFY2(unread_field_reason(f, t.name, d.name).empty(), f.c_str());
+      }
+  }
+
   // The paper's recipe is Config's defaults except where a task's reference script trains otherwise
   // (the copy script: Adam beta1 0.1, dropout 0.1), and it is a valid config for every task.
   void paper_recipe_is_the_defaults_plus_the_tasks_reference_settings() {

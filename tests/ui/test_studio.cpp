@@ -223,6 +223,8 @@ class TestStudio : public QObject {
         auto* editor = panel->editor(QString::fromStdString(k));
         QVERIFY2(editor, k.c_str());
         QCOMPARE(editor->isEnabled(), std::string(m) == "tca");
+        // A disabled setting's tooltip says why (core/registry.h's unread_field_reason).
+        QCOMPARE(editor->toolTip().contains("Not used by this run: only the tca model reads it."), std::string(m) != "tca");
       }
     }
     qobject_cast<QComboBox*>(panel->editor("leaf_layout"))->setCurrentText("balanced");
