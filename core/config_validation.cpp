@@ -1,6 +1,7 @@
 // What a Config may hold: choices, bounds, cross-field rules, and the memory a run of it needs.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -31,6 +32,17 @@ bool has_policy(const std::string& model) {
   return d && d->policy;
 }
 
+// An integer as it is, a real number in its shortest form ("1e+35", "0.5"), as a user would write it.
+template <typename T>
+std::string number_text(T value) {
+  if constexpr (std::is_integral_v<T>) {
+    return std::to_string(value);
+  } else {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", double(value));
+    return buf;
+  }
+}
 }  // namespace
 
 std::vector<std::string> Config::warnings() const {
@@ -68,7 +80,7 @@ std::vector<std::string> Config::validate() const {
       const double most = upper_bound(field);
       if (most > 0 && double(value) > most)
         e.push_back(std::string(field) + ": at most " + std::to_string(std::llround(most)) + " (got " +
-                    std::to_string(value) + "); lower it.");
+                    number_text(value) + "); lower it.");
     }
   });
   positive("batch", batch);

@@ -165,16 +165,13 @@ int run_workers(int nproc, const std::vector<std::string>& train_args, bool cuda
   // Every process failed the same way by itself (a divergence, a bad file): rank 0 said why
   // already.
   if (rank == 0 && !cause->signal && cause->exit_code != kExitLostContact) return cause->exit_code;
-  const auto checkpoint = out / "checkpoint.safetensors";
   // A lost contact names itself ("process 0 of 2 lost contact ..."); anything else is named here.
   const auto what = cause->exit_code == kExitLostContact && !cause->error.empty()
                         ? cause->error
                         : "training process " + std::to_string(rank) + " of " +
                               std::to_string(nproc) + " " + cause->describe();
   std::fprintf(stderr, "error: %s; the other processes were stopped. %s\n", what.c_str(),
-               fs::exists(checkpoint)
-                   ? ("The last good checkpoint is kept: " + checkpoint.string()).c_str()
-                   : "No checkpoint was written yet.");
+               kept_checkpoint_text(out).c_str());
   return cause->exit_code > 0 && cause->exit_code != kExitLostContact ? cause->exit_code
                                                                       : kExitError;
 }

@@ -58,6 +58,12 @@ std::string metric_text(const EvalMetrics& e) {
 
 // Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
 // every run of 'study'. Returns the exit status (0, interrupted or diverged).
+std::string kept_checkpoint_text(const fs::path& out) {
+  const auto checkpoint = out / "checkpoint.safetensors";
+  return fs::exists(checkpoint) ? "The last good checkpoint is kept: " + checkpoint.string()
+                                : "No checkpoint was written yet.";
+}
+
 int run_training(Trainer& trainer, const fs::path& out) {
   // Data parallel: every process trains and evaluates; rank 0 alone writes files and progress.
   const bool writer = trainer.rank() == 0;
@@ -96,8 +102,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
     write_metrics();
     progress.finish();
     if (writer)
-      std::fprintf(stderr, "error: %s. The last good checkpoint is kept: %s\n", e.what(),
-                   fs::exists(checkpoint) ? checkpoint.c_str() : "(none was written yet)");
+      std::fprintf(stderr, "error: %s. %s\n", e.what(), kept_checkpoint_text(out).c_str());
     return code;
   };
   double smoothed = 0;

@@ -67,6 +67,18 @@ class TestConfig : public QObject {
     QVERIFY(mentions(c.validate(), "schedule_steps:"));
   }
 
+  // A bound's message gives the value as a user would write it back.
+  void values_beyond_a_bound_are_quoted_readably() {
+    Config c;
+    c.lr = 1e35;
+    QCOMPARE(c.validate().front(), std::string("lr: at most 1 (got 1e+35); lower it."));
+    c.lr = 1.5;
+    QCOMPARE(c.validate().front(), std::string("lr: at most 1 (got 1.5); lower it."));
+    c = Config();
+    c.batch = 70000;
+    QCOMPARE(c.validate().front(), std::string("batch: at most 65536 (got 70000); lower it."));
+  }
+
   void bad_values_are_named() {
     auto check = [](auto mutate, const std::string& field) {
       Config c;
