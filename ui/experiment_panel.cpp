@@ -289,6 +289,8 @@ void ExperimentPanel::revalidate() {
     const auto unread = unread_field_reason(it.key().toStdString(), task, model);
     if (!unread.empty()) tip += "\n\n" + tr("Not used by this run: %1.").arg(QString::fromStdString(unread));
     it.value()->setToolTip(tip);
+    if (auto* form = qobject_cast<QFormLayout*>(it.value()->parentWidget()->layout()))
+      if (auto* label = form->labelForField(it.value())) label->setToolTip(tip);  // the label says it too
     it.value()->setEnabled(unread.empty());
   }
 

@@ -3,6 +3,7 @@
 // matching 'retreever inspect', exports, and bad files answered with a dialog.
 #include <QAction>
 #include <QComboBox>
+#include <QFormLayout>
 #include <QElapsedTimer>
 #include <QImage>
 #include <QJsonDocument>
@@ -225,6 +226,9 @@ class TestStudio : public QObject {
         QCOMPARE(editor->isEnabled(), std::string(m) == "tca");
         // A disabled setting's tooltip says why (core/registry.h's unread_field_reason).
         QCOMPARE(editor->toolTip().contains("Not used by this run: only the tca model reads it."), std::string(m) != "tca");
+        auto* form = qobject_cast<QFormLayout*>(editor->parentWidget()->layout());
+        QVERIFY(form && form->labelForField(editor));
+        QCOMPARE(form->labelForField(editor)->toolTip(), editor->toolTip());  // the label says it too
       }
     }
     qobject_cast<QComboBox*>(panel->editor("leaf_layout"))->setCurrentText("balanced");
