@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "app/cli/command_line.h"
@@ -155,13 +156,16 @@ void apply_training_flags(const Args& args, Config& c) {
 }
 
 // A flag that sets a config field this run does not read is a warning, not an error: a sweep may
-// pass one set of flags to every model.
+// pass one set of flags to every model. The fields that can go unread are those some model or task
+// owns (core/registry.h); each flag is named after its field.
 void warn_unread_flags(const Args& args, const Config& c) {
-  for (std::string flag : {"seq-len", "branch-factor", "latents", "treeformer-depth", "ordering", "leaf-layout",
-                           "reward", "rl-baseline", "explore", "ca-warmup", "data"}) {
+  std::set<std::string> owned;
+  for (const auto& d : decoders()) owned.insert(d.fields.begin(), d.fields.end());
+  for (const auto& t : tasks()) owned.insert(t.fields.begin(), t.fields.end());
+  for (const auto& field : owned) {
+    auto flag = field == "data_dir" ? std::string("data") : field;
+    std::replace(flag.begin(), flag.end(), '_', '-');
     if (!args.has(flag)) continue;
-    auto field = flag == "data" ? std::string("data_dir") : flag;
-    std::replace(field.begin(), field.end(), '-', '_');
     const auto why = unread_field_reason(field, c.task, c.model);
     if (!why.empty())
       std::fprintf(stderr, "warning: --%s has no effect on a %s run on %s: %s\n", flag.c_str(), c.model.c_str(),

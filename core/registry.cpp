@@ -102,12 +102,12 @@ const TaskInfo& task_info(const std::string& name) {
 
 std::string unread_field_reason(const std::string& field, const std::string& task, const std::string& model) {
   auto reads = [&](const auto& info) { return std::count(info.fields.begin(), info.fields.end(), field) > 0; };
-  // "the copy task" / "the perceiver and treeformer models" / "classification tasks": the readers.
+  // "only the copy task reads it" / "only the gp and image tasks read it": the readers named.
   auto readers = [&](const auto& list, auto&& keep, const std::string& kind) {
     std::vector<std::string> n;
     for (const auto& i : list)
       if (keep(i)) n.push_back(i.name);
-    std::string s = n.empty() ? "no" : n.size() == 1 ? "the " + n[0] : "the " + n[0];
+    std::string s = n.empty() ? "no" : "the " + n[0];
     for (std::size_t i = 1; i < n.size(); ++i) s += (i + 1 == n.size() ? " and " : ", ") + n[i];
     return "only " + s + " " + kind + (n.size() == 1 ? "" : "s") + " read" + (n.size() == 1 ? "s" : "") + " it";
   };

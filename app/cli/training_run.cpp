@@ -56,14 +56,14 @@ std::string metric_text(const EvalMetrics& e) {
   return buf;
 }
 
-// Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
-// every run of 'study'. Returns the exit status (0, interrupted or diverged).
 std::string kept_checkpoint_text(const fs::path& out) {
   const auto checkpoint = out / "checkpoint.safetensors";
   return fs::exists(checkpoint) ? "The last good checkpoint is kept: " + checkpoint.string()
                                 : "No checkpoint was written yet.";
 }
 
+// Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
+// every run of 'study'. Returns the exit status (0, interrupted or diverged).
 int run_training(Trainer& trainer, const fs::path& out) {
   // Data parallel: every process trains and evaluates; rank 0 alone writes files and progress.
   const bool writer = trainer.rank() == 0;
