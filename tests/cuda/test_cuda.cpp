@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <unistd.h>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <torch/cuda.h>
@@ -219,14 +220,16 @@ void greedy_walk_on_the_gpu_matches_the_cpu_kernel() {
 
 // Training without bptt on a GPU, build_tree runs the levels without autograd and then once more in
 // one batched call (tree.cpp): the nodes and the aggregator's gradients equal the CPU's level-by-level
-// build, with padding (N = 37, 300: masked children) and without (N = 256), and fan-outs P != b.
+// build, with padding (N = 37, 300: masked children) and without (N = 256), and fan-outs P != b;
+// at N = 32768 (batch 2) the leaf level's 65536 child rows run once with autograd, the rest batched.
 void batched_tree_on_the_gpu_matches_the_cpu_build() {
-  for (auto [N, b] : std::vector<std::pair<int64_t, int64_t>>{{37, 2}, {256, 2}, {300, 3}}) {
+  for (auto [N, b, B] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {37, 2, 3}, {256, 2, 3}, {300, 3, 3}, {32768, 2, 2}}) {
     const auto what = "batched tree N=" + std::to_string(N) + " b=" + std::to_string(b);
     torch::manual_seed(uint64_t(N));
     Aggregator agg(1, 32, 2, 64);
-    auto context = torch::randn({3, N, 32});
-    auto order = context_order(torch::zeros({3, N, 1}), "given", b);
+    auto context = torch::randn({B, N, 32});
+    auto order = context_order(torch::zeros({B, N, 1}), "given", b);
     auto build = [&](const torch::Device& dev) {
       agg->to(dev);
       agg->zero_grad();
