@@ -12,10 +12,21 @@
 
 namespace retreever {
 
+std::string unreadable_file_reason(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) return "does not exist";
+  if (std::filesystem::is_directory(status)) return "is a folder, not a file";
+  std::ifstream in(path, std::ios::binary);
+  return in ? "" : "is not readable";
+}
+
 std::string read_text_file(const std::string& path) {
   constexpr std::uintmax_t kMaxTextFile = std::uintmax_t(16) << 20;  // configs and budgets are a few KB
+  if (const auto why = unreadable_file_reason(path); !why.empty())
+    throw std::runtime_error("cannot read '" + path + "': it " + why);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error("cannot read '" + path + "': no such file or not readable");
+  if (!in) throw std::runtime_error("cannot read '" + path + "': it is not readable");
   const auto size = std::uintmax_t(std::max<std::streamoff>(0, in.tellg()));
   if (size > kMaxTextFile)
     throw std::runtime_error("'" + path + "' holds " + std::to_string(size) + " bytes, more than the " +

@@ -7,6 +7,13 @@
 
 namespace retreever {
 
+// The checkpoint's name in a run folder (DIR/checkpoint.safetensors, DESIGN.md "Files").
+inline constexpr const char* kCheckpointFileName = "checkpoint.safetensors";
+
+// Why PATH cannot be opened as a file ("does not exist", "is a folder, not a file", "is not
+// readable"), or "" when it can.
+std::string unreadable_file_reason(const std::string& path);
+
 // Reads a whole text file (configs, budgets: at most 16 MiB); throws std::runtime_error with the
 // path on failure.
 std::string read_text_file(const std::string& path);

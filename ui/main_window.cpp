@@ -221,7 +221,7 @@ void MainWindow::createActions() {
        });
   make("save", tr("&Save checkpoint..."), tr("Save the current run's model, optimiser, config and curves"),
        QKeySequence::Save, SP::SP_DialogSaveButton, [this] {
-         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), "checkpoint.safetensors", tr("Checkpoints (*.safetensors)"));
+         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), kCheckpointFileName, tr("Checkpoints (*.safetensors)"));
          if (!path.isEmpty()) saveCheckpoint(path);
        });
   make("exportPlots", tr("Export &plots..."), tr("Write every plot as PNG and/or PDF at a chosen size"),
@@ -622,7 +622,7 @@ bool MainWindow::exportReport(const QString& folder) {
     }
   }
   if (!writeFileAtomically(dir.filePath("report.md"), md.toUtf8())) return false;
-  if (controller_->currentRun()) session_->saveCheckpointNow(dir.filePath("checkpoint.safetensors"));
+  if (controller_->currentRun()) session_->saveCheckpointNow(dir.filePath(kCheckpointFileName));
   statusBar()->showMessage(tr("Report written to %1").arg(folder), 5000);
   return true;
 }

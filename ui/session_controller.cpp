@@ -4,6 +4,7 @@
 #include <QTimer>
 #include <algorithm>
 
+#include "core/files.h"
 #include "core/registry.h"
 #include "core/tree/tree_shape.h"
 
@@ -66,9 +67,8 @@ bool SessionController::openCheckpoint(const QString& path, QString* error) {
     if (error) *error = tr("A run is in progress: stop it before opening a checkpoint.");
     return false;
   }
-  QFileInfo info(path);
-  if (!info.exists() || !info.isReadable()) {
-    if (error) *error = tr("Cannot open '%1': the file does not exist or is not readable.").arg(path);
+  if (const auto why = unreadable_file_reason(path.toStdString()); !why.empty()) {
+    if (error) *error = tr("Cannot open '%1': it %2.").arg(path, QString::fromStdString(why));
     return false;
   }
   pending_load_ = path;

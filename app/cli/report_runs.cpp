@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "app/cli/training_run.h"
+#include "core/files.h"
 #include "core/registry.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
@@ -55,7 +56,7 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
   Run run;
   run.dir = dir;
   run.config = wanted;
-  const fs::path folder = opt_.out / dir, checkpoint = folder / "checkpoint.safetensors";
+  const fs::path folder = opt_.out / dir, checkpoint = folder / kCheckpointFileName;
   ++index_;
   std::unique_ptr<Trainer> trainer;
   if (fs::exists(checkpoint)) {
@@ -104,7 +105,7 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
 
 std::optional<EvalMetrics> Runner::evaluate(const Run& run, const std::function<void(Config&)>& adjust) {
   if (!run.available() || run.status == "planned") return std::nullopt;
-  auto trainer = Trainer::load((opt_.out / run.dir / "checkpoint.safetensors").string(), datasets::make_task,
+  auto trainer = Trainer::load((opt_.out / run.dir / kCheckpointFileName).string(), datasets::make_task,
                                [&](Config& c) {
                                  local(c);
                                  adjust(c);

@@ -57,7 +57,7 @@ std::string metric_text(const EvalMetrics& e) {
 }
 
 std::string kept_checkpoint_text(const fs::path& out) {
-  const auto checkpoint = out / "checkpoint.safetensors";
+  const auto checkpoint = out / kCheckpointFileName;
   return fs::exists(checkpoint) ? "The last good checkpoint is kept: " + checkpoint.string()
                                 : "No checkpoint was written yet.";
 }
@@ -72,7 +72,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
   const auto& cfg = trainer.config();
   if (writer) write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
-  const auto checkpoint = (out / "checkpoint.safetensors").string();
+  const auto checkpoint = (out / kCheckpointFileName).string();
   const auto best = (out / "checkpoint_best.safetensors").string();
   auto write_metrics = [&] {
     if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());

@@ -1,14 +1,29 @@
 #include "checkpoint.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "core/files.h"
 #include "core/training/flat_adam.h"
 #include "core/training/safetensors.h"
 
 namespace retreever {
+
+void require_checkpoint_file(const std::string& path) {
+  const auto why = unreadable_file_reason(path);
+  if (why.empty()) return;
+  std::string fix;
+  if (std::filesystem::is_directory(path)) {
+    const auto inside = std::filesystem::path(path) / kCheckpointFileName;
+    fix = unreadable_file_reason(inside.string()).empty() ? "; pass '" + inside.string() + "'"
+                                                           : "; pass a .safetensors file";
+  }
+  throw std::runtime_error("checkpoint '" + path + "' " + why + fix);
+}
+
 namespace {
 
 constexpr const char* kFormat = "retreever-checkpoint";  // __metadata__ "format": marks our files
@@ -65,8 +80,7 @@ double parse_double(const std::string& text, const std::string& what) {
 }
 
 safetensors::Header open_checkpoint(const std::string& path) {
-  std::ifstream probe(path, std::ios::binary);
-  if (!probe) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not readable");
+  require_checkpoint_file(path);
   if (safetensors::looks_like_torch_archive(path))
     throw std::runtime_error("'" + path + "' is a checkpoint in the old torch-archive format, which runs code from the "
                              "file when it is read; if you trust where it came from, convert it once with "

@@ -34,8 +34,7 @@ std::map<std::string, std::vector<std::int64_t>> shapes_of(torch::nn::Module& mo
 
 void load_archive(torch::serialize::InputArchive& archive, const std::string& path,
                   const torch::Device& device) {
-  std::ifstream probe(path, std::ios::binary);
-  if (!probe) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not readable");
+  require_checkpoint_file(path);
   try {
     archive.load_from(path, device);
   } catch (const std::exception& e) {  // c10::Error, or TorchScript's errors for foreign archives

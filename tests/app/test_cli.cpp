@@ -349,6 +349,7 @@ class TestCli : public QObject {
     bad.close();
     expect_refusal(train + QStringList{"--config", file("bad.json")}, "malformed JSON");
     expect_refusal(train + QStringList{"--config", file("absent.json")}, "cannot read");
+    expect_refusal(train + QStringList{"--config", run_dir_}, "is a folder, not a file");
 
     expect_refusal({"eval", "--checkpoint", file("absent.pt")}, "does not exist");
     QFile junk(file("junk.pt"));
@@ -367,6 +368,8 @@ class TestCli : public QObject {
     expect_refusal({"inspect", "--checkpoint", file("half.pt"), "--json"}, "not a valid safetensors file");
 
     const auto ck = run_dir_ + "/checkpoint.safetensors";
+    // A run folder where its checkpoint belongs: the error names the file to pass.
+    expect_refusal({"eval", "--checkpoint", run_dir_}, "is a folder, not a file; pass '" + ck + "'");
     expect_refusal({"inspect", "--checkpoint", ck, "--sample", "99999", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "99", "--json"}, "out of range");
     expect_refusal({"inspect", "--checkpoint", ck, "--query", "-1", "--json"}, "out of range");

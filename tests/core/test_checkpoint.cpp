@@ -173,6 +173,7 @@ class TestCheckpoint : public QObject {
   void missing_truncated_foreign_and_old_files_are_refused_clearly() {
     auto load = [&](const std::string& p) { return message_of([&] { Trainer::load(p, datasets::make_task); }); };
     QVERIFY(load(path("nope.safetensors")).find("does not exist") != std::string::npos);
+    QVERIFY(load(path("")).find("is a folder, not a file; pass a .safetensors file") != std::string::npos);
 
     Trainer a(tiny("copy", "tca"), datasets::make_task);
     a.save(path("full.safetensors"));

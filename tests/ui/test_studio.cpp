@@ -186,6 +186,8 @@ class TestStudio : public QObject {
     QString error;
     QVERIFY(!controller.openCheckpoint(dir_.filePath("absent.safetensors"), &error));
     QVERIFY(error.contains("absent.safetensors") && error.contains("does not exist"));
+    QVERIFY(!controller.openCheckpoint(dir_.path(), &error));
+    QVERIFY2(error.contains("is a folder, not a file"), qPrintable(error));
     QVERIFY(!controller.opening());
     controller.setVisible(0, false);
     QVERIFY(!controller.runs()[0].visible);
