@@ -377,6 +377,12 @@ TransformerEncoderImpl::TransformerEncoderImpl(std::int64_t layers, std::int64_t
                                                bool final_norm, bool reference) {
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < layers; ++i) layers_->push_back(TransformerLayer(d_model, heads, ff_dim, reference));
+  if (reference && layers > 1) {
+    torch::NoGradGuard no_grad;
+    const auto first = layers_[0]->named_parameters();
+    for (std::int64_t i = 1; i < layers; ++i)
+      for (auto& p : layers_[i]->named_parameters()) p.value().copy_(first[p.key()]);
+  }
   if (layers > 0 && final_norm)
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
 }

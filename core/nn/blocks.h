@@ -123,7 +123,9 @@ class TransformerLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerLayer);
 
-// A stack of pre-norm layers with a final LayerNorm (identity when layers == 0).
+// A stack of pre-norm layers with a final LayerNorm (identity when layers == 0). In the reference
+// style every layer starts as a copy of the first, as the reference code's stacks do (they deep-copy
+// one initialised layer); v1 draws each layer on its own.
 class TransformerEncoderImpl : public torch::nn::Module {
  public:
   TransformerEncoderImpl(std::int64_t layers, std::int64_t d_model, std::int64_t heads,

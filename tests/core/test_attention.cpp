@@ -1,6 +1,7 @@
 // Attention equals a naive per-query, per-head reference on random inputs, with and without
 // masks, for shared keys (full cross attention), per-query keys (tree cross attention) and the
 // chunked path used for huge contexts.
+#include <map>
 #include <QtTest>
 #include <cmath>
 #include <torch/torch.h>
@@ -416,6 +417,29 @@ class TestAttention : public QObject {
       QVERIFY(close(block->forward(q, nodes), nn + bff->forward(nn)));
     }
     QVERIFY(CrossAttentionBlock(16, 2, 32)->named_parameters().contains("norm_kv.weight"));
+  }
+
+  void reference_stacks_start_with_copies_of_their_first_layer() {
+    // The reference code deep-copies one initialised layer into each place of a stack (its
+    // _get_clones); v1 draws every layer on its own.
+    auto layer_params = [](TransformerEncoder& stack, int i) {
+      std::map<std::string, torch::Tensor> out;
+      for (const auto& p : stack->named_parameters())
+        if (p.key().rfind("layers." + std::to_string(i) + ".", 0) == 0) out[p.key().substr(p.key().find('.', 7) + 1)] = p.value();
+      return out;
+    };
+    TransformerEncoder reference(3, 16, 2, 32, /*final_norm=*/false, /*reference=*/true), v1(3, 16, 2, 32);
+    const auto first = layer_params(reference, 0);
+    QCOMPARE(int(first.size()), 12);  // LayerNorms, q, kv, out, expand, contract: weights and biases
+    for (int i : {1, 2}) {
+      const auto other = layer_params(reference, i);
+      QCOMPARE(other.size(), first.size());
+      for (const auto& [name, p] : other) {
+        QVERIFY2(torch::equal(p, first.at(name)), qPrintable(QString::fromStdString(name)));
+        QVERIFY(p.data_ptr() != first.at(name).data_ptr());  // copies, not shared: they train apart
+      }
+    }
+    QVERIFY(!torch::equal(layer_params(v1, 1).at("attn.to_q.weight"), layer_params(v1, 0).at("attn.to_q.weight")));
   }
 
   void encoder_layer_ignores_masked_tokens() {
