@@ -17,8 +17,8 @@ struct Config {
   std::string kernel = "rbf";       // gp task: kernel of the training tasks (rbf | matern | periodic)
   std::string eval_kernel = "rbf";  // gp task: kernel of the evaluation tasks
   std::string eval_split = "seen";  // image task: evaluate on the training classes or the unseen ones
-  // gp, image: context points of every evaluation task (0 = drawn as in training: 3..47 for gp,
-  // 3..197 for image). A fixed count shows how a model does at one context size.
+  // gp, image: context points of every evaluation task (0 = drawn as in training: 3..46 for gp,
+  // 3..196 for image; core/registry.cpp). A fixed count shows how a model does at one context size.
   std::int64_t eval_context = 0;
 
   // Architecture (PAPER.md "ReTreever" defaults).
@@ -139,7 +139,7 @@ struct Config {
   };
   MemoryEstimate memory_estimate() const;
 
-  // The largest eval_context a task accepts (gp 47, image 197; 0: the task has no such choice).
+  // The largest eval_context a task accepts (gp 46, image 196; 0: the task has no such choice).
   static std::int64_t max_eval_context(const std::string& task);
 };
 

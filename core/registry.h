@@ -41,8 +41,10 @@ struct TaskInfo {
   std::string summary;  // one line for menus and --help
   std::vector<std::string> fields;  // config fields only this task reads
   bool classification = false;      // accuracy (classification) or log-likelihood (regression)
-  // gp, image: the evaluation context size may be fixed to min_context..max_context; 0: no choice.
-  std::int64_t min_context = 0, max_context = 0;
+  // gp, image: a task draws min_context..max_context context points and at most max_points points
+  // in all (datasets/); the evaluation context size may be fixed to min_context..max_context.
+  // 0: drawn otherwise (copy).
+  std::int64_t min_context = 0, max_context = 0, max_points = 0;
   // The studio's inspector view of a sample: "sequence", "function" or "image".
   std::string view;
   // The largest batch row a config draws, for memory estimates before anything is built.

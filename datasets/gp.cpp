@@ -1,14 +1,15 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "core/registry.h"
 #include "datasets/tasks.h"
 
 namespace retreever::datasets {
 namespace {
 constexpr double kXMin = -2.0, kXMax = 2.0;  // input range
-constexpr std::int64_t kMaxPoints = 50;      // context + targets per task
-constexpr std::int64_t kMinContext = 3, kMaxContext = 47, kMinTargets = 3;
+constexpr std::int64_t kMinTargets = 3;
 constexpr double kNoise = 0.02;              // observation noise std
+const TaskInfo& info() { return task_info("gp"); }  // the context sizes (core/registry.cpp)
 
 torch::Tensor uniform(at::Generator& gen, std::int64_t batch, double lo, double hi) {
   return torch::rand({batch, 1, 1}, gen, torch::kDouble) * (hi - lo) + lo;
@@ -41,9 +42,9 @@ torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, a
 
 GPTask::GPTask(std::string train_kernel, std::string eval_kernel, std::int64_t eval_context)
     : train_kernel_(std::move(train_kernel)), eval_kernel_(std::move(eval_kernel)), eval_context_(eval_context) {
-  if (eval_context != 0 && (eval_context < kMinContext || eval_context > kMaxContext))
-    throw std::invalid_argument("gp task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
-                                std::to_string(kMaxContext) + " points, got " + std::to_string(eval_context));
+  if (eval_context != 0 && (eval_context < info().min_context || eval_context > info().max_context))
+    throw std::invalid_argument("gp task: evaluation contexts hold " + std::to_string(info().min_context) + ".." +
+                                std::to_string(info().max_context) + " points, got " + std::to_string(eval_context));
 }
 
 TaskSpec GPTask::spec() const {
@@ -57,9 +58,9 @@ TaskSpec GPTask::spec() const {
 
 Batch GPTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto nc = uniform_int(gen, kMinContext, kMaxContext);
+  auto nc = uniform_int(gen, info().min_context, info().max_context);
   if (evaluation && eval_context_ > 0) nc = eval_context_;  // drawn first all the same: same stream
-  const auto nt = uniform_int(gen, kMinTargets, kMaxPoints - nc);
+  const auto nt = uniform_int(gen, kMinTargets, info().max_points - nc);
   const auto n = nc + nt;
   auto x = torch::rand({batch, n, 1}, gen, torch::kDouble) * (kXMax - kXMin) + kXMin;
   auto cov = gp_covariance(x, evaluation ? eval_kernel_ : train_kernel_, gen);

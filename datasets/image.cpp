@@ -1,13 +1,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "core/registry.h"
 #include "datasets/idx.h"
 #include "datasets/tasks.h"
 
 namespace retreever::datasets {
 namespace {
-constexpr std::int64_t kMinContext = 3, kMaxContext = 197;  // PAPER.md: 3..197 context pixels
-constexpr std::int64_t kMaxPoints = 200, kMinTargets = 3;   // up to 200 points in all
+constexpr std::int64_t kMinTargets = 3;
+const TaskInfo& info() { return task_info("image"); }  // the context sizes (core/registry.cpp)
 constexpr int kSeenClasses = 5;                             // classes 0-4 train; 5-9 are unseen
 }  // namespace
 
@@ -49,9 +50,9 @@ ImageTask::ImageTask(const std::string& folder, const std::string& eval_split, s
     throw std::runtime_error("image data: no evaluation images of the unseen classes 5-9 in '" + dir + "'");
   if (!eval_unseen_ && !eval_seen_.defined())
     throw std::runtime_error("image data: no evaluation images of classes 0-4 in '" + dir + "'");
-  const auto max_context = std::min(kMaxContext, height_ * width_ - kMinTargets);
-  if (eval_context_ != 0 && (eval_context_ < kMinContext || eval_context_ > max_context))
-    throw std::invalid_argument("image task: evaluation contexts hold " + std::to_string(kMinContext) + ".." +
+  const auto max_context = std::min(info().max_context, height_ * width_ - kMinTargets);
+  if (eval_context_ != 0 && (eval_context_ < info().min_context || eval_context_ > max_context))
+    throw std::invalid_argument("image task: evaluation contexts hold " + std::to_string(info().min_context) + ".." +
                                 std::to_string(max_context) + " pixels of these " + std::to_string(height_) + "x" +
                                 std::to_string(width_) + " images, got " + std::to_string(eval_context_));
 }
@@ -71,10 +72,10 @@ Batch ImageTask::sample(std::int64_t batch, std::uint64_t seed, bool evaluation)
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto& pool = evaluation ? (eval_unseen_ ? eval_unseen_images_ : eval_seen_) : train_;
   const auto pixels = height_ * width_;
-  const auto max_context = std::min(kMaxContext, pixels - kMinTargets);
-  auto nc = torch::randint(kMinContext, max_context + 1, {1}, gen, torch::kLong).item<std::int64_t>();
+  const auto max_context = std::min(info().max_context, pixels - kMinTargets);
+  auto nc = torch::randint(info().min_context, max_context + 1, {1}, gen, torch::kLong).item<std::int64_t>();
   if (evaluation && eval_context_ > 0) nc = eval_context_;  // drawn first all the same: the rest of the stream is unchanged
-  const auto max_points = std::min(kMaxPoints, pixels);
+  const auto max_points = std::min(info().max_points, pixels);
   const auto nt = torch::randint(kMinTargets, max_points - nc + 1, {1}, gen, torch::kLong).item<std::int64_t>();
   auto which = torch::randint(0, pool.size(0), {batch}, gen, torch::kLong);
   auto images = pool.index_select(0, which).to(torch::kFloat32) / 255.0 - 0.5;  // [B, pixels]

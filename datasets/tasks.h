@@ -23,11 +23,12 @@ class CopyTask : public Task {
   std::int64_t seq_len_;
 };
 
-// 1-D Gaussian-process regression: per batch 3..47 context points and 3..(50 - Nc) targets,
+// 1-D Gaussian-process regression: per batch 3..46 context points and 3..(49 - Nc) targets (the
+// reference's sampler; the bounds live in core/registry.cpp),
 // x ~ U[-2, 2] (context sorted by x), y from a GP whose kernel hyperparameters vary per task.
 class GPTask : public Task {
  public:
-  // eval_context > 0: every evaluation task has exactly that many context points (3..47).
+  // eval_context > 0: every evaluation task has exactly that many context points (3..46).
   GPTask(std::string train_kernel, std::string eval_kernel, std::int64_t eval_context = 0);
   TaskSpec spec() const override;
   Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;
@@ -38,13 +39,14 @@ class GPTask : public Task {
 };
 
 // Image completion on IDX image files (PAPER.md "Tasks"): each task is one image; a random
-// 3..197 of its pixels are the context and up to 200 points in all are given, x = (row, column)
+// 3..196 of its pixels are the context and up to 199 points in all are given (the reference's
+// img_to_task; the bounds live in core/registry.cpp), x = (row, column)
 // in [-1, 1]^2, y = intensity - 0.5. Trains on classes 0-4; evaluates on 0-4 ("seen") or on
 // the unseen classes 5-9 ("unseen"). Files: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
 class ImageTask : public Task {
  public:
   static const char* kDefaultFolder;  // Debian's dataset-fashion-mnist
-  // eval_context > 0: every evaluation task has exactly that many context pixels (3..197).
+  // eval_context > 0: every evaluation task has exactly that many context pixels (3..196).
   ImageTask(const std::string& folder, const std::string& eval_split, std::int64_t eval_context = 0);
   TaskSpec spec() const override;
   Batch sample(std::int64_t batch, std::uint64_t seed, bool evaluation) const override;

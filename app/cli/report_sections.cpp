@@ -427,7 +427,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   for (const auto& run : runs)
     curves.series.push_back(curve(run, model_name(run.config.model), false, model_colour(run.config.model)));
   // Every variant with the context sizes drawn as in training, then (with "eval_context") the first
-  // variant again with every evaluation task holding that many context points: "seen@197".
+  // variant again with every evaluation task holding that many context points: "seen@196".
   std::vector<std::pair<std::string, std::int64_t>> cases;
   for (const auto& variant : s.variants) cases.emplace_back(variant, 0);
   if (s.eval_context > 0) cases.emplace_back(s.variants.front(), s.eval_context);

@@ -631,9 +631,9 @@ class TestCli : public QObject {
     bad.close();
     expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "number of seeds");
     QVERIFY(bad.open(QIODevice::WriteOnly | QIODevice::Truncate));
-    bad.write("{\"gp\": {\"eval_context\": 48}}");
+    bad.write("{\"gp\": {\"eval_context\": 47}}");
     bad.close();
-    expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "context points from 3 to 47");
+    expect_refusal({"report", "--out", out, "--config", bad.fileName()}, "context points from 3 to 46");
   }
 
   // --parallel: the runs train side by side first, then the report reuses them; the same numbers as

@@ -77,16 +77,25 @@ class TestDatasets : public QObject {
   }
 
   void gp_batches_have_the_paper_sizes_and_sorted_contexts() {
+    // The reference's sampler: randint(3, 47) context points and randint(3, 50 - Nc) targets, upper
+    // bounds exclusive: 3..46 context points, at most 49 points in all, and both ends are drawn.
     GPTask gp("rbf", "rbf");
-    for (uint64_t seed = 0; seed < 40; ++seed) {
-      auto b = gp.sample(3, seed, false);
+    std::int64_t fewest = 100, most = 0, most_points = 0;
+    for (uint64_t seed = 0; seed < 2000; ++seed) {
+      auto b = gp.sample(1, seed, false);
       const auto nc = b.xc.size(1), nt = b.xt.size(1);
-      QVERIFY(nc >= 3 && nc <= 47);
-      QVERIFY(nt >= 3 && nc + nt <= 50);
+      QVERIFY(nc >= 3 && nc <= 46);
+      QVERIFY(nt >= 3 && nc + nt <= 49);
+      fewest = std::min(fewest, nc), most = std::max(most, nc), most_points = std::max(most_points, nc + nt);
+      if (seed >= 40) continue;  // the values below on a few
+      b = gp.sample(3, seed, false);
       QVERIFY((b.xc.abs() <= 2).all().item<bool>());
       QVERIFY((b.xc.slice(1, 1) >= b.xc.slice(1, 0, -1)).all().item<bool>());
       QVERIFY(torch::isfinite(b.yc).all().item<bool>() && torch::isfinite(b.yt).all().item<bool>());
     }
+    QCOMPARE(fewest, std::int64_t(3));
+    QCOMPARE(most, std::int64_t(46));
+    QCOMPARE(most_points, std::int64_t(49));
   }
 
   void gp_kernels_give_positive_definite_covariances() {
