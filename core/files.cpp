@@ -21,6 +21,14 @@ std::string unreadable_file_reason(const std::string& path) {
   return in ? "" : "is not readable";
 }
 
+std::string unreadable_checkpoint_reason(const std::string& path) {
+  const auto why = unreadable_file_reason(path);
+  if (why.empty() || !std::filesystem::is_directory(path)) return why;
+  const auto inside = std::filesystem::path(path) / kCheckpointFileName;
+  return why + (unreadable_file_reason(inside.string()).empty() ? "; pass '" + inside.string() + "'"
+                                                                 : "; pass a .safetensors file");
+}
+
 std::string read_text_file(const std::string& path) {
   constexpr std::uintmax_t kMaxTextFile = std::uintmax_t(16) << 20;  // configs and budgets are a few KB
   if (const auto why = unreadable_file_reason(path); !why.empty())

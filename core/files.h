@@ -14,6 +14,10 @@ inline constexpr const char* kCheckpointFileName = "checkpoint.safetensors";
 // readable"), or "" when it can.
 std::string unreadable_file_reason(const std::string& path);
 
+// unreadable_file_reason for a checkpoint: a run folder also gets the file to pass instead ("is a
+// folder, not a file; pass 'DIR/checkpoint.safetensors'").
+std::string unreadable_checkpoint_reason(const std::string& path);
+
 // Reads a whole text file (configs, budgets: at most 16 MiB); throws std::runtime_error with the
 // path on failure.
 std::string read_text_file(const std::string& path);

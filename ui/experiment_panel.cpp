@@ -87,7 +87,7 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   addField(form, {"embed_depth", tr("Embedder depth"), tr("Linear layers in the embedder MLPs (paper: 4).")});
   addField(form, {"encoder_layers", tr("Encoder layers"), tr("Transformer layers over the context before the decoder (0 = embedder only, as in the copy task).")});
   addField(form, {"aggregator_layers", tr("Aggregator layers"), tr("Transformer layers that summarise a node's children in the tree.")});
-  addField(form, {"block", tr("Block style"), tr("How the attention layers normalise: reference = the paper's code (each sublayer adds to its normalised input; keys and values read the tokens as they are; a stack's layers start as copies of its first), with which tree cross attention keeps pace with full cross attention; v1 = this project's first form (standard pre-norm), which every older checkpoint uses."), choice_list("block")});
+  addField(form, {"block", tr("Block style"), tr("How the attention layers are built: reference = the paper's code (each sublayer adds to its normalised input; keys and values read the tokens as they are; a stack's layers start as copies of its first), with which tree cross attention keeps pace with full cross attention; v1 = this project's first form (standard pre-norm), which every older checkpoint uses."), choice_list("block")});
   addField(form, {"bptt", tr("Backprop through tree"), tr("Let the task loss flow through the tree's internal nodes into the encoder."), {}, true});
 
   addSection(form, tr("Objective"));

@@ -67,7 +67,7 @@ bool SessionController::openCheckpoint(const QString& path, QString* error) {
     if (error) *error = tr("A run is in progress: stop it before opening a checkpoint.");
     return false;
   }
-  if (const auto why = unreadable_file_reason(path.toStdString()); !why.empty()) {
+  if (const auto why = unreadable_checkpoint_reason(path.toStdString()); !why.empty()) {
     if (error) *error = tr("Cannot open '%1': it %2.").arg(path, QString::fromStdString(why));
     return false;
   }

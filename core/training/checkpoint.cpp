@@ -1,7 +1,6 @@
 #include "checkpoint.h"
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -13,15 +12,8 @@
 namespace retreever {
 
 void require_checkpoint_file(const std::string& path) {
-  const auto why = unreadable_file_reason(path);
-  if (why.empty()) return;
-  std::string fix;
-  if (std::filesystem::is_directory(path)) {
-    const auto inside = std::filesystem::path(path) / kCheckpointFileName;
-    fix = unreadable_file_reason(inside.string()).empty() ? "; pass '" + inside.string() + "'"
-                                                           : "; pass a .safetensors file";
-  }
-  throw std::runtime_error("checkpoint '" + path + "' " + why + fix);
+  if (const auto why = unreadable_checkpoint_reason(path); !why.empty())
+    throw std::runtime_error("checkpoint '" + path + "' " + why);
 }
 
 namespace {

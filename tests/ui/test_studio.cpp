@@ -187,7 +187,7 @@ class TestStudio : public QObject {
     QVERIFY(!controller.openCheckpoint(dir_.filePath("absent.safetensors"), &error));
     QVERIFY(error.contains("absent.safetensors") && error.contains("does not exist"));
     QVERIFY(!controller.openCheckpoint(dir_.path(), &error));
-    QVERIFY2(error.contains("is a folder, not a file"), qPrintable(error));
+    QVERIFY2(error.contains("is a folder, not a file; pass a .safetensors file"), qPrintable(error));
     QVERIFY(!controller.opening());
     controller.setVisible(0, false);
     QVERIFY(!controller.runs()[0].visible);
