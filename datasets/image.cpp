@@ -9,7 +9,7 @@ namespace retreever::datasets {
 namespace {
 constexpr std::int64_t kMinTargets = 3;
 const TaskInfo& info() { return task_info("image"); }  // the context sizes (core/registry.cpp)
-constexpr int kSeenClasses = 5;                             // classes 0-4 train; 5-9 are unseen
+constexpr int kSeenClasses = 5;  // classes 0-4 train; 5-9 are unseen
 }  // namespace
 
 const char* ImageTask::kDefaultFolder = "/usr/share/datasets/fashion-mnist";

@@ -40,11 +40,10 @@ void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
 CheckpointHeader read_legacy_checkpoint_header(const std::string& path);
 void load_legacy_checkpoint_state(const std::string& path, torch::nn::Module& model,
                                   FlatAdam* optimizer, const torch::Device& device);
-// Throws when a checkpoint's config (read by either reader) is not valid.
 // Throws std::runtime_error when PATH is not a file that can be read, naming why (a run folder
 // gets the path of its checkpoint).
 void require_checkpoint_file(const std::string& path);
-
+// Throws when a checkpoint's config (read by either reader) is not valid.
 void check_checkpoint_config(const std::string& path, const Config& config);
 // True when PATH holds the old format.
 bool is_legacy_checkpoint(const std::string& path);
