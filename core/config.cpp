@@ -71,4 +71,11 @@ Config Config::legacy() {
   return c;
 }
 
+Config Config::from_saved_json(const std::string& text) {
+  auto c = from_json(text, legacy());
+  const auto most = max_eval_context(c.task);
+  if (most > 0 && c.eval_context == most + 1) c.eval_context = most;
+  return c;
+}
+
 }  // namespace retreever

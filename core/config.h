@@ -114,6 +114,10 @@ struct Config {
   // The base for files written by earlier versions (checkpoints, run folders): a field they lack
   // takes the value those versions used, which may differ from today's default (block: "v1").
   static Config legacy();
+  // A config saved in a checkpoint: JSON over legacy(). An evaluation context fixed at 47 (gp) or 197
+  // (image), the largest before the tasks drew the reference's sizes (December 5, 2026), reads as
+  // today's largest, 46 or 196, so that such checkpoints still open.
+  static Config from_saved_json(const std::string& text);
   // A task's preset: resources/presets/TASK.json (compiled in) over the defaults. Throws
   // std::invalid_argument for a task without one and std::runtime_error for a broken file.
   static Config preset(const std::string& task);

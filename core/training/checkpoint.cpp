@@ -120,7 +120,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   try {
     if (parse_int(field("version"), "the version") > kVersion)
       throw std::runtime_error("it was written by a newer ReTreever; update this one");
-    h.config = Config::from_json(field("config"), Config::legacy());
+    h.config = Config::from_saved_json(field("config"));
     h.step = parse_int(field("step"), "the step");
     if (h.step < 0) throw std::runtime_error("its step is negative");
     h.best = parse_double(field("best"), "the best evaluation");

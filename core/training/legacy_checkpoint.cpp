@@ -75,7 +75,7 @@ CheckpointHeader read_legacy_checkpoint_header(const std::string& path) {
     archive.read("step", step);
     archive.read("history", history);
     archive.read("best", best);
-    h.config = Config::from_json(config.toStringRef(), Config::legacy());
+    h.config = Config::from_saved_json(config.toStringRef());
     h.step = step.toInt();
     h.history = MetricsHistory::from_json(history.toStringRef());
     h.best = best.toDouble();

@@ -57,6 +57,15 @@ class TestConfig : public QObject {
     QCOMPARE(Config::from_json(old_file).query_positions, std::string("from_zero"));
     QCOMPARE(Config::from_json(old_file, Config::legacy()).padding_siblings, std::string("masked"));
     QCOMPARE(Config::from_json(old_file).padding_siblings, std::string("zero"));
+    QCOMPARE(Config::from_saved_json(old_file).block, std::string("v1"));
+    // An evaluation context fixed at the largest size of its day (gp 47, image 197) opens as today's
+    // largest (46, 196: the reference's bounds) and validates; other sizes stay as saved.
+    auto gp = Config::from_saved_json(R"({"task": "gp", "eval_context": 47})");
+    QCOMPARE(gp.eval_context, std::int64_t(46));
+    QVERIFY(gp.validate().empty());
+    QCOMPARE(Config::from_saved_json(R"({"task": "image", "eval_context": 197})").eval_context, std::int64_t(196));
+    QCOMPARE(Config::from_saved_json(R"({"task": "gp", "eval_context": 30})").eval_context, std::int64_t(30));
+    QVERIFY(!Config::from_json(R"({"task": "gp", "eval_context": 47})").validate().empty());  // a new config: refused
   }
 
   void schedule_can_span_more_steps_than_the_run() {
