@@ -75,6 +75,7 @@ struct MetricAxes {
   void label(ChartSpec& spec) const {
     if (mixed()) spec.y_label = "accuracy %", spec.y2_label = "log-likelihood (right)";
     else if (accuracy || likelihood) spec.y_label = accuracy ? "accuracy %" : "log-likelihood";
+    if (accuracy) spec.y_bound = 100;  // the left axis reads accuracies: none above 100 %
   }
   void place(ChartSeries& s, bool is_accuracy) const { s.right_axis = mixed() && !is_accuracy; }
 };

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 
@@ -93,8 +94,10 @@ int run_training(Trainer& trainer, const fs::path& out) {
     if (writer && trainer.last_eval_was_best()) trainer.save(best);
     write_metrics();
     char buf[200];
-    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.0f tokens per query", (long long)e.step,
-                  metric_text(e).c_str(), e.tokens_per_query, e.context_size);
+    // A task of varying context sizes (GP, images) averages them: "13.6 of 13.6", not "of 14".
+    const int context_digits = e.context_size == std::floor(e.context_size) ? 0 : 1;
+    std::snprintf(buf, sizeof buf, "step %lld: %s, %.1f of %.*f tokens per query", (long long)e.step,
+                  metric_text(e).c_str(), e.tokens_per_query, context_digits, e.context_size);
     say(buf);
   };
   // The run cannot go on (it diverged, or the device's memory ran out): what it wrote stays.

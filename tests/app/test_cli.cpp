@@ -145,6 +145,12 @@ class TestCli : public QObject {
     r = run({"train", "--task", "gp", "--model", "ca", "--steps", "1", "--batch", "4", "--eval-every", "1",
              "--seq-len", "64", "--latents", "4", "--out", file("gp-unread")});
     QVERIFY2(r.code == 0, qPrintable(r.err));
+    // CA reads every context token: its evaluation line says as many as the (averaged) context
+    // holds, not the average rounded to a whole number ("13.6 of 14").
+    const auto said = QRegularExpression("step 1: eval log-likelihood [-0-9.]+, ([0-9.]+) of ([0-9.]+) tokens per query")
+                          .match(r.err);
+    QVERIFY2(said.hasMatch(), qPrintable(r.err));
+    QCOMPARE(said.captured(1).toDouble(), said.captured(2).toDouble());
     QVERIFY2(r.err.count("warning: --seq-len has no effect on a ca run on gp: only the copy task reads it") == 1,
              qPrintable(r.err));
     QVERIFY2(r.err.count("warning: --latents has no effect on a ca run on gp: only the perceiver model reads it") == 1,

@@ -194,6 +194,31 @@ class TestCharts : public QObject {
     QVERIFY(!plot.yAxis2->visible());
   }
 
+  void metric_axes_of_accuracies_stop_just_above_100() {
+    // One run at 97% (the comparison scatter after a first copy run): padded around its point,
+    // the axis would reach 107; labelled by MetricAxes, it stops just above 100.
+    for (const bool mixed : {false, true}) {
+      QCustomPlot plot;
+      ChartSpec spec = spec_of({series({6}, {97.09}, "acc")});
+      MetricAxes axes;
+      axes.add(true);
+      if (mixed) axes.add(false);
+      axes.label(spec);
+      draw_chart(&plot, spec);
+      const auto y = plot.yAxis->range();
+      QVERIFY2(y.lower < 97.09 && y.upper > 97.09, mixed ? "mixed" : "accuracy only");
+      QVERIFY2(y.upper < 101, mixed ? "mixed" : "accuracy only");
+    }
+    // Log-likelihoods alone have no such bound.
+    QCustomPlot plot;
+    ChartSpec spec = spec_of({series({6}, {120}, "ll")});
+    MetricAxes axes;
+    axes.add(false);
+    axes.label(spec);
+    draw_chart(&plot, spec);
+    QVERIFY(plot.yAxis->range().upper > 120);
+  }
+
   void redrawing_replaces_the_previous_chart() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({0, 1}, {0, 1}, "a"), series({0, 1}, {1, 0}, "b")});
