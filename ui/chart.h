@@ -42,6 +42,10 @@ struct ChartSpec {
   // The largest value the y quantity can take (100 for an accuracy in %): the axis stops just
   // above it instead of padding into impossible values. NaN: no bound.
   double y_bound = std::numeric_limits<double>::quiet_NaN();
+  // The y axis reaches 0 (linear axes): for a quantity read against zero, such as a learning rate
+  // that a schedule takes from its peak to 0 (its first steps alone would fill the axis with
+  // digits: 0.0005 .. 0.000499998).
+  bool y_from_zero = false;
   // A fixed y range (both finite), e.g. -12..108 for accuracies that must stay clickable at 0%.
   double y_min = std::numeric_limits<double>::quiet_NaN();
   double y_max = std::numeric_limits<double>::quiet_NaN();

@@ -133,6 +133,17 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
   }
 }
 
+// Enough significant digits that neighbouring tick labels differ: a narrow range far from zero
+// (0.0004999 .. 0.0005) would otherwise print one label twice. QCustomPlot's default is 6.
+void set_precision(QCPAxis* axis) {
+  const QCPRange r = axis->range();
+  const double magnitude = std::max(std::abs(r.lower), std::abs(r.upper));
+  int digits = 6;
+  if (axis->scaleType() == QCPAxis::stLinear && r.size() > 0 && magnitude > 0)
+    digits = std::clamp(int(std::ceil(std::log10(magnitude / (r.size() / 8)))) + 1, 6, 15);
+  axis->setNumberPrecision(digits);
+}
+
 }  // namespace
 
 QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
@@ -227,12 +238,14 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->yAxis2->setLabel(QString::fromStdString(spec.y2_label));
     set_scale(plot->yAxis2, spec.log_y);
     plot->yAxis2->setRange(padded_range(y2lo, y2hi, spec.log_y));
+    set_precision(plot->yAxis2);
     if (ylo > yhi) ylo = y2lo, yhi = y2hi;  // every series on the right: the left axis follows
   }
   int shown = 0;  // legend entries of series with points
   for (const auto& s : spec.series) shown += listed(s) && !s.x.empty();
   const bool legend_visible = spec.legend && shown > 0 && shown <= kMaxLegendEntries;
   if (xlo <= xhi) {
+    if (spec.y_from_zero && !spec.log_y) ylo = std::min(ylo, 0.0), yhi = std::max(yhi, 0.0);
     const QCPRange xr = padded_range(xlo, xhi, spec.log_x);
     QCPRange yr = padded_range(ylo, yhi, spec.log_y);
     if (std::isfinite(spec.y_bound) && !spec.log_y && yr.upper > spec.y_bound) {
@@ -243,6 +256,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
       yr = QCPRange(spec.y_min, spec.y_max);
     plot->xAxis->setRange(xr);
     plot->yAxis->setRange(yr);
+    set_precision(plot->xAxis), set_precision(plot->yAxis);
     // The legend's share of the frame, estimated from its rows and longest label.
     int rows = 0;
     std::size_t longest = 0;

@@ -141,6 +141,7 @@ void PlotPanel::rebuild() {
   // the axis, not the point); no legend over the clickable points (the colours are the runs').
   specs[kPositions].y_min = -12, specs[kPositions].y_max = 108, specs[kPositions].legend = false;
   specs[kLoss].log_y = specs[kTerms].log_y = log_->isChecked();
+  specs[kLr].y_from_zero = true;  // the schedule runs from its peak to 0
   auto add = [&](int plot, const QString& name, const QColor& color, LineDash dash, const QVector<double>& x,
                  const QVector<double>& y, bool markers) {
     ChartSeries s;

@@ -219,6 +219,28 @@ class TestCharts : public QObject {
     QVERIFY(plot.yAxis->range().upper > 120);
   }
 
+  void a_narrow_range_far_from_zero_gets_distinct_tick_labels() {
+    // A cosine schedule's first 15 steps: 0.0005 .. 0.00049999 (the studio's learning-rate plot).
+    std::vector<double> x, y;
+    for (int t = 0; t < 15; ++t) x.push_back(t + 1), y.push_back(0.00025 * (1 + std::cos(M_PI * t / 10000.0)));
+    QCustomPlot plot;
+    plot.resize(600, 300);
+    draw_chart(&plot, spec_of({series(x, y)}));
+    plot.replot();
+    QVector<double> ticks;
+    QVector<QString> labels;
+    plot.yAxis->ticker()->generate(plot.yAxis->range(), plot.locale(), plot.yAxis->numberFormat().at(0).toLatin1(),
+                                   plot.yAxis->numberPrecision(), ticks, nullptr, &labels);
+    QVERIFY(labels.size() >= 3);
+    QCOMPARE(QSet<QString>(labels.begin(), labels.end()).size(), labels.size());
+    // Read against zero, the same series spans 0 .. its peak, with the ordinary 6 digits.
+    ChartSpec from_zero = spec_of({series(x, y)});
+    from_zero.y_from_zero = true;
+    draw_chart(&plot, from_zero);
+    QVERIFY(plot.yAxis->range().lower <= 0 && plot.yAxis->range().upper > 0.0005);
+    QCOMPARE(plot.yAxis->numberPrecision(), 6);
+  }
+
   void redrawing_replaces_the_previous_chart() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({0, 1}, {0, 1}, "a"), series({0, 1}, {1, 0}, "b")});
