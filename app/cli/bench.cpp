@@ -127,6 +127,7 @@ void bench_train(const Args& args, const std::string& device, const std::string&
     c.precision = precision;
     c.eval_batches = 1;
     Trainer trainer(c, datasets::make_task);
+    trainer.keep_cpu_threads();  // the threads the bench was given, every step
     std::vector<double> t;
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {

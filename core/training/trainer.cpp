@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
 #include "core/training/precision.h"
+#include "core/training/thread_tuner.h"
 
 namespace retreever {
 namespace {
@@ -95,6 +97,10 @@ struct Trainer::Impl {
   double best = -std::numeric_limits<double>::infinity();
   bool last_best = false;
   std::shared_ptr<ProcessGroup> group;  // data-parallel training; null: this process alone
+  // On the CPU, the steps' threads chosen from their speed (thread_tuner.h): unset where
+  // OMP_NUM_THREADS fixes them, on a GPU, in data-parallel processes and in the bench.
+  std::optional<ThreadTuner> threads;
+  int threads_set = 0;  // the count last given to torch::set_num_threads (0: none)
 
   // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape, captured the
   // second time the shape comes (GP's context and target counts give about a thousand shapes, each
@@ -169,6 +175,8 @@ struct Trainer::Impl {
     torch::manual_seed(derive_seed(c.seed, kInit, 0));
     model = ReTreever(c, spec);
     model->to(device);
+    if (device.is_cpu() && !std::getenv("OMP_NUM_THREADS") && torch::get_num_threads() > 1)
+      threads.emplace(torch::get_num_threads());
     optimizer = std::make_unique<FlatAdam>(model->parameters(), c.adam_beta1);
     for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
   }
@@ -303,6 +311,8 @@ StepMetrics Trainer::step() try {
   const auto start = std::chrono::steady_clock::now();
   MatmulPrecisionScope matmuls(m.config.precision == "tf32");  // forward, backward and graph capture
   const double lr = learning_rate();
+  if (m.threads && m.threads->threads() != m.threads_set)
+    torch::set_num_threads(m.threads_set = m.threads->threads());
   m.model->train();
   auto batch = m.batch_of_step(m.step);
   // Data parallel: every process draws the same global batch and trains on its rows of it.
@@ -365,6 +375,7 @@ StepMetrics Trainer::step() try {
   s.train_metric = v[6];
   s.lr = lr;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (m.threads) m.threads->record(s.seconds);
   if (m.step % m.config.log_every == 0 || m.step == m.config.steps) m.history.steps.push_back(s);
   return s;
 } catch (const std::exception& e) {
@@ -478,12 +489,17 @@ std::string Trainer::graph_summary() const {
 
 std::string Trainer::device_name() const { return impl_->device.str(); }
 
+void Trainer::keep_cpu_threads() { impl_->threads.reset(); }
+
+int Trainer::threads_in_use() const { return impl_->threads_set > 0 ? impl_->threads_set : torch::get_num_threads(); }
+
 void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
   auto& m = *impl_;
   if (!group || group->size() <= 1) {
     m.group.reset();
     return;
   }
+  m.threads.reset();  // the processes share the cores as the launcher set them
   if (m.config.batch < group->size())
     throw std::invalid_argument("a batch of " + std::to_string(m.config.batch) + " rows cannot be split over " +
                                 std::to_string(group->size()) + " processes: use at most " +

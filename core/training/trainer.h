@@ -71,6 +71,12 @@ class Trainer {
   // failed where one did.
   std::string graph_summary() const;
 
+  // On the CPU the steps' threads are chosen from their speed (thread_tuner.h) unless
+  // OMP_NUM_THREADS fixes them; after this call they stay as torch::set_num_threads left them (the
+  // bench times fixed settings). threads_in_use(): the count the last step ran with.
+  void keep_cpu_threads();
+  int threads_in_use() const;
+
   // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
   // `group`. Each step trains on its rows of the global batch (every process draws the same batch)
   // and all-reduces the gradients and the batch statistics, so that the run equals one process's

@@ -15,6 +15,7 @@
 #include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
 #include "core/training/local_replicas.h"
+#include "core/training/thread_tuner.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
 
@@ -395,6 +396,74 @@ class TestTraining : public QObject {
     };
     QVERIFY(std::abs(loss_of_step(0.9, 2) - loss_of_step(0.1, 2)) < 1e-5);
     QVERIFY(std::abs(loss_of_step(0.9, 3) - loss_of_step(0.1, 3)) > 1e-6);
+  }
+
+  void thread_tuner_keeps_the_faster_count() {
+    // Steps whose time depends on the threads: idle (2 threads faster) and with the cores busy
+    // (1 thread 15 times faster, as measured on this project's 2-core VM).
+    ThreadTuner tuner(2);
+    int with_two = 0, steps = 0;
+    auto run = [&](int n, double two, double one) {
+      for (int i = 0; i < n; ++i, ++steps) {
+        with_two += tuner.threads() == 2;
+        tuner.record(tuner.threads() == 2 ? two : one);
+      }
+    };
+    auto until_trial = [&](int trials, double two, double one) {  // steps until the trial ends
+      const int from = steps;
+      while (tuner.trials() < trials && steps - from < 10000) run(1, two, one);
+      return steps - from;
+    };
+    // Idle: the warm-up and one trial (3 steps of each count), then every core.
+    QCOMPARE(until_trial(1, 0.010, 0.016), ThreadTuner::kWarmUpSteps + 2 * ThreadTuner::kTrialSteps);
+    QCOMPARE(with_two, ThreadTuner::kTrialSteps);
+    QCOMPARE(tuner.threads(), 2);
+    // One slow step (a hiccup) is not a trial; a lasting slowdown is. The count follows it, and the
+    // slow count's trial stops at its first step.
+    run(1, 0.3, 0.3);
+    run(10, 0.010, 0.016);
+    QCOMPARE(tuner.trials(), 1);
+    with_two = 0;
+    QCOMPARE(until_trial(2, 0.300, 0.020), ThreadTuner::kSlowSteps + ThreadTuner::kTrialSteps + 1);
+    QCOMPARE(with_two, ThreadTuner::kSlowSteps + 1);
+    QCOMPARE(tuner.threads(), 1);
+    // The next trial waits until that slow step (0.28 s lost) is a twentieth of the time held:
+    // 350 steps of 0.016 s, more than kHoldSteps.
+    const int held = until_trial(3, 0.010, 0.016) - 2 * ThreadTuner::kTrialSteps;
+    QVERIFY2(held >= 349 && held <= 351, qPrintable(QString::number(held)));
+    QCOMPARE(tuner.threads(), 2);  // the cores are free again
+    // Without a costly loss the trials come every kHoldSteps.
+    QCOMPARE(until_trial(4, 0.010, 0.016), ThreadTuner::kHoldSteps + 2 * ThreadTuner::kTrialSteps);
+    QVERIFY_EXCEPTION_THROWN(ThreadTuner{1}, std::invalid_argument);
+  }
+
+  void trainer_runs_the_tuners_counts_unless_the_threads_are_fixed() {
+    const QByteArray fixed = qgetenv("OMP_NUM_THREADS");
+    const int before = torch::get_num_threads();
+    qunsetenv("OMP_NUM_THREADS");
+    torch::set_num_threads(2);
+    std::set<int> used;
+    {
+      Trainer trainer(tiny("gp"), datasets::make_task);
+      for (int i = 0; i < ThreadTuner::kWarmUpSteps + 2 * ThreadTuner::kTrialSteps; ++i) {
+        trainer.step();
+        used.insert(trainer.threads_in_use());
+      }
+    }
+    std::set<int> kept;
+    {
+      Trainer trainer(tiny("gp"), datasets::make_task);
+      trainer.keep_cpu_threads();
+      torch::set_num_threads(2);
+      for (int i = 0; i < ThreadTuner::kWarmUpSteps + 2 * ThreadTuner::kTrialSteps; ++i) {
+        trainer.step();
+        kept.insert(trainer.threads_in_use());
+      }
+    }
+    if (!fixed.isNull()) qputenv("OMP_NUM_THREADS", fixed);
+    torch::set_num_threads(before);
+    QCOMPARE(used, (std::set<int>{1, 2}));  // the trial ran both
+    QCOMPARE(kept, std::set<int>{2});
   }
 
   void cosine_schedule_has_the_right_ends() {
