@@ -1,6 +1,7 @@
 # Loads one of our copy-task or GP checkpoints into the REFERENCE model (the reference code, CPU-mended,
 # in $REFERENCE) and evaluates it greedily on the reference's own data (copy: per target position).
-# Usage: /usr/bin/python3 crosscheck.py RUN_DIR SEQ_LEN [QUERY_POS_OFFSET]
+# Usage: /usr/bin/python3 crosscheck.py RUN_DIR SEQ_LEN [QUERY_POS_OFFSET]   (GP: SEQ_LEN is not read, the third
+# argument is the number of batches of 16, default 200; SEED=K picks the sampler's seed, default 123)
 import os, sys, json, struct, torch
 REF = os.environ.get('REFERENCE', os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '.ref-cpu'))
 sys.path.insert(0, REF)
