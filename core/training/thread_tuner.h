@@ -38,12 +38,14 @@ class ThreadTuner {
   std::vector<int> candidates_;  // 1, then all the cores
   int current_;
   enum class Phase { warm_up, trial, hold } phase_ = Phase::warm_up;
-  int count_ = 0;                // steps in this phase (trial: with this candidate)
+  int count_ = 0;                // warm-up, hold: steps in this phase
   std::size_t candidate_ = 0;    // trial: the candidate being timed
   std::vector<double> times_;    // trial: this candidate's step times
-  std::vector<double> medians_;  // trial: each timed candidate's median
-  std::vector<double> spent_;    // trial: each candidate's total time
-  std::vector<int> counted_;     // trial: each candidate's steps
+  struct Timed {
+    double median, total;
+    int steps;
+  };
+  std::vector<Timed> timed_;     // trial: the candidates timed so far
   double expected_ = 0;          // hold: the winner's median
   double held_ = 0;              // hold: seconds so far
   double lost_ = 0;              // hold: what the trial's slower steps cost against the winner
