@@ -41,7 +41,7 @@ std::vector<TaskInfo> make_tasks() {
   // upper bounds exclusive (PAPER.md's "3..47" and "3..(50-Nc)" read them as inclusive).
   gp.min_context = 3, gp.max_context = 46, gp.max_points = 49;
   gp.view = "function";
-  gp.largest_row = [](const Config&) { return TaskInfo::Row{46, 46, 2}; };
+  gp.point_numbers = 2;
   gp.typical_context = [](const Config&) { return std::int64_t(25); };
   gp.reference_settings = [](Config& c) {
     c.bound_std = false;  // its GP script's head: std = exp(raw) (its EMNIST script bounds it, as Config's default)
@@ -56,7 +56,7 @@ std::vector<TaskInfo> make_tasks() {
   // randint(3, 200 - Nc) targets, upper bounds exclusive; at most the image's pixels.
   image.min_context = 3, image.max_context = 196, image.max_points = 199;
   image.view = "image";
-  image.largest_row = [](const Config&) { return TaskInfo::Row{200, 200, 3}; };
+  image.point_numbers = 3;
   image.typical_context = [](const Config&) { return std::int64_t(100); };
   return {copy, gp, image};
 }
@@ -76,6 +76,11 @@ const Info* find(const std::vector<Info>& list, const std::string& name) {
 }
 
 }  // namespace
+
+TaskInfo::Row TaskInfo::largest(const Config& c) const {
+  if (largest_row) return largest_row(c);
+  return Row{double(max_context), double(max_points - min_context), point_numbers};
+}
 
 const std::vector<DecoderInfo>& decoders() {
 #define RETREEVER_DECODER(name) name##_decoder(),

@@ -47,12 +47,18 @@ struct TaskInfo {
   std::int64_t min_context = 0, max_context = 0, max_points = 0;
   // The studio's inspector view of a sample: "sequence", "function" or "image".
   std::string view;
+  // Input and output numbers per point (gp: x, y; image: two coordinates, the pixel).
+  double point_numbers = 0;
   // The largest batch row a config draws, for memory estimates before anything is built.
   struct Row {
     double context = 0, targets = 0;  // context tokens and target points
     double numbers = 0;               // input and output numbers per point
   };
+  // Where the bounds above do not give it (copy); null: they do.
   Row (*largest_row)(const Config& c) = nullptr;
+  // largest_row, or from the bounds: max_context context points, max_points - min_context
+  // targets, point_numbers each.
+  Row largest(const Config& c) const;
   // The context size of a typical task (its mean), for sizing an equal-token comparison before
   // TCA has run.
   std::int64_t (*typical_context)(const Config& c) = nullptr;

@@ -168,11 +168,15 @@ ChartSeries curve(const Run& run, const std::string& label, bool percent, std::u
   return s;
 }
 
-ChartSpec plot_spec(const std::string& title, const std::string& x_label, const std::string& y_label) {
+// A chart of one metric, accuracies (in %) or log-likelihoods: its axis labelled, and bounded, as
+// MetricAxes does every metric axis.
+ChartSpec metric_spec(const std::string& title, const std::string& x_label, bool accuracy) {
   ChartSpec spec;
   spec.title = title;
   spec.x_label = x_label;
-  spec.y_label = y_label;
+  MetricAxes axes;
+  axes.add(accuracy);
+  axes.label(spec);
   return spec;
 }
 
@@ -288,17 +292,15 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
            " steps; Perceiver IO with as many latents as TCA reads. Paper: 100k steps.\n\n");
   rep.text(recipe_note(runner.make_config("copy", s.config, b.seed)));
   std::vector<Row> rows;
-  ChartSpec tokens = plot_spec("Copy task: accuracy against tokens read", "tokens per query (log)", "accuracy %");
+  ChartSpec tokens = metric_spec("Copy task: accuracy against tokens read", "tokens per query (log)", true);
   tokens.log_x = true;
-  tokens.y_bound = 100;
   std::map<std::string, ChartSeries> by_model;
   for (auto n : s.seq_lens) {
     Config base = runner.make_config("copy", s.config, b.seed);
     base.seq_len = n;
     auto runs = model_runs(runner, "copy/N" + std::to_string(n), base, s.models);
     const auto paper_run = paper_recipe_run(runner, "copy/N" + std::to_string(n), base, s.models);
-    ChartSpec spec = plot_spec("Copy task, sequence length " + std::to_string(n), "training step", "evaluation accuracy %");
-    spec.y_bound = 100;
+    ChartSpec spec = metric_spec("Copy task, sequence length " + std::to_string(n), "training step", true);
     for (const auto& run : runs) {
       rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_accuracy(run.config)));
       spec.series.push_back(curve(run, model_name(run.config.model), true, model_colour(run.config.model)));
@@ -343,9 +345,8 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
            "cross-entropy reward.\n\n");
   rep.text(recipe_note(runner.make_config("copy", s.config, b.seed), false));
   std::vector<Row> rows;
-  ChartSpec spec = plot_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", "accuracy %");
+  ChartSpec spec = metric_spec("Reward ablation: accuracy against sequence length", "sequence length (log)", true);
   spec.log_x = true;
-  spec.y_bound = 100;
   ChartSeries ours[2], paper[2];
   const char* rewards[2] = {"acc", "nce"};
   for (int k = 0; k < 2; ++k) {
@@ -416,10 +417,10 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
   std::map<std::string, std::map<std::string, double>> value;  // variant -> model -> value (mean over seeds)
   std::map<std::string, std::map<std::string, double>> tokens, context;  // variant -> model -> measured
   std::string per_seed;  // every seed's value, when there are several
-  ChartSpec curves = plot_spec(gp ? "GP regression (RBF): evaluation during training" : "Image completion: evaluation during training",
-                  "training step", "evaluation log-likelihood");
-  ChartSpec scatter = plot_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
-                   "tokens per query (log)", "log-likelihood");
+  ChartSpec curves = metric_spec(gp ? "GP regression (RBF): evaluation during training" : "Image completion: evaluation during training",
+                                 "training step", false);
+  ChartSpec scatter = metric_spec(gp ? "GP regression: log-likelihood against tokens read" : "Image completion: log-likelihood against tokens read",
+                                  "tokens per query (log)", false);
   scatter.log_x = true;
   // Curves of the budget seed only: a run evaluates during training on its own seed's set, so the
   // other seeds' curves are on other scales.
@@ -553,8 +554,7 @@ void ordering_section(const Section& s, const Budget& b, Runner& runner, Report&
            (s.task == "image" ? "; evaluation on the seen classes" : "") + ".\n\n");
   rep.text(recipe_note(runner.make_config(s.task, s.config, b.seed), false));
   std::vector<Row> rows;
-  ChartSpec curves = plot_spec("Orderings: evaluation during training", "training step",
-                               task.classification ? "evaluation accuracy %" : "evaluation log-likelihood");
+  ChartSpec curves = metric_spec("Orderings: evaluation during training", "training step", task.classification);
   for (const auto& o : s.variants) {
     Config c = runner.make_config(s.task, s.config, b.seed);
     c.model = "tca";

@@ -77,8 +77,9 @@ class TestRegistry : public QObject {
       QVERIFY2(problems.empty(), (t.name + ": " + (problems.empty() ? "" : problems.front())).c_str());
       QVERIFY2(datasets::has_factory(t.name), t.name.c_str());
       QVERIFY2(t.view == "sequence" || t.view == "function" || t.view == "image", t.name.c_str());
-      QVERIFY(t.largest_row && t.typical_context);
-      QVERIFY(t.largest_row(p).context >= double(t.typical_context(p)));
+      QVERIFY(t.typical_context && (t.largest_row || (t.max_points > t.min_context && t.point_numbers > 0)));
+      const auto row = t.largest(p);
+      QVERIFY(row.context >= double(t.typical_context(p)) && row.targets >= 1 && row.numbers >= 1);
       if (t.max_context > 0) {
         QVERIFY(t.min_context >= 1 && t.min_context <= t.typical_context(p) && t.typical_context(p) <= t.max_context);
         QCOMPARE(Config::max_eval_context(t.name), t.max_context);
@@ -170,7 +171,8 @@ class TestRegistry : public QObject {
       const auto b = task->sample(3, 1, false);
       QCOMPARE(b.size(), std::int64_t(3));
       if (t.max_context > 0) QVERIFY(b.xc.size(1) >= t.min_context && b.xc.size(1) <= t.max_context);
-      QVERIFY(double(b.xc.size(1)) <= t.largest_row(c).context);
+      QVERIFY(double(b.xc.size(1)) <= t.largest(c).context);
+      QVERIFY(double(b.xt.size(1)) <= t.largest(c).targets);
     }
   }
 
