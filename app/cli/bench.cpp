@@ -65,14 +65,35 @@ double time_median(const torch::Device& d, int repeats, Fn&& fn) {
   return median(t);
 }
 
-// The models --models names (all by default); --profile's folder, created (empty: no profile).
+// Every setting of the command, read and checked before anything is measured: a bad one fails at
+// once, not after minutes of the other part's figures.
+// Training: the models --models names (all by default); --profile's folder, created (empty: no
+// profile); the copy preset sized by --seq-len, --batch and --dropout.
 struct TrainChoice {
   std::vector<std::string> models;
   std::string profile_dir;
+  Config base;
+  int steps = 0;
+};
+
+struct InferenceChoice {
+  std::int64_t max_n = 0, queries = 0;
+  int repeats = 0;
 };
 
 TrainChoice train_choice(const Args& args) {
   TrainChoice choice;
+  const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
+  choice.steps = int(args.integer("steps", 30));
+  if (seq_len < 4 || batch <= 0 || choice.steps <= 0)
+    throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
+  // The copy preset's model and optimiser. Dropout is 0 unless --dropout asks (the preset trains
+  // with the reference script's 0.1, which on a GPU takes the tensor paths instead of the kernels).
+  choice.base = Config::preset("copy");
+  choice.base.seq_len = seq_len;
+  choice.base.batch = batch;
+  choice.base.dropout = args.number("dropout", 0.0);
+  if (const auto problems = choice.base.validate(); !problems.empty()) throw UsageError(problems.front());
   const auto& all = Config::choices("model");
   std::string names;
   for (const auto& m : all) names += (names.empty() ? "" : ", ") + m;
@@ -99,20 +120,21 @@ TrainChoice train_choice(const Args& args) {
   return choice;
 }
 
-void bench_train(const Args& args, const std::string& device, const std::string& precision, const TrainChoice& choice,
-                 Output& o) {
-  const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
-  const int steps = int(args.integer("steps", 30));
-  if (seq_len < 4 || batch <= 0 || steps <= 0)
-    throw UsageError("--seq-len must be >= 4, --batch and --steps positive");
-  // The copy preset's model and optimiser. Dropout is 0 unless --dropout asks (the preset trains
-  // with the reference script's 0.1, which on a GPU takes the tensor paths instead of the kernels).
-  const double dropout = args.number("dropout", 0.0);
-  Config base = Config::preset("copy");  // the sizes checked before the table's header is printed
-  base.seq_len = seq_len;
-  base.batch = batch;
-  base.dropout = dropout;
-  if (const auto problems = base.validate(); !problems.empty()) throw UsageError(problems.front());
+InferenceChoice inference_choice(const Args& args) {
+  InferenceChoice choice;
+  choice.max_n = args.integer("max-n", 262144);
+  choice.queries = args.integer("queries", 1024);
+  choice.repeats = int(args.integer("repeats", 5));
+  if (choice.max_n < 1024 || choice.queries <= 0 || choice.repeats <= 0)
+    throw UsageError("--max-n must be >= 1024, --queries and --repeats positive");
+  return choice;
+}
+
+void bench_train(const std::string& device, const std::string& precision, const TrainChoice& choice, Output& o) {
+  const Config& base = choice.base;
+  const auto seq_len = base.seq_len, batch = base.batch;
+  const int steps = choice.steps;
+  const double dropout = base.dropout;
   say(o, "training step, copy task, sequence length %lld, batch %lld, %d timed steps (median), precision %s, dropout %g\n",
       (long long)seq_len, (long long)batch, steps, precision.c_str(), dropout);
   say(o, "%-10s %10s %12s %14s\n", "model", "ms/step", "steps/s", "tokens/query");
@@ -169,13 +191,12 @@ void bench_train(const Args& args, const std::string& device, const std::string&
 
 // bf16: the models, the context and the queries converted to bfloat16 (the CUDA kernels are float32
 // only, so TCA then takes the tensor paths).
-void bench_inference(const Args& args, const std::string& device_name, const std::string& precision, Output& o) {
+void bench_inference(const InferenceChoice& choice, const std::string& device_name, const std::string& precision,
+                     Output& o) {
   torch::NoGradGuard no_grad;
   const auto device = resolve_device(device_name);
-  const auto max_n = args.integer("max-n", 262144), queries = args.integer("queries", 1024);
-  const int repeats = int(args.integer("repeats", 5));
-  if (max_n < 1024 || queries <= 0 || repeats <= 0)
-    throw UsageError("--max-n must be >= 1024, --queries and --repeats positive");
+  const auto max_n = choice.max_n, queries = choice.queries;
+  const int repeats = choice.repeats;
   Config c;  // d_model 64, 4 heads, b = 2: the paper's defaults
   torch::manual_seed(0);
   c.model = "tca";
@@ -291,6 +312,7 @@ int cmd_bench(const Args& args) {
   const auto device = args.str("device", "auto");
   resolve_device(device);  // fails early with the fix when CUDA is missing
   const auto choice = train_choice(args);
+  const auto inference = inference_choice(args);
   if (args.has("threads")) {
     const auto threads = args.integer("threads", 0);
     if (threads <= 0) throw UsageError("--threads must be positive");
@@ -331,8 +353,8 @@ int cmd_bench(const Args& args) {
     say(o, "dense attention of training: %s\n", kind.text);
     o.doc["dense_attention"] = kind.name;
   }
-  if (what != "inference") bench_train(args, device, precision, choice, o);
-  if (what != "train") bench_inference(args, device, precision, o);
+  if (what != "inference") bench_train(device, precision, choice, o);
+  if (what != "train") bench_inference(inference, device, precision, o);
   if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());
   return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "app/cli/command_line.h"
 #include "app/cli/training_run.h"
+#include "core/devices.h"
 #include "core/files.h"
 
 extern char** environ;
@@ -283,7 +284,7 @@ std::pair<int, std::vector<std::string>> parallel_options(const std::string& par
   int parallel = 1;
   std::vector<std::string> devices;
   try {
-    if (!devices_option.empty()) devices = parse_devices(devices_option);
+    if (!devices_option.empty()) devices = parse_devices(devices_option, cuda_device_count());
     if (!parallel_option.empty())
       parallel = parse_parallel(parallel_option, 4 * std::max(1, int(std::thread::hardware_concurrency())));
   } catch (const std::invalid_argument& e) {
@@ -306,7 +307,7 @@ int parse_parallel(const std::string& value, int max) {
   return int(n);
 }
 
-std::vector<std::string> parse_devices(const std::string& value) {
+std::vector<std::string> parse_devices(const std::string& value, int gpus) {
   std::vector<std::string> devices;
   std::set<std::string> seen;
   std::size_t at = 0;
@@ -320,6 +321,13 @@ std::vector<std::string> parse_devices(const std::string& value) {
           "--devices takes a comma-separated list like cuda:0,cuda:1 (or cpu); '" + d +
           "' is neither");
     if (!seen.insert(d).second) throw std::invalid_argument("--devices names " + d + " twice");
+    // A GPU that is not there would leave its runs to train on the CPU, unasked.
+    if (cuda && std::stoul(d.substr(5)) >= unsigned(gpus))
+      throw std::invalid_argument(
+          "--devices names " + d + ", but " +
+          (gpus == 0 ? std::string("this machine sees no CUDA GPU; use --devices cpu or leave the option out")
+                     : "this machine sees " + std::to_string(gpus) + " CUDA GPU(s); use cuda:0.." + "cuda:" +
+                           std::to_string(gpus - 1) + " or cpu"));
     devices.push_back(d);
     if (comma == std::string::npos) break;
     at = comma + 1;

@@ -70,6 +70,6 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
 int parse_parallel(const std::string& value, int max);
 // Both options checked (UsageError naming the fix): the processes at a time and the devices.
 std::pair<int, std::vector<std::string>> parallel_options(const std::string& parallel, const std::string& devices);
-std::vector<std::string> parse_devices(const std::string& value);
+std::vector<std::string> parse_devices(const std::string& value, int gpus);  // gpus: how many this process sees
 
 }  // namespace retreever::cli

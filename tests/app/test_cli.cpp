@@ -248,6 +248,11 @@ class TestCli : public QObject {
     QVERIFY(big.code != 0 && !big.crashed);
     QVERIFY2(big.err.startsWith("error: seq_len"), qPrintable(big.err));
     QVERIFY2(!big.out.contains("training step"), qPrintable(big.out));
+    // So is a bad setting of the inference part, before the training part runs.
+    auto small_n = run({"bench", "--what", "all", "--models", "ca", "--seq-len", "8", "--batch", "4", "--max-n", "5"});
+    QVERIFY(small_n.code != 0 && !small_n.crashed);
+    QVERIFY2(small_n.err.startsWith("error: --max-n"), qPrintable(small_n.err));
+    QVERIFY2(!small_n.out.contains("training step"), qPrintable(small_n.out));
   }
 
   void bench_json_holds_the_table_figures() {
@@ -700,6 +705,9 @@ class TestCli : public QObject {
     QVERIFY(QFile::exists(ordering + "/ordering/kdtree/checkpoint.safetensors"));
     expect_refusal(QStringList{"study", "reward", "--task", "gp", "--out", file("study-bad")} + tiny, "copy task");
     expect_refusal({"study", "speed", "--out", file("study-bad")}, "unknown study 'speed'");
+    // A GPU no machine has: refused before any run starts (its runs would have trained on the CPU).
+    expect_refusal({"study", "models", "--out", file("study-gpu"), "--devices", "cuda:9999"}, "cuda:9999, but");
+    QVERIFY(!QFileInfo::exists(file("study-gpu") + "/copy"));
     QFile bad(file("ordering-gp.json"));
     QVERIFY(bad.open(QIODevice::WriteOnly));
     bad.write(R"({"ordering": {"task": "gp", "orderings": ["given", "sort_x2"]}})");

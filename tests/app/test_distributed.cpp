@@ -568,12 +568,16 @@ class TestDistributed : public QObject {
     QVERIFY_EXCEPTION_THROWN(cli::parse_parallel("0", 8), std::invalid_argument);
     QVERIFY_EXCEPTION_THROWN(cli::parse_parallel("9", 8), std::invalid_argument);
     QVERIFY_EXCEPTION_THROWN(cli::parse_parallel("2x", 8), std::invalid_argument);
-    QCOMPARE(cli::parse_devices("cuda:0,cuda:1"), std::vector<std::string>({"cuda:0", "cuda:1"}));
-    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:0,cuda:0"), std::invalid_argument);
-    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("gpu0"), std::invalid_argument);
-    QVERIFY_EXCEPTION_THROWN(cli::parse_devices(""), std::invalid_argument);
-    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:99999999999999999999"),
+    QCOMPARE(cli::parse_devices("cuda:0,cuda:1", 2), std::vector<std::string>({"cuda:0", "cuda:1"}));
+    QCOMPARE(cli::parse_devices("cpu", 0), std::vector<std::string>({"cpu"}));
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:0,cuda:0", 2), std::invalid_argument);
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("gpu0", 2), std::invalid_argument);
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("", 2), std::invalid_argument);
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:99999999999999999999", 2),
                              std::invalid_argument);
+    // A GPU the machine does not have is refused, not left to train on the CPU.
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:0,cuda:2", 2), std::invalid_argument);
+    QVERIFY_EXCEPTION_THROWN(cli::parse_devices("cuda:0", 0), std::invalid_argument);
   }
 };
 
