@@ -43,7 +43,7 @@ CommandSpec train_spec() {
           "",
           {{"task", "TASK", "what to learn", choices("task")},
            {"model", "MODEL", "the decoder", choices("model")},
-           {"out", "DIR", "the run's folder (required)", {}},
+           {"out", "DIR", "the run's folder (required; with --resume, the checkpoint's folder by default)", {}},
            {"config", "FILE.json", "start from a config file (flags override it)", {}},
            {"resume", "FILE", "continue a checkpoint with its config (the training flags may change it)", {}},
            {"seq-len", "N", "copy task: sequence length (context = first half), >= 4", {}},
@@ -205,7 +205,11 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
 }
 
 int cmd_train(const Args& args) {
-  const fs::path out = args.required("out");
+  // A resumed run goes on in its own folder unless --out says otherwise (what an interrupted run's
+  // "resume with --resume FILE" asks for).
+  fs::path out = args.has("resume") && !args.has("out") ? fs::path(args.str("resume")).parent_path()
+                                                         : fs::path(args.required("out"));
+  if (out.empty()) out = ".";
   set_cuda_graphs_enabled(args.on_off("graphs", true));
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
   const auto setup = worker_setup(args.has("nproc"));

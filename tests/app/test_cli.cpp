@@ -202,10 +202,18 @@ class TestCli : public QObject {
     QVERIFY(p.waitForFinished(60000));
     QCOMPARE(p.exitStatus(), QProcess::NormalExit);
     QCOMPARE(p.exitCode(), 130);
-    QVERIFY(QString::fromUtf8(p.readAllStandardError()).contains("interrupted at step"));
+    const auto err = QString::fromUtf8(p.readAllStandardError());
+    const auto said = QRegularExpression("interrupted at step (\\d+).*resume with --resume (\\S+)\\)").match(err);
+    QVERIFY2(said.hasMatch(), qPrintable(err));
     QVERIFY(QFile::exists(file("interrupted/checkpoint.safetensors")));
     auto r = run({"eval", "--checkpoint", file("interrupted/checkpoint.safetensors"), "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
+    // The advice, taken as printed, goes on in the run's own folder.
+    const int step = said.captured(1).toInt();
+    r = run({"train", "--resume", said.captured(2), "--steps", QString::number(step + 3)});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    r = run({"eval", "--checkpoint", file("interrupted/checkpoint.safetensors"), "--json"});
+    QCOMPARE(json_of(r.out)["step"].toInt(), step + 3);
   }
 
   void bench_times_the_chosen_models_and_writes_a_profile() {
