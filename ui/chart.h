@@ -22,6 +22,8 @@ struct ChartSeries {
   std::vector<double> x, y;  // same length; NaN/inf points are skipped (they break the line)
   bool line = true;          // connect the points
   bool markers = false;      // a marker at each point (circles; squares for odd series)
+  bool rings = false;        // markers as larger open rings: a series that may lie on another's
+                             // points leaves them visible inside
   std::vector<std::string> point_labels;  // optional, same length as x: text beside each marker
   std::uint32_t colour = 0;  // 0xRRGGBB; 0 = the next colour of chart_palette
   LineDash dash = LineDash::solid;

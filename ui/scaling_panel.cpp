@@ -218,6 +218,13 @@ void ScalingPanel::redraw() {
     l.label = t.label = all[i].title;
     l.colour = t.colour = chart_palette(i);  // the report's colour of each model
     l.markers = t.markers = true;
+    // A decoder sized to read as many tokens as TCA (Perceiver IO's latents) lies on TCA's line
+    // there: dashed, with rings around TCA's points, and said so, so that both stay visible.
+    if (all[i].size_for_tokens) {
+      t.dash = LineDash::dash;
+      t.rings = true;
+      t.label += tr(" (sized to TCA's tokens)").toStdString();
+    }
     for (const auto& p : points_)
       if (p.model == all[i].name) {
         l.x.push_back(double(p.n)), l.y.push_back(p.us_per_query);

@@ -99,6 +99,14 @@ class TestStudio : public QObject {
       QCOMPARE(plot->xAxis->scaleType(), QCPAxis::stLogarithmic);
       QCOMPARE(plot->yAxis->scaleType(), QCPAxis::stLogarithmic);
     }
+    // Perceiver IO's tokens lie on TCA's: its line there is dashed, so that TCA's stays visible.
+    const auto* tokens = panel.plots().at(1);
+    QCOMPARE(tokens->graph(0)->pen().style(), Qt::SolidLine);  // TCA
+    QCOMPARE(tokens->graph(2)->pen().style(), Qt::DashLine);   // Perceiver IO
+    QCOMPARE(tokens->graph(2)->scatterStyle().shape(), QCPScatterStyle::ssCircle);  // rings around TCA's discs
+    QCOMPARE(tokens->graph(0)->scatterStyle().shape(), QCPScatterStyle::ssDisc);
+    QVERIFY(tokens->graph(2)->name().contains("sized to TCA"));
+    QCOMPARE(panel.plots().at(0)->graph(2)->pen().style(), Qt::SolidLine);  // its latency is its own
     // A size that cannot fit is not attempted: the memory bound stops the sizes before it.
     ScalingOptions huge;
     huge.max_n = std::int64_t(1) << 40;
