@@ -29,6 +29,8 @@ struct DecoderInfo {
   // Sizes `c` to read about `tokens` tokens per query (the paper compares at equal tokens); null
   // when what the decoder reads follows from the context alone (TCA, full cross attention).
   void (*size_for_tokens)(Config& c, std::int64_t tokens) = nullptr;
+  // Whether it is sized so: in a chart of tokens read, its points may lie on TCA's (drawn as rings).
+  bool sized() const { return size_for_tokens != nullptr; }
   // The size setting in a short label, e.g. "(L=8)"; null: none.
   std::string (*size_label)(const Config& c) = nullptr;
   // Builds the module (core/decoders, torch).

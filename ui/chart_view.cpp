@@ -173,7 +173,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     g->setPen(QPen(colour, 1.8, pen_style(s.dash)));
     g->setLineStyle(s.line ? QCPGraph::lsLine : QCPGraph::lsNone);
     if (s.markers && s.rings)
-      g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QPen(colour, 1.8), Qt::NoBrush, 12));
+      g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QPen(colour, 1.8), Qt::NoBrush, s.line ? 12 : 16));
     else if (s.markers)
       g->setScatterStyle(QCPScatterStyle(index % 2 == 0 ? QCPScatterStyle::ssDisc : QCPScatterStyle::ssSquare,
                                          colour, colour, s.line ? 6 : 9));

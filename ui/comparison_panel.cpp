@@ -13,6 +13,7 @@
 #include <QVBoxLayout>
 
 #include "core/paper.h"
+#include "core/registry.h"
 #include "ui/qcp.h"
 
 namespace retreever::ui {
@@ -102,6 +103,7 @@ void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
     point.colour = run->color.rgb() & 0xFFFFFF;
     point.line = false;
     point.markers = true;
+    if (const auto* d = find_decoder(c.model)) point.rings = d->sized();
     point.x = {e->tokens_per_query};
     point.y = {e->metric == "accuracy" ? 100 * e->value : e->value};
     point.point_labels = {point.label};

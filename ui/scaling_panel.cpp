@@ -220,7 +220,7 @@ void ScalingPanel::redraw() {
     l.markers = t.markers = true;
     // A decoder sized to read as many tokens as TCA (Perceiver IO's latents) lies on TCA's line
     // there: dashed, with rings around TCA's points, and said so, so that both stay visible.
-    if (all[i].size_for_tokens) {
+    if (all[i].sized()) {
       t.dash = LineDash::dash;
       t.rings = true;
       t.label += tr(" (sized to TCA's tokens)").toStdString();

@@ -189,7 +189,7 @@ std::int64_t tca_tokens(const std::optional<Run>& tca) {
 // Perceiver IO gets as many latents as TCA reads; Treeformer about as many leaf summaries.
 bool size_like_tca(Config& c, const std::optional<Run>& tca) {
   const auto tokens = tca_tokens(tca);
-  if (!decoder_info(c.model).size_for_tokens) return true;
+  if (!decoder_info(c.model).sized()) return true;
   if (tokens == 0) return false;
   c = sized_like(c, c.model, tokens);
   return true;
@@ -310,6 +310,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
         series.colour = model_colour(run.config.model);
         series.line = false;
         series.markers = true;
+        series.rings = decoder_info(run.config.model).sized();
         series.x.push_back(run.final_eval->tokens_per_query);
         series.y.push_back(100 * run.final_eval->value);
         series.point_labels.push_back(seq_label(n));
@@ -502,6 +503,7 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
     p.colour = model_colour(run.config.model);
     p.line = false;
     p.markers = true;
+    p.rings = decoder_info(run.config.model).sized();
     p.x = {tokens[first][run.config.model]};
     p.y = {value[first][run.config.model]};
     p.point_labels = {first};

@@ -343,6 +343,14 @@ class TestStudio : public QObject {
     QVERIFY2(right.contains(-0.8) && left.contains(70), qPrintable(QString("left %1..%2, right %3..%4")
                                                                        .arg(left.lower).arg(left.upper)
                                                                        .arg(right.lower).arg(right.upper)));
+    // A Perceiver IO run sized to TCA's tokens with TCA's accuracy lies on its point: drawn as a ring.
+    RunRecord perceiver = copy;
+    perceiver.id = 3, perceiver.name = "#3 perceiver";
+    perceiver.config.model = "perceiver";
+    comparison.setRuns({&copy, &gp, &perceiver});
+    QCOMPARE(scatter->graph(2)->scatterStyle().shape(), QCPScatterStyle::ssCircle);
+    QCOMPARE(scatter->graph(0)->scatterStyle().shape(), QCPScatterStyle::ssDisc);
+    QVERIFY(scatter->graph(2)->scatterStyle().size() > scatter->graph(0)->scatterStyle().size());
     // The GP run alone: one axis, named by its metric.
     copy.visible = false;
     panel.setRuns({&copy, &gp});
