@@ -89,6 +89,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   createDockWindows();
 
   connect(controller_, &SessionController::changed, this, [this] { dirty_ = true; });
+  connect(controller_, &SessionController::openingStarted, this, [this](const QString& path) {
+    cancel_open_->show();
+    statusBar()->showMessage(tr("Opening %1 ...").arg(QFileInfo(path).fileName()));
+  });
   connect(controller_, &SessionController::opened, this, [this](const QString& path, const Config& config) {
     cancel_open_->hide();
     addRecentFile(path);
@@ -458,8 +462,6 @@ bool MainWindow::openCheckpoint(const QString& path) {
     showError(error);
     return false;
   }
-  cancel_open_->show();
-  statusBar()->showMessage(tr("Opening %1 ...").arg(QFileInfo(path).fileName()));
   return true;
 }
 

@@ -159,8 +159,9 @@ void PlotPanel::rebuild() {
   for (const auto* run : runs_)
     if (run->visible) axes.add(run->config.is_classification());
   axes.label(specs[kEval]);
-  // The loss terms: one line a term (dashes) a run (colours). Above kMaxLegendEntries lines the
-  // legend lists each run once (its TCA term) and a key of the dashes, instead of every line.
+  // The loss terms: one line a term (dashes) a run (colours). With several runs the legend lists
+  // each run once (its TCA term) and a key of the dashes, instead of every line (two TCA runs'
+  // eight entries with their long names took the chart's height).
   // Over the runs shown: the loss terms' lines, and the first evaluation an empty plot can promise.
   int term_lines = 0, shown_runs = 0;
   std::int64_t first_eval = 0;
@@ -171,7 +172,7 @@ void PlotPanel::rebuild() {
       if (run->config.eval_every > 0 && (first_eval == 0 || run->config.eval_every < first_eval))
         first_eval = run->config.eval_every;
     }
-  const bool term_key = term_lines > kMaxLegendEntries;
+  const bool term_key = shown_runs > 1 && term_lines > shown_runs;
   // One run shown: its terms take colours of their own (the TCA term keeps the run's), since four
   // dashes of one colour are lost in a noisy curve; with several runs a colour is a run.
   auto term_colour = [&](const RunRecord* run, int term) {

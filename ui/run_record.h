@@ -4,6 +4,7 @@
 #include <QColor>
 #include <QString>
 #include <QStringList>
+#include <algorithm>
 #include <optional>
 
 #include "core/config.h"
@@ -23,9 +24,14 @@ struct RunRecord {
   bool visible = true;
   QString group;    // runs queued together by a comparison share a group
   QStringList devices;  // data parallel over these ("all GPUs"); empty: config.device alone
+  // Steps trained, as the trainer counts them: a checkpoint's history keeps every log_every-th
+  // step only, so its last row may be earlier.
+  std::int64_t steps_done = 0;
 
   const EvalMetrics* lastEval() const { return history.evals.empty() ? nullptr : &history.evals.back(); }
-  std::int64_t lastStep() const { return history.steps.empty() ? 0 : history.steps.back().step; }  // 0: none yet
+  std::int64_t lastStep() const {  // 0: none yet
+    return std::max(steps_done, history.steps.empty() ? std::int64_t(0) : history.steps.back().step);
+  }
 };
 
 // A colour per run that stays distinct on light and dark backgrounds.

@@ -1,5 +1,6 @@
 #include "session_controller.h"
 
+#include <QDir>
 #include <QFileInfo>
 #include <QTimer>
 #include <algorithm>
@@ -16,6 +17,15 @@ SessionController::SessionController(QObject* parent) : QObject(parent), session
   connect(session_, &TrainingSession::evaluated, this, &SessionController::onEvaluated);
   connect(session_, &TrainingSession::snapshotReady, this, &SessionController::onSnapshot);
   connect(session_, &TrainingSession::stateChanged, this, &SessionController::onStateChanged);
+}
+
+QString checkpoint_label(const QString& path) {
+  const QFileInfo file(path);
+  const QString folder = file.absoluteDir().dirName();
+  const QString base = file.completeBaseName();
+  if (base == "checkpoint" && !folder.isEmpty()) return folder;
+  if (base == "checkpoint_best" && !folder.isEmpty()) return folder + " best";
+  return file.fileName();
 }
 
 QList<const RunRecord*> SessionController::runPointers() const {
@@ -63,16 +73,38 @@ void SessionController::startNextQueued() {
 }
 
 bool SessionController::openCheckpoint(const QString& path, QString* error) {
-  if (session_->busy()) {
-    if (error) *error = tr("A run is in progress: stop it before opening a checkpoint.");
-    return false;
-  }
   if (const auto why = unreadable_checkpoint_reason(path.toStdString()); !why.empty()) {
     if (error) *error = tr("Cannot open '%1': it %2.").arg(path, QString::fromStdString(why));
     return false;
   }
+  if (opening() || !open_queue_.isEmpty()) {
+    open_queue_ << path;
+    return true;
+  }
+  if (session_->busy()) {
+    if (error) *error = tr("A run is in progress: stop it before opening a checkpoint.");
+    return false;
+  }
+  startOpening(path);
+  return true;
+}
+
+void SessionController::startOpening(const QString& path) {
   pending_load_ = path;
+  Q_EMIT openingStarted(path);
   session_->resumeFrom(path, true);  // errors arrive through the session's failed()
+}
+
+bool SessionController::continueOpenings(TrainingSession::State s) {
+  if (open_queue_.isEmpty() || opening()) return false;
+  if (s == TrainingSession::State::Paused) {  // the run just opened: stopped where its file left it
+    stopping_ = true;
+    session_->stop();
+  } else if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed) {
+    QTimer::singleShot(0, this, [this] {
+      if (!open_queue_.isEmpty() && !session_->busy()) startOpening(open_queue_.takeFirst());
+    });
+  }
   return true;
 }
 
@@ -87,6 +119,7 @@ void SessionController::stopAll() {
 
 bool SessionController::cancelOpening() {
   if (pending_load_.isEmpty()) return false;
+  open_queue_.clear();
   discarding_ = true;
   pending_load_.clear();
   session_->stop();  // queued behind the load: the worker ends the run it yields
@@ -123,15 +156,17 @@ QList<Config> SessionController::rewardStudyConfigs(Config base) {
   return configs;
 }
 
-void SessionController::onRunStarted(const Config& config, qint64, const MetricsHistory& history, const QString& device) {
+void SessionController::onRunStarted(const Config& config, qint64 steps_done, const MetricsHistory& history,
+                                     const QString& device) {
   if (discarding_) return;  // a cancelled opening
   if (!pending_load_.isEmpty()) {
     RunRecord r;
     r.id = next_id_++;
     r.config = config;
-    r.name = run_name(r.id, config) + " (" + QFileInfo(pending_load_).fileName() + ")";
+    r.name = run_name(r.id, config) + " (" + checkpoint_label(pending_load_) + ")";
     r.color = run_color(r.id - 1);
     r.history = history;
+    r.steps_done = steps_done;
     runs_ << r;
     current_ = runs_.size() - 1;
     const QString path = pending_load_;
@@ -140,6 +175,7 @@ void SessionController::onRunStarted(const Config& config, qint64, const Metrics
   } else if (auto* run = currentRun()) {
     run->config = config;
     run->history = history;
+    run->steps_done = steps_done;
   }
   Q_EMIT runStarted(device);
   Q_EMIT changed();
@@ -149,6 +185,7 @@ void SessionController::onStepped(const StepMetrics& m) {
   auto* run = currentRun();
   if (!run || discarding_) return;
   run->history.steps.push_back(m);  // every step: the live curves
+  run->steps_done = m.step;
   ++rate_steps_;
   const double elapsed = rate_clock_.elapsed() / 1000.0;
   if (elapsed > 1.0) {
@@ -181,7 +218,8 @@ void SessionController::onStateChanged(TrainingSession::State s) {
     Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
     return;
   }
-  if (auto* run = currentRun()) {
+  // While a checkpoint is being read, the session's states are the opening's, not the last run's.
+  if (auto* run = pending_load_.isEmpty() ? currentRun() : nullptr) {
     run->state = state_text(s);
     // Stopped before its last step: say where, so that it does not read as a run that completed.
     const std::int64_t done = run->lastStep();
@@ -196,6 +234,7 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   }
   Q_EMIT stateChanged(s);
   Q_EMIT changed();
+  if (continueOpenings(s)) return;
   if (ended) QTimer::singleShot(0, this, &SessionController::startNextQueued);
 }
 

@@ -13,6 +13,11 @@
 
 namespace retreever::ui {
 
+// How an opened checkpoint is named in its run's name: the run's folder for the files `train`
+// writes (".../gp-seed1/checkpoint.safetensors" -> "gp-seed1", checkpoint_best -> "gp-seed1 best"),
+// the file's name otherwise.
+QString checkpoint_label(const QString& path);
+
 class SessionController : public QObject {
   Q_OBJECT
  public:
@@ -30,9 +35,11 @@ class SessionController : public QObject {
   // when the session is free; each trains data parallel over `devices` when it names two or more.
   void queueRuns(const QList<Config>& configs, const QString& group, const QStringList& devices = {});
   // Opens a checkpoint as a paused run; false with `error` set when it cannot start (busy, missing
-  // file). Errors while loading arrive through the session's failed().
+  // file). Errors while loading arrive through the session's failed(). Checkpoints opened while
+  // one is loading (several files at once) wait their turn: each becomes a run, and each but the
+  // last, if not finished, is stopped where its file left it (nothing is lost: the file holds it).
   bool openCheckpoint(const QString& path, QString* error);
-  // Abandons the checkpoint being opened: what its loading yields is discarded.
+  // Abandons the checkpoint being opened, and those waiting: what its loading yields is discarded.
   bool cancelOpening();
   bool opening() const { return !pending_load_.isEmpty(); }
   QString openingPath() const { return pending_load_; }
@@ -50,6 +57,7 @@ class SessionController : public QObject {
 
  Q_SIGNALS:
   void changed();                                   // runs, their states or metrics changed
+  void openingStarted(const QString& path);                // a checkpoint is being read
   void opened(const QString& path, const Config& config);  // a checkpoint became a run
   void openingFailed(const QString& path);                  // a checkpoint could not be read
   void snapshotArrived(int run, const retreever::Snapshot& snapshot);
@@ -59,6 +67,10 @@ class SessionController : public QObject {
 
  private:
   void startNextQueued();
+  void startOpening(const QString& path);
+  // After the session settles: the next checkpoint waiting, once the run opened before it has
+  // stopped. True when an opening goes on (queued runs wait for it).
+  bool continueOpenings(TrainingSession::State s);
   void onRunStarted(const Config& config, qint64 steps_done, const MetricsHistory& history, const QString& device);
   void onStepped(const StepMetrics& m);
   void onEvaluated(const EvalMetrics& e);
@@ -71,6 +83,7 @@ class SessionController : public QObject {
   QList<int> queue_;           // runs waiting their turn
   int next_id_ = 1;
   QString pending_load_;       // checkpoint being opened (becomes a run when it starts)
+  QStringList open_queue_;     // checkpoints waiting for the one being opened
   bool discarding_ = false;    // an opening was cancelled: ignore the session until it ends
   bool stopping_ = false;      // Stop was pressed: the current run ends before its last step
   QElapsedTimer rate_clock_;

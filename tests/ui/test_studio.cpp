@@ -28,7 +28,9 @@
 #include "core/devices.h"
 #include "core/registry.h"
 #include "core/training/distributed.h"
+#include "core/training/trainer.h"
 #include "core/tree/tree_shape.h"
+#include "datasets/tasks.h"
 #include "ui/main_window.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
@@ -360,8 +362,9 @@ class TestStudio : public QObject {
   }
 
   void loss_terms_of_many_runs_keep_a_legend_of_runs_and_dashes() {
-    // Four lines a TCA run: five runs would need 20 legend entries. The legend lists each run once
-    // and a key of the dashes instead; two runs keep their eight entries.
+    // Four lines a TCA run: five runs would need 20 legend entries, two runs 8 (which took the
+    // chart's height). The legend lists each run once and a key of the dashes instead; one run
+    // keeps its four entries, each term a colour.
     std::vector<RunRecord> runs(5);
     QList<const RunRecord*> shown;
     for (int i = 0; i < 5; ++i) {
@@ -398,15 +401,16 @@ class TestStudio : public QObject {
     // The lines keep their names (the readout under the pointer shows them).
     QCOMPARE(terms->graph(1)->name(), QString("#1 CA"));
     panel.setRuns({shown[0], shown[1]});
-    QCOMPARE(terms->graphCount(), 8);
-    QCOMPARE(legend_names().size(), 8);
-    QVERIFY(legend_names().contains("#2 RL"));
+    QCOMPARE(terms->graphCount(), 8 + 3);
+    QCOMPARE(legend_names().size(), 2 + 3);
+    QVERIFY(legend_names().contains("#2 TCA") && !legend_names().contains("#2 RL"));
     // Two runs: a colour a run, the terms told apart by their dashes.
     QCOMPARE(terms->graph(1)->pen().color(), runs[0].color);
     QCOMPARE(terms->graph(5)->pen().color(), runs[1].color);
     // One run: each term a colour of its own, the TCA term the run's.
     panel.setRuns({shown[0]});
     QCOMPARE(terms->graphCount(), 4);
+    QCOMPARE(legend_names().size(), 4);
     QCOMPARE(terms->graph(0)->pen().color(), runs[0].color);
     QSet<QRgb> colours;
     for (int g = 0; g < 4; ++g) colours.insert(terms->graph(g)->pen().color().rgb());
@@ -713,6 +717,40 @@ class TestStudio : public QObject {
     // Writing into a folder that cannot exist is an error dialog, not a crash.
     QVERIFY(!w.exportComparison("/proc/nonexistent/dir/table.csv"));
     QCOMPARE(errors.count(), 3);
+  }
+
+  // Several checkpoints opened at once (retreever-studio A B C) each become a run, in order; a run
+  // opened before another, not finished, is stopped where its file left it; the last stays paused.
+  void checkpoints_opened_together_open_one_after_another() {
+    auto saved = [&](const QString& name, std::int64_t steps, int done) {
+      Trainer t(small_copy(steps), datasets::make_task);
+      for (int i = 0; i < done; ++i) t.step();
+      const auto path = dir_.filePath(name);
+      t.save(path.toStdString());
+      return path;
+    };
+    const auto unfinished = saved("unfinished.safetensors", 1000, 2), done = saved("done.safetensors", 3, 3);
+    SessionController controller;
+    QSignalSpy opened(&controller, &SessionController::opened);
+    QString error;
+    for (const auto& path : {unfinished, done, unfinished}) QVERIFY2(controller.openCheckpoint(path, &error), qPrintable(error));
+    QTRY_VERIFY_WITH_TIMEOUT(opened.count() == 3 && !controller.opening() &&
+                                 controller.session()->state() == TrainingSession::State::Paused,
+                             60000);
+    QCOMPARE(controller.runs().size(), qsizetype(3));
+    QCOMPARE(opened.at(1).at(0).toString(), done);
+    QCOMPARE(controller.runs()[0].state, QString("stopped at step 2"));
+    QCOMPARE(controller.runs()[1].state, state_text(TrainingSession::State::Finished));
+    QCOMPARE(controller.runs()[2].state, state_text(TrainingSession::State::Paused));
+    QCOMPARE(controller.currentIndex(), 2);
+    QVERIFY2(controller.runs()[1].name.endsWith("(done.safetensors)"), qPrintable(controller.runs()[1].name));
+    // The files train writes are named by their run's folder.
+    QCOMPARE(checkpoint_label("/runs/gp-seed1/checkpoint.safetensors"), QString("gp-seed1"));
+    QCOMPARE(checkpoint_label("/runs/gp-seed1/checkpoint_best.safetensors"), QString("gp-seed1 best"));
+    QCOMPARE(checkpoint_label("/runs/mine.safetensors"), QString("mine.safetensors"));
+    // Opened alone while that run is paused: refused, as before (its training may not be saved).
+    QVERIFY(!controller.openCheckpoint(done, &error));
+    QVERIFY(error.contains("stop it before opening"));
   }
 
   void opening_can_be_cancelled_and_leaves_nothing_behind() {
