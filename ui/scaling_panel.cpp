@@ -35,7 +35,7 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   controls->addWidget(new QLabel(tr("queries")));
   queries_ = new QSpinBox;
   queries_->setRange(1, 65536);
-  queries_->setValue(1024);
+  queries_->setValue(int(ScalingOptions{}.queries));
   queries_->setToolTip(tr("Queries answered per measurement (batch 1): the latency is per query."));
   controls->addWidget(queries_);
   controls->addWidget(new QLabel(tr("device")));
@@ -206,7 +206,7 @@ void ScalingPanel::redraw() {
   for (auto* spec : {&latency, &tokens}) {
     spec->x_label = tr("context tokens N (log)").toStdString();
     spec->log_x = spec->log_y = true;
-    spec->empty_x_lo = 1024;  // before a measurement: the sizes it will take
+    spec->empty_x_lo = double(ScalingOptions{}.min_n);  // before a measurement: the sizes it will take
     spec->empty_x_hi = max_n;
   }
   latency.empty_y_lo = 0.01, latency.empty_y_hi = 100;  // microseconds: a GPU's TCA to a CPU's CA

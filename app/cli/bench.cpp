@@ -22,6 +22,7 @@
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
 #include "core/registry.h"
+#include "core/scaling.h"
 #include "core/training/device.h"
 #include "core/training/precision.h"
 #include "core/training/trainer.h"
@@ -122,11 +123,12 @@ TrainChoice train_choice(const Args& args) {
 
 InferenceChoice inference_choice(const Args& args) {
   InferenceChoice choice;
+  const ScalingOptions sizes;  // the Scaling view's sizes (from 1k by factors of 4) and queries
   choice.max_n = args.integer("max-n", 262144);
-  choice.queries = args.integer("queries", 1024);
+  choice.queries = args.integer("queries", sizes.queries);
   choice.repeats = int(args.integer("repeats", 5));
-  if (choice.max_n < 1024 || choice.queries <= 0 || choice.repeats <= 0)
-    throw UsageError("--max-n must be >= 1024, --queries and --repeats positive");
+  if (choice.max_n < sizes.min_n || choice.queries <= 0 || choice.repeats <= 0)
+    throw UsageError("--max-n must be >= " + std::to_string(sizes.min_n) + ", --queries and --repeats positive");
   return choice;
 }
 
@@ -219,7 +221,7 @@ void bench_inference(const InferenceChoice& choice, const std::string& device_na
   inference = {{"batch", 1},           {"queries", queries},     {"repeats", repeats}, {"device", device.str()},
                {"precision", precision}, {"d_model", c.d_model}, {"heads", c.heads}, {"rows", nlohmann::json::array()}};
   DecodeRequest greedy;
-  for (std::int64_t n = 1024; n <= max_n; n *= 4) {
+  for (std::int64_t n = ScalingOptions{}.min_n; n <= max_n; n *= 4) {
     auto opts = torch::TensorOptions().device(device);
     auto context = torch::randn({1, n, c.d_model}, opts).to(dtype);
     auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision
