@@ -61,15 +61,16 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   layout->addLayout(controls);
 
   auto* grid = grid_ = new QGridLayout;
-  plots_ << makePlot(tr("Training loss"), tr("loss")) << makePlot(tr("Loss terms"), tr("value"))
+  plots_ << makePlot(tr("Training loss (prediction)"), tr("loss")) << makePlot(tr("Loss terms"), tr("value"))
          << makePlot(tr("Evaluation"), tr("metric")) << makePlot(tr("Tokens read per query"), tr("tokens"))
          << makePlot(tr("Learning rate"), tr("lr"))
          << makePlot(tr("Accuracy per target position (click to inspect)"), tr("accuracy %"));
   plots_[kLoss]->setToolTip(
-      tr("The sum the optimiser minimises: L_TCA + lambda_CA L_CA + lambda_RL L_RL. L_RL is REINFORCE's "
-         "surrogate, -(reward) x log-probability of the walk, less the entropy bonus: its value follows "
-         "the rewards, not the error, so with log-likelihood rewards (GP, images) this sum can rise while "
-         "the model gets better. Loss terms shows each part; Evaluation shows the metric."));
+      tr("Each model's loss on its own predictions on the training batches: for TCA through the selected "
+         "set S (L_TCA), for the others through what they read; comparable across models. TCA's optimiser "
+         "minimises more: L_TCA + lambda_CA L_CA + lambda_RL L_RL (the 'loss' the command line prints). "
+         "L_RL, REINFORCE's surrogate, follows the rewards rather than the error, so with log-likelihood "
+         "rewards (GP, images) that sum can rise while the model gets better. Loss terms shows each part."));
   plots_[kTerms]->setToolTip(
       tr("TCA: the negative log-likelihood through the selected set S. CA: the same through every leaf "
          "(L_CA). RL: REINFORCE's surrogate with the entropy bonus (its value is not an error). Entropy: "
@@ -181,17 +182,16 @@ void PlotPanel::rebuild() {
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
   for (const auto* run : runs_) {
     if (!run->visible) continue;
-    QVector<double> steps, loss, tca, ca, rl, entropy, lr;
+    QVector<double> steps, tca, ca, rl, entropy, lr;
     for (const auto& s : run->history.steps) {
       steps << double(s.step);
-      loss << s.loss;
       tca << s.tca_loss;
       ca << s.ca_loss;
       rl << s.rl_loss;
       entropy << s.entropy;
       lr << s.lr;
     }
-    add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(loss, alpha), false);
+    add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(tca, alpha), false);
     add(kTerms, run->name + " TCA", run->color, LineDash::solid, steps, smooth(tca, alpha), false);
     if (decoder_info(run->config.model).policy) {
       for (int t : {add(kTerms, run->name + " CA", term_colour(run, 1), LineDash::dash, steps, smooth(ca, alpha), false),

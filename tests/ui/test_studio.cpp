@@ -400,6 +400,15 @@ class TestStudio : public QObject {
              qPrintable(names.join(", ")));
     // The lines keep their names (the readout under the pointer shows them).
     QCOMPARE(terms->graph(1)->name(), QString("#1 CA"));
+    // Training loss is each run's prediction loss (L_TCA for TCA), not the whole objective, whose
+    // REINFORCE surrogate follows the rewards: comparable across models.
+    runs[0].history.steps.back().loss = 7.0;
+    panel.setRuns(shown);
+    const auto* loss = panel.plots()[0]->graph(0)->data().data();
+    const auto* tca = terms->graph(0)->data().data();
+    QCOMPARE(loss->size(), 3);
+    QCOMPARE(loss->at(2)->value, tca->at(2)->value);  // the same smoothing of the same values
+    QVERIFY(loss->at(2)->value < 1.0);                 // not pulled towards the objective's 7
     panel.setRuns({shown[0], shown[1]});
     QCOMPARE(terms->graphCount(), 8 + 3);
     QCOMPARE(legend_names().size(), 2 + 3);
