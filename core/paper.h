@@ -37,4 +37,13 @@ inline std::optional<double> published_emnist_log_likelihood(const std::string& 
   return std::nullopt;
 }
 
+// GP regression log-likelihood on RBF functions after 100k steps, as other papers and reviews
+// quote the paper (PAPER.md: secondary sources, not checked against the PDF; not a target).
+inline std::optional<double> quoted_gp_rbf_log_likelihood(const std::string& model) {
+  if (model == "ca") return 1.35;
+  if (model == "tca") return 1.25;
+  if (model == "perceiver") return 1.06;
+  return std::nullopt;
+}
+
 }  // namespace retreever

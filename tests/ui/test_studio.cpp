@@ -361,6 +361,29 @@ class TestStudio : public QObject {
     QCOMPARE(eval->yAxis->label(), QString("log-likelihood"));
   }
 
+  // The comparison's paper column: the copy tables, EMNIST for images (seen classes), the GP figures
+  // others quote (RBF evaluation); nothing where the paper has no such setting.
+  void paper_column_names_its_source() {
+    Config c = Config::preset("copy");
+    c.seq_len = 512;
+    QCOMPARE(paper_result(c), QString("100.0 ± 0.0"));
+    c.seq_len = 64;
+    QVERIFY(paper_result(c).isEmpty());
+    Config g = Config::preset("gp");
+    g.model = "tca";
+    QVERIFY2(paper_result(g).startsWith("1.25") && paper_result(g).contains("quoted"), qPrintable(paper_result(g)));
+    g.eval_kernel = "matern";
+    QVERIFY(paper_result(g).isEmpty());
+    Config im = Config::preset("image");
+    im.model = "ca";
+    QVERIFY(paper_result(im).startsWith("1.41") && paper_result(im).contains("EMNIST"));
+    im.eval_split = "unseen";
+    QVERIFY(paper_result(im).isEmpty());
+    im.eval_split = "seen";
+    im.model = "treeformer";
+    QVERIFY(paper_result(im).isEmpty());
+  }
+
   void loss_terms_of_many_runs_keep_a_legend_of_runs_and_dashes() {
     // Four lines a TCA run: five runs would need 20 legend entries, two runs 8 (which took the
     // chart's height). The legend lists each run once and a key of the dashes instead; one run
