@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -102,8 +103,13 @@ int run_report(const Budget& budget, const ReportJob& job, const Args& args, con
            "missing or unfinished (with --no-train); a table shows a run without a value by its status.\n\n";
   };
   const int status = write_report(budget, wanted, runner, opt.out, job.stem, charts, header, &rows);
-  std::printf("%s: %s (%zu rows), %s.csv, plots/\n", job.stem.c_str(), (opt.out / (job.stem + ".md")).string().c_str(),
-              rows, job.stem.c_str());
+  // Where the charts went: plots/, or why there are none.
+  const std::string plots = std::filesystem::exists(opt.out / "plots") ? ", plots/"
+                            : charts ? ", no charts (no run to draw)"
+                                     : ", no charts (this retreever was built without Qt: '--no-train' on this folder "
+                                       "with a build that has the studio draws them)";
+  std::printf("%s: %s (%zu rows), %s.csv%s\n", job.stem.c_str(), (opt.out / (job.stem + ".md")).string().c_str(),
+              rows, job.stem.c_str(), plots.c_str());
   return status;
 }
 

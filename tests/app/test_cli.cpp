@@ -713,6 +713,10 @@ class TestCli : public QObject {
     QVERIFY(QFile::exists(ordering + "/ordering/kdtree/checkpoint.safetensors"));
     expect_refusal(QStringList{"study", "reward", "--task", "gp", "--out", file("study-bad")} + tiny, "copy task");
     expect_refusal({"study", "speed", "--out", file("study-bad")}, "unknown study 'speed'");
+    // A report with no run to draw says so instead of pointing at a plots/ folder that is not there.
+    auto empty = run({"report", "--out", file("report-empty"), "--no-train", "--only", "copy"});
+    QVERIFY2(empty.code == 0 && empty.out.contains("no charts (no run to draw)"), qPrintable(empty.out + empty.err));
+    QVERIFY(!QFileInfo::exists(file("report-empty") + "/plots"));
     // A GPU no machine has: refused before any run starts (its runs would have trained on the CPU).
     expect_refusal({"study", "models", "--out", file("study-gpu"), "--devices", "cuda:9999"}, "cuda:9999, but");
     QVERIFY(!QFileInfo::exists(file("study-gpu") + "/copy"));
