@@ -39,6 +39,9 @@ Config Config::from_json(const std::string& text, const Config& base) {
   } catch (const json::parse_error& err) {
     throw std::runtime_error(std::string("malformed JSON (") + err.what() +
                              "); fix the syntax or start from a file written by 'retreever train'");
+  } catch (const json::out_of_range& err) {  // a number beyond a double's range, e.g. 1e400
+    throw std::runtime_error(std::string("a number in it is too large for a double (") + err.what() +
+                             "); write it within about 1e308");
   }
   if (!j.is_object()) throw std::runtime_error("the config must be a JSON object {\"key\": value, ...}");
   Config c = base;

@@ -240,6 +240,7 @@ class TestConfig : public QObject {
     QVERIFY(message(R"({"stpes": 10})").find("unknown config key 'stpes'") != std::string::npos);
     QVERIFY(message(R"({"steps": "many"})").find("'steps' must be an integer") != std::string::npos);
     QVERIFY(message(R"({"lr": true})").find("'lr' must be a number") != std::string::npos);
+    QVERIFY(message(R"({"lr": 1e400})").find("too large for a double") != std::string::npos);
   }
 };
 
