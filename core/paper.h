@@ -46,4 +46,23 @@ inline std::optional<double> quoted_gp_rbf_log_likelihood(const std::string& mod
   return std::nullopt;
 }
 
+// The paper's figure a run's evaluation compares with, and where it comes from: the copy tables
+// (accuracy %, source empty), EMNIST for images on the seen classes, the figures quoted from it for
+// GP on RBF; for images and GP only where the evaluation draws its context sizes as in training.
+// nullopt where none applies.
+struct PaperFigure {
+  double value = 0, stddev = 0;
+  const char* source = "";
+};
+
+inline std::optional<PaperFigure> paper_figure(const Config& c) {
+  if (const auto r = published_copy_accuracy(c)) return PaperFigure{r->mean, r->stddev, ""};
+  if (c.eval_context != 0) return std::nullopt;
+  if (c.task == "image" && c.eval_split == "seen")
+    if (const auto v = published_emnist_log_likelihood(c.model)) return PaperFigure{*v, 0, "EMNIST, another dataset"};
+  if (c.task == "gp" && c.eval_kernel == "rbf")
+    if (const auto v = quoted_gp_rbf_log_likelihood(c.model)) return PaperFigure{*v, 0, "as quoted; 100k steps"};
+  return std::nullopt;
+}
+
 }  // namespace retreever

@@ -19,14 +19,10 @@
 namespace retreever::ui {
 
 QString paper_result(const Config& c) {
-  if (const auto r = published_copy_accuracy(c)) return QString("%1 ± %2").arg(r->mean, 0, 'f', 1).arg(r->stddev, 0, 'f', 1);
-  if (c.task == "image" && c.eval_split == "seen")
-    if (const auto v = published_emnist_log_likelihood(c.model))
-      return QObject::tr("%1 (EMNIST, another dataset)").arg(*v, 0, 'f', 2);
-  if (c.task == "gp" && c.eval_kernel == "rbf")
-    if (const auto v = quoted_gp_rbf_log_likelihood(c.model))
-      return QObject::tr("%1 (as quoted; 100k steps)").arg(*v, 0, 'f', 2);
-  return QString();
+  const auto f = paper_figure(c);
+  if (!f) return QString();
+  if (!*f->source) return QString("%1 ± %2").arg(f->value, 0, 'f', 1).arg(f->stddev, 0, 'f', 1);
+  return QString("%1 (%2)").arg(f->value, 0, 'f', 2).arg(QString::fromUtf8(f->source));
 }
 
 namespace {

@@ -27,9 +27,9 @@ namespace retreever::cli::report {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// The paper's copy-task accuracy (%) for a run's config, if it reports one.
-std::optional<double> paper_accuracy(const Config& c) {
-  if (auto r = published_copy_accuracy(c)) return r->mean;
+// The paper's figure for a run's config (core/paper.h), if one applies.
+std::optional<double> paper_value(const Config& c) {
+  if (const auto f = paper_figure(c)) return f->value;
   return std::nullopt;
 }
 
@@ -302,7 +302,7 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
     const auto paper_run = paper_recipe_run(runner, "copy/N" + std::to_string(n), base, s.models);
     ChartSpec spec = metric_spec("Copy task, sequence length " + std::to_string(n), "training step", true);
     for (const auto& run : runs) {
-      rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_accuracy(run.config)));
+      rows.push_back(make_row("copy", seq_label(n), run, run.final_eval, paper_value(run.config)));
       spec.series.push_back(curve(run, model_name(run.config.model), true, model_colour(run.config.model)));
       if (run.available()) {
         auto& series = by_model[run.config.model];
@@ -317,14 +317,14 @@ void copy_section(const Section& s, const Budget& b, Runner& runner, Report& rep
       }
     }
     if (paper_run) {
-      auto row = make_row("copy", seq_label(n), *paper_run, paper_run->final_eval, paper_accuracy(paper_run->config));
+      auto row = make_row("copy", seq_label(n), *paper_run, paper_run->final_eval, paper_value(paper_run->config));
       row.paper_recipe = true;
       rows.push_back(row);
       spec.series.push_back(curve(*paper_run, kPaperRecipeLabel, true, kPaperRecipeColour));
     }
     Config tca = base;
     tca.model = "tca";
-    if (auto p = paper_accuracy(tca)) spec.references.push_back({"paper TCA " + fmt("%.1f", *p), *p});
+    if (auto p = paper_value(tca)) spec.references.push_back({"paper TCA " + fmt("%.1f", *p), *p});
     rep.plot("copy_N" + std::to_string(n), spec);
   }
   rep.table(rows, "length", true, "paper %");
@@ -374,7 +374,7 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
         if (first_difference(cc, c).empty()) dir = "copy/N" + std::to_string(n) + "/tca";
       }
       auto run = runner.ensure(dir, c);
-      auto row = make_row("reward", seq_label(n) + " " + rewards[k], run, run.final_eval, paper_accuracy(c));
+      auto row = make_row("reward", seq_label(n) + " " + rewards[k], run, run.final_eval, paper_value(c));
       rows.push_back(row);
       if (row.value) ours[k].x.push_back(double(n)), ours[k].y.push_back(100 * *row.value);
       if (row.paper) paper[k].x.push_back(double(n)), paper[k].y.push_back(*row.paper);
@@ -459,8 +459,10 @@ void meta_section(const std::string& task, const Section& s, const Budget& b, Ru
         if (!first) first = e;
       }
       const auto& run = runs[m];
-      auto paper = !gp && variant == "seen" && fixed_context == 0 ? published_emnist_log_likelihood(run.config.model)
-                                                                   : std::nullopt;
+      Config evaluated = run.config;  // as evaluated for this row; the GP table has no paper column
+      evaluated.eval_split = variant;
+      evaluated.eval_context = fixed_context;
+      auto paper = gp ? std::nullopt : paper_value(evaluated);
       auto row = make_row(task, label, run, first, paper);
       if (!values.empty()) {
         double mean = 0, ss = 0;

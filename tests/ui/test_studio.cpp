@@ -377,6 +377,9 @@ class TestStudio : public QObject {
     Config im = Config::preset("image");
     im.model = "ca";
     QVERIFY(paper_result(im).startsWith("1.41") && paper_result(im).contains("EMNIST"));
+    im.eval_context = 100;  // a fixed context size is not the paper's setting (nor the report's paper column)
+    QVERIFY(paper_result(im).isEmpty());
+    im.eval_context = 0;
     im.eval_split = "unseen";
     QVERIFY(paper_result(im).isEmpty());
     im.eval_split = "seen";
