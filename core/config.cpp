@@ -32,6 +32,18 @@ std::string Config::to_json() const {
   return j.dump(2);
 }
 
+std::string Config::changes_from(const Config& base) const {
+  const json mine = json::parse(to_json()), theirs = json::parse(base.to_json());
+  std::string out;
+  Config copy = *this;
+  for_each_field(copy, [&](const char* key, auto&) {
+    const auto& v = mine.at(key);
+    if (v == theirs.at(key)) return;
+    out += (out.empty() ? "" : ", ") + std::string(key) + " " + (v.is_string() ? v.get<std::string>() : v.dump());
+  });
+  return out;
+}
+
 Config Config::from_json(const std::string& text, const Config& base) {
   json j;
   try {

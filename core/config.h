@@ -107,6 +107,9 @@ struct Config {
   bool is_classification() const;  // the task's (core/registry.h)
 
   std::string to_json() const;  // pretty-printed JSON object
+  // The fields whose values differ from base's, in the field table's order, as "field value" pairs
+  // joined by ", " ("steps 5000, seed 3"); empty where none does.
+  std::string changes_from(const Config& base) const;
   // Parses JSON text over the defaults (missing keys keep defaults). Throws
   // std::runtime_error naming the bad key or the syntax error.
   static Config from_json(const std::string& text, const Config& base);

@@ -86,12 +86,22 @@ struct MetricAxes {
   void place(ChartSeries& s, bool is_accuracy) const { s.right_axis = mixed() && !is_accuracy; }
 };
 
-// Colour i of the colour-blind-safe palette (wraps around): run i of the studio and series i of
-// a report chart share it, so a colour means one model or run across plots.
+// Colour i of the colour-blind-safe palette: run i of the studio and series i of a report chart
+// share it, so a colour means one model or run across plots. Past its nine colours come the same
+// hues darker, then lighter (a tenth run is not the first one's blue); it wraps after 27.
 inline std::uint32_t chart_palette(std::size_t i) {
   static constexpr std::uint32_t kPalette[] = {0x0072B2, 0xD55E00, 0x009E73, 0xCC79A7, 0xE69F00,
                                                0x56B4E9, 0x8C564B, 0x7F7F7F, 0xBCBD22};
-  return kPalette[i % (sizeof(kPalette) / sizeof(kPalette[0]))];
+  constexpr std::size_t n = sizeof(kPalette) / sizeof(kPalette[0]);
+  const std::uint32_t rgb = kPalette[i % n];
+  const std::size_t shade = (i / n) % 3;  // 0: as listed, 1: darker, 2: lighter
+  if (shade == 0) return rgb;
+  std::uint32_t out = 0;
+  for (int shift : {16, 8, 0}) {
+    const std::uint32_t c = (rgb >> shift) & 0xFF;
+    out |= (shade == 1 ? c * 6 / 10 : c + (255 - c) * 45 / 100) << shift;
+  }
+  return out;
 }
 
 }  // namespace retreever

@@ -243,9 +243,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     set_precision(plot->yAxis2);
     if (ylo > yhi) ylo = y2lo, yhi = y2hi;  // every series on the right: the left axis follows
   }
-  int shown = 0;  // legend entries of series with points
-  for (const auto& s : spec.series) shown += listed(s) && !s.x.empty();
-  const bool legend_visible = spec.legend && shown > 0 && shown <= kMaxLegendEntries;
+  // The legend's entries (a key entry has no points), shown once some series has points.
+  int shown = 0;
+  for (const auto& s : spec.series) shown += listed(s);
+  const bool legend_visible = spec.legend && !spec.empty() && shown > 0 && shown <= kMaxLegendEntries;
   if (xlo <= xhi) {
     if (spec.y_from_zero && !spec.log_y) ylo = std::min(ylo, 0.0), yhi = std::max(yhi, 0.0);
     const QCPRange xr = padded_range(xlo, xhi, spec.log_x);

@@ -23,6 +23,7 @@
 #include <QLabel>
 #include <QListWidget>
 #include <QMenuBar>
+#include <QMenu>
 #include <QMessageBox>
 #include <QSaveFile>
 #include <QSettings>
@@ -344,7 +345,16 @@ void MainWindow::createDockWindows() {
   runs->setObjectName("runsDock");
   run_list_ = new QListWidget;
   run_list_->setObjectName("runList");
-  run_list_->setToolTip(tr("Every run of this session. Untick to hide its curves; select to inspect its model."));
+  run_list_->setToolTip(tr("Every run of this session. Untick to hide its curves; select to inspect its model; "
+                           "right-click to train the next run from its settings."));
+  run_list_->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(run_list_, &QListWidget::customContextMenuRequested, this, [this](const QPoint& at) {
+    const int row = run_list_->row(run_list_->itemAt(at));
+    if (row < 0) return;
+    QMenu menu;
+    menu.addAction(tr("Use its settings for the next run"), this, [this, row] { useRunSettings(row); });
+    menu.exec(run_list_->viewport()->mapToGlobal(at));
+  });
   runs->setWidget(run_list_);
   addDockWidget(Qt::LeftDockWidgetArea, runs);
   auto* view = menuBar()->findChild<QMenu*>("viewMenu");
@@ -412,6 +422,13 @@ void MainWindow::setDarkTheme(bool dark) {
 
 void MainWindow::selectRun(int index) {
   if (index >= 0 && index < run_list_->count()) run_list_->setCurrentRow(index);
+}
+
+void MainWindow::useRunSettings(int index) {
+  const auto& runs = controller_->runs();
+  if (index < 0 || index >= runs.size()) return;
+  experiment_->setConfig(runs[index].config);
+  statusBar()->showMessage(tr("The experiment panel holds the settings of %1").arg(runs[index].name), 5000);
 }
 
 void MainWindow::showError(const QString& message) {
@@ -498,6 +515,11 @@ void MainWindow::refreshViews() {
       text += e->metric == "accuracy" ? tr(", acc %1%").arg(100 * e->value, 0, 'f', 1)
                                       : tr(", ll %1").arg(e->value, 0, 'f', 3);
     item->setText(text);
+    // What sets the run apart: its settings other than its task's preset.
+    const auto changes = r.config.changes_from(Config::preset(r.config.task));
+    item->setToolTip(changes.empty() ? tr("The %1 preset's settings.").arg(QString::fromStdString(r.config.task))
+                                     : tr("Other than the %1 preset: %2")
+                                           .arg(QString::fromStdString(r.config.task), QString::fromStdString(changes)));
     item->setForeground(r.color);
     item->setData(Qt::UserRole, i);
     item->setCheckState(r.visible ? Qt::Checked : Qt::Unchecked);

@@ -58,6 +58,7 @@ class MainWindow : public QMainWindow {
   bool exportReport(const QString& folder);
   void setDarkTheme(bool dark);
   void selectRun(int index);                    // shows that run's model in the inspector
+  void useRunSettings(int index);               // the experiment panel takes that run's config
   bool queueEmpty() const;
 
  Q_SIGNALS:

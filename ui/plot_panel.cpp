@@ -37,6 +37,9 @@ QVector<double> smooth(const QVector<double>& values, double alpha) {
 
 namespace {
 enum PlotIndex { kLoss, kTerms, kEval, kTokens, kLr, kPositions, kCount };
+// With more runs shown than this, the legends leave the runs out: the Runs list is the key of their
+// colours, and ten runs' names below each chart took most of its height.
+constexpr int kRunsInLegend = 6;
 }
 
 PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
@@ -192,8 +195,10 @@ void PlotPanel::rebuild() {
       lr << s.lr;
     }
     add(kLoss, run->name, run->color, LineDash::solid, steps, smooth(tca, alpha), false);
-    add(kTerms, run->name + " TCA", run->color, LineDash::solid, steps, smooth(tca, alpha), false);
-    if (decoder_info(run->config.model).policy) {
+    // A model without a policy has one term, its prediction loss (named by the run alone).
+    const bool policy = decoder_info(run->config.model).policy;
+    add(kTerms, run->name + (policy ? " TCA" : ""), run->color, LineDash::solid, steps, smooth(tca, alpha), false);
+    if (policy) {
       for (int t : {add(kTerms, run->name + " CA", term_colour(run, 1), LineDash::dash, steps, smooth(ca, alpha), false),
                     add(kTerms, run->name + " RL", term_colour(run, 2), LineDash::dot, steps, smooth(rl, alpha), false),
                     add(kTerms, run->name + " entropy", term_colour(run, 3), LineDash::dash_dot, steps,
@@ -208,9 +213,9 @@ void PlotPanel::rebuild() {
       et << e.tokens_per_query;
     }
     const bool accuracy = run->config.is_classification();
-    const QString metric =
-        accuracy ? tr("accuracy %") : tr("log-likelihood") + (axes.mixed() ? tr(" (right)") : QString());
-    const int eval_series = add(kEval, run->name + " " + metric, run->color, LineDash::solid, es, ev, true);
+    // The metric in the name only where the chart holds two (the axis names a single one).
+    const QString metric = !axes.mixed() ? QString() : accuracy ? tr(" accuracy %") : tr(" log-likelihood (right)");
+    const int eval_series = add(kEval, run->name + metric, run->color, LineDash::solid, es, ev, true);
     axes.place(specs[kEval].series[eval_series], accuracy);
     add(kTokens, run->name, run->color, LineDash::solid, es, et, true);
     if (const auto* last = run->lastEval(); last && !last->per_target.empty()) {
@@ -228,8 +233,13 @@ void PlotPanel::rebuild() {
   if (first_eval > 0)
     specs[kEval].empty_text = specs[kTokens].empty_text =
         tr("The first evaluation comes at step %1.").arg(first_eval).toStdString();
+  const bool runs_keyed = shown_runs > kRunsInLegend;
+  if (runs_keyed)
+    for (auto& spec : specs)
+      for (auto& series : spec.series) series.in_legend = false;
   if (term_key) {
     const QColor key = palette().color(QPalette::WindowText);
+    if (runs_keyed) add(kTerms, tr("prediction (solid)"), key, LineDash::solid, {}, {}, false);
     add(kTerms, tr("CA (dashed)"), key, LineDash::dash, {}, {}, false);
     add(kTerms, tr("RL (dotted)"), key, LineDash::dot, {}, {}, false);
     add(kTerms, tr("entropy (dash-dot)"), key, LineDash::dash_dot, {}, {}, false);

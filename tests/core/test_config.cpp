@@ -33,6 +33,11 @@ class TestConfig : public QObject {
     QCOMPARE(back.to_json(), c.to_json());
     QVERIFY(Config().validate().empty());
     for (const char* t : {"copy", "gp", "image"}) QVERIFY(Config::preset(t).validate().empty());
+    // What sets the run apart from its preset, in the field table's order (the studio's run tooltip).
+    QCOMPARE(c.changes_from(Config::preset("gp")),
+             std::string("model perceiver, bptt true, ordering kdtree, leaf_layout balanced, ca_warmup 1500, "
+                         "lr 0.000125, seed 42"));
+    QCOMPARE(c.changes_from(c), std::string());
   }
 
   void missing_keys_keep_defaults() {

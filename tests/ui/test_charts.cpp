@@ -298,9 +298,11 @@ class TestCharts : public QObject {
   }
 
   void palette_colours_are_distinct() {
-    for (std::size_t i = 0; i < 9; ++i)
-      for (std::size_t j = i + 1; j < 9; ++j) QVERIFY(chart_palette(i) != chart_palette(j));
-    QCOMPARE(chart_palette(9), chart_palette(0));
+    // Nine hues, then the same darker and lighter: 27 colours before the first comes back.
+    for (std::size_t i = 0; i < 27; ++i)
+      for (std::size_t j = i + 1; j < 27; ++j) QVERIFY(chart_palette(i) != chart_palette(j));
+    QCOMPARE(chart_palette(27), chart_palette(0));
+    QCOMPARE(chart_palette(9), 0x00446Au);  // 0x0072B2 at 60%
   }
 };
 

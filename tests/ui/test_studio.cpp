@@ -18,6 +18,7 @@
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QLabel>
+#include <QListWidget>
 #include <QtTest>
 #include <algorithm>
 
@@ -391,9 +392,9 @@ class TestStudio : public QObject {
     // Four lines a TCA run: five runs would need 20 legend entries, two runs 8 (which took the
     // chart's height). The legend lists each run once and a key of the dashes instead; one run
     // keeps its four entries, each term a colour.
-    std::vector<RunRecord> runs(5);
+    std::vector<RunRecord> runs(8);
     QList<const RunRecord*> shown;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 8; ++i) {
       runs[i].id = i + 1;
       runs[i].name = QString("#%1").arg(i + 1);
       runs[i].config = Config::preset("copy");
@@ -408,8 +409,9 @@ class TestStudio : public QObject {
       }
       shown << &runs[i];
     }
+    runs[7].config.model = "ca";  // one term, its prediction loss, named by the run alone
     PlotPanel panel;
-    panel.setRuns(shown);
+    panel.setRuns(shown.mid(0, 5));
     auto* terms = panel.plots()[1];
     QCOMPARE(terms->graphCount(), 5 * 4 + 3);
     QVERIFY(terms->legend->visible());
@@ -429,7 +431,7 @@ class TestStudio : public QObject {
     // Training loss is each run's prediction loss (L_TCA for TCA), not the whole objective, whose
     // REINFORCE surrogate follows the rewards: comparable across models.
     runs[0].history.steps.back().loss = 7.0;
-    panel.setRuns(shown);
+    panel.setRuns(shown.mid(0, 5));
     const auto* loss = panel.plots()[0]->graph(0)->data().data();
     const auto* tca = terms->graph(0)->data().data();
     QCOMPARE(loss->size(), 3);
@@ -450,6 +452,14 @@ class TestStudio : public QObject {
     QSet<QRgb> colours;
     for (int g = 0; g < 4; ++g) colours.insert(terms->graph(g)->pen().color().rgb());
     QCOMPARE(colours.size(), 4);
+    // Eight runs: the Runs list is the colours' key. No legend lists runs (ten runs' names took most
+    // of each chart's height); Loss terms keeps the key of its dashes, the solid line's included.
+    panel.setRuns(shown);
+    QCOMPARE(terms->graphCount(), 7 * 4 + 1 + 4);
+    QVERIFY(terms->legend->visible());
+    QCOMPARE(legend_names(), QStringList({"prediction (solid)", "CA (dashed)", "RL (dotted)", "entropy (dash-dot)"}));
+    QCOMPARE(terms->graph(7 * 4)->name(), QString("#8"));
+    for (int p : {0, 4}) QVERIFY(!panel.plots()[p]->legend->visible());
   }
 
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
@@ -822,6 +832,16 @@ class TestStudio : public QObject {
     QCOMPARE(w.runs()[0].history.evals.size(), size_t(3));
     QCOMPARE(w.experiment()->config().seq_len, std::int64_t(16));
     QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->hasModel(), 30000);
+    // The run's tooltip names what sets it apart from its preset; its settings come back on request.
+    auto* list = w.findChild<QListWidget*>("runList");
+    QTRY_COMPARE_WITH_TIMEOUT(list->count(), 1, 5000);
+    QVERIFY2(list->item(0)->toolTip().contains("seq_len 16"), qPrintable(list->item(0)->toolTip()));
+    Config other = Config::preset("gp");
+    w.experiment()->setConfig(other);
+    QCOMPARE(w.experiment()->config().task, std::string("gp"));
+    w.useRunSettings(0);
+    QCOMPARE(w.experiment()->config().task, std::string("copy"));
+    QCOMPARE(w.experiment()->config().seq_len, std::int64_t(16));
   }
 };
 
