@@ -54,6 +54,43 @@ QCPTextElement* title_element(QCustomPlot* plot) {
   return t;
 }
 
+// Where a point's label goes: right of the point and above it, unless that covers a label placed
+// before; then right below, left above, left below (the first that covers none and stays inside the
+// frame). Pixels are estimated from the ranges and the frame's size, as for the legend.
+void place_point_labels(const QList<QCPItemText*>& labels, double frame_w, double frame_h) {
+  std::vector<QRectF> taken;
+  auto fraction = [](const QCPAxis* axis, double v) {
+    const auto r = axis->range();
+    return axis->scaleType() == QCPAxis::stLogarithmic ? std::log(v / r.lower) / std::log(r.upper / r.lower)
+                                                       : (v - r.lower) / r.size();
+  };
+  for (auto* label : labels) {
+    const double px = fraction(label->position->keyAxis(), label->position->key()) * frame_w;
+    const double py = (1 - fraction(label->position->valueAxis(), label->position->value())) * frame_h;
+    const QFontMetricsF metrics(label->font());
+    const double w = metrics.horizontalAdvance(label->text()) + 7, h = metrics.height() + 3;
+    struct Place { Qt::Alignment align; QMargins padding; QRectF rect; };
+    const Place places[] = {
+        {Qt::AlignLeft | Qt::AlignBottom, QMargins(7, 0, 0, 3), QRectF(px, py - h, w, h)},
+        {Qt::AlignLeft | Qt::AlignTop, QMargins(7, 3, 0, 0), QRectF(px, py, w, h)},
+        {Qt::AlignRight | Qt::AlignBottom, QMargins(0, 0, 7, 3), QRectF(px - w, py - h, w, h)},
+        {Qt::AlignRight | Qt::AlignTop, QMargins(0, 3, 7, 0), QRectF(px - w, py, w, h)}};
+    const QRectF frame(0, 0, frame_w, frame_h);
+    auto free = [&](const QRectF& r) {
+      return std::none_of(taken.begin(), taken.end(), [&](const QRectF& t) { return t.intersects(r); });
+    };
+    const Place* chosen = &places[0];
+    for (const auto& place : places)
+      if (free(place.rect) && frame.contains(place.rect)) { chosen = &place; break; }
+    if (chosen == &places[0] && !free(places[0].rect))  // nothing inside the frame: any free place
+      for (const auto& place : places)
+        if (free(place.rect)) { chosen = &place; break; }
+    label->setPositionAlignment(chosen->align);
+    label->setPadding(chosen->padding);
+    taken.push_back(chosen->rect);
+  }
+}
+
 }  // namespace
 
 Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, double y_lo, double y_hi,
@@ -156,6 +193,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
   set_scale(plot->yAxis, spec.log_y);
 
   QList<QCPGraph*> graphs;
+  QList<QCPItemText*> point_labels;
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   double y2lo = INFINITY, y2hi = -INFINITY;  // the right axis's series
   std::size_t next_colour = 0;
@@ -191,11 +229,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
         auto* label = new QCPItemText(plot);
         label->position->setAxes(plot->xAxis, g->valueAxis());
         label->position->setCoords(s.x[k], s.y[k]);
-        label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
-        label->setPadding(QMargins(7, 0, 0, 3));
         label->setText(QString::fromStdString(s.point_labels[k]));
         label->setColor(colour);
         label->setClipToAxisRect(true);
+        point_labels << label;
       }
     }
     g->setData(x, y, true);
@@ -270,6 +307,7 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
     const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
     const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
+    place_point_labels(point_labels, frame_w, frame_h);
     // The right axis's points where they appear on screen, in the left axis's units.
     ChartSpec placed;
     const ChartSpec* seen = &spec;

@@ -78,7 +78,7 @@ struct TrainChoice {
 };
 
 struct InferenceChoice {
-  std::int64_t max_n = 0, queries = 0;
+  std::int64_t min_n = 0, max_n = 0, queries = 0;  // N from min_n by factors of 4
   int repeats = 0;
 };
 
@@ -124,6 +124,7 @@ TrainChoice train_choice(const Args& args) {
 InferenceChoice inference_choice(const Args& args) {
   InferenceChoice choice;
   const ScalingOptions sizes;  // the Scaling view's sizes (from 1k by factors of 4) and queries
+  choice.min_n = sizes.min_n;
   choice.max_n = args.integer("max-n", 262144);
   choice.queries = args.integer("queries", sizes.queries);
   choice.repeats = int(args.integer("repeats", 5));
@@ -221,7 +222,7 @@ void bench_inference(const InferenceChoice& choice, const std::string& device_na
   inference = {{"batch", 1},           {"queries", queries},     {"repeats", repeats}, {"device", device.str()},
                {"precision", precision}, {"d_model", c.d_model}, {"heads", c.heads}, {"rows", nlohmann::json::array()}};
   DecodeRequest greedy;
-  for (std::int64_t n = ScalingOptions{}.min_n; n <= max_n; n *= 4) {
+  for (std::int64_t n = choice.min_n; n <= max_n; n *= 4) {
     auto opts = torch::TensorOptions().device(device);
     auto context = torch::randn({1, n, c.d_model}, opts).to(dtype);
     auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision

@@ -241,6 +241,33 @@ class TestCharts : public QObject {
     QCOMPARE(plot.yAxis->numberPrecision(), 6);
   }
 
+  void point_labels_of_nearby_points_do_not_cover_each_other() {
+    // Two runs' points at nearly the same place (the studio's comparison with ten runs had two
+    // labels over each other): the second label moves below or to the left of its point.
+    auto labelled = [](std::vector<double> x, std::vector<double> y, std::vector<std::string> names) {
+      ChartSeries s = series(std::move(x), std::move(y));
+      s.line = false, s.markers = true, s.point_labels = std::move(names);
+      return s;
+    };
+    QCustomPlot plot;
+    plot.resize(900, 560);
+    draw_chart(&plot, spec_of({labelled({5, 5.3, 12, 20}, {0.67, 0.665, 0.2, 0.5}, {"#5 tca gp", "#3 tca gp", "#9 ca gp", "#10 ca gp"})}));
+    QList<QCPItemText*> labels;
+    for (int i = 0; i < plot.itemCount(); ++i)
+      if (auto* t = qobject_cast<QCPItemText*>(plot.item(i))) labels << t;
+    QCOMPARE(labels.size(), 4);
+    QCOMPARE(labels[0]->positionAlignment(), Qt::AlignLeft | Qt::AlignBottom);  // the first where it always was
+    QVERIFY(labels[1]->positionAlignment() != labels[0]->positionAlignment());
+    QCOMPARE(labels[2]->positionAlignment(), Qt::AlignLeft | Qt::AlignBottom);  // far from both: the default
+    QCOMPARE(labels[3]->positionAlignment(), Qt::AlignRight | Qt::AlignBottom);  // at the right edge: to the left
+    // Drawn, the two nearby labels' rectangles do not meet.
+    plot.replot();
+    const QRectF a(labels[0]->topLeft->pixelPosition(), labels[0]->bottomRight->pixelPosition());
+    const QRectF b(labels[1]->topLeft->pixelPosition(), labels[1]->bottomRight->pixelPosition());
+    QVERIFY2(!a.intersects(b), qPrintable(QString("%1,%2 %3x%4 and %5,%6 %7x%8").arg(a.x()).arg(a.y()).arg(a.width())
+                                              .arg(a.height()).arg(b.x()).arg(b.y()).arg(b.width()).arg(b.height())));
+  }
+
   void redrawing_replaces_the_previous_chart() {
     QCustomPlot plot;
     ChartSpec spec = spec_of({series({0, 1}, {0, 1}, "a"), series({0, 1}, {1, 0}, "b")});
