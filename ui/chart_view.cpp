@@ -1,14 +1,13 @@
 #include "chart_view.h"
 
 #include <QApplication>
-#include <QFile>
 #include <QFont>
 #include <QFontMetrics>
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <stdexcept>
 
+#include "core/files.h"
 #include "ui/axis_range.h"
 #include "ui/qcp.h"
 
@@ -348,17 +347,10 @@ void save_chart_png(const ChartSpec& spec, const std::string& path) {
   plot.resize(spec.width, spec.height);
   plot.setAntialiasedElements(QCP::aeAll);
   draw_chart(&plot, spec);
-  const QString target = QString::fromStdString(path), tmp = target + ".tmp";
-  if (!plot.savePng(tmp, spec.width, spec.height, 1.0, -1)) {
-    QFile::remove(tmp);
-    throw std::runtime_error("cannot write " + path + ": the folder is missing or not writable");
-  }
-  std::error_code error;
-  std::filesystem::rename(tmp.toStdString(), path, error);  // replaces PATH in one step
-  if (error) {
-    QFile::remove(tmp);
-    throw std::runtime_error("cannot write " + path + ": " + error.message());
-  }
+  write_atomically(path, [&](const std::string& tmp) {  // core/files.h: PATH replaced in one step
+    if (!plot.savePng(QString::fromStdString(tmp), spec.width, spec.height, 1.0, -1))
+      throw std::runtime_error("cannot write " + path + ": the folder is missing or not writable");
+  });
 }
 
 }  // namespace retreever::ui
