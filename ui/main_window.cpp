@@ -628,12 +628,21 @@ bool MainWindow::exportReport(const QString& folder) {
   for (const auto& r : controller_->runs()) {
     const auto name = QString("metrics_run%1.csv").arg(r.id);
     if (!writeFileAtomically(dir.filePath(name), QByteArray::fromStdString(r.history.to_csv()))) return false;
-    md += QString("- %1: [%2](%2), config:\n\n```json\n%3\n```\n\n").arg(r.name, name, QString::fromStdString(r.config.to_json()));
+    const auto changes = r.config.changes_from(Config::preset(r.config.task));
+    md += QString("- %1: [%2](%2); other than the %3 preset: %4\n\n  <details><summary>config</summary>\n\n"
+                  "```json\n%5\n```\n\n  </details>\n\n")
+              .arg(r.name, name, QString::fromStdString(r.config.task),
+                   changes.empty() ? tr("nothing") : QString::fromStdString(changes),
+                   QString::fromStdString(r.config.to_json()));
   }
   md += "## Curves\n\n";
   for (int i = 0; i < plots_->plots().size(); ++i)
     if (!plots_->plots()[i]->isHidden()) md += QString("![%1](plots/%1.png)\n\n").arg(plots_->plotNames()[i]);
   md += "![comparison](plots/comparison.png)\n\n";
+  if (!scaling_->points().isEmpty()) {  // exportPlots wrote them
+    md += "## Scaling\n\n";
+    for (const auto& name : scaling_->plotNames()) md += QString("![%1](plots/%1.png)\n\n").arg(name);
+  }
   if (inspector_->hasModel()) {
     const auto image = inspector_->exportTarget()->grab().toImage();
     try {

@@ -739,6 +739,14 @@ class TestStudio : public QObject {
     QVERIFY(w.exportReport(dir_.filePath("report")));
     QVERIFY(QFile::exists(dir_.filePath("report/report.md")));
     QVERIFY(QFile::exists(dir_.filePath("report/checkpoint.safetensors")));
+    QFile report(dir_.filePath("report/report.md"));
+    QVERIFY(report.open(QIODevice::ReadOnly));
+    const auto text = QString::fromUtf8(report.readAll());
+    // Each run says what sets it apart from its preset before its whole config.
+    const auto changes = QString::fromStdString(w.runs()[0].config.changes_from(Config::preset("copy")));
+    QVERIFY(!changes.isEmpty());
+    QVERIFY2(text.contains("other than the copy preset: " + changes), qPrintable(text.left(2000)));
+    QVERIFY(text.contains("![loss](plots/loss.png)"));
   }
 
   void bad_files_give_a_dialog_not_a_crash() {
