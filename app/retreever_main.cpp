@@ -46,6 +46,7 @@ CommandSpec train_spec() {
            {"out", "DIR", "the run's folder (required; with --resume, the checkpoint's folder by default)", {}},
            {"config", "FILE.json", "start from a config file (flags override it)", {}},
            {"resume", "FILE", "continue a checkpoint with its config (the training flags may change it)", {}},
+           {"overwrite", "", "replace the run --out already holds (without it, train refuses such a folder)", {}},
            {"seq-len", "N", "copy task: sequence length (context = first half), >= 4", {}},
            {"batch", "B", "tasks per training step", {}},
            {"steps", "S", "training steps (the cosine schedule spans them)", {}},
@@ -204,12 +205,30 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   return c;
 }
 
+// A run folder that holds another run's checkpoint is not trained into unless --overwrite says so:
+// the new run would replace that checkpoint. Resuming a folder's own checkpoint is going on with it.
+void refuse_to_replace_a_run(const Args& args, const fs::path& out) {
+  const auto existing = out / kCheckpointFileName;
+  std::error_code error;
+  if (args.has("overwrite") || !fs::exists(existing, error)) return;
+  if (args.has("resume") && fs::equivalent(existing, args.str("resume"), error)) return;
+  std::string what;
+  try {
+    const auto header = read_checkpoint_header(existing.string());
+    what = " (" + header.config.model + " on " + header.config.task + ", step " + std::to_string(header.step) + ")";
+  } catch (const std::exception&) {  // unreadable: still the user's file
+  }
+  throw UsageError("'" + out.string() + "' already holds a run" + what + "; go on with it: --resume " +
+                   existing.string() + "; keep it: pick another --out; replace it: add --overwrite");
+}
+
 int cmd_train(const Args& args) {
   // A resumed run goes on in its own folder unless --out says otherwise (what an interrupted run's
   // "resume with --resume FILE" asks for).
   fs::path out = args.has("resume") && !args.has("out") ? fs::path(args.str("resume")).parent_path()
                                                          : fs::path(args.required("out"));
   if (out.empty()) out = ".";
+  refuse_to_replace_a_run(args, out);
   set_cuda_graphs_enabled(args.on_off("graphs", true));
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
   const auto setup = worker_setup(args.has("nproc"));

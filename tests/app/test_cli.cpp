@@ -86,6 +86,33 @@ class TestCli : public QObject {
     QVERIFY(rows[1].startsWith("10,") && rows[1].contains(",accuracy,"));  // evaluated at step 10
   }
 
+  void train_refuses_a_folder_that_holds_another_run() {
+    // Training into a run's folder would replace its checkpoint: refused, naming the three ways on.
+    const auto dir = file("kept");
+    auto r = run({"train", "--task", "copy", "--seq-len", "8", "--batch", "8", "--steps", "4", "--eval-every", "4",
+                  "--out", dir});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto before = QFileInfo(dir + "/checkpoint.safetensors").lastModified();
+    expect_refusal({"train", "--task", "copy", "--seq-len", "8", "--batch", "8", "--steps", "2", "--eval-every", "2",
+                    "--out", dir},
+                   "already holds a run (tca on copy, step 4); go on with it: --resume " + dir +
+                       "/checkpoint.safetensors; keep it: pick another --out; replace it: add --overwrite");
+    auto e = json_of(run({"eval", "--checkpoint", dir + "/checkpoint.safetensors", "--json"}).out);
+    QCOMPARE(e["step"].toInt(), 4);
+    QCOMPARE(QFileInfo(dir + "/checkpoint.safetensors").lastModified(), before);
+    // Resuming into another run's folder would replace it too; resuming its own goes on.
+    expect_refusal({"train", "--resume", run_dir_ + "/checkpoint.safetensors", "--steps", "22", "--out", dir},
+                   "already holds a run");
+    r = run({"train", "--resume", dir + "/checkpoint.safetensors", "--steps", "6"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QCOMPARE(json_of(run({"eval", "--checkpoint", dir + "/checkpoint.safetensors", "--json"}).out)["step"].toInt(), 6);
+    // --overwrite replaces it.
+    r = run({"train", "--task", "copy", "--seq-len", "8", "--batch", "8", "--steps", "2", "--eval-every", "2",
+             "--out", dir, "--overwrite"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QCOMPARE(json_of(run({"eval", "--checkpoint", dir + "/checkpoint.safetensors", "--json"}).out)["step"].toInt(), 2);
+  }
+
   void eval_json_reports_the_contract_fields() {
     auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
