@@ -337,10 +337,12 @@ int cmd_inspect(const Args& args) {
   std::printf("\nselected:");
   for (auto id : r.trace.selected) {
     std::printf(" %lld[", (long long)id);
-    const auto& leaves = r.nodes[id].leaves;
-    if (leaves.empty()) std::printf("padding");
-    else if (leaves.size() == 1) std::printf("%lld", (long long)leaves[0]);
-    else std::printf("%lld..%lld", (long long)leaves.front(), (long long)leaves.back());
+    // The context tokens the node covers: their range, or their count where they are not
+    // consecutive (--json lists them).
+    const auto& node = r.nodes[id];
+    if (node.leaves.empty()) std::printf("padding");
+    else if (!node.leaf_range().empty()) std::printf("%s", node.leaf_range().c_str());
+    else std::printf("%zu tokens", node.leaves.size());
     std::printf("]");
   }
   std::printf("\n");

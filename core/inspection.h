@@ -21,6 +21,15 @@ struct TreeNodeInfo {
   std::int64_t parent = -1;  // node id, -1 for the root
   std::vector<std::int64_t> leaves;  // original context indices of the real tokens below
   bool padding = false;
+
+  // The tokens below as a range of indices, "3..9" (or "5" for one), where they are consecutive and
+  // ascending; "" otherwise (an ordering such as sort_x2 puts tokens of any index under a node).
+  std::string leaf_range() const {
+    if (leaves.size() == 1) return std::to_string(leaves[0]);
+    for (std::size_t i = 1; i < leaves.size(); ++i)
+      if (leaves[i] != leaves[i - 1] + 1) return "";
+    return leaves.empty() ? "" : std::to_string(leaves.front()) + ".." + std::to_string(leaves.back());
+  }
 };
 
 struct RetrievalInfo {

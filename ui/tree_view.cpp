@@ -339,7 +339,7 @@ void TreeView::mouseMoveEvent(QMouseEvent* e) {
   if (id < 0) return;
   const auto& n = result_->nodes[id];
   QString text = tr("node %1, level %2, %3 real tokens").arg(n.id).arg(n.level).arg(n.leaves.size());
-  if (!n.leaves.empty()) text += tr(" (%1..%2)").arg(n.leaves.front()).arg(n.leaves.back());
+  if (!n.leaf_range().empty()) text += tr(" (%1)").arg(QString::fromStdString(n.leaf_range()));
   if (n.padding) text += tr(", padding");
   const double p = probabilityOf(id);
   if (p >= 0) text += tr(", policy p = %1").arg(p, 0, 'f', 3);

@@ -113,6 +113,27 @@ class TestCli : public QObject {
     QCOMPARE(json_of(run({"eval", "--checkpoint", dir + "/checkpoint.safetensors", "--json"}).out)["step"].toInt(), 2);
   }
 
+  void inspect_text_names_ranges_only_where_tokens_are_consecutive() {
+    // Pixels sorted by their second coordinate: a node covers context tokens of any index, so
+    // "a..b" would claim a range that is not there.
+    auto r = run({"train", "--task", "image", "--model", "tca", "--ordering", "sort_x2", "--encoder-layers", "0",
+                  "--steps", "1", "--batch", "2", "--eval-every", "1", "--out", file("image-sorted")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    r = run({"inspect", "--checkpoint", file("image-sorted/checkpoint.safetensors")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto line = r.out.section("selected:", 1, 1).section('\n', 0, 0);
+    QVERIFY2(line.contains(" tokens]"), qPrintable(r.out));
+    const QRegularExpression entry("\\d+\\[([^\\]]*)\\]");
+    int ranges = 0;
+    for (auto it = entry.globalMatch(line); it.hasNext();) {
+      const auto inside = it.next().captured(1);
+      if (!inside.contains("..")) continue;
+      ++ranges;
+      QVERIFY2(inside.section("..", 0, 0).toInt() < inside.section("..", 1, 1).toInt(), qPrintable(line));
+    }
+    QVERIFY(ranges + line.count(" tokens]") + line.count("padding") > 0);
+  }
+
   void eval_json_reports_the_contract_fields() {
     auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));

@@ -573,6 +573,19 @@ class TestRetrieval : public QObject {
     }
   }
 
+  void a_node_names_a_range_only_for_consecutive_tokens() {
+    TreeNodeInfo n;
+    QCOMPARE(n.leaf_range(), std::string());
+    n.leaves = {5};
+    QCOMPARE(n.leaf_range(), std::string("5"));
+    n.leaves = {3, 4, 5, 6};
+    QCOMPARE(n.leaf_range(), std::string("3..6"));
+    n.leaves = {97, 40, 118};  // sort_x2's order: not the range 97..118
+    QCOMPARE(n.leaf_range(), std::string());
+    n.leaves = {6, 5, 4};
+    QCOMPARE(n.leaf_range(), std::string());
+  }
+
   void warm_up_trains_the_all_leaves_prediction_alone() {
     // ca_only (Config::ca_warmup): the total is lambda_CA L_CA; the read of S and the policy get no
     // gradient, yet every term is still computed for the metrics.
