@@ -164,10 +164,10 @@ bool ScalingPanel::walk(std::int64_t n, const QString& device) {
     QMetaObject::invokeMethod(qApp, [self, result, error, seconds, n] {
       if (!self || !self->endJob(error)) return;
       const auto tokens = result->tokens_per_query;
-      const auto levels = result->shape.levels();
+      const auto levels = result->shape.levels() - 1;  // below the root, as the tree view counts them
       self->tree_->setResult(std::move(*result));
       self->tree_->repaint();  // now, so that the frame time below is this tree's
-      const auto summary = tr("N = %L1: the query read %2 tokens (%3 levels); built and walked in %4 s, drawn in %5 ms")
+      const auto summary = tr("N = %L1: the query read %2 tokens down %3 levels; built and walked in %4 s, drawn in %5 ms")
                                .arg(n).arg(tokens).arg(levels)
                                .arg(seconds, 0, 'f', 1).arg(self->tree_->lastFrameMs(), 0, 'f', 1);
       self->status_->setText(summary);
