@@ -73,6 +73,8 @@ CommandSpec train_spec() {
                               "fp32 (default fp32)", choices("precision")},
            {"graphs", "G", "on a GPU, replay each training step from a CUDA graph where it can (default on)",
             {"on", "off"}},
+           {"threads", "T", "CPU threads for every step (default: chosen from the steps' speed; a fixed count "
+                            "makes a run repeat bit for bit)", {}},
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
@@ -228,6 +230,8 @@ int cmd_train(const Args& args) {
   fs::path out = args.has("resume") && !args.has("out") ? fs::path(args.str("resume")).parent_path()
                                                          : fs::path(args.required("out"));
   if (out.empty()) out = ".";
+  if (args.has("threads") && (args.integer("threads", 0) <= 0 || args.integer("threads", 0) > 1024))
+    throw UsageError("--threads must be a number of CPU threads from 1 to 1024");
   refuse_to_replace_a_run(args, out);
   set_cuda_graphs_enabled(args.on_off("graphs", true));
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
@@ -257,6 +261,7 @@ int cmd_train(const Args& args) {
   }
   if (setup)
     if (const int status = join_run(*trainer, *setup)) return status;
+  if (args.has("threads")) trainer->use_cpu_threads(int(args.integer("threads", 0)));
   return run_training(*trainer, out);
 }
 

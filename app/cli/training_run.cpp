@@ -85,8 +85,10 @@ int run_training(Trainer& trainer, const fs::path& out) {
     if (writer) progress.line(text);
   };
   const auto processes = trainer.world_size() > 1 ? " x " + std::to_string(trainer.world_size()) + " processes" : "";
+  const int fixed = trainer.fixed_cpu_threads();
+  const auto threads = fixed > 0 ? ", " + std::to_string(fixed) + (fixed == 1 ? " CPU thread" : " CPU threads") : "";
   say("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) + " steps, batch " +
-      std::to_string(cfg.batch) + ") on " + trainer.device_name() + processes + " -> " + out.string());
+      std::to_string(cfg.batch) + ") on " + trainer.device_name() + threads + processes + " -> " + out.string());
   for (const auto& w : cfg.warnings()) say("warning: " + w);
   auto evaluate_and_save = [&] {
     auto e = trainer.evaluate();

@@ -101,6 +101,7 @@ struct Trainer::Impl {
   // OMP_NUM_THREADS fixes them, on a GPU, in data-parallel processes and in the bench.
   std::optional<ThreadTuner> threads;
   int threads_set = 0;  // the count last given to torch::set_num_threads (0: none)
+  int fixed_threads = 0;  // use_cpu_threads' count (0: none)
 
   // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape, captured the
   // second time the shape comes (GP's context and target counts give about a thousand shapes, each
@@ -490,6 +491,14 @@ std::string Trainer::graph_summary() const {
 std::string Trainer::device_name() const { return impl_->device.str(); }
 
 void Trainer::keep_cpu_threads() { impl_->threads.reset(); }
+
+void Trainer::use_cpu_threads(int n) {
+  if (n <= 0) throw std::invalid_argument("the number of CPU threads must be positive");
+  impl_->threads.reset();
+  torch::set_num_threads(impl_->threads_set = impl_->fixed_threads = n);
+}
+
+int Trainer::fixed_cpu_threads() const { return impl_->fixed_threads; }
 
 int Trainer::threads_in_use() const { return impl_->threads_set > 0 ? impl_->threads_set : torch::get_num_threads(); }
 

@@ -76,6 +76,10 @@ class Trainer {
   // bench times fixed settings). threads_in_use(): the count the last step ran with.
   void keep_cpu_threads();
   int threads_in_use() const;
+  // n CPU threads for every step, without the tuner (train --threads: runs that repeat bit for bit,
+  // whatever else the machine does); fixed_cpu_threads() is that n, 0 where none was set.
+  void use_cpu_threads(int n);
+  int fixed_cpu_threads() const;
 
   // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
   // `group`. Each step trains on its rows of the global batch (every process draws the same batch)

@@ -134,6 +134,27 @@ class TestCli : public QObject {
     QVERIFY(ranges + line.count(" tokens]") + line.count("padding") > 0);
   }
 
+  void fixed_threads_make_a_run_repeat_bit_for_bit() {
+    // --threads fixes the count for every step (the tuner would choose it from the steps' speed,
+    // and the count changes the order of float sums): two runs write the same metrics.
+    QStringList train = {"train", "--task", "gp", "--model", "tca", "--steps", "8", "--batch", "4", "--eval-every", "8",
+                         "--log-every", "1", "--threads", "2"};
+    auto r = run(train + QStringList{"--out", file("threads-a")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.err.contains("on cpu, 2 CPU threads ->"), qPrintable(r.err));
+    QVERIFY2(run(train + QStringList{"--out", file("threads-b")}).code == 0, "second run");
+    auto losses = [&](const QString& dir) {
+      QFile f(dir + "/metrics.csv");
+      if (!f.open(QIODevice::ReadOnly)) return QStringList();
+      QStringList out;
+      for (const auto& row : QString::fromUtf8(f.readAll()).trimmed().split('\n').mid(1)) out << row.section(',', 0, 1);
+      return out;
+    };
+    QCOMPARE(losses(file("threads-a")).size(), 8);
+    QCOMPARE(losses(file("threads-a")), losses(file("threads-b")));
+    expect_refusal(train.mid(0, 13) + QStringList{"--threads", "0", "--out", file("threads-c")}, "--threads must be");
+  }
+
   void eval_json_reports_the_contract_fields() {
     auto r = run({"eval", "--checkpoint", run_dir_ + "/checkpoint.safetensors", "--json"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
