@@ -42,7 +42,6 @@ class SessionController : public QObject {
   // Abandons the checkpoint being opened, and those waiting: what its loading yields is discarded.
   bool cancelOpening();
   bool opening() const { return !pending_load_.isEmpty(); }
-  QString openingPath() const { return pending_load_; }
   // A cancelled opening is still winding down: the session's messages are not the user's.
   bool discarding() const { return discarding_; }
   // Empties the queue and stops the run in progress.

@@ -236,13 +236,6 @@ QPoint ImageTaskView::pixelOf(const float* x) const {
   return {int(c), int(r)};
 }
 
-QPointF ImageTaskView::targetCenter(std::int64_t j) const {
-  const auto p = pixelOf(&sample_.xt[j * 2]);
-  const auto r = panel(0);
-  return {r.left() + (p.x() + 0.5) * r.width() / double(sample_.image_width),
-          r.top() + (p.y() + 0.5) * r.height() / double(sample_.image_height)};
-}
-
 void ImageTaskView::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.fillRect(rect(), palette().base());

@@ -81,7 +81,6 @@ class ImageTaskView : public TaskView {
   Q_OBJECT
  public:
   explicit ImageTaskView(QWidget* parent = nullptr);
-  QPointF targetCenter(std::int64_t j) const;  // widget position of target j (first panel)
 
  protected:
   void paintEvent(QPaintEvent*) override;

@@ -465,7 +465,6 @@ Snapshot Trainer::snapshot() const {
 std::int64_t Trainer::steps_done() const { return impl_->step; }
 const Config& Trainer::config() const { return impl_->config; }
 const MetricsHistory& Trainer::history() const { return impl_->history; }
-double Trainer::best_eval() const { return impl_->best; }
 bool Trainer::last_eval_was_best() const { return impl_->last_best; }
 double Trainer::learning_rate() const {
   const auto& c = impl_->config;

@@ -61,7 +61,6 @@ class Trainer {
   bool finished() const { return steps_done() >= config().steps; }
   const Config& config() const;
   const MetricsHistory& history() const;
-  double best_eval() const;       // best evaluation value so far (-inf before any)
   bool last_eval_was_best() const;
   double learning_rate() const;   // the rate the next step will use
   void set_peak_learning_rate(double lr);  // rescales the cosine schedule
