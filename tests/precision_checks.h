@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
 #include "core/model/retreever.h"
 #include "core/training/checkpoint.h"
@@ -150,6 +151,20 @@ inline void bf16_decoders_match_fp32(const torch::Device& device) {
     const double e = relative_error(o16.encoding, o32.encoding, same);
     std::printf("decoders in bf16 vs fp32%s: relative error %.4f\n", what.c_str(), e);
     expect(e > 0 && e < kBf16Tolerance, "bf16 encoding within tolerance of fp32" + what + ": " + std::to_string(e));
+    if (model == "tca" && device.is_cuda() && cuda_kernels_available() && cuda_kernels_enabled()) {
+      // In bf16 the walk and the read of S run in the CUDA kernels too, in float32 (their policy
+      // comes out float32), and agree with the tensor paths in bf16.
+      expect(o16.trace.probabilities.scalar_type() == torch::kFloat, "bf16 TCA walks in the CUDA kernel" + what);
+      set_cuda_kernels_enabled(false);
+      auto tensor_path = low->decode(*low->prepare(context.to(torch::kBFloat16), x), q.to(torch::kBFloat16), r);
+      set_cuda_kernels_enabled(true);
+      expect(tensor_path.trace.probabilities.scalar_type() == torch::kBFloat16, "kernels off: the tensor path" + what);
+      const auto agree = o16.trace.leaf_group == tensor_path.trace.leaf_group;
+      expect(agree.to(torch::kDouble).mean().item<double>() >= 0.5, "bf16 kernel and tensor walks mostly agree" + what);
+      const double k = relative_error(o16.encoding, tensor_path.encoding, agree);
+      std::printf("bf16 TCA, kernels against tensor paths%s: relative error %.4f\n", what.c_str(), k);
+      expect(k < kBf16Tolerance, "bf16 kernel read within tolerance of the tensor path" + what + ": " + std::to_string(k));
+    }
   }
 }
 

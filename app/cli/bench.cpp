@@ -192,8 +192,8 @@ void bench_train(const std::string& device, const std::string& precision, const 
   if (!line.empty()) say(o, "step time against CA's, this run: %s\n", line.c_str());
 }
 
-// bf16: the models, the context and the queries converted to bfloat16 (the CUDA kernels are float32
-// only, so TCA then takes the tensor paths).
+// bf16: the models, the context and the queries converted to bfloat16 (TCA's walk and read of S
+// still run in the CUDA kernels, which compute in float32).
 void bench_inference(const InferenceChoice& choice, const std::string& device_name, const std::string& precision,
                      Output& o) {
   torch::NoGradGuard no_grad;

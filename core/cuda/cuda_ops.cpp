@@ -30,12 +30,14 @@ bool cuda_kernels_enabled() { return g_enabled.load(); }
 void set_cuda_kernels_enabled(bool on) { g_enabled.store(on); }
 
 namespace {
-// The kernels are built and enabled, and x is a float32 CUDA tensor.
-bool kernels_take(const torch::Tensor& x) {
+// The kernels are built and enabled, and x is a float32 CUDA tensor (or bfloat16, where the
+// operation converts it: bf16_too).
+bool kernels_take(const torch::Tensor& x, bool bf16_too = false) {
 #ifdef RETREEVER_CUDA
-  return g_enabled.load() && x.defined() && x.is_cuda() && x.scalar_type() == torch::kFloat;
+  return g_enabled.load() && x.defined() && x.is_cuda() &&
+         (x.scalar_type() == torch::kFloat || (bf16_too && x.scalar_type() == torch::kBFloat16));
 #else
-  (void)x;
+  (void)x, (void)bf16_too;
   return false;
 #endif
 }
@@ -43,7 +45,8 @@ bool kernels_take(const torch::Tensor& x) {
 
 bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim) {
 #ifdef RETREEVER_CUDA
-  return kernels_take(x) && cuda::head_dim_supported(head_dim);
+  // bfloat16 too: walk_cuda and group_attention_cuda compute it in float32.
+  return kernels_take(x, true) && cuda::head_dim_supported(head_dim);
 #else
   (void)head_dim;
   return kernels_take(x);
@@ -334,7 +337,9 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   if (b > cuda::kMaxBranch || k > cuda::kMaxLevels || std::int64_t(offsets.size()) < k + 1)
     throw std::logic_error("walk_cuda: branch factor, depth or offsets out of range");
   c10::cuda::CUDAGuard guard(queries.device());
-  auto q = queries.contiguous(), keys = keys_in.contiguous(), masks = masks_in.contiguous();
+  // float32 in any case (bfloat16 queries and keys are read as float32: the kernel's arithmetic).
+  auto q = queries.to(torch::kFloat).contiguous(), keys = keys_in.to(torch::kFloat).contiguous();
+  auto masks = masks_in.contiguous();
   auto uniform = uniform_in.defined() ? uniform_in.to(torch::kFloat).contiguous() : torch::Tensor();
   cuda::WalkArgs a;
   a.Q = q.size(0);
@@ -384,6 +389,15 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
 
 GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& idx, const torch::Tensor& mask, bool scores) {
+  if (q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat || v.scalar_type() != torch::kFloat) {
+    // bfloat16 (autocast, or a decoder converted): computed in float32, returned in q's dtype; the
+    // conversions are differentiable, so the gradients come back in the inputs' dtypes.
+    auto r = group_attention_scores_cuda(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat), idx, mask,
+                                         scores);
+    r.out = r.out.to(q.scalar_type());
+    if (r.scores.defined()) r.scores = r.scores.to(q.scalar_type());
+    return r;
+  }
   auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   // Absent indices or mask travel as empty tensors: autograd's Function takes no undefined inputs.
   auto ic = idx.defined() ? idx.contiguous() : torch::empty({0}, q.options().dtype(torch::kLong));

@@ -15,8 +15,8 @@ bool cuda_kernels_available();
 // Process-wide switch, on by default: off, CUDA tensors take the tensor paths (tests compare them).
 bool cuda_kernels_enabled();
 void set_cuda_kernels_enabled(bool on);
-// The hooks' test: kernels available and enabled, x on a CUDA device, float32, a supported head
-// dimension.
+// The hooks' test: kernels available and enabled, x on a CUDA device, float32 or bfloat16 (the
+// walk and the group attention compute it in float32, converting), a supported head dimension.
 bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim);
 
 // The walk of tree cross attention for every query in one launch (tree_walk.h has the CPU one).
@@ -34,8 +34,8 @@ struct CudaWalk {
   torch::Tensor head_entropy;  // [Q]: each head's entropy
 };
 
-// queries [Q,H,dh] (Q = B*M), keys [B,n,H,dh], masks [B,n], offsets: first row of levels 1..k+1;
-// uniform [k,Q] (undefined: greedy).
+// queries [Q,H,dh] (Q = B*M), keys [B,n,H,dh] (float32, or bfloat16 read as float32), masks [B,n],
+// offsets: first row of levels 1..k+1; uniform [k,Q] (undefined: greedy).
 CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& masks,
                    const std::vector<std::int64_t>& offsets, std::int64_t b, std::int64_t k, std::int64_t p,
                    const torch::Tensor& uniform, double explore, bool keep_padding_siblings);
@@ -43,7 +43,8 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, cons
 // Attention of groups over their own few keys, differentiable in q, k and v (one kernel each way).
 // q [G,m,H,dh]. Without idx: k, v [G,nk,H,dh] (each group its own keys). With idx [G,nk] long:
 // k, v [B,n,H,dh] tables and key j of group g is row idx[g,j] of batch row g / (G / B). mask [G,nk]
-// bool (true = keep) or undefined. Returns [G,m,H,dh].
+// bool (true = keep) or undefined. Returns [G,m,H,dh]. Computed in float32; bfloat16 inputs are
+// converted (differentiably) and the result comes back in q's dtype.
 torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& idx, const torch::Tensor& mask);
 // The same, and with scores the keys' scores before masking, [G,m,nk,H], differentiable as well

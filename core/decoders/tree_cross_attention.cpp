@@ -112,6 +112,12 @@ std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& con
   }
   std::tie(memory->all_keys, memory->all_values) = block_->keys_values(torch::cat(memory->tree.nodes, 1));
   memory->all_masks = torch::cat(memory->tree.masks, 1);
+  // The kernels' float32 tables once per context, not once per decode (a decoder's queries come in
+  // many batches over one prepared context: at 1M tokens the conversions were nine tenths of a decode).
+  if (memory->all_keys.scalar_type() == torch::kBFloat16 && use_cuda_kernels(memory->all_keys, memory->all_keys.size(3))) {
+    memory->kernel_keys = memory->all_keys.to(torch::kFloat);
+    memory->kernel_values = memory->all_values.to(torch::kFloat);
+  }
   return memory;
 }
 
@@ -282,20 +288,25 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
   const auto b = shape.b, k = shape.k, p = shape.p;
   auto& attention = block_->attention;
   const bool sample = request.retrieval == Retrieval::Sample;
-  auto qf = q.reshape({B * M, H, dh});
+  // The kernels compute in float32: bfloat16 queries and node tables (autocast, or a decoder
+  // converted) are converted once here, differentiably, and the read comes back in q's dtype.
+  const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat); };  // float32: itself
+  auto qf = f32(q).reshape({B * M, H, dh});
+  const auto keys = memory.kernel_keys.defined() ? memory.kernel_keys : f32(memory.all_keys);
+  const auto values = memory.kernel_values.defined() ? memory.kernel_values : f32(memory.all_values);
   CudaWalk walk;
   {
     torch::NoGradGuard no_grad;
     torch::Tensor draws;  // [k, B*M]: the same numbers as the other paths draw
-    if (sample && k > 0) draws = uniform_draws(request, k, B, M, queries.options());
-    walk = walk_cuda(qf.detach(), memory.all_keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
+    if (sample && k > 0) draws = uniform_draws(request, k, B, M, queries.options().dtype(torch::kFloat));
+    walk = walk_cuda(qf.detach(), keys.detach(), memory.all_masks, memory.offsets, b, k, p, draws,
                      sample ? request.explore : 0.0, zero_padding_siblings_);
   }
   // The read of S. With autograd it also returns the raw scores of S, whose first k*b are the
   // children's scores the policy's log-probabilities need: no second gather of their keys.
   const bool grad = torch::GradMode::is_enabled();
-  auto read = group_attention_scores_cuda(qf.unsqueeze(1), memory.all_keys, memory.all_values, walk.rows, walk.keep,
-                                          grad && k > 0);
+  auto read = group_attention_scores_cuda(qf.unsqueeze(1), keys, values, walk.rows, walk.keep, grad && k > 0);
+  read.out = read.out.to(q.scalar_type());
   DecodeOutput out;
   if (k == 0) {
     out.log_prob = torch::zeros({B, M}, queries.options());

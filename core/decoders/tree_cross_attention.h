@@ -14,6 +14,9 @@ struct TreeMemory : Memory {
   // mask. Level l starts at row offsets[l-1]; the leaves are the last rows.
   torch::Tensor all_keys, all_values, all_masks;
   std::vector<std::int64_t> offsets;
+  // all_keys and all_values in float32 for the CUDA kernels, made once here where the tables are
+  // bfloat16 on a GPU (a decoder converted, or autocast); undefined otherwise.
+  torch::Tensor kernel_keys, kernel_values;
 };
 
 // One child per query drawn from probabilities [B,M,b] by inverting their CDF at u [B,M,1]; real

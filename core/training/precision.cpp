@@ -81,6 +81,11 @@ AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16) {
   previous_dtype_ = autocast_dtype(type_);
   set_autocast_enabled(type_, true);
   set_autocast_dtype(type_, torch::kBFloat16);
+  // No cache of the parameters' bfloat16 copies: a training step replayed from a CUDA graph must
+  // cast the parameters the optimiser has just changed (PyTorch asks the same of autocast inside
+  // graphs). Each use of a weight then casts it again, a small kernel.
+  previous_cache_ = at::autocast::is_autocast_cache_enabled();
+  at::autocast::set_autocast_cache_enabled(false);
   at::autocast::increment_nesting();
 }
 
@@ -89,6 +94,7 @@ AutocastGuard::~AutocastGuard() {
   // The cast copies of the float32 parameters are cached while autocast is on; drop them at the
   // outermost exit, as torch.autocast does, so an optimiser step is never hidden behind a stale copy.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_cache_enabled(previous_cache_);
   set_autocast_enabled(type_, previous_enabled_);
   set_autocast_dtype(type_, previous_dtype_);
 }

@@ -21,8 +21,9 @@ torch::ScalarType precision_dtype(const std::string& precision);
 std::string bf16_refusal(const torch::Device& device);
 
 // Autocast to bfloat16 on `device`'s type (CUDA or CPU) for the guard's lifetime when `bf16`;
-// nothing otherwise. Restores the previous state (enabled flag and dtype) and clears autocast's
-// cast cache when the outermost guard ends.
+// nothing otherwise. Keeps autocast's cache of cast parameters off meanwhile (CUDA graphs replay the
+// casts). Restores the previous state (enabled flag, dtype, cache) and clears autocast's cast cache
+// when the outermost guard ends.
 class AutocastGuard {
  public:
   AutocastGuard(const torch::Device& device, bool bf16);
@@ -38,6 +39,7 @@ class AutocastGuard {
   torch::DeviceType type_ = torch::kCPU;
   bool previous_enabled_ = false;
   torch::ScalarType previous_dtype_ = torch::kFloat;
+  bool previous_cache_ = true;
 };
 
 // While one lives with `tf32`, float32 matrix products may use TensorFloat-32 where the hardware has

@@ -342,12 +342,12 @@ StepMetrics Trainer::step() try {
     m.dropout_stream.reseed(m.dropout_seed);
     dropout_scope.emplace(m.dropout_stream);
   }
-  // A CUDA graph where one can serve: one device, float32 tensors (autocast's cast cache and graphs
-  // do not mix; tf32 is float32 tensors), the switch on. Otherwise, or where the capture failed, the
-  // same work eagerly.
+  // A CUDA graph where one can serve: one device, the switch on (bf16 too: AutocastGuard keeps no
+  // cache of cast parameters, which a graph would replay stale). Otherwise, or where the capture
+  // failed, the same work eagerly.
   torch::Tensor device_values;
   m.last_graph = nullptr;
-  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1 && m.config.precision != "bf16")
+  if (m.device.is_cuda() && cuda_graphs_enabled() && world == 1)
     device_values = m.graph_step(batch, request, warm_up);
   if (device_values.defined()) {
     ++m.replayed;
