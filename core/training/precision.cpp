@@ -81,11 +81,11 @@ AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16) {
   previous_dtype_ = autocast_dtype(type_);
   set_autocast_enabled(type_, true);
   set_autocast_dtype(type_, torch::kBFloat16);
-  // No cache of the parameters' bfloat16 copies: a training step replayed from a CUDA graph must
-  // cast the parameters the optimiser has just changed (PyTorch asks the same of autocast inside
-  // graphs). Each use of a weight then casts it again, a small kernel.
+  // On a GPU, no cache of the parameters' bfloat16 copies: a training step replayed from a CUDA graph
+  // must cast the parameters the optimiser has just changed (PyTorch asks the same of autocast inside
+  // graphs). Each use of a weight then casts it again, a small kernel. The CPU keeps its cache.
   previous_cache_ = at::autocast::is_autocast_cache_enabled();
-  at::autocast::set_autocast_cache_enabled(false);
+  if (type_ == torch::kCUDA) at::autocast::set_autocast_cache_enabled(false);
   at::autocast::increment_nesting();
 }
 

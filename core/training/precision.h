@@ -21,8 +21,8 @@ torch::ScalarType precision_dtype(const std::string& precision);
 std::string bf16_refusal(const torch::Device& device);
 
 // Autocast to bfloat16 on `device`'s type (CUDA or CPU) for the guard's lifetime when `bf16`;
-// nothing otherwise. Keeps autocast's cache of cast parameters off meanwhile (CUDA graphs replay the
-// casts). Restores the previous state (enabled flag, dtype, cache) and clears autocast's cast cache
+// nothing otherwise. On CUDA keeps autocast's cache of cast parameters off meanwhile (CUDA graphs
+// replay the casts). Restores the previous state (enabled flag, dtype, cache) and clears autocast's cast cache
 // when the outermost guard ends.
 class AutocastGuard {
  public:
