@@ -207,13 +207,18 @@ Config config_from_args(const Args& args, const std::string& default_task = "cop
   return c;
 }
 
+// Whether `out` holds the checkpoint --resume names (going on with a folder's own run).
+bool resuming_in_place(const Args& args, const fs::path& out) {
+  std::error_code error;
+  return args.has("resume") && fs::equivalent(out / kCheckpointFileName, args.str("resume"), error);
+}
+
 // A run folder that holds another run's checkpoint is not trained into unless --overwrite says so:
-// the new run would replace that checkpoint. Resuming a folder's own checkpoint is going on with it.
+// the new run would replace that checkpoint.
 void refuse_to_replace_a_run(const Args& args, const fs::path& out) {
   const auto existing = out / kCheckpointFileName;
   std::error_code error;
-  if (args.has("overwrite") || !fs::exists(existing, error)) return;
-  if (args.has("resume") && fs::equivalent(existing, args.str("resume"), error)) return;
+  if (args.has("overwrite") || resuming_in_place(args, out) || !fs::exists(existing, error)) return;
   std::string what;
   try {
     const auto header = read_checkpoint_header(existing.string());
@@ -262,6 +267,12 @@ int cmd_train(const Args& args) {
   if (setup)
     if (const int status = join_run(*trainer, *setup)) return status;
   if (args.has("threads")) trainer->use_cpu_threads(int(args.integer("threads", 0)));
+  // --overwrite: the old run's checkpoints go once the new run is set to start (not before: a
+  // refused flag leaves them), so that its best one does not stand beside the new run's files.
+  if (args.has("overwrite") && !resuming_in_place(args, out)) {
+    std::error_code error;
+    for (const char* old : {kCheckpointFileName, kBestCheckpointFileName}) fs::remove(out / old, error);
+  }
   return run_training(*trainer, out);
 }
 

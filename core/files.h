@@ -9,6 +9,8 @@ namespace retreever {
 
 // The checkpoint's name in a run folder (DIR/checkpoint.safetensors, DESIGN.md "Files").
 inline constexpr const char* kCheckpointFileName = "checkpoint.safetensors";
+// And the best evaluation's (DIR/checkpoint_best.safetensors).
+inline constexpr const char* kBestCheckpointFileName = "checkpoint_best.safetensors";
 
 // Why PATH cannot be opened as a file ("does not exist", "is a folder, not a file", "is not
 // readable"), or "" when it can.

@@ -22,9 +22,9 @@ SessionController::SessionController(QObject* parent) : QObject(parent), session
 QString checkpoint_label(const QString& path) {
   const QFileInfo file(path);
   const QString folder = file.absoluteDir().dirName();
-  const QString base = file.completeBaseName();
-  if (base == "checkpoint" && !folder.isEmpty()) return folder;
-  if (base == "checkpoint_best" && !folder.isEmpty()) return folder + " best";
+  const QString name = file.fileName();
+  if (name == kCheckpointFileName && !folder.isEmpty()) return folder;
+  if (name == kBestCheckpointFileName && !folder.isEmpty()) return folder + " best";
   return file.fileName();
 }
 

@@ -74,7 +74,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   const auto& cfg = trainer.config();
   if (writer) write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
   const auto checkpoint = (out / kCheckpointFileName).string();
-  const auto best = (out / "checkpoint_best.safetensors").string();
+  const auto best = (out / kBestCheckpointFileName).string();
   auto write_metrics = [&] {
     if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
   };

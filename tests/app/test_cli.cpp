@@ -106,7 +106,11 @@ class TestCli : public QObject {
     r = run({"train", "--resume", dir + "/checkpoint.safetensors", "--steps", "6"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QCOMPARE(json_of(run({"eval", "--checkpoint", dir + "/checkpoint.safetensors", "--json"}).out)["step"].toInt(), 6);
-    // --overwrite replaces it.
+    // --overwrite replaces it, once the new run is sure to start: a refused setting leaves it.
+    expect_refusal({"train", "--task", "copy", "--seq-len", "8", "--batch", "8", "--steps", "2", "--lr", "-1",
+                    "--out", dir, "--overwrite"},
+                   "lr");
+    QVERIFY(QFile::exists(dir + "/checkpoint.safetensors") && QFile::exists(dir + "/checkpoint_best.safetensors"));
     r = run({"train", "--task", "copy", "--seq-len", "8", "--batch", "8", "--steps", "2", "--eval-every", "2",
              "--out", dir, "--overwrite"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
