@@ -296,16 +296,19 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->xAxis->setRange(xr);
     plot->yAxis->setRange(yr);
     set_precision(plot->xAxis), set_precision(plot->yAxis);
-    // The legend's share of the frame, estimated from its rows and longest label.
-    int rows = 0;
-    std::size_t longest = 0;
-    for (const auto& s : spec.series)
-      if (listed(s)) ++rows, longest = std::max(longest, s.label.size());
+    // The legend's share of the frame, from its rows and widest label, with the box's margins, its
+    // inset from the axes and a marker's radius: a point just outside the box is still covered by
+    // its marker (the report's GP scatter lost CA's point under an estimate from average widths).
+    int rows = 0, widest = 0;
     const QFontMetrics metrics(plot->legend->font());
+    for (const auto& s : spec.series)
+      if (listed(s)) ++rows, widest = std::max(widest, metrics.horizontalAdvance(QString::fromStdString(s.label)));
     const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
     const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
-    const double legend_w = (40 + metrics.averageCharWidth() * double(longest)) / frame_w;
-    const double legend_h = (10 + rows * (metrics.height() + 3)) / frame_h;
+    constexpr double kSlack = 14 + 12 + 8;  // the box's margins, its inset, a marker's radius (pixels)
+    const double legend_w =
+        (widest + plot->legend->iconSize().width() + plot->legend->iconTextPadding() + kSlack) / frame_w;
+    const double legend_h = (rows * (metrics.height() + 3) + kSlack) / frame_h;
     place_point_labels(point_labels, frame_w, frame_h);
     // The right axis's points where they appear on screen, in the left axis's units.
     ChartSpec placed;

@@ -241,6 +241,33 @@ class TestCharts : public QObject {
     QCOMPARE(plot.yAxis->numberPrecision(), 6);
   }
 
+  void a_legend_leaves_lone_points_near_a_corner_visible() {
+    // The report's GP scatter (one point a model, log x): the legend went to the top right, over
+    // CA's point near that corner.
+    auto point = [](double x, double y, const std::string& label) {
+      ChartSeries s = series({x}, {y}, label);
+      s.line = false, s.markers = true, s.point_labels = {"rbf"};
+      return s;
+    };
+    ChartSpec spec = spec_of({point(4.9, -0.005, "ReTreever (TCA)"), point(13.6, 0.064, "Transformer + CA"),
+                              point(5.0, -0.309, "Perceiver IO")});
+    spec.log_x = true;
+    QCustomPlot plot;
+    plot.resize(spec.width, spec.height);
+    plot.setViewport(QRect(0, 0, spec.width, spec.height));  // as save_chart_png renders (hidden: no resize event)
+    draw_chart(&plot, spec);
+    plot.replot();
+    QVERIFY(plot.legend->visible());
+    const QRectF box = plot.legend->outerRect();
+    for (int g = 0; g < plot.graphCount(); ++g) {
+      const auto d = plot.graph(g)->data()->at(0);
+      const QPointF at(plot.xAxis->coordToPixel(d->key), plot.yAxis->coordToPixel(d->value));
+      QVERIFY2(!box.adjusted(-6, -6, 6, 6).contains(at),
+               qPrintable(QString("point %1 at %2,%3 under the legend %4,%5 %6x%7").arg(g).arg(at.x()).arg(at.y())
+                              .arg(box.x()).arg(box.y()).arg(box.width()).arg(box.height())));
+    }
+  }
+
   void point_labels_of_nearby_points_do_not_cover_each_other() {
     // Two runs' points at nearly the same place (the studio's comparison with ten runs had two
     // labels over each other): the second label moves below or to the left of its point.
