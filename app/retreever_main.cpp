@@ -73,8 +73,7 @@ CommandSpec train_spec() {
                               "fp32 (default fp32)", choices("precision")},
            {"graphs", "G", "on a GPU, replay each training step from a CUDA graph where it can (default on)",
             {"on", "off"}},
-           {"threads", "T", "CPU threads for every step (default: chosen from the steps' speed; a fixed count "
-                            "makes a run repeat bit for bit)", {}},
+           threads_option(),
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
@@ -124,7 +123,8 @@ CommandSpec study_spec() {
            {"data", "DIR", "image task: folder of IDX files", {}},
            {"device", "D", "where to train", choices("device")},
            {"parallel", "N", "train the runs as N processes at a time (output in DIR/NAME/train.log)", {}},
-           {"devices", "LIST", "train one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}}},
+           {"devices", "LIST", "train one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}},
+           threads_option()},
           "reward: TCA with the accuracy and the negative cross-entropy reward (the paper's Table 3).\n"
           "ordering: TCA with each tree ordering. models: every decoder, the sized ones reading as many\n"
           "tokens as TCA. A study is a built-in budget of 'report' with one section: its runs go to\n"
@@ -235,8 +235,7 @@ int cmd_train(const Args& args) {
   fs::path out = args.has("resume") && !args.has("out") ? fs::path(args.str("resume")).parent_path()
                                                          : fs::path(args.required("out"));
   if (out.empty()) out = ".";
-  if (args.has("threads") && (args.integer("threads", 0) <= 0 || args.integer("threads", 0) > 1024))
-    throw UsageError("--threads must be a number of CPU threads from 1 to 1024");
+  const int threads = threads_value(args);
   refuse_to_replace_a_run(args, out);
   set_cuda_graphs_enabled(args.on_off("graphs", true));
   // Data parallel (app/cli/data_parallel.h): --nproc starts the workers; a worker joins its run below.
@@ -266,7 +265,7 @@ int cmd_train(const Args& args) {
   }
   if (setup)
     if (const int status = join_run(*trainer, *setup)) return status;
-  if (args.has("threads")) trainer->use_cpu_threads(int(args.integer("threads", 0)));
+  if (threads > 0) trainer->use_cpu_threads(threads);
   // --overwrite: the old run's checkpoints go once the new run is set to start (not before: a
   // refused flag leaves them), so that its best one does not stand beside the new run's files.
   if (args.has("overwrite") && !resuming_in_place(args, out)) {
@@ -384,6 +383,7 @@ int cmd_study(const Args& args, const ChartWriter& charts) {
   job.options.data_dir = base.data_dir;
   job.parallel = args.str("parallel");
   job.devices = args.str("devices");
+  job.options.threads = threads_value(args);
   report::Budget budget;
   try {
     budget = report::study_budget(kind, base);

@@ -141,4 +141,16 @@ double Args::number(const std::string& name, double fallback) const {
   return v;
 }
 
+OptionSpec threads_option() {
+  return {"threads", "T", "CPU threads for every step (default: chosen from the steps' speed; a fixed count makes a run "
+                          "repeat bit for bit)", {}};
+}
+
+int threads_value(const Args& args) {
+  if (!args.has("threads")) return 0;
+  const auto t = args.integer("threads", 0);
+  if (t <= 0 || t > 1024) throw UsageError("--threads must be a number of CPU threads from 1 to 1024");
+  return int(t);
+}
+
 }  // namespace retreever::cli

@@ -61,4 +61,10 @@ class Args {
 // "a|b|c"
 std::string join_choices(const std::vector<std::string>& choices);
 
+// --threads T of the commands that train (train, study, report): that many CPU threads for every
+// step, the thread tuner off, so that a run repeats bit for bit. threads_value: T, or 0 where the
+// option is absent; a UsageError outside 1..1024.
+OptionSpec threads_option();
+int threads_value(const Args& args);
+
 }  // namespace retreever::cli

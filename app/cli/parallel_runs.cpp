@@ -198,7 +198,7 @@ std::vector<JobResult> run_jobs(const std::vector<Job>& jobs, const RunOptions& 
 
 int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
                            const std::filesystem::path& out, const std::string& parallel_option,
-                           const std::string& devices_option) {
+                           const std::string& devices_option, int threads) {
   const auto [parallel, devices] = parallel_options(parallel_option, devices_option);
   namespace fs = std::filesystem;
   std::vector<Job> jobs;
@@ -219,8 +219,9 @@ int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& ru
     job.args = {"train", "--task",    c.task, "--config", (dir / "config.json").string(),
                 "--out", dir.string()};
     job.log = (dir / "train.log").string();
+    if (threads > 0) job.args.insert(job.args.end(), {"--threads", std::to_string(threads)});
     // The cores shared out among the runs at once, unless the user chose the threads per run.
-    if (devices.empty() && !std::getenv("OMP_NUM_THREADS"))
+    if (threads == 0 && devices.empty() && !std::getenv("OMP_NUM_THREADS"))
       job.env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores / parallel)));
     jobs.push_back(std::move(job));
   }

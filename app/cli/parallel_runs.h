@@ -60,10 +60,11 @@ std::string self_executable();
 // DIR/NAME', N at a time, or one per device of L ("cuda:K", "cpu"; the runs then use --device auto
 // with that GPU alone visible). Each run's output goes to DIR/NAME/train.log; a line per finished
 // run. Returns 0, or after one line naming the failed runs and the first one's log, the first
-// failure's exit status. Throws UsageError for a bad N or L.
+// failure's exit status. Throws UsageError for a bad N or L. threads > 0: each run's --threads
+// (otherwise the CPU's cores are shared out among the runs at once).
 int train_runs_in_parallel(const std::vector<std::pair<std::string, Config>>& runs,
                            const std::filesystem::path& out, const std::string& parallel,
-                           const std::string& devices);
+                           const std::string& devices, int threads = 0);
 
 // "--parallel N": N >= 1, at most max; or "--devices cuda:0,cuda:1": the list, each "cpu" or
 // "cuda:K", no repeats. Throw std::invalid_argument naming the option and the fix.

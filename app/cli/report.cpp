@@ -38,7 +38,8 @@ CommandSpec report_spec() {
            {"device", "D", "where to train", Config::choices("device")},
            {"data", "DIR", "image task: folder of IDX files", {}},
            {"parallel", "N", "train the runs that do not exist yet N processes at a time, then write the report", {}},
-           {"devices", "LIST", "the same, one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}}},
+           {"devices", "LIST", "the same, one run per device of LIST at a time, e.g. cuda:0,cuda:1", {}},
+           threads_option()},
           "Runs go to DIR/SECTION/...; a run folder holding the same experiment is reused or resumed, so\n"
           "running the command again continues an interrupted report. The charts (plots/*.png) are drawn\n"
           "with Qt: a retreever built without it (GUI off) writes the tables and CSV, and --no-train on\n"
@@ -53,6 +54,7 @@ int cmd_report(const Args& args, const ChartWriter& charts) {
   job.options.data_dir = args.str("data");
   job.parallel = args.str("parallel");
   job.devices = args.str("devices");
+  job.options.threads = threads_value(args);
   check_choice("--device", job.options.device, {"auto", "cpu", "cuda"});
   if (args.has("only")) {
     std::stringstream ss(args.str("only"));
@@ -87,7 +89,8 @@ int run_report(const Budget& budget, const ReportJob& job, const Args& args, con
     write_report(budget, wanted, planner, opt.out, job.stem, ChartWriter(), [](const Runner&) { return std::string(); },
                  nullptr);
     if (!planner.planned().empty())
-      if (const int status = train_runs_in_parallel(planner.planned(), opt.out, job.parallel, job.devices)) return status;
+      if (const int status = train_runs_in_parallel(planner.planned(), opt.out, job.parallel, job.devices, opt.threads))
+        return status;
   }
   Runner runner(opt);
   std::size_t rows = 0;
@@ -95,8 +98,10 @@ int run_report(const Budget& budget, const ReportJob& job, const Args& args, con
     const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
     return "# " + job.title + "\n\nBudget **" + budget.name + "**: " + budget.description + ". Seed " +
            std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
-           format_number("%.1f", minutes) + " minutes on " + std::to_string(std::thread::hardware_concurrency()) +
-           " CPU threads (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
+           format_number("%.1f", minutes) + " minutes on " +
+           (opt.threads > 0 ? std::to_string(opt.threads) + " CPU thread" + (opt.threads > 1 ? "s" : "") + " a step (--threads)"
+                            : std::to_string(std::thread::hardware_concurrency()) + " CPU threads") +
+           " (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
            "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
            "(open them in ReTreever Studio or with `retreever eval/inspect`). The status column of " +
            job.stem + ".csv says how each run came: trained / resumed now, reused from an earlier invocation, "

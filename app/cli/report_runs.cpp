@@ -92,6 +92,7 @@ Run Runner::ensure(const std::string& dir, const Config& wanted) {
   }
   announce(run, "");
   if (run.status != "reused") {
+    if (opt_.threads > 0) trainer->use_cpu_threads(opt_.threads);
     const int status = run_training(*trainer, folder);
     if (status != 0) throw StopReport{status};
   }

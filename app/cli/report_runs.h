@@ -30,6 +30,7 @@ struct Options {
   fs::path out;
   bool no_train = false;
   std::string device = "auto", data_dir;
+  int threads = 0;  // --threads: CPU threads for every step of every run (0: the tuner chooses)
 };
 
 struct Run {

@@ -733,9 +733,9 @@ class TestCli : public QObject {
   void report_parallel_trains_side_by_side_with_the_same_results() {
     const auto budget = write_budget("budget_parallel.json", 6);
     const auto one = file("report_one"), two = file("report_two");
-    auto a = run({"report", "--out", one, "--config", budget, "--only", "copy"});
+    auto a = run({"report", "--out", one, "--config", budget, "--only", "copy", "--threads", "1"});
     QVERIFY2(a.code == 0, qPrintable(a.err));
-    auto b = run({"report", "--out", two, "--config", budget, "--only", "copy", "--parallel", "2"});
+    auto b = run({"report", "--out", two, "--config", budget, "--only", "copy", "--parallel", "2", "--threads", "1"});
     QVERIFY2(b.code == 0, qPrintable(b.err));
     QVERIFY2(b.err.contains("2 at a time"), qPrintable(b.err));
     QVERIFY2(!b.err.contains(": trained"), qPrintable(b.err));  // the report's pass only reuses
@@ -746,7 +746,9 @@ class TestCli : public QObject {
       QCOMPARE(rb[i][2], ra[i][2]);                            // run
       QVERIFY2(std::abs(rb[i][5].toDouble() - ra[i][5].toDouble()) < 1e-6, qPrintable(rb[i].join(',')));
     }
-    QVERIFY(QFile::exists(two + "/copy/N8/tca/train.log"));
+    QFile log(two + "/copy/N8/tca/train.log");
+    QVERIFY(log.open(QIODevice::ReadOnly));
+    QVERIFY(QString::fromUtf8(log.readAll()).contains("on cpu, 1 CPU thread ->"));  // --threads reached the child
     expect_refusal({"report", "--out", two, "--config", budget, "--no-train", "--parallel", "2"}, "--no-train");
   }
 
@@ -777,8 +779,14 @@ class TestCli : public QObject {
     QCOMPARE(again.err.count(": reused"), 4);
 
     const auto ordering = file("study-ordering");
-    r = run(QStringList{"study", "ordering", "--task", "gp", "--out", ordering} + tiny);
+    r = run(QStringList{"study", "ordering", "--task", "gp", "--out", ordering, "--threads", "1"} + tiny);
     QVERIFY2(r.code == 0, qPrintable(r.err.right(2000)));
+    // --threads fixes every run's threads, and the header says it.
+    QVERIFY2(r.err.count("on cpu, 1 CPU thread ->") >= 3, qPrintable(r.err.right(2000)));
+    QFile omd(ordering + "/study.md");
+    QVERIFY(omd.open(QIODevice::ReadOnly));
+    QVERIFY(QString::fromUtf8(omd.readAll()).contains("on 1 CPU thread a step (--threads)"));
+    expect_refusal({"report", "--out", file("report-threads"), "--threads", "0"}, "--threads must be");
     const auto orows = csv_rows(ordering + "/study.csv");
     QStringList orders;
     for (int i = 1; i < orows.size(); ++i) orders << orows[i][1];
