@@ -295,7 +295,7 @@ CommandSpec bench_spec() {
            {"max-n", "N", "inference: the largest context, from 1k by factors of 4 (default 262144)", {}},
            {"queries", "Q", "inference: queries per context (default 1024)", {}},
            {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},
-           {"threads", "T", "CPU threads", {}},
+           {"threads", "T", "CPU threads (1 to 1024; default: as LibTorch starts)", {}},
            {"json", "", "print the same figures as one JSON document instead of the tables", {}},
            {"kernels", "K", "off: CUDA tensors take the tensor paths even where the CUDA kernels are built (default on)",
             {"on", "off"}},
@@ -316,11 +316,7 @@ int cmd_bench(const Args& args) {
   resolve_device(device);  // fails early with the fix when CUDA is missing
   const auto choice = train_choice(args);
   const auto inference = inference_choice(args);
-  if (args.has("threads")) {
-    const auto threads = args.integer("threads", 0);
-    if (threads <= 0) throw UsageError("--threads must be positive");
-    torch::set_num_threads(int(threads));
-  }
+  if (const int threads = threads_value(args)) torch::set_num_threads(threads);
   const bool kernels = args.on_off("kernels", true);
   set_cuda_kernels_enabled(kernels);
   set_cuda_graphs_enabled(args.on_off("graphs", true));
