@@ -355,8 +355,9 @@ int cmd_inspect(const Args& args) {
     // The context tokens the node covers: their range, or their count where they are not
     // consecutive (--json lists them).
     const auto& node = r.nodes[id];
+    const auto range = node.leaf_range();
     if (node.leaves.empty()) std::printf("padding");
-    else if (!node.leaf_range().empty()) std::printf("%s", node.leaf_range().c_str());
+    else if (!range.empty()) std::printf("%s", range.c_str());
     else std::printf("%zu tokens", node.leaves.size());
     std::printf("]");
   }

@@ -110,6 +110,8 @@ struct Config {
   // The fields whose values differ from base's, in the field table's order, as "field value" pairs
   // joined by ", " ("steps 5000, seed 3"); empty where none does.
   std::string changes_from(const Config& base) const;
+  // changes_from(preset(task)): what sets a run apart from its task's preset.
+  std::string changes_from_preset() const { return changes_from(preset(task)); }
   // Parses JSON text over the defaults (missing keys keep defaults). Throws
   // std::runtime_error naming the bad key or the syntax error.
   static Config from_json(const std::string& text, const Config& base);

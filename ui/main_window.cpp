@@ -51,6 +51,25 @@ namespace {
 constexpr int kRefreshMs = 150;   // plots redraw at most this often while training
 constexpr int kMaxRecent = 8;
 
+// A row of the Runs list (Qt::UserRole: the run's index). Its tooltip, the run's settings other
+// than its task's preset, is made when asked for, not at every refresh of a training run's row.
+class RunItem : public QListWidgetItem {
+ public:
+  explicit RunItem(const SessionController* runs) : runs_(runs) {}
+  QVariant data(int role) const override {
+    const int index = QListWidgetItem::data(Qt::UserRole).toInt();
+    if (role != Qt::ToolTipRole || index < 0 || index >= runs_->runs().size()) return QListWidgetItem::data(role);
+    const auto& c = runs_->runs()[index].config;
+    const auto changes = QString::fromStdString(c.changes_from_preset());
+    const auto task = QString::fromStdString(c.task);
+    return changes.isEmpty() ? MainWindow::tr("The %1 preset's settings.").arg(task)
+                             : MainWindow::tr("Other than the %1 preset: %2").arg(task, changes);
+  }
+
+ private:
+  const SessionController* runs_;
+};
+
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
@@ -504,7 +523,7 @@ void MainWindow::refreshViews() {
   while (run_list_->count() > runs_.size()) delete run_list_->takeItem(run_list_->count() - 1);
   for (int i = 0; i < runs_.size(); ++i) {
     if (i >= run_list_->count()) {
-      auto* item = new QListWidgetItem;
+      auto* item = new RunItem(controller_);
       item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
       run_list_->addItem(item);
     }
@@ -515,11 +534,6 @@ void MainWindow::refreshViews() {
       text += e->metric == "accuracy" ? tr(", acc %1%").arg(100 * e->value, 0, 'f', 1)
                                       : tr(", ll %1").arg(e->value, 0, 'f', 3);
     item->setText(text);
-    // What sets the run apart: its settings other than its task's preset.
-    const auto changes = r.config.changes_from(Config::preset(r.config.task));
-    item->setToolTip(changes.empty() ? tr("The %1 preset's settings.").arg(QString::fromStdString(r.config.task))
-                                     : tr("Other than the %1 preset: %2")
-                                           .arg(QString::fromStdString(r.config.task), QString::fromStdString(changes)));
     item->setForeground(r.color);
     item->setData(Qt::UserRole, i);
     item->setCheckState(r.visible ? Qt::Checked : Qt::Unchecked);
@@ -628,7 +642,7 @@ bool MainWindow::exportReport(const QString& folder) {
   for (const auto& r : controller_->runs()) {
     const auto name = QString("metrics_run%1.csv").arg(r.id);
     if (!writeFileAtomically(dir.filePath(name), QByteArray::fromStdString(r.history.to_csv()))) return false;
-    const auto changes = r.config.changes_from(Config::preset(r.config.task));
+    const auto changes = r.config.changes_from_preset();
     md += QString("- %1: [%2](%2); other than the %3 preset: %4\n\n  <details><summary>config</summary>\n\n"
                   "```json\n%5\n```\n\n  </details>\n\n")
               .arg(r.name, name, QString::fromStdString(r.config.task),

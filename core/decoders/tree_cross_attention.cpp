@@ -114,11 +114,15 @@ std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& con
   memory->all_masks = torch::cat(memory->tree.masks, 1);
   // The kernels' float32 tables once per context, not once per decode (a decoder's queries come in
   // many batches over one prepared context: at 1M tokens the conversions were nine tenths of a decode).
-  if (memory->all_keys.scalar_type() == torch::kBFloat16 && use_cuda_kernels(memory->all_keys, memory->all_keys.size(3))) {
+  if (memory->all_keys.scalar_type() == torch::kBFloat16 && cuda_walk_serves(memory->all_keys, memory->tree.shape)) {
     memory->kernel_keys = memory->all_keys.to(torch::kFloat);
     memory->kernel_values = memory->all_values.to(torch::kFloat);
   }
   return memory;
+}
+
+bool TreeCrossAttentionImpl::cuda_walk_serves(const torch::Tensor& x, const TreeShape& shape) const {
+  return walk_kernel_ && shape.b <= 16 && shape.k <= 62 && use_cuda_kernels(x, x.size(-1));
 }
 
 DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Tensor& queries,
@@ -131,7 +135,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto& attention = block_->attention;
   const auto projected = block_->queries(queries);
   const auto& q = projected.q;  // [B,M,H,dh]
-  if (walk_kernel_ && b <= 16 && k <= 62 && use_cuda_kernels(q, q.size(3))) return decode_cuda(memory, projected, request);
+  if (cuda_walk_serves(q, shape)) return decode_cuda(memory, projected, request);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(queries.device());
   auto siblings = torch::arange(b, long_opts).view({1, 1, b});
   const bool grad = torch::GradMode::is_enabled();

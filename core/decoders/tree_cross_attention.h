@@ -47,6 +47,9 @@ class TreeCrossAttentionImpl : public DecoderImpl {
   void zero_padding_siblings(bool on) { zero_padding_siblings_ = on; }
 
  private:
+  // Whether decode() takes decode_cuda for a tree of this shape and queries or node tables like x
+  // (prepare() makes the kernels' float32 tables where it will).
+  bool cuda_walk_serves(const torch::Tensor& x, const TreeShape& shape) const;
   // decode() on a GPU with the CUDA kernels.
   DecodeOutput decode_cuda(const TreeMemory& memory, const BlockQueries& queries, const DecodeRequest& request);
   // out.log_prob and out.entropy from the children's scores [B,M,k*b,H], their masks [B,M,k*b] and
