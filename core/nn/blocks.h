@@ -52,6 +52,8 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   // log of head_averaged_weights computed exactly (log-sum-exp over the heads' log-softmax), so
   // its gradient survives where a probability underflows: a saturated policy can still learn.
   static torch::Tensor head_averaged_log_weights(const torch::Tensor& scores, const torch::Tensor& mask);
+  // The same from head_log_weights' result: [B,M,S,H] -> [B,M,S].
+  static torch::Tensor head_averaged(const torch::Tensor& log_weights);
   AttentionResult attend_scores(const torch::Tensor& scores, const torch::Tensor& v,
                                 const torch::Tensor& mask, bool need_weights);
   AttentionResult attend_each(const torch::Tensor& q, const torch::Tensor& k,

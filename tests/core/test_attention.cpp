@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/nn/blocks.h"
+#include "core/nn/gather_rows.h"
 #include "core/nn/group_attention.h"
 #include "core/nn/paired_linear.h"
 
@@ -151,6 +152,31 @@ class TestAttention : public QObject {
       }
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores(torch::zeros({2, 1, 3, 5}), torch::zeros({2, 1, 3, 4})));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_mix(torch::zeros({2, 1, 4, 3}), torch::zeros({2, 3, 3, 5})));
+  }
+
+  void gathered_rows_match_embedding_with_gradients() {
+    // gather_rows.h's CPU loops against torch::embedding: values, and the table's gradient where
+    // rows are picked several times, never, or once; float and double; a non-contiguous table.
+    for (auto dtype : {torch::kFloat, torch::kDouble})
+      for (int64_t K : {1, 7, 3000}) {
+        auto opts = torch::TensorOptions().dtype(dtype);
+        auto table = torch::randn({40, 6}, opts).transpose(0, 1).contiguous().transpose(0, 1).requires_grad_();
+        auto index = torch::randint(0, 13, {K}, torch::kLong);  // rows 13..39 never picked
+        index[0] = 39;
+        auto w = torch::linspace(-1, 2, K * 6, opts).view({K, 6});
+        auto ours = gather_rows(table, index);
+        auto theirs = torch::embedding(table, index);
+        QCOMPARE(ours.sizes().vec(), (std::vector<int64_t>{K, 6}));
+        QVERIFY(torch::equal(ours, theirs));
+        auto g1 = torch::autograd::grad({(ours * w).sum()}, {table})[0];
+        auto g2 = torch::autograd::grad({(theirs * w).sum()}, {table})[0];
+        QVERIFY2(close(g1, g2, 1e-5), qPrintable(QString("gradients differ at K=%1").arg(K)));
+        QVERIFY(g1.slice(0, 13, 39).abs().sum().item<double>() == 0);
+        QVERIFY(g1[39].abs().sum().item<double>() > 0);
+      }
+    QVERIFY_THROWS_EXCEPTION(std::out_of_range, gather_rows(torch::zeros({4, 2}), torch::tensor({0, 4}, torch::kLong)));
+    QVERIFY_THROWS_EXCEPTION(std::out_of_range, gather_rows(torch::zeros({4, 2}), torch::tensor({-1}, torch::kLong)));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, gather_rows(torch::zeros({4}), torch::tensor({0}, torch::kLong)));
   }
 
   void paired_linear_matches_two_linears_with_gradients() {
