@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/decoders/decoder.h"
+#include "core/nn/blocks.h"
 #include "core/registry.h"
 #include "core/training/device.h"
 #include "core/tree/tree_shape.h"
@@ -33,10 +34,22 @@ double median_seconds(const torch::Device& device, int repeats, Fn&& fn) {
 }  // namespace
 
 double scaling_bytes(const ScalingOptions& o, std::int64_t n) {
-  const double D = double(o.d_model), N = double(n), Q = double(o.queries);
+  const double D = double(o.d_model), N = double(n), Q = double(o.queries), H = double(o.heads);
   // Context, then keys and values of every tree level (about 2N nodes) or of the N tokens, with the
-  // temporaries of building them; CA's scores [H, Q, N] are the widest read.
-  return 4 * (N * D * 10 + Q * D * 8 + double(o.heads) * Q * std::min(N, 1e7) * 2);
+  // temporaries of building them. CA's read is the widest: its scores [H, Q, N] come in chunks of
+  // queries (MultiHeadAttention::attend_shared), at least one query's, with their softmax and a copy.
+  const double chunk = std::max(H * N, std::min(H * Q * N, double(default_max_score_elements(resolve_device(o.device).is_cuda()))));
+  return 4 * (N * D * 10 + Q * D * 8 + chunk * 3);
+}
+
+std::int64_t largest_fitting_n(const ScalingOptions& o, double available_bytes) {
+  std::int64_t largest = 0;
+  for (std::int64_t n = o.min_n; n <= o.max_n; n *= 4) {
+    if (available_bytes > 0 && scaling_bytes(o, n) > 0.7 * available_bytes) break;
+    largest = n;
+    if (n > o.max_n / 4) break;  // n * 4 would pass max_n (and could overflow)
+  }
+  return largest;
 }
 
 std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
@@ -49,10 +62,10 @@ std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
   c.d_model = o.d_model;
   c.heads = o.heads;
   c.encoder_layers = 0;
+  const auto fitting = largest_fitting_n(o, available_bytes);
   std::int64_t largest = 0;
-  for (std::int64_t n = o.min_n; n <= o.max_n; n *= 4) {
+  for (std::int64_t n = o.min_n; n <= fitting; n *= 4) {
     if (stop && stop->load()) break;
-    if (available_bytes > 0 && scaling_bytes(o, n) > 0.7 * available_bytes) break;
     torch::manual_seed(0);
     const auto opts = torch::TensorOptions().device(device);
     const auto context = torch::randn({1, n, c.d_model}, opts);

@@ -31,6 +31,10 @@ struct ScalingOptions {
 // attention scores of the widest read), for stopping before memory runs out.
 double scaling_bytes(const ScalingOptions& options, std::int64_t n);
 
+// The largest N of min_n, 4 min_n, ... max_n whose scaling_bytes fit in `available_bytes` with a
+// margin (0: no limit, max_n's own size); 0 when not even min_n fits.
+std::int64_t largest_fitting_n(const ScalingOptions& options, double available_bytes);
+
 // Measures every model at N = min_n, 4 min_n, ... max_n, calling `point` as each is measured
 // (on the calling thread), and stops early when `stop` becomes true or the next size would not fit
 // in `available_bytes` (0: no limit). Perceiver IO gets as many latents as TCA reads. Returns the

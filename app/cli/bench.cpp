@@ -21,6 +21,7 @@
 #include "core/cuda/cuda_graph.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/decoder.h"
+#include "core/memory.h"
 #include "core/registry.h"
 #include "core/scaling.h"
 #include "core/training/device.h"
@@ -327,6 +328,23 @@ int cmd_bench(const Args& args) {
       throw UsageError("--precision must be one of " + join_choices(allowed));
     if (precision == "bf16")
       if (const auto refusal = bf16_refusal(resolve_device(device)); !refusal.empty()) throw UsageError(refusal);
+  }
+  if (what != "train") {
+    // The largest size must fit this machine's memory (the estimate the Scaling view stops by).
+    const auto resolved = resolve_device(device).str();
+    ScalingOptions sizes;
+    sizes.device = resolved;
+    sizes.min_n = inference.min_n;
+    sizes.max_n = inference.max_n;
+    sizes.queries = inference.queries;
+    const double available = available_memory_bytes();
+    const auto fitting = memory_estimated_on(resolved) ? largest_fitting_n(sizes, available) : sizes.max_n;
+    if (fitting < sizes.max_n)
+      throw UsageError("--max-n " + std::to_string(sizes.max_n) + ": its largest size needs about " +
+                       memory_text(scaling_bytes(sizes, sizes.max_n)) + " but " + memory_text(available) +
+                       " is available; " +
+                       (fitting > 0 ? "the largest that fits here: --max-n " + std::to_string(fitting)
+                                    : std::string("not even ") + std::to_string(sizes.min_n) + " tokens fit; lower --queries"));
   }
   Output o;
   o.json = args.has("json");

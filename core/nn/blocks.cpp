@@ -178,6 +178,8 @@ static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Te
   return torch::softmax(masked_scores(scores, mask), 2);  // over S, per head
 }
 
+std::int64_t default_max_score_elements(bool cuda) { return std::int64_t(1) << (cuda ? 28 : 24); }
+
 AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
                                                       const torch::Tensor& k,
                                                       const torch::Tensor& v,
@@ -213,7 +215,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     r.out = project_out(dense_attention_cuda(q, k, v, mask));
     return r;
   }
-  if (max_score_elements <= 0) max_score_elements = q.is_cuda() ? std::int64_t(1) << 28 : std::int64_t(1) << 24;
+  if (max_score_elements <= 0) max_score_elements = default_max_score_elements(q.is_cuda());
   // Otherwise batched matmuls at every key count: on the CPU they beat broadcast products even for
   // two keys, whose backward runs strided reductions.
   const auto kh = shared ? torch::Tensor() : k.permute({0, 2, 3, 1}).contiguous();  // [B,H,dh,N]

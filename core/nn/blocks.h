@@ -16,6 +16,9 @@ namespace retreever {
 // too (-inf would make 0 * log 0 in the entropy NaN).
 double masked_score(torch::ScalarType dtype);
 
+// attend_shared's chunk of [B,H,m,N] scores when not given: 2^24 elements on the CPU, 2^28 on a GPU.
+std::int64_t default_max_score_elements(bool cuda);
+
 // Result of one attention: output [B, M, D] (after the output projection) and,
 // when asked for, the attention weights averaged over heads, [B, M, N].
 struct AttentionResult {
@@ -38,7 +41,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   // Every query reads the same keys. q [B,M,H,dh], k/v [B,N,H,dh], mask (true = keep)
   // [B,N] or [B,M,N] or undefined. Queries are processed in chunks so that the score
-  // matrix stays below max_score_elements even for huge N (0: 2^24 on the CPU, 2^28 on a GPU).
+  // matrix stays below max_score_elements even for huge N (0: default_max_score_elements).
   AttentionResult attend_shared(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& mask,
                                 bool need_weights, std::int64_t max_score_elements = 0);

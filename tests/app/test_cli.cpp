@@ -334,6 +334,14 @@ class TestCli : public QObject {
     QVERIFY(small_n.code != 0 && !small_n.crashed);
     QVERIFY2(small_n.err.startsWith("error: --max-n"), qPrintable(small_n.err));
     QVERIFY2(!small_n.out.contains("training step"), qPrintable(small_n.out));
+    // A largest size beyond this machine's memory is refused, with the largest that fits (the
+    // estimate the Scaling view stops by), before anything is measured.
+    auto huge_n = run({"bench", "--what", "all", "--models", "ca", "--device", "cpu", "--max-n", "1099511627776"});
+    QVERIFY(huge_n.code != 0 && !huge_n.crashed);
+    QVERIFY2(huge_n.err.startsWith("error: --max-n 1099511627776: its largest size needs about") &&
+                 huge_n.err.contains("the largest that fits here: --max-n "),
+             qPrintable(huge_n.err));
+    QVERIFY2(!huge_n.out.contains("training step"), qPrintable(huge_n.out));
   }
 
   void bench_json_holds_the_table_figures() {

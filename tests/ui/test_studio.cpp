@@ -114,6 +114,16 @@ class TestStudio : public QObject {
     ScalingOptions huge;
     huge.max_n = std::int64_t(1) << 40;
     QVERIFY(scaling_bytes(huge, huge.max_n) > 1e12);
+    QCOMPARE(largest_fitting_n(huge, 0), huge.max_n);  // no bound: max_n itself (1024 * 4^15)
+    QCOMPARE(largest_fitting_n(huge, 1), std::int64_t(0));  // not even 1024 tokens fit
+    const double at_64k = scaling_bytes(huge, 65536);
+    QCOMPARE(largest_fitting_n(huge, at_64k / 0.7 * 1.01), std::int64_t(65536));
+    QCOMPARE(largest_fitting_n(huge, at_64k / 0.7 * 0.99), std::int64_t(16384));
+    // CA's scores come in chunks on the CPU: a million tokens need a few GB, not the 32 GB of whole scores.
+    ScalingOptions cpu;
+    cpu.device = "cpu";
+    QVERIFY2(scaling_bytes(cpu, 1 << 20) < 4e9, qPrintable(QString::number(scaling_bytes(cpu, 1 << 20))));
+    QVERIFY(scaling_bytes(cpu, 1 << 20) > 4.0 * (1 << 20) * 64 * 4);  // the context and its node tables
   }
 
   // SessionController: the session without widgets.
