@@ -1,7 +1,6 @@
 #include "core/scaling.h"
 
 #include <algorithm>
-#include <chrono>
 #include <stdexcept>
 
 #include <torch/cuda.h>
@@ -15,23 +14,6 @@
 #include "core/tree/tree_shape.h"
 
 namespace retreever {
-namespace {
-
-template <typename Fn>
-double median_seconds(const torch::Device& device, int repeats, Fn&& fn) {
-  std::vector<double> t;
-  for (int i = 0; i < std::max(1, repeats); ++i) {
-    if (device.is_cuda()) torch::cuda::synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    if (device.is_cuda()) torch::cuda::synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-}  // namespace
 
 double scaling_bytes(const ScalingOptions& o, std::int64_t n) {
   const double D = double(o.d_model), N = double(n), Q = double(o.queries), H = double(o.heads);

@@ -1,7 +1,6 @@
 #include "bench.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
 #include <torch/cuda.h>
@@ -32,10 +31,6 @@
 namespace retreever::cli {
 namespace {
 
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -52,19 +47,6 @@ void say(const Output& o, const char* format, A... a) {
   if (o.json) return;
   std::printf(format, a...);
   std::fflush(stdout);
-}
-
-template <typename Fn>
-double time_median(const torch::Device& d, int repeats, Fn&& fn) {
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    sync(d);
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    sync(d);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return median(t);
 }
 
 // Every setting of the command, read and checked before anything is measured: a bad one fails at
@@ -229,10 +211,10 @@ void bench_inference(const InferenceChoice& choice, const std::string& device_na
     auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision
     auto q = torch::randn({1, queries, c.d_model}, opts).to(dtype);
     std::shared_ptr<Memory> tree, keys;
-    const double build = time_median(device, repeats, [&] { tree = tca->prepare(context, x); });
-    const double project = time_median(device, repeats, [&] { keys = ca->prepare(context, x); });
-    const double t_tca = time_median(device, repeats, [&] { tca->decode(*tree, q, greedy); });
-    const double t_ca = time_median(device, repeats, [&] { ca->decode(*keys, q, greedy); });
+    const double build = median_seconds(device, repeats, [&] { tree = tca->prepare(context, x); });
+    const double project = median_seconds(device, repeats, [&] { keys = ca->prepare(context, x); });
+    const double t_tca = median_seconds(device, repeats, [&] { tca->decode(*tree, q, greedy); });
+    const double t_ca = median_seconds(device, repeats, [&] { ca->decode(*keys, q, greedy); });
     say(o, "%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
         (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries, 1e3 * build, 1e3 * project,
         t_ca / t_tca);
@@ -240,7 +222,7 @@ void bench_inference(const InferenceChoice& choice, const std::string& device_na
     if (graphs) {
       // The same calls replayed from CUDA graphs: the launch costs mostly go.
       auto replayed = [&](CudaGraph& g, const std::function<void()>& fn, const char* what) {
-        if (g.capture(fn)) return time_median(device, repeats, [&] { g.replay(); });
+        if (g.capture(fn)) return median_seconds(device, repeats, [&] { g.replay(); });
         graph_row[std::string(what) + "_error"] = g.error();
         return -1.0;
       };

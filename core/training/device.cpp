@@ -3,7 +3,9 @@
 #include "core/devices.h"
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
+#include <vector>
 
 #include <cstdlib>
 #include <thread>
@@ -39,6 +41,19 @@ void prepare_cpu_runtime() {
     return true;
   }();
   (void)done;
+}
+
+double median_seconds(const torch::Device& device, int repeats, const std::function<void()>& fn) {
+  std::vector<double> t;
+  for (int i = 0; i < std::max(1, repeats); ++i) {
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    if (device.is_cuda()) torch::cuda::synchronize();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
 }
 
 torch::Device resolve_device(const std::string& name) {

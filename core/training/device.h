@@ -2,6 +2,7 @@
 #pragma once
 
 #include <exception>
+#include <functional>
 #include <string>
 
 #include <torch/types.h>
@@ -14,6 +15,10 @@ void prepare_cpu_runtime();
 
 // "auto" -> CUDA when available, else CPU; "cuda" without a GPU throws with the fix.
 torch::Device resolve_device(const std::string& name);
+
+// The median over `repeats` calls of fn's wall time in seconds, the device synchronised around each
+// call (bench's figures and the Scaling view's).
+double median_seconds(const torch::Device& device, int repeats, const std::function<void()>& fn);
 
 // Torch's allocators failed: "CUDA out of memory" on a GPU (or cuBLAS's ALLOC_FAILED), "can't
 // allocate memory" on the CPU.
