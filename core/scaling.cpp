@@ -7,13 +7,40 @@
 #include <torch/torch.h>
 
 #include "core/config.h"
+#include "core/cuda/cuda_graph.h"
 #include "core/decoders/decoder.h"
 #include "core/nn/blocks.h"
 #include "core/registry.h"
 #include "core/training/device.h"
+#include "core/training/precision.h"
 #include "core/tree/tree_shape.h"
 
 namespace retreever {
+
+namespace {
+
+// The point's prepare and decode replayed from CUDA graphs: the launch costs mostly go.
+void time_replays(DecoderImpl& decoder, const std::shared_ptr<Memory>& memory, const torch::Tensor& context,
+                  const torch::Tensor& x, const torch::Tensor& queries, int repeats, ScalingPoint& p) {
+  const auto device = queries.device();
+  CudaGraph decode, prepare;
+  DecodeOutput replayed;
+  std::shared_ptr<Memory> built;
+  if (decode.capture([&] { replayed = decoder.decode(*memory, queries, DecodeRequest{}); })) {
+    p.graph_us_per_query = 1e6 * median_seconds(device, repeats, [&] { decode.replay(); }) / double(queries.size(1));
+    const auto eager = decoder.decode(*memory, queries, DecodeRequest{}).encoding;
+    const double tol = eager.scalar_type() == torch::kFloat ? 1e-5 : 1e-2;
+    p.graph_matches_eager = torch::allclose(eager, replayed.encoding, tol, tol);
+  } else {
+    p.graph_error = "decode: " + decode.error();
+  }
+  if (prepare.capture([&] { built = decoder.prepare(context, x); }))
+    p.graph_prepare_ms = 1e3 * median_seconds(device, repeats, [&] { prepare.replay(); });
+  else
+    p.graph_error += (p.graph_error.empty() ? "" : "; ") + std::string("prepare: ") + prepare.error();
+}
+
+}  // namespace
 
 double scaling_bytes(const ScalingOptions& o, std::int64_t n) {
   const double D = double(o.d_model), N = double(n), Q = double(o.queries), H = double(o.heads);
@@ -44,20 +71,22 @@ std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
   c.d_model = o.d_model;
   c.heads = o.heads;
   c.encoder_layers = 0;
+  const auto dtype = precision_dtype(o.precision);
+  const bool graphs = o.graphs && device.is_cuda();
   const auto fitting = largest_fitting_n(o, available_bytes);
   std::int64_t largest = 0;
   for (std::int64_t n = o.min_n; n <= fitting; n *= 4) {
     if (stop && stop->load()) break;
     torch::manual_seed(0);
     const auto opts = torch::TensorOptions().device(device);
-    const auto context = torch::randn({1, n, c.d_model}, opts);
-    const auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});
-    const auto queries = torch::randn({1, o.queries, c.d_model}, opts);
+    const auto context = torch::randn({1, n, c.d_model}, opts).to(dtype);
+    const auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision
+    const auto queries = torch::randn({1, o.queries, c.d_model}, opts).to(dtype);
     const auto tca_tokens = TreeShape::of(n, c.branch_factor).tokens_per_query();
     for (const auto& name : o.models) {
       if (stop && stop->load()) break;
       auto decoder = decoder_info(name).make(sized_like(c, name, tca_tokens));
-      decoder->to(device);
+      decoder->to(device, dtype);
       decoder->eval();
       std::shared_ptr<Memory> memory;
       ScalingPoint p;
@@ -68,6 +97,7 @@ std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
       p.us_per_query = 1e6 * median_seconds(device, o.repeats, [&] { decoder->decode(*memory, queries, DecodeRequest{}); }) /
                        double(o.queries);
       p.tokens_per_query = double(decoder->tokens_per_query(n));
+      if (graphs) time_replays(*decoder, memory, context, x, queries, o.repeats, p);
       point(p);
     }
     largest = n;

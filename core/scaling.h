@@ -16,6 +16,11 @@ struct ScalingPoint {
   double us_per_query = 0;   // median decode time over the queries, microseconds
   double prepare_ms = 0;     // median time to build the tree / project the keys / the latents
   double tokens_per_query = 0;
+  // With ScalingOptions::graphs on a GPU, the same calls replayed from CUDA graphs (-1: not
+  // captured, graph_error says why) and whether the replayed decode equals the eager one.
+  double graph_us_per_query = -1, graph_prepare_ms = -1;
+  bool graph_matches_eager = false;
+  std::string graph_error;
 };
 
 struct ScalingOptions {
@@ -25,6 +30,8 @@ struct ScalingOptions {
   std::int64_t queries = 1024;
   int repeats = 3;
   std::int64_t d_model = 64, heads = 4;  // the paper's defaults, no encoder, batch 1
+  std::string precision = "fp32";        // bf16: the decoders, context and queries in bfloat16
+  bool graphs = false;                   // on a GPU, also time prepare and decode replayed from CUDA graphs
 };
 
 // The bytes one size needs on the device (context, keys and values of every level, the queries,

@@ -179,82 +179,58 @@ void bench_train(const std::string& device, const std::string& precision, const 
 // still run in the CUDA kernels, which compute in float32).
 void bench_inference(const InferenceChoice& choice, const std::string& device_name, const std::string& precision,
                      Output& o) {
-  torch::NoGradGuard no_grad;
+  ScalingOptions s;  // the Scaling view's measurement: d_model 64, 4 heads, b = 2, no encoder
+  s.models = {"tca", "ca"};
+  s.device = device_name;
+  s.min_n = choice.min_n;
+  s.max_n = choice.max_n;
+  s.queries = choice.queries;
+  s.repeats = choice.repeats;
+  s.precision = precision;
   const auto device = resolve_device(device_name);
-  const auto max_n = choice.max_n, queries = choice.queries;
-  const int repeats = choice.repeats;
-  Config c;  // d_model 64, 4 heads, b = 2: the paper's defaults
-  torch::manual_seed(0);
-  c.model = "tca";
-  auto tca = make_decoder(c);
-  c.model = "ca";
-  auto ca = make_decoder(c);
-  const auto dtype = precision_dtype(precision);
-  tca->to(device, dtype);
-  ca->to(device, dtype);
-  tca->eval();
-  ca->eval();
-  say(o, "inference, batch 1, %lld queries, no encoder, device %s, precision %s (median of %d)\n", (long long)queries,
-      device.str().c_str(), precision.c_str(), repeats);
+  s.graphs = device.is_cuda() && cuda_graphs_enabled();  // --graphs, set by cmd_bench
+  say(o, "inference, batch 1, %lld queries, no encoder, device %s, precision %s (median of %d)\n", (long long)s.queries,
+      device.str().c_str(), precision.c_str(), s.repeats);
   say(o, "%8s %6s | %12s %12s | %12s %12s | %8s\n", "N", "|S|", "TCA us/query", "CA us/query", "tree build ms",
       "CA keys ms", "speed-up");
-  const bool graphs = device.is_cuda() && cuda_graphs_enabled();  // --graphs, set by cmd_bench
-  if (graphs)
+  if (s.graphs)
     say(o, "%s\n", "  each size's second line: the same work replayed from a CUDA graph (-1: the capture failed)");
   auto& inference = o.doc["inference"];
-  inference = {{"batch", 1},           {"queries", queries},     {"repeats", repeats}, {"device", device.str()},
-               {"precision", precision}, {"d_model", c.d_model}, {"heads", c.heads}, {"rows", nlohmann::json::array()}};
-  DecodeRequest greedy;
-  for (std::int64_t n = choice.min_n; n <= max_n; n *= 4) {
-    auto opts = torch::TensorOptions().device(device);
-    auto context = torch::randn({1, n, c.d_model}, opts).to(dtype);
-    auto x = torch::linspace(-1, 1, n, opts).view({1, n, 1});  // the leaves' order only: float32 in any precision
-    auto q = torch::randn({1, queries, c.d_model}, opts).to(dtype);
-    std::shared_ptr<Memory> tree, keys;
-    const double build = median_seconds(device, repeats, [&] { tree = tca->prepare(context, x); });
-    const double project = median_seconds(device, repeats, [&] { keys = ca->prepare(context, x); });
-    const double t_tca = median_seconds(device, repeats, [&] { tca->decode(*tree, q, greedy); });
-    const double t_ca = median_seconds(device, repeats, [&] { ca->decode(*keys, q, greedy); });
-    say(o, "%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)n,
-        (long long)tca->tokens_per_query(n), 1e6 * t_tca / queries, 1e6 * t_ca / queries, 1e3 * build, 1e3 * project,
-        t_ca / t_tca);
-    nlohmann::json graph_row = nlohmann::json::object();
-    if (graphs) {
-      // The same calls replayed from CUDA graphs: the launch costs mostly go.
-      auto replayed = [&](CudaGraph& g, const std::function<void()>& fn, const char* what) {
-        if (g.capture(fn)) return median_seconds(device, repeats, [&] { g.replay(); });
-        graph_row[std::string(what) + "_error"] = g.error();
-        return -1.0;
-      };
-      CudaGraph g_tca, g_ca, g_build;
-      DecodeOutput o_tca, o_ca;
-      std::shared_ptr<Memory> built;
-      const double r_tca = replayed(g_tca, [&] { o_tca = tca->decode(*tree, q, greedy); }, "tca");
-      const double r_ca = replayed(g_ca, [&] { o_ca = ca->decode(*keys, q, greedy); }, "ca");
-      const double r_build = replayed(g_build, [&] { built = tca->prepare(context, x); }, "build");
-      if (r_tca > 0) {  // a replay computes what the eager call computes
-        auto eager = tca->decode(*tree, q, greedy).encoding;
-        const double tol = dtype == torch::kFloat ? 1e-5 : 1e-2;
-        graph_row["tca_graph_matches_eager"] = torch::allclose(eager, o_tca.encoding, tol, tol);
-      }
-      auto us = [&](double t) { return t > 0 ? 1e6 * t / queries : -1.0; };
-      graph_row["tca_graph_us_per_query"] = us(r_tca);
-      graph_row["ca_graph_us_per_query"] = us(r_ca);
-      graph_row["tree_build_graph_ms"] = r_build > 0 ? 1e3 * r_build : -1.0;
-      say(o, "%8s %6s | %12.3f %12.3f | %12.2f %12s | %8s\n", "graph", "", us(r_tca), us(r_ca),
-          r_build > 0 ? 1e3 * r_build : -1.0, "", "");
-      for (auto& [key, value] : graph_row.items())
-        if (key.size() > 6 && key.substr(key.size() - 6) == "_error") say(o, "  capture failed (%s): %s\n", key.c_str(), value.get<std::string>().c_str());
+  inference = {{"batch", 1},           {"queries", s.queries},   {"repeats", s.repeats}, {"device", device.str()},
+               {"precision", precision}, {"d_model", s.d_model}, {"heads", s.heads},   {"rows", nlohmann::json::array()}};
+  ScalingPoint tca;
+  // The sizes that do not fit were refused before (cmd_bench): no memory bound here.
+  measure_scaling(s, 0, [&](const ScalingPoint& p) {
+    if (p.model == "tca") {
+      tca = p;
+      return;
     }
-    inference["rows"].push_back({{"n", n},
-                                 {"tokens_per_query", tca->tokens_per_query(n)},
-                                 {"tca_us_per_query", 1e6 * t_tca / queries},
-                                 {"ca_us_per_query", 1e6 * t_ca / queries},
-                                 {"tree_build_ms", 1e3 * build},
-                                 {"ca_keys_ms", 1e3 * project},
-                                 {"speedup", t_ca / t_tca}});
-    inference["rows"].back().update(graph_row);
-  }
+    const auto& ca = p;  // measured after TCA at the same size
+    say(o, "%8lld %6lld | %12.3f %12.3f | %12.2f %12.2f | %7.1fx\n", (long long)p.n, (long long)tca.tokens_per_query,
+        tca.us_per_query, ca.us_per_query, tca.prepare_ms, ca.prepare_ms, ca.us_per_query / tca.us_per_query);
+    nlohmann::json row = {{"n", p.n},
+                          {"tokens_per_query", std::int64_t(tca.tokens_per_query)},
+                          {"tca_us_per_query", tca.us_per_query},
+                          {"ca_us_per_query", ca.us_per_query},
+                          {"tree_build_ms", tca.prepare_ms},
+                          {"ca_keys_ms", ca.prepare_ms},
+                          {"speedup", ca.us_per_query / tca.us_per_query}};
+    if (s.graphs) {
+      say(o, "%8s %6s | %12.3f %12.3f | %12.2f %12.2f | %8s\n", "graph", "", tca.graph_us_per_query,
+          ca.graph_us_per_query, tca.graph_prepare_ms, ca.graph_prepare_ms, "");
+      row.update({{"tca_graph_us_per_query", tca.graph_us_per_query},
+                  {"ca_graph_us_per_query", ca.graph_us_per_query},
+                  {"tree_build_graph_ms", tca.graph_prepare_ms},
+                  {"ca_keys_graph_ms", ca.graph_prepare_ms}});
+      if (tca.graph_us_per_query > 0) row["tca_graph_matches_eager"] = tca.graph_matches_eager;
+      for (const ScalingPoint* m : std::initializer_list<const ScalingPoint*>{&tca, &ca})
+        if (!m->graph_error.empty()) {
+          say(o, "  capture failed (%s): %s\n", m->model.c_str(), m->graph_error.c_str());
+          row[m->model + "_graph_error"] = m->graph_error;
+        }
+    }
+    inference["rows"].push_back(row);
+  });
 }
 
 }  // namespace
