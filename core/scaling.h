@@ -21,6 +21,9 @@ struct ScalingPoint {
   double graph_us_per_query = -1, graph_prepare_ms = -1;
   bool graph_matches_eager = false;
   std::string graph_error;
+  // The replayed time where there is one (launch costs gone, as an application would serve the
+  // queries), else the eager one: what the Scaling view plots.
+  double latency_us() const { return graph_us_per_query > 0 ? graph_us_per_query : us_per_query; }
 };
 
 struct ScalingOptions {

@@ -107,6 +107,7 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
   o.max_n = max_n;
   o.queries = queries;
   o.device = device.toStdString();
+  o.graphs = true;  // on a GPU: replayed from CUDA graphs as well (ScalingPoint::latency_us)
   points_.clear();
   redraw();
   running_ = true;
@@ -192,7 +193,7 @@ void ScalingPanel::addPoint(const ScalingPoint& p) {
   points_ << p;
   status_->setText(tr("%1 at N = %2: %3 us per query, %4 tokens read")
                        .arg(QString::fromStdString(decoder_info(p.model).title)).arg(p.n)
-                       .arg(p.us_per_query, 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0));
+                       .arg(p.latency_us(), 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0));
   redraw();
 }
 
@@ -227,13 +228,15 @@ void ScalingPanel::redraw() {
     }
     for (const auto& p : points_)
       if (p.model == all[i].name) {
-        l.x.push_back(double(p.n)), l.y.push_back(p.us_per_query);
+        l.x.push_back(double(p.n)), l.y.push_back(p.latency_us());
         t.x.push_back(double(p.n)), t.y.push_back(p.tokens_per_query);
       }
     if (l.x.empty()) continue;
     latency.series.push_back(l);
     tokens.series.push_back(t);
   }
+  if (std::any_of(points_.begin(), points_.end(), [](const ScalingPoint& p) { return p.graph_us_per_query > 0; }))
+    latency.title = tr("Per-query latency, replayed from CUDA graphs").toStdString();
   draw_chart(latency_, latency);
   draw_chart(tokens_, tokens);
   latency_->replot(QCustomPlot::rpQueuedReplot);

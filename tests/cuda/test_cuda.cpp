@@ -20,6 +20,7 @@
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
 #include "core/nn/paired_linear.h"
+#include "core/scaling.h"
 #include "core/training/distributed.h"
 #include "core/training/trainer.h"
 #include "datasets/tasks.h"
@@ -216,6 +217,34 @@ void greedy_walk_on_the_gpu_matches_the_cpu_kernel() {
   const auto mismatched = (cpu.trace.path != gpu.trace.path.cpu()).any(-1).sum().item<int64_t>();
   std::printf("greedy walk, GPU kernels vs CPU kernel: %lld of %d queries take another path\n", (long long)mismatched, 128);
   expect(mismatched <= 2, "GPU walk vs CPU walk: paths");  // a near tie may flip in float32
+}
+
+// The Scaling view's measurement on a GPU (core/scaling.h, which bench reads too): every point also
+// replayed from CUDA graphs, the replayed decode equal to the eager one, and the view's latency the
+// replayed time.
+void scaling_points_replay_from_cuda_graphs() {
+  ScalingOptions o;
+  o.device = "cuda";
+  o.max_n = 4096;
+  o.queries = 256;
+  o.graphs = true;
+  std::vector<ScalingPoint> points;
+  measure_scaling(o, 0, [&](const ScalingPoint& p) { points.push_back(p); });
+  expect(points.size() == 6, "scaling: TCA, CA and Perceiver IO at 1k and 4k");
+  for (const auto& p : points) {
+    const auto what = "scaling, " + p.model + " at " + std::to_string(p.n);
+    std::printf("%s: eager %.3f us, replayed %.3f us a query%s\n", what.c_str(), p.us_per_query, p.graph_us_per_query,
+                p.graph_error.empty() ? "" : (" (" + p.graph_error + ")").c_str());
+    expect(p.graph_us_per_query > 0 && p.graph_prepare_ms > 0 && p.graph_error.empty(), what + ": replayed");
+    expect(p.graph_matches_eager, what + ": the replayed decode equals the eager one");
+    expect(p.latency_us() == p.graph_us_per_query, what + ": the view plots the replayed time");
+  }
+  o.graphs = false;
+  points.clear();
+  o.max_n = 1024;
+  measure_scaling(o, 0, [&](const ScalingPoint& p) { points.push_back(p); });
+  expect(points.size() == 3 && points[0].graph_us_per_query == -1 && points[0].latency_us() == points[0].us_per_query,
+         "scaling without graphs: the eager time");
 }
 
 // Training without bptt on a GPU, build_tree runs the levels without autograd and then once more in
@@ -709,6 +738,7 @@ int main() {
   group_attention_matches_the_tensor_path();
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
+  scaling_points_replay_from_cuda_graphs();
   batched_tree_on_the_gpu_matches_the_cpu_build();
   dropout_tree_on_the_gpu_keeps_its_parents();
   layer_norm_kernels_match_torch();
