@@ -23,6 +23,10 @@
 
 namespace retreever {
 
+namespace {
+int cpu_threads_at_start = 1;
+}  // namespace
+
 void prepare_cpu_runtime() {
   static const bool done = [] {
 #if defined(__GLIBC__)
@@ -38,9 +42,15 @@ void prepare_cpu_runtime() {
       const unsigned cores = std::thread::hardware_concurrency();
       if (cores > 0 && torch::get_num_threads() < int(cores)) torch::set_num_threads(int(cores));
     }
+    cpu_threads_at_start = torch::get_num_threads();
     return true;
   }();
   (void)done;
+}
+
+int default_cpu_threads() {
+  prepare_cpu_runtime();
+  return cpu_threads_at_start;
 }
 
 double median_seconds(const torch::Device& device, int repeats, const std::function<void()>& fn) {

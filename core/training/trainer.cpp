@@ -103,6 +103,15 @@ struct Trainer::Impl {
   int threads_set = 0;  // the count last given to torch::set_num_threads (0: none)
   int fixed_threads = 0;  // use_cpu_threads' count (0: none)
 
+  // The tuner over the machine's threads, not over LibTorch's count now: a trainer before this one
+  // in the process (the studio's runs, a report's) may have left it at one.
+  void tune_cpu_threads() {
+    threads.reset();
+    threads_set = fixed_threads = 0;
+    if (device.is_cpu() && !std::getenv("OMP_NUM_THREADS") && default_cpu_threads() > 1)
+      threads.emplace(default_cpu_threads());
+  }
+
   // Training steps replayed from CUDA graphs (cuda_graph.h): one graph per batch shape, captured the
   // second time the shape comes (GP's context and target counts give about a thousand shapes, each
   // met about once per thousand steps; past kMaxStepGraphs shapes the others run eagerly). A graph
@@ -176,8 +185,7 @@ struct Trainer::Impl {
     torch::manual_seed(derive_seed(c.seed, kInit, 0));
     model = ReTreever(c, spec);
     model->to(device);
-    if (device.is_cpu() && !std::getenv("OMP_NUM_THREADS") && torch::get_num_threads() > 1)
-      threads.emplace(torch::get_num_threads());
+    tune_cpu_threads();
     optimizer = std::make_unique<FlatAdam>(model->parameters(), c.adam_beta1);
     for (const auto& batch : evaluation_set(*task, c, std::uint64_t(c.seed))) eval_set.push_back(batch.to(device));
   }
@@ -492,12 +500,15 @@ std::string Trainer::device_name() const { return impl_->device.str(); }
 void Trainer::keep_cpu_threads() { impl_->threads.reset(); }
 
 void Trainer::use_cpu_threads(int n) {
-  if (n <= 0) throw std::invalid_argument("the number of CPU threads must be positive");
+  if (n < 0) throw std::invalid_argument("the number of CPU threads must be positive (0: tuned)");
+  if (n == 0) return impl_->tune_cpu_threads();
   impl_->threads.reset();
   torch::set_num_threads(impl_->threads_set = impl_->fixed_threads = n);
 }
 
 int Trainer::fixed_cpu_threads() const { return impl_->fixed_threads; }
+
+bool Trainer::tunes_cpu_threads() const { return impl_->threads.has_value(); }
 
 int Trainer::threads_in_use() const { return impl_->threads_set > 0 ? impl_->threads_set : torch::get_num_threads(); }
 

@@ -77,8 +77,10 @@ class Trainer {
   int threads_in_use() const;
   // n CPU threads for every step, without the tuner (train --threads: runs that repeat bit for bit,
   // whatever else the machine does); fixed_cpu_threads() is that n, 0 where none was set.
+  // n = 0: tuned again, as a new trainer's steps are (the studio's setting, changed mid-run).
   void use_cpu_threads(int n);
   int fixed_cpu_threads() const;
+  bool tunes_cpu_threads() const;  // the steps' threads come from the tuner
 
   // Data-parallel training (core/training/distributed.h): this trainer becomes one process of
   // `group`. Each step trains on its rows of the global batch (every process draws the same batch)

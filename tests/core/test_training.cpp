@@ -398,6 +398,26 @@ class TestTraining : public QObject {
     QVERIFY(std::abs(loss_of_step(0.9, 3) - loss_of_step(0.1, 3)) > 1e-6);
   }
 
+  void a_new_trainer_tunes_its_threads_whatever_the_last_one_left() {
+    // Trainers one after another in a process (the studio's runs, a report's): a tuner's warm-up or
+    // a fixed count leaves LibTorch at one thread, and the next trainer still tunes over every core.
+    if (default_cpu_threads() < 2 || std::getenv("OMP_NUM_THREADS")) QSKIP("needs two cores and no OMP_NUM_THREADS");
+    torch::set_num_threads(1);
+    auto c = small_config();
+    c.device = "cpu";
+    Trainer t(c, datasets::make_task);
+    QVERIFY(t.tunes_cpu_threads());
+    t.use_cpu_threads(1);  // the studio's CPU threads setting, changed mid-run
+    QVERIFY(!t.tunes_cpu_threads());
+    QCOMPARE(t.fixed_cpu_threads(), 1);
+    QCOMPARE(torch::get_num_threads(), 1);
+    t.use_cpu_threads(0);  // back to tuned
+    QVERIFY(t.tunes_cpu_threads());
+    QCOMPARE(t.fixed_cpu_threads(), 0);
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, t.use_cpu_threads(-1));
+    torch::set_num_threads(default_cpu_threads());
+  }
+
   void thread_tuner_keeps_the_faster_count() {
     // Steps whose time depends on the threads: idle (2 threads faster) and with the cores busy
     // (1 thread 15 times faster, as measured on this project's 2-core VM).
