@@ -9,6 +9,11 @@ namespace retreever {
 // GPUs LibTorch sees (0 in a CPU-only build).
 int cuda_device_count();
 
+// The CPU threads a run may use here: every core, or where OMP_NUM_THREADS is set, the count
+// LibTorch started with. LibTorch's count now may be another: a trainer's tuner, --threads or a
+// run before this one set it.
+int default_cpu_threads();
+
 // "auto", "cpu", "cuda", and "cuda:0" .. "cuda:K-1" where there are several GPUs: the values
 // Config::device accepts on this machine, in the order menus list them.
 std::vector<std::string> device_names(int count = cuda_device_count());

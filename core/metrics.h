@@ -18,6 +18,7 @@ struct StepMetrics {
   double lr = 0;               // learning rate used for this step
   double grad_norm = 0;        // global gradient norm before clipping
   double seconds = 0;          // wall time of this step
+  int cpu_threads = 0;         // the CPU threads it ran on (0 on a GPU; not in metrics.csv)
 };
 
 struct EvalMetrics {

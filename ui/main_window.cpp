@@ -1,6 +1,7 @@
 #include "main_window.h"
 
 #include "core/files.h"
+#include "core/devices.h"
 #include "core/registry.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
@@ -8,6 +9,7 @@
 #include <QPushButton>
 
 #include <QAction>
+#include <QActionGroup>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
@@ -128,7 +130,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     const double eta = rate > 0 ? double(run.config.steps - m.step) / rate : 0;
     speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
                               .arg(m.step).arg(run.config.steps).arg(rate, 0, 'f', 1)
-                              .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")));
+                              .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")) +
+                          (m.cpu_threads == 0   ? QString()
+                           : m.cpu_threads == 1 ? tr(" · 1 CPU thread")
+                                                : tr(" · %1 CPU threads").arg(m.cpu_threads)));
   });
   connect(controller_, &SessionController::snapshotArrived, this, [this](int run, const Snapshot& s) {
     // Follow the training run in the inspector unless the user picked another run.
@@ -316,6 +321,23 @@ void MainWindow::createMenus() {
   file->addAction(action("quit"));
   auto* train = menuBar()->addMenu(tr("&Train"));
   for (const char* a : {"train", "pause", "stop", "step", "setLr"}) train->addAction(action(a));
+  threads_menu_ = train->addMenu(tr("CPU t&hreads"));
+  threads_menu_->setObjectName("cpuThreadsMenu");
+  threads_menu_->setToolTipsVisible(true);
+  auto* threads = new QActionGroup(this);
+  QList<int> counts{0};
+  for (int n = 1; n < default_cpu_threads(); n *= 2) counts << n;
+  if (default_cpu_threads() > 1) counts << default_cpu_threads();
+  for (const int n : counts) {
+    auto* a = threads_menu_->addAction(n == 0 ? tr("&Tuned to the steps' speed") : QString::number(n));
+    a->setToolTip(n == 0 ? tr("Each run tries one thread and every core from time to time and keeps the faster")
+                         : tr("Every step on %1, the same from run to run (a fixed count repeats a run bit for bit)")
+                               .arg(n == 1 ? tr("one thread") : tr("%1 threads").arg(n)));
+    a->setCheckable(true);
+    a->setData(n);
+    threads->addAction(a);
+    connect(a, &QAction::triggered, this, [this, n] { setCpuThreads(n); });
+  }
   train->addSeparator();
   train->addAction(action("compare"));
   train->addAction(action("rewardStudy"));
@@ -403,6 +425,7 @@ void MainWindow::readSettings() {
   }
   plots_->setSmoothing(s.value("plots/smoothing", 0.6).toDouble());
   setDarkTheme(s.value("view/dark", false).toBool());
+  setCpuThreads(s.value("training/cpuThreads", 0).toInt());
   updateRecentMenu();
 }
 
@@ -413,6 +436,14 @@ void MainWindow::writeSettings() {
   s.setValue("experiment/config", QString::fromStdString(experiment_->config().to_json()));
   s.setValue("plots/smoothing", plots_->smoothing());
   s.setValue("view/dark", dark_);
+  s.setValue("training/cpuThreads", cpu_threads_);
+}
+
+void MainWindow::setCpuThreads(int threads) {
+  // A count this machine lacks (settings from another machine) is its core count.
+  cpu_threads_ = std::clamp(threads, 0, default_cpu_threads());
+  session_->setCpuThreads(cpu_threads_);
+  for (auto* a : threads_menu_->actions()) a->setChecked(a->data().toInt() == cpu_threads_);
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

@@ -57,6 +57,10 @@ class MainWindow : public QMainWindow {
   bool exportComparison(const QString& path);   // .csv or .md by extension
   bool exportReport(const QString& folder);
   void setDarkTheme(bool dark);
+  // CPU threads of every training step, 0: tuned to the steps' speed (Train > CPU threads; kept
+  // in the settings): the run in hand from its next step, and the runs after it.
+  void setCpuThreads(int threads);
+  int cpuThreads() const { return cpu_threads_; }
   void selectRun(int index);                    // shows that run's model in the inspector
   void useRunSettings(int index);               // the experiment panel takes that run's config
   bool queueEmpty() const;
@@ -102,6 +106,8 @@ class MainWindow : public QMainWindow {
 
   bool dirty_ = false;
   bool dark_ = false;
+  int cpu_threads_ = 0;
+  QMenu* threads_menu_ = nullptr;
   QPushButton* cancel_open_ = nullptr;
 };
 

@@ -65,6 +65,9 @@ void TrainingSession::setLearningRate(double lr) {
 void TrainingSession::setTotalSteps(qint64 steps) {
   QMetaObject::invokeMethod(worker_, "setTotalSteps", Qt::QueuedConnection, Q_ARG(qint64, steps));
 }
+void TrainingSession::setCpuThreads(int threads) {
+  QMetaObject::invokeMethod(worker_, "setCpuThreads", Qt::QueuedConnection, Q_ARG(int, threads));
+}
 void TrainingSession::saveCheckpoint(const QString& path) {
   QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::QueuedConnection, Q_ARG(QString, path));
 }
@@ -99,6 +102,12 @@ void TrainingWorker::everywhere(const std::function<void(Trainer&)>& op) {
   else op(*trainer_);
 }
 
+void TrainingWorker::setCpuThreads(int threads) {
+  cpu_threads_ = std::max(0, threads);
+  // A data-parallel run's replicas share the cores as they were set: from the next run.
+  if (trainer_ && !replicas_) trainer_->use_cpu_threads(cpu_threads_);
+}
+
 void TrainingWorker::begin(bool paused) {
   QString device = QString::fromStdString(trainer_->device_name());
   if (replicas_)
@@ -125,6 +134,7 @@ void TrainingWorker::start(const Config& config, const QStringList& devices) {
   replicas_.reset();  // they hold the trainer about to go
   try {
     trainer_ = std::make_unique<Trainer>(config, datasets::make_task);
+    trainer_->use_cpu_threads(cpu_threads_);  // before the replicas, which set the threads their way
     if (devices.size() > 1) {
       std::vector<std::string> list;
       for (const auto& d : devices) list.push_back(d.toStdString());
@@ -142,6 +152,7 @@ void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused) {
   replicas_.reset();
   try {
     trainer_ = Trainer::load(checkpoint.toStdString(), datasets::make_task);
+    trainer_->use_cpu_threads(cpu_threads_);
   } catch (const std::exception& e) {
     trainer_.reset();
     return fail(QString::fromStdString(e.what()));

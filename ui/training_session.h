@@ -48,6 +48,9 @@ class TrainingSession : public QObject {
   void stepOnce();                               // one step while paused
   void setLearningRate(double lr);               // takes effect at the next step
   void setTotalSteps(qint64 steps);
+  // CPU threads of every step (0: tuned to the steps' speed, core/training/thread_tuner.h), for the
+  // run in hand from its next step and for the runs after it.
+  void setCpuThreads(int threads);
   void saveCheckpoint(const QString& path);
   void requestSnapshot();
   // Saves and returns when the file is written (used when the window closes).
@@ -89,6 +92,7 @@ class TrainingWorker : public QObject {
   void stepOnce();
   void setLearningRate(double lr);
   void setTotalSteps(qint64 steps);
+  void setCpuThreads(int threads);
   void saveCheckpoint(const QString& path);
   void requestSnapshot();
 
@@ -110,6 +114,7 @@ class TrainingWorker : public QObject {
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<LocalReplicas> replicas_;  // declared after trainer_: ends before it
   QTimer* timer_ = nullptr;
+  int cpu_threads_ = 0;  // 0: tuned
 };
 
 // "running", "paused", ...: how the studio names a state.

@@ -50,7 +50,8 @@ void prepare_cpu_runtime() {
 
 int default_cpu_threads() {
   prepare_cpu_runtime();
-  return cpu_threads_at_start;
+  if (std::getenv("OMP_NUM_THREADS")) return cpu_threads_at_start;
+  return std::max(1, int(std::thread::hardware_concurrency()));
 }
 
 double median_seconds(const torch::Device& device, int repeats, const std::function<void()>& fn) {

@@ -7,14 +7,13 @@
 
 #include <torch/types.h>
 
+#include "core/devices.h"  // default_cpu_threads
+
 namespace retreever {
 
 // Once per process: LibTorch's CPU threads = the number of cores (OMP_NUM_THREADS wins), and
 // glibc's allocator keeps large freed blocks for reuse instead of returning them to the kernel.
 void prepare_cpu_runtime();
-// The thread count prepare_cpu_runtime gave LibTorch: every core, or OMP_NUM_THREADS'. Later
-// set_num_threads calls (a trainer's tuner, --threads) change LibTorch's count, not this.
-int default_cpu_threads();
 
 // "auto" -> CUDA when available, else CPU; "cuda" without a GPU throws with the fix.
 torch::Device resolve_device(const std::string& name);

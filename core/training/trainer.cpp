@@ -384,6 +384,7 @@ StepMetrics Trainer::step() try {
   s.train_metric = v[6];
   s.lr = lr;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (m.device.is_cpu()) s.cpu_threads = threads_in_use();
   if (m.threads) m.threads->record(s.seconds);
   if (m.step % m.config.log_every == 0 || m.step == m.config.steps) m.history.steps.push_back(s);
   return s;

@@ -18,6 +18,8 @@
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QLabel>
+#include <QMenu>
+#include <QScopeGuard>
 #include <QListWidget>
 #include <QtTest>
 #include <algorithm>
@@ -641,6 +643,50 @@ class TestStudio : public QObject {
     QVERIFY(waitForState(&session, TrainingSession::State::Failed));
     QCOMPARE(failed.count(), 1);
     QVERIFY(failed.first().at(0).toString().contains("batch"));
+  }
+
+  void cpu_threads_setting_reaches_the_run_and_the_settings() {
+    // Train > CPU threads: tuned by default; a fixed count trains the next run's steps on that many
+    // threads (the status bar says what each step ran on), and is there again at the next start.
+    const QByteArray omp = qgetenv("OMP_NUM_THREADS");  // ctest sets it: the menu would offer one thread
+    qunsetenv("OMP_NUM_THREADS");
+    const auto restore = qScopeGuard([&] {
+      if (!omp.isNull()) qputenv("OMP_NUM_THREADS", omp);
+    });
+    if (default_cpu_threads() < 2) QSKIP("needs two cores");
+    int fixed = 0;
+    {
+      MainWindow w;
+      auto* menu = w.findChild<QMenu*>("cpuThreadsMenu");
+      QVERIFY(menu);
+      const auto choices = menu->actions();
+      QCOMPARE(choices.first()->data().toInt(), 0);  // tuned, first and checked
+      QVERIFY(choices.first()->isChecked());
+      QCOMPARE(choices.last()->data().toInt(), default_cpu_threads());  // up to every core
+      choices.at(1)->trigger();  // one thread
+      fixed = w.cpuThreads();
+      QCOMPARE(fixed, 1);
+      QVERIFY(choices.at(1)->isChecked() && !choices.first()->isChecked());
+      w.experiment()->setConfig(small_copy(12));
+      QSignalSpy steps(w.session(), &TrainingSession::stepped);
+      w.action("train")->trigger();
+      QVERIFY(waitForState(w.session(), TrainingSession::State::Finished));
+      QCOMPARE(steps.count(), 12);
+      for (const auto& step : steps)  // every step ran on it (a tuner's trial would try every core)
+        QCOMPARE(step.at(0).value<StepMetrics>().cpu_threads, 1);
+      QVERIFY2(w.findChild<QLabel*>("speedLabel")->text().endsWith(" · 1 CPU thread"),
+               qPrintable(w.findChild<QLabel*>("speedLabel")->text()));
+      choices.first()->trigger();  // tuned again
+      QVERIFY(choices.first()->isChecked() && !choices.at(1)->isChecked());
+      choices.at(1)->trigger();
+      w.close();  // writes the settings
+    }
+    MainWindow again;
+    QCOMPARE(again.cpuThreads(), fixed);
+    again.setCpuThreads(100000);  // a count from a larger machine's settings: this one's cores
+    QCOMPARE(again.cpuThreads(), default_cpu_threads());
+    again.setCpuThreads(0);
+    again.close();
   }
 
   void short_run_updates_plots_inspector_and_matches_cli_inspect() {
