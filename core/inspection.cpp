@@ -242,6 +242,8 @@ InspectResult inspect_random_context(std::int64_t n, std::int64_t d_model, std::
   torch::NoGradGuard no_grad;
   torch::manual_seed(seed);
   const auto where = resolve_device(device);
+  // Every core on the CPU: the calling thread's own count is whatever LibTorch's was when it first ran.
+  if (where.is_cpu()) torch::set_num_threads(default_cpu_threads());
   Config c;
   c.d_model = d_model;
   c.heads = heads;

@@ -73,8 +73,8 @@ struct InspectResult {
 
 // One query's walk down an untrained TCA's tree over n random context tokens (width d_model,
 // `heads` heads, on `device`): what a query reads at sizes no task reaches (a million tokens and
-// more; the studio's Scaling view). The tree is built by the same code as a task's. Throws
-// std::invalid_argument for n < 2.
+// more; the studio's Scaling view). The tree is built by the same code as a task's, on every CPU
+// core (default_cpu_threads, set on the calling thread). Throws std::invalid_argument for n < 2.
 InspectResult inspect_random_context(std::int64_t n, std::int64_t d_model, std::int64_t heads,
                                      const std::string& device = "auto", std::uint64_t seed = 0);
 

@@ -71,6 +71,8 @@ std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
   c.d_model = o.d_model;
   c.heads = o.heads;
   c.encoder_layers = 0;
+  const int threads = device.is_cpu() ? (o.cpu_threads > 0 ? o.cpu_threads : default_cpu_threads()) : 0;
+  if (threads > 0) torch::set_num_threads(threads);
   const auto dtype = precision_dtype(o.precision);
   const bool graphs = o.graphs && device.is_cuda();
   const auto fitting = largest_fitting_n(o, available_bytes);
@@ -92,6 +94,7 @@ std::int64_t measure_scaling(const ScalingOptions& o, double available_bytes,
       ScalingPoint p;
       p.model = name;
       p.n = n;
+      if (threads > 0) p.cpu_threads = torch::get_num_threads();  // this thread's count, as measured
       p.prepare_ms = 1e3 * median_seconds(device, o.repeats, [&] { memory = decoder->prepare(context, x); });
       decoder->decode(*memory, queries, DecodeRequest{});  // warm caches and allocators
       p.us_per_query = 1e6 * median_seconds(device, o.repeats, [&] { decoder->decode(*memory, queries, DecodeRequest{}); }) /

@@ -24,6 +24,7 @@ struct ScalingPoint {
   // The replayed time where there is one (launch costs gone, as an application would serve the
   // queries), else the eager one: what the Scaling view plots.
   double latency_us() const { return graph_us_per_query > 0 ? graph_us_per_query : us_per_query; }
+  int cpu_threads = 0;  // the CPU threads it was measured with (0 on a GPU)
 };
 
 struct ScalingOptions {
@@ -35,6 +36,10 @@ struct ScalingOptions {
   std::int64_t d_model = 64, heads = 4;  // the paper's defaults, no encoder, batch 1
   std::string precision = "fp32";        // bf16: the decoders, context and queries in bfloat16
   bool graphs = false;                   // on a GPU, also time prepare and decode replayed from CUDA graphs
+  // On the CPU, the threads to measure with (0: every core, default_cpu_threads), set on the calling
+  // thread: a worker thread's own count is whatever LibTorch's was when it first ran (a training
+  // run's tuner may have left one).
+  int cpu_threads = 0;
 };
 
 // The bytes one size needs on the device (context, keys and values of every level, the queries,

@@ -193,7 +193,10 @@ void ScalingPanel::addPoint(const ScalingPoint& p) {
   points_ << p;
   status_->setText(tr("%1 at N = %2: %3 us per query, %4 tokens read")
                        .arg(QString::fromStdString(decoder_info(p.model).title)).arg(p.n)
-                       .arg(p.latency_us(), 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0));
+                       .arg(p.latency_us(), 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0) +
+                   (p.cpu_threads == 1   ? tr(" (1 CPU thread)")
+                    : p.cpu_threads > 1 ? tr(" (%1 CPU threads)").arg(p.cpu_threads)
+                                        : QString()));
   redraw();
 }
 

@@ -187,6 +187,7 @@ void bench_inference(const InferenceChoice& choice, const std::string& device_na
   s.queries = choice.queries;
   s.repeats = choice.repeats;
   s.precision = precision;
+  s.cpu_threads = torch::get_num_threads();  // --threads, or as LibTorch started
   const auto device = resolve_device(device_name);
   s.graphs = device.is_cuda() && cuda_graphs_enabled();  // --graphs, set by cmd_bench
   say(o, "inference, batch 1, %lld queries, no encoder, device %s, precision %s (median of %d)\n", (long long)s.queries,

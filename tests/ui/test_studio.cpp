@@ -28,6 +28,8 @@
 #include "ui/comparison_panel.h"
 #include "ui/experiment_panel.h"
 #include "ui/inspector_panel.h"
+#include <ATen/Parallel.h>
+
 #include "core/devices.h"
 #include "core/registry.h"
 #include "core/training/distributed.h"
@@ -78,6 +80,17 @@ class TestStudio : public QObject {
 
  private Q_SLOTS:
   void scaling_view_measures_every_size_off_the_ui_thread() {
+    // The view measures on every core, whatever count a worker thread would start from: here the
+    // one a training run's tuner leaves (LibTorch's last count, which a new thread takes).
+    const QByteArray omp = qgetenv("OMP_NUM_THREADS");  // ctest sets it: one core
+    qunsetenv("OMP_NUM_THREADS");
+    const int before = at::get_num_threads();
+    const auto restore = qScopeGuard([&] {
+      if (!omp.isNull()) qputenv("OMP_NUM_THREADS", omp);
+      at::set_num_threads(before);
+    });
+    const int cores = default_cpu_threads();  // LibTorch's start-up (prepare_cpu_runtime) done here, first
+    at::set_num_threads(1);
     ScalingPanel panel;
     QSignalSpy done(&panel, &ScalingPanel::finished);
     QVERIFY(panel.run(16384, 64, "cpu"));
@@ -93,6 +106,7 @@ class TestStudio : public QObject {
       QVERIFY(p.us_per_query > 0 && p.prepare_ms >= 0);
       QCOMPARE(p.graph_us_per_query, -1.0);  // CUDA graphs only on a GPU: the eager time is plotted
       QCOMPARE(p.latency_us(), p.us_per_query);
+      QCOMPARE(p.cpu_threads, cores);
       if (p.model == "ca") QCOMPARE(p.tokens_per_query, double(p.n));
       if (p.model == "tca") QVERIFY(p.tokens_per_query < 2 * std::log2(double(p.n)) + 2);
     }
