@@ -328,9 +328,14 @@ void MainWindow::createMenus() {
   QList<int> counts{0};
   for (int n = 1; n < default_cpu_threads(); n *= 2) counts << n;
   if (default_cpu_threads() > 1) counts << default_cpu_threads();
+  // Under OMP_NUM_THREADS the tuner is off (core/training/trainer.h): its count is the default.
+  const bool omp = qEnvironmentVariableIsSet("OMP_NUM_THREADS");
   for (const int n : counts) {
-    auto* a = threads_menu_->addAction(n == 0 ? tr("&Tuned to the steps' speed") : QString::number(n));
-    a->setToolTip(n == 0 ? tr("Each run tries one thread and every core from time to time and keeps the faster")
+    auto* a = threads_menu_->addAction(n > 0  ? QString::number(n)
+                                       : omp ? tr("&As OMP_NUM_THREADS sets (%1)").arg(default_cpu_threads())
+                                             : tr("&Tuned to the steps' speed"));
+    a->setToolTip(n == 0 ? (omp ? tr("Every step on the count OMP_NUM_THREADS gave this session")
+                                : tr("Each run tries one thread and every core from time to time and keeps the faster"))
                          : tr("Every step on %1, the same from run to run (a fixed count repeats a run bit for bit)")
                                .arg(n == 1 ? tr("one thread") : tr("%1 threads").arg(n)));
     a->setCheckable(true);

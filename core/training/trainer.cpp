@@ -502,7 +502,10 @@ void Trainer::keep_cpu_threads() { impl_->threads.reset(); }
 
 void Trainer::use_cpu_threads(int n) {
   if (n < 0) throw std::invalid_argument("the number of CPU threads must be positive (0: tuned)");
-  if (n == 0) return impl_->tune_cpu_threads();
+  if (n == 0) {  // the machine's count to start from (a fixed count may have left another), then tuned
+    if (impl_->device.is_cpu()) torch::set_num_threads(default_cpu_threads());
+    return impl_->tune_cpu_threads();
+  }
   impl_->threads.reset();
   torch::set_num_threads(impl_->threads_set = impl_->fixed_threads = n);
 }

@@ -77,7 +77,8 @@ class Trainer {
   int threads_in_use() const;
   // n CPU threads for every step, without the tuner (train --threads: runs that repeat bit for bit,
   // whatever else the machine does); fixed_cpu_threads() is that n, 0 where none was set.
-  // n = 0: tuned again, as a new trainer's steps are (the studio's setting, changed mid-run).
+  // n = 0: from the machine's count (default_cpu_threads), tuned again as a new trainer's steps are
+  // (the studio's setting, changed mid-run; under OMP_NUM_THREADS its count, untuned).
   void use_cpu_threads(int n);
   int fixed_cpu_threads() const;
   bool tunes_cpu_threads() const;  // the steps' threads come from the tuner

@@ -418,9 +418,10 @@ class TestTraining : public QObject {
     QCOMPARE(t.fixed_cpu_threads(), 1);
     QCOMPARE(torch::get_num_threads(), 1);
     QCOMPARE(t.step().cpu_threads, 1);  // what the step ran on, for the studio's status bar
-    t.use_cpu_threads(0);  // back to tuned
+    t.use_cpu_threads(0);  // back to tuned, from every core
     QVERIFY(t.tunes_cpu_threads());
     QCOMPARE(t.fixed_cpu_threads(), 0);
+    QCOMPARE(torch::get_num_threads(), default_cpu_threads());
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, t.use_cpu_threads(-1));
     torch::set_num_threads(default_cpu_threads());
   }
