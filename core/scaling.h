@@ -24,6 +24,7 @@ struct ScalingPoint {
   // The replayed time where there is one (launch costs gone, as an application would serve the
   // queries), else the eager one: what the Scaling view plots.
   double latency_us() const { return graph_us_per_query > 0 ? graph_us_per_query : us_per_query; }
+  double preparation_ms() const { return graph_prepare_ms > 0 ? graph_prepare_ms : prepare_ms; }  // the same for prepare
   int cpu_threads = 0;  // the CPU threads it was measured with (0 on a GPU)
 };
 

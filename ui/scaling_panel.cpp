@@ -54,7 +54,8 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   auto* plots = new QHBoxLayout;
   latency_ = new QCustomPlot;
   tokens_ = new QCustomPlot;
-  for (auto* p : {latency_, tokens_}) {
+  preparation_ = new QCustomPlot;
+  for (auto* p : {latency_, tokens_, preparation_}) {
     p->setMinimumSize(300, 240);
     p->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
     p->setAntialiasedElements(QCP::aeAll);
@@ -95,7 +96,7 @@ ScalingPanel::~ScalingPanel() {
   if (stop_) stop_->store(true);
 }
 
-QList<QCustomPlot*> ScalingPanel::plots() const { return {latency_, tokens_}; }
+QList<QCustomPlot*> ScalingPanel::plots() const { return {latency_, tokens_, preparation_}; }
 
 void ScalingPanel::stop() {
   if (stop_) stop_->store(true);
@@ -201,13 +202,17 @@ void ScalingPanel::addPoint(const ScalingPoint& p) {
 }
 
 void ScalingPanel::redraw() {
-  ChartSpec latency, tokens;
+  ChartSpec latency, tokens, preparation;
   latency.title = tr("Per-query latency").toStdString();
   latency.y_label = tr("microseconds per query (log)").toStdString();
   tokens.title = tr("Tokens read per query").toStdString();
   tokens.y_label = tr("tokens (log)").toStdString();
+  // What each context costs before its queries: TCA builds its tree, CA projects keys and values,
+  // Perceiver IO's latents read the whole context.
+  preparation.title = tr("Preparation per context (tree, keys, latents)").toStdString();
+  preparation.y_label = tr("milliseconds (log)").toStdString();
   const double max_n = double(max_n_->currentData().toLongLong());
-  for (auto* spec : {&latency, &tokens}) {
+  for (auto* spec : {&latency, &tokens, &preparation}) {
     spec->x_label = tr("context tokens N (log)").toStdString();
     spec->log_x = spec->log_y = true;
     spec->empty_x_lo = double(ScalingOptions{}.min_n);  // before a measurement: the sizes it will take
@@ -215,13 +220,15 @@ void ScalingPanel::redraw() {
   }
   latency.empty_y_lo = 0.01, latency.empty_y_hi = 100;  // microseconds: a GPU's TCA to a CPU's CA
   tokens.empty_y_lo = 1, tokens.empty_y_hi = max_n;
-  latency.empty_text = tokens.empty_text = tr("Press Measure: each size is drawn as it is timed.").toStdString();
+  preparation.empty_y_lo = 0.01, preparation.empty_y_hi = 1000;
+  latency.empty_text = tokens.empty_text = preparation.empty_text =
+      tr("Press Measure: each size is drawn as it is timed.").toStdString();
   const auto& all = decoders();
   for (std::size_t i = 0; i < all.size(); ++i) {
-    ChartSeries l, t;
-    l.label = t.label = all[i].title;
-    l.colour = t.colour = chart_palette(i);  // the report's colour of each model
-    l.markers = t.markers = true;
+    ChartSeries l, t, r;
+    l.label = t.label = r.label = all[i].title;
+    l.colour = t.colour = r.colour = chart_palette(i);  // the report's colour of each model
+    l.markers = t.markers = r.markers = true;
     // A decoder sized to read as many tokens as TCA (Perceiver IO's latents) lies on TCA's line
     // there: dashed, with rings around TCA's points, and said so, so that both stay visible.
     if (all[i].sized()) {
@@ -233,17 +240,19 @@ void ScalingPanel::redraw() {
       if (p.model == all[i].name) {
         l.x.push_back(double(p.n)), l.y.push_back(p.latency_us());
         t.x.push_back(double(p.n)), t.y.push_back(p.tokens_per_query);
+        r.x.push_back(double(p.n)), r.y.push_back(p.preparation_ms());
       }
     if (l.x.empty()) continue;
     latency.series.push_back(l);
     tokens.series.push_back(t);
+    preparation.series.push_back(r);
   }
   if (std::any_of(points_.begin(), points_.end(), [](const ScalingPoint& p) { return p.graph_us_per_query > 0; }))
     latency.title = tr("Per-query latency, replayed from CUDA graphs").toStdString();
   draw_chart(latency_, latency);
   draw_chart(tokens_, tokens);
-  latency_->replot(QCustomPlot::rpQueuedReplot);
-  tokens_->replot(QCustomPlot::rpQueuedReplot);
+  draw_chart(preparation_, preparation);
+  for (auto* p : plots()) p->replot(QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace retreever::ui

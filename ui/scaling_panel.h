@@ -38,7 +38,7 @@ class ScalingPanel : public QWidget {
   TreeView* tree() const { return tree_; }
   const QList<ScalingPoint>& points() const { return points_; }
   QList<QCustomPlot*> plots() const;
-  QStringList plotNames() const { return {"scaling_latency", "scaling_tokens"}; }
+  QStringList plotNames() const { return {"scaling_latency", "scaling_tokens", "scaling_preparation"}; }
 
  Q_SIGNALS:
   void finished(const QString& summary);  // after the last point, a stop, or an error
@@ -62,6 +62,7 @@ class ScalingPanel : public QWidget {
   QLabel* status_;
   QCustomPlot* latency_;
   QCustomPlot* tokens_;
+  QCustomPlot* preparation_;  // each context's own work before its queries: the tree, the keys, the latents
   QList<ScalingPoint> points_;
   std::shared_ptr<std::atomic<bool>> stop_;
   bool running_ = false;

@@ -128,6 +128,13 @@ class TestStudio : public QObject {
     QCOMPARE(tokens->graph(0)->scatterStyle().shape(), QCPScatterStyle::ssDisc);
     QVERIFY(tokens->graph(2)->name().contains("sized to TCA"));
     QCOMPARE(panel.plots().at(0)->graph(2)->pen().style(), Qt::SolidLine);  // its latency is its own
+    // Each context's preparation (TCA's tree, CA's keys, Perceiver IO's latents), exported by name.
+    const auto* preparation = panel.plots().at(2);
+    QCOMPARE(panel.plotNames().size(), panel.plots().size());
+    QCOMPARE(panel.plotNames().at(2), QString("scaling_preparation"));
+    for (int g = 0; g < 3; ++g) QCOMPARE(preparation->graph(g)->dataCount(), 3);  // 1k, 4k, 16k
+    QCOMPARE(preparation->graph(0)->data()->at(0)->value, tca->preparation_ms());
+    QCOMPARE(tca->preparation_ms(), tca->prepare_ms);  // no replays on the CPU
     // A size that cannot fit is not attempted: the memory bound stops the sizes before it.
     ScalingOptions huge;
     huge.max_n = std::int64_t(1) << 40;
