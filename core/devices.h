@@ -14,6 +14,9 @@ int cuda_device_count();
 // run before this one set it.
 int default_cpu_threads();
 
+// "1 CPU thread", "4 CPU threads": how the tools name a thread count.
+std::string cpu_threads_text(int n);
+
 // "auto", "cpu", "cuda", and "cuda:0" .. "cuda:K-1" where there are several GPUs: the values
 // Config::device accepts on this machine, in the order menus list them.
 std::vector<std::string> device_names(int count = cuda_device_count());

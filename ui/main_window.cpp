@@ -131,9 +131,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
                               .arg(m.step).arg(run.config.steps).arg(rate, 0, 'f', 1)
                               .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")) +
-                          (m.cpu_threads == 0   ? QString()
-                           : m.cpu_threads == 1 ? tr(" · 1 CPU thread")
-                                                : tr(" · %1 CPU threads").arg(m.cpu_threads)));
+                          (m.cpu_threads > 0 ? " · " + QString::fromStdString(cpu_threads_text(m.cpu_threads))
+                                             : QString()));
   });
   connect(controller_, &SessionController::snapshotArrived, this, [this](int run, const Snapshot& s) {
     // Follow the training run in the inspector unless the user picked another run.

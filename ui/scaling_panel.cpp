@@ -11,6 +11,7 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "core/devices.h"
 #include "core/inspection.h"
 #include "core/memory.h"
 #include "core/registry.h"
@@ -195,9 +196,8 @@ void ScalingPanel::addPoint(const ScalingPoint& p) {
   status_->setText(tr("%1 at N = %2: %3 us per query, %4 tokens read")
                        .arg(QString::fromStdString(decoder_info(p.model).title)).arg(p.n)
                        .arg(p.latency_us(), 0, 'g', 3).arg(p.tokens_per_query, 0, 'f', 0) +
-                   (p.cpu_threads == 1   ? tr(" (1 CPU thread)")
-                    : p.cpu_threads > 1 ? tr(" (%1 CPU threads)").arg(p.cpu_threads)
-                                        : QString()));
+                   (p.cpu_threads > 0 ? QString(" (%1)").arg(QString::fromStdString(cpu_threads_text(p.cpu_threads)))
+                                      : QString()));
   redraw();
 }
 

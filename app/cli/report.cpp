@@ -20,6 +20,7 @@
 #include "app/cli/report_runs.h"
 #include "app/cli/report_sections.h"
 #include "core/config.h"
+#include "core/devices.h"
 #include "core/table.h"
 
 namespace retreever::cli {
@@ -99,8 +100,8 @@ int run_report(const Budget& budget, const ReportJob& job, const Args& args, con
     return "# " + job.title + "\n\nBudget **" + budget.name + "**: " + budget.description + ". Seed " +
            std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
            format_number("%.1f", minutes) + " minutes on " +
-           (opt.threads > 0 ? std::to_string(opt.threads) + " CPU thread" + (opt.threads > 1 ? "s" : "") + " a step (--threads)"
-                            : std::to_string(std::thread::hardware_concurrency()) + " CPU threads") +
+           (opt.threads > 0 ? cpu_threads_text(opt.threads) + " a step (--threads)"
+                            : cpu_threads_text(int(std::thread::hardware_concurrency()))) +
            " (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
            "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
            "(open them in ReTreever Studio or with `retreever eval/inspect`). The status column of " +

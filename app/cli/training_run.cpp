@@ -12,6 +12,7 @@
 #include "app/cli/progress.h"
 #include "core/files.h"
 #include "core/config.h"
+#include "core/devices.h"
 #include "core/training/trainer.h"
 
 namespace fs = std::filesystem;
@@ -86,7 +87,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   };
   const auto processes = trainer.world_size() > 1 ? " x " + std::to_string(trainer.world_size()) + " processes" : "";
   const int fixed = trainer.fixed_cpu_threads();
-  const auto threads = fixed > 0 ? ", " + std::to_string(fixed) + (fixed == 1 ? " CPU thread" : " CPU threads") : "";
+  const auto threads = fixed > 0 ? ", " + cpu_threads_text(fixed) : "";
   say("training " + cfg.model + " on " + cfg.task + " (" + std::to_string(cfg.steps) + " steps, batch " +
       std::to_string(cfg.batch) + ") on " + trainer.device_name() + threads + processes + " -> " + out.string());
   for (const auto& w : cfg.warnings()) say("warning: " + w);

@@ -54,6 +54,8 @@ int default_cpu_threads() {
   return std::max(1, int(std::thread::hardware_concurrency()));
 }
 
+std::string cpu_threads_text(int n) { return std::to_string(n) + (n == 1 ? " CPU thread" : " CPU threads"); }
+
 double median_seconds(const torch::Device& device, int repeats, const std::function<void()>& fn) {
   std::vector<double> t;
   for (int i = 0; i < std::max(1, repeats); ++i) {
