@@ -60,11 +60,6 @@ struct TrainChoice {
   int steps = 0;
 };
 
-struct InferenceChoice {
-  std::int64_t min_n = 0, max_n = 0, queries = 0;  // N from min_n by factors of 4
-  int repeats = 0;
-};
-
 TrainChoice train_choice(const Args& args) {
   TrainChoice choice;
   const auto seq_len = args.integer("seq-len", 64), batch = args.integer("batch", 32);
@@ -104,16 +99,18 @@ TrainChoice train_choice(const Args& args) {
   return choice;
 }
 
-InferenceChoice inference_choice(const Args& args) {
-  InferenceChoice choice;
-  const ScalingOptions sizes;  // the Scaling view's sizes (from 1k by factors of 4) and queries
-  choice.min_n = sizes.min_n;
-  choice.max_n = args.integer("max-n", 262144);
-  choice.queries = args.integer("queries", sizes.queries);
-  choice.repeats = int(args.integer("repeats", 5));
-  if (choice.max_n < sizes.min_n || choice.queries <= 0 || choice.repeats <= 0)
-    throw UsageError("--max-n must be >= " + std::to_string(sizes.min_n) + ", --queries and --repeats positive");
-  return choice;
+// Inference: the Scaling view's measurement (core/scaling.h: d_model 64, 4 heads, b = 2, no encoder,
+// sizes from 1k by factors of 4) of TCA and CA on `device`, sized by --max-n, --queries, --repeats.
+ScalingOptions inference_choice(const Args& args, const std::string& device) {
+  ScalingOptions s;
+  s.models = {"tca", "ca"};
+  s.device = resolve_device(device).str();
+  s.max_n = args.integer("max-n", 262144);
+  s.queries = args.integer("queries", s.queries);
+  s.repeats = int(args.integer("repeats", 5));
+  if (s.max_n < s.min_n || s.queries <= 0 || s.repeats <= 0)
+    throw UsageError("--max-n must be >= " + std::to_string(s.min_n) + ", --queries and --repeats positive");
+  return s;
 }
 
 void bench_train(const std::string& device, const std::string& precision, const TrainChoice& choice, Output& o) {
@@ -177,18 +174,10 @@ void bench_train(const std::string& device, const std::string& precision, const 
 
 // bf16: the models, the context and the queries converted to bfloat16 (TCA's walk and read of S
 // still run in the CUDA kernels, which compute in float32).
-void bench_inference(const InferenceChoice& choice, const std::string& device_name, const std::string& precision,
-                     Output& o) {
-  ScalingOptions s;  // the Scaling view's measurement: d_model 64, 4 heads, b = 2, no encoder
-  s.models = {"tca", "ca"};
-  s.device = device_name;
-  s.min_n = choice.min_n;
-  s.max_n = choice.max_n;
-  s.queries = choice.queries;
-  s.repeats = choice.repeats;
+void bench_inference(ScalingOptions s, const std::string& precision, Output& o) {
   s.precision = precision;
   s.cpu_threads = torch::get_num_threads();  // --threads, or as LibTorch started
-  const auto device = resolve_device(device_name);
+  const auto device = resolve_device(s.device);
   s.graphs = device.is_cuda() && cuda_graphs_enabled();  // --graphs, set by cmd_bench
   say(o, "inference, batch 1, %lld queries, no encoder, device %s, precision %s (median of %d)\n", (long long)s.queries,
       device.str().c_str(), precision.c_str(), s.repeats);
@@ -275,7 +264,7 @@ int cmd_bench(const Args& args) {
   const auto device = args.str("device", "auto");
   resolve_device(device);  // fails early with the fix when CUDA is missing
   const auto choice = train_choice(args);
-  const auto inference = inference_choice(args);
+  const auto inference = inference_choice(args, device);
   if (const int threads = threads_value(args)) torch::set_num_threads(threads);
   const bool kernels = args.on_off("kernels", true);
   set_cuda_kernels_enabled(kernels);
@@ -290,20 +279,15 @@ int cmd_bench(const Args& args) {
   }
   if (what != "train") {
     // The largest size must fit this machine's memory (the estimate the Scaling view stops by).
-    const auto resolved = resolve_device(device).str();
-    ScalingOptions sizes;
-    sizes.device = resolved;
-    sizes.min_n = inference.min_n;
-    sizes.max_n = inference.max_n;
-    sizes.queries = inference.queries;
     const double available = available_memory_bytes();
-    const auto fitting = memory_estimated_on(resolved) ? largest_fitting_n(sizes, available) : sizes.max_n;
-    if (fitting < sizes.max_n)
-      throw UsageError("--max-n " + std::to_string(sizes.max_n) + ": its largest size needs about " +
-                       memory_text(scaling_bytes(sizes, sizes.max_n)) + " but " + memory_text(available) +
+    const auto fitting =
+        memory_estimated_on(inference.device) ? largest_fitting_n(inference, available) : inference.max_n;
+    if (fitting < inference.max_n)
+      throw UsageError("--max-n " + std::to_string(inference.max_n) + ": its largest size needs about " +
+                       memory_text(scaling_bytes(inference, inference.max_n)) + " but " + memory_text(available) +
                        " is available; " +
                        (fitting > 0 ? "the largest that fits here: --max-n " + std::to_string(fitting)
-                                    : std::string("not even ") + std::to_string(sizes.min_n) + " tokens fit; lower --queries"));
+                                    : std::string("not even ") + std::to_string(inference.min_n) + " tokens fit; lower --queries"));
   }
   Output o;
   o.json = args.has("json");
@@ -330,7 +314,7 @@ int cmd_bench(const Args& args) {
     o.doc["dense_attention"] = kind.name;
   }
   if (what != "inference") bench_train(device, precision, choice, o);
-  if (what != "train") bench_inference(inference, device, precision, o);
+  if (what != "train") bench_inference(inference, precision, o);
   if (o.json) std::printf("%s\n", o.doc.dump(2).c_str());
   return 0;
 }
