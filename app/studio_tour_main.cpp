@@ -3,6 +3,7 @@
 // developer's tool, apart from the product. --first TASK instead trains one run of TASK, as a new
 // user's first session, and shoots every tab.
 #include <QApplication>
+#include <QTemporaryDir>
 #include <cstdio>
 
 #include "app/studio_tour.h"
@@ -20,6 +21,9 @@ int main(int argc, char** argv) {
   }
   const int steps = args.size() > 1 && !args[1].startsWith("-") ? args[1].toInt() : 600;
   const int first = args.indexOf("--first");
+  // The tour starts from an empty session and leaves none behind (the studio keeps its runs there).
+  QTemporaryDir data;
+  qputenv("XDG_DATA_HOME", data.path().toUtf8());
   retreever::ui::MainWindow window;
   window.resize(1600, 1000);
   window.show();

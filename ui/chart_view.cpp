@@ -1,6 +1,7 @@
 #include "chart_view.h"
 
 #include <QApplication>
+#include <QEvent>
 #include <QFont>
 #include <QFontMetrics>
 #include <algorithm>
@@ -131,6 +132,35 @@ Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, d
 
 namespace {
 
+// A legend below the axes: as many entries per row as the widest fits in the plot's width.
+void wrap_legend(QCustomPlot* plot) {
+  auto* legend = plot->legend;
+  const int width = plot->width() > 50 ? plot->width() : 900;
+  const QFontMetrics metrics(legend->font());
+  int widest = 0;
+  for (int i = 0; i < legend->itemCount(); ++i)
+    if (auto* item = qobject_cast<QCPPlottableLegendItem*>(legend->item(i)))
+      widest = std::max(widest, metrics.horizontalAdvance(item->plottable()->name()));
+  widest += legend->iconSize().width() + legend->iconTextPadding() + 16;
+  legend->setWrap(std::max(1, (width - 40) / std::max(60, widest + legend->columnSpacing())));
+  legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
+}
+
+// Wraps a legend below the axes again when its plot changes width (a chart drawn before its
+// window was shown, a window resized).
+class LegendRewrap : public QObject {
+ public:
+  using QObject::QObject;
+  bool eventFilter(QObject* watched, QEvent* event) override {
+    auto* plot = qobject_cast<QCustomPlot*>(watched);
+    if (plot && event->type() == QEvent::Resize && plot->legend->layout() == plot->plotLayout()) {
+      wrap_legend(plot);
+      plot->replot(QCustomPlot::rpQueuedReplot);
+    }
+    return false;
+  }
+};
+
 // The legend inside the axis rect (in a corner) or, where every corner would cover data, in a
 // row of its own below the axes, its entries side by side.
 void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
@@ -138,6 +168,11 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
   auto* inset = plot->axisRect()->insetLayout();
   auto* layout = plot->plotLayout();
   const bool is_outside = legend->layout() == layout;
+  if (!plot->findChild<QObject*>("legendRewrap", Qt::FindDirectChildrenOnly)) {
+    auto* rewrap = new LegendRewrap(plot);
+    rewrap->setObjectName("legendRewrap");
+    plot->installEventFilter(rewrap);
+  }
   if (outside && !is_outside) {
     inset->take(legend);
     layout->addElement(layout->rowCount(), 0, legend);
@@ -152,16 +187,7 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
     legend->setWrap(0);
   }
   if (outside) {
-    // As many entries per row as the widest fits, and the row as tall as its entries need.
-    const int width = plot->width() > 50 ? plot->width() : 900;
-    const QFontMetrics metrics(legend->font());
-    int widest = 0;
-    for (int i = 0; i < legend->itemCount(); ++i)
-      if (auto* item = qobject_cast<QCPPlottableLegendItem*>(legend->item(i)))
-        widest = std::max(widest, metrics.horizontalAdvance(item->plottable()->name()));
-    widest += legend->iconSize().width() + legend->iconTextPadding() + 16;
-    legend->setWrap(std::max(1, (width - 40) / std::max(60, widest + legend->columnSpacing())));
-    legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
+    wrap_legend(plot);
     layout->setMargins(QMargins(0, 0, 0, 6));  // the legend's bottom border inside the picture
   } else {
     layout->setMargins(QMargins(0, 0, 0, 0));

@@ -103,8 +103,19 @@ void InspectorPanel::clear() {
 }
 
 void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
+  load(QString::fromStdString(snapshot.config.task),
+       [snapshot] { return std::make_shared<Inspector>(snapshot, datasets::make_task); });
+}
+
+void InspectorPanel::setCheckpoint(const QString& path, const QString& task) {
+  load(task, [file = path.toStdString()] {
+    return std::shared_ptr<Inspector>(Inspector::from_checkpoint(file, datasets::make_task));
+  });
+}
+
+void InspectorPanel::load(const QString& task, std::function<std::shared_ptr<Inspector>()> make) {
   // Building the model and its evaluation set (70k images for the image task) takes a while: it
-  // runs on a worker thread, and the newest snapshot asked for wins.
+  // runs on a worker thread, and the newest model asked for wins.
   const auto ticket = ++load_ticket_;
   loading_ = true;
   if (!inspector_) summary_->setText(tr("Loading the model and its evaluation set..."));
@@ -113,7 +124,7 @@ void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
     QString error;
   };
   auto* watcher = new QFutureWatcher<Loaded>(this);
-  connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, ticket, task = snapshot.config.task] {
+  connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, ticket, task = task.toStdString()] {
     watcher->deleteLater();
     if (ticket != load_ticket_) return;
     loading_ = false;
@@ -124,10 +135,10 @@ void InspectorPanel::setSnapshot(const Snapshot& snapshot) {
     }
     install(loaded.inspector, task);
   });
-  watcher->setFuture(QtConcurrent::run([snapshot] {
+  watcher->setFuture(QtConcurrent::run([make = std::move(make)] {
     Loaded l;
     try {
-      l.inspector = std::make_shared<Inspector>(snapshot, datasets::make_task);
+      l.inspector = make();
     } catch (const std::exception& e) {
       l.error = QString::fromUtf8(e.what());
     }

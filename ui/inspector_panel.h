@@ -4,6 +4,7 @@
 #pragma once
 
 #include <QWidget>
+#include <functional>
 #include <memory>
 
 #include "core/inspection.h"
@@ -29,6 +30,8 @@ class InspectorPanel : public QWidget {
   ~InspectorPanel() override;
 
   void setSnapshot(const Snapshot& snapshot);
+  // A saved run's model (a run of an earlier session), read from its checkpoint.
+  void setCheckpoint(const QString& path, const QString& task);
   void clear();
   bool hasModel() const { return inspector_ != nullptr; }
   bool loading() const { return loading_; }  // a snapshot is being loaded on a worker thread
@@ -51,6 +54,8 @@ class InspectorPanel : public QWidget {
  private:
   void refresh();
   void updateHighlight();  // the context tokens under S, as far as the walk is revealed
+  // Builds the inspector on a worker thread; the newest model asked for wins.
+  void load(const QString& task, std::function<std::shared_ptr<Inspector>()> make);
   void install(std::shared_ptr<Inspector> inspector, const std::string& task);
   void showView(QWidget* view);  // one of the task views, sized by its own minimum
   std::shared_ptr<Inspector> inspector_;

@@ -14,6 +14,7 @@
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDateTime>
+#include <QDesktopServices>
 #include <QDialog>
 #include <QDialogButtonBox>
 #include <QDir>
@@ -37,6 +38,7 @@
 #include <QTime>
 #include <QTimer>
 #include <QToolBar>
+#include <QUrl>
 
 #include "core/tree/tree_shape.h"
 #include "ui/comparison_panel.h"
@@ -171,6 +173,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   refresh->start();
 
   readSettings();
+  // The runs of the last session come back (SessionController::keepRunsIn).
+  controller_->keepRunsIn(QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/session");
+  if (const auto problem = controller_->restore(); !problem.isEmpty()) showError(problem);
+  if (!controller_->runs().isEmpty())
+    statusBar()->showMessage((controller_->runs().size() == 1 ? tr("1 run of the last session restored")
+                                                               : tr("%1 runs of the last session restored")
+                                                                     .arg(controller_->runs().size())) +
+                                 tr("; right-click a run to train it further"),
+                             10000);
   updateActions();
   refreshViews();
 }
@@ -293,6 +304,21 @@ void MainWindow::createActions() {
          const auto folder = QFileDialog::getExistingDirectory(this, tr("Write the report into"));
          if (!folder.isEmpty()) exportReport(folder);
        });
+  make("newSession", tr("&New session..."), tr("Forget this session's runs and delete their folders"), QKeySequence(),
+       SP::SP_TrashIcon, [this] {
+         if (controller_->runs().isEmpty()) return;
+         const auto answer = QMessageBox::question(
+             this, tr("New session"),
+             tr("Delete the runs of this session (%1), their curves and their checkpoints in %2? "
+                "Save the checkpoints you want to keep first (right-click a run: Show its folder).")
+                 .arg(controller_->runs().size())
+                 .arg(QDir(controller_->root()).filePath("runs")),
+             QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Cancel);
+         if (answer != QMessageBox::Discard) return;
+         QString error;
+         if (!controller_->clearSession(&error)) return showError(error);
+         inspector_->clear();
+       });
   make("quit", tr("&Quit"), tr("Close ReTreever Studio"), QKeySequence::Quit, SP::SP_DialogCloseButton, [this] { close(); });
   auto* dark = make("dark", tr("&Dark theme"), tr("Switch between light and dark palettes"), QKeySequence(Qt::CTRL | Qt::Key_D),
                     SP::SP_DesktopIcon, [this] { setDarkTheme(action("dark")->isChecked()); });
@@ -317,6 +343,7 @@ void MainWindow::createMenus() {
   file->addAction(action("exportComparison"));
   file->addAction(action("exportReport"));
   file->addSeparator();
+  file->addAction(action("newSession"));
   file->addAction(action("quit"));
   auto* train = menuBar()->addMenu(tr("&Train"));
   for (const char* a : {"train", "pause", "stop", "step", "setLr"}) train->addAction(action(a));
@@ -369,6 +396,7 @@ void MainWindow::createStatusBar() {
   device_label_ = new QLabel;
   state_label_->setObjectName("stateLabel");
   speed_label_->setObjectName("speedLabel");
+  speed_label_->setContentsMargins(12, 0, 0, 0);  // apart from a status tip cut at its left
   cancel_open_ = new QPushButton(tr("Cancel opening"));
   cancel_open_->setObjectName("cancelOpening");
   cancel_open_->setToolTip(tr("Stop opening the checkpoint; what has been read is discarded"));
@@ -398,6 +426,13 @@ void MainWindow::createDockWindows() {
     if (row < 0) return;
     QMenu menu;
     menu.addAction(tr("Use its settings for the next run"), this, [this, row] { useRunSettings(row); });
+    menu.addAction(tr("Train it further"), this, [this, row] {
+      QString error;
+      if (!controller_->continueRun(row, &error)) showError(error);
+    });
+    const QString folder = controller_->runs()[row].folder;
+    if (QFileInfo(folder).isDir())
+      menu.addAction(tr("Show its folder"), this, [folder] { QDesktopServices::openUrl(QUrl::fromLocalFile(folder)); });
     menu.exec(run_list_->viewport()->mapToGlobal(at));
   });
   runs->setWidget(run_list_);
@@ -412,6 +447,8 @@ void MainWindow::createDockWindows() {
     const auto& runs = controller_->runs();
     if (row < 0 || row >= runs.size()) return;
     if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
+    else if (const auto kept = SessionController::keptCheckpoint(runs[row]); !kept.isEmpty())
+      inspector_->setCheckpoint(kept, QString::fromStdString(runs[row].config.task));  // an earlier session's
   });
 }
 
@@ -452,15 +489,7 @@ void MainWindow::setCpuThreads(int threads) {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
   writeSettings();
-  // Nothing the user made is lost: the run in hand is saved where the next start finds it.
-  if (controller_->currentRun() && session_->state() != TrainingSession::State::Idle &&
-      session_->state() != TrainingSession::State::Failed) {
-    const auto dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
-    QDir().mkpath(dir);
-    session_->stop();
-    session_->saveCheckpointNow(dir + "/last-session.safetensors");
-    addRecentFile(dir + "/last-session.safetensors");
-  }
+  controller_->keepAll();  // nothing the user made is lost: the next start brings every run back
   event->accept();
 }
 

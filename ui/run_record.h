@@ -24,6 +24,7 @@ struct RunRecord {
   bool visible = true;
   QString group;    // runs queued together by a comparison share a group
   QStringList devices;  // data parallel over these ("all GPUs"); empty: config.device alone
+  QString folder;       // where the studio keeps the run (config, metrics, checkpoints); empty: nowhere
   // Steps trained, as the trainer counts them: a checkpoint's history keeps every log_every-th
   // step only, so its last row may be earlier.
   std::int64_t steps_done = 0;

@@ -1,12 +1,18 @@
 #include "session_controller.h"
 
+#include <QDateTime>
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QTimer>
 #include <algorithm>
 
 #include "core/files.h"
 #include "core/registry.h"
+#include "core/training/checkpoint.h"
 #include "core/tree/tree_shape.h"
 
 namespace retreever::ui {
@@ -41,6 +47,7 @@ RunRecord* SessionController::currentRun() {
 void SessionController::setVisible(int index, bool visible) {
   if (index < 0 || index >= runs_.size() || runs_[index].visible == visible) return;
   runs_[index].visible = visible;
+  persist();
   Q_EMIT changed();
 }
 
@@ -54,9 +61,11 @@ void SessionController::queueRuns(const QList<Config>& configs, const QString& g
     r.state = tr("queued");
     r.group = group;
     r.devices = devices;
+    r.folder = newFolder(r);
     runs_ << r;
     queue_ << runs_.size() - 1;
   }
+  persist();
   Q_EMIT changed();
   startNextQueued();
 }
@@ -68,7 +77,8 @@ void SessionController::startNextQueued() {
   runs_[current_].state = tr("starting");
   rate_steps_ = 0;
   rate_clock_.restart();
-  session_->start(runs_[current_].config, runs_[current_].devices);
+  session_->start(runs_[current_].config, runs_[current_].devices, runs_[current_].folder);
+  persist();
   Q_EMIT changed();
 }
 
@@ -91,8 +101,15 @@ bool SessionController::openCheckpoint(const QString& path, QString* error) {
 
 void SessionController::startOpening(const QString& path) {
   pending_load_ = path;
+  pending_run_ = RunRecord{};
+  pending_run_.id = next_id_++;  // the run it becomes; kept in a folder of the session, not beside the file
+  try {
+    pending_run_.config = read_checkpoint_header(path.toStdString()).config;  // names the folder
+  } catch (const std::exception&) {  // the loading says what is wrong
+  }
+  pending_run_.folder = newFolder(pending_run_);
   Q_EMIT openingStarted(path);
-  session_->resumeFrom(path, true);  // errors arrive through the session's failed()
+  session_->resumeFrom(path, true, pending_run_.folder);  // errors arrive through the session's failed()
 }
 
 bool SessionController::continueOpenings(TrainingSession::State s) {
@@ -114,13 +131,17 @@ void SessionController::stopAll() {
   queue_.clear();
   stopping_ = session_->busy();
   session_->stop();
-  if (dropped) Q_EMIT changed();
+  if (dropped) {
+    persist();
+    Q_EMIT changed();
+  }
 }
 
 bool SessionController::cancelOpening() {
   if (pending_load_.isEmpty()) return false;
   open_queue_.clear();
   discarding_ = true;
+  discarded_folder_ = pending_run_.folder;  // deleted once the run it would have been ends
   pending_load_.clear();
   session_->stop();  // queued behind the load: the worker ends the run it yields
   return true;
@@ -160,8 +181,7 @@ void SessionController::onRunStarted(const Config& config, qint64 steps_done, co
                                      const QString& device) {
   if (discarding_) return;  // a cancelled opening
   if (!pending_load_.isEmpty()) {
-    RunRecord r;
-    r.id = next_id_++;
+    RunRecord r = pending_run_;
     r.config = config;
     r.name = run_name(r.id, config) + " (" + checkpoint_label(pending_load_) + ")";
     r.color = run_color(r.id - 1);
@@ -177,6 +197,7 @@ void SessionController::onRunStarted(const Config& config, qint64 steps_done, co
     run->history = history;
     run->steps_done = steps_done;
   }
+  persist();
   Q_EMIT runStarted(device);
   Q_EMIT changed();
 }
@@ -214,7 +235,11 @@ void SessionController::onSnapshot(const Snapshot& s) {
 void SessionController::onStateChanged(TrainingSession::State s) {
   const bool ended = s == TrainingSession::State::Finished || s == TrainingSession::State::Failed;
   if (discarding_) {  // the cancelled opening's run: not the current run's state
-    if (ended) discarding_ = false;
+    if (ended) {
+      discarding_ = false;
+      if (!discarded_folder_.isEmpty()) QDir(discarded_folder_).removeRecursively();
+      discarded_folder_.clear();
+    }
     Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
     return;
   }
@@ -232,10 +257,197 @@ void SessionController::onStateChanged(TrainingSession::State s) {
     pending_load_.clear();
     Q_EMIT openingFailed(path);
   }
+  persist();
   Q_EMIT stateChanged(s);
   Q_EMIT changed();
   if (continueOpenings(s)) return;
   if (ended) QTimer::singleShot(0, this, &SessionController::startNextQueued);
+}
+
+// The session on disk -------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kSessionFile = "session.json";
+constexpr const char* kSessionFormat = "retreever-studio-session";
+constexpr qint64 kMaxSessionBytes = 64LL << 20;  // a session of ten thousand runs is well below
+}  // namespace
+
+void SessionController::keepRunsIn(const QString& root) { root_ = root; }
+
+QString SessionController::newFolder(const RunRecord& run) const {
+  if (root_.isEmpty()) return {};
+  const QString base = QString("%1/runs/%2-%3-%4")
+                           .arg(root_)
+                           .arg(run.id, 3, 10, QChar('0'))
+                           .arg(QString::fromStdString(run.config.model), QString::fromStdString(run.config.task));
+  QString folder = base;
+  for (int n = 2; QFileInfo::exists(folder); ++n) folder = QString("%1-%2").arg(base).arg(n);  // an earlier session's
+  return folder;
+}
+
+QString SessionController::keptCheckpoint(const RunRecord& run) {
+  if (run.folder.isEmpty()) return {};
+  const QString path = QDir(run.folder).filePath(kCheckpointFileName);
+  return QFileInfo(path).isFile() ? path : QString();
+}
+
+void SessionController::persist() const {
+  if (root_.isEmpty()) return;
+  QJsonArray list;
+  const QDir root(root_);
+  for (int i = 0; i < runs_.size(); ++i) {
+    const auto& r = runs_[i];
+    QJsonObject o;
+    o["id"] = r.id;
+    o["name"] = r.name;
+    o["state"] = queue_.contains(i) ? QString("queued") : r.state;
+    o["visible"] = r.visible;
+    o["group"] = r.group;
+    o["devices"] = QJsonArray::fromStringList(r.devices);
+    o["folder"] = r.folder.isEmpty() ? QString() : root.relativeFilePath(r.folder);
+    o["config"] = QJsonDocument::fromJson(QByteArray::fromStdString(r.config.to_json())).object();
+    list << o;
+  }
+  QJsonObject doc{{"format", kSessionFormat}, {"version", 1}, {"runs", list}};
+  try {
+    QDir().mkpath(root_);
+    write_file_atomic(root.filePath(kSessionFile).toStdString(), QJsonDocument(doc).toJson().toStdString());
+  } catch (const std::exception& e) {  // the runs' folders still hold every run
+    qWarning("ReTreever Studio: could not write the session list: %s", e.what());
+  }
+}
+
+QString SessionController::restore() {
+  if (root_.isEmpty()) return {};
+  const QString path = QDir(root_).filePath(kSessionFile);
+  QFile file(path);
+  if (!file.exists()) return {};
+  // A list that cannot be read is moved aside (nothing the user made is overwritten) and the
+  // studio starts a new one; the runs' folders stay where they are.
+  auto aside = [&](const QString& why) {
+    const QString moved = path + ".unreadable-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss");
+    QFile::rename(path, moved);
+    return tr("The last session's list of runs could not be read (%1). It was moved to %2; the runs' folders are "
+              "in %3 (open their checkpoints with File > Open checkpoint).")
+        .arg(why, moved, QDir(root_).filePath("runs"));
+  };
+  if (file.size() > kMaxSessionBytes) return aside(tr("%1 bytes, more than a session list holds").arg(file.size()));
+  if (!file.open(QIODevice::ReadOnly)) return tr("Cannot read %1: %2").arg(path, file.errorString());
+  QJsonParseError error{};
+  const auto doc = QJsonDocument::fromJson(file.readAll(), &error);
+  file.close();
+  if (error.error != QJsonParseError::NoError) return aside(error.errorString());
+  if (!doc.isObject() || doc.object()["format"].toString() != kSessionFormat) return aside(tr("not a session list"));
+  QStringList problems;
+  for (const auto& value : doc.object()["runs"].toArray()) {
+    const auto o = value.toObject();
+    RunRecord r;
+    r.id = o["id"].toInt();
+    r.name = o["name"].toString();
+    if (r.id <= 0 || r.name.isEmpty()) {
+      problems << tr("an entry without an id or a name was skipped");
+      continue;
+    }
+    r.color = run_color(r.id - 1);
+    r.visible = o["visible"].toBool(true);
+    r.group = o["group"].toString();
+    for (const auto& d : o["devices"].toArray()) r.devices << d.toString();
+    const QString folder = o["folder"].toString();
+    if (!folder.isEmpty()) r.folder = QDir::cleanPath(QDir(root_).absoluteFilePath(folder));
+    try {
+      r.config = Config::from_json(QJsonDocument(o["config"].toObject()).toJson().toStdString());
+    } catch (const std::exception& e) {
+      problems << tr("%1: %2").arg(r.name, QString::fromUtf8(e.what()).section('\n', 0, 0));
+      continue;
+    }
+    const QString saved = o["state"].toString();
+    if (const QString checkpoint = keptCheckpoint(r); !checkpoint.isEmpty()) {
+      try {
+        const auto header = read_checkpoint_header(checkpoint.toStdString());
+        r.config = header.config;  // as it trained last (a resumed run may have changed its steps)
+        r.history = header.history;
+        r.steps_done = header.step;
+        r.state = r.steps_done >= r.config.steps ? state_text(TrainingSession::State::Finished)
+                  : saved == state_text(TrainingSession::State::Failed) ? saved
+                                                                         : tr("stopped at step %1").arg(r.steps_done);
+      } catch (const std::exception& e) {
+        problems << tr("%1: %2").arg(r.name, QString::fromUtf8(e.what()));
+        r.state = tr("checkpoint unreadable");
+      }
+    } else {
+      r.state = saved == tr("cancelled") || saved == state_text(TrainingSession::State::Failed) ? saved : tr("not started");
+    }
+    runs_ << r;
+    next_id_ = std::max(next_id_, r.id + 1);
+  }
+  Q_EMIT changed();
+  return problems.isEmpty() ? QString() : tr("Some runs of the last session could not be restored: %1.").arg(problems.join("; "));
+}
+
+void SessionController::keepAll() {
+  if (session_->busy() && !opening()) {
+    session_->stopNow();  // the worker keeps the run before it returns
+    if (auto* run = currentRun()) {
+      // Its last steps' signals may still wait in the queue: the checkpoint says where it stopped.
+      try {
+        if (const auto kept = keptCheckpoint(*run); !kept.isEmpty())
+          run->steps_done = read_checkpoint_header(kept.toStdString()).step;
+      } catch (const std::exception&) {  // restore() says what is wrong with it
+      }
+      run->state = tr("stopped at step %1").arg(run->lastStep());
+    }
+  }
+  persist();
+  queue_.clear();  // the queued runs stay listed as such; none starts now
+}
+
+bool SessionController::continueRun(int index, QString* error) {
+  auto refuse = [&](const QString& why) {
+    if (error) *error = why;
+    return false;
+  };
+  if (index < 0 || index >= runs_.size()) return refuse(tr("There is no such run."));
+  auto& run = runs_[index];
+  if (session_->busy() || opening()) return refuse(tr("A run is in progress: stop it first."));
+  if (queue_.contains(index)) return refuse(tr("%1 is queued already.").arg(run.name));
+  const QString checkpoint = keptCheckpoint(run);
+  if (checkpoint.isEmpty()) {
+    if (run.lastStep() > 0) return refuse(tr("%1 has no checkpoint kept to go on from.").arg(run.name));
+    run.state = tr("queued");
+    queue_ << index;
+    persist();
+    Q_EMIT changed();
+    startNextQueued();
+    return true;
+  }
+  if (run.lastStep() >= run.config.steps)
+    return refuse(tr("%1 has trained all its %2 steps.").arg(run.name).arg(run.config.steps));
+  current_ = index;
+  stopping_ = false;
+  run.state = tr("starting");
+  rate_steps_ = 0;
+  rate_clock_.restart();
+  session_->resumeFrom(checkpoint, false, run.folder);
+  persist();
+  Q_EMIT changed();
+  return true;
+}
+
+bool SessionController::clearSession(QString* error) {
+  if (session_->busy() || opening() || !queue_.isEmpty()) {
+    if (error) *error = tr("Runs are training or queued: stop them first.");
+    return false;
+  }
+  const QString owned = QDir::cleanPath(QDir(root_).filePath("runs")) + "/";
+  for (const auto& r : runs_)
+    if (!root_.isEmpty() && !r.folder.isEmpty() && QDir::cleanPath(r.folder).startsWith(owned))
+      QDir(r.folder).removeRecursively();
+  runs_.clear();
+  current_ = -1;
+  next_id_ = 1;
+  persist();
+  Q_EMIT changed();
+  return true;
 }
 
 }  // namespace retreever::ui

@@ -46,6 +46,26 @@ class SessionController : public QObject {
   bool discarding() const { return discarding_; }
   // Empties the queue and stops the run in progress.
   void stopAll();
+
+  // The session kept on disk: each run in a folder of root/runs (config.json, metrics.csv and its
+  // checkpoints, as `train --out` writes them; saved at every evaluation and when it stops), the
+  // list of runs in root/session.json. Without a root nothing is written.
+  void keepRunsIn(const QString& root);
+  QString root() const { return root_; }
+  // Brings back the runs root/session.json lists: their curves and checkpoints; the run that was
+  // training as stopped where it was kept, queued runs as not started. Returns what could not be
+  // read ("" when all was well); an unreadable session.json is renamed aside, never overwritten.
+  QString restore();
+  // Stops the run in hand, keeps it and the list (the window closes): returns when written. The
+  // queue is held from then on.
+  void keepAll();
+  // Trains a run of the list further: a stopped one from its checkpoint, one never started from
+  // the beginning. False with `error` set when it cannot (busy, finished, nothing kept).
+  bool continueRun(int index, QString* error);
+  // The run's last checkpoint in its folder, "" when it has none yet.
+  static QString keptCheckpoint(const RunRecord& run);
+  // Forgets every run and deletes the folders this session made; refused while a run trains.
+  bool clearSession(QString* error);
   double stepsPerSecond() const { return steps_per_second_; }
 
   // Every registered decoder on `base`, the sized ones reading as many tokens as TCA reads at the
@@ -66,6 +86,8 @@ class SessionController : public QObject {
 
  private:
   void startNextQueued();
+  QString newFolder(const RunRecord& run) const;  // under root/runs, unused so far
+  void persist() const;                           // root/session.json
   void startOpening(const QString& path);
   // After the session settles: the next checkpoint waiting, once the run opened before it has
   // stopped. True when an opening goes on (queued runs wait for it).
@@ -82,9 +104,12 @@ class SessionController : public QObject {
   QList<int> queue_;           // runs waiting their turn
   int next_id_ = 1;
   QString pending_load_;       // checkpoint being opened (becomes a run when it starts)
+  RunRecord pending_run_;      // the run it becomes: its id and folder
+  QString discarded_folder_;   // a cancelled opening's folder, deleted when its run ends
   QStringList open_queue_;     // checkpoints waiting for the one being opened
   bool discarding_ = false;    // an opening was cancelled: ignore the session until it ends
   bool stopping_ = false;      // Stop was pressed: the current run ends before its last step
+  QString root_;               // where the session is kept ("" = nowhere)
   QElapsedTimer rate_clock_;
   qint64 rate_steps_ = 0;
   double steps_per_second_ = 0;

@@ -45,19 +45,20 @@ void TrainingSession::setState(State s) {
 }
 
 // Every command is a queued call into the worker's thread.
-void TrainingSession::start(const Config& config, const QStringList& devices) {
+void TrainingSession::start(const Config& config, const QStringList& devices, const QString& folder) {
   setState(State::Preparing);
   QMetaObject::invokeMethod(worker_, "start", Qt::QueuedConnection, Q_ARG(retreever::Config, config),
-                            Q_ARG(QStringList, devices));
+                            Q_ARG(QStringList, devices), Q_ARG(QString, folder));
 }
-void TrainingSession::resumeFrom(const QString& checkpoint, bool paused) {
+void TrainingSession::resumeFrom(const QString& checkpoint, bool paused, const QString& folder) {
   setState(State::Preparing);
   QMetaObject::invokeMethod(worker_, "resumeFrom", Qt::QueuedConnection, Q_ARG(QString, checkpoint),
-                            Q_ARG(bool, paused));
+                            Q_ARG(bool, paused), Q_ARG(QString, folder));
 }
 void TrainingSession::pause() { QMetaObject::invokeMethod(worker_, "pause", Qt::QueuedConnection); }
 void TrainingSession::resume() { QMetaObject::invokeMethod(worker_, "resume", Qt::QueuedConnection); }
 void TrainingSession::stop() { QMetaObject::invokeMethod(worker_, "stop", Qt::QueuedConnection); }
+void TrainingSession::stopNow() { QMetaObject::invokeMethod(worker_, "stop", Qt::BlockingQueuedConnection); }
 void TrainingSession::stepOnce() { QMetaObject::invokeMethod(worker_, "stepOnce", Qt::QueuedConnection); }
 void TrainingSession::setLearningRate(double lr) {
   QMetaObject::invokeMethod(worker_, "setLearningRate", Qt::QueuedConnection, Q_ARG(double, lr));
@@ -93,6 +94,7 @@ void TrainingWorker::setState(TrainingSession::State s) {
 
 void TrainingWorker::fail(const QString& message) {
   timer_->stop();
+  folder_.reset();  // what the run kept stays as it was
   Q_EMIT session_->failed(message);
   setState(TrainingSession::State::Failed);
 }
@@ -108,7 +110,27 @@ void TrainingWorker::setCpuThreads(int threads) {
   if (trainer_ && !replicas_) trainer_->use_cpu_threads(cpu_threads_);
 }
 
-void TrainingWorker::begin(bool paused) {
+void TrainingWorker::keep(bool evaluated) {
+  if (!folder_ || !trainer_) return;
+  try {
+    evaluated ? folder_->save_evaluated(*trainer_) : folder_->save(*trainer_);
+  } catch (const std::exception& e) {  // the run goes on; the user hears why it is not kept
+    Q_EMIT session_->failed(tr("Could not keep the run in '%1': %2")
+                                .arg(QString::fromStdString(folder_->path()), QString::fromUtf8(e.what())));
+  }
+}
+
+void TrainingWorker::begin(const QString& folder, bool paused) {
+  folder_.reset();
+  if (!folder.isEmpty()) {
+    try {
+      folder_ = std::make_unique<RunFolder>(folder.toStdString(), *trainer_);
+    } catch (const std::exception& e) {  // a read-only disk: the run still trains
+      Q_EMIT session_->failed(tr("The run trains, but the studio cannot keep it: %1. Save its checkpoint "
+                                 "before you close the studio (File > Save checkpoint).")
+                                  .arg(QString::fromUtf8(e.what())));
+    }
+  }
   QString device = QString::fromStdString(trainer_->device_name());
   if (replicas_)
     device = tr("data parallel on %1 devices, %2 .. %3")
@@ -129,7 +151,7 @@ void TrainingWorker::begin(bool paused) {
   timer_->start();
 }
 
-void TrainingWorker::start(const Config& config, const QStringList& devices) {
+void TrainingWorker::start(const Config& config, const QStringList& devices, const QString& folder) {
   timer_->stop();
   replicas_.reset();  // they hold the trainer about to go
   try {
@@ -144,10 +166,10 @@ void TrainingWorker::start(const Config& config, const QStringList& devices) {
     trainer_.reset();
     return fail(QString::fromStdString(e.what()));
   }
-  begin();
+  begin(folder);
 }
 
-void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused) {
+void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused, const QString& folder) {
   timer_->stop();
   replicas_.reset();
   try {
@@ -157,7 +179,7 @@ void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused) {
     trainer_.reset();
     return fail(QString::fromStdString(e.what()));
   }
-  begin(paused);
+  begin(folder, paused);
 }
 
 void TrainingWorker::pause() {
@@ -178,6 +200,7 @@ void TrainingWorker::stop() {
   const bool was_running = timer_->isActive();
   timer_->stop();
   if (was_running || state_ == TrainingSession::State::Paused) {
+    keep(false);
     setState(TrainingSession::State::Finished);
     requestSnapshot();
   }
@@ -228,6 +251,7 @@ void TrainingWorker::evaluateAndSnapshot() {
     auto mine = t.evaluate();  // data parallel: every trainer evaluates its share, and all get the sums
     if (&t == leader) e = mine;
   });
+  keep(true);
   Q_EMIT session_->evaluated(e);
   requestSnapshot();
 }
@@ -244,6 +268,7 @@ bool TrainingWorker::runOneStep() {
     const auto& c = trainer_->config();
     if (s.step % c.eval_every == 0 || trainer_->finished()) evaluateAndSnapshot();
   } catch (const DivergenceError& e) {
+    keep(false);  // its last good parameters
     fail(QString::fromStdString(e.what()) +
          ". The model keeps its last good parameters; lower the learning rate and step on.");
     return false;

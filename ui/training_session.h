@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "core/training/local_replicas.h"
+#include "core/training/run_folder.h"
 #include "core/training/trainer.h"
 
 Q_DECLARE_METATYPE(retreever::Config)
@@ -39,12 +40,16 @@ class TrainingSession : public QObject {
  public Q_SLOTS:
   // A fresh run; with two `devices` or more (the studio's "all GPUs"), data parallel over them:
   // the model on devices[0] and a replica on each further one (core/training/local_replicas.h).
-  void start(const retreever::Config& config, const QStringList& devices = {});
-  // Loads a saved run (config, curves, model, optimiser); paused = wait for resume().
-  void resumeFrom(const QString& checkpoint, bool paused = true);
+  // With a `folder`, the run is kept there as `train --out` keeps it (core/training/run_folder.h):
+  // at every evaluation, and when it stops, diverges or ends.
+  void start(const retreever::Config& config, const QStringList& devices = {}, const QString& folder = {});
+  // Loads a saved run (config, curves, model, optimiser); paused = wait for resume(). With a
+  // `folder`, kept there from then on (not in the file's own folder).
+  void resumeFrom(const QString& checkpoint, bool paused = true, const QString& folder = {});
   void pause();
   void resume();
   void stop();                                   // ends the run (the model stays for saving)
+  void stopNow();                                // the same, and returns when it is kept
   void stepOnce();                               // one step while paused
   void setLearningRate(double lr);               // takes effect at the next step
   void setTotalSteps(qint64 steps);
@@ -53,7 +58,7 @@ class TrainingSession : public QObject {
   void setCpuThreads(int threads);
   void saveCheckpoint(const QString& path);
   void requestSnapshot();
-  // Saves and returns when the file is written (used when the window closes).
+  // Saves and returns when the file is written (the session report).
   void saveCheckpointNow(const QString& path);
 
  Q_SIGNALS:
@@ -84,8 +89,8 @@ class TrainingWorker : public QObject {
   ~TrainingWorker() override;
 
  public Q_SLOTS:
-  void start(const retreever::Config& config, const QStringList& devices);
-  void resumeFrom(const QString& checkpoint, bool paused);
+  void start(const retreever::Config& config, const QStringList& devices, const QString& folder);
+  void resumeFrom(const QString& checkpoint, bool paused, const QString& folder);
   void pause();
   void resume();
   void stop();
@@ -104,7 +109,9 @@ class TrainingWorker : public QObject {
   bool runOneStep();  // false when the run ended or failed
   void evaluateAndSnapshot();
   void fail(const QString& message);
-  void begin(bool paused = false);
+  void begin(const QString& folder, bool paused = false);
+  // Into the run's folder, where it has one; evaluated: after an evaluation (the best checkpoint too).
+  void keep(bool evaluated);
   void setState(TrainingSession::State s);
   // op on the trainer, and on every replica at the same time when the run is data parallel.
   void everywhere(const std::function<void(Trainer&)>& op);
@@ -113,6 +120,7 @@ class TrainingWorker : public QObject {
   TrainingSession::State state_ = TrainingSession::State::Idle;
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<LocalReplicas> replicas_;  // declared after trainer_: ends before it
+  std::unique_ptr<RunFolder> folder_;         // where the run is kept (none: nowhere)
   QTimer* timer_ = nullptr;
   int cpu_threads_ = 0;  // 0: tuned
 };

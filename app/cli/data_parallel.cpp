@@ -16,6 +16,7 @@
 #include "app/cli/parallel_runs.h"
 #include "app/cli/training_run.h"
 #include "core/files.h"
+#include "core/training/run_folder.h"
 #include "core/training/trainer.h"
 
 namespace fs = std::filesystem;
@@ -171,7 +172,7 @@ int run_workers(int nproc, const std::vector<std::string>& train_args, bool cuda
                         : "training process " + std::to_string(rank) + " of " +
                               std::to_string(nproc) + " " + cause->describe();
   std::fprintf(stderr, "error: %s; the other processes were stopped. %s\n", what.c_str(),
-               kept_checkpoint_text(out).c_str());
+               kept_checkpoint_text(out.string()).c_str());
   return cause->exit_code > 0 && cause->exit_code != kExitLostContact ? cause->exit_code
                                                                       : kExitError;
 }

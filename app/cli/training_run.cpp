@@ -13,6 +13,7 @@
 #include "core/files.h"
 #include "core/config.h"
 #include "core/devices.h"
+#include "core/training/run_folder.h"
 #include "core/training/trainer.h"
 
 namespace fs = std::filesystem;
@@ -58,28 +59,14 @@ std::string metric_text(const EvalMetrics& e) {
   return buf;
 }
 
-std::string kept_checkpoint_text(const fs::path& out) {
-  const auto checkpoint = out / kCheckpointFileName;
-  return fs::exists(checkpoint) ? "The last good checkpoint is kept: " + checkpoint.string()
-                                : "No checkpoint was written yet.";
-}
-
 // Trains to the end, evaluating and checkpointing on the way; the loop behind 'train' and
 // every run of 'study'. Returns the exit status (0, interrupted or diverged).
 int run_training(Trainer& trainer, const fs::path& out) {
   // Data parallel: every process trains and evaluates; rank 0 alone writes files and progress.
   const bool writer = trainer.rank() == 0;
-  std::error_code ec;
-  if (writer) fs::create_directories(out, ec);
-  if (ec) throw std::runtime_error("cannot create output folder '" + out.string() + "': " + ec.message());
   const auto& cfg = trainer.config();
-  if (writer) write_file_atomic((out / "config.json").string(), cfg.to_json() + "\n");
-  const auto checkpoint = (out / kCheckpointFileName).string();
-  const auto best = (out / kBestCheckpointFileName).string();
-  auto write_metrics = [&] {
-    if (writer) write_file_atomic((out / "metrics.csv").string(), trainer.history().to_csv());
-  };
-
+  const RunFolder folder(out.string(), trainer);
+  const auto checkpoint = folder.checkpoint();
   install_interrupt_handlers(writer);
   cli::Progress progress(trainer.steps_done(), cfg.steps, writer && isatty(STDERR_FILENO));
   auto say = [&](const std::string& text) {
@@ -93,9 +80,7 @@ int run_training(Trainer& trainer, const fs::path& out) {
   for (const auto& w : cfg.warnings()) say("warning: " + w);
   auto evaluate_and_save = [&] {
     auto e = trainer.evaluate();
-    if (writer) trainer.save(checkpoint);
-    if (writer && trainer.last_eval_was_best()) trainer.save(best);
-    write_metrics();
+    folder.save_evaluated(trainer);
     char buf[200];
     // A task of varying context sizes (GP, images) averages them: "13.6 of 13.6", not "of 14".
     const int context_digits = e.context_size == std::floor(e.context_size) ? 0 : 1;
@@ -105,18 +90,17 @@ int run_training(Trainer& trainer, const fs::path& out) {
   };
   // The run cannot go on (it diverged, or the device's memory ran out): what it wrote stays.
   auto stop = [&](const std::exception& e, int code) {
-    write_metrics();
+    folder.write_metrics(trainer);
     progress.finish();
     if (writer)
-      std::fprintf(stderr, "error: %s. %s\n", e.what(), kept_checkpoint_text(out).c_str());
+      std::fprintf(stderr, "error: %s. %s\n", e.what(), kept_checkpoint_text(out.string()).c_str());
     return code;
   };
   double smoothed = 0;
   try {
     while (!trainer.finished()) {
       if (trainer.any_process(interrupt_requested())) {  // all processes stop at the same step
-        if (writer) trainer.save(checkpoint);
-        write_metrics();
+        folder.save(trainer);
         say("interrupted at step " + std::to_string(trainer.steps_done()) + ": saved " + checkpoint +
             " (resume with --resume " + checkpoint + ")");
         return kExitInterrupted;

@@ -18,10 +18,6 @@ constexpr int kExitError = 1, kExitUsage = 2, kExitDiverged = 3, kExitInterrupte
 // "eval accuracy 99.10%" or "eval log-likelihood 0.812".
 std::string metric_text(const EvalMetrics& e);
 
-// What a stopped run left: "The last good checkpoint is kept: DIR/checkpoint.safetensors" or "No
-// checkpoint was written yet." (the end of the one-line error).
-std::string kept_checkpoint_text(const std::filesystem::path& out);
-
 // Ctrl-C and SIGTERM: the first sets interrupt_requested() (run_training stops at the end of the
 // step, saving a checkpoint), the same signal once more ends the process at once, by that signal.
 // announce: say so on stderr (a data-parallel run's rank 0 alone).

@@ -164,6 +164,24 @@ class TestCharts : public QObject {
     QCOMPARE(plot.plotLayout()->rowCount(), 2);
   }
 
+  void a_legend_below_the_axes_rewraps_when_the_plot_changes_width() {
+    // A chart drawn into a narrow plot (the studio draws before its window is shown), then widened.
+    QCustomPlot plot;
+    plot.resize(300, 500);
+    plot.show();  // a hidden widget hears of its size when shown
+    std::vector<ChartSeries> lines;
+    for (int i = 0; i < 4; ++i)
+      lines.push_back(series({0, 10}, {double(i * 3), double(9 - i * 3)}, "a long run name " + std::to_string(i)));
+    draw_chart(&plot, spec_of(lines));
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
+    const int narrow = plot.legend->wrap();
+    QCOMPARE(narrow, 1);
+    plot.resize(1500, 500);
+    QVERIFY2(plot.legend->wrap() >= 4, qPrintable(QString::number(plot.legend->wrap())));
+    plot.resize(300, 500);
+    QCOMPARE(plot.legend->wrap(), narrow);
+  }
+
   void series_in_the_legend_are_the_labelled_ones() {
     QCustomPlot plot;
     auto unlabelled = series({0, 1}, {0, 1}, "");

@@ -32,6 +32,8 @@
 
 #include "core/devices.h"
 #include "core/registry.h"
+#include "core/files.h"
+#include "core/training/checkpoint.h"
 #include "core/training/distributed.h"
 #include "core/training/trainer.h"
 #include "core/tree/tree_shape.h"
@@ -258,6 +260,136 @@ class TestStudio : public QObject {
     QCoreApplication::setOrganizationName("ReTreeverTest");
     QCoreApplication::setApplicationName("StudioTest");
     QSettings().clear();
+  }
+
+  // Every test's windows keep their session in a folder of their own (the studio restores the
+  // session it finds there).
+  void init() {
+    static int test = 0;
+    qputenv("XDG_DATA_HOME", dir_.filePath(QString("data-%1").arg(++test)).toUtf8());
+  }
+
+  void controller_keeps_every_run_in_its_folder_and_the_next_start_restores_them() {
+    QTemporaryDir root;
+    const auto header_step = [](const QString& folder) {
+      return read_checkpoint_header(QDir(folder).filePath(kCheckpointFileName).toStdString()).step;
+    };
+    std::int64_t stopped_at = 0;
+    QStringList names;
+    {
+      SessionController a;
+      a.keepRunsIn(root.path());
+      QCOMPARE(a.restore(), QString());  // nothing kept yet
+      a.queueRuns({small_copy(6), small_copy(100000)}, "kept");
+      QTRY_VERIFY_WITH_TIMEOUT(a.runs()[1].lastStep() >= 25, 120000);  // past its first evaluation (step 20)
+      a.queueRuns({small_copy(4)}, "never started");
+      a.keepAll();  // what the window does when it closes: the run in hand stops and is kept
+      const auto& runs = a.runs();
+      QCOMPARE(runs.size(), qsizetype(3));
+      for (const auto& r : runs) names << r.name;
+      // The finished run: its folder as `train --out` writes it, its checkpoint at its last step.
+      for (const char* file : {"config.json", "metrics.csv", kCheckpointFileName, kBestCheckpointFileName})
+        QVERIFY2(QFileInfo(QDir(runs[0].folder).filePath(file)).isFile(), file);
+      QCOMPARE(header_step(runs[0].folder), std::int64_t(6));
+      // The run in hand: kept where it stopped, not at its last evaluation.
+      stopped_at = header_step(runs[1].folder);
+      QVERIFY(stopped_at >= 25);
+      QCOMPARE(runs[1].lastStep(), stopped_at);
+      QCOMPARE(runs[1].state, QString("stopped at step %1").arg(stopped_at));
+      QVERIFY(SessionController::keptCheckpoint(runs[2]).isEmpty());
+      QVERIFY(runs[0].folder.startsWith(root.path() + "/runs/") && runs[0].folder != runs[1].folder);
+      QTest::qWait(200);  // the queue is held: nothing starts after keepAll
+      QVERIFY(!a.session()->busy());
+    }
+    SessionController b;
+    b.keepRunsIn(root.path());
+    QCOMPARE(b.restore(), QString());
+    QCOMPARE(b.runs().size(), qsizetype(3));
+    for (int i = 0; i < 3; ++i) QCOMPARE(b.runs()[i].name, names[i]);
+    QCOMPARE(b.runs()[0].state, state_text(TrainingSession::State::Finished));
+    QCOMPARE(b.runs()[0].history.steps.back().step, std::int64_t(6));
+    QVERIFY(!b.runs()[0].history.evals.empty());
+    QCOMPARE(b.runs()[1].state, QString("stopped at step %1").arg(stopped_at));
+    QCOMPARE(b.runs()[1].steps_done, stopped_at);
+    QCOMPARE(b.runs()[2].state, QString("not started"));
+    QCOMPARE(b.runs()[0].group, QString("kept"));
+    QVERIFY(b.runs()[0].color != b.runs()[1].color);
+    // A finished run has nothing left to train; a stopped one goes on in its own folder.
+    QString error;
+    QVERIFY(!b.continueRun(0, &error));
+    QVERIFY2(error.contains("trained all its 6 steps"), qPrintable(error));
+    QVERIFY(b.continueRun(1, &error));
+    QTRY_VERIFY_WITH_TIMEOUT(b.runs()[1].lastStep() >= stopped_at + 5, 60000);
+    QCOMPARE(b.runs().size(), qsizetype(3));  // the same run, not a new one
+    QVERIFY(!b.continueRun(2, &error));
+    QVERIFY2(error.contains("in progress"), qPrintable(error));
+    b.stopAll();
+    QTRY_VERIFY_WITH_TIMEOUT(!b.session()->busy(), 60000);
+    QTest::qWait(100);
+    QVERIFY(header_step(b.runs()[1].folder) > stopped_at);
+    // The run never started trains from its first step when asked; new runs number on.
+    QVERIFY(b.continueRun(2, &error));
+    QTRY_VERIFY_WITH_TIMEOUT(b.runs()[2].state == state_text(TrainingSession::State::Finished), 60000);
+    QCOMPARE(header_step(b.runs()[2].folder), std::int64_t(4));
+    b.queueRuns({small_copy(2)}, "more");
+    QCOMPARE(b.runs()[3].id, 4);
+    QTRY_VERIFY_WITH_TIMEOUT(!b.session()->busy() && b.queueEmpty(), 60000);
+    // A new session forgets the runs and deletes the folders it made.
+    QTest::qWait(100);
+    QVERIFY(b.clearSession(&error));
+    QVERIFY(b.runs().isEmpty());
+    QVERIFY(QDir(root.filePath("runs")).entryList(QDir::Dirs | QDir::NoDotAndDotDot).isEmpty());
+    SessionController c;
+    c.keepRunsIn(root.path());
+    QCOMPARE(c.restore(), QString());
+    QVERIFY(c.runs().isEmpty());
+  }
+
+  void an_unreadable_session_list_is_moved_aside_not_overwritten() {
+    QTemporaryDir root;
+    for (const QByteArray& bad : {QByteArray("{\"format\": \"retreever-studio-session\", \"runs\": [ {"),
+                                  QByteArray("[1, 2, 3]")}) {
+      QFile f(root.filePath("session.json"));
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(bad);
+      f.close();
+      SessionController controller;
+      controller.keepRunsIn(root.path());
+      const auto message = controller.restore();
+      QVERIFY2(message.contains("could not be read") && message.contains("session.json.unreadable-"), qPrintable(message));
+      QVERIFY(controller.runs().isEmpty());
+      QVERIFY(!QFileInfo::exists(root.filePath("session.json")));
+      const auto aside = QDir(root.path()).entryList({"session.json.unreadable-*"});
+      QVERIFY(!aside.isEmpty());
+      QFile kept(root.filePath(aside.first()));
+      QVERIFY(kept.open(QIODevice::ReadOnly));
+      QCOMPARE(kept.readAll(), bad);
+      QDir(root.path()).remove(aside.first());
+    }
+  }
+
+  void the_studio_brings_back_its_runs_when_it_starts_again() {
+    QString name;
+    {
+      MainWindow w;
+      QVERIFY(w.runs().isEmpty());
+      w.queueRuns({small_copy(4)}, "first window");
+      QTRY_VERIFY_WITH_TIMEOUT(!w.runs().isEmpty() && w.runs()[0].state == state_text(TrainingSession::State::Finished),
+                               60000);
+      name = w.runs()[0].name;
+      w.close();
+    }
+    MainWindow again;
+    QCOMPARE(again.runs().size(), qsizetype(1));
+    QCOMPARE(again.runs()[0].name, name);
+    QCOMPARE(again.runs()[0].lastStep(), std::int64_t(4));
+    // Selecting it loads its model from its folder into the inspector.
+    auto* list = again.findChild<QListWidget*>("runList");
+    QVERIFY(list);
+    list->setCurrentRow(0);
+    auto* inspector = again.findChild<InspectorPanel*>();
+    QVERIFY(inspector);
+    QTRY_VERIFY_WITH_TIMEOUT(inspector->hasModel() && !inspector->loading(), 60000);
   }
 
   void settings_of_other_decoders_are_disabled_and_the_new_choices_reach_the_config() {
@@ -903,9 +1035,12 @@ class TestStudio : public QObject {
     QVERIFY(w.runs().isEmpty());
     QCOMPARE(errors.count(), 0);
     QVERIFY(!w.inspector()->hasModel());
-    // The window is usable again: the same file opens normally.
+    const QDir kept(w.controller()->root() + "/runs");  // no folder of the abandoned run stays
+    QVERIFY2(kept.entryList(QDir::Dirs | QDir::NoDotAndDotDot).isEmpty(), qPrintable(kept.entryList().join(" ")));
+    // The window is usable again: the same file opens normally, into a folder of the session.
     QVERIFY(w.openCheckpoint(path));
     QTRY_VERIFY_WITH_TIMEOUT(w.runs().size() == 1, 30000);
+    QTRY_COMPARE_WITH_TIMEOUT(kept.entryList(QDir::Dirs | QDir::NoDotAndDotDot).size(), 1, 30000);
   }
 
   void opening_a_checkpoint_restores_config_curves_and_model() {
