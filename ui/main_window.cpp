@@ -317,6 +317,7 @@ void MainWindow::createActions() {
          if (answer != QMessageBox::Discard) return;
          QString error;
          if (!controller_->clearSession(&error)) return showError(error);
+         refreshViews();  // the views hold pointers into the list of runs
          inspector_->clear();
        });
   make("quit", tr("&Quit"), tr("Close ReTreever Studio"), QKeySequence::Quit, SP::SP_DialogCloseButton, [this] { close(); });
@@ -433,6 +434,19 @@ void MainWindow::createDockWindows() {
     const QString folder = controller_->runs()[row].folder;
     if (QFileInfo(folder).isDir())
       menu.addAction(tr("Show its folder"), this, [folder] { QDesktopServices::openUrl(QUrl::fromLocalFile(folder)); });
+    menu.addSeparator();
+    menu.addAction(tr("Remove from the session..."), this, [this, row] {
+      const auto& run = controller_->runs()[row];
+      if (QMessageBox::question(this, tr("Remove run"),
+                                tr("Remove %1 from the session and delete its curves and checkpoints?").arg(run.name),
+                                QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Cancel) != QMessageBox::Discard)
+        return;
+      const bool shown = run_list_->currentRow() == row;
+      QString error;
+      if (!controller_->removeRun(row, &error)) return showError(error);
+      refreshViews();  // the views hold pointers into the list of runs
+      if (shown) inspector_->clear();
+    });
     menu.exec(run_list_->viewport()->mapToGlobal(at));
   });
   runs->setWidget(run_list_);

@@ -433,15 +433,38 @@ bool SessionController::continueRun(int index, QString* error) {
   return true;
 }
 
+void SessionController::deleteFolder(const RunRecord& run) const {
+  const QString owned = QDir::cleanPath(QDir(root_).filePath("runs")) + "/";  // only what the session made
+  if (!root_.isEmpty() && !run.folder.isEmpty() && QDir::cleanPath(run.folder).startsWith(owned))
+    QDir(run.folder).removeRecursively();
+}
+
+bool SessionController::removeRun(int index, QString* error) {
+  auto refuse = [&](const QString& why) {
+    if (error) *error = why;
+    return false;
+  };
+  if (index < 0 || index >= runs_.size()) return refuse(tr("There is no such run."));
+  if (queue_.contains(index)) return refuse(tr("%1 is queued: stop the queue first.").arg(runs_[index].name));
+  if (index == current_ && (session_->busy() || opening()))
+    return refuse(tr("%1 is in progress: stop it first.").arg(runs_[index].name));
+  deleteFolder(runs_[index]);
+  runs_.removeAt(index);
+  for (auto& i : queue_)
+    if (i > index) --i;
+  if (current_ == index) current_ = -1;
+  else if (current_ > index) --current_;
+  persist();
+  Q_EMIT changed();
+  return true;
+}
+
 bool SessionController::clearSession(QString* error) {
   if (session_->busy() || opening() || !queue_.isEmpty()) {
     if (error) *error = tr("Runs are training or queued: stop them first.");
     return false;
   }
-  const QString owned = QDir::cleanPath(QDir(root_).filePath("runs")) + "/";
-  for (const auto& r : runs_)
-    if (!root_.isEmpty() && !r.folder.isEmpty() && QDir::cleanPath(r.folder).startsWith(owned))
-      QDir(r.folder).removeRecursively();
+  for (const auto& r : runs_) deleteFolder(r);
   runs_.clear();
   current_ = -1;
   next_id_ = 1;

@@ -66,6 +66,8 @@ class SessionController : public QObject {
   static QString keptCheckpoint(const RunRecord& run);
   // Forgets every run and deletes the folders this session made; refused while a run trains.
   bool clearSession(QString* error);
+  // Forgets one run and deletes its folder; refused for the run in hand and for queued runs.
+  bool removeRun(int index, QString* error);
   double stepsPerSecond() const { return steps_per_second_; }
 
   // Every registered decoder on `base`, the sized ones reading as many tokens as TCA reads at the
@@ -88,6 +90,7 @@ class SessionController : public QObject {
   void startNextQueued();
   QString newFolder(const RunRecord& run) const;  // under root/runs, unused so far
   void persist() const;                           // root/session.json
+  void deleteFolder(const RunRecord& run) const;  // a folder under root/runs only
   void startOpening(const QString& path);
   // After the session settles: the next checkpoint waiting, once the run opened before it has
   // stopped. True when an opening goes on (queued runs wait for it).

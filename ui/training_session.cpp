@@ -94,7 +94,6 @@ void TrainingWorker::setState(TrainingSession::State s) {
 
 void TrainingWorker::fail(const QString& message) {
   timer_->stop();
-  folder_.reset();  // what the run kept stays as it was
   Q_EMIT session_->failed(message);
   setState(TrainingSession::State::Failed);
 }

@@ -334,6 +334,20 @@ class TestStudio : public QObject {
     b.queueRuns({small_copy(2)}, "more");
     QCOMPARE(b.runs()[3].id, 4);
     QTRY_VERIFY_WITH_TIMEOUT(!b.session()->busy() && b.queueEmpty(), 60000);
+    // One run removed: its folder goes, the others stay, and so does the list on disk.
+    const QString removed = b.runs()[1].folder;
+    QVERIFY(QFileInfo(removed).isDir());
+    QVERIFY(b.removeRun(1, &error));
+    QVERIFY(!QFileInfo::exists(removed));
+    QCOMPARE(b.runs().size(), qsizetype(3));
+    QCOMPARE(b.runs()[1].name, names[2]);
+    {
+      SessionController d;
+      d.keepRunsIn(root.path());
+      QCOMPARE(d.restore(), QString());
+      QCOMPARE(d.runs().size(), qsizetype(3));
+      QCOMPARE(d.runs()[1].name, names[2]);
+    }
     // A new session forgets the runs and deletes the folders it made.
     QTest::qWait(100);
     QVERIFY(b.clearSession(&error));
