@@ -354,6 +354,10 @@ QString SessionController::restore() {
     for (const auto& d : o["devices"].toArray()) r.devices << d.toString();
     const QString folder = o["folder"].toString();
     if (!folder.isEmpty()) r.folder = QDir::cleanPath(QDir(root_).absoluteFilePath(folder));
+    if (!r.folder.isEmpty() && !r.folder.startsWith(QDir::cleanPath(QDir(root_).filePath("runs")) + "/")) {
+      problems << tr("%1: its folder %2 is not one of the session's; it was left alone").arg(r.name, r.folder);
+      r.folder.clear();  // never written to or deleted from here
+    }
     try {
       r.config = Config::from_json(QJsonDocument(o["config"].toObject()).toJson().toStdString());
     } catch (const std::exception& e) {

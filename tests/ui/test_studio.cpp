@@ -6,6 +6,7 @@
 #include <QFormLayout>
 #include <QElapsedTimer>
 #include <QImage>
+#include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLineEdit>
@@ -357,6 +358,30 @@ class TestStudio : public QObject {
     c.keepRunsIn(root.path());
     QCOMPARE(c.restore(), QString());
     QVERIFY(c.runs().isEmpty());
+  }
+
+  void a_session_list_naming_a_folder_outside_the_session_is_not_followed() {
+    QTemporaryDir root, outside;
+    QFile f(root.filePath("session.json"));
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    const auto entry = [](int id, const QString& name, const QString& folder) {
+      return QJsonObject{{"id", id}, {"name", name}, {"state", "queued"}, {"folder", folder}, {"config", QJsonObject{}}};
+    };
+    const QJsonObject list{{"format", "retreever-studio-session"},
+                           {"version", 1},
+                           {"runs", QJsonArray{entry(1, "#1 elsewhere", outside.path()), entry(2, "#2 up", "runs/../../x")}}};
+    f.write(QJsonDocument(list).toJson());
+    f.close();
+    SessionController controller;
+    controller.keepRunsIn(root.path());
+    const auto message = controller.restore();
+    QVERIFY2(message.contains("#1 elsewhere: its folder") && message.contains("#2 up: its folder"), qPrintable(message));
+    QCOMPARE(controller.runs().size(), qsizetype(2));
+    for (const auto& r : controller.runs()) QVERIFY(r.folder.isEmpty());
+    QCOMPARE(controller.runs()[1].state, QString("not started"));
+    QString error;
+    QVERIFY(controller.clearSession(&error));
+    QVERIFY(QFileInfo(outside.path()).isDir());  // not deleted
   }
 
   void an_unreadable_session_list_is_moved_aside_not_overwritten() {
