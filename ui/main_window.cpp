@@ -427,9 +427,20 @@ void MainWindow::createDockWindows() {
     if (row < 0) return;
     QMenu menu;
     menu.addAction(tr("Use its settings for the next run"), this, [this, row] { useRunSettings(row); });
-    menu.addAction(tr("Train it further"), this, [this, row] {
+    menu.addAction(tr("Train it further..."), this, [this, row] {
+      // A run short of its steps goes on to them; a finished one trains until the step asked for.
+      const auto& run = controller_->runs()[row];
+      qint64 until = 0;
+      if (!SessionController::keptCheckpoint(run).isEmpty() && run.lastStep() >= run.config.steps) {
+        bool ok = false;
+        until = QInputDialog::getInt(this, tr("Train it further"),
+                                     tr("%1 has trained %2 steps. Train until step:").arg(run.name).arg(run.lastStep()),
+                                     int(run.lastStep() + std::max<qint64>(1, run.config.steps / 2)),
+                                     int(run.lastStep() + 1), 100000000, 100, &ok);
+        if (!ok) return;
+      }
       QString error;
-      if (!controller_->continueRun(row, &error)) showError(error);
+      if (!controller_->continueRun(row, &error, until)) showError(error);
     });
     const QString folder = controller_->runs()[row].folder;
     if (QFileInfo(folder).isDir())

@@ -405,7 +405,7 @@ void SessionController::keepAll() {
   queue_.clear();  // the queued runs stay listed as such; none starts now
 }
 
-bool SessionController::continueRun(int index, QString* error) {
+bool SessionController::continueRun(int index, QString* error, qint64 until) {
   auto refuse = [&](const QString& why) {
     if (error) *error = why;
     return false;
@@ -424,14 +424,15 @@ bool SessionController::continueRun(int index, QString* error) {
     startNextQueued();
     return true;
   }
-  if (run.lastStep() >= run.config.steps)
-    return refuse(tr("%1 has trained all its %2 steps.").arg(run.name).arg(run.config.steps));
+  const qint64 target = until > 0 ? until : run.config.steps;
+  if (run.lastStep() >= target)
+    return refuse(tr("%1 has trained %2 steps; ask for more than that.").arg(run.name).arg(run.lastStep()));
   current_ = index;
   stopping_ = false;
   run.state = tr("starting");
   rate_steps_ = 0;
   rate_clock_.restart();
-  session_->resumeFrom(checkpoint, false, run.folder);
+  session_->resumeFrom(checkpoint, false, run.folder, target);
   persist();
   Q_EMIT changed();
   return true;

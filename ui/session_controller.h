@@ -59,9 +59,10 @@ class SessionController : public QObject {
   // Stops the run in hand, keeps it and the list (the window closes): returns when written. The
   // queue is held from then on.
   void keepAll();
-  // Trains a run of the list further: a stopped one from its checkpoint, one never started from
-  // the beginning. False with `error` set when it cannot (busy, finished, nothing kept).
-  bool continueRun(int index, QString* error);
+  // Trains a run of the list further from its checkpoint, until step `until` (0: the steps it was
+  // planned with), or starts one that never started. False with `error` set when it cannot (busy,
+  // nothing kept, no step left to train).
+  bool continueRun(int index, QString* error, qint64 until = 0);
   // The run's last checkpoint in its folder, "" when it has none yet.
   static QString keptCheckpoint(const RunRecord& run);
   // Forgets every run and deletes the folders this session made; refused while a run trains.

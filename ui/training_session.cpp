@@ -50,10 +50,10 @@ void TrainingSession::start(const Config& config, const QStringList& devices, co
   QMetaObject::invokeMethod(worker_, "start", Qt::QueuedConnection, Q_ARG(retreever::Config, config),
                             Q_ARG(QStringList, devices), Q_ARG(QString, folder));
 }
-void TrainingSession::resumeFrom(const QString& checkpoint, bool paused, const QString& folder) {
+void TrainingSession::resumeFrom(const QString& checkpoint, bool paused, const QString& folder, qint64 steps) {
   setState(State::Preparing);
   QMetaObject::invokeMethod(worker_, "resumeFrom", Qt::QueuedConnection, Q_ARG(QString, checkpoint),
-                            Q_ARG(bool, paused), Q_ARG(QString, folder));
+                            Q_ARG(bool, paused), Q_ARG(QString, folder), Q_ARG(qint64, steps));
 }
 void TrainingSession::pause() { QMetaObject::invokeMethod(worker_, "pause", Qt::QueuedConnection); }
 void TrainingSession::resume() { QMetaObject::invokeMethod(worker_, "resume", Qt::QueuedConnection); }
@@ -168,12 +168,13 @@ void TrainingWorker::start(const Config& config, const QStringList& devices, con
   begin(folder);
 }
 
-void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused, const QString& folder) {
+void TrainingWorker::resumeFrom(const QString& checkpoint, bool paused, const QString& folder, qint64 steps) {
   timer_->stop();
   replicas_.reset();
   try {
     trainer_ = Trainer::load(checkpoint.toStdString(), datasets::make_task);
     trainer_->use_cpu_threads(cpu_threads_);
+    if (steps > trainer_->steps_done()) trainer_->set_total_steps(steps);
   } catch (const std::exception& e) {
     trainer_.reset();
     return fail(QString::fromStdString(e.what()));

@@ -44,8 +44,9 @@ class TrainingSession : public QObject {
   // at every evaluation, and when it stops, diverges or ends.
   void start(const retreever::Config& config, const QStringList& devices = {}, const QString& folder = {});
   // Loads a saved run (config, curves, model, optimiser); paused = wait for resume(). With a
-  // `folder`, kept there from then on (not in the file's own folder).
-  void resumeFrom(const QString& checkpoint, bool paused = true, const QString& folder = {});
+  // `folder`, kept there from then on (not in the file's own folder); with `steps` beyond the
+  // steps it has done, it trains until that step (its cosine schedule stretched to it).
+  void resumeFrom(const QString& checkpoint, bool paused = true, const QString& folder = {}, qint64 steps = 0);
   void pause();
   void resume();
   void stop();                                   // ends the run (the model stays for saving)
@@ -90,7 +91,7 @@ class TrainingWorker : public QObject {
 
  public Q_SLOTS:
   void start(const retreever::Config& config, const QStringList& devices, const QString& folder);
-  void resumeFrom(const QString& checkpoint, bool paused, const QString& folder);
+  void resumeFrom(const QString& checkpoint, bool paused, const QString& folder, qint64 steps);
   void pause();
   void resume();
   void stop();

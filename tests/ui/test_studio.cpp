@@ -318,7 +318,7 @@ class TestStudio : public QObject {
     // A finished run has nothing left to train; a stopped one goes on in its own folder.
     QString error;
     QVERIFY(!b.continueRun(0, &error));
-    QVERIFY2(error.contains("trained all its 6 steps"), qPrintable(error));
+    QVERIFY2(error.contains("has trained 6 steps; ask for more"), qPrintable(error));
     QVERIFY(b.continueRun(1, &error));
     QTRY_VERIFY_WITH_TIMEOUT(b.runs()[1].lastStep() >= stopped_at + 5, 60000);
     QCOMPARE(b.runs().size(), qsizetype(3));  // the same run, not a new one
@@ -332,6 +332,13 @@ class TestStudio : public QObject {
     QVERIFY(b.continueRun(2, &error));
     QTRY_VERIFY_WITH_TIMEOUT(b.runs()[2].state == state_text(TrainingSession::State::Finished), 60000);
     QCOMPARE(header_step(b.runs()[2].folder), std::int64_t(4));
+    // A finished run trains further when asked for more steps, in its own run and folder.
+    QVERIFY(b.continueRun(0, &error, 10));
+    QTRY_VERIFY_WITH_TIMEOUT(b.runs()[0].state == state_text(TrainingSession::State::Finished) &&
+                                 b.runs()[0].lastStep() == 10,
+                             60000);
+    QCOMPARE(header_step(b.runs()[0].folder), std::int64_t(10));
+    QCOMPARE(b.runs()[0].config.steps, std::int64_t(10));
     b.queueRuns({small_copy(2)}, "more");
     QCOMPARE(b.runs()[3].id, 4);
     QTRY_VERIFY_WITH_TIMEOUT(!b.session()->busy() && b.queueEmpty(), 60000);
