@@ -1,18 +1,13 @@
 #include "session_controller.h"
 
-#include <QDateTime>
 #include <QDir>
-#include <QFile>
 #include <QFileInfo>
-#include <QJsonArray>
-#include <QJsonDocument>
-#include <QJsonObject>
 #include <QTimer>
 #include <algorithm>
 
 #include "core/files.h"
 #include "core/registry.h"
-#include "core/training/checkpoint.h"
+#include "core/training/checkpoint_header.h"
 #include "core/tree/tree_shape.h"
 
 namespace retreever::ui {
@@ -237,7 +232,7 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   if (discarding_) {  // the cancelled opening's run: not the current run's state
     if (ended) {
       discarding_ = false;
-      if (!discarded_folder_.isEmpty()) QDir(discarded_folder_).removeRecursively();
+      if (store_.owns(discarded_folder_)) QDir(discarded_folder_).removeRecursively();
       discarded_folder_.clear();
     }
     Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
@@ -264,128 +259,28 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   if (ended) QTimer::singleShot(0, this, &SessionController::startNextQueued);
 }
 
-// The session on disk -------------------------------------------------------------------------
+// The session on disk (ui/session_store.h) ---------------------------------------------------------
 
-namespace {
-constexpr const char* kSessionFile = "session.json";
-constexpr const char* kSessionFormat = "retreever-studio-session";
-constexpr qint64 kMaxSessionBytes = 64LL << 20;  // a session of ten thousand runs is well below
-}  // namespace
+void SessionController::keepRunsIn(const QString& root) { store_ = SessionStore(root); }
 
-void SessionController::keepRunsIn(const QString& root) { root_ = root; }
+QString SessionController::newFolder(const RunRecord& run) const { return store_.newFolder(run); }
 
-QString SessionController::newFolder(const RunRecord& run) const {
-  if (root_.isEmpty()) return {};
-  const QString base = QString("%1/runs/%2-%3-%4")
-                           .arg(root_)
-                           .arg(run.id, 3, 10, QChar('0'))
-                           .arg(QString::fromStdString(run.config.model), QString::fromStdString(run.config.task));
-  QString folder = base;
-  for (int n = 2; QFileInfo::exists(folder); ++n) folder = QString("%1-%2").arg(base).arg(n);  // an earlier session's
-  return folder;
-}
-
-QString SessionController::keptCheckpoint(const RunRecord& run) {
-  if (run.folder.isEmpty()) return {};
-  const QString path = QDir(run.folder).filePath(kCheckpointFileName);
-  return QFileInfo(path).isFile() ? path : QString();
-}
+QString SessionController::keptCheckpoint(const RunRecord& run) { return kept_checkpoint(run); }
 
 void SessionController::persist() const {
-  if (root_.isEmpty()) return;
-  QJsonArray list;
-  const QDir root(root_);
-  for (int i = 0; i < runs_.size(); ++i) {
-    const auto& r = runs_[i];
-    QJsonObject o;
-    o["id"] = r.id;
-    o["name"] = r.name;
-    o["state"] = queue_.contains(i) ? QString("queued") : r.state;
-    o["visible"] = r.visible;
-    o["group"] = r.group;
-    o["devices"] = QJsonArray::fromStringList(r.devices);
-    o["folder"] = r.folder.isEmpty() ? QString() : root.relativeFilePath(r.folder);
-    o["config"] = QJsonDocument::fromJson(QByteArray::fromStdString(r.config.to_json())).object();
-    list << o;
-  }
-  QJsonObject doc{{"format", kSessionFormat}, {"version", 1}, {"runs", list}};
-  try {
-    QDir().mkpath(root_);
-    write_file_atomic(root.filePath(kSessionFile).toStdString(), QJsonDocument(doc).toJson().toStdString());
-  } catch (const std::exception& e) {  // the runs' folders still hold every run
-    qWarning("ReTreever Studio: could not write the session list: %s", e.what());
-  }
+  // A list that cannot be written loses nothing: the runs' folders hold every run.
+  if (const auto why = store_.write(runs_, queue_); !why.isEmpty())
+    qWarning("ReTreever Studio: could not write the session list: %s", qPrintable(why));
 }
 
 QString SessionController::restore() {
-  if (root_.isEmpty()) return {};
-  const QString path = QDir(root_).filePath(kSessionFile);
-  QFile file(path);
-  if (!file.exists()) return {};
-  // A list that cannot be read is moved aside (nothing the user made is overwritten) and the
-  // studio starts a new one; the runs' folders stay where they are.
-  auto aside = [&](const QString& why) {
-    const QString moved = path + ".unreadable-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss");
-    QFile::rename(path, moved);
-    return tr("The last session's list of runs could not be read (%1). It was moved to %2; the runs' folders are "
-              "in %3 (open their checkpoints with File > Open checkpoint).")
-        .arg(why, moved, QDir(root_).filePath("runs"));
-  };
-  if (file.size() > kMaxSessionBytes) return aside(tr("%1 bytes, more than a session list holds").arg(file.size()));
-  if (!file.open(QIODevice::ReadOnly)) return tr("Cannot read %1: %2").arg(path, file.errorString());
-  QJsonParseError error{};
-  const auto doc = QJsonDocument::fromJson(file.readAll(), &error);
-  file.close();
-  if (error.error != QJsonParseError::NoError) return aside(error.errorString());
-  if (!doc.isObject() || doc.object()["format"].toString() != kSessionFormat) return aside(tr("not a session list"));
-  QStringList problems;
-  for (const auto& value : doc.object()["runs"].toArray()) {
-    const auto o = value.toObject();
-    RunRecord r;
-    r.id = o["id"].toInt();
-    r.name = o["name"].toString();
-    if (r.id <= 0 || r.name.isEmpty()) {
-      problems << tr("an entry without an id or a name was skipped");
-      continue;
-    }
-    r.color = run_color(r.id - 1);
-    r.visible = o["visible"].toBool(true);
-    r.group = o["group"].toString();
-    for (const auto& d : o["devices"].toArray()) r.devices << d.toString();
-    const QString folder = o["folder"].toString();
-    if (!folder.isEmpty()) r.folder = QDir::cleanPath(QDir(root_).absoluteFilePath(folder));
-    if (!r.folder.isEmpty() && !r.folder.startsWith(QDir::cleanPath(QDir(root_).filePath("runs")) + "/")) {
-      problems << tr("%1: its folder %2 is not one of the session's; it was left alone").arg(r.name, r.folder);
-      r.folder.clear();  // never written to or deleted from here
-    }
-    try {
-      r.config = Config::from_json(QJsonDocument(o["config"].toObject()).toJson().toStdString());
-    } catch (const std::exception& e) {
-      problems << tr("%1: %2").arg(r.name, QString::fromUtf8(e.what()).section('\n', 0, 0));
-      continue;
-    }
-    const QString saved = o["state"].toString();
-    if (const QString checkpoint = keptCheckpoint(r); !checkpoint.isEmpty()) {
-      try {
-        const auto header = read_checkpoint_header(checkpoint.toStdString());
-        r.config = header.config;  // as it trained last (a resumed run may have changed its steps)
-        r.history = header.history;
-        r.steps_done = header.step;
-        r.state = r.steps_done >= r.config.steps ? state_text(TrainingSession::State::Finished)
-                  : saved == state_text(TrainingSession::State::Failed) ? saved
-                                                                         : tr("stopped at step %1").arg(r.steps_done);
-      } catch (const std::exception& e) {
-        problems << tr("%1: %2").arg(r.name, QString::fromUtf8(e.what()));
-        r.state = tr("checkpoint unreadable");
-      }
-    } else {
-      r.state = saved == tr("cancelled") || saved == state_text(TrainingSession::State::Failed) ? saved : tr("not started");
-    }
-    runs_ << r;
+  auto restored = store_.read();
+  for (auto& r : restored.runs) {
     next_id_ = std::max(next_id_, r.id + 1);
+    runs_ << std::move(r);
   }
   Q_EMIT changed();
-  return problems.isEmpty() ? QString() : tr("Some runs of the last session could not be restored: %1.").arg(problems.join("; "));
+  return restored.problem;
 }
 
 void SessionController::keepAll() {
@@ -438,12 +333,6 @@ bool SessionController::continueRun(int index, QString* error, qint64 until) {
   return true;
 }
 
-void SessionController::deleteFolder(const RunRecord& run) const {
-  const QString owned = QDir::cleanPath(QDir(root_).filePath("runs")) + "/";  // only what the session made
-  if (!root_.isEmpty() && !run.folder.isEmpty() && QDir::cleanPath(run.folder).startsWith(owned))
-    QDir(run.folder).removeRecursively();
-}
-
 bool SessionController::removeRun(int index, QString* error) {
   auto refuse = [&](const QString& why) {
     if (error) *error = why;
@@ -453,7 +342,7 @@ bool SessionController::removeRun(int index, QString* error) {
   if (queue_.contains(index)) return refuse(tr("%1 is queued: stop the queue first.").arg(runs_[index].name));
   if (index == current_ && (session_->busy() || opening()))
     return refuse(tr("%1 is in progress: stop it first.").arg(runs_[index].name));
-  deleteFolder(runs_[index]);
+  store_.deleteFolder(runs_[index]);
   runs_.removeAt(index);
   for (auto& i : queue_)
     if (i > index) --i;
@@ -469,7 +358,7 @@ bool SessionController::clearSession(QString* error) {
     if (error) *error = tr("Runs are training or queued: stop them first.");
     return false;
   }
-  for (const auto& r : runs_) deleteFolder(r);
+  for (const auto& r : runs_) store_.deleteFolder(r);
   runs_.clear();
   current_ = -1;
   next_id_ = 1;

@@ -9,6 +9,7 @@
 #include <QString>
 
 #include "ui/run_record.h"
+#include "ui/session_store.h"
 #include "ui/training_session.h"
 
 namespace retreever::ui {
@@ -51,7 +52,7 @@ class SessionController : public QObject {
   // checkpoints, as `train --out` writes them; saved at every evaluation and when it stops), the
   // list of runs in root/session.json. Without a root nothing is written.
   void keepRunsIn(const QString& root);
-  QString root() const { return root_; }
+  QString root() const { return store_.root(); }
   // Brings back the runs root/session.json lists: their curves and checkpoints; the run that was
   // training as stopped where it was kept, queued runs as not started. Returns what could not be
   // read ("" when all was well); an unreadable session.json is renamed aside, never overwritten.
@@ -91,7 +92,6 @@ class SessionController : public QObject {
   void startNextQueued();
   QString newFolder(const RunRecord& run) const;  // under root/runs, unused so far
   void persist() const;                           // root/session.json
-  void deleteFolder(const RunRecord& run) const;  // a folder under root/runs only
   void startOpening(const QString& path);
   // After the session settles: the next checkpoint waiting, once the run opened before it has
   // stopped. True when an opening goes on (queued runs wait for it).
@@ -113,7 +113,7 @@ class SessionController : public QObject {
   QStringList open_queue_;     // checkpoints waiting for the one being opened
   bool discarding_ = false;    // an opening was cancelled: ignore the session until it ends
   bool stopping_ = false;      // Stop was pressed: the current run ends before its last step
-  QString root_;               // where the session is kept ("" = nowhere)
+  SessionStore store_;         // where the session is kept (by default nowhere)
   QElapsedTimer rate_clock_;
   qint64 rate_steps_ = 0;
   double steps_per_second_ = 0;

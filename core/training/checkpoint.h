@@ -12,26 +12,19 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/training/checkpoint_header.h"
 
 namespace retreever {
 
 class FlatAdam;
 
-struct CheckpointHeader {
-  Config config;
-  std::int64_t step = 0;
-  MetricsHistory history;
-  double best = 0;
-};
-
 void save_checkpoint(const std::string& path, const CheckpointHeader& header, torch::nn::Module& model,
                      FlatAdam* optimizer);
 
-// Reads the header, then loads parameters into `model` (built from header.config by the
-// caller-supplied function) and the optimiser state when given. Throws std::runtime_error
-// with a message naming the file and the problem (missing, truncated, foreign, mismatched, or
-// the old torch-archive format, which only `retreever convert --trust` reads).
-CheckpointHeader read_checkpoint_header(const std::string& path);
+// Loads parameters into `model` (built from the header's config by the caller) and the optimiser
+// state when given. Throws std::runtime_error with a message naming the file and the problem
+// (missing, truncated, foreign, mismatched, or the old torch-archive format, which only
+// `retreever convert --trust` reads).
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
                            FlatAdam* optimizer, const torch::Device& device);
 

@@ -34,7 +34,7 @@
 #include "core/devices.h"
 #include "core/registry.h"
 #include "core/files.h"
-#include "core/training/checkpoint.h"
+#include "core/training/checkpoint_header.h"
 #include "core/training/distributed.h"
 #include "core/training/trainer.h"
 #include "core/tree/tree_shape.h"
