@@ -258,7 +258,7 @@ void MainWindow::createActions() {
          const auto path = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), QString(), tr("Checkpoints (*.safetensors);;All files (*)"));
          if (!path.isEmpty()) openCheckpoint(path);
        });
-  make("save", tr("&Save checkpoint..."), tr("Save the current run's model, optimiser, config and curves"),
+  make("save", tr("&Save checkpoint..."), tr("Save the selected run's model, optimiser, config and curves"),
        QKeySequence::Save, SP::SP_DialogSaveButton, [this] {
          const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), kCheckpointFileName, tr("Checkpoints (*.safetensors)"));
          if (!path.isEmpty()) saveCheckpoint(path);
@@ -469,6 +469,7 @@ void MainWindow::createDockWindows() {
     controller_->setVisible(item->data(Qt::UserRole).toInt(), item->checkState() == Qt::Checked);
   });
   connect(run_list_, &QListWidget::currentRowChanged, this, [this](int row) {
+    updateActions();  // Save follows the selection
     const auto& runs = controller_->runs();
     if (row < 0 || row >= runs.size()) return;
     if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
@@ -566,7 +567,10 @@ void MainWindow::updateActions() {
   action("stop")->setEnabled(busy);
   action("step")->setEnabled(s == TrainingSession::State::Paused || s == TrainingSession::State::Finished);
   action("setLr")->setEnabled(s == TrainingSession::State::Paused);
-  action("save")->setEnabled(controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing);
+  const int row = run_list_ ? run_list_->currentRow() : -1;
+  const bool kept = row >= 0 && row < controller_->runs().size() && row != controller_->currentIndex() &&
+                    !SessionController::keptCheckpoint(controller_->runs()[row]).isEmpty();
+  action("save")->setEnabled(kept || (controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing));
 }
 
 void MainWindow::queueRuns(const QList<Config>& configs, const QString& group) {
@@ -598,6 +602,22 @@ bool MainWindow::cancelOpening() {
 }
 
 void MainWindow::saveCheckpoint(const QString& path) {
+  // The run selected in Runs: the one in hand (its model as it is now) or another, from its folder.
+  const int row = run_list_->currentRow();
+  const auto& runs = controller_->runs();
+  if (row >= 0 && row < runs.size() && row != controller_->currentIndex()) {
+    const auto kept = SessionController::keptCheckpoint(runs[row]);
+    if (kept.isEmpty()) return showError(tr("%1 has no checkpoint yet: it has not trained.").arg(runs[row].name));
+    try {
+      write_atomically(path.toStdString(), [&](const std::string& tmp) {
+        if (!QFile::copy(kept, QString::fromStdString(tmp))) throw std::runtime_error("the copy failed");
+      });
+    } catch (const std::exception& e) {
+      return showError(tr("Could not save '%1': %2").arg(path, QString::fromUtf8(e.what())));
+    }
+    statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+    return addRecentFile(path);
+  }
   if (!controller_->currentRun()) return showError(tr("There is no run to save yet: train or open one first."));
   session_->saveCheckpoint(path);
 }

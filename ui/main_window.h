@@ -97,7 +97,7 @@ class MainWindow : public QMainWindow {
   ComparisonPanel* comparison_;
   ScalingPanel* scaling_;
   QTabWidget* tabs_;
-  QListWidget* run_list_;
+  QListWidget* run_list_ = nullptr;
   QLabel* state_label_;
   QLabel* speed_label_;
   QLabel* device_label_;

@@ -436,6 +436,11 @@ class TestStudio : public QObject {
     auto* inspector = again.findChild<InspectorPanel*>();
     QVERIFY(inspector);
     QTRY_VERIFY_WITH_TIMEOUT(inspector->hasModel() && !inspector->loading(), 60000);
+    // Save checkpoint saves the selected run from its folder (no trainer holds it now).
+    QVERIFY(again.action("save")->isEnabled());
+    const auto saved = dir_.filePath("restored-run.safetensors");
+    again.saveCheckpoint(saved);
+    QCOMPARE(read_checkpoint_header(saved.toStdString()).step, std::int64_t(4));
   }
 
   void settings_of_other_decoders_are_disabled_and_the_new_choices_reach_the_config() {
