@@ -4,6 +4,7 @@
 #include <QEvent>
 #include <QFont>
 #include <QFontMetrics>
+#include <QPointer>
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -146,21 +147,6 @@ void wrap_legend(QCustomPlot* plot) {
   legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
 }
 
-// Wraps a legend below the axes again when its plot changes width (a chart drawn before its
-// window was shown, a window resized).
-class LegendRewrap : public QObject {
- public:
-  using QObject::QObject;
-  bool eventFilter(QObject* watched, QEvent* event) override {
-    auto* plot = qobject_cast<QCustomPlot*>(watched);
-    if (plot && event->type() == QEvent::Resize && plot->legend->layout() == plot->plotLayout()) {
-      wrap_legend(plot);
-      plot->replot(QCustomPlot::rpQueuedReplot);
-    }
-    return false;
-  }
-};
-
 // The legend inside the axis rect (in a corner) or, where every corner would cover data, in a
 // row of its own below the axes, its entries side by side.
 void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
@@ -168,11 +154,6 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
   auto* inset = plot->axisRect()->insetLayout();
   auto* layout = plot->plotLayout();
   const bool is_outside = legend->layout() == layout;
-  if (!plot->findChild<QObject*>("legendRewrap", Qt::FindDirectChildrenOnly)) {
-    auto* rewrap = new LegendRewrap(plot);
-    rewrap->setObjectName("legendRewrap");
-    plot->installEventFilter(rewrap);
-  }
   if (outside && !is_outside) {
     inset->take(legend);
     layout->addElement(layout->rowCount(), 0, legend);
@@ -204,6 +185,81 @@ void set_precision(QCPAxis* axis) {
   if (axis->scaleType() == QCPAxis::stLinear && r.size() > 0 && magnitude > 0)
     digits = std::clamp(int(std::ceil(std::log10(magnitude / (r.size() / 8)))) + 1, 6, 15);
   axis->setNumberPrecision(digits);
+}
+
+
+// Where the legend and the point labels go: both depend on the plot's size as well as its data
+// (draw_chart, and again whenever the plot's size changes).
+void place_overlays(QCustomPlot* plot, const ChartSpec& spec, const QList<QCPItemText*>& point_labels,
+                    bool legend_visible) {
+  const QCPRange xr = plot->xAxis->range(), yr = plot->yAxis->range();
+  // The legend's share of the frame, from its rows and widest label, with the box's margins, its
+  // inset from the axes and a marker's radius: a point just outside the box is still covered by
+  // its marker (the report's GP scatter lost CA's point under an estimate from average widths).
+  int rows = 0, widest = 0;
+  const QFontMetrics metrics(plot->legend->font());
+  for (const auto& s : spec.series)
+    if (listed(s)) ++rows, widest = std::max(widest, metrics.horizontalAdvance(QString::fromStdString(s.label)));
+  const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
+  const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
+  constexpr double kSlack = 14 + 12 + 8;  // the box's margins, its inset, a marker's radius (pixels)
+  const double legend_w =
+      (widest + plot->legend->iconSize().width() + plot->legend->iconTextPadding() + kSlack) / frame_w;
+  const double legend_h = (rows * (metrics.height() + 3) + kSlack) / frame_h;
+  place_point_labels(point_labels, frame_w, frame_h);
+  // The right axis's points where they appear on screen, in the left axis's units.
+  ChartSpec placed;
+  const ChartSpec* seen = &spec;
+  if (plot->yAxis2->visible() && !spec.log_y) {
+    placed = spec;
+    const auto y2r = plot->yAxis2->range();
+    for (auto& s : placed.series)
+      if (s.right_axis)
+        for (auto& v : s.y) v = yr.lower + (v - y2r.lower) / y2r.size() * yr.size();
+    seen = &placed;
+  }
+  int covered = 0;
+  const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
+  // A hidden legend still takes its layout row: only a shown one goes below the axes.
+  place_legend(plot, legend_visible && covered > 0 && rows > 1, corner);
+}
+
+// Places a plot's legend and point labels again when its size changes (a chart drawn before its
+// window was shown, a window resized): one per plot, holding what the last draw_chart drew.
+class ChartRelayout : public QObject {
+ public:
+  using QObject::QObject;
+  void remember(const ChartSpec& spec, const QList<QCPItemText*>& labels, bool legend_visible) {
+    spec_ = spec;  // empty: no data, nothing to place
+    labels_.clear();
+    for (auto* l : labels) labels_ << QPointer<QCPItemText>(l);
+    legend_visible_ = legend_visible;
+  }
+  bool eventFilter(QObject* watched, QEvent* event) override {
+    auto* plot = qobject_cast<QCustomPlot*>(watched);
+    if (plot && event->type() == QEvent::Resize && !spec_.series.empty()) {
+      QList<QCPItemText*> labels;
+      for (const auto& l : labels_)
+        if (l) labels << l;
+      place_overlays(plot, spec_, labels, legend_visible_);
+      plot->replot(QCustomPlot::rpQueuedReplot);
+    }
+    return false;
+  }
+
+ private:
+  ChartSpec spec_;
+  QList<QPointer<QCPItemText>> labels_;
+  bool legend_visible_ = false;
+};
+
+ChartRelayout* relayout_of(QCustomPlot* plot) {
+  if (auto* found = dynamic_cast<ChartRelayout*>(plot->findChild<QObject*>("chartRelayout", Qt::FindDirectChildrenOnly)))
+    return found;
+  auto* relayout = new ChartRelayout(plot);
+  relayout->setObjectName("chartRelayout");
+  plot->installEventFilter(relayout);
+  return relayout;
 }
 
 }  // namespace
@@ -322,37 +378,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->xAxis->setRange(xr);
     plot->yAxis->setRange(yr);
     set_precision(plot->xAxis), set_precision(plot->yAxis);
-    // The legend's share of the frame, from its rows and widest label, with the box's margins, its
-    // inset from the axes and a marker's radius: a point just outside the box is still covered by
-    // its marker (the report's GP scatter lost CA's point under an estimate from average widths).
-    int rows = 0, widest = 0;
-    const QFontMetrics metrics(plot->legend->font());
-    for (const auto& s : spec.series)
-      if (listed(s)) ++rows, widest = std::max(widest, metrics.horizontalAdvance(QString::fromStdString(s.label)));
-    const double frame_w = std::max(100, (plot->width() > 50 ? plot->width() : spec.width) - 90);
-    const double frame_h = std::max(60, (plot->height() > 50 ? plot->height() : spec.height) - 100);
-    constexpr double kSlack = 14 + 12 + 8;  // the box's margins, its inset, a marker's radius (pixels)
-    const double legend_w =
-        (widest + plot->legend->iconSize().width() + plot->legend->iconTextPadding() + kSlack) / frame_w;
-    const double legend_h = (rows * (metrics.height() + 3) + kSlack) / frame_h;
-    place_point_labels(point_labels, frame_w, frame_h);
-    // The right axis's points where they appear on screen, in the left axis's units.
-    ChartSpec placed;
-    const ChartSpec* seen = &spec;
-    if (right && !spec.log_y) {
-      placed = spec;
-      const auto y2r = plot->yAxis2->range();
-      for (auto& s : placed.series)
-        if (s.right_axis)
-          for (auto& v : s.y) v = yr.lower + (v - y2r.lower) / y2r.size() * yr.size();
-      seen = &placed;
-    }
-    int covered = 0;
-    const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
-    // A hidden legend still takes its layout row: only a shown one goes below the axes.
-    place_legend(plot, legend_visible && covered > 0 && rows > 1, corner);
+    place_overlays(plot, spec, point_labels, legend_visible);
   }
   plot->legend->setVisible(legend_visible);
+  relayout_of(plot)->remember(xlo <= xhi ? spec : ChartSpec{}, point_labels, legend_visible);
   return graphs;
 }
 

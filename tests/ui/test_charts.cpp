@@ -164,22 +164,30 @@ class TestCharts : public QObject {
     QCOMPARE(plot.plotLayout()->rowCount(), 2);
   }
 
-  void a_legend_below_the_axes_rewraps_when_the_plot_changes_width() {
-    // A chart drawn into a narrow plot (the studio draws before its window is shown), then widened.
+  void the_legend_is_placed_again_when_the_plot_changes_size() {
+    // A chart drawn into a small plot (the studio draws before its window is shown), then enlarged.
     QCustomPlot plot;
-    plot.resize(300, 500);
+    plot.resize(300, 200);
     plot.show();  // a hidden widget hears of its size when shown
     std::vector<ChartSeries> lines;
     for (int i = 0; i < 4; ++i)
       lines.push_back(series({0, 10}, {double(i * 3), double(9 - i * 3)}, "a long run name " + std::to_string(i)));
     draw_chart(&plot, spec_of(lines));
-    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
-    const int narrow = plot.legend->wrap();
-    QCOMPARE(narrow, 1);
-    plot.resize(1500, 500);
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));  // below the axes
+    QCOMPARE(plot.legend->wrap(), 1);  // one entry a row
+    plot.resize(1500, 500);  // wider: the row holds more entries
     QVERIFY2(plot.legend->wrap() >= 4, qPrintable(QString::number(plot.legend->wrap())));
-    plot.resize(300, 500);
-    QCOMPARE(plot.legend->wrap(), narrow);
+    // Two short lines low on the left: in a small plot the legend box would cover them in every
+    // corner, so it goes below; in a large one it fits in an empty corner.
+    plot.resize(260, 180);
+    const auto low = spec_of({series({0, 1, 2, 10}, {0, 1, 0, 10}, "first run, long name"),
+                              series({0, 1, 2, 10}, {1, 0, 1, 0}, "second run, long name")});
+    draw_chart(&plot, low);
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
+    plot.resize(1600, 1000);
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.axisRect()->insetLayout()));
+    plot.resize(260, 180);
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
   }
 
   void series_in_the_legend_are_the_labelled_ones() {
