@@ -601,20 +601,25 @@ bool MainWindow::cancelOpening() {
   return true;
 }
 
+QString MainWindow::copyKeptCheckpoint(const RunRecord& run, const QString& path) {
+  const auto kept = SessionController::keptCheckpoint(run);
+  if (kept.isEmpty()) return tr("%1 has no checkpoint yet: it has not trained.").arg(run.name);
+  try {
+    write_atomically(path.toStdString(), [&](const std::string& tmp) {
+      if (!QFile::copy(kept, QString::fromStdString(tmp))) throw std::runtime_error("the copy failed");
+    });
+  } catch (const std::exception& e) {
+    return tr("Could not save '%1': %2").arg(path, QString::fromUtf8(e.what()));
+  }
+  return {};
+}
+
 void MainWindow::saveCheckpoint(const QString& path) {
   // The run selected in Runs: the one in hand (its model as it is now) or another, from its folder.
   const int row = run_list_->currentRow();
   const auto& runs = controller_->runs();
   if (row >= 0 && row < runs.size() && row != controller_->currentIndex()) {
-    const auto kept = SessionController::keptCheckpoint(runs[row]);
-    if (kept.isEmpty()) return showError(tr("%1 has no checkpoint yet: it has not trained.").arg(runs[row].name));
-    try {
-      write_atomically(path.toStdString(), [&](const std::string& tmp) {
-        if (!QFile::copy(kept, QString::fromStdString(tmp))) throw std::runtime_error("the copy failed");
-      });
-    } catch (const std::exception& e) {
-      return showError(tr("Could not save '%1': %2").arg(path, QString::fromUtf8(e.what())));
-    }
+    if (const auto why = copyKeptCheckpoint(runs[row], path); !why.isEmpty()) return showError(why);
     statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
     return addRecentFile(path);
   }
@@ -748,13 +753,27 @@ bool MainWindow::exportReport(const QString& folder) {
     return false;
   QString md = "# ReTreever Studio session report\n\n" + QDateTime::currentDateTime().toString(Qt::ISODate) + "\n\n";
   md += "## Runs\n\n" + comparison_->toMarkdown() + "\n";
-  for (const auto& r : controller_->runs()) {
+  const auto& runs = controller_->runs();
+  for (int i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
     const auto name = QString("metrics_run%1.csv").arg(r.id);
     if (!writeFileAtomically(dir.filePath(name), QByteArray::fromStdString(r.history.to_csv()))) return false;
+    // Each run's model: the one in hand as it is now, the others from their folders.
+    const auto checkpoint = QString("checkpoint_run%1.safetensors").arg(r.id);
+    bool saved = false;
+    if (i == controller_->currentIndex()) {
+      session_->saveCheckpointNow(dir.filePath(checkpoint));
+      saved = QFileInfo::exists(dir.filePath(checkpoint));
+    } else if (!SessionController::keptCheckpoint(r).isEmpty()) {
+      const auto why = copyKeptCheckpoint(r, dir.filePath(checkpoint));
+      if (!why.isEmpty()) showError(why);
+      saved = why.isEmpty();
+    }
     const auto changes = r.config.changes_from_preset();
-    md += QString("- %1: [%2](%2); other than the %3 preset: %4\n\n  <details><summary>config</summary>\n\n"
-                  "```json\n%5\n```\n\n  </details>\n\n")
-              .arg(r.name, name, QString::fromStdString(r.config.task),
+    md += QString("- %1: [%2](%2)%3; other than the %4 preset: %5\n\n  <details><summary>config</summary>\n\n"
+                  "```json\n%6\n```\n\n  </details>\n\n")
+              .arg(r.name, name, saved ? QString(", [%1](%1)").arg(checkpoint) : QString(),
+                   QString::fromStdString(r.config.task),
                    changes.empty() ? tr("nothing") : QString::fromStdString(changes),
                    QString::fromStdString(r.config.to_json()));
   }
@@ -778,7 +797,6 @@ bool MainWindow::exportReport(const QString& folder) {
     }
   }
   if (!writeFileAtomically(dir.filePath("report.md"), md.toUtf8())) return false;
-  if (controller_->currentRun()) session_->saveCheckpointNow(dir.filePath(kCheckpointFileName));
   statusBar()->showMessage(tr("Report written to %1").arg(folder), 5000);
   return true;
 }

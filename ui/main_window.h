@@ -51,6 +51,8 @@ class MainWindow : public QMainWindow {
   // discarded. False when nothing is being opened.
   bool cancelOpening();
   bool opening() const;
+  // The run selected in Runs (none selected: the run in hand); another than the one in hand is
+  // copied from its folder.
   void saveCheckpoint(const QString& path);
   bool exportPlots(const QString& folder, const QString& format, int width, int height);
   bool exportMetricsCsv(const QString& path);
@@ -88,6 +90,8 @@ class MainWindow : public QMainWindow {
   void removeRecentFile(const QString& path);
   void updateRecentMenu();
   bool writeFileAtomically(const QString& path, const QByteArray& bytes);
+  // The run's kept checkpoint copied to `path` in one step; "" or why not.
+  QString copyKeptCheckpoint(const RunRecord& run, const QString& path);
 
   SessionController* controller_;
   TrainingSession* session_;  // the controller's

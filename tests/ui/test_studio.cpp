@@ -441,6 +441,10 @@ class TestStudio : public QObject {
     const auto saved = dir_.filePath("restored-run.safetensors");
     again.saveCheckpoint(saved);
     QCOMPARE(read_checkpoint_header(saved.toStdString()).step, std::int64_t(4));
+    // A session report holds the restored run's model too, copied from its folder.
+    QVERIFY(again.exportReport(dir_.filePath("restored-report")));
+    const auto bundled = dir_.filePath(QString("restored-report/checkpoint_run%1.safetensors").arg(again.runs()[0].id));
+    QCOMPARE(read_checkpoint_header(bundled.toStdString()).step, std::int64_t(4));
   }
 
   void settings_of_other_decoders_are_disabled_and_the_new_choices_reach_the_config() {
@@ -1000,10 +1004,14 @@ class TestStudio : public QObject {
     QVERIFY(md.readAll().startsWith("| run | model |"));
     QVERIFY(w.exportReport(dir_.filePath("report")));
     QVERIFY(QFile::exists(dir_.filePath("report/report.md")));
-    QVERIFY(QFile::exists(dir_.filePath("report/checkpoint.safetensors")));
+    // Every run's model, linked from its line: this window trained one run.
+    const auto checkpoint = QString("checkpoint_run%1.safetensors").arg(w.runs()[0].id);
+    QCOMPARE(read_checkpoint_header(dir_.filePath("report/" + checkpoint).toStdString()).step,
+             w.runs()[0].lastStep());
     QFile report(dir_.filePath("report/report.md"));
     QVERIFY(report.open(QIODevice::ReadOnly));
     const auto text = QString::fromUtf8(report.readAll());
+    QVERIFY2(text.contains(QString("[%1](%1)").arg(checkpoint)), qPrintable(text.left(2000)));
     // Each run says what sets it apart from its preset before its whole config.
     const auto changes = QString::fromStdString(w.runs()[0].config.changes_from(Config::preset("copy")));
     QVERIFY(!changes.isEmpty());
