@@ -25,6 +25,7 @@
 #include <QInputDialog>
 #include <QLabel>
 #include <QListWidget>
+#include <QLockFile>
 #include <QMenuBar>
 #include <QMenu>
 #include <QMessageBox>
@@ -173,8 +174,23 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   refresh->start();
 
   readSettings();
-  // The runs of the last session come back (SessionController::keepRunsIn).
-  controller_->keepRunsIn(QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/session");
+  // The runs of the last session come back (SessionController::keepRunsIn). One studio keeps a
+  // session at a time: a second one open beside it keeps its own (session-2, ...), so that neither
+  // writes over the other's list.
+  const auto data = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+  for (int n = 1; n <= kMaxSessions && !session_lock_; ++n) {
+    const QString root = data + (n == 1 ? QString("/session") : QString("/session-%1").arg(n));
+    QDir().mkpath(root);
+    auto lock = std::make_unique<QLockFile>(root + "/lock");
+    lock->setStaleLockTime(0);  // stale only when the studio that took it has gone
+    if (!lock->tryLock(0)) continue;
+    session_lock_ = std::move(lock);
+    controller_->keepRunsIn(root);
+    if (n > 1) setWindowTitle(tr("ReTreever Studio (session %1: another studio keeps the first)").arg(n));
+  }
+  if (!session_lock_)
+    showError(tr("%1 studios are open already: this one keeps no session. Save the checkpoints of its runs "
+                 "before you close it.").arg(kMaxSessions));
   if (const auto problem = controller_->restore(); !problem.isEmpty()) showError(problem);
   if (!controller_->runs().isEmpty())
     statusBar()->showMessage((controller_->runs().size() == 1 ? tr("1 run of the last session restored")

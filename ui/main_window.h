@@ -3,6 +3,8 @@
 // command (STYLE.md: Qt's MainWindow skeleton).
 #pragma once
 
+#include <memory>
+
 #include <QList>
 #include <QMainWindow>
 
@@ -12,6 +14,7 @@
 class QAction;
 class QLabel;
 class QListWidget;
+class QLockFile;
 class QTabWidget;
 class QMenu;
 
@@ -102,6 +105,8 @@ class MainWindow : public QMainWindow {
   ScalingPanel* scaling_;
   QTabWidget* tabs_;
   QListWidget* run_list_ = nullptr;
+  static constexpr int kMaxSessions = 9;      // studios open at once, each keeping its session
+  std::unique_ptr<QLockFile> session_lock_;  // held while this window keeps its session
   QLabel* state_label_;
   QLabel* speed_label_;
   QLabel* device_label_;

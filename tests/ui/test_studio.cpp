@@ -414,6 +414,20 @@ class TestStudio : public QObject {
     }
   }
 
+  void two_studios_open_at_once_keep_a_session_each() {
+    QString first_root;
+    {
+      MainWindow a;
+      MainWindow b;
+      first_root = a.controller()->root();
+      QVERIFY(first_root.endsWith("/session"));
+      QVERIFY2(b.controller()->root().endsWith("/session-2"), qPrintable(b.controller()->root()));
+      QVERIFY(b.windowTitle().contains("session 2") && !a.windowTitle().contains("session"));
+    }
+    MainWindow c;  // both closed: the first session is free again
+    QCOMPARE(c.controller()->root(), first_root);
+  }
+
   void the_studio_brings_back_its_runs_when_it_starts_again() {
     QString name;
     {
