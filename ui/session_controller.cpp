@@ -259,6 +259,13 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   if (ended) QTimer::singleShot(0, this, &SessionController::startNextQueued);
 }
 
+namespace {
+bool refused(QString* error, const QString& why) {
+  if (error) *error = why;
+  return false;
+}
+}  // namespace
+
 // The session on disk (ui/session_store.h) ---------------------------------------------------------
 
 void SessionController::keepRunsIn(const QString& root) { store_ = SessionStore(root); }
@@ -301,10 +308,7 @@ void SessionController::keepAll() {
 }
 
 bool SessionController::continueRun(int index, QString* error, qint64 until) {
-  auto refuse = [&](const QString& why) {
-    if (error) *error = why;
-    return false;
-  };
+  const auto refuse = [error](const QString& why) { return refused(error, why); };
   if (index < 0 || index >= runs_.size()) return refuse(tr("There is no such run."));
   auto& run = runs_[index];
   if (session_->busy() || opening()) return refuse(tr("A run is in progress: stop it first."));
@@ -334,10 +338,7 @@ bool SessionController::continueRun(int index, QString* error, qint64 until) {
 }
 
 bool SessionController::removeRun(int index, QString* error) {
-  auto refuse = [&](const QString& why) {
-    if (error) *error = why;
-    return false;
-  };
+  const auto refuse = [error](const QString& why) { return refused(error, why); };
   if (index < 0 || index >= runs_.size()) return refuse(tr("There is no such run."));
   if (queue_.contains(index)) return refuse(tr("%1 is queued: stop the queue first.").arg(runs_[index].name));
   if (index == current_ && (session_->busy() || opening()))
@@ -354,10 +355,7 @@ bool SessionController::removeRun(int index, QString* error) {
 }
 
 bool SessionController::clearSession(QString* error) {
-  if (session_->busy() || opening() || !queue_.isEmpty()) {
-    if (error) *error = tr("Runs are training or queued: stop them first.");
-    return false;
-  }
+  if (session_->busy() || opening() || !queue_.isEmpty()) return refused(error, tr("Runs are training or queued: stop them first."));
   for (const auto& r : runs_) store_.deleteFolder(r);
   runs_.clear();
   current_ = -1;
