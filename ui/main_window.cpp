@@ -178,19 +178,24 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   // session at a time: a second one open beside it keeps its own (session-2, ...), so that neither
   // writes over the other's list.
   const auto data = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+  QString unkept = tr("%1 studios are open already").arg(kMaxSessions);
   for (int n = 1; n <= kMaxSessions && !session_lock_; ++n) {
     const QString root = data + (n == 1 ? QString("/session") : QString("/session-%1").arg(n));
     QDir().mkpath(root);
     auto lock = std::make_unique<QLockFile>(root + "/lock");
     lock->setStaleLockTime(0);  // stale only when the studio that took it has gone
-    if (!lock->tryLock(0)) continue;
+    if (!lock->tryLock(0)) {
+      if (lock->error() == QLockFile::LockFailedError) continue;  // another studio's
+      unkept = tr("%1 cannot be written").arg(root);  // a read-only disk: no other session will do
+      break;
+    }
     session_lock_ = std::move(lock);
     controller_->keepRunsIn(root);
     if (n > 1) setWindowTitle(tr("ReTreever Studio (session %1: another studio keeps the first)").arg(n));
   }
   if (!session_lock_)
-    showError(tr("%1 studios are open already: this one keeps no session. Save the checkpoints of its runs "
-                 "before you close it.").arg(kMaxSessions));
+    showError(tr("This studio keeps no session (%1): its runs are not kept. Save the checkpoints you want "
+                 "before you close it.").arg(unkept));
   if (const auto problem = controller_->restore(); !problem.isEmpty()) showError(problem);
   if (!controller_->runs().isEmpty())
     statusBar()->showMessage((controller_->runs().size() == 1 ? tr("1 run of the last session restored")

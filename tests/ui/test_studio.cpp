@@ -428,6 +428,22 @@ class TestStudio : public QObject {
     QCOMPARE(c.controller()->root(), first_root);
   }
 
+  void a_studio_that_cannot_write_its_session_says_so_and_trains_anyway() {
+    QFile blocker(dir_.filePath("a-file-not-a-folder"));
+    QVERIFY(blocker.open(QIODevice::WriteOnly));
+    blocker.close();
+    qputenv("XDG_DATA_HOME", blocker.fileName().toUtf8() + "/data");  // under a file: nothing can be made
+    MainWindow w;
+    QVERIFY(w.controller()->root().isEmpty());
+    auto* dialog = w.findChild<QMessageBox*>("errorDialog");
+    QVERIFY(dialog);
+    QVERIFY2(dialog->text().contains("keeps no session") && dialog->text().contains("cannot be written"),
+             qPrintable(dialog->text()));
+    w.queueRuns({small_copy(4)}, "unkept");
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs()[0].state == state_text(TrainingSession::State::Finished), 60000);
+    QVERIFY(w.runs()[0].folder.isEmpty());
+  }
+
   void the_studio_brings_back_its_runs_when_it_starts_again() {
     QString name;
     {
