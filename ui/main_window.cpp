@@ -452,7 +452,7 @@ void MainWindow::createDockWindows() {
       // A run short of its steps goes on to them; a finished one trains until the step asked for.
       const auto& run = controller_->runs()[row];
       qint64 until = 0;
-      if (!SessionController::keptCheckpoint(run).isEmpty() && run.lastStep() >= run.config.steps) {
+      if (!kept_checkpoint(run).isEmpty() && run.lastStep() >= run.config.steps) {
         bool ok = false;
         until = QInputDialog::getInt(this, tr("Train it further"),
                                      tr("%1 has trained %2 steps. Train until step:").arg(run.name).arg(run.lastStep()),
@@ -494,7 +494,7 @@ void MainWindow::createDockWindows() {
     const auto& runs = controller_->runs();
     if (row < 0 || row >= runs.size()) return;
     if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
-    else if (const auto kept = SessionController::keptCheckpoint(runs[row]); !kept.isEmpty())
+    else if (const auto kept = kept_checkpoint(runs[row]); !kept.isEmpty())
       inspector_->setCheckpoint(kept, QString::fromStdString(runs[row].config.task));  // an earlier session's
   });
 }
@@ -590,7 +590,7 @@ void MainWindow::updateActions() {
   action("setLr")->setEnabled(s == TrainingSession::State::Paused);
   const int row = run_list_ ? run_list_->currentRow() : -1;
   const bool kept = row >= 0 && row < controller_->runs().size() && row != controller_->currentIndex() &&
-                    !SessionController::keptCheckpoint(controller_->runs()[row]).isEmpty();
+                    !kept_checkpoint(controller_->runs()[row]).isEmpty();
   action("save")->setEnabled(kept || (controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing));
 }
 
@@ -623,7 +623,7 @@ bool MainWindow::cancelOpening() {
 }
 
 QString MainWindow::copyKeptCheckpoint(const RunRecord& run, const QString& path) {
-  const auto kept = SessionController::keptCheckpoint(run);
+  const auto kept = kept_checkpoint(run);
   if (kept.isEmpty()) return tr("%1 has no checkpoint yet: it has not trained.").arg(run.name);
   try {
     write_atomically(path.toStdString(), [&](const std::string& tmp) {
@@ -785,7 +785,7 @@ bool MainWindow::exportReport(const QString& folder) {
     if (i == controller_->currentIndex()) {
       session_->saveCheckpointNow(dir.filePath(checkpoint));
       saved = QFileInfo::exists(dir.filePath(checkpoint));
-    } else if (!SessionController::keptCheckpoint(r).isEmpty()) {
+    } else if (!kept_checkpoint(r).isEmpty()) {
       const auto why = copyKeptCheckpoint(r, dir.filePath(checkpoint));
       if (!why.isEmpty()) showError(why);
       saved = why.isEmpty();

@@ -56,7 +56,7 @@ void SessionController::queueRuns(const QList<Config>& configs, const QString& g
     r.state = tr("queued");
     r.group = group;
     r.devices = devices;
-    r.folder = newFolder(r);
+    r.folder = store_.newFolder(r);
     runs_ << r;
     queue_ << runs_.size() - 1;
   }
@@ -102,7 +102,7 @@ void SessionController::startOpening(const QString& path) {
     pending_run_.config = read_checkpoint_header(path.toStdString()).config;  // names the folder
   } catch (const std::exception&) {  // the loading says what is wrong
   }
-  pending_run_.folder = newFolder(pending_run_);
+  pending_run_.folder = store_.newFolder(pending_run_);
   Q_EMIT openingStarted(path);
   session_->resumeFrom(path, true, pending_run_.folder);  // errors arrive through the session's failed()
 }
@@ -232,7 +232,7 @@ void SessionController::onStateChanged(TrainingSession::State s) {
   if (discarding_) {  // the cancelled opening's run: not the current run's state
     if (ended) {
       discarding_ = false;
-      if (store_.owns(discarded_folder_)) QDir(discarded_folder_).removeRecursively();
+      store_.deleteFolder(discarded_folder_);
       discarded_folder_.clear();
     }
     Q_EMIT stateChanged(ended ? TrainingSession::State::Idle : s);
@@ -270,10 +270,6 @@ bool refused(QString* error, const QString& why) {
 
 void SessionController::keepRunsIn(const QString& root) { store_ = SessionStore(root); }
 
-QString SessionController::newFolder(const RunRecord& run) const { return store_.newFolder(run); }
-
-QString SessionController::keptCheckpoint(const RunRecord& run) { return kept_checkpoint(run); }
-
 void SessionController::persist() const {
   // A list that cannot be written loses nothing: the runs' folders hold every run.
   if (const auto why = store_.write(runs_, queue_); !why.isEmpty())
@@ -296,7 +292,7 @@ void SessionController::keepAll() {
     if (auto* run = currentRun()) {
       // Its last steps' signals may still wait in the queue: the checkpoint says where it stopped.
       try {
-        if (const auto kept = keptCheckpoint(*run); !kept.isEmpty())
+        if (const auto kept = kept_checkpoint(*run); !kept.isEmpty())
           run->steps_done = read_checkpoint_header(kept.toStdString()).step;
       } catch (const std::exception&) {  // restore() says what is wrong with it
       }
@@ -313,7 +309,7 @@ bool SessionController::continueRun(int index, QString* error, qint64 until) {
   auto& run = runs_[index];
   if (session_->busy() || opening()) return refuse(tr("A run is in progress: stop it first."));
   if (queue_.contains(index)) return refuse(tr("%1 is queued already.").arg(run.name));
-  const QString checkpoint = keptCheckpoint(run);
+  const QString checkpoint = kept_checkpoint(run);
   if (checkpoint.isEmpty()) {
     if (run.lastStep() > 0) return refuse(tr("%1 has no checkpoint kept to go on from.").arg(run.name));
     run.state = tr("queued");
@@ -343,7 +339,7 @@ bool SessionController::removeRun(int index, QString* error) {
   if (queue_.contains(index)) return refuse(tr("%1 is queued: stop the queue first.").arg(runs_[index].name));
   if (index == current_ && (session_->busy() || opening()))
     return refuse(tr("%1 is in progress: stop it first.").arg(runs_[index].name));
-  store_.deleteFolder(runs_[index]);
+  store_.deleteFolder(runs_[index].folder);
   runs_.removeAt(index);
   for (auto& i : queue_)
     if (i > index) --i;
@@ -356,7 +352,7 @@ bool SessionController::removeRun(int index, QString* error) {
 
 bool SessionController::clearSession(QString* error) {
   if (session_->busy() || opening() || !queue_.isEmpty()) return refused(error, tr("Runs are training or queued: stop them first."));
-  for (const auto& r : runs_) store_.deleteFolder(r);
+  for (const auto& r : runs_) store_.deleteFolder(r.folder);
   runs_.clear();
   current_ = -1;
   next_id_ = 1;

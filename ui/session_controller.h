@@ -64,8 +64,6 @@ class SessionController : public QObject {
   // planned with), or starts one that never started. False with `error` set when it cannot (busy,
   // nothing kept, no step left to train).
   bool continueRun(int index, QString* error, qint64 until = 0);
-  // The run's last checkpoint in its folder, "" when it has none yet.
-  static QString keptCheckpoint(const RunRecord& run);
   // Forgets every run and deletes the folders this session made; refused while a run trains.
   bool clearSession(QString* error);
   // Forgets one run and deletes its folder; refused for the run in hand and for queued runs.
@@ -90,7 +88,6 @@ class SessionController : public QObject {
 
  private:
   void startNextQueued();
-  QString newFolder(const RunRecord& run) const;  // under root/runs, unused so far
   void persist() const;                           // root/session.json
   void startOpening(const QString& path);
   // After the session settles: the next checkpoint waiting, once the run opened before it has

@@ -58,8 +58,8 @@ bool SessionStore::owns(const QString& folder) const {
   return keeps() && !folder.isEmpty() && QDir::cleanPath(folder).startsWith(runsFolder() + "/");
 }
 
-void SessionStore::deleteFolder(const RunRecord& run) const {
-  if (owns(run.folder)) QDir(run.folder).removeRecursively();
+void SessionStore::deleteFolder(const QString& folder) const {
+  if (owns(folder)) QDir(folder).removeRecursively();
 }
 
 QString SessionStore::write(const QList<RunRecord>& runs, const QList<int>& queued) const {

@@ -21,7 +21,7 @@ class SessionStore {
   QString runsFolder() const;                      // ROOT/runs
   QString newFolder(const RunRecord& run) const;   // ROOT/runs/NNN-MODEL-TASK, not on disk yet
   bool owns(const QString& folder) const;          // a folder under ROOT/runs
-  void deleteFolder(const RunRecord& run) const;   // only one it owns
+  void deleteFolder(const QString& folder) const;  // only one it owns
 
   // Writes session.json in one step (a temporary file renamed). `queued`: indices of the runs still
   // waiting. Returns "" or why it could not.

@@ -297,7 +297,7 @@ class TestStudio : public QObject {
       QVERIFY(stopped_at >= 25);
       QCOMPARE(runs[1].lastStep(), stopped_at);
       QCOMPARE(runs[1].state, QString("stopped at step %1").arg(stopped_at));
-      QVERIFY(SessionController::keptCheckpoint(runs[2]).isEmpty());
+      QVERIFY(kept_checkpoint(runs[2]).isEmpty());
       QVERIFY(runs[0].folder.startsWith(root.path() + "/runs/") && runs[0].folder != runs[1].folder);
       QTest::qWait(200);  // the queue is held: nothing starts after keepAll
       QVERIFY(!a.session()->busy());
