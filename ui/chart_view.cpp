@@ -164,8 +164,8 @@ void place_legend(QCustomPlot* plot, bool outside, Qt::Alignment corner) {
     layout->take(legend);
     layout->simplify();
     inset->addElement(legend, corner);
-    legend->setFillOrder(QCPLayoutGrid::foRowsFirst);
-    legend->setWrap(0);
+    legend->setWrap(0);  // before the fill order, which rearranges the entries by the wrap: one column
+    legend->setFillOrder(QCPLayoutGrid::foRowsFirst, true);
   }
   if (outside) {
     wrap_legend(plot);

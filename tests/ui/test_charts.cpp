@@ -186,6 +186,8 @@ class TestCharts : public QObject {
     QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
     plot.resize(1600, 1000);
     QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.axisRect()->insetLayout()));
+    QCOMPARE(plot.legend->columnCount(), 1);  // back in a corner: its entries one under the other
+    QCOMPARE(plot.legend->rowCount(), 2);
     plot.resize(260, 180);
     QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
   }
