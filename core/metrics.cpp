@@ -48,6 +48,9 @@ std::string MetricsHistory::to_json() const {
   for (const auto& e : evals)
     j["evals"].push_back({{"step", e.step}, {"metric", e.metric}, {"value", e.value},
                           {"per_point", e.per_point}, {"tokens_per_query", e.tokens_per_query}, {"context_size", e.context_size}});
+  // The last evaluation's metric per target position, for the studio's per-position plot of a run
+  // restored or opened from its checkpoint (the earlier ones' would grow the header with the run).
+  if (!evals.empty() && !evals.back().per_target.empty()) j["evals"].back()["per_target"] = evals.back().per_target;
   return j.dump();
 }
 
@@ -76,6 +79,7 @@ MetricsHistory MetricsHistory::from_json(const std::string& text) {
     e.per_point = r.value("per_point", e.value);
     e.tokens_per_query = r.at("tokens_per_query");
     e.context_size = r.at("context_size");
+    if (r.contains("per_target")) e.per_target = r.at("per_target").get<std::vector<double>>();
     h.evals.push_back(e);
   }
   return h;

@@ -35,9 +35,23 @@ bool drawable(double x, double y, const ChartSpec& s) {
   return std::isfinite(x) && std::isfinite(y) && (!s.log_x || x > 0) && (!s.log_y || y > 0);
 }
 
+// A log axis labels its decades 0.01, 0.1, 1, 10, 100, 1k, 10k, 100k, 1M, ...: "100000" and
+// "1e+06" are hard to tell apart at a glance, and the Scaling view names its sizes 1k .. 1M.
+class CompactLogTicker : public QCPAxisTickerLog {
+ protected:
+  QString getTickLabel(double tick, const QLocale& locale, QChar format, int precision) override {
+    static const char* const kSuffixes[] = {"k", "M", "G", "T"};
+    double scaled = std::abs(tick);
+    int power = -1;
+    while (scaled >= 1000 && power < 3) scaled /= 1000, ++power;
+    if (power < 0) return QCPAxisTickerLog::getTickLabel(tick, locale, format, precision);
+    return QString::number(tick < 0 ? -scaled : scaled, 'g', 3) + kSuffixes[power];
+  }
+};
+
 void set_scale(QCPAxis* axis, bool log) {
   axis->setScaleType(log ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
-  if (log) axis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+  if (log) axis->setTicker(QSharedPointer<QCPAxisTickerLog>(new CompactLogTicker));
   else axis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
 }
 

@@ -205,6 +205,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
                              10000);
   updateActions();
   refreshViews();
+  // The newest run is selected, as after training: the inspector shows its model (loaded off the UI
+  // thread) and Save checkpoint saves it.
+  selectRun(int(controller_->runs().size()) - 1);
 }
 
 MainWindow::~MainWindow() = default;

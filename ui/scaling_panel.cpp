@@ -21,6 +21,14 @@
 
 namespace retreever::ui {
 
+namespace {
+// A context size as the combo boxes name it: 16k, 1M (binary: 1k = 1024 tokens); other counts whole.
+QString size_label(std::int64_t n) {
+  constexpr std::int64_t k = 1024, m = k * k;
+  return n >= m && n % m == 0 ? QString("%1M").arg(n / m) : n >= k && n % k == 0 ? QString("%1k").arg(n / k) : QString::number(n);
+}
+}  // namespace
+
 ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   auto* controls = new QHBoxLayout;
@@ -29,7 +37,7 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   max_n_->setObjectName("scalingMaxN");
   for (std::int64_t n : {std::int64_t(16) << 10, std::int64_t(64) << 10, std::int64_t(256) << 10,
                          std::int64_t(1) << 20, std::int64_t(4) << 20, std::int64_t(16) << 20})
-    max_n_->addItem(n >= (1 << 20) ? QString("%1M").arg(n >> 20) : QString("%1k").arg(n >> 10), qlonglong(n));
+    max_n_->addItem(size_label(n), qlonglong(n));
   max_n_->setCurrentIndex(2);
   max_n_->setToolTip(tr("The largest context measured; sizes grow by 4 and stop early where memory would not hold them."));
   controls->addWidget(max_n_);
@@ -68,7 +76,7 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   walk_n_ = new QComboBox;
   walk_n_->setObjectName("scalingWalkN");
   for (std::int64_t n : {std::int64_t(1) << 10, std::int64_t(64) << 10, std::int64_t(1) << 20, std::int64_t(4) << 20})
-    walk_n_->addItem(n >= (1 << 20) ? QString("%1M").arg(n >> 20) : QString("%1k").arg(n >> 10), qlonglong(n));
+    walk_n_->addItem(size_label(n), qlonglong(n));
   walk_n_->setCurrentIndex(2);
   walk_row->addWidget(walk_n_);
   walk_ = new QPushButton(tr("Walk"));
@@ -135,9 +143,9 @@ bool ScalingPanel::run(std::int64_t max_n, std::int64_t queries, const QString& 
       if (!self) return;
       const bool ok = self->endJob(error);
       QString summary = largest == 0 ? tr("No size was measured.")
-                        : stop->load() ? tr("Stopped after N = %1.").arg(largest)
-                        : largest < max_n ? tr("Up to N = %1: the next size would not fit in memory.").arg(largest)
-                                          : tr("Done: N up to %1.").arg(largest);
+                        : stop->load() ? tr("Stopped after N = %1.").arg(size_label(largest))
+                        : largest < max_n ? tr("Up to N = %1: the next size would not fit in memory.").arg(size_label(largest))
+                                          : tr("Done: N up to %1.").arg(size_label(largest));
       if (ok) self->status_->setText(summary);
       Q_EMIT self->finished(summary);
     }, Qt::QueuedConnection);

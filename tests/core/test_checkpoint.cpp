@@ -93,6 +93,10 @@ class TestCheckpoint : public QObject {
         QCOMPARE(b->steps_done(), a.steps_done());
         QCOMPARE(b->config().to_json(), a.config().to_json());
         QCOMPARE(int64_t(b->history().evals.size()), int64_t(1));
+        // The last evaluation's accuracy per target position comes back (the copy task's only:
+        // GP's batches differ in their target counts), for the studio's per-position plot.
+        QCOMPARE(b->history().evals.back().per_target, e1.per_target);
+        QCOMPARE(e1.per_target.empty(), std::string(task) != "copy");
         const auto e2 = b->evaluate();
         QCOMPARE(e2.value, e1.value);
         // The optimiser state, the data stream and (the copy preset's) dropout masks continue exactly.

@@ -269,6 +269,28 @@ class TestCharts : public QObject {
     QCOMPARE(plot.yAxis->numberPrecision(), 6);
   }
 
+  void log_axes_label_large_decades_with_suffixes() {
+    // The Scaling view's axes: context sizes 1k .. 1M, latencies 0.05 .. 200 us.
+    QCustomPlot plot;
+    plot.resize(600, 300);
+    ChartSpec spec = spec_of({series({1024, 16384, 262144, 1048576}, {0.05, 0.3, 4, 200})});
+    spec.log_x = spec.log_y = true;
+    draw_chart(&plot, spec);
+    plot.replot();
+    const auto labels_of = [&](QCPAxis* axis) {
+      QVector<double> ticks;
+      QVector<QString> labels;
+      axis->ticker()->generate(axis->range(), plot.locale(), axis->numberFormat().at(0).toLatin1(),
+                               axis->numberPrecision(), ticks, nullptr, &labels);
+      return labels;
+    };
+    const QVector<QString> x = labels_of(plot.xAxis), y = labels_of(plot.yAxis);
+    QVERIFY2(x.contains("1k") && x.contains("10k") && x.contains("100k") && x.contains("1M"),
+             qPrintable(QStringList(x.begin(), x.end()).join(' ')));
+    QVERIFY2(y.contains("0.1") && y.contains("1") && y.contains("100"), qPrintable(QStringList(y.begin(), y.end()).join(' ')));
+    for (const auto& l : x + y) QVERIFY2(!l.contains('e'), qPrintable(l));  // no 1e+06, no "10^6"
+  }
+
   void a_legend_leaves_lone_points_near_a_corner_visible() {
     // The report's GP scatter (one point a model, log x): the legend went to the top right, over
     // CA's point near that corner.

@@ -459,10 +459,15 @@ class TestStudio : public QObject {
     QCOMPARE(again.runs().size(), qsizetype(1));
     QCOMPARE(again.runs()[0].name, name);
     QCOMPARE(again.runs()[0].lastStep(), std::int64_t(4));
-    // Selecting it loads its model from its folder into the inspector.
+    // It comes back selected, as after training: its model loads from its folder into the inspector,
+    // and its copy task's accuracy per target position (from its checkpoint) is plotted again.
     auto* list = again.findChild<QListWidget*>("runList");
     QVERIFY(list);
-    list->setCurrentRow(0);
+    QCOMPARE(list->currentRow(), 0);
+    QCOMPARE(again.runs()[0].lastEval()->per_target.size(), std::size_t(again.runs()[0].config.seq_len / 2));
+    auto* positions = again.findChild<QCustomPlot*>("Accuracy per target position (click to inspect)");
+    QVERIFY(positions);
+    QVERIFY(positions->isVisibleTo(&again));
     auto* inspector = again.findChild<InspectorPanel*>();
     QVERIFY(inspector);
     QTRY_VERIFY_WITH_TIMEOUT(inspector->hasModel() && !inspector->loading(), 60000);
