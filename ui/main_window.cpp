@@ -205,9 +205,19 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
                              10000);
   updateActions();
   refreshViews();
-  // The newest run is selected, as after training: the inspector shows its model (loaded off the UI
-  // thread) and Save checkpoint saves it.
-  selectRun(int(controller_->runs().size()) - 1);
+  // With nothing selected the inspector shows the newest run's model, loaded off the UI thread, and
+  // Save checkpoint saves it (chosenRun); a run started later takes over, as in a new session.
+  if (const int newest = chosenRun(); newest >= 0)
+    if (const auto kept = kept_checkpoint(controller_->runs()[newest]); !kept.isEmpty())
+      inspector_->setCheckpoint(kept, QString::fromStdString(controller_->runs()[newest].config.task));
+}
+
+int MainWindow::chosenRun() const {
+  const int row = run_list_ ? run_list_->currentRow() : -1;
+  const int count = int(controller_->runs().size());
+  if (row >= 0 && row < count) return row;
+  if (controller_->currentIndex() >= 0 && controller_->currentIndex() < count) return controller_->currentIndex();
+  return count - 1;
 }
 
 MainWindow::~MainWindow() = default;
@@ -591,9 +601,8 @@ void MainWindow::updateActions() {
   action("stop")->setEnabled(busy);
   action("step")->setEnabled(s == TrainingSession::State::Paused || s == TrainingSession::State::Finished);
   action("setLr")->setEnabled(s == TrainingSession::State::Paused);
-  const int row = run_list_ ? run_list_->currentRow() : -1;
-  const bool kept = row >= 0 && row < controller_->runs().size() && row != controller_->currentIndex() &&
-                    !kept_checkpoint(controller_->runs()[row]).isEmpty();
+  const int row = chosenRun();
+  const bool kept = row >= 0 && row != controller_->currentIndex() && !kept_checkpoint(controller_->runs()[row]).isEmpty();
   action("save")->setEnabled(kept || (controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing));
 }
 
@@ -639,10 +648,10 @@ QString MainWindow::copyKeptCheckpoint(const RunRecord& run, const QString& path
 }
 
 void MainWindow::saveCheckpoint(const QString& path) {
-  // The run selected in Runs: the one in hand (its model as it is now) or another, from its folder.
-  const int row = run_list_->currentRow();
+  // The run chosen in Runs: the one in hand (its model as it is now) or another, from its folder.
+  const int row = chosenRun();
   const auto& runs = controller_->runs();
-  if (row >= 0 && row < runs.size() && row != controller_->currentIndex()) {
+  if (row >= 0 && row != controller_->currentIndex()) {
     if (const auto why = copyKeptCheckpoint(runs[row], path); !why.isEmpty()) return showError(why);
     statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
     return addRecentFile(path);

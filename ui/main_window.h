@@ -93,6 +93,9 @@ class MainWindow : public QMainWindow {
   void removeRecentFile(const QString& path);
   void updateRecentMenu();
   bool writeFileAtomically(const QString& path, const QByteArray& bytes);
+  // The run Save checkpoint saves: the one selected in Runs, else the run in hand, else the newest
+  // (a restored session's); -1 when there is none.
+  int chosenRun() const;
   // The run's kept checkpoint copied to `path` in one step; "" or why not.
   QString copyKeptCheckpoint(const RunRecord& run, const QString& path);
 

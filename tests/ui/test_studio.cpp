@@ -459,11 +459,12 @@ class TestStudio : public QObject {
     QCOMPARE(again.runs().size(), qsizetype(1));
     QCOMPARE(again.runs()[0].name, name);
     QCOMPARE(again.runs()[0].lastStep(), std::int64_t(4));
-    // It comes back selected, as after training: its model loads from its folder into the inspector,
-    // and its copy task's accuracy per target position (from its checkpoint) is plotted again.
+    // Nothing is selected, so that a run started next is followed; the inspector loads the newest
+    // run's model from its folder, Save saves it, and its copy task's accuracy per target position
+    // (from its checkpoint) is plotted again.
     auto* list = again.findChild<QListWidget*>("runList");
     QVERIFY(list);
-    QCOMPARE(list->currentRow(), 0);
+    QCOMPARE(list->currentRow(), -1);
     QCOMPARE(again.runs()[0].lastEval()->per_target.size(), std::size_t(again.runs()[0].config.seq_len / 2));
     auto* positions = again.findChild<QCustomPlot*>("Accuracy per target position (click to inspect)");
     QVERIFY(positions);
@@ -471,7 +472,7 @@ class TestStudio : public QObject {
     auto* inspector = again.findChild<InspectorPanel*>();
     QVERIFY(inspector);
     QTRY_VERIFY_WITH_TIMEOUT(inspector->hasModel() && !inspector->loading(), 60000);
-    // Save checkpoint saves the selected run from its folder (no trainer holds it now).
+    // Save checkpoint saves that run from its folder (no trainer holds it now).
     QVERIFY(again.action("save")->isEnabled());
     const auto saved = dir_.filePath("restored-run.safetensors");
     again.saveCheckpoint(saved);
@@ -480,6 +481,15 @@ class TestStudio : public QObject {
     QVERIFY(again.exportReport(dir_.filePath("restored-report")));
     const auto bundled = dir_.filePath(QString("restored-report/checkpoint_run%1.safetensors").arg(again.runs()[0].id));
     QCOMPARE(read_checkpoint_header(bundled.toStdString()).step, std::int64_t(4));
+    // A run trained next is the one Save saves while nothing is selected.
+    again.queueRuns({small_copy(6)}, "after the restore");
+    QTRY_VERIFY_WITH_TIMEOUT(again.runs().size() == 2 && again.runs()[1].state == state_text(TrainingSession::State::Finished),
+                             60000);
+    QCOMPARE(list->currentRow(), -1);
+    const auto newest = dir_.filePath("newest-run.safetensors");
+    again.saveCheckpoint(newest);
+    QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(newest), 30000);
+    QCOMPARE(read_checkpoint_header(newest.toStdString()).step, std::int64_t(6));
   }
 
   void settings_of_other_decoders_are_disabled_and_the_new_choices_reach_the_config() {
