@@ -106,10 +106,16 @@ GpTaskView::GpTaskView(QWidget* parent) : TaskView(parent), plot_(new QCustomPlo
   plot_->setToolTip(tr("Black: context points. Grey crosses: true targets. Line and band: predicted mean ± 2σ. "
                        "Click near a target to inspect its retrieval."));
   plot_->legend->setVisible(true);
-  // The legend beside the axes, not over the points: a function's data fills the whole frame.
-  plot_->axisRect()->insetLayout()->take(plot_->legend);
-  plot_->plotLayout()->addElement(0, 1, plot_->legend);
+  // The legend beside the axes, not over the points: a function's data fills the whole frame. It
+  // keeps its own height at the top of its column, an empty element under it taking the rest (the
+  // legend alone in the column spread its rows over the plot's height).
+  auto* side = new QCPLayoutGrid;
+  plot_->plotLayout()->addElement(0, 1, side);
   plot_->plotLayout()->setColumnStretchFactor(1, 0.001);
+  plot_->axisRect()->insetLayout()->take(plot_->legend);
+  side->addElement(0, 0, plot_->legend);
+  side->addElement(1, 0, new QCPLayoutElement(plot_));
+  side->setRowStretchFactor(0, 0.001);
   plot_->legend->setMargins(QMargins(6, 4, 6, 4));
   plot_->xAxis->setLabel("x");
   plot_->yAxis->setLabel("y");
