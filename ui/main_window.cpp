@@ -795,8 +795,7 @@ bool MainWindow::exportReport(const QString& folder) {
     const auto checkpoint = QString("checkpoint_run%1.safetensors").arg(r.id);
     bool saved = false;
     if (i == controller_->currentIndex()) {
-      session_->saveCheckpointNow(dir.filePath(checkpoint));
-      saved = QFileInfo::exists(dir.filePath(checkpoint));
+      saved = session_->saveCheckpointNow(dir.filePath(checkpoint));
     } else if (!kept_checkpoint(r).isEmpty()) {
       const auto why = copyKeptCheckpoint(r, dir.filePath(checkpoint));
       if (!why.isEmpty()) showError(why);

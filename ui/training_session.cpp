@@ -72,8 +72,11 @@ void TrainingSession::setCpuThreads(int threads) {
 void TrainingSession::saveCheckpoint(const QString& path) {
   QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::QueuedConnection, Q_ARG(QString, path));
 }
-void TrainingSession::saveCheckpointNow(const QString& path) {
-  QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::BlockingQueuedConnection, Q_ARG(QString, path));
+bool TrainingSession::saveCheckpointNow(const QString& path) {
+  bool saved = false;
+  QMetaObject::invokeMethod(worker_, "saveCheckpoint", Qt::BlockingQueuedConnection, Q_RETURN_ARG(bool, saved),
+                            Q_ARG(QString, path));
+  return saved;
 }
 void TrainingSession::requestSnapshot() {
   QMetaObject::invokeMethod(worker_, "requestSnapshot", Qt::QueuedConnection);
@@ -230,13 +233,18 @@ void TrainingWorker::setTotalSteps(qint64 steps) {
   everywhere([steps](Trainer& t) { t.set_total_steps(steps); });
 }
 
-void TrainingWorker::saveCheckpoint(const QString& path) {
-  if (!trainer_) return Q_EMIT session_->failed("There is no model to save yet: start a run first.");
+bool TrainingWorker::saveCheckpoint(const QString& path) {
+  if (!trainer_) {
+    Q_EMIT session_->failed("There is no model to save yet: start a run first.");
+    return false;
+  }
   try {
     trainer_->save(path.toStdString());
     Q_EMIT session_->checkpointSaved(path);
+    return true;
   } catch (const std::exception& e) {
     Q_EMIT session_->failed(QString::fromStdString(e.what()));
+    return false;
   }
 }
 

@@ -59,8 +59,9 @@ class TrainingSession : public QObject {
   void setCpuThreads(int threads);
   void saveCheckpoint(const QString& path);
   void requestSnapshot();
-  // Saves and returns when the file is written (the session report).
-  void saveCheckpointNow(const QString& path);
+  // Saves and returns when the file is written (the session report): whether it was (a failure is
+  // reported by failed() as well).
+  bool saveCheckpointNow(const QString& path);
 
  Q_SIGNALS:
   void stateChanged(retreever::ui::TrainingSession::State state);
@@ -99,7 +100,7 @@ class TrainingWorker : public QObject {
   void setLearningRate(double lr);
   void setTotalSteps(qint64 steps);
   void setCpuThreads(int threads);
-  void saveCheckpoint(const QString& path);
+  bool saveCheckpoint(const QString& path);  // whether it was written
   void requestSnapshot();
 
  Q_SIGNALS:

@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "app/cli/parallel_runs.h"
 #include "app/cli/report_budget.h"
@@ -101,7 +100,7 @@ int run_report(const Budget& budget, const ReportJob& job, const Args& args, con
            std::to_string(budget.seed) + ". Written " + now_text() + " by an invocation of " +
            format_number("%.1f", minutes) + " minutes on " +
            (opt.threads > 0 ? cpu_threads_text(opt.threads) + " a step (--threads)"
-                            : cpu_threads_text(int(std::thread::hardware_concurrency()))) +
+                            : cpu_threads_text(default_cpu_threads())) +
            " (device " + opt.device + "): " + done.tally() + ".\n\nReproduce: `" + args.command_line() +
            "`. Each run's folder holds its config.json, metrics.csv and checkpoint.safetensors "
            "(open them in ReTreever Studio or with `retreever eval/inspect`). The status column of " +

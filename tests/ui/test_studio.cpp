@@ -1062,6 +1062,15 @@ class TestStudio : public QObject {
     QVERIFY(!changes.isEmpty());
     QVERIFY2(text.contains("other than the copy preset: " + changes), qPrintable(text.left(2000)));
     QVERIFY(text.contains("![loss](plots/loss.png)"));
+    // A checkpoint that cannot be written is not linked, even where something of its name is there
+    // (a folder in its place makes the save fail): the report says only what it holds.
+    QVERIFY(QDir().mkpath(dir_.filePath("report-2/" + checkpoint)));
+    QSignalSpy errors(&w, &MainWindow::errorReported);
+    QVERIFY(w.exportReport(dir_.filePath("report-2")));
+    QTRY_VERIFY_WITH_TIMEOUT(!errors.isEmpty(), 10000);
+    QFile second(dir_.filePath("report-2/report.md"));
+    QVERIFY(second.open(QIODevice::ReadOnly));
+    QVERIFY(!QString::fromUtf8(second.readAll()).contains(QString("[%1](%1)").arg(checkpoint)));
   }
 
   void bad_files_give_a_dialog_not_a_crash() {
