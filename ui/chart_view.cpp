@@ -148,8 +148,8 @@ Qt::Alignment emptiest_corner(const ChartSpec& spec, double x_lo, double x_hi, d
 namespace {
 
 // A legend below the axes: as many entries per row as the widest fits in the plot's width.
-void wrap_legend(QCustomPlot* plot) {
-  auto* legend = plot->legend;
+int legend_columns(const QCustomPlot* plot) {
+  const auto* legend = plot->legend;
   const int width = plot->width() > 50 ? plot->width() : 900;
   const QFontMetrics metrics(legend->font());
   int widest = 0;
@@ -157,8 +157,12 @@ void wrap_legend(QCustomPlot* plot) {
     if (auto* item = qobject_cast<QCPPlottableLegendItem*>(legend->item(i)))
       widest = std::max(widest, metrics.horizontalAdvance(item->plottable()->name()));
   widest += legend->iconSize().width() + legend->iconTextPadding() + 16;
-  legend->setWrap(std::max(1, (width - 40) / std::max(60, widest + legend->columnSpacing())));
-  legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
+  return std::max(1, (width - 40) / std::max(60, widest + legend->columnSpacing()));
+}
+
+void wrap_legend(QCustomPlot* plot) {
+  plot->legend->setWrap(legend_columns(plot));
+  plot->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, true);  // rearranges the entries by the new wrap
 }
 
 // The legend inside the axis rect (in a corner) or, where every corner would cover data, in a
@@ -234,8 +238,21 @@ void place_overlays(QCustomPlot* plot, const ChartSpec& spec, const QList<QCPIte
   }
   int covered = 0;
   const auto corner = emptiest_corner(*seen, xr.lower, xr.upper, yr.lower, yr.upper, legend_w, legend_h, &covered);
+  // Below the axes where every corner would cover data, while its rows there take at most half the
+  // height the axes would have without them. A short plot (the studio's learning rate beside six
+  // runs) kept a strip of axes under three rows of legend; there the legend is left out (the Runs
+  // list keys the runs' colours, as past six runs). A corner would not hold it either: a box of one
+  // entry a row is taller than the rows below.
+  bool below = legend_visible && covered > 0 && rows > 1, shown = legend_visible;
+  if (below) {
+    const int columns = legend_columns(plot);
+    const int rows_below = (rows + columns - 1) / columns;
+    const double axes_h = (plot->height() > 50 ? plot->height() : spec.height) - 70.0;  // less title, x axis
+    if (rows_below * (metrics.height() + 3) + 12 > 0.5 * axes_h) below = shown = false;
+  }
   // A hidden legend still takes its layout row: only a shown one goes below the axes.
-  place_legend(plot, legend_visible && covered > 0 && rows > 1, corner);
+  place_legend(plot, below, corner);
+  plot->legend->setVisible(shown);
 }
 
 // Places a plot's legend and point labels again when its size changes (a chart drawn before its
@@ -392,9 +409,10 @@ QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec) {
     plot->xAxis->setRange(xr);
     plot->yAxis->setRange(yr);
     set_precision(plot->xAxis), set_precision(plot->yAxis);
-    place_overlays(plot, spec, point_labels, legend_visible);
+    place_overlays(plot, spec, point_labels, legend_visible);  // shows or hides the legend too
+  } else {
+    plot->legend->setVisible(legend_visible);
   }
-  plot->legend->setVisible(legend_visible);
   relayout_of(plot)->remember(xlo <= xhi ? spec : ChartSpec{}, point_labels, legend_visible);
   return graphs;
 }

@@ -173,10 +173,21 @@ class TestCharts : public QObject {
     for (int i = 0; i < 4; ++i)
       lines.push_back(series({0, 10}, {double(i * 3), double(9 - i * 3)}, "a long run name " + std::to_string(i)));
     draw_chart(&plot, spec_of(lines));
-    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));  // below the axes
-    QCOMPARE(plot.legend->wrap(), 1);  // one entry a row
-    plot.resize(1500, 500);  // wider: the row holds more entries
+    // Four rows below the axes would leave them a strip (and a corner a box taller than the frame):
+    // the legend is left out, the axes keep the plot.
+    QVERIFY(!plot.legend->visible());
+    QCOMPARE(plot.plotLayout()->rowCount(), 2);
+    plot.resize(1500, 500);  // larger: below the axes, the row holds more entries
+    QVERIFY(plot.legend->visible());
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
     QVERIFY2(plot.legend->wrap() >= 4, qPrintable(QString::number(plot.legend->wrap())));
+    // Two entries a row, two rows, in a plot as short as the studio's learning-rate plot: left out;
+    // a little taller, they fit below the axes.
+    plot.resize(400, 160);
+    QVERIFY(!plot.legend->visible());
+    plot.resize(400, 260);
+    QVERIFY(plot.legend->visible());
+    QCOMPARE(plot.legend->layout(), static_cast<QCPLayout*>(plot.plotLayout()));
     // Two short lines low on the left: in a small plot the legend box would cover them in every
     // corner, so it goes below; in a large one it fits in an empty corner.
     plot.resize(260, 180);
