@@ -247,8 +247,11 @@ void place_overlays(QCustomPlot* plot, const ChartSpec& spec, const QList<QCPIte
   if (below) {
     const int columns = legend_columns(plot);
     const int rows_below = (rows + columns - 1) / columns;
+    int row_h = metrics.height();  // an entry's height as the legend lays it out: icon or text, margins
+    for (int i = 0; i < plot->legend->itemCount(); ++i)
+      if (auto* item = plot->legend->item(i)) row_h = std::max(row_h, item->minimumOuterSizeHint().height());
     const double axes_h = (plot->height() > 50 ? plot->height() : spec.height) - 70.0;  // less title, x axis
-    if (rows_below * (metrics.height() + 3) + 12 > 0.5 * axes_h) below = shown = false;
+    if (rows_below * (row_h + plot->legend->rowSpacing()) + 12 > 0.5 * axes_h) below = shown = false;
   }
   // A hidden legend still takes its layout row: only a shown one goes below the axes.
   place_legend(plot, below, corner);

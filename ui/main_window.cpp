@@ -590,9 +590,11 @@ void MainWindow::updateActions() {
   const bool busy = session_->busy();
   const bool valid = experiment_->isValid();
   auto* train = action("train");
-  train->setEnabled(valid && !busy);
-  train->setToolTip(valid ? tr("Start a new run with the experiment's settings (F5)")
-                          : tr("Cannot train: %1").arg(experiment_->problems().value(0)));
+  // While a run trains (or waits, paused), Train queues the next one, as Compare queues four.
+  train->setEnabled(valid);
+  train->setToolTip(!valid ? tr("Cannot train: %1").arg(experiment_->problems().value(0))
+                    : busy ? tr("Queue a run with the experiment's settings: it starts when the runs before it end (F5)")
+                           : tr("Start a new run with the experiment's settings (F5)"));
   action("compare")->setEnabled(valid);
   action("rewardStudy")->setEnabled(valid);
   action("pause")->setEnabled(s == TrainingSession::State::Running || s == TrainingSession::State::Paused);
@@ -612,8 +614,11 @@ void MainWindow::queueRuns(const QList<Config>& configs, const QString& group) {
 
 void MainWindow::startTraining() {
   if (!experiment_->isValid()) return showError(tr("Cannot train: %1").arg(experiment_->problems().value(0)));
-  if (session_->busy()) return showError(tr("A run is in progress: stop it first or queue a comparison."));
+  const bool busy = session_->busy();
   queueRuns({experiment_->config()}, QString());
+  if (busy)
+    statusBar()->showMessage(tr("%1 is queued: it starts when the runs before it end (Stop cancels the queue)")
+                                 .arg(controller_->runs().last().name), 8000);
   tabs_->setCurrentWidget(plots_);
 }
 

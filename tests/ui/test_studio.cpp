@@ -942,6 +942,26 @@ class TestStudio : public QObject {
     again.close();
   }
 
+  void train_while_a_run_trains_queues_the_next() {
+    MainWindow w;
+    w.experiment()->setConfig(small_copy(40));
+    w.action("train")->trigger();
+    QTRY_VERIFY_WITH_TIMEOUT(w.session()->busy(), 30000);
+    // Train stays available and says it queues; a second run with other settings waits its turn.
+    QVERIFY(w.action("train")->isEnabled());
+    QVERIFY2(w.action("train")->toolTip().contains("Queue"), qPrintable(w.action("train")->toolTip()));
+    Config second = small_copy(6);
+    second.model = "ca";
+    w.experiment()->setConfig(second);
+    w.action("train")->trigger();
+    QCOMPARE(w.runs().size(), qsizetype(2));
+    QCOMPARE(w.runs()[1].state, QString("queued"));
+    QCOMPARE(w.runs()[1].config.model, std::string("ca"));
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs()[1].state == state_text(TrainingSession::State::Finished), 120000);
+    QCOMPARE(w.runs()[0].lastStep(), std::int64_t(40));  // the first ran to its end, undisturbed
+    QCOMPARE(w.runs()[1].lastStep(), std::int64_t(6));
+  }
+
   void short_run_updates_plots_inspector_and_matches_cli_inspect() {
     MainWindow w;
     w.experiment()->setConfig(small_copy(60));
