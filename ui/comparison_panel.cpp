@@ -67,6 +67,7 @@ ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
 void ComparisonPanel::setRuns(const QList<const RunRecord*>& runs) {
   table_->setRowCount(0);
   ChartSpec spec;
+  spec.title = tr("Each run's last evaluation against the tokens it reads per query").toStdString();
   spec.x_label = tr("tokens read per query").toStdString();
   spec.log_x = true;
   spec.legend = false;  // every point carries its run's name

@@ -212,6 +212,17 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
       inspector_->setCheckpoint(kept, QString::fromStdString(controller_->runs()[newest].config.task));
 }
 
+QString MainWindow::dialogFolder(const QString& file) const {
+  QString folder = QSettings().value("dialogs/folder").toString();
+  if (folder.isEmpty() || !QFileInfo(folder).isDir()) folder = QDir::homePath();
+  return file.isEmpty() ? folder : QDir(folder).filePath(file);
+}
+
+void MainWindow::rememberDialogFolder(const QString& path) {
+  const QFileInfo info(path);
+  QSettings().setValue("dialogs/folder", info.isDir() ? info.absoluteFilePath() : info.absolutePath());
+}
+
 int MainWindow::chosenRun() const {
   const int row = run_list_ ? run_list_->currentRow() : -1;
   const int count = int(controller_->runs().size());
@@ -289,13 +300,15 @@ void MainWindow::createActions() {
        });
   make("open", tr("&Open checkpoint..."), tr("Load a checkpoint: its config, curves and model"), QKeySequence::Open,
        SP::SP_DialogOpenButton, [this] {
-         const auto path = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), QString(), tr("Checkpoints (*.safetensors);;All files (*)"));
-         if (!path.isEmpty()) openCheckpoint(path);
+         const auto path = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), dialogFolder(),
+                                                        tr("Checkpoints (*.safetensors);;All files (*)"));
+         if (!path.isEmpty()) rememberDialogFolder(path), openCheckpoint(path);
        });
   make("save", tr("&Save checkpoint..."), tr("Save the selected run's model, optimiser, config and curves"),
        QKeySequence::Save, SP::SP_DialogSaveButton, [this] {
-         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), kCheckpointFileName, tr("Checkpoints (*.safetensors)"));
-         if (!path.isEmpty()) saveCheckpoint(path);
+         const auto path = QFileDialog::getSaveFileName(this, tr("Save checkpoint"), dialogFolder(kCheckpointFileName),
+                                                        tr("Checkpoints (*.safetensors)"));
+         if (!path.isEmpty()) rememberDialogFolder(path), saveCheckpoint(path);
        });
   make("exportPlots", tr("Export &plots..."), tr("Write every plot as PNG and/or PDF at a chosen size"),
        QKeySequence(Qt::CTRL | Qt::Key_E), SP::SP_DriveFDIcon, [this] {
@@ -306,10 +319,12 @@ void MainWindow::createActions() {
          auto* h = new QSpinBox;
          w->setRange(200, 8000);
          h->setRange(150, 8000);
-         w->setValue(1200);
-         h->setValue(800);
+         QSettings settings;  // the size and format of the last export
+         w->setValue(settings.value("export/width", 1200).toInt());
+         h->setValue(settings.value("export/height", 800).toInt());
          auto* format = new QComboBox;
          format->addItems({"png", "pdf", "png+pdf"});
+         format->setCurrentText(settings.value("export/format", "png").toString());
          form->addRow(tr("Width (px)"), w);
          form->addRow(tr("Height (px)"), h);
          form->addRow(tr("Format"), format);
@@ -318,25 +333,29 @@ void MainWindow::createActions() {
          connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
          connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
          if (dialog.exec() != QDialog::Accepted) return;
-         const auto folder = QFileDialog::getExistingDirectory(this, tr("Export plots to"));
+         settings.setValue("export/width", w->value());
+         settings.setValue("export/height", h->value());
+         settings.setValue("export/format", format->currentText());
+         const auto folder = QFileDialog::getExistingDirectory(this, tr("Export plots to"), dialogFolder());
          if (folder.isEmpty()) return;
+         rememberDialogFolder(folder);
          for (const auto& f : format->currentText().split('+')) exportPlots(folder, f, w->value(), h->value());
        });
   make("exportCsv", tr("Export &metrics CSV..."), tr("Write the current run's metrics as CSV (same columns as the CLI)"),
        QKeySequence(), SP::SP_FileIcon, [this] {
-         const auto path = QFileDialog::getSaveFileName(this, tr("Export metrics"), "metrics.csv", tr("CSV (*.csv)"));
-         if (!path.isEmpty()) exportMetricsCsv(path);
+         const auto path = QFileDialog::getSaveFileName(this, tr("Export metrics"), dialogFolder("metrics.csv"), tr("CSV (*.csv)"));
+         if (!path.isEmpty()) rememberDialogFolder(path), exportMetricsCsv(path);
        });
   make("exportComparison", tr("Export comparison &table..."), tr("Write the comparison table as CSV or Markdown"),
        QKeySequence(), SP::SP_FileIcon, [this] {
-         const auto path = QFileDialog::getSaveFileName(this, tr("Export comparison"), "comparison.md",
+         const auto path = QFileDialog::getSaveFileName(this, tr("Export comparison"), dialogFolder("comparison.md"),
                                                         tr("Markdown (*.md);;CSV (*.csv)"));
-         if (!path.isEmpty()) exportComparison(path);
+         if (!path.isEmpty()) rememberDialogFolder(path), exportComparison(path);
        });
   make("exportReport", tr("Export session &report..."), tr("Write a folder with every plot, table, metrics file and a report.md"),
        QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E), SP::SP_DirIcon, [this] {
-         const auto folder = QFileDialog::getExistingDirectory(this, tr("Write the report into"));
-         if (!folder.isEmpty()) exportReport(folder);
+         const auto folder = QFileDialog::getExistingDirectory(this, tr("Write the report into"), dialogFolder());
+         if (!folder.isEmpty()) rememberDialogFolder(folder), exportReport(folder);
        });
   make("newSession", tr("&New session..."), tr("Forget this session's runs and delete their folders"), QKeySequence(),
        SP::SP_TrashIcon, [this] {

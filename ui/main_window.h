@@ -69,6 +69,10 @@ class MainWindow : public QMainWindow {
   void selectRun(int index);                    // shows that run's model in the inspector
   void useRunSettings(int index);               // the experiment panel takes that run's config
   bool queueEmpty() const;
+  // Where the file dialogs open (`file` inside it, for a save): the folder last chosen in one of them,
+  // else the home folder (not the working directory the studio was started from).
+  QString dialogFolder(const QString& file = QString()) const;
+  void rememberDialogFolder(const QString& path);  // a chosen file's folder, or a chosen folder
 
  Q_SIGNALS:
   void errorReported(const QString& message);  // every error dialog also emits this

@@ -942,6 +942,20 @@ class TestStudio : public QObject {
     again.close();
   }
 
+  void file_dialogs_open_in_the_folder_last_chosen() {
+    QSettings().remove("dialogs/folder");
+    MainWindow w;
+    QCOMPARE(w.dialogFolder(), QDir::homePath());  // not the working directory
+    QCOMPARE(w.dialogFolder("metrics.csv"), QDir(QDir::homePath()).filePath("metrics.csv"));
+    QVERIFY(QDir().mkpath(dir_.filePath("exports/plots")));
+    w.rememberDialogFolder(dir_.filePath("exports/run.safetensors"));  // a file: its folder
+    QCOMPARE(w.dialogFolder(), QFileInfo(dir_.filePath("exports")).absoluteFilePath());
+    w.rememberDialogFolder(dir_.filePath("exports/plots"));  // a folder: itself
+    QCOMPARE(w.dialogFolder("report"), QDir(QFileInfo(dir_.filePath("exports/plots")).absoluteFilePath()).filePath("report"));
+    QVERIFY(QDir(dir_.filePath("exports")).removeRecursively());  // gone since: home again
+    QCOMPARE(w.dialogFolder(), QDir::homePath());
+  }
+
   void train_while_a_run_trains_queues_the_next() {
     MainWindow w;
     w.experiment()->setConfig(small_copy(40));
