@@ -17,6 +17,7 @@
 #include "app/cli/report_budget.h"
 #include "app/cli/training_run.h"
 #include "core/cuda/cuda_graph.h"
+#include "core/devices.h"
 #include "core/files.h"
 #include "core/inspection.h"
 #include "core/registry.h"
@@ -435,7 +436,7 @@ std::string usage(const std::vector<Command>& list) {
   std::string s = "usage: retreever COMMAND [options]\n\ncommands:\n";
   for (const auto& c : list)
     s += "  " + c.spec.name + std::string(10 - std::min<std::size_t>(9, c.spec.name.size()), ' ') + c.spec.summary + "\n";
-  return s + "\n'retreever COMMAND --help' lists a command's options.\n";
+  return s + "\n'retreever COMMAND --help' lists a command's options; 'retreever --version' names this build.\n";
 }
 
 }  // namespace
@@ -451,6 +452,7 @@ int main(int argc, char** argv) {
       return c.run(Args(c.spec, rest));
     }
     if (command == "--help" || command == "-h" || command == "help") return std::printf("%s", usage(list).c_str()), 0;
+    if (command == "--version" || command == "version") return std::printf("%s\n", build_summary().c_str()), 0;
     std::fprintf(stderr, "error: %s\n%s",
                  command.empty() ? "no command given" : ("unknown command '" + command + "'").c_str(), usage(list).c_str());
     return kExitUsage;

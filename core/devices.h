@@ -17,6 +17,11 @@ int default_cpu_threads();
 // "1 CPU thread", "4 CPU threads": how the tools name a thread count.
 std::string cpu_threads_text(int n);
 
+// What this build is and what it sees, one line, for `retreever --version` and the studio's About
+// box: "ReTreever 0.1.0, LibTorch 1.13.0, 2 CPU threads, no GPU" (with a GPU: "1 GPU", and whether
+// this build has our CUDA kernels).
+std::string build_summary();
+
 // "auto", "cpu", "cuda", and "cuda:0" .. "cuda:K-1" where there are several GPUs: the values
 // Config::device accepts on this machine, in the order menus list them.
 std::vector<std::string> device_names(int count = cuda_device_count());

@@ -380,9 +380,13 @@ void MainWindow::createActions() {
   make("fitTree", tr("&Fit tree"), tr("Reset the tree inspector's zoom and pan"), QKeySequence(Qt::CTRL | Qt::Key_0),
        SP::SP_BrowserReload, [this] { inspector_->treeView()->fit(); });
   make("about", tr("&About"), tr("About ReTreever Studio"), QKeySequence(), SP::SP_MessageBoxInformation, [this] {
+    const QString kept = controller_->root().isEmpty() ? tr("this studio keeps no session")
+                                                       : tr("its runs are kept in %1").arg(controller_->root().toHtmlEscaped());
     QMessageBox::about(this, tr("About ReTreever Studio"),
                        tr("<b>ReTreever Studio</b><p>Train, inspect and compare Tree Cross Attention "
-                          "(Feng et al., ICLR 2024) against full cross attention and Perceiver IO.</p>"));
+                          "(Feng et al., ICLR 2024) against full cross attention, Perceiver IO and a simplified "
+                          "Treeformer.</p><p>%1; Qt %2.</p><p>This session: %3.</p>")
+                           .arg(QString::fromStdString(build_summary()).toHtmlEscaped(), qVersion(), kept));
   });
 }
 

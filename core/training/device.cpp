@@ -16,6 +16,7 @@
 
 #include <torch/cuda.h>
 #include <torch/utils.h>
+#include <torch/version.h>
 
 #ifdef RETREEVER_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -52,6 +53,18 @@ int default_cpu_threads() {
   prepare_cpu_runtime();
   if (std::getenv("OMP_NUM_THREADS")) return cpu_threads_at_start;
   return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+std::string build_summary() {
+  const int gpus = cuda_device_count();
+  std::string gpu_text = gpus == 0 ? "no GPU" : std::to_string(gpus) + (gpus == 1 ? " GPU" : " GPUs");
+#ifdef RETREEVER_CUDA
+  gpu_text += ", our CUDA kernels built";
+#else
+  if (gpus > 0) gpu_text += ", without our CUDA kernels (LibTorch's own operations)";
+#endif
+  return std::string("ReTreever ") + RETREEVER_VERSION + ", LibTorch " + TORCH_VERSION + ", " +
+         cpu_threads_text(default_cpu_threads()) + ", " + gpu_text;
 }
 
 std::string cpu_threads_text(int n) { return std::to_string(n) + (n == 1 ? " CPU thread" : " CPU threads"); }

@@ -75,6 +75,16 @@ class TestCli : public QObject {
     QVERIFY2(r.code == 0, qPrintable(r.err));
   }
 
+  void version_names_the_build() {
+    auto r = run({"--version"});
+    QCOMPARE(r.code, 0);
+    const auto line = r.out.trimmed();
+    QVERIFY2(line.startsWith("ReTreever ") && line.contains("LibTorch ") && line.contains("CPU thread"), qPrintable(line));
+    QVERIFY2(line.contains("GPU"), qPrintable(line));  // "no GPU", or how many
+    QVERIFY(!line.contains('\n'));
+    QVERIFY(run({"--help"}).out.contains("--version"));
+  }
+
   void train_writes_config_metrics_and_checkpoints() {
     for (const char* f : {"config.json", "metrics.csv", "checkpoint.safetensors", "checkpoint_best.safetensors"})
       QVERIFY2(QFile::exists(run_dir_ + "/" + f), f);
