@@ -88,6 +88,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   inspector_ = new InspectorPanel;
   comparison_ = new ComparisonPanel;
   tabs_ = new QTabWidget;
+  tabs_->setObjectName("mainTabs");
   tabs_->addTab(plots_, tr("Curves"));
   connect(plots_, &PlotPanel::targetPositionClicked, this, [this](int run_id, qint64 position) {
     const auto& runs = controller_->runs();
@@ -639,9 +640,9 @@ void MainWindow::startTraining() {
   if (!experiment_->isValid()) return showError(tr("Cannot train: %1").arg(experiment_->problems().value(0)));
   const bool busy = session_->busy();
   queueRuns({experiment_->config()}, QString());
-  if (busy)
-    statusBar()->showMessage(tr("%1 is queued: it starts when the runs before it end (Stop cancels the queue)")
-                                 .arg(controller_->runs().last().name), 8000);
+  if (busy)  // the user stays where they are: the run in hand is still the one to watch
+    return statusBar()->showMessage(tr("%1 is queued: it starts when the runs before it end (Stop cancels the queue)")
+                                        .arg(controller_->runs().last().name), 8000);
   tabs_->setCurrentWidget(plots_);
 }
 

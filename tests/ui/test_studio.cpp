@@ -16,6 +16,7 @@
 #include <QSet>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QTabWidget>
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QLabel>
@@ -958,7 +959,7 @@ class TestStudio : public QObject {
 
   void train_while_a_run_trains_queues_the_next() {
     MainWindow w;
-    w.experiment()->setConfig(small_copy(40));
+    w.experiment()->setConfig(small_copy(400));
     w.action("train")->trigger();
     QTRY_VERIFY_WITH_TIMEOUT(w.session()->busy(), 30000);
     // Train stays available and says it queues; a second run with other settings waits its turn.
@@ -967,12 +968,16 @@ class TestStudio : public QObject {
     Config second = small_copy(6);
     second.model = "ca";
     w.experiment()->setConfig(second);
+    auto* tabs = w.findChild<QTabWidget*>("mainTabs");
+    QVERIFY(tabs);
+    tabs->setCurrentIndex(1);  // watching the inspector
     w.action("train")->trigger();
+    QCOMPARE(tabs->currentIndex(), 1);  // queueing does not take the user elsewhere
     QCOMPARE(w.runs().size(), qsizetype(2));
     QCOMPARE(w.runs()[1].state, QString("queued"));
     QCOMPARE(w.runs()[1].config.model, std::string("ca"));
     QTRY_VERIFY_WITH_TIMEOUT(w.runs()[1].state == state_text(TrainingSession::State::Finished), 120000);
-    QCOMPARE(w.runs()[0].lastStep(), std::int64_t(40));  // the first ran to its end, undisturbed
+    QCOMPARE(w.runs()[0].lastStep(), std::int64_t(400));  // the first ran to its end, undisturbed
     QCOMPARE(w.runs()[1].lastStep(), std::int64_t(6));
   }
 
