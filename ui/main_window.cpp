@@ -208,9 +208,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   refreshViews();
   // With nothing selected the inspector shows the newest run's model, loaded off the UI thread, and
   // Save checkpoint saves it (chosenRun); a run started later takes over, as in a new session.
-  if (const int newest = chosenRun(); newest >= 0)
-    if (const auto kept = kept_checkpoint(controller_->runs()[newest]); !kept.isEmpty())
-      inspector_->setCheckpoint(kept, QString::fromStdString(controller_->runs()[newest].config.task));
+  inspectRun(chosenRun());
+}
+
+void MainWindow::inspectRun(int row) {
+  const auto& runs = controller_->runs();
+  if (row < 0 || row >= runs.size()) return;
+  if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
+  else if (const auto kept = kept_checkpoint(runs[row]); !kept.isEmpty())
+    inspector_->setCheckpoint(kept, QString::fromStdString(runs[row].config.task));  // an earlier session's
 }
 
 QString MainWindow::dialogFolder(const QString& file) const {
@@ -528,11 +534,7 @@ void MainWindow::createDockWindows() {
   });
   connect(run_list_, &QListWidget::currentRowChanged, this, [this](int row) {
     updateActions();  // Save follows the selection
-    const auto& runs = controller_->runs();
-    if (row < 0 || row >= runs.size()) return;
-    if (runs[row].snapshot) inspector_->setSnapshot(*runs[row].snapshot);
-    else if (const auto kept = kept_checkpoint(runs[row]); !kept.isEmpty())
-      inspector_->setCheckpoint(kept, QString::fromStdString(runs[row].config.task));  // an earlier session's
+    inspectRun(row);
   });
 }
 

@@ -54,8 +54,7 @@ class MainWindow : public QMainWindow {
   // discarded. False when nothing is being opened.
   bool cancelOpening();
   bool opening() const;
-  // The run selected in Runs (none selected: the run in hand); another than the one in hand is
-  // copied from its folder.
+  // The run chosenRun() names; another than the one in hand is copied from its folder.
   void saveCheckpoint(const QString& path);
   bool exportPlots(const QString& folder, const QString& format, int width, int height);
   bool exportMetricsCsv(const QString& path);
@@ -100,6 +99,8 @@ class MainWindow : public QMainWindow {
   // The run Save checkpoint saves: the one selected in Runs, else the run in hand, else the newest
   // (a restored session's); -1 when there is none.
   int chosenRun() const;
+  // The run's model in the inspector: its snapshot, else its kept checkpoint (loaded off the UI thread).
+  void inspectRun(int row);
   // The run's kept checkpoint copied to `path` in one step; "" or why not.
   QString copyKeptCheckpoint(const RunRecord& run, const QString& path);
 

@@ -18,6 +18,8 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include "core/cuda/cuda_ops.h"
+
 #ifdef RETREEVER_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -58,11 +60,8 @@ int default_cpu_threads() {
 std::string build_summary() {
   const int gpus = cuda_device_count();
   std::string gpu_text = gpus == 0 ? "no GPU" : std::to_string(gpus) + (gpus == 1 ? " GPU" : " GPUs");
-#ifdef RETREEVER_CUDA
-  gpu_text += ", our CUDA kernels built";
-#else
-  if (gpus > 0) gpu_text += ", without our CUDA kernels (LibTorch's own operations)";
-#endif
+  if (cuda_kernels_available()) gpu_text += ", our CUDA kernels built";
+  else if (gpus > 0) gpu_text += ", without our CUDA kernels (LibTorch's own operations)";
   return std::string("ReTreever ") + RETREEVER_VERSION + ", LibTorch " + TORCH_VERSION + ", " +
          cpu_threads_text(default_cpu_threads()) + ", " + gpu_text;
 }
