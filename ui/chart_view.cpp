@@ -431,8 +431,15 @@ void save_chart_png(const ChartSpec& spec, const std::string& path) {
     static int argc = 1;
     static char name[] = "retreever";
     static char* argv[] = {name, nullptr};
+    // Without a login session (root, CI) Qt warns that XDG_RUNTIME_DIR is unset and uses a
+    // folder of its own; the command line's output is no place for that line.
+    static QtMessageHandler previous = nullptr;
+    previous = qInstallMessageHandler([](QtMsgType type, const QMessageLogContext& context, const QString& message) {
+      if (!message.startsWith(QLatin1String("QStandardPaths: XDG_RUNTIME_DIR"))) previous(type, context, message);
+    });
     static auto* app = new QApplication(argc, argv);
     (void)app;
+    qInstallMessageHandler(previous);
   } else if (!qobject_cast<QApplication*>(QCoreApplication::instance())) {
     throw std::runtime_error("cannot draw " + path + ": charts need a QApplication, this process has a QCoreApplication");
   }

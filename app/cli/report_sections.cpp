@@ -388,20 +388,38 @@ void reward_section(const Section& s, const Budget& b, const Section* copy, Runn
   for (const auto& r : rows) rep.add(r);
 }
 
+// How the report's prose names a GP kernel and an image split.
+std::string kernel_title(const std::string& k) {
+  return k == "rbf" ? "RBF" : k == "matern" ? "Matern-5/2" : k;
+}
+std::string split_title(const std::string& s) {
+  return s == "seen" ? "the seen classes" : s == "unseen" ? "the unseen classes 5-9" : s;
+}
+// "A", "A and B", "A, B and C".
+std::string listed(const std::vector<std::string>& items, std::string (*title)(const std::string&)) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + title(items[i]);
+  return out;
+}
+
 // GP and image sections share their shape: models trained once, evaluated per variant.
 void meta_section(const std::string& task, const Section& s, const Budget& b, Runner& runner, Report& rep) {
   const bool gp = task == "gp";
-  rep.text(gp ? "## 1-D GP regression\n\nTrained on RBF functions; evaluated on RBF, Matern-5/2 and periodic "
-                "functions (target log-likelihood, higher is better). PAPER.md's published results give no GP "
-                "numbers; other papers quote it on RBF after 100k steps at Transformer + CA " +
+  const Config trained = runner.make_config(task, s.config, b.seed);
+  rep.text(gp ? "## 1-D GP regression\n\nTrained on " + kernel_title(trained.kernel) + " functions; evaluated on " +
+                    listed(s.variants, kernel_title) +
+                    " functions (target log-likelihood, higher is better). PAPER.md's published results give no GP "
+                    "numbers; other papers quote it on RBF after 100k steps at Transformer + CA " +
                     fmt("%.2f", *quoted_gp_rbf_log_likelihood("ca")) + ", ReTreever " +
                     fmt("%.2f", *quoted_gp_rbf_log_likelihood("tca")) + ", Perceiver IO " +
                     fmt("%.2f", *quoted_gp_rbf_log_likelihood("perceiver")) +
                     " (not checked against the paper), so the targets are relative to our own baselines.\n\n"
-              : "## Image completion (Fashion-MNIST)\n\nTrained on classes 0-4; evaluated on the seen classes "
-                "and on the unseen classes 5-9 (target log-likelihood). The paper column is EMNIST (its closest "
-                "dataset; different data, so only the ordering of the models compares).\n\n");
-  rep.text(recipe_note(runner.make_config(task, s.config, b.seed)));
+              : "## Image completion (Fashion-MNIST)\n\nTrained on classes 0-4; evaluated on " +
+                    listed(s.variants, split_title) +
+                    " (target log-likelihood). The paper column is EMNIST (its closest "
+                    "dataset; different data, so only the ordering of the models compares).\n\n");
+  rep.text(recipe_note(trained));
   // Seed b.seed trains into TASK/MODEL, every further seed K into TASK/seedK/MODEL.
   // Baselines of every seed get the size the budget seed's TCA run reads on its evaluation set,
   // the set every seed is compared on.

@@ -577,6 +577,10 @@ class TestCli : public QObject {
       QVERIFY2(text.contains(heading), heading);
     QVERIFY(text.contains("| N=8 | ReTreever (TCA) |"));
     QVERIFY(text.contains("TCA within 0.1 nats of CA on rbf"));
+    // The section's prose names the kernels this budget evaluates on (rbf and matern), not the
+    // laptop budget's three.
+    QVERIFY2(text.contains("Trained on RBF functions; evaluated on RBF and Matern-5/2 functions"),
+             qPrintable(text.mid(text.indexOf("## 1-D GP"), 300)));
 
     // The copy section's config departs from the paper's recipe (v1 block, no dropout): the report
     // says how, and trains TCA with the recipe beside (the reference copy script's settings).
