@@ -35,10 +35,15 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   level_slider_->setObjectName("revealLevel");
   level_slider_->setToolTip(tr("How deep the retrieval walk is shown: 0 = the root only."));
   level_slider_->setMaximumWidth(200);
+  level_controls_ = new QWidget;
+  level_controls_->setObjectName("levelControls");
+  auto* level_layout = new QHBoxLayout(level_controls_);
+  level_layout->setContentsMargins(0, 0, 0, 0);
+  level_layout->addWidget(prev);
+  level_layout->addWidget(level_slider_);
+  level_layout->addWidget(next);
   controls->addSpacing(16);
-  controls->addWidget(prev);
-  controls->addWidget(level_slider_);
-  controls->addWidget(next);
+  controls->addWidget(level_controls_);
   controls->addStretch();
   layout->addLayout(controls);
 
@@ -224,6 +229,7 @@ void InspectorPanel::refresh() {
     level_slider_->setRange(0, std::max(0, tree_->levels() - 1));
     level_slider_->setValue(tree_->revealedLevel());
     level_slider_->blockSignals(false);
+    level_controls_->setEnabled(result_->has_tree);
 
     QString text = tr("Sample %1, query %2: ").arg(s).arg(query_);
     if (result_->predicted_class >= 0) {

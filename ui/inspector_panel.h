@@ -67,6 +67,7 @@ class InspectorPanel : public QWidget {
   std::int64_t viewed_targets_ = 0;
   QSpinBox* sample_spin_;
   QSlider* level_slider_;
+  QWidget* level_controls_;  // the walk's level buttons and slider: enabled only for a model with a tree
   QLabel* summary_;
   QStackedWidget* views_;
   QSplitter* splitter_;  // the task's view above, the tree below

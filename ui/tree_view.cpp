@@ -251,7 +251,7 @@ void TreeView::paintEvent(QPaintEvent*) {
   if (!result_->has_tree) {
     painter.setPen(palette().color(QPalette::Text));
     painter.drawText(rect(), Qt::AlignCenter,
-                     tr("This model has no tree: it reads %1 tokens for every query.").arg(result_->tokens_per_query));
+                     tr("This model has no retrieval walk to show: every query reads the same %1 tokens.").arg(result_->tokens_per_query));
     return;
   }
   const auto& r = *result_;

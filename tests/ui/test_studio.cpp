@@ -979,6 +979,15 @@ class TestStudio : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(w.runs()[1].state == state_text(TrainingSession::State::Finished), 120000);
     QCOMPARE(w.runs()[0].lastStep(), std::int64_t(400));  // the first ran to its end, undisturbed
     QCOMPARE(w.runs()[1].lastStep(), std::int64_t(6));
+    // The inspector follows the run in hand, here CA: no walk, so the level controls are off and
+    // the tree view says why. The TCA run, selected, has a walk: they come back.
+    auto* levels = w.inspector()->findChild<QWidget*>("levelControls");
+    QVERIFY(levels);
+    QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->current() && !w.inspector()->current()->has_tree, 30000);
+    QVERIFY(!levels->isEnabled());
+    w.selectRun(0);
+    QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->current() && w.inspector()->current()->has_tree, 30000);
+    QVERIFY(levels->isEnabled());
   }
 
   void short_run_updates_plots_inspector_and_matches_cli_inspect() {
