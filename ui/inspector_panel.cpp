@@ -34,9 +34,10 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   level_slider_ = new QSlider(Qt::Horizontal);
   level_slider_->setObjectName("revealLevel");
   level_slider_->setToolTip(tr("How deep the retrieval walk is shown: 0 = the root only."));
-  level_slider_->setMaximumWidth(200);
+  level_slider_->setFixedWidth(200);
   level_controls_ = new QWidget;
   level_controls_->setObjectName("levelControls");
+  level_controls_->setSizePolicy(QSizePolicy::Maximum, QSizePolicy::Preferred);  // the stretch after it takes the room
   auto* level_layout = new QHBoxLayout(level_controls_);
   level_layout->setContentsMargins(0, 0, 0, 0);
   level_layout->addWidget(prev);
