@@ -223,7 +223,12 @@ void place_overlays(QCustomPlot* plot, const ChartSpec& spec, const QList<QCPIte
   constexpr double kSlack = 14 + 12 + 8;  // the box's margins, its inset, a marker's radius (pixels)
   const double legend_w =
       (widest + plot->legend->iconSize().width() + plot->legend->iconTextPadding() + kSlack) / frame_w;
-  const double legend_h = (rows * (metrics.height() + 3) + kSlack) / frame_h;
+  // An entry's height as the legend lays it out (icon or text, margins): a third more than the font's.
+  int row_h = metrics.height();
+  for (int i = 0; i < plot->legend->itemCount(); ++i)
+    if (auto* item = plot->legend->item(i)) row_h = std::max(row_h, item->minimumOuterSizeHint().height());
+  row_h += plot->legend->rowSpacing();
+  const double legend_h = (rows * row_h + kSlack) / frame_h;
   place_point_labels(point_labels, frame_w, frame_h);
   // The right axis's points where they appear on screen, in the left axis's units.
   ChartSpec placed;
@@ -247,11 +252,8 @@ void place_overlays(QCustomPlot* plot, const ChartSpec& spec, const QList<QCPIte
   if (below) {
     const int columns = legend_columns(plot);
     const int rows_below = (rows + columns - 1) / columns;
-    int row_h = metrics.height();  // an entry's height as the legend lays it out: icon or text, margins
-    for (int i = 0; i < plot->legend->itemCount(); ++i)
-      if (auto* item = plot->legend->item(i)) row_h = std::max(row_h, item->minimumOuterSizeHint().height());
     const double axes_h = (plot->height() > 50 ? plot->height() : spec.height) - 70.0;  // less title, x axis
-    if (rows_below * (row_h + plot->legend->rowSpacing()) + 12 > 0.5 * axes_h) below = shown = false;
+    if (rows_below * row_h + 12 > 0.5 * axes_h) below = shown = false;
   }
   // A hidden legend still takes its layout row: only a shown one goes below the axes.
   place_legend(plot, below, corner);

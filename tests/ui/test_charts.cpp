@@ -329,6 +329,37 @@ class TestCharts : public QObject {
     }
   }
 
+  void a_legend_in_a_corner_covers_no_point_however_near_the_corner() {
+    // Six rows of legend, and a point near each corner at a distance from the top and bottom that
+    // grows from 1% to 45% of the height: wherever the legend goes into a corner, its box (with a
+    // marker's radius around it) holds no point. An estimate of the box from the font's height left
+    // out a third of each row: points just under it were covered.
+    for (int t = 1; t <= 45; ++t) {
+      auto markers = [](std::vector<double> x, std::vector<double> y, const std::string& label) {
+        ChartSeries s = series(std::move(x), std::move(y), label);
+        s.line = false, s.markers = true;
+        return s;
+      };
+      ChartSpec spec = spec_of({series({0, 100}, {50, 50}, "middle line"), markers({50, 50}, {0, 100}, "top and bottom"),
+                                markers({2}, {100.0 - t}, "top left"), markers({98}, {100.0 - t}, "top right"),
+                                markers({2}, {double(t)}, "bottom left"), markers({98}, {double(t)}, "bottom right")});
+      QCustomPlot plot;
+      plot.resize(spec.width, spec.height);
+      plot.setViewport(QRect(0, 0, spec.width, spec.height));
+      draw_chart(&plot, spec);
+      plot.replot();
+      if (!plot.legend->visible()) continue;
+      const QRectF box = plot.legend->outerRect().adjusted(-6, -6, 6, 6);
+      for (int g = 0; g < plot.graphCount(); ++g)
+        for (auto d = plot.graph(g)->data()->constBegin(); d != plot.graph(g)->data()->constEnd(); ++d) {
+          const QPointF at(plot.xAxis->coordToPixel(d->key), plot.yAxis->coordToPixel(d->value));
+          QVERIFY2(!box.contains(at), qPrintable(QString("t = %1: point %2 of '%3' at %4,%5 under the legend %6,%7 %8x%9")
+                                                     .arg(t).arg(d->key).arg(plot.graph(g)->name()).arg(at.x()).arg(at.y())
+                                                     .arg(box.x()).arg(box.y()).arg(box.width()).arg(box.height())));
+        }
+    }
+  }
+
   void point_labels_of_nearby_points_do_not_cover_each_other() {
     // Two runs' points at nearly the same place (the studio's comparison with ten runs had two
     // labels over each other): the second label moves below or to the left of its point.
