@@ -619,7 +619,7 @@ void MainWindow::updateActions() {
   // While a run trains (or waits, paused), Train queues the next one, as Compare queues four.
   train->setEnabled(valid);
   train->setToolTip(!valid ? tr("Cannot train: %1").arg(experiment_->problems().value(0))
-                    : busy ? tr("Queue a run with the experiment's settings: it starts when the runs before it end (F5)")
+                    : busy ? tr("Queue a run with the experiment's settings: %1 (F5)").arg(queueWait())
                            : tr("Start a new run with the experiment's settings (F5)"));
   action("compare")->setEnabled(valid);
   action("rewardStudy")->setEnabled(valid);
@@ -634,6 +634,14 @@ void MainWindow::updateActions() {
   action("save")->setEnabled(kept || (controller_->currentRun() != nullptr && s != TrainingSession::State::Preparing));
 }
 
+QString MainWindow::queueWait() const {
+  const auto* run = controller_->currentRun();
+  // A paused run (an opened checkpoint opens paused) holds the queue until it is resumed or stopped.
+  if (run && session_->state() == TrainingSession::State::Paused)
+    return tr("it starts once %1, now paused, is resumed and ends, or is stopped").arg(run->name);
+  return tr("it starts when the runs before it end");
+}
+
 void MainWindow::queueRuns(const QList<Config>& configs, const QString& group) {
   controller_->queueRuns(configs, group, experiment_->parallelDevices());  // "all GPUs": every run data parallel
 }
@@ -643,8 +651,8 @@ void MainWindow::startTraining() {
   const bool busy = session_->busy();
   queueRuns({experiment_->config()}, QString());
   if (busy)  // the user stays where they are: the run in hand is still the one to watch
-    return statusBar()->showMessage(tr("%1 is queued: it starts when the runs before it end (Stop cancels the queue)")
-                                        .arg(controller_->runs().last().name), 8000);
+    return statusBar()->showMessage(tr("%1 is queued: %2 (Stop cancels the queue)")
+                                        .arg(controller_->runs().last().name, queueWait()), 8000);
   tabs_->setCurrentWidget(plots_);
 }
 

@@ -99,6 +99,7 @@ class MainWindow : public QMainWindow {
   // The run Save checkpoint saves: the one selected in Runs, else the run in hand, else the newest
   // (a restored session's); -1 when there is none.
   int chosenRun() const;
+  QString queueWait() const;  // when a run queued now starts, naming a paused run that holds the queue
   // The run's model in the inspector: its snapshot, else its kept checkpoint (loaded off the UI thread).
   void inspectRun(int row);
   // The run's kept checkpoint copied to `path` in one step; "" or why not.

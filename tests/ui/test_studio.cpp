@@ -1,6 +1,7 @@
 // The studio driven through its own widgets under QT_QPA_PLATFORM=offscreen: validation, the
 // worker's command/event protocol, a real short run updating the plots, a clicked query
 // matching 'retreever inspect', exports, and bad files answered with a dialog.
+#include <QStatusBar>
 #include <QAction>
 #include <QComboBox>
 #include <QFormLayout>
@@ -955,6 +956,31 @@ class TestStudio : public QObject {
     QCOMPARE(w.dialogFolder("report"), QDir(QFileInfo(dir_.filePath("exports/plots")).absoluteFilePath()).filePath("report"));
     QVERIFY(QDir(dir_.filePath("exports")).removeRecursively());  // gone since: home again
     QCOMPARE(w.dialogFolder(), QDir::homePath());
+  }
+
+  void a_run_queued_behind_a_paused_run_says_what_holds_it() {
+    MainWindow w;
+    w.experiment()->setConfig(small_copy(100000));
+    w.action("train")->trigger();
+    QTRY_VERIFY_WITH_TIMEOUT(w.session()->state() == TrainingSession::State::Running, 30000);
+    w.action("pause")->trigger();
+    QVERIFY(waitForState(w.session(), TrainingSession::State::Paused));
+    const auto paused = w.runs()[0].name;
+    // Train's tooltip and the status message name the paused run and what lets the queue go on.
+    const auto tip = w.action("train")->toolTip();
+    QVERIFY2(tip.contains(paused) && tip.contains("paused") && tip.contains("resumed"), qPrintable(tip));
+    Config second = small_copy(4);
+    second.model = "ca";
+    w.experiment()->setConfig(second);
+    w.action("train")->trigger();
+    QCOMPARE(w.runs().size(), qsizetype(2));
+    const auto message = w.statusBar()->currentMessage();
+    QVERIFY2(message.contains(w.runs()[1].name) && message.contains(paused + ", now paused"), qPrintable(message));
+    QCOMPARE(w.runs()[1].state, QString("queued"));
+    // Stop ends the paused run and cancels the queue.
+    w.action("stop")->trigger();
+    QTRY_VERIFY_WITH_TIMEOUT(!w.session()->busy(), 30000);
+    QVERIFY(w.runs()[1].state != state_text(TrainingSession::State::Finished));
   }
 
   void train_while_a_run_trains_queues_the_next() {
