@@ -132,19 +132,26 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(controller_, &SessionController::stepped, this, [this](const RunRecord& run, const StepMetrics& m) {
     const double rate = controller_->stepsPerSecond();
     const double eta = rate > 0 ? double(run.config.steps - m.step) / rate : 0;
+    threads_text_ = m.cpu_threads > 0 ? " · " + QString::fromStdString(cpu_threads_text(m.cpu_threads)) : QString();
     speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
                               .arg(m.step).arg(run.config.steps).arg(rate, 0, 'f', 1)
                               .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")) +
-                          (m.cpu_threads > 0 ? " · " + QString::fromStdString(cpu_threads_text(m.cpu_threads))
-                                             : QString()));
+                          threads_text_);
   });
   connect(controller_, &SessionController::snapshotArrived, this, [this](int run, const Snapshot& s) {
     // Follow the training run in the inspector unless the user picked another run.
     if (run_list_->currentRow() < 0 || run_list_->currentRow() == run) inspector_->setSnapshot(s);
   });
   connect(controller_, &SessionController::stateChanged, this, [this](TrainingSession::State s) {
-    state_label_->setText(state_text(s));
-    if (s == TrainingSession::State::Finished || s == TrainingSession::State::Failed) cancel_open_->hide();
+    const bool ended = s == TrainingSession::State::Finished || s == TrainingSession::State::Failed;
+    const auto* run = controller_->currentRun();
+    // A run that ended: the Runs list's words ("finished", "stopped at step N"; "failed" also for an
+    // opening that failed, where the run in hand is still the last one), its step, no speed or ETA.
+    state_label_->setText(s == TrainingSession::State::Finished && run ? run->state : state_text(s));
+    if (ended) {
+      cancel_open_->hide();
+      if (run) speed_label_->setText(tr("step %1/%2").arg(run->lastStep()).arg(run->config.steps) + threads_text_);
+    }
     updateActions();
   });
   connect(controller_, &SessionController::openingFailed, this, [this](const QString& path) {

@@ -981,6 +981,11 @@ class TestStudio : public QObject {
     w.action("stop")->trigger();
     QTRY_VERIFY_WITH_TIMEOUT(!w.session()->busy(), 30000);
     QVERIFY(w.runs()[1].state != state_text(TrainingSession::State::Finished));
+    // The status bar says what the Runs list says, and no longer counts down to the end.
+    QTRY_VERIFY_WITH_TIMEOUT(w.findChild<QLabel*>("stateLabel")->text().startsWith("stopped at step"), 5000);
+    const auto speed = w.findChild<QLabel*>("speedLabel")->text();
+    QVERIFY2(speed.startsWith(QString("step %1/100000").arg(w.runs()[0].lastStep())) && !speed.contains("ETA"),
+             qPrintable(speed));
   }
 
   void train_while_a_run_trains_queues_the_next() {
