@@ -8,11 +8,13 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
+#include <QShortcut>
 #include <QSlider>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStackedWidget>
 #include <QVBoxLayout>
+#include <functional>
 
 #include "datasets/tasks.h"
 #include "ui/tree_view.h"
@@ -29,8 +31,8 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   controls->addWidget(sample_spin_);
   auto* prev = new QPushButton(tr("◀ Level"));
   auto* next = new QPushButton(tr("Level ▶"));
-  prev->setToolTip(tr("Hide the last level of the walk (step back through Algorithm 1)."));
-  next->setToolTip(tr("Reveal the next level of the walk."));
+  prev->setToolTip(tr("Hide the last level of the walk (step back through Algorithm 1). Key: Up."));
+  next->setToolTip(tr("Reveal the next level of the walk. Key: Down."));
   level_slider_ = new QSlider(Qt::Horizontal);
   level_slider_->setObjectName("revealLevel");
   level_slider_->setToolTip(tr("How deep the retrieval walk is shown: 0 = the root only."));
@@ -80,6 +82,20 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(level_slider_, &QSlider::valueChanged, this, &InspectorPanel::revealLevel);
   connect(prev, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() - 1); });
   connect(next, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() + 1); });
+  // Keys while the inspector has the focus (a click anywhere in it gives it): Left and Right step
+  // through the sample's queries, Up and Down through the walk's levels. A focused spin box or
+  // slider keeps its own arrow keys.
+  setFocusPolicy(Qt::ClickFocus);
+  auto key = [this](int k, std::function<void()> act) {
+    auto* shortcut = new QShortcut(QKeySequence(k), this);
+    shortcut->setContext(Qt::WidgetWithChildrenShortcut);
+    connect(shortcut, &QShortcut::activated, this, std::move(act));
+  };
+  key(Qt::Key_Left, [this] { if (result_ && query_ > 0) selectQuery(query_ - 1); });
+  key(Qt::Key_Right, [this] { if (result_ && query_ + 1 < viewed_targets_) selectQuery(query_ + 1); });
+  key(Qt::Key_Up, [prev] { prev->click(); });
+  key(Qt::Key_Down, [next] { next->click(); });
+  summary_->setToolTip(tr("Keys: Left and Right, the previous and next query; Up and Down, the walk's levels."));
 }
 
 InspectorPanel::~InspectorPanel() = default;

@@ -1,6 +1,7 @@
 // The studio driven through its own widgets under QT_QPA_PLATFORM=offscreen: validation, the
 // worker's command/event protocol, a real short run updating the plots, a clicked query
 // matching 'retreever inspect', exports, and bad files answered with a dialog.
+#include <QSlider>
 #include <QStatusBar>
 #include <QAction>
 #include <QComboBox>
@@ -1050,6 +1051,24 @@ class TestStudio : public QObject {
              qPrintable(QString("view %1 px, tree %2 px").arg(view->height()).arg(w.inspector()->treeView()->height())));
     QTest::mouseClick(view, Qt::LeftButton, {}, view->targetCell(3).center().toPoint());
     QCOMPARE(w.inspector()->query(), std::int64_t(3));
+    {
+      // The click gave the inspector the focus: Left and Right step through the queries, no further
+      // than the first and the last; Up and Down hide and reveal the walk's levels.
+      QTRY_VERIFY_WITH_TIMEOUT(QApplication::focusWidget() == w.inspector(), 5000);
+      QTest::keyClick(QApplication::focusWidget(), Qt::Key_Right);
+      QCOMPARE(w.inspector()->query(), std::int64_t(4));
+      for (int i = 0; i < 6; ++i) QTest::keyClick(QApplication::focusWidget(), Qt::Key_Left);
+      QCOMPARE(w.inspector()->query(), std::int64_t(0));
+      auto* slider = w.inspector()->findChild<QSlider*>("revealLevel");
+      const int deepest = slider->value();
+      QVERIFY(deepest > 0);
+      QTest::keyClick(QApplication::focusWidget(), Qt::Key_Up);
+      QCOMPARE(slider->value(), deepest - 1);
+      QTest::keyClick(QApplication::focusWidget(), Qt::Key_Down);
+      QCOMPARE(slider->value(), deepest);
+      QTest::mouseClick(view, Qt::LeftButton, {}, view->targetCell(3).center().toPoint());
+      QCOMPARE(w.inspector()->query(), std::int64_t(3));
+    }
     const auto* result = w.inspector()->current();
     QVERIFY(result && result->has_tree);
     // Every node of S has one colour in the tree and over its tokens in the task view: the leaves
