@@ -643,9 +643,10 @@ void MainWindow::updateActions() {
 
 QString MainWindow::queueWait() const {
   const auto* run = controller_->currentRun();
-  // A paused run (an opened checkpoint opens paused) holds the queue until it is resumed or stopped.
+  // A paused run (an opened checkpoint opens paused) holds the queue until it is resumed and ends
+  // (Stop ends it and cancels the queue).
   if (run && session_->state() == TrainingSession::State::Paused)
-    return tr("it starts once %1, now paused, is resumed and ends, or is stopped").arg(run->name);
+    return tr("it starts once %1, now paused, is resumed and ends").arg(run->name);
   return tr("it starts when the runs before it end");
 }
 
