@@ -14,9 +14,10 @@ namespace retreever::ui {
 
 // Clears the plot's graphs and items and draws `spec`: title, axis labels and scales, series,
 // references, ranges (padded_range, never of zero size; y_bound and y_min/y_max honoured) and a
-// legend in a corner where it covers no data, else in a row below the axes. Returns the graph of
-// each series, in order.
-QList<QCPGraph*> draw_chart(QCustomPlot* plot, const ChartSpec& spec);
+// legend in a corner where it covers no data, else in a row below the axes. A line of more than
+// 6,000 points is drawn from its envelope (each of 2,000 buckets' first, lowest and highest
+// points). Returns the graph of each series, in order.
+QList<QCPGraph*> draw_chart(QCustomPlot* plot, ChartSpec spec);
 
 // Renders `spec` offscreen at spec.width x spec.height and writes a PNG to PATH.tmp, renamed over
 // PATH. Creates an offscreen QApplication when the process has none (the command line). Throws

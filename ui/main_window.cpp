@@ -19,6 +19,7 @@
 #include <QDialogButtonBox>
 #include <QDir>
 #include <QDockWidget>
+#include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
@@ -40,6 +41,7 @@
 #include <QTimer>
 #include <QToolBar>
 #include <QUrl>
+#include <algorithm>
 
 #include "core/tree/tree_shape.h"
 #include "ui/comparison_panel.h"
@@ -176,8 +178,16 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   auto* refresh = new QTimer(this);
   refresh->setInterval(kRefreshMs);
-  connect(refresh, &QTimer::timeout, this, [this] {
-    if (dirty_) refreshViews();
+  connect(refresh, &QTimer::timeout, this, [this, refresh] {
+    if (!dirty_) return;
+    QElapsedTimer took;
+    took.start();
+    refreshViews();
+    // The plots replot from the event queue, before this: a refresh that takes long (runs of 100k
+    // steps, a slow machine) comes less often, so that the UI thread stays at most a quarter busy.
+    QTimer::singleShot(0, this, [refresh, took] {
+      refresh->setInterval(std::clamp(int(4 * took.elapsed()), kRefreshMs, 2000));
+    });
   });
   refresh->start();
 

@@ -246,7 +246,7 @@ void PlotPanel::rebuild() {
   }
   position_graphs_.clear();
   for (int i = 0; i < kCount; ++i) {
-    const auto graphs = draw_chart(plots_[i], specs[i]);
+    const auto graphs = draw_chart(plots_[i], std::move(specs[i]));
     if (i == kPositions)
       for (auto it = position_series.begin(); it != position_series.end(); ++it)
         position_graphs_.insert(graphs[it.key()], it.value());

@@ -329,6 +329,35 @@ class TestCharts : public QObject {
     }
   }
 
+  void a_long_line_is_drawn_from_its_envelope() {
+    // A run of 100k steps: a noisy curve with one spike and one gap (NaN). The graph gets a few
+    // thousand points, the spike and the gap among them, and the same ranges as the whole line.
+    std::vector<double> x, y;
+    for (int i = 0; i < 100000; ++i) {
+      x.push_back(i);
+      y.push_back(i == 61234 ? 40.0 : i == 70000 ? NAN : 2.0 + std::sin(i * 0.37) * std::exp(-i / 30000.0));
+    }
+    ChartSpec spec = spec_of({series(x, y)});
+    QCustomPlot plot;
+    plot.resize(900, 560);
+    const auto graphs = draw_chart(&plot, spec);
+    const auto* data = graphs[0]->data().data();
+    QVERIFY2(data->size() > 2000 && data->size() <= 8000, qPrintable(QString::number(data->size())));
+    bool spike = false, gap = false;
+    for (auto it = data->constBegin(); it != data->constEnd(); ++it) {
+      spike = spike || (it->key == 61234 && it->value == 40.0);
+      gap = gap || (it->key == 70000 && std::isnan(it->value));
+    }
+    QVERIFY(spike && gap);
+    QCOMPARE(data->constBegin()->key, 0.0);
+    QCOMPARE((data->constEnd() - 1)->key, 99999.0);
+    QVERIFY(plot.yAxis->range().upper >= 40.0 && plot.yAxis->range().lower <= 2.0 - std::exp(-1.0 / 3));
+    // Markers keep every point: each one shows.
+    ChartSeries dots = series(std::vector<double>(x.begin(), x.begin() + 7000), std::vector<double>(7000, 1.0));
+    dots.markers = true;
+    QCOMPARE(draw_chart(&plot, spec_of({dots}))[0]->data()->size(), 7000);
+  }
+
   void a_legend_in_a_corner_covers_no_point_however_near_the_corner() {
     // Six rows of legend, and a point near each corner at a distance from the top and bottom that
     // grows from 1% to 45% of the height: wherever the legend goes into a corner, its box (with a
