@@ -102,6 +102,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         return;
       }
   });
+  // The curves are drawn while their tab shows (PlotPanel::setRuns), from the runs as they are now.
+  connect(plots_, &PlotPanel::redrawRequested, this, &MainWindow::refreshViews);
+  connect(tabs_, &QTabWidget::currentChanged, this, [this] {
+    if (tabs_->currentWidget() == plots_) refreshViews();
+  });
   tabs_->addTab(inspector_, tr("Tree inspector"));
   tabs_->addTab(comparison_, tr("Comparison"));
   scaling_ = new ScalingPanel;
@@ -786,6 +791,7 @@ bool MainWindow::writeFileAtomically(const QString& path, const QByteArray& byte
 
 bool MainWindow::exportPlots(const QString& folder, const QString& format, int width, int height) {
   QDir().mkpath(folder);
+  plots_->draw(controller_->runPointers());  // behind another tab the curves wait to be drawn
   const auto names = plots_->plotNames();
   auto all = plots_->plots();
   QStringList files;

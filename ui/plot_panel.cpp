@@ -99,7 +99,7 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   grid->setRowStretch(1, 3);
   grid->setRowStretch(2, 2);
   layout->addLayout(grid, 1);
-  connect(smoothing_, &QSlider::valueChanged, this, &PlotPanel::rebuild);
+  connect(smoothing_, &QSlider::valueChanged, this, &PlotPanel::redrawRequested);
   connect(log_, &QCheckBox::toggled, this, &PlotPanel::setLogScale);
 }
 
@@ -111,7 +111,7 @@ void PlotPanel::setSmoothing(double alpha) { smoothing_->setValue(int(std::round
 
 void PlotPanel::setLogScale(bool on) {
   if (log_->isChecked() != on) log_->setChecked(on);
-  rebuild();
+  Q_EMIT redrawRequested();
 }
 
 QCustomPlot* PlotPanel::makePlot(const QString& title, const QString& y_label) {
@@ -128,11 +128,12 @@ QCustomPlot* PlotPanel::makePlot(const QString& title, const QString& y_label) {
 }
 
 void PlotPanel::setRuns(const QList<const RunRecord*>& runs) {
-  runs_ = runs;
-  rebuild();
+  // Seven plots replot in about 30 ms on a 2-core machine: not while the user watches another tab.
+  if (window()->isVisible() && !isVisible()) return;
+  draw(runs);
 }
 
-void PlotPanel::rebuild() {
+void PlotPanel::draw(const QList<const RunRecord*>& runs) {
   const double alpha = smoothing();
   std::vector<ChartSpec> specs(kCount);
   for (int i = 0; i < kCount; ++i) {
@@ -160,7 +161,7 @@ void PlotPanel::rebuild() {
     return int(specs[plot].series.size()) - 1;
   };
   MetricAxes axes;
-  for (const auto* run : runs_)
+  for (const auto* run : runs)
     if (run->visible) axes.add(run->config.is_classification());
   axes.label(specs[kEval]);
   // The loss terms: one line a term (dashes) a run (colours). With several runs the legend lists
@@ -169,7 +170,7 @@ void PlotPanel::rebuild() {
   // Over the runs shown: the loss terms' lines, and the first evaluation an empty plot can promise.
   int term_lines = 0, shown_runs = 0;
   std::int64_t first_eval = 0;
-  for (const auto* run : runs_)
+  for (const auto* run : runs)
     if (run->visible) {
       ++shown_runs;
       term_lines += decoder_info(run->config.model).policy ? 4 : 1;
@@ -183,7 +184,7 @@ void PlotPanel::rebuild() {
     return shown_runs == 1 && term > 0 ? run_color(run->id - 1 + term) : run->color;
   };
   QHash<int, int> position_series;  // series index of the per-position plot -> run id
-  for (const auto* run : runs_) {
+  for (const auto* run : runs) {
     if (!run->visible) continue;
     QVector<double> steps, tca, ca, rl, entropy, lr;
     for (const auto& s : run->history.steps) {

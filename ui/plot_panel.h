@@ -24,8 +24,11 @@ class PlotPanel : public QWidget {
  public:
   explicit PlotPanel(QWidget* parent = nullptr);
 
-  // Redraws from the runs (cheap enough to call at ~10 Hz while training).
+  // Redraws from the runs (cheap enough to call at ~10 Hz while training). The pointers are read
+  // here only: the runs' list may move its records once this returns. Behind another tab of a
+  // shown window the panel draws nothing; the window calls again when the tab comes back.
   void setRuns(const QList<const RunRecord*>& runs);
+  void draw(const QList<const RunRecord*>& runs);  // now, shown or not (exports)
   QList<QCustomPlot*> plots() const { return plots_; }
   QStringList plotNames() const;
   double smoothing() const;
@@ -35,14 +38,14 @@ class PlotPanel : public QWidget {
  Q_SIGNALS:
   // A point of the per-position plot was clicked: run id and target position (query index).
   void targetPositionClicked(int run_id, qint64 position);
+  // Smoothing or the log scale changed: the runs are to be drawn again (setRuns).
+  void redrawRequested();
 
  private:
-  void rebuild();
   QCustomPlot* makePlot(const QString& title, const QString& y_label);
   void showReadout(QCustomPlot* plot, QMouseEvent* event);
 
   QList<QCustomPlot*> plots_;
-  QList<const RunRecord*> runs_;
   QHash<QCPAbstractPlottable*, int> position_graphs_;  // per-position graph -> run id
   QSlider* smoothing_ = nullptr;
   QCheckBox* log_ = nullptr;

@@ -959,6 +959,42 @@ class TestStudio : public QObject {
     QCOMPARE(w.dialogFolder(), QDir::homePath());
   }
 
+  void curves_behind_another_tab_are_drawn_when_their_tab_comes_back() {
+    MainWindow w;
+    w.resize(1200, 800);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    w.tabs()->setCurrentWidget(w.inspector());
+    auto* loss = w.plots()->plots()[0];
+    w.experiment()->setConfig(small_copy(30));
+    w.action("train")->trigger();
+    w.tabs()->setCurrentWidget(w.inspector());  // a run that starts shows the curves: back again
+    const auto drawn = [loss] { return loss->graphCount() > 0 ? loss->graph(0)->dataCount() : 0; };
+    QCOMPARE(drawn(), 0);  // drawn when the run started, before its first step
+    QVERIFY(waitForState(w.session(), TrainingSession::State::Finished));
+    QTest::qWait(400);  // refreshes came and went: none drew the hidden curves
+    QCOMPARE(drawn(), 0);
+    w.tabs()->setCurrentWidget(w.plots());
+    QCOMPARE(loss->graphCount(), 1);
+    QCOMPARE(drawn(), 30);
+    // Smoothing redraws from the runs as they are now (the panel keeps no pointers to them).
+    const double before = loss->graph(0)->data()->at(29)->value;
+    w.plots()->setSmoothing(0);
+    QVERIFY(loss->graph(0)->data()->at(29)->value != before);
+    QCOMPARE(loss->graph(0)->data()->at(29)->value, w.runs()[0].history.steps.back().tca_loss);
+    // Exports draw the curves first: a second run, trained behind the inspector, is in the files.
+    w.experiment()->setConfig(small_copy(6));
+    w.action("train")->trigger();
+    w.tabs()->setCurrentWidget(w.inspector());
+    QTRY_VERIFY_WITH_TIMEOUT(w.runs().size() == 2 && w.runs()[1].state == state_text(TrainingSession::State::Finished),
+                             60000);
+    QCOMPARE(drawn(), 30);
+    QCOMPARE(loss->graphCount(), 1);
+    QVERIFY(w.exportPlots(dir_.filePath("behind"), "png", 400, 300));
+    QCOMPARE(loss->graphCount(), 2);
+    QCOMPARE(loss->graph(1)->dataCount(), 6);
+  }
+
   void a_run_queued_behind_a_paused_run_says_what_holds_it() {
     MainWindow w;
     w.experiment()->setConfig(small_copy(100000));
