@@ -8,13 +8,12 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
-#include <QShortcut>
+#include <QKeyEvent>
 #include <QSlider>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStackedWidget>
 #include <QVBoxLayout>
-#include <functional>
 
 #include "datasets/tasks.h"
 #include "ui/tree_view.h"
@@ -82,23 +81,34 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(level_slider_, &QSlider::valueChanged, this, &InspectorPanel::revealLevel);
   connect(prev, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() - 1); });
   connect(next, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() + 1); });
-  // Keys while the inspector has the focus (a click anywhere in it gives it): Left and Right step
-  // through the sample's queries, Up and Down through the walk's levels. A focused spin box or
-  // slider keeps its own arrow keys.
+  // Keys: a click anywhere in the panel gives it the focus, and the arrow keys its children leave
+  // unused come to keyPressEvent (a focused spin box or slider keeps its own).
   setFocusPolicy(Qt::ClickFocus);
-  auto key = [this](int k, std::function<void()> act) {
-    auto* shortcut = new QShortcut(QKeySequence(k), this);
-    shortcut->setContext(Qt::WidgetWithChildrenShortcut);
-    connect(shortcut, &QShortcut::activated, this, std::move(act));
-  };
-  key(Qt::Key_Left, [this] { if (result_ && query_ > 0) selectQuery(query_ - 1); });
-  key(Qt::Key_Right, [this] { if (result_ && query_ + 1 < viewed_targets_) selectQuery(query_ + 1); });
-  key(Qt::Key_Up, [prev] { prev->click(); });
-  key(Qt::Key_Down, [next] { next->click(); });
   summary_->setToolTip(tr("Keys: Left and Right, the previous and next query; Up and Down, the walk's levels."));
 }
 
 InspectorPanel::~InspectorPanel() = default;
+
+void InspectorPanel::keyPressEvent(QKeyEvent* event) {
+  // Left and Right step through the sample's queries, no further than its first and last; Up and
+  // Down hide and reveal the walk's levels, as the level buttons do (nothing for a model without one).
+  switch (event->key()) {
+    case Qt::Key_Left:
+      if (result_ && query_ > 0) selectQuery(query_ - 1);
+      break;
+    case Qt::Key_Right:
+      if (result_ && query_ + 1 < viewed_targets_) selectQuery(query_ + 1);
+      break;
+    case Qt::Key_Up:
+    case Qt::Key_Down:
+      if (level_controls_->isEnabled())
+        level_slider_->setValue(level_slider_->value() + (event->key() == Qt::Key_Down ? 1 : -1));
+      break;
+    default:
+      return QWidget::keyPressEvent(event);
+  }
+  event->accept();
+}
 
 // The stack takes the shown view's minimum height only: the image view's 300 px would leave the copy
 // task's three rows of tokens in a tall empty pane.

@@ -18,6 +18,7 @@ class QLabel;
 class QStackedWidget;
 class QSplitter;
 class QSlider;
+class QKeyEvent;
 
 namespace retreever::ui {
 
@@ -50,6 +51,9 @@ class InspectorPanel : public QWidget {
  Q_SIGNALS:
   void inspected(const retreever::InspectResult& result);
   void failed(const QString& message);
+
+ protected:
+  void keyPressEvent(QKeyEvent* event) override;
 
  private:
   void refresh();

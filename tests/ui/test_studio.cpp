@@ -2,6 +2,7 @@
 // worker's command/event protocol, a real short run updating the plots, a clicked query
 // matching 'retreever inspect', exports, and bad files answered with a dialog.
 #include <QSlider>
+#include <QSpinBox>
 #include <QStatusBar>
 #include <QAction>
 #include <QComboBox>
@@ -1102,6 +1103,13 @@ class TestStudio : public QObject {
       QCOMPARE(slider->value(), deepest - 1);
       QTest::keyClick(QApplication::focusWidget(), Qt::Key_Down);
       QCOMPARE(slider->value(), deepest);
+      // A focused spin box keeps its own Up: the next sample, not a level.
+      auto* spin = w.inspector()->findChild<QSpinBox*>("sample");
+      spin->setFocus();
+      QCOMPARE(spin->value(), 0);
+      QTest::keyClick(spin, Qt::Key_Up);
+      QCOMPARE(spin->value(), 1);
+      spin->setValue(0);
       QTest::mouseClick(view, Qt::LeftButton, {}, view->targetCell(3).center().toPoint());
       QCOMPARE(w.inspector()->query(), std::int64_t(3));
     }
