@@ -44,8 +44,9 @@ bool drawable(double x, double y, const ChartSpec& s) {
 // point (each one shows).
 constexpr std::size_t kLineBuckets = 2000;  // a bucket per pixel of a 2000-pixel-wide chart
 void thin(ChartSeries& line, const ChartSpec& spec) {
-  const std::size_t n = std::min(line.x.size(), line.y.size());
-  if (line.markers || !line.point_labels.empty() || n <= 3 * kLineBuckets) return;
+  const std::size_t n = line.x.size();
+  // Unequal lengths stay as given: draw_chart refuses them with a message.
+  if (line.y.size() != n || line.markers || !line.point_labels.empty() || n <= 3 * kLineBuckets) return;
   std::vector<double> x, y;
   x.reserve(4 * kLineBuckets), y.reserve(4 * kLineBuckets);
   for (std::size_t b = 0; b < kLineBuckets; ++b) {

@@ -79,8 +79,8 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(gp_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
   connect(image_view_, &TaskView::querySelected, this, &InspectorPanel::selectQuery);
   connect(level_slider_, &QSlider::valueChanged, this, &InspectorPanel::revealLevel);
-  connect(prev, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() - 1); });
-  connect(next, &QPushButton::clicked, this, [this] { level_slider_->setValue(level_slider_->value() + 1); });
+  connect(prev, &QPushButton::clicked, this, [this] { stepLevel(-1); });
+  connect(next, &QPushButton::clicked, this, [this] { stepLevel(1); });
   // Keys: a click anywhere in the panel gives it the focus, and the arrow keys its children leave
   // unused come to keyPressEvent (a focused spin box or slider keeps its own).
   setFocusPolicy(Qt::ClickFocus);
@@ -100,14 +100,19 @@ void InspectorPanel::keyPressEvent(QKeyEvent* event) {
       if (result_ && query_ + 1 < viewed_targets_) selectQuery(query_ + 1);
       break;
     case Qt::Key_Up:
+      stepLevel(-1);
+      break;
     case Qt::Key_Down:
-      if (level_controls_->isEnabled())
-        level_slider_->setValue(level_slider_->value() + (event->key() == Qt::Key_Down ? 1 : -1));
+      stepLevel(1);
       break;
     default:
       return QWidget::keyPressEvent(event);
   }
   event->accept();
+}
+
+void InspectorPanel::stepLevel(int delta) {
+  if (level_controls_->isEnabled()) level_slider_->setValue(level_slider_->value() + delta);
 }
 
 // The stack takes the shown view's minimum height only: the image view's 300 px would leave the copy

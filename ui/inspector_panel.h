@@ -57,6 +57,7 @@ class InspectorPanel : public QWidget {
 
  private:
   void refresh();
+  void stepLevel(int delta);  // one level more (1) or less (-1) of the walk shown, where there is a walk
   void updateHighlight();  // the context tokens under S, as far as the walk is revealed
   // Builds the inspector on a worker thread; the newest model asked for wins.
   void load(const QString& task, std::function<std::shared_ptr<Inspector>()> make);

@@ -58,6 +58,11 @@ namespace {
 constexpr int kRefreshMs = 150;   // plots redraw at most this often while training
 constexpr int kMaxRecent = 8;
 
+// " · 2 CPU threads" after the status bar's progress; nothing on a GPU (0).
+QString threads_suffix(int cpu_threads) {
+  return cpu_threads > 0 ? " · " + QString::fromStdString(cpu_threads_text(cpu_threads)) : QString();
+}
+
 // A row of the Runs list (Qt::UserRole: the run's index). Its tooltip, the run's settings other
 // than its task's preset, is made when asked for, not at every refresh of a training run's row.
 class RunItem : public QListWidgetItem {
@@ -139,11 +144,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(controller_, &SessionController::stepped, this, [this](const RunRecord& run, const StepMetrics& m) {
     const double rate = controller_->stepsPerSecond();
     const double eta = rate > 0 ? double(run.config.steps - m.step) / rate : 0;
-    threads_text_ = m.cpu_threads > 0 ? " · " + QString::fromStdString(cpu_threads_text(m.cpu_threads)) : QString();
     speed_label_->setText(tr("step %1/%2 · %3 steps/s · ETA %4")
                               .arg(m.step).arg(run.config.steps).arg(rate, 0, 'f', 1)
                               .arg(QTime(0, 0).addSecs(int(eta)).toString(eta >= 3600 ? "h:mm:ss" : "m:ss")) +
-                          threads_text_);
+                          threads_suffix(m.cpu_threads));
   });
   connect(controller_, &SessionController::snapshotArrived, this, [this](int run, const Snapshot& s) {
     // Follow the training run in the inspector unless the user picked another run.
@@ -157,7 +161,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     state_label_->setText(s == TrainingSession::State::Finished && run ? run->state : state_text(s));
     if (ended) {
       cancel_open_->hide();
-      if (run) speed_label_->setText(tr("step %1/%2").arg(run->lastStep()).arg(run->config.steps) + threads_text_);
+      if (run)  // the threads its last step ran on (0 for a run restored from its file: not kept there)
+        speed_label_->setText(tr("step %1/%2").arg(run->lastStep()).arg(run->config.steps) +
+                              threads_suffix(run->history.steps.empty() ? 0 : run->history.steps.back().cpu_threads));
     }
     updateActions();
   });

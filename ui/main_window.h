@@ -118,7 +118,6 @@ class MainWindow : public QMainWindow {
   std::unique_ptr<QLockFile> session_lock_;  // held while this window keeps its session
   QLabel* state_label_;
   QLabel* speed_label_;
-  QString threads_text_;  // " · N CPU threads" of the last step, kept on the label when the run ends
   QLabel* device_label_;
   QMenu* recent_menu_ = nullptr;
   QList<QAction*> actions_;

@@ -356,6 +356,9 @@ class TestCharts : public QObject {
     ChartSeries dots = series(std::vector<double>(x.begin(), x.begin() + 7000), std::vector<double>(7000, 1.0));
     dots.markers = true;
     QCOMPARE(draw_chart(&plot, spec_of({dots}))[0]->data()->size(), 7000);
+    // A long line whose x and y differ in length is refused, not cut to the shorter before drawing.
+    ChartSeries ragged = series(std::vector<double>(7000, 1.0), std::vector<double>(6999, 1.0));
+    QVERIFY_THROWS_EXCEPTION(std::runtime_error, draw_chart(&plot, spec_of({ragged})));
   }
 
   void a_legend_in_a_corner_covers_no_point_however_near_the_corner() {
