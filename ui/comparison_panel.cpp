@@ -25,6 +25,14 @@ QString paper_result(const Config& c) {
   return QString("%1 (%2)").arg(f->value, 0, 'f', 2).arg(QString::fromUtf8(f->source));
 }
 
+QString compare_models_tip() {
+  QString tip = QObject::tr("Queue one run of each model on the current experiment (same task, seed and steps).");
+  for (const auto& d : decoders())
+    tip += "\n\u2022 " + QString::fromStdString(d.title) + ": " + QString::fromStdString(d.summary) +
+           (d.sized() ? QObject::tr(" (sized to read about as many tokens as TCA)") : QString());
+  return tip;
+}
+
 namespace {
 const QStringList kColumns = {"run", "model", "task", "steps", "context N", "tokens/query", "tokens %",
                               "metric", "value", "paper"};
@@ -33,12 +41,9 @@ const QStringList kColumns = {"run", "model", "task", "steps", "context N", "tok
 ComparisonPanel::ComparisonPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   auto* buttons = new QHBoxLayout;
-  auto* compare = new QPushButton(tr("Compare TCA, CA, Perceiver IO and Treeformer"));
+  auto* compare = new QPushButton(tr("Compare all %1 models").arg(decoders().size()));
   compare->setObjectName("compareButton");
-  compare->setToolTip(tr("Queue four runs of the current experiment (same task, seed and steps): tree cross "
-                         "attention, full cross attention, Perceiver IO with as many latents as TCA reads, and "
-                         "a simplified Treeformer TC attention with about as many leaf summaries (one shared decision tree routes "
-                         "the context; no per-head trees, no query routing, no TF attention, no bootstrapped training)."));
+  compare->setToolTip(compare_models_tip());
   auto* reward = new QPushButton(tr("Reward study: accuracy vs negative CE"));
   reward->setObjectName("rewardStudyButton");
   reward->setToolTip(tr("Queue two TCA runs on the copy task that differ only in the RL reward (the paper's Table 3)."));

@@ -16,6 +16,8 @@ namespace retreever::ui {
 
 // The paper's published number for a run's setting, if there is one ("" otherwise).
 QString paper_result(const Config& c);
+// What "Compare models" queues, one line per registered decoder (the toolbar's and the panel's tooltip).
+QString compare_models_tip();
 
 class ComparisonPanel : public QWidget {
   Q_OBJECT

@@ -45,6 +45,18 @@ QStringList choice_list(const char* field) {
   for (const auto& c : Config::choices(field)) items << QString::fromStdString(c);
   return items;
 }
+// What a combo box shows for a choice, and the item's tooltip: models and tasks by their registry
+// title beside the id that config files and the command line write; other choices by their id.
+std::pair<QString, QString> choice_words(const QString& field, const QString& id) {
+  const auto name = id.toStdString();
+  const DecoderInfo* d = field == "model" ? find_decoder(name) : nullptr;
+  const TaskInfo* t = field == "task" ? find_task(name) : nullptr;
+  if (!d && !t) return {id, {}};
+  return {QString::fromStdString(d ? d->title : t->title) + " — " + id,
+          QString::fromStdString(d ? d->summary : t->summary)};
+}
+// A combo box's value is its item's id (the item data), whatever the item shows.
+QString value_of(const QWidget* editor) { return qobject_cast<const QComboBox*>(editor)->currentData().toString(); }
 }  // namespace
 
 void ensure_resources() {
@@ -64,8 +76,8 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   scroll->setWidget(inner);
 
   addSection(form, tr("Task"));
-  addField(form, {"task", tr("Task"), tr("What to learn: the copy (palindrome) task, 1-D Gaussian-process regression, or image completion (Fashion-MNIST or any IDX images)."), choice_list("task")});
-  addField(form, {"model", tr("Model"), tr("tca: tree cross attention (reads O(log N) nodes); ca: full cross attention (reads all N); perceiver: Perceiver IO (reads L latents); treeformer: a simplified Treeformer TC attention (reads 2^depth leaf summaries; one shared decision tree routes the context, with none of Treeformer's per-head trees, query routing, TF attention or bootstrapped training)."), choice_list("model")});
+  addField(form, {"task", tr("Task"), tr("What to learn; hover an entry for what it is. Config files and the command line name it by the word after the dash."), choice_list("task")});
+  addField(form, {"model", tr("Model"), tr("The decoder that reads the context for each query; hover an entry for what it reads. Config files and the command line name it by the word after the dash."), choice_list("model")});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
   addField(form, {"query_positions", tr("Query positions"), tr("Copy task: where the targets' positional encodings count from: from_zero = 0, 1, ... as the context's (the reference code); after_context = after the context's last position, as every older checkpoint."), choice_list("query_positions")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), choice_list("kernel")});
@@ -135,10 +147,9 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   outer->addWidget(preset);
   outer->addWidget(status_);
 
-  connect(qobject_cast<QComboBox*>(editors_["task"]), &QComboBox::currentTextChanged, this,
-          [this](const QString& task) {
-            if (!loading_) applyPreset(task);
-          });
+  connect(qobject_cast<QComboBox*>(editors_["task"]), &QComboBox::currentIndexChanged, this, [this] {
+    if (!loading_) applyPreset(value_of(editors_["task"]));
+  });
   applyPreset("copy");
 }
 
@@ -155,8 +166,12 @@ void ExperimentPanel::addField(QFormLayout* form, const Field& f) {
     editor = box;
   } else if (!f.choices.isEmpty()) {
     auto* combo = new QComboBox;
-    combo->addItems(f.choices);
-    connect(combo, &QComboBox::currentTextChanged, this, &ExperimentPanel::revalidate);
+    for (const auto& id : f.choices) {
+      const auto [text, tip] = choice_words(f.key, id);
+      combo->addItem(text, id);
+      if (!tip.isEmpty()) combo->setItemData(combo->count() - 1, tip, Qt::ToolTipRole);
+    }
+    connect(combo, &QComboBox::currentIndexChanged, this, &ExperimentPanel::revalidate);
     editor = combo;
   } else {
     auto* line = new QLineEdit;
@@ -178,7 +193,9 @@ void ExperimentPanel::fromJsonObject(const QJsonObject& o) {
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     const auto v = o.value(it.key());
     if (auto* box = qobject_cast<QCheckBox*>(it.value())) box->setChecked(v.toBool());
-    else if (auto* combo = qobject_cast<QComboBox*>(it.value())) combo->setCurrentText(v.toString());
+    else if (auto* combo = qobject_cast<QComboBox*>(it.value())) {
+      if (const int i = combo->findData(v.toString()); i >= 0) combo->setCurrentIndex(i);
+    }
     else if (auto* line = qobject_cast<QLineEdit*>(it.value()))
       line->setText(v.isDouble() ? QString::number(v.toDouble(), 'g', 8) : v.toString());
   }
@@ -201,7 +218,7 @@ void ExperimentPanel::applyPreset(const QString& task) {
 
 QStringList ExperimentPanel::parallelDevices() const {
   QStringList out;
-  if (qobject_cast<QComboBox*>(editors_["device"])->currentText() == kAllGpus)
+  if (value_of(editors_["device"]) == kAllGpus)
     for (const auto& d : all_gpus(gpus_)) out << QString::fromStdString(d);
   return out;
 }
@@ -212,7 +229,7 @@ Config ExperimentPanel::config() const {
   QJsonObject o = default_fields();
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     if (auto* box = qobject_cast<QCheckBox*>(it.value())) o[it.key()] = box->isChecked();
-    else if (auto* combo = qobject_cast<QComboBox*>(it.value())) o[it.key()] = combo->currentText();
+    else if (qobject_cast<QComboBox*>(it.value())) o[it.key()] = value_of(it.value());
     else if (auto* line = qobject_cast<QLineEdit*>(it.value())) {
       const auto text = line->text().trimmed();
       if (!is_number_.value(it.key())) {
@@ -278,8 +295,8 @@ void ExperimentPanel::revalidate() {
     }
   }
   // Fields that do not apply to this task/model are disabled, not hidden: users see them, and why.
-  const auto task = qobject_cast<QComboBox*>(editors_["task"])->currentText().toStdString();
-  const auto model = qobject_cast<QComboBox*>(editors_["model"])->currentText().toStdString();
+  const auto task = value_of(editors_["task"]).toStdString();
+  const auto model = value_of(editors_["model"]).toStdString();
   for (auto it = editors_.begin(); it != editors_.end(); ++it) {
     const bool is_bad = bad.contains(it.key());
     it.value()->setStyleSheet(is_bad ? "background-color: #f8d0d0; color: #600;" : "");

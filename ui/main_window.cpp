@@ -283,8 +283,11 @@ void MainWindow::createActions() {
                      QStyle::StandardPixmap icon, auto slot) {
     auto* a = new QAction(style()->standardIcon(icon), text, this);
     a->setObjectName(name);
-    a->setToolTip(tip + (key.isEmpty() ? QString() : QString(" (%1)").arg(key.toString(QKeySequence::NativeText))));
-    a->setStatusTip(tip);
+    // The shortcut after the tip's first line; the status bar shows that line alone.
+    const auto first = tip.section('\n', 0, 0);
+    a->setToolTip(first + (key.isEmpty() ? QString() : QString(" (%1)").arg(key.toString(QKeySequence::NativeText))) +
+                  tip.mid(first.size()));
+    a->setStatusTip(first);
     if (!key.isEmpty()) a->setShortcut(key);
     connect(a, &QAction::triggered, this, slot);
     actions_ << a;
@@ -316,9 +319,7 @@ void MainWindow::createActions() {
          run->config.lr = lr;
          session_->setLearningRate(lr);
        });
-  make("compare", tr("&Compare models"),
-       tr("Queue the experiment four times: TCA, full cross attention, Perceiver IO with as many latents as TCA reads, "
-          "and a simplified Treeformer TC attention with about as many leaf summaries"),
+  make("compare", tr("&Compare models"), compare_models_tip(),
        QKeySequence(Qt::CTRL | Qt::Key_K), SP::SP_FileDialogListView, [this] {
          if (!experiment_->isValid()) return showError(experiment_->problems().first());
          queueRuns(SessionController::comparisonConfigs(experiment_->config()),

@@ -51,7 +51,9 @@ DecoderInfo treeformer_decoder() {
   DecoderInfo d;
   d.name = "treeformer";
   d.title = "Simplified Treeformer TC";
-  d.summary = "simplified Treeformer TC attention: a learned decision tree picks 2^d leaf summaries";
+  d.summary =
+      "simplified Treeformer TC attention: one shared learned decision tree picks 2^d leaf summaries (none of "
+      "Treeformer's per-head trees, query routing, TF attention or bootstrapped training)";
   d.fields = {"treeformer_depth"};
   d.size_for_tokens = [](Config& c, std::int64_t tokens) {
     c.treeformer_depth = std::max<std::int64_t>(1, std::llround(std::log2(double(std::max<std::int64_t>(2, tokens)))));

@@ -72,6 +72,14 @@ Config small_copy(std::int64_t steps) {
   return c;
 }
 
+// Picks the item whose id (item data) is `id` in the panel's combo box for `key`; false when it has none.
+bool choose(ExperimentPanel* panel, const char* key, const char* id) {
+  auto* combo = qobject_cast<QComboBox*>(panel->editor(key));
+  const int i = combo ? combo->findData(QString(id)) : -1;
+  if (i >= 0) combo->setCurrentIndex(i);
+  return i >= 0;
+}
+
 bool waitForState(TrainingSession* s, TrainingSession::State state, int ms = 120000) {
   QElapsedTimer t;
   t.start();
@@ -212,6 +220,13 @@ class TestStudio : public QObject {
     const auto perceiver = std::find_if(configs.begin(), configs.end(), [](const Config& c) { return c.model == "perceiver"; });
     QVERIFY(perceiver != configs.end());
     QCOMPARE(perceiver->latents, tca_tokens);
+    // What the button and the toolbar say it queues comes from the same registry: one line a decoder.
+    MainWindow w;
+    const auto tip = w.action("compare")->toolTip();
+    QCOMPARE(tip.count(QChar(0x2022)), qsizetype(decoders().size()));
+    for (const auto& d : decoders()) QVERIFY2(tip.contains(QString::fromStdString(d.title + ": " + d.summary)), qPrintable(tip));
+    QVERIFY2(tip.section('\n', 0, 0).endsWith("(Ctrl+K)"), qPrintable(tip));
+    QVERIFY(!w.action("compare")->statusTip().contains('\n'));
     // The reward study moves a regression experiment to the classification task, with TCA.
     const auto reward = SessionController::rewardStudyConfigs(Config::preset("gp"));
     QCOMPARE(reward.size(), qsizetype(Config::choices("reward").size()));
@@ -501,8 +516,15 @@ class TestStudio : public QObject {
     auto* panel = w.experiment();
     auto* model = qobject_cast<QComboBox*>(panel->editor("model"));
     QVERIFY(model);
+    // The items show the registry's titles and summaries; the config gets the id.
+    const int perceiver = model->findData("perceiver");
+    QVERIFY(perceiver >= 0);
+    QCOMPARE(model->itemText(perceiver), QString::fromStdString(decoder_info("perceiver").title) + " \u2014 perceiver");
+    QCOMPARE(model->itemData(perceiver, Qt::ToolTipRole).toString(), QString::fromStdString(decoder_info("perceiver").summary));
+    model->setCurrentIndex(perceiver);
+    QCOMPARE(panel->config().model, std::string("perceiver"));
     for (const char* m : {"ca", "tca"}) {
-      model->setCurrentText(m);
+      QVERIFY(choose(panel, "model", m));
       for (const auto& k : decoder_info("tca").fields) {
         if (k == "reward") continue;  // also needs the copy task
         auto* editor = panel->editor(QString::fromStdString(k));
@@ -515,8 +537,8 @@ class TestStudio : public QObject {
         QCOMPARE(form->labelForField(editor)->toolTip(), editor->toolTip());  // the label says it too
       }
     }
-    qobject_cast<QComboBox*>(panel->editor("leaf_layout"))->setCurrentText("balanced");
-    qobject_cast<QComboBox*>(panel->editor("rl_baseline"))->setCurrentText("mean");
+    QVERIFY(choose(panel, "leaf_layout", "balanced"));
+    QVERIFY(choose(panel, "rl_baseline", "mean"));
     QCOMPARE(panel->config().leaf_layout, std::string("balanced"));
     QCOMPARE(panel->config().rl_baseline, std::string("mean"));
   }
@@ -526,8 +548,8 @@ class TestStudio : public QObject {
     auto* panel = w.experiment();
     auto* status = panel->findChild<QLabel*>("validationStatus");
     QVERIFY(status);
-    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("gp");
-    qobject_cast<QComboBox*>(panel->editor("model"))->setCurrentText("tca");
+    QVERIFY(choose(panel, "task", "gp"));
+    QVERIFY(choose(panel, "model", "tca"));
     qobject_cast<QLineEdit*>(panel->editor("explore"))->setText("0.05");
     QVERIFY(panel->isValid());
     QVERIFY(w.action("train")->isEnabled());
@@ -737,8 +759,8 @@ class TestStudio : public QObject {
     MainWindow w;
     auto* panel = w.experiment();
     auto* status = panel->findChild<QLabel*>("validationStatus");
-    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("copy");
-    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cpu");
+    QVERIFY(choose(panel, "task", "copy"));
+    QVERIFY(choose(panel, "device", "cpu"));
     QVERIFY(panel->isValid());
     QVERIFY2(status->text().contains("Needs about") && status->text().contains("available"), qPrintable(status->text()));
     // Every field within its bound, the whole far beyond this machine.
@@ -750,10 +772,10 @@ class TestStudio : public QObject {
     QVERIFY(panel->problems().first().contains("lower batch"));
     // On a GPU the estimate does not hold (no N x N scores there): the same run is not refused,
     // and the status says how a run that does not fit ends instead of quoting this machine's memory.
-    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cuda");
+    QVERIFY(choose(panel, "device", "cuda"));
     QVERIFY(panel->isValid());
     QVERIFY2(status->text().contains("not estimated") && !status->text().contains("available"), qPrintable(status->text()));
-    qobject_cast<QComboBox*>(panel->editor("device"))->setCurrentText("cpu");
+    QVERIFY(choose(panel, "device", "cpu"));
     qobject_cast<QLineEdit*>(panel->editor("batch"))->setText("8");
     qobject_cast<QLineEdit*>(panel->editor("seq_len"))->setText("64");
     QVERIFY(panel->isValid());
@@ -797,7 +819,7 @@ class TestStudio : public QObject {
     for (const char* key : {"task", "model", "seq_len", "branch_factor", "lr", "batch", "steps", "seed", "device"})
       QVERIFY2(!panel->editor(key)->toolTip().isEmpty(), key);
     // A preset chosen in the panel is the file's, the same the command line reads.
-    qobject_cast<QComboBox*>(panel->editor("task"))->setCurrentText("image");
+    QVERIFY(choose(panel, "task", "image"));
     QCOMPARE(panel->config().encoder_layers, Config::preset("image").encoder_layers);
     QCOMPARE(panel->config().ordering, std::string("sort_x2"));
   }
