@@ -120,6 +120,14 @@ Header read_header(std::istream& in, std::uint64_t size) {
   if (!in.read(reinterpret_cast<char*>(prefix), 8)) fail("cannot read the header length");
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | prefix[i];
+  // A real length below the limit has zero high bytes; eight printable ones are text (a config.json or
+  // metrics.csv passed by mistake), which deserves its own words rather than an absurd length.
+  if (std::all_of(prefix, prefix + 8, [](unsigned char c) { return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t'; })) {
+    std::string start(reinterpret_cast<const char*>(prefix), 8);
+    for (auto& c : start) if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    fail("it starts with text ('" + start + "...'), not with the length of a safetensors header: is it a JSON or CSV "
+         "file? A run's checkpoint is the checkpoint.safetensors in its folder");
+  }
   if (n > kMaxHeaderBytes) fail("the header claims " + std::to_string(n) + " bytes, above the limit of " + std::to_string(kMaxHeaderBytes));
   if (n > size - 8) fail("the header claims " + std::to_string(n) + " bytes but the file holds " + std::to_string(size - 8) + " after the length (truncated?)");
   if (n < 2) fail("the header is empty");

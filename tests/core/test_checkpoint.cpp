@@ -220,6 +220,10 @@ class TestCheckpoint : public QObject {
     std::string huge(8, '\xff');
     huge[7] = '\x7f';
     QVERIFY(header_error(huge + "{}").find("above the limit") != std::string::npos);
+    // A text file passed as a checkpoint (config.json) is named as text, not as an absurd length.
+    const auto text = header_error("{\n  \"task\": \"copy\"\n}\n");
+    QVERIFY2(text.find("starts with text ('{   \"tas...')") != std::string::npos, text.c_str());
+    QVERIFY(text.find("checkpoint.safetensors") != std::string::npos);
     std::string past(8, '\0');
     past[0] = char(200);
     QVERIFY(header_error(past + "{}").find("truncated") != std::string::npos);
