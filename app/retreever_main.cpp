@@ -38,6 +38,38 @@ namespace {
 // The choices of a config field, for the help (from Config and core/registry.h).
 std::vector<std::string> choices(const char* field) { return Config::choices(field); }
 
+// "  NAME        summary", the summary wrapped at 100 columns under itself.
+std::string listing_line(const std::string& name, const std::string& summary) {
+  constexpr std::size_t kIndent = 14, kWidth = 100;
+  std::string out = "  " + name + std::string(kIndent - std::min(kIndent - 1, name.size() + 2), ' ');
+  std::size_t column = kIndent;
+  std::size_t at = 0;
+  while (at < summary.size()) {
+    const auto end = std::min(summary.find(' ', at), summary.size());
+    const auto word = summary.substr(at, end - at);
+    if (column > kIndent && column + 1 + word.size() > kWidth) {
+      out += "\n" + std::string(kIndent, ' ');
+      column = kIndent;
+    } else if (column > kIndent) {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+    at = end + 1;
+  }
+  return out + "\n";
+}
+
+// The registered tasks and models with their one-line summaries (core/registry.h), for train's help.
+std::string registry_listing() {
+  std::string s = "tasks:\n";
+  for (const auto& t : tasks()) s += listing_line(t.name, t.summary);
+  s += "models:\n";
+  for (const auto& d : decoders()) s += listing_line(d.name, d.summary);
+  return s + "\n";
+}
+
 CommandSpec train_spec() {
   return {"train",
           "train a model and write DIR/config.json, metrics.csv, checkpoint.safetensors",
@@ -77,6 +109,7 @@ CommandSpec train_spec() {
            threads_option(),
            {"nproc", "N", "data-parallel over N local processes (CPU: Gloo; cuda: a GPU each, NCCL), the same "
                           "steps as one process; under torchrun or srun leave it out", {}}},
+          registry_listing() +
           "A task starts from its preset (resources/presets/TASK.json). With --resume, --steps, --lr,\n"
           "--reward, --rl-baseline, --explore, --ca-warmup, --dropout, --eval-every, --log-every, --data,\n"
           "--device and --precision change the checkpoint's config from there on; the other flags are refused."};

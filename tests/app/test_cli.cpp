@@ -83,6 +83,15 @@ class TestCli : public QObject {
     QVERIFY2(line.contains("GPU"), qPrintable(line));  // "no GPU", or how many
     QVERIFY(!line.contains('\n'));
     QVERIFY(run({"--help"}).out.contains("--version"));
+    // train's help lists every task and model its --task and --model accept, each with a summary.
+    const auto help = run({"train", "--help"}).out;
+    for (const char* option : {"--task", "--model"}) {
+      const QRegularExpression choices(QString("\\n\\s+%1 \\w+ .*\\(([a-z|]+)\\)\\n").arg(option));
+      const auto m = choices.match(help);
+      QVERIFY2(m.hasMatch(), option);
+      for (const auto& name : m.captured(1).split('|'))
+        QVERIFY2(help.contains(QRegularExpression("\\n  " + name + " +\\S.{20,}\\n")), qPrintable(name + " has no summary line"));
+    }
   }
 
   void train_writes_config_metrics_and_checkpoints() {
