@@ -6,6 +6,7 @@
 #include "core/registry.h"
 
 #include <QCheckBox>
+#include <QAbstractItemView>
 #include <QComboBox>
 #include <QFile>
 #include <QFormLayout>
@@ -15,6 +16,9 @@
 #include <QLineEdit>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScrollBar>
+#include <QStyleOptionComboBox>
+#include <QStylePainter>
 #include <QVBoxLayout>
 #include <nlohmann/json.hpp>
 
@@ -46,15 +50,31 @@ QStringList choice_list(const char* field) {
   return items;
 }
 // What a combo box shows for a choice, and the item's tooltip: models and tasks by their registry
-// title beside the id that config files and the command line write; other choices by their id.
+// title, the tooltip their summary and the id config files and the command line write; other
+// choices by their id.
 std::pair<QString, QString> choice_words(const QString& field, const QString& id) {
   const auto name = id.toStdString();
   const DecoderInfo* d = field == "model" ? find_decoder(name) : nullptr;
   const TaskInfo* t = field == "task" ? find_task(name) : nullptr;
   if (!d && !t) return {id, {}};
-  return {QString::fromStdString(d ? d->title : t->title) + " — " + id,
-          QString::fromStdString(d ? d->summary : t->summary)};
+  return {QString::fromStdString(d ? d->title : t->title),
+          QString::fromStdString(d ? d->summary : t->summary) + "\n(--" + field + " " + id + ")"};
 }
+// A combo box that elides its current text ("Simplified Treefor…") where the box is narrower than
+// the entry; Qt's styles clip it.
+class ElidingComboBox : public QComboBox {
+ protected:
+  void paintEvent(QPaintEvent*) override {
+    QStylePainter painter(this);
+    QStyleOptionComboBox opt;
+    initStyleOption(&opt);
+    painter.drawComplexControl(QStyle::CC_ComboBox, opt);
+    const auto field = style()->subControlRect(QStyle::CC_ComboBox, &opt, QStyle::SC_ComboBoxEditField, this);
+    opt.currentText = fontMetrics().elidedText(opt.currentText, Qt::ElideRight, field.width() - 2);
+    painter.drawControl(QStyle::CE_ComboBoxLabel, opt);
+  }
+};
+
 // A combo box's value is its item's id (the item data), whatever the item shows.
 QString value_of(const QWidget* editor) { return qobject_cast<const QComboBox*>(editor)->currentData().toString(); }
 }  // namespace
@@ -76,8 +96,8 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   scroll->setWidget(inner);
 
   addSection(form, tr("Task"));
-  addField(form, {"task", tr("Task"), tr("What to learn; hover an entry for what it is. Config files and the command line name it by the word after the dash."), choice_list("task")});
-  addField(form, {"model", tr("Model"), tr("The decoder that reads the context for each query; hover an entry for what it reads. Config files and the command line name it by the word after the dash."), choice_list("model")});
+  addField(form, {"task", tr("Task"), tr("What to learn; hover an entry for what it is and the word config files and the command line name it by."), choice_list("task")});
+  addField(form, {"model", tr("Model"), tr("The decoder that reads the context for each query; hover an entry for what it reads and the word config files and the command line name it by."), choice_list("model")});
   addField(form, {"seq_len", tr("Sequence length"), tr("Copy task: whole sequence length; the first half is the context (at least 4).")});
   addField(form, {"query_positions", tr("Query positions"), tr("Copy task: where the targets' positional encodings count from: from_zero = 0, 1, ... as the context's (the reference code); after_context = after the context's last position, as every older checkpoint."), choice_list("query_positions")});
   addField(form, {"kernel", tr("GP kernel"), tr("GP task: the kernel the training functions are drawn from."), choice_list("kernel")});
@@ -143,6 +163,8 @@ ExperimentPanel::ExperimentPanel(QWidget* parent, int gpus)
   status_ = new QLabel;
   status_->setWordWrap(true);
   status_->setObjectName("validationStatus");
+  // Wide enough for the form beside its vertical scroll bar: no horizontal scroll bar at the start.
+  scroll->setMinimumWidth(inner->minimumSizeHint().width() + scroll->verticalScrollBar()->sizeHint().width());
   outer->addWidget(scroll, 1);
   outer->addWidget(preset);
   outer->addWidget(status_);
@@ -165,12 +187,19 @@ void ExperimentPanel::addField(QFormLayout* form, const Field& f) {
     connect(box, &QCheckBox::toggled, this, &ExperimentPanel::revalidate);
     editor = box;
   } else if (!f.choices.isEmpty()) {
-    auto* combo = new QComboBox;
+    auto* combo = new ElidingComboBox;
+    // The longest entry must not widen the dock: the box asks for about 14 characters, elides a
+    // longer entry, and the list it drops down is as wide as its entries.
+    combo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    combo->setMinimumContentsLength(14);
     for (const auto& id : f.choices) {
       const auto [text, tip] = choice_words(f.key, id);
       combo->addItem(text, id);
       if (!tip.isEmpty()) combo->setItemData(combo->count() - 1, tip, Qt::ToolTipRole);
     }
+    int widest = 0;
+    for (int i = 0; i < combo->count(); ++i) widest = std::max(widest, combo->fontMetrics().horizontalAdvance(combo->itemText(i)));
+    combo->view()->setMinimumWidth(widest + 32);  // the entries' text, the popup's margins and scroll bar
     connect(combo, &QComboBox::currentIndexChanged, this, &ExperimentPanel::revalidate);
     editor = combo;
   } else {

@@ -5,6 +5,7 @@
 #include <QSpinBox>
 #include <QStatusBar>
 #include <QAction>
+#include <QAbstractItemView>
 #include <QComboBox>
 #include <QFormLayout>
 #include <QElapsedTimer>
@@ -519,8 +520,15 @@ class TestStudio : public QObject {
     // The items show the registry's titles and summaries; the config gets the id.
     const int perceiver = model->findData("perceiver");
     QVERIFY(perceiver >= 0);
-    QCOMPARE(model->itemText(perceiver), QString::fromStdString(decoder_info("perceiver").title) + " \u2014 perceiver");
-    QCOMPARE(model->itemData(perceiver, Qt::ToolTipRole).toString(), QString::fromStdString(decoder_info("perceiver").summary));
+    QCOMPARE(model->itemText(perceiver), QString::fromStdString(decoder_info("perceiver").title));
+    QCOMPARE(model->itemData(perceiver, Qt::ToolTipRole).toString(),
+             QString::fromStdString(decoder_info("perceiver").summary) + "\n(--model perceiver)");
+    // The longest title does not widen the dock; the list it drops down shows every title whole.
+    int longest = 0;
+    for (int i = 0; i < model->count(); ++i) longest = std::max(longest, model->fontMetrics().horizontalAdvance(model->itemText(i)));
+    // The box asks for the width of a box of short ids (leaf layout: packed, balanced).
+    QCOMPARE(model->sizeHint().width(), qobject_cast<QComboBox*>(panel->editor("leaf_layout"))->sizeHint().width());
+    QVERIFY2(model->view()->minimumWidth() >= longest, qPrintable(QString("%1 vs %2").arg(model->view()->minimumWidth()).arg(longest)));
     model->setCurrentIndex(perceiver);
     QCOMPARE(panel->config().model, std::string("perceiver"));
     for (const char* m : {"ca", "tca"}) {
