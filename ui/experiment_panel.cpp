@@ -330,6 +330,9 @@ void ExperimentPanel::revalidate() {
     const bool is_bad = bad.contains(it.key());
     it.value()->setStyleSheet(is_bad ? "background-color: #f8d0d0; color: #600;" : "");
     QString tip = it.value()->property("baseTip").toString();
+    if (auto* combo = qobject_cast<QComboBox*>(it.value()))  // the chosen entry's own words, when it has some
+      if (const auto entry = combo->currentData(Qt::ToolTipRole).toString(); !entry.isEmpty())
+        tip += "\n\n" + tr("%1: %2").arg(combo->currentText(), entry);
     for (const auto& p : problems)
       if (p.startsWith(it.key() + ":")) tip += "\n\n⚠ " + p;
     const auto unread = unread_field_reason(it.key().toStdString(), task, model);

@@ -531,6 +531,10 @@ class TestStudio : public QObject {
     QVERIFY2(model->view()->minimumWidth() >= longest, qPrintable(QString("%1 vs %2").arg(model->view()->minimumWidth()).arg(longest)));
     model->setCurrentIndex(perceiver);
     QCOMPARE(panel->config().model, std::string("perceiver"));
+    // The closed box's tooltip gives the chosen entry's words too (an elided title is read there).
+    QVERIFY2(model->toolTip().contains(QString::fromStdString(decoder_info("perceiver").title + ": " +
+                                                              decoder_info("perceiver").summary)),
+             qPrintable(model->toolTip()));
     for (const char* m : {"ca", "tca"}) {
       QVERIFY(choose(panel, "model", m));
       for (const auto& k : decoder_info("tca").fields) {
