@@ -114,12 +114,12 @@ std::vector<std::string> Config::validate() const {
     e.push_back("heads: d_model (" + std::to_string(d_model) + ") must be divisible by heads (" +
                 std::to_string(heads) + ").");
   if (eval_context != 0) {
-    const std::int64_t most = max_eval_context(task);
-    if (most == 0)
+    const auto* drawn = find_task(task);
+    if (!drawn || drawn->max_context == 0)
       e.push_back("eval_context: only the gp and image tasks draw their context size; the copy task's "
                   "context is half of seq_len. Leave it at 0.");
-    else if (eval_context < 3 || eval_context > most)
-      e.push_back("eval_context: the " + task + " task's contexts hold 3.." + std::to_string(most) +
+    else if (eval_context < drawn->min_context || eval_context > drawn->max_context)
+      e.push_back("eval_context: the " + task + " task's contexts hold " + drawn->context_range() +
                   " points (0 = drawn as in training), got " + std::to_string(eval_context) + ".");
   }
   const auto* t = find_task(task);

@@ -35,12 +35,11 @@ std::vector<TaskInfo> make_tasks() {
   TaskInfo gp;
   gp.name = "gp";
   gp.title = "GP regression";
-  gp.summary = "1-D regression: functions drawn from a Gaussian process";
   gp.fields = {"kernel", "eval_kernel", "eval_context"};
   // The reference's sampler (TNP's): randint(3, 50 - 3) context points, randint(3, 50 - Nc) targets,
   // upper bounds exclusive (PAPER.md's "3..47" and "3..(50-Nc)" read them as inclusive).
   gp.min_context = 3, gp.max_context = 46, gp.max_points = 49;
-  gp.summary += ", " + std::to_string(gp.min_context) + ".." + std::to_string(gp.max_context) + " context points";
+  gp.summary = "1-D regression: functions drawn from a Gaussian process, " + gp.context_range() + " context points";
   gp.view = "function";
   gp.point_numbers = 2;
   gp.typical_context = [](const Config&) { return std::int64_t(25); };
@@ -51,12 +50,11 @@ std::vector<TaskInfo> make_tasks() {
   TaskInfo image;
   image.name = "image";
   image.title = "Image completion";
-  image.summary = "complete Fashion-MNIST images (14x14) from ";
   image.fields = {"data_dir", "eval_split", "eval_context"};
   // The reference's img_to_task with max_num_points 200: randint(3, 200 - 3) context pixels and
   // randint(3, 200 - Nc) targets, upper bounds exclusive; at most the image's pixels.
   image.min_context = 3, image.max_context = 196, image.max_points = 199;
-  image.summary += std::to_string(image.min_context) + ".." + std::to_string(image.max_context) + " context pixels";
+  image.summary = "complete Fashion-MNIST images (14x14) from " + image.context_range() + " context pixels";
   image.view = "image";
   image.point_numbers = 3;
   image.typical_context = [](const Config&) { return std::int64_t(100); };
@@ -78,6 +76,8 @@ const Info* find(const std::vector<Info>& list, const std::string& name) {
 }
 
 }  // namespace
+
+std::string TaskInfo::context_range() const { return std::to_string(min_context) + ".." + std::to_string(max_context); }
 
 TaskInfo::Row TaskInfo::largest(const Config& c) const {
   if (largest_row) return largest_row(c);

@@ -47,6 +47,7 @@ struct TaskInfo {
   // in all (datasets/); the evaluation context size may be fixed to min_context..max_context.
   // 0: drawn otherwise (copy).
   std::int64_t min_context = 0, max_context = 0, max_points = 0;
+  std::string context_range() const;  // "3..46", for messages and summaries
   // The studio's inspector view of a sample: "sequence", "function" or "image".
   std::string view;
   // Input and output numbers per point (gp: x, y; image: two coordinates, the pixel).

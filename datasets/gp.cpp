@@ -43,8 +43,8 @@ torch::Tensor gp_covariance(const torch::Tensor& x, const std::string& kernel, a
 GPTask::GPTask(std::string train_kernel, std::string eval_kernel, std::int64_t eval_context)
     : train_kernel_(std::move(train_kernel)), eval_kernel_(std::move(eval_kernel)), eval_context_(eval_context) {
   if (eval_context != 0 && (eval_context < info().min_context || eval_context > info().max_context))
-    throw std::invalid_argument("gp task: evaluation contexts hold " + std::to_string(info().min_context) + ".." +
-                                std::to_string(info().max_context) + " points, got " + std::to_string(eval_context));
+    throw std::invalid_argument("gp task: evaluation contexts hold " + info().context_range() + " points, got " +
+                                std::to_string(eval_context));
 }
 
 TaskSpec GPTask::spec() const {

@@ -192,13 +192,13 @@ void ExperimentPanel::addField(QFormLayout* form, const Field& f) {
     // longer entry, and the list it drops down is as wide as its entries.
     combo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     combo->setMinimumContentsLength(14);
+    int widest = 0;
     for (const auto& id : f.choices) {
       const auto [text, tip] = choice_words(f.key, id);
       combo->addItem(text, id);
       if (!tip.isEmpty()) combo->setItemData(combo->count() - 1, tip, Qt::ToolTipRole);
+      widest = std::max(widest, combo->fontMetrics().horizontalAdvance(text));
     }
-    int widest = 0;
-    for (int i = 0; i < combo->count(); ++i) widest = std::max(widest, combo->fontMetrics().horizontalAdvance(combo->itemText(i)));
     combo->view()->setMinimumWidth(widest + 32);  // the entries' text, the popup's margins and scroll bar
     connect(combo, &QComboBox::currentIndexChanged, this, &ExperimentPanel::revalidate);
     editor = combo;
