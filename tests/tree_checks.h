@@ -1,7 +1,9 @@
 // A check of build_tree under dropout, shared by test_tree (CPU) and test_cuda (GPU). Qt-free.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -17,8 +19,11 @@ namespace retreever::testing {
 // the nodes the tree keeps (the reference's tree), of the order of the nodes themselves when a
 // node comes from another draw of the masks than its parent was aggregated from. `replay_seed`
 // other than 11 draws other masks for the second aggregation (the check's own control).
+// `batching`: how build_tree runs the levels (always: twice, the second pass batched and replaying
+// the first pass's masks, as a GPU training step does).
 inline double tree_dropout_mismatch(const torch::Device& device, std::int64_t N, std::int64_t b, double p,
-                                    std::uint64_t replay_seed = 11) {
+                                    std::uint64_t replay_seed = 11,
+                                    LevelBatching batching = LevelBatching::automatic) {
   torch::manual_seed(std::uint64_t(N) * 31 + std::uint64_t(b));
   Aggregator agg(1, 16, 2, 32);
   agg->to(device);
@@ -29,7 +34,7 @@ inline double tree_dropout_mismatch(const torch::Device& device, std::int64_t N,
   auto order = context_order(torch::zeros({B, N, 1}, context.options().requires_grad(false)), "given", b);
   DropoutStream stream(11);
   DropoutScope scope(stream);
-  auto tree = build_tree(context, order, b, agg, /*bptt=*/false);
+  auto tree = build_tree(context, order, b, agg, /*bptt=*/false, /*balanced=*/false, batching);
   stream.reseed(replay_seed);
   torch::NoGradGuard no_grad;
   const auto& s = tree.shape;
@@ -41,6 +46,44 @@ inline double tree_dropout_mismatch(const torch::Device& device, std::int64_t N,
     auto parent = agg->forward(children, s.has_padding() ? mask : torch::Tensor()).view({B, count, D});
     worst = std::max(worst, (parent - tree.nodes[level - 1].detach()).abs().max().item<double>());
   }
+  return worst;
+}
+
+// The tree's nodes and the aggregator's gradients (of a weighted sum over every node) when the
+// levels run batched (their masks replayed) against level by level, from one dropout seed. Returns
+// the largest |difference| over nodes and gradients, relative to the largest gradient.
+inline double tree_batching_difference(const torch::Device& device, std::int64_t N, std::int64_t b, double p) {
+  torch::manual_seed(std::uint64_t(N) * 7 + std::uint64_t(b));
+  Aggregator agg(2, 16, 2, 32);
+  agg->to(device);
+  set_dropout(*agg, p);
+  agg->train();
+  const std::int64_t B = 3, D = 16;
+  const auto options = torch::TensorOptions().device(device);
+  auto context = torch::randn({B, N, D}, options);
+  auto order = context_order(torch::zeros({B, N, 1}, options), "given", b);
+  std::vector<torch::Tensor> nodes[2], grads[2];
+  for (int way = 0; way < 2; ++way) {
+    agg->zero_grad();
+    DropoutStream stream(5);
+    DropoutScope scope(stream);
+    auto tree = build_tree(context, order, b, agg, /*bptt=*/false, /*balanced=*/false,
+                           way == 0 ? LevelBatching::always : LevelBatching::never);
+    auto loss = torch::zeros({}, options);
+    for (std::size_t l = 0; l < tree.nodes.size(); ++l) {
+      auto weight = torch::linspace(-1, 1, tree.nodes[l].numel(), options).view(tree.nodes[l].sizes());
+      loss = loss + (tree.nodes[l] * weight).sum();
+      nodes[way].push_back(tree.nodes[l].detach());
+    }
+    loss.backward();
+    for (const auto& param : agg->parameters()) grads[way].push_back(param.grad().clone());
+  }
+  double scale = 0, worst = 0;
+  for (const auto& g : grads[1]) scale = std::max(scale, g.abs().max().item<double>());
+  for (std::size_t i = 0; i < nodes[0].size(); ++i)
+    worst = std::max(worst, (nodes[0][i] - nodes[1][i]).abs().max().item<double>());
+  for (std::size_t i = 0; i < grads[0].size(); ++i)
+    worst = std::max(worst, (grads[0][i] - grads[1][i]).abs().max().item<double>() / std::max(scale, 1e-12));
   return worst;
 }
 

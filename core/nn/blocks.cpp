@@ -10,6 +10,8 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <limits>
 #include <stdexcept>
 #include <torch/nn/functional.h>
@@ -110,6 +112,34 @@ DropoutScope::DropoutScope(DropoutStream& stream) : previous_(current_stream) { 
 DropoutScope::~DropoutScope() { current_stream = previous_; }
 
 namespace {
+thread_local DropoutTape* current_tape = nullptr;
+
+std::string shape_text(at::IntArrayRef sizes) {
+  std::string t = "[";
+  for (std::size_t i = 0; i < sizes.size(); ++i) t += (i ? "," : "") + std::to_string(sizes[i]);
+  return t + "]";
+}
+}  // namespace
+
+DropoutTape::DropoutTape(Mode m, std::vector<torch::Tensor> given)
+    : masks(std::move(given)), mode(m), previous_(current_tape) {
+  current_tape = this;
+}
+DropoutTape::~DropoutTape() { current_tape = previous_; }
+
+torch::Tensor DropoutTape::next(at::IntArrayRef sizes) {
+  if (replayed_ >= masks.size())
+    throw std::logic_error("dropout replay: mask " + std::to_string(replayed_ + 1) + " of shape " + shape_text(sizes) +
+                           " asked for, but the tape holds " + std::to_string(masks.size()));
+  const auto& m = masks[replayed_];
+  if (m.sizes() != sizes)
+    throw std::logic_error("dropout replay: mask " + std::to_string(replayed_ + 1) + " asked for shape " +
+                           shape_text(sizes) + ", the tape holds " + shape_text(m.sizes()));
+  ++replayed_;
+  return m;
+}
+
+namespace {
 // A 32-bit integer hash with low bias (Chris Wellons' "lowbias32"), a bijection.
 inline std::uint32_t hash32(std::uint32_t x) {
   x ^= x >> 16;
@@ -150,6 +180,7 @@ void fill_keep_mask(float* out, std::int64_t n, std::uint64_t key, double keep) 
 
 // Drawn in float32 whatever the dtype asked, so runs in other precisions draw the same masks.
 torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
+  if (current_tape && current_tape->mode == DropoutTape::Mode::replay) return current_tape->next(sizes);
   c10::optional<at::Generator> generator;
   if (current_stream) generator = current_stream->generator(options.device());
   torch::Tensor mask;
@@ -167,7 +198,9 @@ torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOpti
     mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, generator);
     mask.div_(1 - p);
   }
-  return options.dtype() == torch::kFloat ? mask : mask.to(options.dtype().toScalarType());
+  if (options.dtype() != torch::kFloat) mask = mask.to(options.dtype().toScalarType());
+  if (current_tape) current_tape->masks.push_back(mask);
+  return mask;
 }
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p) {

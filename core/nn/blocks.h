@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <vector>
 
 #include <torch/nn.h>
 
@@ -188,6 +189,30 @@ class DropoutScope {
   DropoutScope& operator=(const DropoutScope&) = delete;
  private:
   DropoutStream* previous_;
+};
+
+// Dropout masks kept by one pass and handed out again by another. While a recording tape is
+// alive on a thread, keep_mask appends every mask it draws to `masks`; while a replaying one is,
+// keep_mask draws nothing and returns `masks` in order, each of the shape asked for (else a
+// std::logic_error). build_tree runs a GPU training step's small tree levels a second time,
+// batched, with the masks their first pass drew.
+class DropoutTape {
+ public:
+  enum class Mode { record, replay };
+  explicit DropoutTape(Mode mode, std::vector<torch::Tensor> masks = {});
+  ~DropoutTape();
+  DropoutTape(const DropoutTape&) = delete;
+  DropoutTape& operator=(const DropoutTape&) = delete;
+  // Replaying: the next mask, checked against the shape asked for.
+  torch::Tensor next(at::IntArrayRef sizes);
+  // Replaying: every mask was handed out.
+  bool finished() const { return replayed_ == masks.size(); }
+  std::vector<torch::Tensor> masks;
+  const Mode mode;
+
+ private:
+  std::size_t replayed_ = 0;
+  DropoutTape* previous_;
 };
 
 // Keep masks of the given shape and options: 1 / (1 - p) with probability 1 - p, else 0 (the

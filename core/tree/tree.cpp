@@ -1,6 +1,8 @@
 #include "tree.h"
 
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 namespace retreever {
 
@@ -64,7 +66,7 @@ torch::Tensor AggregatorImpl::forward(const torch::Tensor& children, const torch
 }
 
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
-                Aggregator& aggregator, bool bptt, bool balanced) {
+                Aggregator& aggregator, bool bptt, bool balanced, LevelBatching batching) {
   const auto B = context.size(0), N = context.size(1), D = context.size(2);
   Tree tree;
   tree.shape = TreeShape::of(N, branch_factor, balanced);
@@ -95,38 +97,44 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
   // together with it: each level reads the values below it, detached, so one batched call gives the
   // same nodes and the same gradients in a fraction of the kernel launches (a training step of
   // small models is launch-bound there; on the CPU the second forward would only cost time).
-  // Not while the aggregator drops out: the second forward would draw other masks, and each node
-  // would then differ from the one its parent was aggregated from (the reference aggregates the
-  // nodes it keeps, level by level).
+  // While the aggregator drops out, the first pass records the masks it draws and the batched call
+  // replays them (DropoutTape): each node is then the one its parent was aggregated from, as in the
+  // reference, which aggregates the nodes it keeps, level by level.
   // A level of at least kDirectRows child rows runs once, with autograd, as on the CPU: there the
   // arithmetic of a second forward (and the copy into the batched call) outweighs the launches it
   // saves (H100, copy N = 1024, batch 128: 0.18 ms of a 9.3 ms step; no change at N = 256).
   constexpr std::int64_t kDirectRows = 65536;
-  const bool batched = !bptt && context.is_cuda() && torch::GradMode::is_enabled() && s.k > 1 &&
-                       !dropout_active(*aggregator);
+  const bool dropping = dropout_active(*aggregator);
+  const bool batched = !bptt && torch::GradMode::is_enabled() && s.k > 1 &&
+                       (batching == LevelBatching::automatic ? context.is_cuda() : batching == LevelBatching::always);
   std::vector<torch::Tensor> inputs, input_masks;  // batched levels: children [B*count,fan,D], [B*count,fan]
   std::vector<std::size_t> input_node;              // where each batched level's parents go in nodes
+  std::vector<std::vector<torch::Tensor>> input_drops;  // the dropout masks each batched level drew
   {
     const bool grad = torch::GradMode::is_enabled();
     for (std::int64_t level = s.k; level >= 1; --level) {
       const auto fan = s.fan_out(level), count = s.level_size(level);
-      const bool again = batched && B * count * fan < kDirectRows;  // forward again, batched
+      const bool again = batched && (batching == LevelBatching::always || B * count * fan < kDirectRows);
       torch::AutoGradMode grad_mode(grad && !again);
       auto children = nodes.back();
       if (!bptt) children = children.detach();
       auto child_mask = masks.back().reshape({B * count, fan});
       auto input = children.reshape({B * count, fan, D});
+      std::optional<DropoutTape> tape;
+      if (again && dropping) tape.emplace(DropoutTape::Mode::record);
       auto parent = aggregator->forward(input, padding ? child_mask : torch::Tensor());
       if (again) {
         inputs.push_back(input);
         input_node.push_back(nodes.size());
         input_masks.push_back(child_mask);
+        input_drops.push_back(tape ? std::move(tape->masks) : std::vector<torch::Tensor>{});
       }
       nodes.push_back(parent.view({B, count, D}));
       masks.push_back(child_mask.any(1).view({B, count}));  // padding only if all children are
     }
   }
-  // Levels of one fan-out (the leaf groups' P, then b above) go in one call each.
+  // Levels of one fan-out (the leaf groups' P, then b above) go in one call each; under dropout,
+  // each of the call's masks is the levels' masks of that draw, stacked as their rows are.
   for (std::size_t first = 0; first < inputs.size();) {
     auto last = first + 1;
     while (last < inputs.size() && inputs[last].size(1) == inputs[first].size(1)) ++last;
@@ -134,7 +142,25 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
         m(input_masks.begin() + first, input_masks.begin() + last);
     std::vector<std::int64_t> rows;
     for (const auto& t : x) rows.push_back(t.size(0));
+    std::optional<DropoutTape> replay;
+    if (dropping) {
+      std::vector<torch::Tensor> stacked;
+      for (std::size_t j = 0; j < input_drops[first].size(); ++j) {
+        std::vector<torch::Tensor> parts;
+        for (auto i = first; i < last; ++i) {
+          if (input_drops[i].size() != input_drops[first].size())
+            throw std::logic_error("build_tree: the aggregator drew " + std::to_string(input_drops[i].size()) +
+                                   " dropout masks at one level and " + std::to_string(input_drops[first].size()) +
+                                   " at another");
+          parts.push_back(input_drops[i][j]);
+        }
+        stacked.push_back(torch::cat(parts));
+      }
+      replay.emplace(DropoutTape::Mode::replay, std::move(stacked));
+    }
     auto parents = aggregator->forward(torch::cat(x), padding ? torch::cat(m) : torch::Tensor()).split_with_sizes(rows);
+    if (replay && !replay->finished())
+      throw std::logic_error("build_tree: the batched levels drew fewer dropout masks than their first pass");
     for (auto i = first; i < last; ++i) nodes[input_node[i]] = parents[i - first].view({B, rows[i - first] / B, D});
     first = last;
   }

@@ -49,7 +49,12 @@ TORCH_MODULE(Aggregator);
 // balanced, see TreeShape); padding slots repeat a real leaf (finite values) and are masked.
 // With bptt false the aggregator sees detached children, so the task loss does not flow through
 // the tree.
+// `batching`: whether the levels run twice, first without autograd, then batched with it (as a
+// training step does on a GPU by default, build_tree's comment says why): tests ask for both ways
+// on every device.
+enum class LevelBatching { automatic, always, never };
 Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::int64_t branch_factor,
-                Aggregator& aggregator, bool bptt, bool balanced = false);
+                Aggregator& aggregator, bool bptt, bool balanced = false,
+                LevelBatching batching = LevelBatching::automatic);
 
 }  // namespace retreever

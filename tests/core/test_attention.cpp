@@ -327,6 +327,47 @@ class TestAttention : public QObject {
     QVERIFY(torch::equal(keep_mask({1000}, 0.25, torch::kFloat), g1));
   }
 
+  void dropout_tape_records_and_replays_masks_in_order() {
+    // A recording tape keeps each mask drawn; a replaying one hands them back in order without
+    // drawing (the stream does not advance), and refuses a shape it does not hold or a mask too many.
+    DropoutStream stream(3);
+    DropoutScope scope(stream);
+    std::vector<torch::Tensor> kept;
+    {
+      DropoutTape tape(DropoutTape::Mode::record);
+      keep_mask({4, 5}, 0.5, torch::kFloat);
+      keep_mask({7}, 0.5, torch::kFloat);
+      kept = tape.masks;
+    }
+    QCOMPARE(int(kept.size()), 2);
+    QCOMPARE(kept[1].sizes().vec(), std::vector<int64_t>{7});
+    auto next_draw = keep_mask({1000}, 0.5, torch::kFloat);
+    stream.reseed(3);
+    keep_mask({4, 5}, 0.5, torch::kFloat);
+    keep_mask({7}, 0.5, torch::kFloat);
+    {
+      DropoutTape replay(DropoutTape::Mode::replay, kept);
+      QVERIFY(torch::equal(keep_mask({4, 5}, 0.5, torch::kFloat), kept[0]));
+      QVERIFY(!replay.finished());
+      QVERIFY(torch::equal(keep_mask({7}, 0.5, torch::kFloat), kept[1]));
+      QVERIFY(replay.finished());
+      try {
+        keep_mask({7}, 0.5, torch::kFloat);
+        QFAIL("a third mask from a tape of two");
+      } catch (const std::logic_error& e) {
+        QVERIFY2(QString(e.what()).contains("the tape holds 2"), e.what());
+      }
+    }
+    QVERIFY(torch::equal(keep_mask({1000}, 0.5, torch::kFloat), next_draw));  // nothing drawn while replaying
+    DropoutTape replay(DropoutTape::Mode::replay, kept);
+    try {
+      keep_mask({5, 4}, 0.5, torch::kFloat);
+      QFAIL("a mask of another shape");
+    } catch (const std::logic_error& e) {
+      QVERIFY2(QString(e.what()).contains("[5,4]") && QString(e.what()).contains("[4,5]"), e.what());
+    }
+  }
+
   void cpu_keep_masks_are_independent_draws_at_the_asked_rate() {
     // The CPU masks come from a counter-based hash of one draw of the stream: check that they keep
     // 1 - p of the elements everywhere in the tensor, that neighbours and successive masks are

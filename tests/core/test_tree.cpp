@@ -183,6 +183,20 @@ class TestTree : public QObject {
       const auto other = testing::tree_dropout_mismatch(torch::kCPU, N, b, 0.3, /*replay_seed=*/12);
       QVERIFY2(same < 1e-5, qPrintable(QString("N=%1 b=%2: %3").arg(N).arg(b).arg(same)));
       QVERIFY2(other > 1e-2, qPrintable(QString("N=%1 b=%2, other masks: %3").arg(N).arg(b).arg(other)));
+      // The same with the levels run twice, the second pass batched (a GPU training step's way).
+      const auto batched = testing::tree_dropout_mismatch(torch::kCPU, N, b, 0.3, 11, LevelBatching::always);
+      QVERIFY2(batched < 1e-5, qPrintable(QString("N=%1 b=%2, batched: %3").arg(N).arg(b).arg(batched)));
+    }
+  }
+
+  // The batched second pass replays the first pass's dropout masks: the same nodes and gradients
+  // as level by level (tree_checks.h). Without the replay the nodes differ by their own size.
+  void batched_levels_replay_their_dropout_masks() {
+    for (auto [N, b] : std::vector<std::pair<std::int64_t, std::int64_t>>{{37, 2}, {64, 2}, {50, 3}}) {
+      for (double p : {0.0, 0.3}) {
+        const auto d = testing::tree_batching_difference(torch::kCPU, N, b, p);
+        QVERIFY2(d < 1e-5, qPrintable(QString("N=%1 b=%2 p=%3: %4").arg(N).arg(b).arg(p).arg(d)));
+      }
     }
   }
 

@@ -290,6 +290,11 @@ void dropout_tree_on_the_gpu_keeps_its_parents() {
     std::printf("%s: parents against their children's aggregate %.2e (other masks %.2e)\n", what.c_str(), same, other);
     expect(same < 1e-4, what + ": each parent aggregates the kept children");
     expect(other > 1e-2, what + ": other masks give other parents");
+    // The batched second pass (a GPU training step's default) replays the first pass's masks: the
+    // same nodes and aggregator gradients as level by level.
+    const auto batching = retreever::testing::tree_batching_difference(torch::kCUDA, N, b, 0.3);
+    std::printf("%s: batched levels against level by level %.2e\n", what.c_str(), batching);
+    expect(batching < 1e-4, what + ": batched levels give the level-by-level nodes and gradients");
   }
 }
 
