@@ -12,6 +12,15 @@
 
 namespace retreever::testing {
 
+// An aggregator of `layers` layers (d_model 16, 2 heads) on `device`, training, dropping out at p.
+inline Aggregator dropping_aggregator(const torch::Device& device, std::int64_t layers, double p) {
+  Aggregator agg(layers, 16, 2, 32);
+  agg->to(device);
+  set_dropout(*agg, p);
+  agg->train();
+  return agg;
+}
+
 // Builds a tree (training, no bptt, as a training step does) with the aggregator dropping out at
 // rate p, then aggregates the kept nodes once more, level by level from the leaves up, drawing the
 // masks again from the same seed in the same order. Returns the largest |difference| between each
@@ -25,10 +34,7 @@ inline double tree_dropout_mismatch(const torch::Device& device, std::int64_t N,
                                     std::uint64_t replay_seed = 11,
                                     LevelBatching batching = LevelBatching::automatic) {
   torch::manual_seed(std::uint64_t(N) * 31 + std::uint64_t(b));
-  Aggregator agg(1, 16, 2, 32);
-  agg->to(device);
-  set_dropout(*agg, p);
-  agg->train();
+  auto agg = dropping_aggregator(device, 1, p);
   const std::int64_t B = 2, D = 16;
   auto context = torch::randn({B, N, D}, torch::TensorOptions().device(device)).requires_grad_();
   auto order = context_order(torch::zeros({B, N, 1}, context.options().requires_grad(false)), "given", b);
@@ -54,10 +60,7 @@ inline double tree_dropout_mismatch(const torch::Device& device, std::int64_t N,
 // the largest |difference| over nodes and gradients, relative to the largest gradient.
 inline double tree_batching_difference(const torch::Device& device, std::int64_t N, std::int64_t b, double p) {
   torch::manual_seed(std::uint64_t(N) * 7 + std::uint64_t(b));
-  Aggregator agg(2, 16, 2, 32);
-  agg->to(device);
-  set_dropout(*agg, p);
-  agg->train();
+  auto agg = dropping_aggregator(device, 2, p);
   const std::int64_t B = 3, D = 16;
   const auto options = torch::TensorOptions().device(device);
   auto context = torch::randn({B, N, D}, options);
