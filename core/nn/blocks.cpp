@@ -10,7 +10,6 @@
 #include <cmath>
 #include <map>
 #include <mutex>
-#include <stdexcept>
 #include <string>
 #include <limits>
 #include <stdexcept>
