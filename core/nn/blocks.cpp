@@ -6,11 +6,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/util/StringUtil.h>
 
 #include <cmath>
 #include <map>
 #include <mutex>
-#include <string>
 #include <limits>
 #include <stdexcept>
 #include <torch/nn/functional.h>
@@ -112,12 +112,6 @@ DropoutScope::~DropoutScope() { current_stream = previous_; }
 
 namespace {
 thread_local DropoutTape* current_tape = nullptr;
-
-std::string shape_text(at::IntArrayRef sizes) {
-  std::string t = "[";
-  for (std::size_t i = 0; i < sizes.size(); ++i) t += (i ? "," : "") + std::to_string(sizes[i]);
-  return t + "]";
-}
 }  // namespace
 
 DropoutTape::DropoutTape(Mode m, std::vector<torch::Tensor> given)
@@ -128,12 +122,12 @@ DropoutTape::~DropoutTape() { current_tape = previous_; }
 
 torch::Tensor DropoutTape::next(at::IntArrayRef sizes) {
   if (replayed_ >= masks.size())
-    throw std::logic_error("dropout replay: mask " + std::to_string(replayed_ + 1) + " of shape " + shape_text(sizes) +
-                           " asked for, but the tape holds " + std::to_string(masks.size()));
+    throw std::logic_error(c10::str("dropout replay: mask ", replayed_ + 1, " of shape ", sizes,
+                                    " asked for, but the tape holds ", masks.size()));
   const auto& m = masks[replayed_];
   if (m.sizes() != sizes)
-    throw std::logic_error("dropout replay: mask " + std::to_string(replayed_ + 1) + " asked for shape " +
-                           shape_text(sizes) + ", the tape holds " + shape_text(m.sizes()));
+    throw std::logic_error(c10::str("dropout replay: mask ", replayed_ + 1, " asked for shape ", sizes,
+                                    ", the tape holds ", m.sizes()));
   ++replayed_;
   return m;
 }

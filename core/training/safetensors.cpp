@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <c10/util/StringUtil.h>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -178,14 +179,9 @@ void read_tensor(std::istream& in, const Header& header, const std::string& name
   if (it == header.tensors.end()) fail("it has no tensor '" + name + "'");
   const auto& e = it->second;
   if (e.dtype != dtype_name(dest.scalar_type())) fail("tensor '" + name + "' is " + e.dtype + ", expected " + dtype_name(dest.scalar_type()));
-  if (e.shape != dest.sizes().vec()) {
-    auto text = [](const std::vector<std::int64_t>& s) {
-      std::string t = "[";
-      for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-      return t + "]";
-    };
-    fail("tensor '" + name + "' has shape " + text(e.shape) + ", the model's config describes " + text(dest.sizes().vec()));
-  }
+  if (e.shape != dest.sizes().vec())
+    fail(c10::str("tensor '", name, "' has shape ", c10::IntArrayRef(e.shape), ", the model's config describes ",
+                  dest.sizes()));
   const bool direct = dest.device().is_cpu() && dest.is_contiguous();
   torch::Tensor staging = direct ? dest : torch::empty(dest.sizes(), dest.options().device(torch::kCPU));
   in.clear();

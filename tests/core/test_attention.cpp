@@ -364,7 +364,7 @@ class TestAttention : public QObject {
       keep_mask({5, 4}, 0.5, torch::kFloat);
       QFAIL("a mask of another shape");
     } catch (const std::logic_error& e) {
-      QVERIFY2(QString(e.what()).contains("[5,4]") && QString(e.what()).contains("[4,5]"), e.what());
+      QVERIFY2(QString(e.what()).contains("[5, 4]") && QString(e.what()).contains("[4, 5]"), e.what());
     }
   }
 
