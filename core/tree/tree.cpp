@@ -104,9 +104,9 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
   // arithmetic of a second forward (and the copy into the batched call) outweighs the launches it
   // saves (H100, copy N = 1024, batch 128: 0.18 ms of a 9.3 ms step; no change at N = 256).
   constexpr std::int64_t kDirectRows = 65536;
-  const bool dropping = dropout_active(*aggregator);
   const bool batched = !bptt && torch::GradMode::is_enabled() && s.k > 1 &&
                        (batching == LevelBatching::automatic ? context.is_cuda() : batching == LevelBatching::always);
+  const bool dropping = batched && dropout_active(*aggregator);  // masks to record and replay
   std::vector<torch::Tensor> inputs, input_masks;  // batched levels: children [B*count,fan,D], [B*count,fan]
   std::vector<std::size_t> input_node;              // where each batched level's parents go in nodes
   std::vector<std::vector<torch::Tensor>> input_drops;  // the dropout masks each batched level drew
