@@ -67,7 +67,7 @@ struct Group {
 };
 
 cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                           const torch::Tensor& idx, const torch::Tensor& mask) {
+                           const torch::Tensor& idx, const torch::Tensor& mask, const torch::Tensor& drop) {
   cuda::GroupArgs a;
   a.q = q.data_ptr<float>();
   a.k = k.data_ptr<float>();
@@ -87,13 +87,14 @@ cuda::GroupArgs group_args(const torch::Tensor& q, const torch::Tensor& k, const
     a.groups_per_row = 1;
   }
   if (mask.defined() && mask.numel() > 0) a.mask = mask.data_ptr<bool>();
+  if (drop.defined() && drop.numel() > 0) a.drop = drop.data_ptr<float>();
   return a;
 }
 
 Group group_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& idx,
-                    const torch::Tensor& mask, bool keep_weights, bool raw_scores) {
+                    const torch::Tensor& mask, const torch::Tensor& drop, bool keep_weights, bool raw_scores) {
   c10::cuda::CUDAGuard guard(q.device());
-  auto a = group_args(q, k, v, idx, mask);
+  auto a = group_args(q, k, v, idx, mask, drop);
   Group g;
   g.out = torch::empty_like(q);
   a.out = g.out.data_ptr<float>();
@@ -117,12 +118,13 @@ struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionF
   // tensor), differentiable too.
   static tensor_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v, const torch::Tensor& idx, const torch::Tensor& mask,
-                             bool raw_scores) {
-    auto g = group_forward(q, k, v, idx, mask, true, raw_scores);
+                             const torch::Tensor& drop, bool raw_scores) {
+    auto g = group_forward(q, k, v, idx, mask, drop, true, raw_scores);
     ctx->save_for_backward({q, k, v, g.out});
     ctx->saved_data["p"] = g.p;
     ctx->saved_data["idx"] = idx;
     ctx->saved_data["mask"] = mask;
+    ctx->saved_data["drop"] = drop;
     if (!raw_scores) {
       g.raw = torch::empty({0}, q.options());
       ctx->mark_non_differentiable({g.raw});
@@ -133,13 +135,14 @@ struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionF
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3];
     const auto p = ctx->saved_data["p"].toTensor();
-    const auto idx = ctx->saved_data["idx"].toTensor(), mask = ctx->saved_data["mask"].toTensor();
+    const auto idx = ctx->saved_data["idx"].toTensor(), mask = ctx->saved_data["mask"].toTensor(),
+               drop = ctx->saved_data["drop"].toTensor();
     // An output no loss read comes as an undefined gradient.
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     auto dscore = grads[1].defined() && grads[1].numel() > 0 ? grads[1].contiguous() : torch::Tensor();
     c10::cuda::CUDAGuard guard(q.device());
     cuda::GroupGradArgs a;
-    a.f = group_args(q, k, v, idx, mask);
+    a.f = group_args(q, k, v, idx, mask, drop);
     a.f.out = const_cast<float*>(out.data_ptr<float>());
     a.f.p = const_cast<float*>(p.data_ptr<float>());
     a.dout = dout.data_ptr<float>();
@@ -149,7 +152,7 @@ struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionF
     a.dk = dk.data_ptr<float>();
     a.dv = dv.data_ptr<float>();
     check(cuda::group_backward(a, stream()), "group attention backward (CUDA)");
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -387,13 +390,13 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   return w;
 }
 
-GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                      const torch::Tensor& idx, const torch::Tensor& mask, bool scores) {
+namespace {
+GroupRead group_read(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& idx,
+                     const torch::Tensor& mask, const torch::Tensor& drop, bool scores) {
   if (q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat || v.scalar_type() != torch::kFloat) {
     // bfloat16 (autocast, or a decoder converted): computed in float32, returned in q's dtype; the
     // conversions are differentiable, so the gradients come back in the inputs' dtypes.
-    auto r = group_attention_scores_cuda(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat), idx, mask,
-                                         scores);
+    auto r = group_read(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat), idx, mask, drop, scores);
     r.out = r.out.to(q.scalar_type());
     if (r.scores.defined()) r.scores = r.scores.to(q.scalar_type());
     return r;
@@ -402,22 +405,29 @@ GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tenso
   // Absent indices or mask travel as empty tensors: autograd's Function takes no undefined inputs.
   auto ic = idx.defined() ? idx.contiguous() : torch::empty({0}, q.options().dtype(torch::kLong));
   auto mc = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
+  auto dc = drop.defined() ? drop.to(torch::kFloat).contiguous() : torch::empty({0}, q.options());
   GroupRead r;
   if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad())) {
-    auto g = group_forward(qc, kc, vc, ic, mc, false, scores);
+    auto g = group_forward(qc, kc, vc, ic, mc, dc, false, scores);
     r.out = g.out;
     r.scores = g.raw;
     return r;
   }
-  auto both = GroupAttentionFunction::apply(qc, kc, vc, ic, mc, scores);
+  auto both = GroupAttentionFunction::apply(qc, kc, vc, ic, mc, dc, scores);
   r.out = both[0];
   if (scores) r.scores = both[1];
   return r;
 }
+}  // namespace
+
+GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& idx, const torch::Tensor& mask, bool scores) {
+  return group_read(q, k, v, idx, mask, {}, scores);
+}
 
 torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& idx, const torch::Tensor& mask) {
-  return group_attention_scores_cuda(q, k, v, idx, mask, false).out;
+                                   const torch::Tensor& idx, const torch::Tensor& mask, const torch::Tensor& drop) {
+  return group_read(q, k, v, idx, mask, drop, false).out;
 }
 
 bool use_cuda_layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
@@ -564,7 +574,7 @@ GroupRead group_attention_scores_cuda(const torch::Tensor&, const torch::Tensor&
 }
 
 torch::Tensor group_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                                   const torch::Tensor&, const torch::Tensor&) {
+                                   const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
   throw std::logic_error("group_attention_cuda: built without CUDA");
 }
 

@@ -43,10 +43,13 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys, cons
 // Attention of groups over their own few keys, differentiable in q, k and v (one kernel each way).
 // q [G,m,H,dh]. Without idx: k, v [G,nk,H,dh] (each group its own keys). With idx [G,nk] long:
 // k, v [B,n,H,dh] tables and key j of group g is row idx[g,j] of batch row g / (G / B). mask [G,nk]
-// bool (true = keep) or undefined. Returns [G,m,H,dh]. Computed in float32; bfloat16 inputs are
-// converted (differentiably) and the result comes back in q's dtype.
+// bool (true = keep) or undefined. drop [G,H,m,nk] (undefined: none): dropout on the weights, the
+// keep mask (0 or 1 / (1 - p)) the tensor path's [G,H,m,nk] weights would be multiplied by. Returns
+// [G,m,H,dh]. Computed in float32; bfloat16 inputs are converted (differentiably) and the result
+// comes back in q's dtype.
 torch::Tensor group_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& idx, const torch::Tensor& mask);
+                                   const torch::Tensor& idx, const torch::Tensor& mask,
+                                   const torch::Tensor& drop = {});
 // The same, and with scores the keys' scores before masking, [G,m,nk,H], differentiable as well
 // (tree cross attention's policy reads the children's scores of the same read of S).
 struct GroupRead {

@@ -222,6 +222,7 @@ __global__ void group_forward_kernel(const GroupArgs a, int L) {
   const bool active = lin_raw < rows;
   const long long lin = active ? lin_raw : rows - 1;
   const long long H = a.H, h = lin % H, gi = lin / H, g = gi / a.m;
+  const float* drop = a.drop ? a.drop + ((g * H + h) * a.m + gi % a.m) * a.nk : nullptr;  // this row's keep mask
   float qr[D], acc[D];
   load_row<D>(qr, a.q + lin * D);
 #pragma unroll
@@ -237,10 +238,10 @@ __global__ void group_forward_kernel(const GroupArgs a, int L) {
     const float s = keep ? dot : kLowest;
     if (a.p && active) a.p[(gi * a.nk + j) * H + h] = s;
     if (a.raw && active) a.raw[(gi * a.nk + j) * H + h] = dot;
-    const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn);
+    const float mn = fmaxf(mx, s), scale = expf(mx - mn), w = expf(s - mn), wv = drop ? w * drop[j] : w;
     l = l * scale + w;
 #pragma unroll
-    for (int e = 0; e < D; ++e) acc[e] = acc[e] * scale + w * vr[e];
+    for (int e = 0; e < D; ++e) acc[e] = acc[e] * scale + wv * vr[e];
     mx = mn;
   }
   // Merge the lanes: the row's maximum, then each lane's sum and values rescaled to it.
@@ -270,8 +271,9 @@ __global__ void group_forward_kernel(const GroupArgs a, int L) {
     }
 }
 
-// dp_j = dout . v_j; ds_j = p_j (dp_j - dout . out) where key j is real (masked scores get no
-// gradient); dq = sum_j ds_j k_j; dk_j += ds_j q; dv_j += p_j dout. Lanes over keys as above.
+// dp_j = r_j dout . v_j; ds_j = p_j (dp_j - dout . out) where key j is real (masked scores get no
+// gradient); dq = sum_j ds_j k_j; dk_j += ds_j q; dv_j += p_j r_j dout, where r_j is dropout's keep
+// mask (1 without). Lanes over keys as above.
 template <int D>
 __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   const GroupArgs& f = a.f;
@@ -281,6 +283,7 @@ __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   const bool active = lin_raw < rows;
   const long long lin = active ? lin_raw : rows - 1;
   const long long H = f.H, h = lin % H, gi = lin / H, g = gi / f.m;
+  const float* drop = f.drop ? f.drop + ((g * H + h) * f.m + gi % f.m) * f.nk : nullptr;
   float qr[D], dor[D], dq[D];
   load_row<D>(qr, f.q + lin * D);
   load_row<D>(dor, a.dout + lin * D);
@@ -291,14 +294,14 @@ __global__ void group_backward_kernel(const GroupGradArgs a, int L) {
   for (long long j = lane; active && j < f.nk; j += L) {
     const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
     const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
-    const float p = f.p[(gi * f.nk + j) * H + h];
+    const float p = f.p[(gi * f.nk + j) * H + h], dr = drop ? drop[j] : 1.f, pd = p * dr;
     const long long at = (row * H + h) * D;
-    if (p != 0) {
+    if (pd != 0) {
       float* dv = a.dv + at;
 #pragma unroll
-      for (int e = 0; e < D; ++e) atomicAdd(dv + e, p * dor[e]);
+      for (int e = 0; e < D; ++e) atomicAdd(dv + e, pd * dor[e]);
     }
-    float ds = keep ? p * (dot_row<D>(dor, f.v + at) - delta) : 0.f;
+    float ds = keep ? p * (dr * dot_row<D>(dor, f.v + at) - delta) : 0.f;
     if (a.dscore) ds += a.dscore[(gi * f.nk + j) * H + h];
     if (ds == 0) continue;
     float kr[D];
@@ -369,6 +372,7 @@ __global__ void group_backward_warp_kernel(const GroupGradArgs a, bool vector) {
   const long long H = f.H, g = gi / f.m;
   const int h = lane * V / D;
   const long long own = gi * HD + lane * V;
+  const float* drop = f.drop ? f.drop + ((g * H + h) * f.m + gi % f.m) * f.nk : nullptr;  // this head's keep mask
   float qr[V], dor[V], dq[V], delta = 0;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
@@ -383,14 +387,14 @@ __global__ void group_backward_warp_kernel(const GroupGradArgs a, bool vector) {
     const long long row = base + (f.idx ? f.idx[g * f.nk + j] : j);
     const bool keep = f.mask ? f.mask[g * f.nk + j] : true;
     const long long at = row * HD + lane * V, ps = (gi * f.nk + j) * H;
-    const float p = __ldg(f.p + ps + h);
+    const float p = __ldg(f.p + ps + h), dr = drop ? __ldg(drop + j) : 1.f, pd = p * dr;
     float dp = 0, add[V];
 #pragma unroll
     for (int i = 0; i < V; ++i) dp += dor[i] * __ldg(f.v + at + i);
-    dp = lane_group_sum<D / V>(dp);
-    if (p != 0) {
+    dp = lane_group_sum<D / V>(dp) * dr;
+    if (pd != 0) {
 #pragma unroll
-      for (int i = 0; i < V; ++i) add[i] = p * dor[i];
+      for (int i = 0; i < V; ++i) add[i] = pd * dor[i];
       vector ? atomic_add_vec<V>(a.dv + at, add) : atomic_add_each<V>(a.dv + at, add);
     }
     float ds = keep ? p * (dp - delta) : 0.f;

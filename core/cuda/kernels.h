@@ -46,13 +46,15 @@ int walk(const WalkArgs& a, void* stream);
 // Attention where every group reads its own few keys: G groups of m queries, nk keys each, H heads.
 // Key j of group g is row ((g / groups_per_row) * n + (idx ? idx[g*nk + j] : j)) of keys/values
 // [rows,H,d]; mask [G,nk] (null: every key is real). Masked keys score half the lowest float; a group
-// with every key masked thus reads its keys uniformly.
+// with every key masked thus reads its keys uniformly. With drop, the values are mixed by the
+// weights times the keep mask (dropout); p keeps the weights before it.
 struct GroupArgs {
   const float* q = nullptr;  // [G,m,H,d]
   const float* k = nullptr;  // [rows,H,d]
   const float* v = nullptr;
   const std::int64_t* idx = nullptr;  // [G,nk] or null
   const bool* mask = nullptr;         // [G,nk] or null
+  const float* drop = nullptr;        // [G,H,m,nk] dropout's keep mask (0 or 1 / (1 - p)) on the weights, or null
   std::int64_t G = 0, m = 1, nk = 0, H = 1, d = 16, groups_per_row = 1, n = 0;
   float* out = nullptr;  // [G,m,H,d]
   float* p = nullptr;    // [G,m,nk,H] the attention weights, or null: not kept

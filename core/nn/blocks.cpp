@@ -227,12 +227,15 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     if (need_weights) r.weights = attn.mean(-1);
     return r;
   }
-  const bool dropping = active_dropout() > 0;  // the fused kernels below have no dropout
-  if (!shared && !need_weights && !dropping && M * N <= kGroupAttentionMax &&
+  const bool dropping = active_dropout() > 0;  // the dense kernels below have no dropout
+  if (!shared && !need_weights && M * N <= kGroupAttentionMax &&
       (!mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool)) && use_cuda_kernels(q, head_dim_)) {
-    // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h).
+    // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h). Under
+    // dropout the kernel takes the keep mask the tensor path below draws for its [B,H,M,N] weights
+    // (one chunk at these sizes), so the two paths draw alike.
     AttentionResult r;
-    r.out = project_out(group_attention_cuda(q, k, v, {}, mask));
+    const auto drop = dropping ? keep_mask({B, heads_, M, N}, active_dropout(), q.options()) : torch::Tensor();
+    r.out = project_out(group_attention_cuda(q, k, v, {}, mask, drop));
     return r;
   }
   if (!need_weights && !dropping && use_cuda_dense_attention(q, k, v, mask)) {

@@ -117,6 +117,69 @@ void group_attention_matches_the_tensor_path() {
       }
 }
 
+// Dropout on the weights: the kernel mixes the values by the weights times a keep mask [G,H,m,nk]
+// (the tensor path's layout); its gradients against the broadcast products with the same mask. d = 8
+// at H = 4 runs the backward's warp kernel, (16, 3) and (64, 2) the other.
+void group_attention_with_dropout_matches_the_tensor_path() {
+  const auto dev = torch::kCUDA;
+  for (auto [d, H] : std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {16, 3}, {64, 2}})
+    for (bool masked : {false, true}) {
+      const int64_t G = 300, m = 3, nk = 5;
+      auto opts = torch::TensorOptions().device(dev);
+      auto q = torch::randn({G, m, H, d}, opts).requires_grad_();
+      auto k = torch::randn({G, nk, H, d}, opts).requires_grad_();
+      auto v = torch::randn({G, nk, H, d}, opts).requires_grad_();
+      torch::Tensor mask;
+      if (masked) mask = torch::rand({G, nk}, opts) > 0.3;
+      auto drop = (torch::rand({G, H, m, nk}, opts) > 0.3).to(torch::kFloat) / 0.7;
+      const auto what = "group attention with dropout d=" + std::to_string(d) + " H=" + std::to_string(H) +
+                        (masked ? " masked" : "");
+      auto s = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1);  // [G,m,nk,H]
+      if (masked) s = s.masked_fill(mask.view({G, 1, nk, 1}).logical_not(), masked_score(s.scalar_type()));
+      auto p = torch::softmax(s, 2) * drop.permute({0, 2, 3, 1});
+      auto ref = (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
+      auto out = group_attention_cuda(q, k, v, {}, mask, drop);
+      expect_close(out, ref, 1e-4, 1e-5, what + ": values");
+      expect(max_diff(out, group_attention_cuda(q, k, v, {}, mask)) > 1e-2, what + ": the mask changes the values");
+      auto w = torch::randn({G, m, H, d}, opts);
+      auto g = torch::autograd::grad({(out * w).sum()}, {q, k, v});
+      auto r = torch::autograd::grad({(ref * w).sum()}, {q, k, v});
+      expect_close(g[0], r[0], 1e-3, 1e-4, what + ": dq");
+      expect_close(g[1], r[1], 1e-3, 1e-4, what + ": dk");
+      expect_close(g[2], r[2], 1e-3, 1e-4, what + ": dv");
+      torch::NoGradGuard no_grad;
+      expect_close(group_attention_cuda(q, k, v, {}, mask, drop), ref, 1e-4, 1e-5, what + ": values without autograd");
+    }
+}
+
+// An aggregator dropping out draws the same masks with the kernels on and off (the kernel takes the
+// mask the tensor path draws): the same parents and parameter gradients from one dropout seed.
+void aggregator_dropout_is_the_same_with_and_without_kernels() {
+  torch::manual_seed(3);
+  Aggregator agg(2, 32, 4, 64);
+  agg->to(torch::kCUDA);
+  set_dropout(*agg, 0.3);
+  agg->train();
+  auto children = torch::randn({500, 2, 32}, torch::TensorOptions().device(torch::kCUDA));
+  auto w = torch::randn({500, 32}, children.options());
+  torch::Tensor out[2];
+  std::vector<torch::Tensor> grads[2];
+  for (bool kernels : {false, true}) {
+    set_cuda_kernels_enabled(kernels);
+    agg->zero_grad();
+    DropoutStream stream(9);
+    DropoutScope scope(stream);
+    out[kernels] = agg->forward(children, {});
+    (out[kernels] * w).sum().backward();
+    for (const auto& p : agg->parameters()) grads[kernels].push_back(p.grad().clone());
+  }
+  set_cuda_kernels_enabled(true);
+  expect_close(out[1], out[0], 1e-4, 1e-5, "aggregator under dropout, kernels on and off: parents");
+  bool same = true;
+  for (std::size_t i = 0; i < grads[0].size(); ++i) same = same && close(grads[1][i], grads[0][i], 1e-3, 1e-4);
+  expect(same, "aggregator under dropout, kernels on and off: parameter gradients");
+}
+
 struct Run {
   DecodeOutput out;
   std::vector<torch::Tensor> grads;
@@ -741,6 +804,8 @@ int main() {
     return 77;
   }
   group_attention_matches_the_tensor_path();
+  group_attention_with_dropout_matches_the_tensor_path();
+  aggregator_dropout_is_the_same_with_and_without_kernels();
   tree_cross_attention_kernels_match_the_tensor_path();
   greedy_walk_on_the_gpu_matches_the_cpu_kernel();
   scaling_points_replay_from_cuda_graphs();
