@@ -144,16 +144,15 @@ Tree build_tree(const torch::Tensor& context, const torch::Tensor& order, std::i
     for (const auto& t : x) rows.push_back(t.size(0));
     std::optional<DropoutTape> replay;
     if (dropping) {
+      const auto draws = input_drops[first].size();
+      for (auto i = first + 1; i < last; ++i)
+        if (input_drops[i].size() != draws)
+          throw std::logic_error("build_tree: the aggregator drew " + std::to_string(input_drops[i].size()) +
+                                 " dropout masks at one level and " + std::to_string(draws) + " at another");
       std::vector<torch::Tensor> stacked;
-      for (std::size_t j = 0; j < input_drops[first].size(); ++j) {
+      for (std::size_t j = 0; j < draws; ++j) {
         std::vector<torch::Tensor> parts;
-        for (auto i = first; i < last; ++i) {
-          if (input_drops[i].size() != input_drops[first].size())
-            throw std::logic_error("build_tree: the aggregator drew " + std::to_string(input_drops[i].size()) +
-                                   " dropout masks at one level and " + std::to_string(input_drops[first].size()) +
-                                   " at another");
-          parts.push_back(input_drops[i][j]);
-        }
+        for (auto i = first; i < last; ++i) parts.push_back(input_drops[i][j]);
         stacked.push_back(torch::cat(parts));
       }
       replay.emplace(DropoutTape::Mode::replay, std::move(stacked));
