@@ -5,20 +5,10 @@
 #include "core/config.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_walk.h"
-#include "core/nn/gather_rows.h"
 #include "core/registry.h"
 
 namespace retreever {
 namespace {
-
-// Rows of per-context nodes [B,n,H,dh] picked per query: idx [B,M,c] -> [B,M,c,H,dh].
-torch::Tensor gather_nodes(const torch::Tensor& nodes, const torch::Tensor& idx) {
-  const auto B = nodes.size(0), n = nodes.size(1);
-  auto base = (torch::arange(B, idx.options()) * n).view({B, 1, 1});
-  auto flat = nodes.reshape({B * n, nodes.size(2) * nodes.size(3)});
-  auto picked = gather_rows(flat, (idx + base).reshape(-1));
-  return picked.view({idx.size(0), idx.size(1), idx.size(2), nodes.size(2), nodes.size(3)});
-}
 
 // Mask entries [B,n] picked per query: idx [B,M,c] -> [B,M,c].
 torch::Tensor gather_mask(const torch::Tensor& mask, const torch::Tensor& idx) {
@@ -171,7 +161,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     for (std::int64_t level = 1; level <= k; ++level) {
       auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b], in the level
       auto rows = children + memory.offsets[level - 1];
-      auto scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
+      auto scores = attention->scores_each(q, memory.all_keys, rows);
       auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
       // The policy: the head-averaged attention of the query over the children.
       auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
@@ -209,9 +199,9 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto rows = torch::cat({walk_rows, leaf_rows}, 2);                           // [B,M,k*b+P]
   torch::Tensor scores;                                                        // [B,M,k*b+P,H]
   if (grad) {
-    scores = attention->scores_each(q, gather_nodes(memory.all_keys, rows));
+    scores = attention->scores_each(q, memory.all_keys, rows);
   } else {  // the walk's scores serve; only the leaves' are new
-    scores = torch::cat({walk_scores, attention->scores_each(q, gather_nodes(memory.all_keys, leaf_rows))}, 2);
+    scores = torch::cat({walk_scores, attention->scores_each(q, memory.all_keys, leaf_rows)}, 2);
   }
   auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real (or a padding sibling) and not chosen
   if (k > 0) {
@@ -224,7 +214,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
   }
-  auto attended = attention->attend_scores(scores, gather_nodes(memory.all_values, rows), mask, false);
+  auto attended = attention->attend_scores(scores, memory.all_values, rows, mask, false);
   finish_decode(memory, projected, attended.out, request, out);
   if (request.trace) {
     out.trace.path = path;

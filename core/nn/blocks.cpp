@@ -282,9 +282,10 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
 }
 
 // Few keys per query: each query is a group of its own (group_attention.h).
-torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const torch::Tensor& k) {
-  const auto B = k.size(0), M = k.size(1), S = k.size(2);
-  return group_scores(q.reshape({B * M, 1, heads_, head_dim_}), k.reshape({B * M, S, heads_, head_dim_}))
+torch::Tensor MultiHeadAttentionImpl::scores_each(const torch::Tensor& q, const torch::Tensor& keys,
+                                                  const torch::Tensor& rows) {
+  const auto B = rows.size(0), M = rows.size(1), S = rows.size(2);
+  return group_scores_at(q.reshape({B * M, 1, heads_, head_dim_}), keys, rows.reshape({B * M, S}))
       .view({B, M, S, heads_});  // [B,M,S,H]
 }
 
@@ -314,13 +315,14 @@ torch::Tensor MultiHeadAttentionImpl::head_averaged(const torch::Tensor& log_wei
 }
 
 AttentionResult MultiHeadAttentionImpl::attend_scores(const torch::Tensor& scores,
-                                                      const torch::Tensor& v,
+                                                      const torch::Tensor& values,
+                                                      const torch::Tensor& rows,
                                                       const torch::Tensor& mask,
                                                       bool need_weights) {
   auto attn = masked_softmax(scores, mask);             // [B,M,S,H]
-  const auto B = v.size(0), M = v.size(1), S = v.size(2);
+  const auto B = rows.size(0), M = rows.size(1), S = rows.size(2);
   auto dropped = maybe_dropout(attn, active_dropout());
-  auto out = group_mix(dropped.reshape({B * M, 1, S, heads_}), v.reshape({B * M, S, heads_, head_dim_}))
+  auto out = group_mix_at(dropped.reshape({B * M, 1, S, heads_}), values, rows.reshape({B * M, S}))
                  .view({B, M, heads_, head_dim_});
 
   AttentionResult r;
@@ -333,7 +335,13 @@ AttentionResult MultiHeadAttentionImpl::attend_each(const torch::Tensor& q, cons
                                                     const torch::Tensor& v,
                                                     const torch::Tensor& mask,
                                                     bool need_weights) {
-  return attend_scores(scores_each(q, k), v, mask, need_weights);
+  // Query m's keys are rows m S .. m S + S - 1 of a table [B, M S, H, dh].
+  const auto B = k.size(0), M = k.size(1), S = k.size(2);
+  const auto rows = torch::arange(M * S, torch::TensorOptions().dtype(torch::kLong).device(k.device()))
+                        .view({1, M, S})
+                        .expand({B, M, S});
+  const auto table = [&](const torch::Tensor& x) { return x.reshape({B, M * S, heads_, head_dim_}); };
+  return attend_scores(scores_each(q, table(k), rows), table(v), rows, mask, need_weights);
 }
 
 AttentionResult MultiHeadAttentionImpl::forward(const torch::Tensor& query,

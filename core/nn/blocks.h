@@ -46,9 +46,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   AttentionResult attend_shared(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& mask,
                                 bool need_weights, std::int64_t max_score_elements = 0);
-  // Each query reads its own few keys (tree cross attention). Shapes: q [B,M,H,dh],
-  // k/v [B,M,S,H,dh], mask [B,M,S] (true = keep), scores [B,M,S,H].
-  torch::Tensor scores_each(const torch::Tensor& q, const torch::Tensor& k);
+  // Each query reads its own few keys (tree cross attention): rows of a table of keys (or values)
+  // per context. Shapes: q [B,M,H,dh], table [B,T,H,dh], rows [B,M,S] (int64, into T), mask [B,M,S]
+  // (true = keep), scores [B,M,S,H]. On the CPU the kernels read the table in place
+  // (group_attention.h: group_scores_at).
+  torch::Tensor scores_each(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& rows);
   // Softmax over S of masked scores, averaged over heads: [B,M,S] (the retrieval policy).
   static torch::Tensor head_averaged_weights(const torch::Tensor& scores, const torch::Tensor& mask);
   // Each head's log-softmax over S of the masked scores: [B,M,S,H].
@@ -58,8 +60,9 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   static torch::Tensor head_averaged_log_weights(const torch::Tensor& scores, const torch::Tensor& mask);
   // The same from head_log_weights' result: [B,M,S,H] -> [B,M,S].
   static torch::Tensor head_averaged(const torch::Tensor& log_weights);
-  AttentionResult attend_scores(const torch::Tensor& scores, const torch::Tensor& v,
+  AttentionResult attend_scores(const torch::Tensor& scores, const torch::Tensor& values, const torch::Tensor& rows,
                                 const torch::Tensor& mask, bool need_weights);
+  // The same with each query's own keys and values k/v [B,M,S,H,dh].
   AttentionResult attend_each(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, const torch::Tensor& mask,
                               bool need_weights);

@@ -17,4 +17,14 @@ torch::Tensor group_scores(const torch::Tensor& q, const torch::Tensor& k);
 // out[g,i,h,:] = sum_j p[g,i,j,h] v[g,j,h,:]  p [G,m,n,H], v [G,n,H,dh] -> [G,m,H,dh]
 torch::Tensor group_mix(const torch::Tensor& p, const torch::Tensor& v);
 
+// The same where group g's keys are rows of a table shared by the groups of one context: key j of
+// group g is table[g / (G / B), rows[g,j]]. table [B,T,H,dh], rows [G,n] (int64, G a multiple of B).
+// On the CPU the kernels read the table in place and the backward adds into its gradient, instead of
+// a [G,n,H,dh] copy of the keys and its gradient scattered back (tree cross attention's S: the table
+// of all nodes fits in cache, its copy per query does not). Elsewhere: picked_rows, then the above.
+torch::Tensor group_scores_at(const torch::Tensor& q, const torch::Tensor& table, const torch::Tensor& rows);
+torch::Tensor group_mix_at(const torch::Tensor& p, const torch::Tensor& table, const torch::Tensor& rows);
+// The picked keys themselves: [G,n,H,dh] (gather_rows.h, with gradients on every device).
+torch::Tensor picked_rows(const torch::Tensor& table, const torch::Tensor& rows);
+
 }  // namespace retreever

@@ -47,6 +47,18 @@ bool close(const torch::Tensor& a, const torch::Tensor& b, double tol = 1e-5) {
   return torch::allclose(a.to(torch::kDouble), b.to(torch::kDouble), tol, tol);
 }
 
+// s = scores(), o = mix(softmax of s over the keys): both, and the gradients of the inputs for a fixed
+// weighting of s and o.
+template <typename Scores, typename Mix>
+std::tuple<torch::Tensor, torch::Tensor, std::vector<torch::Tensor>> scores_then_mix(
+    const Scores& scores, const Mix& mix, const std::vector<torch::Tensor>& inputs) {
+  auto s = scores();
+  auto o = mix(torch::softmax(s, 2));
+  auto w1 = torch::linspace(-1, 1, s.numel(), s.options()).view(s.sizes());
+  auto w2 = torch::linspace(1, -2, o.numel(), o.options()).view(o.sizes());
+  return {s, o, torch::autograd::grad({(s * w1).sum() + (o * w2).sum()}, inputs)};
+}
+
 }  // namespace
 
 class TestAttention : public QObject {
@@ -133,13 +145,10 @@ class TestAttention : public QObject {
         auto v = torch::randn({G, n, 3, 5}, opts).requires_grad_();
         auto run = [&](bool kernel) {
           auto qs = q.transpose(0, 1).contiguous().transpose(0, 1);  // same values, other strides
-          auto s = kernel ? group_scores(qs, k) : (qs.unsqueeze(2) * k.unsqueeze(1)).sum(-1);
-          auto p = torch::softmax(s, 2);
-          auto o = kernel ? group_mix(p, v) : (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2);
-          auto w1 = torch::linspace(-1, 1, s.numel(), opts).view(s.sizes());
-          auto w2 = torch::linspace(1, -2, o.numel(), opts).view(o.sizes());
-          auto grads = torch::autograd::grad({(s * w1).sum() + (o * w2).sum()}, {q, k, v});
-          return std::make_tuple(s, o, grads);
+          return scores_then_mix(
+              [&] { return kernel ? group_scores(qs, k) : (qs.unsqueeze(2) * k.unsqueeze(1)).sum(-1); },
+              [&](const torch::Tensor& p) { return kernel ? group_mix(p, v) : (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2); },
+              {q, k, v});
         };
         auto [s1, o1, g1] = run(true);
         auto [s2, o2, g2] = run(false);
@@ -152,6 +161,49 @@ class TestAttention : public QObject {
       }
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores(torch::zeros({2, 1, 3, 5}), torch::zeros({2, 1, 3, 4})));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_mix(torch::zeros({2, 1, 4, 3}), torch::zeros({2, 3, 3, 5})));
+  }
+
+  void group_kernels_read_picked_rows_in_place_with_gradients() {
+    // group_scores_at / group_mix_at (the kernels read a table at the rows) against the same
+    // products on the picked copy of the keys (picked_rows): values, and the gradients of the
+    // queries, the weights and the table, where a row is picked by several groups of one table,
+    // twice by one group, or never; several groups per table; float and double.
+    for (auto dtype : {torch::kFloat, torch::kDouble})
+      for (auto [B, per, m, n, T] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{3, 4, 1, 5, 9},
+                                     {2, 1, 2, 3, 4}, {5, 7, 1, 12, 31}}) {
+        auto opts = torch::TensorOptions().dtype(dtype);
+        const auto G = B * per;
+        auto q = torch::randn({G, m, 3, 4}, opts).requires_grad_();
+        auto keys = torch::randn({B, T, 3, 4}, opts).requires_grad_();
+        auto values = torch::randn({B, T, 3, 4}, opts).requires_grad_();
+        auto rows = torch::randint(0, T - 1, {G, n}, torch::kLong);  // row T - 1 never picked
+        rows.select(1, 0).fill_(0);                                   // row 0 picked by every group
+        if (n > 1) rows.select(1, n - 1).copy_(rows.select(1, 0));     // and twice by each
+        auto run = [&](bool in_place) {
+          return scores_then_mix(
+              [&] { return in_place ? group_scores_at(q, keys, rows) : group_scores(q, picked_rows(keys, rows)); },
+              [&](const torch::Tensor& p) {
+                return in_place ? group_mix_at(p, values, rows) : group_mix(p, picked_rows(values, rows));
+              },
+              {q, keys, values});
+        };
+        auto [s1, o1, g1] = run(true);
+        auto [s2, o2, g2] = run(false);
+        const auto what = QString("B=%1 per=%2 m=%3 n=%4").arg(B).arg(per).arg(m).arg(n);
+        QCOMPARE(s1.sizes().vec(), (std::vector<int64_t>{G, m, n, 3}));
+        QCOMPARE(o1.sizes().vec(), (std::vector<int64_t>{G, m, 3, 4}));
+        QCOMPARE(g1[1].sizes().vec(), keys.sizes().vec());
+        QVERIFY2(close(s1, s2), qPrintable("scores differ: " + what));
+        QVERIFY2(close(o1, o2), qPrintable("outputs differ: " + what));
+        for (int i = 0; i < 3; ++i) QVERIFY2(close(g1[i], g2[i], 1e-4), qPrintable("gradients differ: " + what));
+        QVERIFY(g1[1].select(1, T - 1).abs().sum().item<double>() == 0);  // never picked: no gradient
+        QVERIFY(g1[2].select(1, 0).abs().sum().item<double>() > 0);
+      }
+    auto table = torch::zeros({2, 4, 3, 5});
+    QVERIFY_THROWS_EXCEPTION(std::out_of_range, group_scores_at(torch::zeros({2, 1, 3, 5}), table, torch::full({2, 2}, 4, torch::kLong)));
+    QVERIFY_THROWS_EXCEPTION(std::out_of_range, group_mix_at(torch::zeros({2, 1, 2, 3}), table, torch::full({2, 2}, -1, torch::kLong)));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores_at(torch::zeros({3, 1, 3, 5}), table, torch::zeros({3, 2}, torch::kLong)));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, group_scores_at(torch::zeros({2, 1, 3, 4}), table, torch::zeros({2, 2}, torch::kLong)));
   }
 
   void gathered_rows_match_embedding_with_gradients() {
