@@ -5,6 +5,7 @@
 #include "core/registry.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
+#include "ui/session_export.h"
 
 #include <QPushButton>
 
@@ -117,6 +118,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   scaling_ = new ScalingPanel;
   tabs_->addTab(scaling_, tr("Scaling"));
   connect(scaling_, &ScalingPanel::failed, this, &MainWindow::showError);
+  exports_ = std::make_unique<SessionExport>(
+      SessionExport::Sources{plots_, comparison_, scaling_, inspector_, controller_, session_});
   tabs_->setDocumentMode(true);
   setCentralWidget(tabs_);
 
@@ -703,25 +706,12 @@ bool MainWindow::cancelOpening() {
   return true;
 }
 
-QString MainWindow::copyKeptCheckpoint(const RunRecord& run, const QString& path) {
-  const auto kept = kept_checkpoint(run);
-  if (kept.isEmpty()) return tr("%1 has no checkpoint yet: it has not trained.").arg(run.name);
-  try {
-    write_atomically(path.toStdString(), [&](const std::string& tmp) {
-      if (!QFile::copy(kept, QString::fromStdString(tmp))) throw std::runtime_error("the copy failed");
-    });
-  } catch (const std::exception& e) {
-    return tr("Could not save '%1': %2").arg(path, QString::fromUtf8(e.what()));
-  }
-  return {};
-}
-
 void MainWindow::saveCheckpoint(const QString& path) {
   // The run chosen in Runs: the one in hand (its model as it is now) or another, from its folder.
   const int row = chosenRun();
   const auto& runs = controller_->runs();
   if (row >= 0 && row != controller_->currentIndex()) {
-    if (const auto why = copyKeptCheckpoint(runs[row], path); !why.isEmpty()) return showError(why);
+    if (const auto why = copy_kept_checkpoint(runs[row], path); !why.isEmpty()) return showError(why);
     statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
     return addRecentFile(path);
   }
@@ -786,121 +776,28 @@ void MainWindow::updateRecentMenu() {
   recent_menu_->setEnabled(!files.isEmpty());
 }
 
-bool MainWindow::writeFileAtomically(const QString& path, const QByteArray& bytes) {
-  try {
-    write_file_atomic(path.toStdString(), bytes.toStdString());
-    return true;
-  } catch (const std::exception& e) {
-    showError(tr("Could not write '%1': %2").arg(path, e.what()));
-    return false;
-  }
+bool MainWindow::finishExport(const ExportResult& result, const QString& done) {
+  for (const auto& problem : result.problems) showError(problem);
+  if (result.ok) statusBar()->showMessage(done, 5000);
+  return result.ok;
 }
 
 bool MainWindow::exportPlots(const QString& folder, const QString& format, int width, int height) {
-  QDir().mkpath(folder);
-  plots_->draw(controller_->runPointers());  // behind another tab the curves wait to be drawn
-  const auto names = plots_->plotNames();
-  auto all = plots_->plots();
-  QStringList files;
-  QList<QCustomPlot*> targets(all.begin(), all.end());
-  QStringList target_names = names;
-  targets << comparison_->plot();
-  target_names << "comparison";
-  if (!scaling_->points().isEmpty()) {
-    targets << scaling_->plots();
-    target_names << scaling_->plotNames();
-  }
-  for (int i = 0; i < targets.size(); ++i) {
-    if (targets[i]->isHidden()) continue;  // a plot that does not apply to these runs
-    const auto path = QDir(folder).filePath(target_names[i] + "." + format);
-    try {
-      write_atomically(path.toStdString(), [&](const std::string& tmp) {
-        const auto t = QString::fromStdString(tmp);
-        if (!(format == "pdf" ? targets[i]->savePdf(t, width, height) : targets[i]->savePng(t, width, height)))
-          throw std::runtime_error("is the disk full or the folder read-only?");
-      });
-    } catch (const std::exception& e) {
-      showError(tr("Could not write '%1': %2").arg(path, e.what()));
-      return false;
-    }
-    files << path;
-  }
-  statusBar()->showMessage(tr("Wrote %1 plots to %2").arg(files.size()).arg(folder), 5000);
-  return true;
+  const auto r = exports_->plots(folder, format, width, height);
+  return finishExport(r, tr("Wrote %1 plots to %2").arg(r.files.size()).arg(folder));
 }
 
 bool MainWindow::exportMetricsCsv(const QString& path) {
-  auto* run = controller_->currentRun();
-  if (!run) {
-    showError(tr("There are no metrics yet: train or open a run first."));
-    return false;
-  }
-  return writeFileAtomically(path, QByteArray::fromStdString(run->history.to_csv()));
+  return finishExport(exports_->metricsCsv(path), tr("Wrote %1").arg(path));
 }
 
 bool MainWindow::exportComparison(const QString& path) {
-  const bool markdown = path.endsWith(".md", Qt::CaseInsensitive);
-  return writeFileAtomically(path, (markdown ? comparison_->toMarkdown() : comparison_->toCsv()).toUtf8());
+  return finishExport(exports_->comparison(path), tr("Wrote %1").arg(path));
 }
 
 bool MainWindow::exportReport(const QString& folder) {
   refreshViews();
-  QDir dir(folder);
-  if (!dir.mkpath("plots")) {
-    showError(tr("Cannot create '%1'.").arg(dir.filePath("plots")));
-    return false;
-  }
-  if (!exportPlots(dir.filePath("plots"), "png", 1200, 800) || !exportPlots(dir.filePath("plots"), "pdf", 1200, 800))
-    return false;
-  if (!exportComparison(dir.filePath("comparison.csv")) || !exportComparison(dir.filePath("comparison.md")))
-    return false;
-  QString md = "# ReTreever Studio session report\n\n" + QDateTime::currentDateTime().toString(Qt::ISODate) + "\n\n";
-  md += "## Runs\n\n" + comparison_->toMarkdown() + "\n";
-  const auto& runs = controller_->runs();
-  for (int i = 0; i < runs.size(); ++i) {
-    const auto& r = runs[i];
-    const auto name = QString("metrics_run%1.csv").arg(r.id);
-    if (!writeFileAtomically(dir.filePath(name), QByteArray::fromStdString(r.history.to_csv()))) return false;
-    // Each run's model: the one in hand as it is now, the others from their folders.
-    const auto checkpoint = QString("checkpoint_run%1.safetensors").arg(r.id);
-    bool saved = false;
-    if (i == controller_->currentIndex()) {
-      saved = session_->saveCheckpointNow(dir.filePath(checkpoint));
-    } else if (!kept_checkpoint(r).isEmpty()) {
-      const auto why = copyKeptCheckpoint(r, dir.filePath(checkpoint));
-      if (!why.isEmpty()) showError(why);
-      saved = why.isEmpty();
-    }
-    const auto changes = r.config.changes_from_preset();
-    md += QString("- %1: [%2](%2)%3; other than the %4 preset: %5\n\n  <details><summary>config</summary>\n\n"
-                  "```json\n%6\n```\n\n  </details>\n\n")
-              .arg(r.name, name, saved ? QString(", [%1](%1)").arg(checkpoint) : QString(),
-                   QString::fromStdString(r.config.task),
-                   changes.empty() ? tr("nothing") : QString::fromStdString(changes),
-                   QString::fromStdString(r.config.to_json()));
-  }
-  md += "## Curves\n\n";
-  for (int i = 0; i < plots_->plots().size(); ++i)
-    if (!plots_->plots()[i]->isHidden()) md += QString("![%1](plots/%1.png)\n\n").arg(plots_->plotNames()[i]);
-  md += "![comparison](plots/comparison.png)\n\n";
-  if (!scaling_->points().isEmpty()) {  // exportPlots wrote them
-    md += "## Scaling\n\n";
-    for (const auto& name : scaling_->plotNames()) md += QString("![%1](plots/%1.png)\n\n").arg(name);
-  }
-  if (inspector_->hasModel()) {
-    const auto image = inspector_->exportTarget()->grab().toImage();
-    try {
-      write_atomically(dir.filePath("inspector.png").toStdString(), [&](const std::string& tmp) {
-        if (!image.save(QString::fromStdString(tmp), "PNG")) throw std::runtime_error("cannot write the PNG");
-      });
-      md += "## Tree inspector\n\n![inspector](inspector.png)\n";
-    } catch (const std::exception& e) {
-      showError(tr("Could not write '%1': %2").arg(dir.filePath("inspector.png"), e.what()));
-    }
-  }
-  if (!writeFileAtomically(dir.filePath("report.md"), md.toUtf8())) return false;
-  statusBar()->showMessage(tr("Report written to %1").arg(folder), 5000);
-  return true;
+  return finishExport(exports_->report(folder), tr("Report written to %1").arg(folder));
 }
 
 }  // namespace retreever::ui

@@ -28,6 +28,8 @@ class InspectorPanel;
 class ComparisonPanel;
 class SessionController;
 class ScalingPanel;
+class SessionExport;
+struct ExportResult;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -95,15 +97,14 @@ class MainWindow : public QMainWindow {
   void addRecentFile(const QString& path);
   void removeRecentFile(const QString& path);
   void updateRecentMenu();
-  bool writeFileAtomically(const QString& path, const QByteArray& bytes);
+  // Shows an export's problems; `done` in the status bar when it succeeded.
+  bool finishExport(const ExportResult& result, const QString& done);
   // The run Save checkpoint saves: the one selected in Runs, else the run in hand, else the newest
   // (a restored session's); -1 when there is none.
   int chosenRun() const;
   QString queueWait() const;  // when a run queued now starts, naming a paused run that holds the queue
   // The run's model in the inspector: its snapshot, else its kept checkpoint (loaded off the UI thread).
   void inspectRun(int row);
-  // The run's kept checkpoint copied to `path` in one step; "" or why not.
-  QString copyKeptCheckpoint(const RunRecord& run, const QString& path);
 
   SessionController* controller_;
   TrainingSession* session_;  // the controller's
@@ -115,6 +116,7 @@ class MainWindow : public QMainWindow {
   QTabWidget* tabs_;
   QListWidget* run_list_ = nullptr;
   static constexpr int kMaxSessions = 9;      // studios open at once, each keeping its session
+  std::unique_ptr<SessionExport> exports_;  // File > Export
   std::unique_ptr<QLockFile> session_lock_;  // held while this window keeps its session
   QLabel* state_label_;
   QLabel* speed_label_;

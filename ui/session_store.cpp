@@ -39,6 +39,19 @@ QString kept_checkpoint(const RunRecord& run) {
   return QFileInfo(path).isFile() ? path : QString();
 }
 
+QString copy_kept_checkpoint(const RunRecord& run, const QString& path) {
+  const auto kept = kept_checkpoint(run);
+  if (kept.isEmpty()) return tr("%1 has no checkpoint yet: it has not trained.").arg(run.name);
+  try {
+    write_atomically(path.toStdString(), [&](const std::string& tmp) {
+      if (!QFile::copy(kept, QString::fromStdString(tmp))) throw std::runtime_error("the copy failed");
+    });
+  } catch (const std::exception& e) {
+    return tr("Could not save '%1': %2").arg(path, QString::fromUtf8(e.what()));
+  }
+  return {};
+}
+
 SessionStore::SessionStore(QString root) : root_(std::move(root)) {}
 
 QString SessionStore::runsFolder() const { return QDir::cleanPath(QDir(root_).filePath("runs")); }

@@ -12,6 +12,8 @@ namespace retreever::ui {
 
 // The run's last checkpoint in its folder, "" when it has none yet.
 QString kept_checkpoint(const RunRecord& run);
+// Copies it to PATH (a temporary name, then renamed): "" or why not.
+QString copy_kept_checkpoint(const RunRecord& run, const QString& path);
 
 class SessionStore {
  public:

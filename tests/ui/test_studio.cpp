@@ -47,6 +47,7 @@
 #include "ui/main_window.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
+#include "ui/session_export.h"
 #include "ui/plot_panel.h"
 #include "ui/qcp.h"
 #include "ui/task_views.h"
@@ -1247,6 +1248,23 @@ class TestStudio : public QObject {
     QFile second(dir_.filePath("report-2/report.md"));
     QVERIFY(second.open(QIODevice::ReadOnly));
     QVERIFY(!QString::fromUtf8(second.readAll()).contains(QString("[%1](%1)").arg(checkpoint)));
+    // The exporter itself, without the window: what it wrote and what it could not, no dialog.
+    const SessionExport exports({w.plots(), w.comparison(), w.scaling(), w.inspector(), w.controller(), w.session()});
+    // The run in hand's model is saved by its session, which reports a failure itself (failed()).
+    QVERIFY(QDir().mkpath(dir_.filePath("report-3/" + checkpoint)));
+    QSignalSpy session_failed(w.session(), &TrainingSession::failed);
+    const auto written = exports.report(dir_.filePath("report-3"));
+    QVERIFY(written.ok);
+    QVERIFY2(written.problems.isEmpty(), qPrintable(written.problems.join(" | ")));
+    QTRY_COMPARE_WITH_TIMEOUT(session_failed.count(), 1, 10000);
+    QVERIFY(written.files.contains(dir_.filePath("report-3/report.md")));
+    QVERIFY(written.files.contains(dir_.filePath("report-3/plots/loss.pdf")));
+    QVERIFY(!written.files.contains(dir_.filePath("report-3/" + checkpoint)));
+    for (const auto& file : written.files) QVERIFY2(QFileInfo(file).isFile(), qPrintable(file));
+    const auto refused = exports.comparison("/proc/nonexistent/dir/table.md");
+    QVERIFY(!refused.ok);
+    QVERIFY(refused.files.isEmpty());
+    QVERIFY2(refused.problems.value(0).contains("/proc/nonexistent/dir/table.md"), qPrintable(refused.problems.value(0)));
   }
 
   void bad_files_give_a_dialog_not_a_crash() {
