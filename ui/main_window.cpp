@@ -5,6 +5,7 @@
 #include "core/registry.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
+#include "ui/export_plots_dialog.h"
 #include "ui/session_export.h"
 
 #include <QPushButton>
@@ -13,17 +14,13 @@
 #include <QActionGroup>
 #include <QApplication>
 #include <QCloseEvent>
-#include <QComboBox>
-#include <QDateTime>
 #include <QDesktopServices>
 #include <QDialog>
-#include <QDialogButtonBox>
 #include <QDir>
 #include <QDockWidget>
 #include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFormLayout>
 #include <QInputDialog>
 #include <QLabel>
 #include <QListWidget>
@@ -31,9 +28,7 @@
 #include <QMenuBar>
 #include <QMenu>
 #include <QMessageBox>
-#include <QSaveFile>
 #include <QSettings>
-#include <QSpinBox>
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QStyle>
@@ -351,34 +346,13 @@ void MainWindow::createActions() {
        });
   make("exportPlots", tr("Export &plots..."), tr("Write every plot as PNG and/or PDF at a chosen size"),
        QKeySequence(Qt::CTRL | Qt::Key_E), SP::SP_DriveFDIcon, [this] {
-         QDialog dialog(this);
-         dialog.setWindowTitle(tr("Export plots"));
-         auto* form = new QFormLayout(&dialog);
-         auto* w = new QSpinBox;
-         auto* h = new QSpinBox;
-         w->setRange(200, 8000);
-         h->setRange(150, 8000);
-         QSettings settings;  // the size and format of the last export
-         w->setValue(settings.value("export/width", 1200).toInt());
-         h->setValue(settings.value("export/height", 800).toInt());
-         auto* format = new QComboBox;
-         format->addItems({"png", "pdf", "png+pdf"});
-         format->setCurrentText(settings.value("export/format", "png").toString());
-         form->addRow(tr("Width (px)"), w);
-         form->addRow(tr("Height (px)"), h);
-         form->addRow(tr("Format"), format);
-         auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
-         form->addRow(buttons);
-         connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
-         connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+         ExportPlotsDialog dialog(this);
          if (dialog.exec() != QDialog::Accepted) return;
-         settings.setValue("export/width", w->value());
-         settings.setValue("export/height", h->value());
-         settings.setValue("export/format", format->currentText());
+         dialog.remember();
          const auto folder = QFileDialog::getExistingDirectory(this, tr("Export plots to"), dialogFolder());
          if (folder.isEmpty()) return;
          rememberDialogFolder(folder);
-         for (const auto& f : format->currentText().split('+')) exportPlots(folder, f, w->value(), h->value());
+         for (const auto& f : dialog.formats()) exportPlots(folder, f, dialog.plotWidth(), dialog.plotHeight());
        });
   make("exportCsv", tr("Export &metrics CSV..."), tr("Write the current run's metrics as CSV (same columns as the CLI)"),
        QKeySequence(), SP::SP_FileIcon, [this] {

@@ -47,6 +47,7 @@
 #include "ui/main_window.h"
 #include "ui/scaling_panel.h"
 #include "ui/session_controller.h"
+#include "ui/export_plots_dialog.h"
 #include "ui/session_export.h"
 #include "ui/plot_panel.h"
 #include "ui/qcp.h"
@@ -1265,6 +1266,30 @@ class TestStudio : public QObject {
     QVERIFY(!refused.ok);
     QVERIFY(refused.files.isEmpty());
     QVERIFY2(refused.problems.value(0).contains("/proc/nonexistent/dir/table.md"), qPrintable(refused.problems.value(0)));
+  }
+
+  void export_plots_dialog_remembers_the_last_choice() {
+    // File > Export plots opens on the size and format of the last export, and refuses sizes
+    // outside its bounds by clamping them.
+    QSettings settings;
+    settings.setValue("export/width", 640);
+    settings.setValue("export/height", 99999);
+    settings.setValue("export/format", "png+pdf");
+    {
+      ExportPlotsDialog dialog;
+      QCOMPARE(dialog.plotWidth(), 640);
+      QCOMPARE(dialog.plotHeight(), 8000);
+      QCOMPARE(dialog.formats(), (QStringList{"png", "pdf"}));
+      auto spins = dialog.findChildren<QSpinBox*>();
+      QCOMPARE(spins.size(), 2);
+      spins[0]->setValue(1000);
+      dialog.findChild<QComboBox*>()->setCurrentText("pdf");
+      dialog.remember();
+    }
+    ExportPlotsDialog again;
+    QCOMPARE(again.plotWidth(), 1000);
+    QCOMPARE(again.formats(), QStringList{"pdf"});
+    for (const auto* key : {"export/width", "export/height", "export/format"}) settings.remove(key);
   }
 
   void bad_files_give_a_dialog_not_a_crash() {
