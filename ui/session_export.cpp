@@ -23,10 +23,10 @@ namespace {
 
 QString tr(const char* text) { return QCoreApplication::translate("SessionExport", text); }
 
-// Writes PATH through `write(temporary name)`; false and the reason in `r` when it fails.
-bool write_to(ExportResult& r, const QString& path, const std::function<void(const QString&)>& write) {
+// Runs `write`, which writes PATH in one step (core/files.h); false and the reason in `r` when it fails.
+bool recorded(ExportResult& r, const QString& path, const std::function<void()>& write) {
   try {
-    write_atomically(path.toStdString(), [&](const std::string& tmp) { write(QString::fromStdString(tmp)); });
+    write();
   } catch (const std::exception& e) {
     r.problems << tr("Could not write '%1': %2").arg(path, QString::fromUtf8(e.what()));
     return false;
@@ -35,15 +35,15 @@ bool write_to(ExportResult& r, const QString& path, const std::function<void(con
   return true;
 }
 
+// PATH written by `write(temporary name)`.
+bool write_to(ExportResult& r, const QString& path, const std::function<void(const QString&)>& write) {
+  return recorded(r, path, [&] {
+    write_atomically(path.toStdString(), [&](const std::string& tmp) { write(QString::fromStdString(tmp)); });
+  });
+}
+
 bool write_bytes(ExportResult& r, const QString& path, const QByteArray& bytes) {
-  try {
-    write_file_atomic(path.toStdString(), bytes.toStdString());
-  } catch (const std::exception& e) {
-    r.problems << tr("Could not write '%1': %2").arg(path, QString::fromUtf8(e.what()));
-    return false;
-  }
-  r.files << path;
-  return true;
+  return recorded(r, path, [&] { write_file_atomic(path.toStdString(), bytes.toStdString()); });
 }
 
 ExportResult failed(ExportResult r) {

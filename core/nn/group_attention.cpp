@@ -196,48 +196,53 @@ torch::Tensor group_mix(const torch::Tensor& p, const torch::Tensor& v) {
   return GroupMix::apply(p, v, Picked{});
 }
 
-torch::Tensor picked_rows(const torch::Tensor& table, const torch::Tensor& rows) {
+namespace {
+
+void check_table_rows(const torch::Tensor& table, const torch::Tensor& rows) {
   check(table.dim() == 4 && rows.dim() == 2 && rows.scalar_type() == torch::kLong && table.size(0) > 0 &&
             rows.size(0) % table.size(0) == 0,
         "picked rows need a table [B,T,H,dh] and int64 rows [G,n], G a multiple of B");
+}
+
+// The rows for the CPU kernels, which read the table at them directly: rows outside it are refused,
+// as gather_rows refuses them. Off the CPU none (Picked::on() false): the products take picked_rows.
+Picked cpu_picked(const torch::Tensor& table, const torch::Tensor& rows) {
+  check_table_rows(table, rows);
+  if (!table.device().is_cpu() || !rows.device().is_cpu()) return {};
+  const auto T = table.size(1);
+  auto r = rows.contiguous();
+  const auto* x = r.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0, e = r.numel(); i < e; ++i)
+    if (x[i] < 0 || x[i] >= T)
+      throw std::out_of_range("group attention: row " + std::to_string(x[i]) + " outside a table of " +
+                              std::to_string(T) + " rows");
+  return Picked{r, table.size(0), T};
+}
+
+}  // namespace
+
+torch::Tensor picked_rows(const torch::Tensor& table, const torch::Tensor& rows) {
+  check_table_rows(table, rows);
   const auto B = table.size(0), T = table.size(1), G = rows.size(0), n = rows.size(1);
   auto base = (torch::arange(B, rows.options()) * T).repeat_interleave(G / B).view({G, 1});
   return gather_rows(table.reshape({B * T, table.size(2) * table.size(3)}), (rows + base).reshape(-1))
       .view({G, n, table.size(2), table.size(3)});
 }
 
-namespace {
-
-// The CPU kernels read the table at the rows directly: refuse rows outside it, as gather_rows does.
-bool kernels_read(const torch::Tensor& table, const torch::Tensor& rows) {
-  check(table.dim() == 4 && rows.dim() == 2 && rows.scalar_type() == torch::kLong && table.size(0) > 0 &&
-            rows.size(0) % table.size(0) == 0,
-        "picked rows need a table [B,T,H,dh] and int64 rows [G,n], G a multiple of B");
-  if (!table.device().is_cpu() || !rows.device().is_cpu()) return false;
-  const auto T = table.size(1);
-  const auto r = rows.contiguous();
-  const auto* x = r.data_ptr<std::int64_t>();
-  for (std::int64_t i = 0, e = r.numel(); i < e; ++i)
-    if (x[i] < 0 || x[i] >= T)
-      throw std::out_of_range("group attention: row " + std::to_string(x[i]) + " outside a table of " +
-                              std::to_string(T) + " rows");
-  return true;
-}
-
-}  // namespace
-
 torch::Tensor group_scores_at(const torch::Tensor& q, const torch::Tensor& table, const torch::Tensor& rows) {
-  if (!kernels_read(table, rows)) return group_scores(q, picked_rows(table, rows));
+  const auto picked = cpu_picked(table, rows);
+  if (!picked.on()) return group_scores(q, picked_rows(table, rows));
   check(q.dim() == 4 && q.size(0) == rows.size(0) && q.size(2) == table.size(2) && q.size(3) == table.size(3),
         "group_scores_at needs q [G,m,H,dh] for a table [B,T,H,dh] and rows [G,n]");
-  return GroupScores::apply(q, table, Picked{rows.contiguous(), table.size(0), table.size(1)});
+  return GroupScores::apply(q, table, picked);
 }
 
 torch::Tensor group_mix_at(const torch::Tensor& p, const torch::Tensor& table, const torch::Tensor& rows) {
-  if (!kernels_read(table, rows)) return group_mix(p, picked_rows(table, rows));
+  const auto picked = cpu_picked(table, rows);
+  if (!picked.on()) return group_mix(p, picked_rows(table, rows));
   check(p.dim() == 4 && p.size(0) == rows.size(0) && p.size(2) == rows.size(1) && p.size(3) == table.size(2),
         "group_mix_at needs p [G,m,n,H] for a table [B,T,H,dh] and rows [G,n]");
-  return GroupMix::apply(p, table, Picked{rows.contiguous(), table.size(0), table.size(1)});
+  return GroupMix::apply(p, table, picked);
 }
 
 }  // namespace retreever
