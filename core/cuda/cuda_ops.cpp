@@ -1,6 +1,7 @@
 #include "cuda_ops.h"
 
 #include <atomic>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "core/cuda/kernels.h"
+#include "core/nn/keep_hash.h"
 #include "core/training/precision.h"
 #endif
 
@@ -270,19 +272,32 @@ cuda::DenseArgs dense_args(const torch::Tensor& q, const torch::Tensor& k, const
   return a;
 }
 
+// Dropout's key (an int64 [1] on the device, or empty: none) and rate for a kernel.
+cuda::DropKey drop_key(const torch::Tensor& key, double p) {
+  cuda::DropKey d;
+  if (key.numel() == 0 || p <= 0) return d;
+  d.key = key.data_ptr<std::int64_t>();
+  d.threshold = keep_threshold(1 - p);
+  d.scale = float(1 / (1 - p));
+  return d;
+}
+
 struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& mask, int64_t passes) {
+                               const torch::Tensor& v, const torch::Tensor& mask, int64_t passes,
+                               const torch::Tensor& key, double p) {
     c10::cuda::CUDAGuard guard(q.device());
     auto a = dense_args(q, k, v, mask);
     a.tensor_passes = int(passes);
+    a.drop = drop_key(key, p);
     auto out = torch::empty({a.B, a.M, a.H, a.d}, q.options());
     auto stats = torch::empty({a.B, a.H, a.M, 2}, q.options());
     a.out = out.data_ptr<float>();
     a.stats = stats.data_ptr<float>();
     check(cuda::dense_attention_forward(a, stream()), "dense attention (CUDA)");
-    ctx->save_for_backward({q, k, v, mask, out, stats});
+    ctx->save_for_backward({q, k, v, mask, out, stats, key});
     ctx->saved_data["passes"] = passes;
+    ctx->saved_data["p"] = p;
     return out;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -292,6 +307,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     cuda::DenseGradArgs g;
     g.f = dense_args(q, k, v, saved[3]);
     g.f.tensor_passes = int(ctx->saved_data["passes"].toInt());
+    g.f.drop = drop_key(saved[6], ctx->saved_data["p"].toDouble());
     g.f.out = out.data_ptr<float>();
     g.f.stats = stats.data_ptr<float>();
     auto dout = grads[0].contiguous();
@@ -303,7 +319,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     g.dk = dk.data_ptr<float>();
     g.dv = dv.data_ptr<float>();
     check(cuda::dense_attention_backward(g, stream()), "dense attention backward (CUDA)");
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -474,7 +490,7 @@ int dense_tensor_passes() {
 }
 
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& mask, int passes) {
+                                   const torch::Tensor& mask, int passes, const KernelDropout& dropout) {
   if (passes < 0)
     passes = dense_tensor_passes();
   else if (!cuda::dense_passes_supported(passes) || (passes != 0 && !cuda::dense_tensor_cores_available()))
@@ -483,7 +499,33 @@ torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
   // The kernels read rows with their last dimension contiguous; other strides are taken as they are.
   auto rows = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
   auto m = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
-  return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes));
+  const bool dropping = dropout.p > 0;
+  if (dropping && (!dropout.key.defined() || dropout.key.numel() != 1 || dropout.key.scalar_type() != torch::kLong ||
+                   dropout.key.device() != q.device() || dropout.p >= 1))
+    throw std::invalid_argument("dense_attention_cuda: dropout needs p in (0, 1) and its key as one int64 on the "
+                                "queries' device (draw_kernel_dropout)");
+  auto key = dropping ? dropout.key : torch::empty({0}, q.options().dtype(torch::kLong));
+  return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes), key, dropping ? dropout.p : 0.0);
+}
+
+KernelDropout draw_kernel_dropout(double p, const torch::Device& device, c10::optional<at::Generator> generator) {
+  KernelDropout d;
+  d.p = p;
+  d.key = torch::empty({1}, torch::TensorOptions().dtype(torch::kLong).device(device))
+              .random_(std::numeric_limits<std::int64_t>::min(), c10::nullopt, generator);
+  return d;
+}
+
+torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout) {
+  const auto& key = dropout.key;
+  if (!key.defined() || !key.is_cuda() || key.numel() != 1 || key.scalar_type() != torch::kLong || dropout.p <= 0 ||
+      dropout.p >= 1)
+    throw std::invalid_argument("keep_mask_cuda: needs p in (0, 1) and its key as one int64 on a GPU");
+  c10::cuda::CUDAGuard guard(key.device());
+  auto mask = torch::empty(sizes, key.options().dtype(torch::kFloat));
+  check(cuda::keep_mask_fill(mask.data_ptr<float>(), mask.numel(), drop_key(key, dropout.p), stream()),
+        "keep mask (CUDA)");
+  return mask;
 }
 
 bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate) {
@@ -539,8 +581,16 @@ bool use_cuda_dense_attention(const torch::Tensor&, const torch::Tensor&, const 
 int dense_tensor_passes() { return 0; }
 
 torch::Tensor dense_attention_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                                   const torch::Tensor&, int) {
+                                   const torch::Tensor&, int, const KernelDropout&) {
   throw std::logic_error("dense_attention_cuda: built without CUDA");
+}
+
+KernelDropout draw_kernel_dropout(double, const torch::Device&, c10::optional<at::Generator>) {
+  throw std::logic_error("draw_kernel_dropout: built without CUDA");
+}
+
+torch::Tensor keep_mask_cuda(at::IntArrayRef, const KernelDropout&) {
+  throw std::logic_error("keep_mask_cuda: built without CUDA");
 }
 
 bool use_cuda_geglu(const torch::Tensor&, const torch::Tensor&) { return false; }

@@ -99,8 +99,18 @@ constexpr std::int64_t kCudaDenseMinQueries = 16384;
 bool use_cuda_dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& mask);
 int dense_tensor_passes();
+// Dropout inside the dense kernels: a key drawn on the device (one int64: draw_kernel_dropout, from
+// the generator given, as keep_mask draws from the dropout stream's) and the rate. Weight (b, h, m,
+// n) is kept where keep_bits of its index in [B,H,M,N] falls below keep_threshold(1 - p)
+// (core/nn/keep_hash.h); keep_mask_cuda writes that mask out (the tests' reference).
+struct KernelDropout {
+  torch::Tensor key;
+  double p = 0;
+};
+KernelDropout draw_kernel_dropout(double p, const torch::Device& device, c10::optional<at::Generator> generator);
+torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout);
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& mask, int passes = -1);
+                                   const torch::Tensor& mask, int passes = -1, const KernelDropout& dropout = {});
 
 GroupRead group_attention_scores_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& idx, const torch::Tensor& mask, bool scores);

@@ -5,6 +5,8 @@
 // the threads of one query's heads read one contiguous node row between them.
 #include "kernels.h"
 
+#include "core/nn/keep_hash.h"
+
 #include <cfloat>
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +16,19 @@ namespace retreever::cuda {
 namespace {
 
 constexpr float kLowest = -FLT_MAX / 2;  // the score of a masked key (blocks.h: masked_score)
+
+// Dropout's factor for weight i (kernels.h: DropKey): scale or 0; `on` false without dropout.
+struct Dropper {
+  std::uint64_t key;
+  std::uint32_t threshold;
+  float scale;
+  bool on;
+  __device__ explicit Dropper(const DropKey& d)
+      : key(d.key != nullptr ? std::uint64_t(*d.key) : 0), threshold(d.threshold), scale(d.scale), on(d.key != nullptr) {}
+  __device__ __forceinline__ float operator()(long long i) const {
+    return keep_bits(std::uint64_t(i), key) < threshold ? scale : 0.f;
+  }
+};
 
 // p's address is a multiple of `bytes` (the vector loads, stores and atomics need it).
 bool aligned_to(const void* p, std::uintptr_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
@@ -844,6 +859,7 @@ template <int D, int R, int MB = 1>
 __global__ void __launch_bounds__(kDenseThreads, MB) dense_forward_kernel(const DenseArgs a) {
   __shared__ __align__(16) KeyTile<D> t;
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const Dropper drop(a.drop);
   float q[R][D], acc[R][D], mx[R], l[R];
   long long m[R];
 #pragma unroll
@@ -884,6 +900,11 @@ __global__ void __launch_bounds__(kDenseThreads, MB) dense_forward_kernel(const 
           s[r][jj] = __expf(s[r][jj] - nm);  // the weight, before the division by the sum
           l[r] += s[r][jj];
         }
+        if (drop.on) {
+          const long long i0 = ((b * a.H + h) * a.M + m[r]) * a.N + n0 + c0;  // weight (b, h, m, n) in [B,H,M,N]
+#pragma unroll
+          for (int jj = 0; jj < kDenseChunk; ++jj) s[r][jj] *= drop(i0 + jj);
+        }
       }
 #pragma unroll
       for (int jj = 0; jj < kDenseChunk; ++jj) {
@@ -907,12 +928,14 @@ __global__ void __launch_bounds__(kDenseThreads, MB) dense_forward_kernel(const 
 }
 
 // dq of R queries per thread, over every key: p = exp(s - max) / sum as the forward had them,
-// dp = dout . v, ds = p (dp - delta), dq += ds k. Writes delta = dout . out for the keys' kernel.
+// dp = dout . v (times the keep factor under dropout), ds = p (dp - delta), dq += ds k. Writes
+// delta = dout . out for the keys' kernel.
 template <int D, int R, int U = 1>
 __global__ void __launch_bounds__(kDenseThreads) dense_backward_query_kernel(const DenseGradArgs g) {
   const DenseArgs& a = g.f;
   __shared__ __align__(16) KeyTile<D> t;
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const Dropper drop(a.drop);
   float q[R][D], go[R][D], dq[R][D], mx[R], il[R], delta[R];
   long long m[R];
 #pragma unroll
@@ -946,7 +969,8 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_query_kernel(con
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const float p = __expf(dot<D>(q[r], kr) - mx[r]) * il[r];
-        axpy<D>(dq[r], p * (dot<D>(go[r], vr) - delta[r]), kr);
+        const float kept = drop.on ? drop(((b * a.H + h) * a.M + m[r]) * a.N + n0 + j) : 1.f;
+        axpy<D>(dq[r], p * (kept * dot<D>(go[r], vr) - delta[r]), kr);
       }
     }
   }
@@ -959,7 +983,8 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_query_kernel(con
   }
 }
 
-// dk and dv of R keys per thread, over every query: dv += p dout, dk += ds q.
+// dk and dv of R keys per thread, over every query: dv += p dout, dk += ds q (p times the keep
+// factor in dv and dp under dropout).
 template <int D, int R>
 __global__ void __launch_bounds__(kDenseThreads) dense_backward_key_kernel(const DenseGradArgs g) {
   const DenseArgs& a = g.f;
@@ -968,6 +993,7 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_key_kernel(const
   __shared__ float2 st[kDenseTile];  // (max, 1 / sum)
   __shared__ float dl[kDenseTile];
   const long long b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const Dropper drop(a.drop);
   float k[R][D], v[R][D], dk[R][D], dv[R][D];
   long long n[R];
   bool keep[R];
@@ -1009,8 +1035,9 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_key_kernel(const
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const float p = __expf((keep[r] ? dot<D>(k[r], qr) : kLowest) - s.x) * s.y;
-        axpy<D>(dv[r], p, gr);
-        axpy<D>(dk[r], keep[r] ? p * (dot<D>(v[r], gr) - dl[i]) : 0.f, qr);
+        const float kept = drop.on ? drop((bh + m0 + i) * a.N + n[r]) : 1.f;
+        axpy<D>(dv[r], p * kept, gr);
+        axpy<D>(dk[r], keep[r] ? p * (kept * dot<D>(v[r], gr) - dl[i]) : 0.f, qr);
       }
     }
   }
@@ -1253,6 +1280,7 @@ template <int D, int P>
 __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const DenseArgs a) {
   __shared__ __align__(16) KeyValueRing<D> r;
   const MmaWarp w(a.H);
+  const Dropper drop(a.drop);
   const auto stage = [&](long long n0, int buf) { r.stage(a, w, n0, buf); };
   stage(0, 0);
   TfA<P> q[D / 8];
@@ -1289,6 +1317,13 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_forward_mma_kernel(const
         s[j][i] = __expf(s[j][i] - mx[i >> 1]);
         l[i >> 1] += s[j][i];
       }
+    if (drop.on) {
+      const long long i0 = ((w.b * a.H + w.h) * a.M + w.r0 + w.g) * a.N + n0 + 2 * w.tq;  // weight (row g, column 2 tq)
+#pragma unroll
+      for (int j = 0; j < kDenseTile / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) s[j][i] *= drop(i0 + 8 * (i >> 1) * a.N + 8 * j + (i & 1));
+    }
     accumulate<D, P>(acc, s, r.x[buf][1]);
     __syncthreads();  // every warp is done with buf before it is staged again
   }
@@ -1313,6 +1348,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
   const DenseArgs& a = gr.f;
   __shared__ __align__(16) KeyValueRing<D> r;
   const MmaWarp w(a.H);
+  const Dropper drop(a.drop);
   const auto stage = [&](long long n0, int buf) { r.stage(a, w, n0, buf); };
   stage(0, 0);
   const long long orow = w.b * a.M * a.H * D + w.h * D, ostride = a.H * D;  // out, dout, dq: [B,M,H,D]
@@ -1354,7 +1390,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_query_mma_kerne
         const int col = 8 * j + 2 * w.tq + (i & 1), k = i >> 1;
         // a masked key's score takes no gradient (nor does a column past the tile)
         const bool read = plain || (col < tile && (a.mask == nullptr || r.keep[buf][col]));
-        dp[j][i] = read ? __expf(s[j][i] - mx[k]) * il[k] * (dp[j][i] - delta[k]) : 0.f;
+        const float kept = drop.on ? drop(((w.b * a.H + w.h) * a.M + w.r0 + w.g + 8 * k) * a.N + n0 + col) : 1.f;
+        dp[j][i] = read ? __expf(s[j][i] - mx[k]) * il[k] * (kept * dp[j][i] - delta[k]) : 0.f;
       }
     accumulate<D, P>(dq, dp, r.x[buf][0]);
     __syncthreads();
@@ -1370,6 +1407,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
   __shared__ float2 st[2][kDenseTile];                          // (max, 1 / sum)
   __shared__ float dl[2][kDenseTile];
   const MmaWarp w(a.H);
+  const Dropper drop(a.drop);
   const float* q = a.q + w.b * a.qsb + w.h * a.qsh;
   const float* go = gr.dout + w.b * a.M * a.H * D + w.h * D;
   const long long bh = (w.b * a.H + w.h) * a.M;
@@ -1407,8 +1445,9 @@ __global__ void __launch_bounds__(32 * kMmaWarps) dense_backward_key_mma_kernel(
         const int col = 8 * j + 2 * w.tq + (i & 1), e = i >> 1;
         const float2 sc = st[buf][col];  // a query past the tile has (0, 0): its weight is 0
         const float p = __expf((keep[e] ? s[j][i] : kLowest) - sc.x) * sc.y;
-        s[j][i] = p;
-        dp[j][i] = keep[e] ? p * (dp[j][i] - dl[buf][col]) : 0.f;
+        const float kept = drop.on ? drop((bh + m0 + col) * a.N + w.r0 + w.g + 8 * e) : 1.f;
+        s[j][i] = p * kept;
+        dp[j][i] = keep[e] ? p * (kept * dp[j][i] - dl[buf][col]) : 0.f;
       }
     accumulate<D, P>(dv, s, x[buf][1]);
     accumulate<D, P>(dk, dp, x[buf][0]);
@@ -1501,6 +1540,22 @@ int dense_attention_backward(const DenseGradArgs& g, void* stream) {
   if (a.M >= 512) dense_backward_query_kernel<16, 2, 4><<<dense_grid<2>(a.M, a), kDenseThreads, 0, s>>>(g);
   else dense_backward_query_kernel<16, 1, 4><<<dense_grid<1>(a.M, a), kDenseThreads, 0, s>>>(g);
   dense_backward_key_kernel<16, 1><<<dense_grid<1>(a.N, a), kDenseThreads, 0, s>>>(g);
+  return int(cudaGetLastError());
+}
+
+namespace {
+__global__ void keep_mask_kernel(float* out, long long n, const DropKey d) {
+  const Dropper drop(d);
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = drop(i);
+}
+}  // namespace
+
+int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream) {
+  if (n == 0) return 0;
+  if (d.key == nullptr) return int(cudaErrorInvalidValue);
+  const long long blocks = std::min<long long>((n + 255) / 256, 65536);
+  keep_mask_kernel<<<unsigned(blocks), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, n, d);
   return int(cudaGetLastError());
 }
 

@@ -148,6 +148,18 @@ struct ColumnSumArgs {
 std::int64_t column_sum_parts(std::int64_t R);
 int column_sum(const ColumnSumArgs& a, void* stream);
 
+// Dropout drawn inside a kernel: weight i of the [B,H,M,N] attention weights (i counted in that
+// layout) is kept, and scaled by `scale` = 1 / (1 - p), where keep_bits(i, key) < threshold =
+// keep_threshold(1 - p) (core/nn/keep_hash.h: the CPU's keep masks' hash). The key is read from
+// device memory, so that each replay of a CUDA graph reads the key drawn anew in it.
+struct DropKey {
+  const std::int64_t* key = nullptr;  // one 64-bit key on the device, or null: no dropout
+  std::uint32_t threshold = 0;
+  float scale = 1;
+};
+// The keep mask of n elements that d gives: out[i] = scale or 0.
+int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream);
+
 // Dense attention, fused: every query of a batch row reads every key of that row (masked keys score
 // half the lowest float, as in the group kernels), without the [B,H,M,N] scores in memory. Rows
 // may be strided (the last dimension contiguous; a batch stride of 0 shares the queries).
@@ -167,6 +179,9 @@ struct DenseArgs {
   // kernels on the order of float32 rounding: within their test tolerances).
   int tensor_passes = 0;
   bool rows16 = false;  // set by the launch: every row of q, k, v starts 16-byte aligned
+  // Dropout on the weights (the values are mixed by the weights times the keep mask; stats keep the
+  // softmax's own): the backward takes the same key.
+  DropKey drop;
 };
 inline bool dense_passes_supported(int p) { return p == 0 || p == 1 || p == 3; }
 // Whether the current device runs the tensor-core kernels (compute capability 8.0 or later).

@@ -2,6 +2,7 @@
 
 #include "core/cuda/cuda_ops.h"
 #include "core/nn/group_attention.h"
+#include "core/nn/keep_hash.h"
 #include "core/nn/paired_linear.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -133,18 +134,7 @@ torch::Tensor DropoutTape::next(at::IntArrayRef sizes) {
 }
 
 namespace {
-// A 32-bit integer hash with low bias (Chris Wellons' "lowbias32"), a bijection.
-inline std::uint32_t hash32(std::uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  return x ^ (x >> 16);
-}
-
-// Elements [i0, i1) of a CPU keep mask keyed by `key`: element i is kept when 24 bits of
-// hash32(hash32(i + key's low half) ^ (key's high half + i's high half)) fall below `threshold`
-// (= (1 - p) 2^24). 32-bit multiplies, so that the loop vectorises (with AVX2 where the CPU has it).
+// Elements [i0, i1) of a CPU keep mask keyed by `key` (keep_hash.h). With AVX2 where the CPU has it.
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 __attribute__((target_clones("avx2", "default")))
@@ -152,30 +142,35 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 void fill_keep_range(float* out, std::int64_t i0, std::int64_t i1, std::uint64_t key, std::uint32_t threshold,
                      float scale) {
-  const auto low = std::uint32_t(key), high = std::uint32_t(key >> 32);
-  for (std::int64_t i = i0; i < i1; ++i) {
-    const auto h = hash32(hash32(std::uint32_t(i) + low) ^ (high + std::uint32_t(std::uint64_t(i) >> 32) * 0x9E3779B9U));
-    out[i] = (h >> 8) < threshold ? scale : 0.0f;
-  }
+  for (std::int64_t i = i0; i < i1; ++i) out[i] = keep_bits(std::uint64_t(i), key) < threshold ? scale : 0.0f;
 }
+}  // namespace
 
-// A CPU keep mask from one 64-bit key. Counter-based, so the numbers do not depend on the thread
-// count, and about ten times faster than bernoulli_ (one serial generator call per element in
-// LibTorch 1.13's CPU build without MKL).
-void fill_keep_mask(float* out, std::int64_t n, std::uint64_t key, double keep) {
-  const auto threshold = std::uint32_t(std::llround(keep * (1 << 24)));
-  const auto scale = float(1 / keep);
-  at::parallel_for(0, n, 1 << 15, [&](std::int64_t i0, std::int64_t i1) {
+// Counter-based, so the numbers do not depend on the thread count, and about ten times faster than
+// bernoulli_ (one serial generator call per element in LibTorch 1.13's CPU build without MKL).
+torch::Tensor keep_mask_for_key(at::IntArrayRef sizes, std::uint64_t key, double p) {
+  auto mask = torch::empty(sizes, torch::kFloat);
+  auto* out = mask.data_ptr<float>();
+  const auto threshold = keep_threshold(1 - p);
+  const auto scale = float(1 / (1 - p));
+  at::parallel_for(0, mask.numel(), 1 << 15, [&](std::int64_t i0, std::int64_t i1) {
     fill_keep_range(out, i0, i1, key, threshold, scale);
   });
+  return mask;
+}
+
+namespace {
+// The current DropoutStream's generator for a device, or none (the global one).
+c10::optional<at::Generator> stream_generator(const torch::Device& device) {
+  if (current_stream) return current_stream->generator(device);
+  return c10::nullopt;
 }
 }  // namespace
 
 // Drawn in float32 whatever the dtype asked, so runs in other precisions draw the same masks.
 torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
   if (current_tape && current_tape->mode == DropoutTape::Mode::replay) return current_tape->next(sizes);
-  c10::optional<at::Generator> generator;
-  if (current_stream) generator = current_stream->generator(options.device());
+  const auto generator = stream_generator(options.device());
   torch::Tensor mask;
   if (options.device().is_cpu()) {
     // One draw from the generator keys the whole mask, so the stream advances by one per mask.
@@ -185,8 +180,7 @@ torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOpti
       std::lock_guard<std::mutex> lock(cpu->mutex_);
       key = cpu->random64();
     }
-    mask = torch::empty(sizes, options.dtype(torch::kFloat));
-    fill_keep_mask(mask.data_ptr<float>(), mask.numel(), key, 1 - p);
+    mask = keep_mask_for_key(sizes, key, p);
   } else {
     mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, generator);
     mask.div_(1 - p);
@@ -227,7 +221,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     if (need_weights) r.weights = attn.mean(-1);
     return r;
   }
-  const bool dropping = active_dropout() > 0;  // the dense kernels below have no dropout
+  const bool dropping = active_dropout() > 0;
   if (!shared && !need_weights && M * N <= kGroupAttentionMax &&
       (!mask.defined() || (mask.dim() == 2 && mask.scalar_type() == torch::kBool)) && use_cuda_kernels(q, head_dim_)) {
     // The same on a GPU, where the CUDA kernels are built: one launch each way (cuda_ops.h). Under
@@ -238,10 +232,14 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     r.out = project_out(group_attention_cuda(q, k, v, {}, mask, drop));
     return r;
   }
-  if (!need_weights && !dropping && use_cuda_dense_attention(q, k, v, mask)) {
+  if (!need_weights && !(dropping && current_tape) && use_cuda_dense_attention(q, k, v, mask)) {
     // Many queries over every key on a GPU: the fused kernels, no [B,H,M,N] scores (cuda_ops.h).
+    // Under dropout they draw the mask themselves, from a key drawn from the dropout stream (not
+    // where a tape records or replays masks: those take the tensor path's).
     AttentionResult r;
-    r.out = project_out(dense_attention_cuda(q, k, v, mask));
+    const auto drop = dropping ? draw_kernel_dropout(active_dropout(), q.device(), stream_generator(q.device()))
+                               : KernelDropout{};
+    r.out = project_out(dense_attention_cuda(q, k, v, mask, -1, drop));
     return r;
   }
   if (max_score_elements <= 0) max_score_elements = default_max_score_elements(q.is_cuda());

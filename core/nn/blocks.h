@@ -221,6 +221,10 @@ class DropoutTape {
 // Keep masks of the given shape and options: 1 / (1 - p) with probability 1 - p, else 0 (the
 // current DropoutStream's draws, or the global generator's; drawn in float32 for every dtype).
 torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOptions& options);
+// The CPU keep mask (float32) that a 64-bit key gives: element i (in row-major order) is 1 / (1 - p)
+// where keep_bits(i, key) < keep_threshold(1 - p) (keep_hash.h), else 0. keep_mask on the CPU keys
+// it by one draw of the stream; the dense attention kernels draw the same hash on the GPU.
+torch::Tensor keep_mask_for_key(at::IntArrayRef sizes, std::uint64_t key, double p);
 // x times a keep mask in training for p > 0 (dropout); x itself for p = 0.
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p);
 // Sets the dropout of every attention and feed-forward in `root`'s module tree (attentions

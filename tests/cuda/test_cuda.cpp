@@ -439,9 +439,9 @@ void softmax_kernel_matches_torch() {
 }
 
 // The fused dense attention against the tensor path's arithmetic (scores, masked fill, softmax,
-// mix) in float64: values and the gradients of q, k and v; queries shared over the batch (stride
-// 0), masks with a row whose every key is masked, sizes off the kernels' tiles, head dimensions 16
-// and 32. Then the hook's test, and a multi-head attention above its threshold with the kernels on
+// mix) in float64: values and the gradients of q, k and v, without and with dropout drawn inside
+// the kernels; queries shared over the batch (stride 0), masks with a row whose every key is masked,
+// sizes off the kernels' tiles, head dimensions 16 and 32. Then the hook's test, and a multi-head attention above its threshold with the kernels on
 // against off (output and every parameter's gradient).
 void dense_attention_kernels_match_the_tensor_path() {
   const bool tensor_cores = dense_tensor_passes() != 0;  // outside a tf32 scope: 3 where the GPU has them
@@ -478,24 +478,34 @@ void dense_attention_kernels_match_the_tensor_path() {
       if (c.mask == 2) mask.select(0, 0).fill_(false);
     }
     auto w = torch::randn({c.B, c.M, c.H, c.d}, opts);
-    auto qd = q0.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
-    auto s = torch::einsum("bmhe,bnhe->bhmn", {qd.expand({c.B, c.M, c.H, c.d}), kd});
-    if (mask.defined()) s = s.masked_fill(mask.view({c.B, 1, 1, c.N}).logical_not(), masked_score(torch::kFloat));
-    auto ref = torch::einsum("bhmn,bnhe->bmhe", {torch::softmax(s, -1), vd});
-    auto r = torch::autograd::grad({(ref * w.to(torch::kDouble)).sum()}, {qd, kd, vd});
-    // The FMA kernels, and on the tensor cores the split (float32's tolerances) and TensorFloat-32
-    // (10-bit mantissas: a thousandth of the values' scale).
-    for (int passes : tensor_cores ? std::vector<int>{0, 3, 1} : std::vector<int>{0}) {
-      const auto kind = what + " passes=" + std::to_string(passes);
-      auto ours = dense_attention_cuda(q, k, v, mask, passes);
-      auto g = torch::autograd::grad({(ours * w).sum()}, {q0, k, v});
-      const double vr = passes == 1 ? 5e-3 : 1e-4, va = passes == 1 ? 5e-3 : 1e-5;
-      const double gr = passes == 1 ? 2e-2 : 1e-3, ga = passes == 1 ? 2e-2 : 1e-4;
-      expect_close(ours, ref, vr, va, kind + ": values");
-      expect_close(g[0], r[0], gr, ga, kind + ": dq");
-      expect_close(g[1], r[1], gr, ga, kind + ": dk");
-      expect_close(g[2], r[2], gr, ga, kind + ": dv");
-      if (passes == 1) expect(!close(ours, ref, 1e-6, 1e-7), kind + ": differs from float32 (TensorFloat-32 ran)");
+    torch::Tensor undropped;
+    // Without dropout, then with dropout 0.3 drawn inside the kernels: the reference's weights times
+    // the mask keep_mask_cuda writes for the same key.
+    for (bool dropping : {false, true}) {
+      const auto drop = dropping ? draw_kernel_dropout(0.3, torch::kCUDA, c10::nullopt) : KernelDropout{};
+      auto qd = q0.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
+      auto s = torch::einsum("bmhe,bnhe->bhmn", {qd.expand({c.B, c.M, c.H, c.d}), kd});
+      if (mask.defined()) s = s.masked_fill(mask.view({c.B, 1, 1, c.N}).logical_not(), masked_score(torch::kFloat));
+      auto weights = torch::softmax(s, -1);
+      if (dropping) weights = weights * keep_mask_cuda({c.B, c.H, c.M, c.N}, drop).to(torch::kDouble);
+      auto ref = torch::einsum("bhmn,bnhe->bmhe", {weights, vd});
+      auto r = torch::autograd::grad({(ref * w.to(torch::kDouble)).sum()}, {qd, kd, vd});
+      if (!dropping) undropped = ref.detach();
+      // The FMA kernels, and on the tensor cores the split (float32's tolerances) and TensorFloat-32
+      // (10-bit mantissas: a thousandth of the values' scale).
+      for (int passes : tensor_cores ? std::vector<int>{0, 3, 1} : std::vector<int>{0}) {
+        const auto kind = what + (dropping ? " dropout" : "") + " passes=" + std::to_string(passes);
+        auto ours = dense_attention_cuda(q, k, v, mask, passes, drop);
+        auto g = torch::autograd::grad({(ours * w).sum()}, {q0, k, v});
+        const double vr = passes == 1 ? 5e-3 : 1e-4, va = passes == 1 ? 5e-3 : 1e-5;
+        const double gr = passes == 1 ? 2e-2 : 1e-3, ga = passes == 1 ? 2e-2 : 1e-4;
+        expect_close(ours, ref, vr, va, kind + ": values");
+        expect_close(g[0], r[0], gr, ga, kind + ": dq");
+        expect_close(g[1], r[1], gr, ga, kind + ": dk");
+        expect_close(g[2], r[2], gr, ga, kind + ": dv");
+        if (passes == 1) expect(!close(ours, ref, 1e-6, 1e-7), kind + ": differs from float32 (TensorFloat-32 ran)");
+        if (dropping) expect(!close(ours, undropped, 1e-2, 1e-2), kind + ": differs from the output without dropout");
+      }
     }
   }
   if (tensor_cores) {
@@ -549,6 +559,54 @@ void dense_attention_kernels_match_the_tensor_path() {
   bool same = on.size() == off.size();
   for (std::size_t i = 1; same && i < on.size(); ++i) same = close(on[i], off[i], 1e-3, 1e-4);
   expect(same, "dense through attend_shared: every parameter's gradient");
+}
+
+// Dropout drawn inside the dense kernels (their arithmetic: dense_attention_kernels_match_the_tensor_path):
+// the mask keep_mask_cuda writes for a key is the CPU's keep_mask_for_key for it (the same hash) and
+// keeps about 1 - p; a key that is not one int64 is refused; through attend_shared, one
+// DropoutStream seed gives one output twice, another seed another.
+void dense_attention_dropout_draws_from_its_key() {
+  auto opts = torch::TensorOptions().device(torch::kCUDA);
+  const double p = 0.3;
+  {
+    auto drop = draw_kernel_dropout(p, torch::kCUDA, c10::nullopt);
+    const auto key = std::uint64_t(drop.key.item<std::int64_t>());
+    auto gpu = keep_mask_cuda({3, 5, 70, 131}, drop);
+    auto cpu = keep_mask_for_key({3, 5, 70, 131}, key, p);
+    expect(torch::equal(gpu.cpu(), cpu), "kernel dropout: the GPU's mask for a key is the CPU's");
+    const double kept = (gpu > 0).to(torch::kDouble).mean().item<double>();
+    std::printf("kernel dropout: key %llx keeps %.4f of 137550 (1 - p = %.2f)\n", (unsigned long long)key, kept, 1 - p);
+    expect(std::abs(kept - (1 - p)) < 0.01, "kernel dropout: the mask keeps about 1 - p");
+    auto other = draw_kernel_dropout(p, torch::kCUDA, c10::nullopt);
+    expect(!torch::equal(keep_mask_cuda({3, 5, 70, 131}, other), gpu), "kernel dropout: a second key, another mask");
+  }
+  bool refused = false;
+  try {
+    auto z = torch::zeros({1, 4, 1, 16}, opts);
+    dense_attention_cuda(z, z, z, {}, 0, KernelDropout{torch::zeros({1}, opts), 0.1});
+  } catch (const std::invalid_argument& e) {
+    refused = std::string(e.what()).find("int64") != std::string::npos;
+  }
+  expect(refused, "kernel dropout: a float key is refused with a message");
+
+  // Through MultiHeadAttention::forward in training: the kernels draw from the DropoutStream.
+  torch::manual_seed(23);
+  MultiHeadAttention mha(64, 4);
+  mha->dropout = 0.2;
+  mha->to(torch::kCUDA);
+  mha->train();
+  auto query = torch::randn({16, 300, 64}, opts), context = torch::randn({16, 90, 64}, opts);
+  expect(use_cuda_dense_attention(query.view({16, 300, 4, 16}), context.view({16, 90, 4, 16}),
+                                  context.view({16, 90, 4, 16}), {}),
+         "kernel dropout: the attention below takes the dense kernels");
+  auto run = [&](std::uint64_t seed) {
+    DropoutStream stream(seed);
+    DropoutScope scope(stream);
+    return mha->forward(query, context).out.detach().clone();
+  };
+  auto a = run(5), b = run(5), other = run(6);
+  expect(torch::equal(a, b), "kernel dropout through attend_shared: one seed, one output");
+  expect(!close(a, other, 1e-3, 1e-3), "kernel dropout through attend_shared: another seed, another output");
 }
 
 // The linear layer whose bias gradient is one kernel, against torch::linear: contiguous and
@@ -753,9 +811,16 @@ void training_steps_replay_from_cuda_graphs() {
 // graph equal eager steps, two runs of one seed are equal step for step (up to the order of the
 // atomic sums in the read of S's backward kernel), resuming from a checkpoint continues them and
 // another seed differs.
-void dropout_on_the_gpu_is_reproducible() {
-  auto c = retreever::testing::small_config("copy", "tca");
+// CA's run is large enough for the dense kernels (B H M >= kCudaDenseMinQueries), which draw their
+// masks inside the kernel from a key drawn in the graph.
+void dropout_on_the_gpu_is_reproducible(const std::string& model) {
+  auto c = retreever::testing::small_config("copy", model);
   c.device = "cuda";
+  if (model == "ca") {
+    c.d_model = 32;  // heads of 16: the dense kernels' head dimension
+    c.seq_len = 128;
+    c.batch = 64;
+  }
   c.steps = 8;
   expect(c.dropout > 0, "the copy preset trains with dropout");
   auto losses = [&](const Config& cfg, int n) {
@@ -765,7 +830,7 @@ void dropout_on_the_gpu_is_reproducible() {
     return std::make_pair(l, t.graph_summary());
   };
   const auto [a, summary] = losses(c, 6);
-  std::printf("dropout on the GPU, graphs on: %s\n", summary.c_str());
+  std::printf("dropout on the GPU (%s), graphs on: %s\n", model.c_str(), summary.c_str());
   expect(summary.rfind("5 steps replayed from 1 CUDA graph, 1 eager", 0) == 0, "dropout steps replay from a graph: " + summary);
   auto difference = [&](const std::vector<double>& x) {  // the largest relative difference from a
     double worst = 0;
@@ -814,12 +879,14 @@ int main() {
   layer_norm_kernels_match_torch();
   softmax_kernel_matches_torch();
   dense_attention_kernels_match_the_tensor_path();
+  dense_attention_dropout_draws_from_its_key();
   linear_kernel_matches_torch();
   geglu_kernels_match_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
   training_steps_replay_from_cuda_graphs();
-  dropout_on_the_gpu_is_reproducible();
+  dropout_on_the_gpu_is_reproducible("tca");
+  dropout_on_the_gpu_is_reproducible("ca");
   // --precision bf16 on the GPU: autocast against float32, training steps, the decoders converted to
   // bfloat16 (the kernels are float32 only: TCA takes the tensor paths there).
   retreever::testing::bf16_checks(torch::Device(torch::kCUDA));
