@@ -819,7 +819,7 @@ void dropout_on_the_gpu_is_reproducible(const std::string& model) {
   if (model == "ca") {
     c.d_model = 32;  // heads of 16: the dense kernels' head dimension
     c.seq_len = 128;
-    c.batch = 64;
+    c.batch = 128;  // 128 rows, 2 heads, 64 queries: 16384
   }
   c.steps = 8;
   expect(c.dropout > 0, "the copy preset trains with dropout");
