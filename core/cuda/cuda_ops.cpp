@@ -512,7 +512,7 @@ KernelDropout draw_kernel_dropout(double p, const torch::Device& device, c10::op
   KernelDropout d;
   d.p = p;
   d.key = torch::empty({1}, torch::TensorOptions().dtype(torch::kLong).device(device))
-              .random_(std::numeric_limits<std::int64_t>::min(), c10::nullopt, generator);
+              .random_(std::numeric_limits<std::int64_t>::min(), c10::optional<std::int64_t>(), generator);
   return d;
 }
 

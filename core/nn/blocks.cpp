@@ -163,7 +163,7 @@ namespace {
 // The current DropoutStream's generator for a device, or none (the global one).
 c10::optional<at::Generator> stream_generator(const torch::Device& device) {
   if (current_stream) return current_stream->generator(device);
-  return c10::nullopt;
+  return {};
 }
 }  // namespace
 

@@ -482,7 +482,7 @@ void dense_attention_kernels_match_the_tensor_path() {
     // Without dropout, then with dropout 0.3 drawn inside the kernels: the reference's weights times
     // the mask keep_mask_cuda writes for the same key.
     for (bool dropping : {false, true}) {
-      const auto drop = dropping ? draw_kernel_dropout(0.3, torch::kCUDA, c10::nullopt) : KernelDropout{};
+      const auto drop = dropping ? draw_kernel_dropout(0.3, torch::kCUDA, {}) : KernelDropout{};
       auto qd = q0.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
       auto s = torch::einsum("bmhe,bnhe->bhmn", {qd.expand({c.B, c.M, c.H, c.d}), kd});
       if (mask.defined()) s = s.masked_fill(mask.view({c.B, 1, 1, c.N}).logical_not(), masked_score(torch::kFloat));
@@ -569,7 +569,7 @@ void dense_attention_dropout_draws_from_its_key() {
   auto opts = torch::TensorOptions().device(torch::kCUDA);
   const double p = 0.3;
   {
-    auto drop = draw_kernel_dropout(p, torch::kCUDA, c10::nullopt);
+    auto drop = draw_kernel_dropout(p, torch::kCUDA, {});
     const auto key = std::uint64_t(drop.key.item<std::int64_t>());
     auto gpu = keep_mask_cuda({3, 5, 70, 131}, drop);
     auto cpu = keep_mask_for_key({3, 5, 70, 131}, key, p);
@@ -577,7 +577,7 @@ void dense_attention_dropout_draws_from_its_key() {
     const double kept = (gpu > 0).to(torch::kDouble).mean().item<double>();
     std::printf("kernel dropout: key %llx keeps %.4f of 137550 (1 - p = %.2f)\n", (unsigned long long)key, kept, 1 - p);
     expect(std::abs(kept - (1 - p)) < 0.01, "kernel dropout: the mask keeps about 1 - p");
-    auto other = draw_kernel_dropout(p, torch::kCUDA, c10::nullopt);
+    auto other = draw_kernel_dropout(p, torch::kCUDA, {});
     expect(!torch::equal(keep_mask_cuda({3, 5, 70, 131}, other), gpu), "kernel dropout: a second key, another mask");
   }
   bool refused = false;
