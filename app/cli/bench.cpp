@@ -9,9 +9,15 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #define RETREEVER_HAS_RECORD_PROFILE 1
 #endif
+#if __has_include(<torch/csrc/autograd/profiler_kineto.h>)
+#include <torch/csrc/autograd/profiler_kineto.h>
+#define RETREEVER_HAS_KINETO 1
+#endif
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -113,6 +119,90 @@ ScalingOptions inference_choice(const Args& args, const std::string& device) {
   return s;
 }
 
+#ifdef RETREEVER_HAS_KINETO
+// LibTorch 2.x times Kineto events in nanoseconds, 1.13 in microseconds.
+template <class E>
+auto event_us(const E& e, int) -> decltype(double(e.durationNs())) {
+  return double(e.durationNs()) / 1e3;
+}
+template <class E>
+double event_us(const E& e, long) {
+  return double(e.durationUs());
+}
+#endif
+
+// --profile around one model's timed steps. On a GPU, with a LibTorch built with Kineto, the trace
+// holds the device's kernels too, and finish() prints their time per step, largest first;
+// elsewhere (or where Kineto cannot start) LibTorch's legacy profiler writes the CPU's operators.
+class StepProfile {
+ public:
+  StepProfile(std::string path, bool gpu) : path_(std::move(path)) {
+#ifdef RETREEVER_HAS_KINETO
+    if (gpu) {
+      namespace prof = torch::profiler::impl;
+      try {
+        const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+        const std::set<prof::ActivityType> activities = {prof::ActivityType::CPU, prof::ActivityType::CUDA};
+        torch::autograd::profiler::prepareProfiler(config, activities);
+        torch::autograd::profiler::enableProfiler(config, activities);
+        kineto_ = true;
+        return;
+      } catch (const std::exception& e) {
+        kineto_error_ = e.what();
+      }
+    }
+#endif
+    (void)gpu;
+#ifdef RETREEVER_HAS_RECORD_PROFILE
+    legacy_ = std::make_unique<torch::autograd::profiler::RecordProfile>(path_);
+#endif
+  }
+
+  void finish(int steps, Output& o) {
+#ifdef RETREEVER_HAS_KINETO
+    if (kineto_) {
+      kineto_ = false;
+      auto result = torch::autograd::profiler::disableProfiler();
+      std::map<std::string, std::pair<double, int>> kernels;  // name: microseconds, count
+      double total = 0;
+      for (const auto& e : result->events())
+        if (e.deviceType() == c10::DeviceType::CUDA) {
+          auto& k = kernels[e.name()];
+          const double us = event_us(e, 0);
+          k.first += us, k.second += 1, total += us;
+        }
+      result->save(path_);
+      std::vector<std::pair<std::string, std::pair<double, int>>> sorted(kernels.begin(), kernels.end());
+      std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+      int count = 0;
+      for (const auto& k : sorted) count += k.second.second;
+      say(o, "  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", path_.c_str(), total / 1e3 / steps,
+          double(count) / steps);
+      for (std::size_t i = 0; i < sorted.size() && i < 15; ++i)
+        say(o, "  %9.3f ms %6.1f x  %.90s\n", sorted[i].second.first / 1e3 / steps,
+            double(sorted[i].second.second) / steps, sorted[i].first.c_str());
+      return;
+    }
+    if (!kineto_error_.empty()) say(o, "  profile: Kineto did not start (%s); CPU operators only\n", kineto_error_.c_str());
+#endif
+    (void)steps;
+    legacy_.reset();  // writes the file
+    say(o, "  profile: %s\n", path_.c_str());
+  }
+
+ private:
+  std::string path_;
+#ifdef RETREEVER_HAS_KINETO
+  bool kineto_ = false;
+  std::string kineto_error_;
+#endif
+#ifdef RETREEVER_HAS_RECORD_PROFILE
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> legacy_;
+#else
+  std::unique_ptr<int> legacy_;
+#endif
+};
+
 void bench_train(const std::string& device, const std::string& precision, const TrainChoice& choice, Output& o) {
   const Config& base = choice.base;
   const auto seq_len = base.seq_len, batch = base.batch;
@@ -136,13 +226,13 @@ void bench_train(const std::string& device, const std::string& precision, const 
     std::vector<double> t;
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {
-#ifdef RETREEVER_HAS_RECORD_PROFILE
-      std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+      std::unique_ptr<StepProfile> profile;
       if (!choice.profile_dir.empty())
-        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(
-            (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string());
-#endif
+        profile = std::make_unique<StepProfile>(
+            (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string(),
+            trainer.device_name() != "cpu");
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
+      if (profile) profile->finish(steps, o);
     }
     auto e = trainer.evaluate();
     if (decoder_info(model).policy) tca_tokens = std::int64_t(e.tokens_per_query);
@@ -240,7 +330,8 @@ CommandSpec bench_spec() {
            {"steps", "S", "train: timed steps, the median is printed (default 30)", {}},
            {"models", "M,...", "train: some of the decoders (default all)", Config::choices("model")},
            {"dropout", "P", "train: dropout in training (default 0; the copy preset trains with 0.1)", {}},
-           {"profile", "DIR", "train: also write DIR/train-MODEL.trace.json (chrome://tracing, ui.perfetto.dev)", {}},
+           {"profile", "DIR", "train: also write DIR/train-MODEL.trace.json (chrome://tracing, ui.perfetto.dev); on a GPU "
+            "the kernels too, and their time a step printed", {}},
            {"max-n", "N", "inference: the largest context, from 1k by factors of 4 (default 262144)", {}},
            {"queries", "Q", "inference: queries per context (default 1024)", {}},
            {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},

@@ -282,6 +282,27 @@ cuda::DropKey drop_key(const torch::Tensor& key, double p) {
   return d;
 }
 
+// x times its keep bits (drop_key), forward and backward; x contiguous float32.
+struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
+  static torch::Tensor apply_bits(const torch::Tensor& x, const torch::Tensor& key, double p) {
+    c10::cuda::CUDAGuard guard(x.device());
+    auto in = x.contiguous();
+    auto out = torch::empty_like(in);
+    check(cuda::dropout_apply(out.data_ptr<float>(), in.data_ptr<float>(), in.numel(), drop_key(key, p), stream()),
+          "dropout (CUDA)");
+    return out;
+  }
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& key, double p) {
+    ctx->save_for_backward({key});
+    ctx->saved_data["p"] = p;
+    return apply_bits(x, key, p);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto key = ctx->get_saved_variables()[0];
+    return {apply_bits(grads[0], key, ctx->saved_data["p"].toDouble()), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& mask, int64_t passes,
@@ -528,6 +549,17 @@ torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout
   return mask;
 }
 
+bool use_cuda_dropout(const torch::Tensor& x) { return kernels_take(x); }
+
+torch::Tensor dropout_cuda(const torch::Tensor& x, const KernelDropout& dropout) {
+  const auto& key = dropout.key;
+  if (!x.is_cuda() || x.scalar_type() != torch::kFloat || !key.defined() || key.numel() != 1 ||
+      key.scalar_type() != torch::kLong || key.device() != x.device() || dropout.p <= 0 || dropout.p >= 1)
+    throw std::invalid_argument("dropout_cuda: needs a float32 CUDA tensor, p in (0, 1) and its key as one int64 on "
+                                "the tensor's device (draw_kernel_dropout)");
+  return DropoutFunction::apply(x, key, dropout.p);
+}
+
 bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate) {
   return kernels_take(value) && !autocast_on() && gate.defined() && gate.scalar_type() == torch::kFloat &&
          gate.device() == value.device() && gate.sizes() == value.sizes() && value.is_contiguous() &&
@@ -591,6 +623,12 @@ KernelDropout draw_kernel_dropout(double, const torch::Device&, c10::optional<at
 
 torch::Tensor keep_mask_cuda(at::IntArrayRef, const KernelDropout&) {
   throw std::logic_error("keep_mask_cuda: built without CUDA");
+}
+
+bool use_cuda_dropout(const torch::Tensor&) { return false; }
+
+torch::Tensor dropout_cuda(const torch::Tensor&, const KernelDropout&) {
+  throw std::logic_error("dropout_cuda: built without CUDA");
 }
 
 bool use_cuda_geglu(const torch::Tensor&, const torch::Tensor&) { return false; }

@@ -109,6 +109,11 @@ struct KernelDropout {
 };
 KernelDropout draw_kernel_dropout(double p, const torch::Device& device, c10::optional<at::Generator> generator);
 torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout);
+// x times keep_mask_cuda(x.sizes(), dropout) (x's elements in row-major order), in one kernel with
+// no mask in memory; its backward multiplies by the same bits. For float32 CUDA tensors with the
+// kernels enabled (use_cuda_dropout).
+bool use_cuda_dropout(const torch::Tensor& x);
+torch::Tensor dropout_cuda(const torch::Tensor& x, const KernelDropout& dropout);
 torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& mask, int passes = -1, const KernelDropout& dropout = {});
 

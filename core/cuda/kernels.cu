@@ -1549,13 +1549,27 @@ __global__ void keep_mask_kernel(float* out, long long n, const DropKey d) {
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     out[i] = drop(i);
 }
+
+__global__ void dropout_apply_kernel(float* out, const float* x, long long n, const DropKey d) {
+  const Dropper drop(d);
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = x[i] * drop(i);
+}
+
+unsigned elementwise_blocks(long long n) { return unsigned(std::min<long long>((n + 255) / 256, 65536)); }
 }  // namespace
 
 int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream) {
   if (n == 0) return 0;
   if (d.key == nullptr) return int(cudaErrorInvalidValue);
-  const long long blocks = std::min<long long>((n + 255) / 256, 65536);
-  keep_mask_kernel<<<unsigned(blocks), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, n, d);
+  keep_mask_kernel<<<elementwise_blocks(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, n, d);
+  return int(cudaGetLastError());
+}
+
+int dropout_apply(float* out, const float* x, std::int64_t n, const DropKey& d, void* stream) {
+  if (n == 0) return 0;
+  if (d.key == nullptr) return int(cudaErrorInvalidValue);
+  dropout_apply_kernel<<<elementwise_blocks(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, x, n, d);
   return int(cudaGetLastError());
 }
 

@@ -159,6 +159,9 @@ struct DropKey {
 };
 // The keep mask of n elements that d gives: out[i] = scale or 0.
 int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream);
+// Dropout without the mask in memory: out[i] = x[i] times element i of that keep mask (forward and
+// backward alike; out may be x).
+int dropout_apply(float* out, const float* x, std::int64_t n, const DropKey& d, void* stream);
 
 // Dense attention, fused: every query of a batch row reads every key of that row (masked keys score
 // half the lowest float, as in the group kernels), without the [B,H,M,N] scores in memory. Rows

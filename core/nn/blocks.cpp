@@ -181,6 +181,9 @@ torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOpti
       key = cpu->random64();
     }
     mask = keep_mask_for_key(sizes, key, p);
+  } else if (options.device().is_cuda() && cuda_kernels_available()) {
+    // The same hash keyed by one int64 drawn on the device, as maybe_dropout's kernel draws it.
+    mask = keep_mask_cuda(sizes, draw_kernel_dropout(p, options.device(), generator));
   } else {
     mask = torch::empty(sizes, options.dtype(torch::kFloat)).bernoulli_(1 - p, generator);
     mask.div_(1 - p);
@@ -191,7 +194,12 @@ torch::Tensor keep_mask(at::IntArrayRef sizes, double p, const torch::TensorOpti
 }
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p) {
-  return p > 0 ? x * keep_mask(x.sizes(), p, x.options()) : x;
+  if (p <= 0) return x;
+  // On a GPU the mask keep_mask would draw, applied in one kernel with no mask in memory (a tape
+  // keeps its masks, so it takes keep_mask).
+  if (!current_tape && use_cuda_dropout(x))
+    return dropout_cuda(x, draw_kernel_dropout(p, x.device(), stream_generator(x.device())));
+  return x * keep_mask(x.sizes(), p, x.options());
 }
 
 static torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {

@@ -561,6 +561,49 @@ void dense_attention_kernels_match_the_tensor_path() {
   expect(same, "dense through attend_shared: every parameter's gradient");
 }
 
+// maybe_dropout's kernel (dropout_cuda): x times the mask keep_mask_cuda writes for the key, for a
+// transposed x too, and its gradient through the same bits; maybe_dropout under one DropoutStream
+// seed gives what keep_mask's mask gives (a tape's path), so runs with and without a tape agree; a
+// float64 x is refused with a message.
+void dropout_kernel_applies_the_keep_mask() {
+  auto opts = torch::TensorOptions().device(torch::kCUDA);
+  const double p = 0.25;
+  const auto drop = draw_kernel_dropout(p, torch::kCUDA, {});
+  const auto base = torch::randn({70, 33, 64}, opts);
+  for (bool transposed : {false, true}) {
+    auto x = (transposed ? base.transpose(0, 1) : base).detach().requires_grad_();
+    const auto what = std::string("dropout kernel") + (transposed ? ", a transposed input" : "");
+    const auto mask = keep_mask_cuda(x.sizes(), drop);
+    auto out = dropout_cuda(x, drop);
+    expect(torch::equal(out, x.detach() * mask), what + ": x times the key's keep mask");
+    expect((out == 0).to(torch::kDouble).mean().item<double>() > 0.2, what + ": about p of x dropped");
+    auto w = torch::randn(x.sizes(), opts);
+    auto g = torch::autograd::grad({(out * w).sum()}, {x})[0];
+    expect(torch::equal(g, w * mask), what + ": the gradient through the same bits");
+  }
+  expect(use_cuda_dropout(base) && !use_cuda_dropout(base.to(torch::kDouble)) && !use_cuda_dropout(base.cpu()),
+         "dropout kernel: taken for float32 CUDA tensors only");
+  torch::Tensor fused, masked;
+  {
+    DropoutStream stream(5);
+    DropoutScope scope(stream);
+    fused = maybe_dropout(base, p);
+  }
+  {
+    DropoutStream stream(5);
+    DropoutScope scope(stream);
+    masked = base * keep_mask(base.sizes(), p, base.options());
+  }
+  expect(torch::equal(fused, masked), "dropout kernel: maybe_dropout's kernel and keep_mask's mask agree for a seed");
+  bool refused = false;
+  try {
+    dropout_cuda(base.to(torch::kDouble), drop);
+  } catch (const std::invalid_argument& e) {
+    refused = std::string(e.what()).find("float32") != std::string::npos;
+  }
+  expect(refused, "dropout kernel: a float64 tensor is refused with a message");
+}
+
 // Dropout drawn inside the dense kernels (their arithmetic: dense_attention_kernels_match_the_tensor_path):
 // the mask keep_mask_cuda writes for a key is the CPU's keep_mask_for_key for it (the same hash) and
 // keeps about 1 - p; a key that is not one int64 is refused; through attend_shared, one
@@ -880,6 +923,7 @@ int main() {
   softmax_kernel_matches_torch();
   dense_attention_kernels_match_the_tensor_path();
   dense_attention_dropout_draws_from_its_key();
+  dropout_kernel_applies_the_keep_mask();
   linear_kernel_matches_torch();
   geglu_kernels_match_torch();
   low_precision_masks_stay_finite_on_the_gpu();
