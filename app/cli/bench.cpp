@@ -132,7 +132,7 @@ double event_us(const E& e, long) {
 #endif
 
 // --profile around one model's timed steps. On a GPU, with a LibTorch built with Kineto, the trace
-// holds the device's kernels too, and finish() prints their time per step, largest first;
+// holds the device's kernels too, and finish() tells their time per step, largest first;
 // elsewhere (or where Kineto cannot start) LibTorch's legacy profiler writes the CPU's operators.
 class StepProfile {
  public:
@@ -158,7 +158,14 @@ class StepProfile {
 #endif
   }
 
-  void finish(int steps, Output& o) {
+  // Stops the profiler, writes the trace and returns the lines to print under the model's row.
+  std::string finish(int steps) {
+    std::string said;
+    auto line = [&said](const char* format, auto... a) {
+      char buf[1024];
+      std::snprintf(buf, sizeof buf, format, a...);
+      said += buf;
+    };
 #ifdef RETREEVER_HAS_KINETO
     if (kineto_) {
       kineto_ = false;
@@ -176,18 +183,19 @@ class StepProfile {
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
       int count = 0;
       for (const auto& k : sorted) count += k.second.second;
-      say(o, "  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", path_.c_str(), total / 1e3 / steps,
-          double(count) / steps);
+      line("  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", path_.c_str(), total / 1e3 / steps,
+           double(count) / steps);
       for (std::size_t i = 0; i < sorted.size() && i < 15; ++i)
-        say(o, "  %9.3f ms %6.1f x  %.90s\n", sorted[i].second.first / 1e3 / steps,
-            double(sorted[i].second.second) / steps, sorted[i].first.c_str());
-      return;
+        line("  %9.3f ms %6.1f x  %.90s\n", sorted[i].second.first / 1e3 / steps, double(sorted[i].second.second) / steps,
+             sorted[i].first.c_str());
+      return said;
     }
-    if (!kineto_error_.empty()) say(o, "  profile: Kineto did not start (%s); CPU operators only\n", kineto_error_.c_str());
+    if (!kineto_error_.empty()) line("  profile: Kineto did not start (%.150s); CPU operators only\n", kineto_error_.c_str());
 #endif
     (void)steps;
     legacy_.reset();  // writes the file
-    say(o, "  profile: %s\n", path_.c_str());
+    line("  profile: %s\n", path_.c_str());
+    return said;
   }
 
  private:
@@ -224,6 +232,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
     Trainer trainer(c, datasets::make_task);
     trainer.keep_cpu_threads();  // the threads the bench was given, every step
     std::vector<double> t;
+    std::string profiled;  // what the profile tells, under the model's row
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {
       std::unique_ptr<StepProfile> profile;
@@ -232,7 +241,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
             (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string(),
             trainer.device_name() != "cpu");
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
-      if (profile) profile->finish(steps, o);
+      if (profile) profiled = profile->finish(steps);
     }
     auto e = trainer.evaluate();
     if (decoder_info(model).policy) tca_tokens = std::int64_t(e.tokens_per_query);
@@ -244,6 +253,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
       say(o, "  %s\n", trainer.graph_summary().c_str());
       train["models"].back()["graphs"] = trainer.graph_summary();
     }
+    if (!profiled.empty()) say(o, "%s", profiled.c_str());
   }
   // A speed claim is a ratio within one run: each model's step against CA's, measured just now.
   double ca_ms = 0;
