@@ -282,6 +282,16 @@ cuda::DropKey drop_key(const torch::Tensor& key, double p) {
   return d;
 }
 
+// A kernel's dropout: p in (0, 1) and its key one int64 on `device` (as draw_kernel_dropout makes them).
+void check_kernel_dropout(const KernelDropout& d, const torch::Device& device, const std::string& who) {
+  const auto& key = d.key;
+  if (!(d.p > 0 && d.p < 1) || !device.is_cuda() || !key.defined() || key.numel() != 1 ||
+      key.scalar_type() != torch::kLong || key.device() != device)
+    throw std::invalid_argument(who + " needs p in (0, 1) and a key of one int64 on " +
+                                (device.is_cuda() ? device.str() : std::string("a GPU")) +
+                                " (draw_kernel_dropout makes one)");
+}
+
 // x times its keep bits (drop_key), forward and backward; x contiguous float32.
 struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
   static torch::Tensor apply_bits(const torch::Tensor& x, const torch::Tensor& key, double p) {
@@ -521,10 +531,7 @@ torch::Tensor dense_attention_cuda(const torch::Tensor& q, const torch::Tensor& 
   auto rows = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
   auto m = mask.defined() ? mask.contiguous() : torch::empty({0}, q.options().dtype(torch::kBool));
   const bool dropping = dropout.p > 0;
-  if (dropping && (!dropout.key.defined() || dropout.key.numel() != 1 || dropout.key.scalar_type() != torch::kLong ||
-                   dropout.key.device() != q.device() || dropout.p >= 1))
-    throw std::invalid_argument("dense_attention_cuda: dropout needs p in (0, 1) and its key as one int64 on the "
-                                "queries' device (draw_kernel_dropout)");
+  if (dropping) check_kernel_dropout(dropout, q.device(), "dense_attention_cuda: dropout");
   auto key = dropping ? dropout.key : torch::empty({0}, q.options().dtype(torch::kLong));
   return DenseAttentionFunction::apply(rows(q), rows(k), rows(v), m, int64_t(passes), key, dropping ? dropout.p : 0.0);
 }
@@ -539,9 +546,7 @@ KernelDropout draw_kernel_dropout(double p, const torch::Device& device, c10::op
 
 torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout) {
   const auto& key = dropout.key;
-  if (!key.defined() || !key.is_cuda() || key.numel() != 1 || key.scalar_type() != torch::kLong || dropout.p <= 0 ||
-      dropout.p >= 1)
-    throw std::invalid_argument("keep_mask_cuda: needs p in (0, 1) and its key as one int64 on a GPU");
+  check_kernel_dropout(dropout, key.defined() ? key.device() : torch::Device(torch::kCUDA), "keep_mask_cuda");
   c10::cuda::CUDAGuard guard(key.device());
   auto mask = torch::empty(sizes, key.options().dtype(torch::kFloat));
   check(cuda::keep_mask_fill(mask.data_ptr<float>(), mask.numel(), drop_key(key, dropout.p), stream()),
@@ -552,12 +557,11 @@ torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout
 bool use_cuda_dropout(const torch::Tensor& x) { return kernels_take(x); }
 
 torch::Tensor dropout_cuda(const torch::Tensor& x, const KernelDropout& dropout) {
-  const auto& key = dropout.key;
-  if (!x.is_cuda() || x.scalar_type() != torch::kFloat || !key.defined() || key.numel() != 1 ||
-      key.scalar_type() != torch::kLong || key.device() != x.device() || dropout.p <= 0 || dropout.p >= 1)
-    throw std::invalid_argument("dropout_cuda: needs a float32 CUDA tensor, p in (0, 1) and its key as one int64 on "
-                                "the tensor's device (draw_kernel_dropout)");
-  return DropoutFunction::apply(x, key, dropout.p);
+  if (!x.is_cuda() || x.scalar_type() != torch::kFloat)
+    throw std::invalid_argument("dropout_cuda: needs a float32 CUDA tensor, not " +
+                                std::string(c10::toString(x.scalar_type())) + " on " + x.device().str());
+  check_kernel_dropout(dropout, x.device(), "dropout_cuda");
+  return DropoutFunction::apply(x, dropout.key, dropout.p);
 }
 
 bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate) {
