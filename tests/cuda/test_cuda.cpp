@@ -156,12 +156,9 @@ void group_attention_with_dropout_matches_the_tensor_path() {
 // mask the tensor path draws): the same parents and parameter gradients from one dropout seed.
 void aggregator_dropout_is_the_same_with_and_without_kernels() {
   torch::manual_seed(3);
-  Aggregator agg(2, 32, 4, 64);
-  agg->to(torch::kCUDA);
-  set_dropout(*agg, 0.3);
-  agg->train();
-  auto children = torch::randn({500, 2, 32}, torch::TensorOptions().device(torch::kCUDA));
-  auto w = torch::randn({500, 32}, children.options());
+  auto agg = retreever::testing::dropping_aggregator(torch::kCUDA, 2, 0.3);  // d_model 16, 2 heads of 8
+  auto children = torch::randn({500, 2, 16}, torch::TensorOptions().device(torch::kCUDA));
+  auto w = torch::randn({500, 16}, children.options());
   torch::Tensor out[2];
   std::vector<torch::Tensor> grads[2];
   for (bool kernels : {false, true}) {
