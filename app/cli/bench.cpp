@@ -347,7 +347,8 @@ CommandSpec bench_spec() {
            {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},
            {"threads", "T", "CPU threads (1 to 1024; default: as LibTorch starts)", {}},
            {"json", "", "print the same figures as one JSON document instead of the tables", {}},
-           {"kernels", "K", "off: CUDA tensors take the tensor paths even where the CUDA kernels are built (default on)",
+           {"kernels", "K", "off: CUDA tensors take the tensor paths even where the CUDA kernels are built; dropout's "
+            "masks are still drawn by the keep-mask kernel, so a seed draws the same masks either way (default on)",
             {"on", "off"}},
            {"graphs", "G",
             "on CUDA: training steps replay from CUDA graphs where they can, and inference also times decode and "
