@@ -158,9 +158,16 @@ class StepProfile {
 #endif
   }
 
-  // Stops the profiler, writes the trace and returns the lines to print under the model's row.
-  std::string finish(int steps) {
+  // What finish() tells: the lines to print under the model's row, and the same for --json.
+  struct Told {
+    std::string text;
+    nlohmann::json doc;
+  };
+
+  // Stops the profiler and writes the trace.
+  Told finish(int steps) {
     std::string said;
+    nlohmann::json doc = {{"trace", path_}};
     auto line = [&said](const char* format, auto... a) {
       char buf[1024];
       std::snprintf(buf, sizeof buf, format, a...);
@@ -185,17 +192,25 @@ class StepProfile {
       for (const auto& k : sorted) count += k.second.second;
       line("  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", path_.c_str(), total / 1e3 / steps,
            double(count) / steps);
-      for (std::size_t i = 0; i < sorted.size() && i < 15; ++i)
-        line("  %9.3f ms %6.1f x  %.90s\n", sorted[i].second.first / 1e3 / steps, double(sorted[i].second.second) / steps,
-             sorted[i].first.c_str());
-      return said;
+      doc["gpu_ms_per_step"] = total / 1e3 / steps;
+      doc["device_events_per_step"] = double(count) / steps;
+      doc["kernels"] = nlohmann::json::array();
+      for (std::size_t i = 0; i < sorted.size() && i < 15; ++i) {
+        const double ms = sorted[i].second.first / 1e3 / steps, launches = double(sorted[i].second.second) / steps;
+        line("  %9.3f ms %6.1f x  %.90s\n", ms, launches, sorted[i].first.c_str());
+        doc["kernels"].push_back({{"name", sorted[i].first}, {"ms_per_step", ms}, {"launches_per_step", launches}});
+      }
+      return {said, doc};
     }
-    if (!kineto_error_.empty()) line("  profile: Kineto did not start (%.150s); CPU operators only\n", kineto_error_.c_str());
+    if (!kineto_error_.empty()) {
+      line("  profile: Kineto did not start (%.150s); CPU operators only\n", kineto_error_.c_str());
+      doc["kineto_error"] = kineto_error_;
+    }
 #endif
     (void)steps;
     legacy_.reset();  // writes the file
     line("  profile: %s\n", path_.c_str());
-    return said;
+    return {said, doc};
   }
 
  private:
@@ -232,7 +247,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
     Trainer trainer(c, datasets::make_task);
     trainer.keep_cpu_threads();  // the threads the bench was given, every step
     std::vector<double> t;
-    std::string profiled;  // what the profile tells, under the model's row
+    StepProfile::Told profiled;  // what the profile tells, under the model's row
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {
       std::unique_ptr<StepProfile> profile;
@@ -253,7 +268,10 @@ void bench_train(const std::string& device, const std::string& precision, const 
       say(o, "  %s\n", trainer.graph_summary().c_str());
       train["models"].back()["graphs"] = trainer.graph_summary();
     }
-    if (!profiled.empty()) say(o, "%s", profiled.c_str());
+    if (!profiled.doc.is_null()) {  // profiled
+      say(o, "%s", profiled.text.c_str());
+      train["models"].back()["profile"] = profiled.doc;
+    }
   }
   // A speed claim is a ratio within one run: each model's step against CA's, measured just now.
   double ca_ms = 0;

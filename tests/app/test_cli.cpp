@@ -342,6 +342,17 @@ class TestCli : public QObject {
       QVERIFY2(has_mm, "the trace should hold the matrix products of the training step");
     }
     QVERIFY(!QFile::exists(prof + "/train-perceiver.trace.json"));
+    // The table says where each trace went, under its model's row; --json says it in the model's figures.
+    QVERIFY2(r.out.contains(QRegularExpression("\\nca .*\\n  profile: " + QRegularExpression::escape(prof) +
+                                               "/train-ca\\.trace\\.json\\n")),
+             qPrintable(r.out));
+    const QString prof_json = file("profile-json");
+    r = run({"bench", "--what", "train", "--models", "ca", "--seq-len", "8", "--batch", "4", "--steps", "2",
+             "--profile", prof_json, "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto told = json_of(r.out)["train"].toObject()["models"].toArray()[0].toObject()["profile"].toObject();
+    QCOMPARE(told["trace"].toString(), prof_json + "/train-ca.trace.json");
+    QVERIFY(QFile::exists(told["trace"].toString()));
     expect_refusal({"bench", "--what", "train", "--models", "tca,lstm"}, "lstm");
     // A size the model refuses is refused before the table starts: no header above the error.
     auto big = run({"bench", "--what", "train", "--models", "tca", "--seq-len", "100000000", "--steps", "1"});
