@@ -158,59 +158,40 @@ class StepProfile {
 #endif
   }
 
-  // What finish() tells: the lines to print under the model's row, and the same for --json.
-  struct Told {
-    std::string text;
-    nlohmann::json doc;
-  };
-
-  // Stops the profiler and writes the trace.
-  Told finish(int steps) {
-    std::string said;
-    nlohmann::json doc = {{"trace", path_}};
-    auto line = [&said](const char* format, auto... a) {
-      char buf[1024];
-      std::snprintf(buf, sizeof buf, format, a...);
-      said += buf;
-    };
+  // Stops the profiler, writes the trace and returns what it found: the trace's path and, from
+  // Kineto, the GPU time a step and the largest kernels (--json's figures; say_profile prints them).
+  nlohmann::json finish(int steps) {
+    nlohmann::json found = {{"trace", path_}};
 #ifdef RETREEVER_HAS_KINETO
     if (kineto_) {
       kineto_ = false;
       auto result = torch::autograd::profiler::disableProfiler();
-      std::map<std::string, std::pair<double, int>> kernels;  // name: microseconds, count
+      std::map<std::string, std::pair<double, int>> kernels;  // name: microseconds, launches
       double total = 0;
+      int events = 0;
       for (const auto& e : result->events())
         if (e.deviceType() == c10::DeviceType::CUDA) {
           auto& k = kernels[e.name()];
           const double us = event_us(e, 0);
-          k.first += us, k.second += 1, total += us;
+          k.first += us, k.second += 1, total += us, ++events;
         }
       result->save(path_);
       std::vector<std::pair<std::string, std::pair<double, int>>> sorted(kernels.begin(), kernels.end());
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-      int count = 0;
-      for (const auto& k : sorted) count += k.second.second;
-      line("  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", path_.c_str(), total / 1e3 / steps,
-           double(count) / steps);
-      doc["gpu_ms_per_step"] = total / 1e3 / steps;
-      doc["device_events_per_step"] = double(count) / steps;
-      doc["kernels"] = nlohmann::json::array();
-      for (std::size_t i = 0; i < sorted.size() && i < 15; ++i) {
-        const double ms = sorted[i].second.first / 1e3 / steps, launches = double(sorted[i].second.second) / steps;
-        line("  %9.3f ms %6.1f x  %.90s\n", ms, launches, sorted[i].first.c_str());
-        doc["kernels"].push_back({{"name", sorted[i].first}, {"ms_per_step", ms}, {"launches_per_step", launches}});
-      }
-      return {said, doc};
+      found["gpu_ms_per_step"] = total / 1e3 / steps;
+      found["device_events_per_step"] = double(events) / steps;
+      found["kernels"] = nlohmann::json::array();
+      for (std::size_t i = 0; i < sorted.size() && i < 15; ++i)
+        found["kernels"].push_back({{"name", sorted[i].first},
+                                    {"ms_per_step", sorted[i].second.first / 1e3 / steps},
+                                    {"launches_per_step", double(sorted[i].second.second) / steps}});
+      return found;
     }
-    if (!kineto_error_.empty()) {
-      line("  profile: Kineto did not start (%.150s); CPU operators only\n", kineto_error_.c_str());
-      doc["kineto_error"] = kineto_error_;
-    }
+    if (!kineto_error_.empty()) found["kineto_error"] = kineto_error_;
 #endif
     (void)steps;
     legacy_.reset();  // writes the file
-    line("  profile: %s\n", path_.c_str());
-    return {said, doc};
+    return found;
   }
 
  private:
@@ -225,6 +206,23 @@ class StepProfile {
   std::unique_ptr<int> legacy_;
 #endif
 };
+
+// The lines under a model's row that tell what its profile found (StepProfile::finish).
+void say_profile(const Output& o, const nlohmann::json& found) {
+  const auto trace = found["trace"].get<std::string>();
+  if (found.contains("kineto_error"))
+    say(o, "  profile: Kineto did not start (%.150s); CPU operators only\n",
+        found["kineto_error"].get<std::string>().c_str());
+  if (!found.contains("gpu_ms_per_step")) {
+    say(o, "  profile: %s\n", trace.c_str());
+    return;
+  }
+  say(o, "  profile: %s; GPU time %.3f ms a step in %.0f device events a step\n", trace.c_str(),
+      found["gpu_ms_per_step"].get<double>(), found["device_events_per_step"].get<double>());
+  for (const auto& k : found["kernels"])
+    say(o, "  %9.3f ms %6.1f x  %.90s\n", k["ms_per_step"].get<double>(), k["launches_per_step"].get<double>(),
+        k["name"].get<std::string>().c_str());
+}
 
 void bench_train(const std::string& device, const std::string& precision, const TrainChoice& choice, Output& o) {
   const Config& base = choice.base;
@@ -247,7 +245,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
     Trainer trainer(c, datasets::make_task);
     trainer.keep_cpu_threads();  // the threads the bench was given, every step
     std::vector<double> t;
-    StepProfile::Told profiled;  // what the profile tells, under the model's row
+    nlohmann::json profiled;  // what the profile found (StepProfile::finish), or null
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {
       std::unique_ptr<StepProfile> profile;
@@ -268,9 +266,9 @@ void bench_train(const std::string& device, const std::string& precision, const 
       say(o, "  %s\n", trainer.graph_summary().c_str());
       train["models"].back()["graphs"] = trainer.graph_summary();
     }
-    if (!profiled.doc.is_null()) {  // profiled
-      say(o, "%s", profiled.text.c_str());
-      train["models"].back()["profile"] = profiled.doc;
+    if (!profiled.is_null()) {
+      say_profile(o, profiled);
+      train["models"].back()["profile"] = profiled;
     }
   }
   // A speed claim is a ratio within one run: each model's step against CA's, measured just now.

@@ -549,7 +549,7 @@ torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout
   check_kernel_dropout(dropout, key.defined() ? key.device() : torch::Device(torch::kCUDA), "keep_mask_cuda");
   c10::cuda::CUDAGuard guard(key.device());
   auto mask = torch::empty(sizes, key.options().dtype(torch::kFloat));
-  check(cuda::keep_mask_fill(mask.data_ptr<float>(), mask.numel(), drop_key(key, dropout.p), stream()),
+  check(cuda::dropout_apply(mask.data_ptr<float>(), nullptr, mask.numel(), drop_key(key, dropout.p), stream()),
         "keep mask (CUDA)");
   return mask;
 }

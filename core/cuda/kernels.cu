@@ -1544,32 +1544,18 @@ int dense_attention_backward(const DenseGradArgs& g, void* stream) {
 }
 
 namespace {
-__global__ void keep_mask_kernel(float* out, long long n, const DropKey d) {
-  const Dropper drop(d);
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    out[i] = drop(i);
-}
-
 __global__ void dropout_apply_kernel(float* out, const float* x, long long n, const DropKey d) {
   const Dropper drop(d);
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    out[i] = x[i] * drop(i);
+    out[i] = x != nullptr ? x[i] * drop(i) : drop(i);
 }
-
-unsigned elementwise_blocks(long long n) { return unsigned(std::min<long long>((n + 255) / 256, 65536)); }
 }  // namespace
-
-int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream) {
-  if (n == 0) return 0;
-  if (d.key == nullptr) return int(cudaErrorInvalidValue);
-  keep_mask_kernel<<<elementwise_blocks(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, n, d);
-  return int(cudaGetLastError());
-}
 
 int dropout_apply(float* out, const float* x, std::int64_t n, const DropKey& d, void* stream) {
   if (n == 0) return 0;
   if (d.key == nullptr) return int(cudaErrorInvalidValue);
-  dropout_apply_kernel<<<elementwise_blocks(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(out, x, n, d);
+  const auto blocks = unsigned(std::min<long long>((n + 255) / 256, 65536));
+  dropout_apply_kernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(out, x, n, d);
   return int(cudaGetLastError());
 }
 

@@ -157,10 +157,8 @@ struct DropKey {
   std::uint32_t threshold = 0;
   float scale = 1;
 };
-// The keep mask of n elements that d gives: out[i] = scale or 0.
-int keep_mask_fill(float* out, std::int64_t n, const DropKey& d, void* stream);
-// Dropout without the mask in memory: out[i] = x[i] times element i of that keep mask (forward and
-// backward alike; out may be x).
+// Dropout without the mask in memory: out[i] = x[i] times element i of the keep mask that d gives
+// (scale or 0), forward and backward alike; out may be x. With x null, out is the mask itself.
 int dropout_apply(float* out, const float* x, std::int64_t n, const DropKey& d, void* stream);
 
 // Dense attention, fused: every query of a batch row reads every key of that row (masked keys score

@@ -165,6 +165,11 @@ c10::optional<at::Generator> stream_generator(const torch::Device& device) {
   if (current_stream) return current_stream->generator(device);
   return {};
 }
+
+// Dropout at p for a kernel on `device`: its key drawn from the stream's generator there.
+KernelDropout stream_kernel_dropout(double p, const torch::Device& device) {
+  return draw_kernel_dropout(p, device, stream_generator(device));
+}
 }  // namespace
 
 // Drawn in float32 whatever the dtype asked, so runs in other precisions draw the same masks.
@@ -198,7 +203,7 @@ torch::Tensor maybe_dropout(const torch::Tensor& x, double p) {
   // On a GPU the mask keep_mask would draw, applied in one kernel with no mask in memory (a tape
   // keeps its masks, so it takes keep_mask).
   if (!current_tape && use_cuda_dropout(x))
-    return dropout_cuda(x, draw_kernel_dropout(p, x.device(), stream_generator(x.device())));
+    return dropout_cuda(x, stream_kernel_dropout(p, x.device()));
   return x * keep_mask(x.sizes(), p, x.options());
 }
 
@@ -245,8 +250,7 @@ AttentionResult MultiHeadAttentionImpl::attend_shared(const torch::Tensor& q,
     // Under dropout they draw the mask themselves, from a key drawn from the dropout stream (not
     // where a tape records or replays masks: those take the tensor path's).
     AttentionResult r;
-    const auto drop = dropping ? draw_kernel_dropout(active_dropout(), q.device(), stream_generator(q.device()))
-                               : KernelDropout{};
+    const auto drop = dropping ? stream_kernel_dropout(active_dropout(), q.device()) : KernelDropout{};
     r.out = project_out(dense_attention_cuda(q, k, v, mask, -1, drop));
     return r;
   }
