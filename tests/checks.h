@@ -30,4 +30,15 @@ inline Checks& checks() {
 }
 inline void expect(bool ok, const std::string& what) { checks().expect(ok, what); }
 
+// Whether run() throws an E whose message holds `needle` (a refusal that names the problem).
+template <class E, class F>
+bool refuses(F&& run, const std::string& needle) {
+  try {
+    run();
+  } catch (const E& e) {
+    return std::string(e.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
 }  // namespace retreever::testing

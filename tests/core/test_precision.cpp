@@ -18,6 +18,7 @@
 
 using namespace retreever;
 using retreever::testing::expect;
+using retreever::testing::refuses;
 
 namespace {
 
@@ -36,23 +37,12 @@ void the_config_field() {
   const auto problems = c.validate();
   expect(problems.size() == 1 && problems[0] == "precision: unknown value 'fp16'. Use one of fp32|tf32|bf16.",
          "fp16 is refused with the choices: " + (problems.empty() ? std::string("(none)") : problems[0]));
-  bool threw = false;
-  try {
-    Config::from_json("{\"precision\": 16}");
-  } catch (const std::runtime_error&) {
-    threw = true;
-  }
-  expect(threw, "a precision that is not a string is refused");
+  expect(refuses<std::runtime_error>([] { Config::from_json("{\"precision\": 16}"); }, ""),
+         "a precision that is not a string is refused");
   expect(precision_dtype("fp32") == torch::kFloat && precision_dtype("tf32") == torch::kFloat &&
              precision_dtype("bf16") == torch::kBFloat16,
          "precision dtypes");
-  threw = false;
-  try {
-    precision_dtype("fp8");
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  expect(threw, "precision_dtype refuses an unknown name");
+  expect(refuses<std::invalid_argument>([] { precision_dtype("fp8"); }, ""), "precision_dtype refuses an unknown name");
 }
 
 void the_guard() {

@@ -34,6 +34,7 @@ using namespace retreever;
 namespace {
 
 using retreever::testing::expect;
+using retreever::testing::refuses;
 
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble).cpu() - b.to(torch::kDouble).cpu()).abs().max().item<double>();
@@ -513,14 +514,9 @@ void dense_attention_kernels_match_the_tensor_path() {
     }
     expect(dense_tensor_passes() == 3, "dense: and the split again after the tf32 scope");
   }
-  bool refused = false;
-  try {
-    dense_attention_cuda(torch::zeros({1, 4, 1, 16}, opts), torch::zeros({1, 4, 1, 16}, opts),
-                         torch::zeros({1, 4, 1, 16}, opts), {}, 2);
-  } catch (const std::invalid_argument& e) {
-    refused = std::string(e.what()).find("passes") != std::string::npos;
-  }
-  expect(refused, "dense: 2 tensor-core passes are refused with a message");
+  const auto zeros = torch::zeros({1, 4, 1, 16}, opts);
+  expect(refuses<std::invalid_argument>([&] { dense_attention_cuda(zeros, zeros, zeros, {}, 2); }, "passes"),
+         "dense: 2 tensor-core passes are refused with a message");
   auto q = torch::zeros({16, 300, 4, 16}, opts), kv = torch::zeros({16, 40, 4, 16}, opts);
   expect(use_cuda_dense_attention(q, kv, kv, {}), "dense: the kernels take 16 x 300 queries of 4 heads");
   expect(use_cuda_dense_attention(q, kv, kv, torch::ones({16, 40}, opts.dtype(torch::kBool))), "dense: and a [B,N] mask");
@@ -592,13 +588,8 @@ void dropout_kernel_applies_the_keep_mask() {
     masked = base * keep_mask(base.sizes(), p, base.options());
   }
   expect(torch::equal(fused, masked), "dropout kernel: maybe_dropout's kernel and keep_mask's mask agree for a seed");
-  bool refused = false;
-  try {
-    dropout_cuda(base.to(torch::kDouble), drop);
-  } catch (const std::invalid_argument& e) {
-    refused = std::string(e.what()).find("float32") != std::string::npos;
-  }
-  expect(refused, "dropout kernel: a float64 tensor is refused with a message");
+  expect(refuses<std::invalid_argument>([&] { dropout_cuda(base.to(torch::kDouble), drop); }, "float32"),
+         "dropout kernel: a float64 tensor is refused with a message");
 }
 
 // Dropout drawn inside the dense kernels (their arithmetic: dense_attention_kernels_match_the_tensor_path):
@@ -620,14 +611,10 @@ void dense_attention_dropout_draws_from_its_key() {
     auto other = draw_kernel_dropout(p, torch::kCUDA, {});
     expect(!torch::equal(keep_mask_cuda({3, 5, 70, 131}, other), gpu), "kernel dropout: a second key, another mask");
   }
-  bool refused = false;
-  try {
-    auto z = torch::zeros({1, 4, 1, 16}, opts);
-    dense_attention_cuda(z, z, z, {}, 0, KernelDropout{torch::zeros({1}, opts), 0.1});
-  } catch (const std::invalid_argument& e) {
-    refused = std::string(e.what()).find("int64") != std::string::npos;
-  }
-  expect(refused, "kernel dropout: a float key is refused with a message");
+  const auto z = torch::zeros({1, 4, 1, 16}, opts);
+  expect(refuses<std::invalid_argument>(
+             [&] { dense_attention_cuda(z, z, z, {}, 0, KernelDropout{torch::zeros({1}, opts), 0.1}); }, "int64"),
+         "kernel dropout: a float key is refused with a message");
 
   // Through MultiHeadAttention::forward in training: the kernels draw from the DropoutStream.
   torch::manual_seed(23);
