@@ -77,16 +77,21 @@ torch::Tensor ReTreeverImpl::embed_queries(const Batch& batch) {
   // When every row asks the same queries (the copy task: all-zero inputs that differ only by
   // position), embed one row and share it; gradients sum over the rows exactly as before.
   const auto B = batch.xt.size(0);
-  // (With dropout each row draws its own mask, as the reference's per-row embedding does.)
-  if (B > 1 && batch.shared_targets && positions_dropout() == 0) return embed_queries(batch.rows(0, 1)).expand({B, -1, -1});
-  auto h = query_embedder_->forward(batch.xt);
+  bool shared = B > 1 && batch.shared_targets;
+  auto h = query_embedder_->forward(shared ? batch.xt.narrow(0, 0, 1) : batch.xt);
   if (spec_.sequential) {
     // Target positions count from 0 as the context's do (the reference), or follow the context.
     const auto first = config_.query_positions == "after_context" ? batch.xc.size(1) : 0;
-    h = query_position_->forward(
-        maybe_dropout(h + sinusoidal_positions(first, h.size(1), h.size(2), h.options()), positions_dropout()));
+    h = h + sinusoidal_positions(first, h.size(1), h.size(2), h.options());
+    // Under dropout each row draws its own mask, as the reference's per-row embedding does: the rows
+    // part here, after the shared embedder, and the position MLP reads each row.
+    if (shared && positions_dropout() > 0) {
+      h = h.expand({B, -1, -1});
+      shared = false;
+    }
+    h = query_position_->forward(maybe_dropout(h, positions_dropout()));
   }
-  return h;
+  return shared ? h.expand({B, -1, -1}) : h;
 }
 
 torch::Tensor ReTreeverImpl::head(const torch::Tensor& encoding) {

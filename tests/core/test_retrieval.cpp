@@ -73,6 +73,46 @@ class TestRetrieval : public QObject {
     QVERIFY(!torch::allclose(after->embed_queries(batch), after->embed_queries(longer), 1e-3, 1e-3));
   }
 
+  // The copy task's rows ask the same queries, so the query embedder runs on one row; under dropout
+  // each row still draws its own mask before the position MLP. The shared path gives what embedding
+  // every row does (values and the embedder's gradients), and its rows differ.
+  void shared_queries_embed_once_and_drop_per_row() {
+    auto c = small_config(8, 2);
+    c.dropout = 0.3;
+    auto task = datasets::make_task(c);
+    const auto shared = task->sample(3, 5, true);
+    QVERIFY(shared.shared_targets);
+    auto each = shared;
+    each.shared_targets = false;
+    torch::manual_seed(3);
+    ReTreever model(c, task->spec());
+    model->train();
+    auto embed = [&](const Batch& batch) {
+      DropoutStream stream(11);
+      DropoutScope scope(stream);
+      model->zero_grad();
+      auto q = model->embed_queries(batch);
+      q.pow(2).sum().backward();
+      std::vector<torch::Tensor> grads;
+      for (const auto& p : model->named_parameters())
+        if (p.key().rfind("query_", 0) == 0) grads.push_back(p.value().grad().clone());
+      return std::make_pair(q.detach(), grads);
+    };
+    const auto [q_shared, g_shared] = embed(shared);
+    const auto [q_each, g_each] = embed(each);
+    QVERIFY(torch::allclose(q_shared, q_each, 1e-6, 1e-6));
+    QCOMPARE(g_shared.size(), g_each.size());
+    QVERIFY(!g_shared.empty());
+    for (std::size_t i = 0; i < g_shared.size(); ++i)
+      QVERIFY(torch::allclose(g_shared[i], g_each[i], 1e-5, 1e-5));
+    QVERIFY(!torch::allclose(q_shared[0], q_shared[1], 1e-3, 1e-3));  // a mask a row
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const auto q = model->embed_queries(shared);
+    QVERIFY(torch::equal(q[0], q[1]));
+    QCOMPARE(q.stride(0), std::int64_t(0));  // one row, shared
+  }
+
   // N = 5, b = 2: leaf groups {0,1} {2,3} {4,pad} {pad,pad}. A query led to group 2 has the all-padding
   // group 3 beside it: "zero" keeps it in S (a zero key: score 0, a zero value), "masked" leaves it
   // out. Every other query reads the same S either way, and both walks agree.
