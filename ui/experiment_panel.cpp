@@ -351,7 +351,6 @@ void ExperimentPanel::revalidate() {
                    : !warning.isEmpty() ? "<span style='color:#a60'>" + tr("Ready to train, but: ") + warning.toHtmlEscaped() + "</span> " + memory
                                         : tr("Ready to train.") + " " + memory);
   Q_EMIT validityChanged(problems.isEmpty(), problems.isEmpty() ? QString() : problems.first());
-  Q_EMIT configChanged();
 }
 
 }  // namespace retreever::ui

@@ -32,7 +32,6 @@ class ExperimentPanel : public QWidget {
 
  Q_SIGNALS:
   void validityChanged(bool valid, const QString& reason);
-  void configChanged();
 
  private:
   struct Field {

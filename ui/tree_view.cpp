@@ -344,7 +344,6 @@ void TreeView::mouseMoveEvent(QMouseEvent* e) {
   const double p = probabilityOf(id);
   if (p >= 0) text += tr(", policy p = %1").arg(p, 0, 'f', 3);
   QToolTip::showText(e->globalPosition().toPoint(), text, this);
-  Q_EMIT nodeHovered(text);
 }
 
 void TreeView::mouseDoubleClickEvent(QMouseEvent*) { fit(); }

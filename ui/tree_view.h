@@ -48,9 +48,6 @@ class TreeView : public QWidget {
   std::int64_t lastFrameItems() const { return frame_items_; }
   double lastFrameMs() const { return frame_ms_; }
 
- Q_SIGNALS:
-  void nodeHovered(const QString& description);
-
  protected:
   void paintEvent(QPaintEvent*) override;
   void wheelEvent(QWheelEvent*) override;
