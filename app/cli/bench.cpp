@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -29,6 +30,8 @@
 #include "core/memory.h"
 #include "core/registry.h"
 #include "core/scaling.h"
+#include "core/stage.h"
+#include "core/table.h"
 #include "core/training/device.h"
 #include "core/training/precision.h"
 #include "core/training/trainer.h"
@@ -207,6 +210,41 @@ class StepProfile {
 #endif
 };
 
+// A step's stages (core/stage.h) as --json gives them: [{"stage": "decode/walk", "ms_per_step": 0.6},
+// ...], each the mean over the timed steps, and "rest", the mean step's time outside the stages (the
+// batch and the policy's draws).
+nlohmann::json stage_figures(const std::vector<StageClock::Stage>& stages, const std::vector<double>& seconds) {
+  const double steps = double(seconds.size());
+  double step_ms = 0, inside = 0;
+  for (double s : seconds) step_ms += 1000 * s / steps;
+  auto found = nlohmann::json::array();
+  for (const auto& s : stages) {
+    found.push_back({{"stage", s.name}, {"ms_per_step", s.ms / steps}});
+    if (s.name.find('/') == std::string::npos) inside += s.ms / steps;
+  }
+  if (!found.empty()) found.push_back({{"stage", "rest"}, {"ms_per_step", std::max(0.0, step_ms - inside)}});
+  return found;
+}
+
+// Two lines of stage times: the stages, then the parts of those that have them ("decode: walk ...").
+void say_stages(const Output& o, const nlohmann::json& stages) {
+  std::string whole, parts, parent;
+  for (const auto& s : stages) {
+    const auto name = s["stage"].get<std::string>();
+    const auto cut = name.find('/');
+    const auto figure = format_number("%.2f", s["ms_per_step"].get<double>());
+    if (cut == std::string::npos) {
+      whole += (whole.empty() ? "" : " | ") + name + " " + figure;
+      continue;
+    }
+    const auto of = name.substr(0, cut);
+    parts += (of == parent ? ", " : (parts.empty() ? "" : "; ") + of + ": ") + name.substr(cut + 1) + " " + figure;
+    parent = of;
+  }
+  say(o, "  stages, ms a step (mean): %s\n", whole.c_str());
+  if (!parts.empty()) say(o, "    of which %s\n", parts.c_str());
+}
+
 // The lines under a model's row that tell what its profile found (StepProfile::finish).
 void say_profile(const Output& o, const nlohmann::json& found) {
   const auto trace = found["trace"].get<std::string>();
@@ -246,6 +284,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
     trainer.keep_cpu_threads();  // the threads the bench was given, every step
     std::vector<double> t;
     nlohmann::json profiled;  // what the profile found (StepProfile::finish), or null
+    nlohmann::json stages;    // the steps' stages (stage_figures), or null
     for (int i = 0; i < 3; ++i) trainer.step();  // the first steps warm caches and allocators
     {
       std::unique_ptr<StepProfile> profile;
@@ -253,7 +292,10 @@ void bench_train(const std::string& device, const std::string& precision, const 
         profile = std::make_unique<StepProfile>(
             (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string(),
             trainer.device_name() != "cpu");
+      std::optional<StageClock> clock;  // on the CPU, where a span's wall time is its work's
+      if (trainer.device_name() == "cpu") clock.emplace();
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
+      if (clock) stages = stage_figures(clock->stages(), t);
       if (profile) profiled = profile->finish(steps);
     }
     auto e = trainer.evaluate();
@@ -269,6 +311,10 @@ void bench_train(const std::string& device, const std::string& precision, const 
     if (!profiled.is_null()) {
       say_profile(o, profiled);
       train["models"].back()["profile"] = profiled;
+    }
+    if (!stages.is_null()) {
+      say_stages(o, stages);
+      train["models"].back()["stages"] = stages;
     }
   }
   // A speed claim is a ratio within one run: each model's step against CA's, measured just now.

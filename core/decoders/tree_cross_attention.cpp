@@ -6,6 +6,7 @@
 #include "core/cuda/cuda_ops.h"
 #include "core/decoders/tree_walk.h"
 #include "core/registry.h"
+#include "core/stage.h"
 
 namespace retreever {
 namespace {
@@ -92,8 +93,11 @@ TreeCrossAttentionImpl::TreeCrossAttentionImpl(std::int64_t d_model, std::int64_
 std::shared_ptr<Memory> TreeCrossAttentionImpl::prepare(const torch::Tensor& context,
                                                         const torch::Tensor& x_context) {
   auto memory = std::make_shared<TreeMemory>();
-  memory->tree = build_tree(context, context_order(x_context, ordering_, branch_factor_), branch_factor_,
-                            aggregator_, bptt_, balanced_leaves_);
+  {
+    RETREEVER_STAGE("prepare/tree");
+    memory->tree = build_tree(context, context_order(x_context, ordering_, branch_factor_), branch_factor_,
+                              aggregator_, bptt_, balanced_leaves_);
+  }
   // Project every node of every level at once; each query then only gathers the keys on its walk.
   std::int64_t offset = 0;
   for (const auto& level : memory->tree.nodes) {
@@ -134,63 +138,66 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   // log-probabilities of the choices are computed afterwards for every level at once.
   DecodeOutput out;
   torch::Tensor walk_rows, actions, walk_scores, probs, path, current;  // walk_rows: node table rows
-  if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
-    torch::NoGradGuard no_grad;
-    WalkInput in;
-    in.queries = q.reshape({B * M, q.size(2), q.size(3)});
-    in.keys = memory.all_keys;
-    in.masks = memory.all_masks;
-    in.offsets = memory.offsets;
-    in.b = b;
-    in.k = k;
-    // The draws of every level at once: the same numbers as one torch::rand per level.
-    if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = uniform_draws(request, k, B, M, queries.options());
-    in.explore = request.explore;
-    auto walk = walk_cpu(in);
-    walk_rows = walk.rows.view({B, M, k * b});
-    actions = walk.actions.view({B, M, k, 1});
-    walk_scores = walk.scores.view({B, M, k * b, q.size(2)});
-    probs = walk.pi.view({B, M, k, b});
-    path = walk.path.view({B, M, k});
-    current = k > 0 ? path.select(2, k - 1) : torch::zeros({B, M}, long_opts);
-  } else {
-    std::vector<torch::Tensor> ids, chosen, level_scores, level_probs, level_path;
-    torch::Tensor draws;  // [k, B*M] uniform draws, made at the first sampled level
-    current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
-    torch::NoGradGuard no_grad;
-    for (std::int64_t level = 1; level <= k; ++level) {
-      auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b], in the level
-      auto rows = children + memory.offsets[level - 1];
-      auto scores = attention->scores_each(q, memory.all_keys, rows);
-      auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
-      // The policy: the head-averaged attention of the query over the children.
-      auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
-      torch::Tensor action;  // [B,M,1]
-      if (request.retrieval == Retrieval::Sample) {
-        auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
-        // The draws of every level at once, as the CPU kernel takes them: the same numbers.
-        if (!draws.defined()) draws = uniform_draws(request, k, B, M, queries.options());
-        action = draw_children(draw, child_mask, draws[level - 1].view({B, M, 1}));
-      } else {
-        action = pi.argmax(-1, true);
+  {
+    RETREEVER_STAGE("decode/walk");
+    if (queries.device().is_cpu() && walk_kernel_) {  // one kernel for the whole walk (tree_walk.h)
+      torch::NoGradGuard no_grad;
+      WalkInput in;
+      in.queries = q.reshape({B * M, q.size(2), q.size(3)});
+      in.keys = memory.all_keys;
+      in.masks = memory.all_masks;
+      in.offsets = memory.offsets;
+      in.b = b;
+      in.k = k;
+      // The draws of every level at once: the same numbers as one torch::rand per level.
+      if (request.retrieval == Retrieval::Sample && k > 0) in.uniform = uniform_draws(request, k, B, M, queries.options());
+      in.explore = request.explore;
+      auto walk = walk_cpu(in);
+      walk_rows = walk.rows.view({B, M, k * b});
+      actions = walk.actions.view({B, M, k, 1});
+      walk_scores = walk.scores.view({B, M, k * b, q.size(2)});
+      probs = walk.pi.view({B, M, k, b});
+      path = walk.path.view({B, M, k});
+      current = k > 0 ? path.select(2, k - 1) : torch::zeros({B, M}, long_opts);
+    } else {
+      std::vector<torch::Tensor> ids, chosen, level_scores, level_probs, level_path;
+      torch::Tensor draws;  // [k, B*M] uniform draws, made at the first sampled level
+      current = torch::zeros({B, M}, long_opts);  // the node being expanded (root = 0)
+      torch::NoGradGuard no_grad;
+      for (std::int64_t level = 1; level <= k; ++level) {
+        auto children = current.unsqueeze(-1) * b + siblings;                     // [B,M,b], in the level
+        auto rows = children + memory.offsets[level - 1];
+        auto scores = attention->scores_each(q, memory.all_keys, rows);
+        auto child_mask = gather_mask(memory.all_masks, rows);                    // [B,M,b]
+        // The policy: the head-averaged attention of the query over the children.
+        auto pi = attention->head_averaged_log_weights(scores, child_mask).exp();  // [B,M,b]
+        torch::Tensor action;  // [B,M,1]
+        if (request.retrieval == Retrieval::Sample) {
+          auto draw = exploring_policy(pi, child_mask, request.explore);  // revisits saturated wrong choices
+          // The draws of every level at once, as the CPU kernel takes them: the same numbers.
+          if (!draws.defined()) draws = uniform_draws(request, k, B, M, queries.options());
+          action = draw_children(draw, child_mask, draws[level - 1].view({B, M, 1}));
+        } else {
+          action = pi.argmax(-1, true);
+        }
+        ids.push_back(rows);
+        chosen.push_back(action);
+        current = children.gather(-1, action).squeeze(-1);
+        // Kept only where read below: the scores without autograd, probabilities and path for a trace.
+        if (!grad) level_scores.push_back(scores);
+        if (request.trace) {
+          level_probs.push_back(pi);
+          level_path.push_back(current);
+        }
       }
-      ids.push_back(rows);
-      chosen.push_back(action);
-      current = children.gather(-1, action).squeeze(-1);
-      // Kept only where read below: the scores without autograd, probabilities and path for a trace.
-      if (!grad) level_scores.push_back(scores);
+      const auto H = q.size(2);
+      walk_rows = k > 0 ? torch::cat(ids, 2) : torch::zeros({B, M, 0}, long_opts);
+      actions = k > 0 ? torch::stack(chosen, 2) : torch::zeros({B, M, 0, 1}, long_opts);
+      if (!grad) walk_scores = k > 0 ? torch::cat(level_scores, 2) : torch::zeros({B, M, 0, H}, q.options());
       if (request.trace) {
-        level_probs.push_back(pi);
-        level_path.push_back(current);
+        probs = k > 0 ? torch::stack(level_probs, 2) : torch::zeros({B, M, 0, b}, q.options());
+        path = k > 0 ? torch::stack(level_path, -1) : torch::zeros({B, M, 0}, long_opts);
       }
-    }
-    const auto H = q.size(2);
-    walk_rows = k > 0 ? torch::cat(ids, 2) : torch::zeros({B, M, 0}, long_opts);
-    actions = k > 0 ? torch::stack(chosen, 2) : torch::zeros({B, M, 0, 1}, long_opts);
-    if (!grad) walk_scores = k > 0 ? torch::cat(level_scores, 2) : torch::zeros({B, M, 0, H}, q.options());
-    if (request.trace) {
-      probs = k > 0 ? torch::stack(level_probs, 2) : torch::zeros({B, M, 0, b}, q.options());
-      path = k > 0 ? torch::stack(level_path, -1) : torch::zeros({B, M, 0}, long_opts);
     }
   }
   // S: each level's children but the chosen one (its descendants stand for it), then the P leaves
@@ -198,10 +205,13 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
   auto leaf_rows = current.unsqueeze(-1) * p + torch::arange(p, long_opts).view({1, 1, p}) + memory.offsets[k];
   auto rows = torch::cat({walk_rows, leaf_rows}, 2);                           // [B,M,k*b+P]
   torch::Tensor scores;                                                        // [B,M,k*b+P,H]
-  if (grad) {
-    scores = attention->scores_each(q, memory.all_keys, rows);
-  } else {  // the walk's scores serve; only the leaves' are new
-    scores = torch::cat({walk_scores, attention->scores_each(q, memory.all_keys, leaf_rows)}, 2);
+  {
+    RETREEVER_STAGE("decode/read S");  // its scores here, its mix below
+    if (grad) {
+      scores = attention->scores_each(q, memory.all_keys, rows);
+    } else {  // the walk's scores serve; only the leaves' are new
+      scores = torch::cat({walk_scores, attention->scores_each(q, memory.all_keys, leaf_rows)}, 2);
+    }
   }
   auto real = gather_mask(memory.all_masks, rows), mask = real;  // mask: real (or a padding sibling) and not chosen
   if (k > 0) {
@@ -214,8 +224,12 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
     out.log_prob = torch::zeros({B, M}, queries.options());
     out.entropy = torch::zeros({}, queries.options());
   }
-  auto attended = attention->attend_scores(scores, memory.all_values, rows, mask, false);
-  finish_decode(memory, projected, attended.out, request, out);
+  torch::Tensor attended;
+  {
+    RETREEVER_STAGE("decode/read S");
+    attended = attention->attend_scores(scores, memory.all_values, rows, mask, false).out;
+  }
+  finish_decode(memory, projected, attended, request, out);
   if (request.trace) {
     out.trace.path = path;
     out.trace.probabilities = probs;
@@ -229,6 +243,7 @@ DecodeOutput TreeCrossAttentionImpl::decode(const Memory& base, const torch::Ten
 void TreeCrossAttentionImpl::policy_terms(const torch::Tensor& scores, const torch::Tensor& real,
                                           const torch::Tensor& actions, const DecodeRequest& request,
                                           DecodeOutput& out) {
+  RETREEVER_STAGE("decode/policy");
   const auto B = scores.size(0), M = actions.size(1), k = actions.size(2), b = scores.size(2) / k;
   auto& attention = block_->attention;
   auto child_scores = scores.reshape({B, M * k, b, scores.size(3)});
@@ -255,12 +270,16 @@ void TreeCrossAttentionImpl::finish_decode(const TreeMemory& memory, const Block
     // The all-leaves read (L_CA) finishes in the same feed-forward call as the read of S: one
     // pass over 2B rows costs less than two over B on small models.
     const auto leaves = memory.offsets[memory.tree.shape.k], n = memory.tree.leaves().size(1);
-    // Without padding leaves no mask: a masked fill of the [B,H,M,N] scores costs as much as the softmax.
-    auto all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
-                                                memory.all_values.narrow(1, leaves, n),
-                                                memory.tree.shape.has_padding() ? memory.tree.leaf_mask() : torch::Tensor(),
-                                                false);
-    auto both = block_->finish(block_->twice(queries), torch::cat({attended, all.out})).chunk(2);
+    torch::Tensor all;
+    {
+      RETREEVER_STAGE("decode/all leaves");
+      // Without padding leaves no mask: a masked fill of the [B,H,M,N] scores costs as much as the softmax.
+      all = block_->attention->attend_shared(queries.q, memory.all_keys.narrow(1, leaves, n),
+                                             memory.all_values.narrow(1, leaves, n),
+                                             memory.tree.shape.has_padding() ? memory.tree.leaf_mask() : torch::Tensor(),
+                                             false).out;
+    }
+    auto both = block_->finish(block_->twice(queries), torch::cat({attended, all})).chunk(2);
     out.encoding = both[0];
     out.all_leaves = both[1];
   } else {
@@ -290,6 +309,7 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
   const auto values = memory.kernel_values.defined() ? memory.kernel_values : f32(memory.all_values);
   CudaWalk walk;
   {
+    RETREEVER_STAGE("decode/walk");
     torch::NoGradGuard no_grad;
     torch::Tensor draws;  // [k, B*M]: the same numbers as the other paths draw
     if (sample && k > 0) draws = uniform_draws(request, k, B, M, queries.options().dtype(torch::kFloat));
@@ -299,7 +319,10 @@ DecodeOutput TreeCrossAttentionImpl::decode_cuda(const TreeMemory& memory, const
   // The read of S. With autograd it also returns the raw scores of S, whose first k*b are the
   // children's scores the policy's log-probabilities need: no second gather of their keys.
   const bool grad = torch::GradMode::is_enabled();
-  auto read = group_attention_scores_cuda(qf.unsqueeze(1), keys, values, walk.rows, walk.keep, grad && k > 0);
+  auto read = [&] {
+    RETREEVER_STAGE("decode/read S");
+    return group_attention_scores_cuda(qf.unsqueeze(1), keys, values, walk.rows, walk.keep, grad && k > 0);
+  }();
   read.out = read.out.to(q.scalar_type());
   DecodeOutput out;
   if (k == 0) {

@@ -2,6 +2,7 @@
 
 #include <torch/nn/functional.h>
 #include "core/registry.h"
+#include "core/stage.h"
 
 namespace retreever {
 
@@ -99,11 +100,23 @@ torch::Tensor ReTreeverImpl::head(const torch::Tensor& encoding) {
 }
 
 ModelOutput ReTreeverImpl::forward(const Batch& batch, const DecodeRequest& request) {
-  auto context = encode_context(batch);
-  auto queries = embed_queries(batch);
+  torch::Tensor context, queries;
+  {
+    RETREEVER_STAGE("embed");
+    context = encode_context(batch);
+    queries = embed_queries(batch);
+  }
   ModelOutput out;
-  out.memory = decoder_->prepare(context, batch.xc);
-  auto decoded = decoder_->decode(*out.memory, queries, request);
+  {
+    RETREEVER_STAGE("prepare");
+    out.memory = decoder_->prepare(context, batch.xc);
+  }
+  DecodeOutput decoded;
+  {
+    RETREEVER_STAGE("decode");
+    decoded = decoder_->decode(*out.memory, queries, request);
+  }
+  RETREEVER_STAGE("head");
   if (decoded.all_leaves.defined()) {  // one head pass over both reads (see TCA's decode)
     auto both = head(torch::cat({decoded.encoding, decoded.all_leaves})).chunk(2);
     out.prediction = both[0];

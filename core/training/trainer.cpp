@@ -12,6 +12,7 @@
 
 #include "core/memory.h"
 #include "core/registry.h"
+#include "core/stage.h"
 #include "core/cuda/cuda_graph.h"
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
@@ -208,7 +209,12 @@ torch::Tensor Trainer::Impl::backward_pass(const Batch& batch, const DecodeReque
       group->all_reduce_sum(sum);
       return (sum / (double(t.numel()) / share)).reshape({});
     };
-  auto terms = compute_losses(out, batch, spec, config, warm_up, batch_mean);
+  LossTerms terms;
+  {
+    RETREEVER_STAGE("loss");
+    terms = compute_losses(out, batch, spec, config, warm_up, batch_mean);
+  }
+  RETREEVER_STAGE("backward");
 
   // Gradient clipping and every reported number without a device-to-host wait per value:
   // one transfer per step carries them all (it matters on a GPU).
@@ -373,7 +379,10 @@ StepMetrics Trainer::step() try {
     throw DivergenceError("training diverged at step " + std::to_string(m.step + 1) + ": the " +
                           (std::isfinite(s.loss) ? "gradient" : "loss") + " is not finite; the model was "
                           "not updated. Lower the learning rate (--lr) or keep gradient clipping on");
-  m.optimizer->step(lr);
+  {
+    RETREEVER_STAGE("optimizer");
+    m.optimizer->step(lr);
+  }
   ++m.step;
 
   s.step = m.step;

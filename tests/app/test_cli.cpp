@@ -323,6 +323,10 @@ class TestCli : public QObject {
       }
     }
     QCOMPARE(models, (QStringList{"tca", "ca"}));
+    // Under each CPU row (and its profile's line) its stages, and TCA's parts of them.
+    QVERIFY2(r.out.contains(QRegularExpression("\\ntca .*\\n  profile: .*\\n  stages, ms a step \\(mean\\): embed [0-9.]+ \\| .*"
+                                               "backward [0-9.]+ .*\\n    of which prepare: tree [0-9.]+; decode: walk ")),
+             qPrintable(r.out));
     // The ratio line: TCA's step time over CA's, from the two figures just printed (each rounded
     // to 0.01 ms, the ratio to 0.01).
     QRegularExpression ratio("step time against CA's, this run: tca ([0-9.]+)x\\n");
@@ -388,6 +392,32 @@ class TestCli : public QObject {
     QVERIFY(qAbs(models[0].toObject()["ratio_to_ca"].toDouble() - tca_ms / ca_ms) < 1e-9 * tca_ms / ca_ms);
     QVERIFY(!models[1].toObject().contains("ratio_to_ca"));  // CA is the unit
     QCOMPARE(doc["train"].toObject()["dropout"].toDouble(), 0.0);  // the model's step; --dropout asks for masks
+    // On the CPU each model's stages (core/stage.h), in the order they ran, with TCA's parts.
+    auto stages_of = [&](int i) {
+      QMap<QString, double> ms;
+      QStringList order;
+      for (const auto& s : models[i].toObject()["stages"].toArray()) {
+        order << s.toObject()["stage"].toString();
+        ms[order.back()] = s.toObject()["ms_per_step"].toDouble();
+      }
+      return std::make_pair(order, ms);
+    };
+    const auto [tca_order, tca_stage] = stages_of(0);
+    const auto [ca_order, ca_stage] = stages_of(1);
+    for (const char* s : {"embed", "prepare", "decode", "head", "loss", "backward", "optimizer", "rest"}) {
+      QVERIFY2(tca_stage.value(s, -1) >= 0 && ca_stage.value(s, -1) >= 0, s);
+    }
+    QVERIFY2(tca_order.indexOf("embed") < tca_order.indexOf("decode") &&
+                 tca_order.indexOf("decode") < tca_order.indexOf("backward") && tca_order.back() == "rest",
+             qPrintable(tca_order.join(", ")));
+    double parts = 0;
+    for (const char* s : {"decode/walk", "decode/read S", "decode/policy", "decode/all leaves"}) {
+      QVERIFY2(tca_stage.contains(s), s);
+      parts += tca_stage[s];
+    }
+    QVERIFY(parts > 0 && parts <= tca_stage["decode"]);
+    QVERIFY(tca_stage["prepare/tree"] > 0 && tca_stage["prepare/tree"] <= tca_stage["prepare"]);
+    QVERIFY2(!ca_stage.contains("decode/walk"), qPrintable(ca_order.join(", ")));  // no walk, no tree
     const auto rows = doc["inference"].toObject()["rows"].toArray();
     QCOMPARE(rows.size(), 1);
     QCOMPARE(rows[0].toObject()["n"].toInt(), 1024);

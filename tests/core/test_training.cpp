@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include <torch/optim/adam.h>
@@ -12,6 +13,7 @@
 
 #include "core/model/losses.h"
 #include "core/model/retreever.h"
+#include "core/stage.h"
 #include "core/training/device.h"
 #include "core/training/distributed.h"
 #include "core/training/flat_adam.h"
@@ -181,6 +183,50 @@ class TestTraining : public QObject {
     } else {
       QCOMPARE(e.metric, std::string("log_likelihood"));
     }
+  }
+
+  // A StageClock times the named spans run on its thread while it lives (nested ones apart), in the
+  // order they ended, and nothing after it goes; a clock inside another takes the spans meanwhile.
+  void stage_clock_times_the_named_spans() {
+    auto sleep_in = [](int ms) {
+      RETREEVER_STAGE("test/sleep");
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    };
+    std::vector<StageClock::Stage> outer_seen, inner_seen;
+    {
+      StageClock outer;
+      {
+        RETREEVER_STAGE("test");
+        sleep_in(15);
+        sleep_in(5);
+      }
+      {
+        StageClock inner;
+        sleep_in(5);
+        inner_seen = inner.stages();
+      }
+      { RECORD_USER_SCOPE("another::span"); }  // not ours: left out
+      outer_seen = outer.stages();
+    }
+    QCOMPARE(int(outer_seen.size()), 2);
+    QCOMPARE(outer_seen[0].name, std::string("test/sleep"));  // ended first
+    QCOMPARE(outer_seen[1].name, std::string("test"));
+    QVERIFY2(outer_seen[0].ms >= 19.5 && outer_seen[0].ms < 60, std::to_string(outer_seen[0].ms).c_str());
+    QVERIFY(outer_seen[1].ms >= outer_seen[0].ms);
+    QCOMPARE(int(inner_seen.size()), 1);
+    QVERIFY(inner_seen[0].ms >= 4.5);
+    // A training step's stages, TCA's walk among them.
+    Config c = tiny("copy");
+    Trainer t(c, datasets::make_task);
+    std::vector<std::string> names;
+    {
+      StageClock clock;
+      t.step();
+      for (const auto& s : clock.stages()) names.push_back(s.name);
+    }
+    for (const char* s : {"embed", "prepare/tree", "prepare", "decode/walk", "decode/read S", "decode/policy",
+                          "decode/all leaves", "decode", "head", "loss", "backward", "optimizer"})
+      QVERIFY2(std::find(names.begin(), names.end(), s) != names.end(), s);
   }
 
   void tca_reads_log_many_tokens() {
