@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -210,8 +209,11 @@ class StepProfile {
 #endif
 };
 
+// Steps after the timed ones that time the stages (at most --steps).
+constexpr int kStageSteps = 10;
+
 // A step's stages (core/stage.h) as --json gives them: [{"stage": "decode/walk", "ms_per_step": 0.6},
-// ...], each the mean over the timed steps, and "rest", the mean step's time outside the stages (the
+// ...], each the mean over the steps the clock saw (kStageSteps), and "rest", the mean step's time outside the stages (the
 // batch and the policy's draws).
 nlohmann::json stage_figures(const std::vector<StageClock::Stage>& stages, const std::vector<double>& seconds) {
   const double steps = double(seconds.size());
@@ -292,11 +294,15 @@ void bench_train(const std::string& device, const std::string& precision, const 
         profile = std::make_unique<StepProfile>(
             (std::filesystem::path(choice.profile_dir) / ("train-" + model + ".trace.json")).string(),
             trainer.device_name() != "cpu");
-      std::optional<StageClock> clock;  // on the CPU, where a span's wall time is its work's
-      if (trainer.device_name() == "cpu") clock.emplace();
       for (int i = 0; i < steps; ++i) t.push_back(trainer.step().seconds);
-      if (clock) stages = stage_figures(clock->stages(), t);
       if (profile) profiled = profile->finish(steps);
+    }
+    if (trainer.device_name() == "cpu") {  // where a span's wall time is its work's
+      // The stages in steps of their own, so that the timed steps ran without the clock.
+      StageClock clock;
+      std::vector<double> staged;
+      for (int i = 0; i < std::min(steps, kStageSteps); ++i) staged.push_back(trainer.step().seconds);
+      stages = stage_figures(clock.stages(), staged);
     }
     auto e = trainer.evaluate();
     if (decoder_info(model).policy) tca_tokens = std::int64_t(e.tokens_per_query);
