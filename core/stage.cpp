@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <memory>
+#include <unordered_map>
 
 namespace retreever {
 namespace {
@@ -45,6 +47,52 @@ void StageClock::add(const char* name, double ms) {
       return;
     }
   stages_.push_back({name, ms});
+}
+
+std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& events) {
+  struct Span {
+    std::size_t stage;
+    double start, end;
+    bool part;
+  };
+  const std::string prefix = RETREEVER_STAGE_PREFIX;
+  std::vector<const TraceEvent*> host_spans;
+  std::unordered_map<std::uint64_t, double> op_start;  // a host operator's correlation id: its start
+  for (const auto& e : events) {
+    if (e.device) continue;
+    if (e.name.rfind(prefix, 0) == 0) host_spans.push_back(&e);
+    else if (e.correlation) op_start.emplace(e.correlation, e.start_us);
+  }
+  std::sort(host_spans.begin(), host_spans.end(),
+            [](const TraceEvent* a, const TraceEvent* b) { return a->start_us < b->start_us; });
+  std::vector<StageClock::Stage> stages;
+  std::vector<Span> spans;
+  for (const auto* e : host_spans) {
+    const auto name = e->name.substr(prefix.size());
+    std::size_t i = 0;
+    while (i < stages.size() && stages[i].name != name) ++i;
+    if (i == stages.size()) stages.push_back({name, 0});
+    spans.push_back({i, e->start_us, e->start_us + e->duration_us, name.find('/') != std::string::npos});
+  }
+  double rest = 0;
+  bool traced = false;
+  for (const auto& e : events) {
+    if (!e.device) continue;
+    const auto op = op_start.find(e.correlation);
+    bool in_stage = false;
+    if (e.correlation && op != op_start.end()) {
+      traced = true;
+      for (const auto& s : spans)
+        if (s.start <= op->second && op->second <= s.end) {
+          stages[s.stage].ms += e.duration_us / 1e3;
+          in_stage = in_stage || !s.part;
+        }
+    }
+    if (!in_stage) rest += e.duration_us / 1e3;
+  }
+  if (!traced) return {};
+  stages.push_back({"rest", rest});
+  return stages;
 }
 
 }  // namespace retreever

@@ -5,6 +5,7 @@
 // With neither running a span costs a thread-local check.
 #include <ATen/record_function.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -39,5 +40,22 @@ class StageClock {
   at::CallbackHandle handle_ = 0;
   StageClock* outer_;
 };
+
+// One event of a profiler's trace, as device_stages reads it: a host operator or span (device false),
+// or a kernel or copy on the device with the correlation id of the host operator that launched it.
+struct TraceEvent {
+  std::string name;
+  bool device = false;
+  double start_us = 0, duration_us = 0;
+  std::uint64_t correlation = 0;  // host: the operator's id; device: its launcher's (0: none)
+};
+
+// The device time of each stage: a kernel counts for every stage whose span was open on the host
+// when the operator that launched it started, on any thread (the backward's operators run on
+// autograd's device thread while the step's thread waits inside "backward"). Kernels traced to no
+// operator, or launched outside every top-level stage (the batch's copies, a CUDA graph's replay),
+// make the last entry, "rest". In the order the stages started; empty when no kernel was traced to
+// an operator.
+std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& events);
 
 }  // namespace retreever

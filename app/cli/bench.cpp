@@ -131,7 +131,57 @@ template <class E>
 double event_us(const E& e, long) {
   return double(e.durationUs());
 }
+template <class E>
+auto event_start_us(const E& e, int) -> decltype(double(e.startNs())) {
+  return double(e.startNs()) / 1e3;
+}
+template <class E>
+double event_start_us(const E& e, long) {
+  return double(e.startUs());
+}
 #endif
+
+// Steps after the timed ones that time the stages (at most --steps).
+constexpr int kStageSteps = 10;
+
+// Stages (core/stage.h) as --json gives them: [{"stage": "decode/walk", "ms_per_step": 0.6}, ...].
+nlohmann::json stage_json(const std::vector<StageClock::Stage>& stages, double steps) {
+  auto found = nlohmann::json::array();
+  for (const auto& s : stages) found.push_back({{"stage", s.name}, {"ms_per_step", s.ms / steps}});
+  return found;
+}
+
+// The CPU's stages: each the mean over the steps the clock saw (kStageSteps), and "rest", the mean
+// step's time outside the stages (the batch and the policy's draws).
+nlohmann::json stage_figures(const std::vector<StageClock::Stage>& stages, const std::vector<double>& seconds) {
+  const double steps = double(seconds.size());
+  double step_ms = 0, inside = 0;
+  for (double s : seconds) step_ms += 1000 * s / steps;
+  for (const auto& s : stages)
+    if (s.name.find('/') == std::string::npos) inside += s.ms / steps;
+  auto found = stage_json(stages, steps);
+  if (!found.empty()) found.push_back({{"stage", "rest"}, {"ms_per_step", std::max(0.0, step_ms - inside)}});
+  return found;
+}
+
+// Two lines of stage times: the stages, then the parts of those that have them ("decode: walk ...").
+void say_stages(const Output& o, const nlohmann::json& stages, const char* what) {
+  std::string whole, parts, parent;
+  for (const auto& s : stages) {
+    const auto name = s["stage"].get<std::string>();
+    const auto cut = name.find('/');
+    const auto figure = format_number("%.2f", s["ms_per_step"].get<double>());
+    if (cut == std::string::npos) {
+      whole += (whole.empty() ? "" : " | ") + name + " " + figure;
+      continue;
+    }
+    const auto of = name.substr(0, cut);
+    parts += (of == parent ? ", " : (parts.empty() ? "" : "; ") + of + ": ") + name.substr(cut + 1) + " " + figure;
+    parent = of;
+  }
+  say(o, "  stages, %s: %s\n", what, whole.c_str());
+  if (!parts.empty()) say(o, "    of which %s\n", parts.c_str());
+}
 
 // --profile around one model's timed steps. On a GPU, with a LibTorch built with Kineto, the trace
 // holds the device's kernels too, and finish() tells their time per step, largest first;
@@ -171,13 +221,22 @@ class StepProfile {
       std::map<std::string, std::pair<double, int>> kernels;  // name: microseconds, launches
       double total = 0;
       int events = 0;
-      for (const auto& e : result->events())
-        if (e.deviceType() == c10::DeviceType::CUDA) {
-          auto& k = kernels[e.name()];
-          const double us = event_us(e, 0);
-          k.first += us, k.second += 1, total += us, ++events;
+      std::vector<TraceEvent> trace;  // what device_stages reads
+      for (const auto& e : result->events()) {
+        TraceEvent t;
+        t.name = e.name();
+        t.device = e.deviceType() == c10::DeviceType::CUDA;
+        t.start_us = event_start_us(e, 0);
+        t.duration_us = event_us(e, 0);
+        t.correlation = t.device ? e.linkedCorrelationId() : e.correlationId();
+        if (t.device) {
+          auto& k = kernels[t.name];
+          k.first += t.duration_us, k.second += 1, total += t.duration_us, ++events;
         }
+        trace.push_back(std::move(t));
+      }
       result->save(path_);
+      if (const auto stages = device_stages(trace); !stages.empty()) found["stages"] = stage_json(stages, steps);
       std::vector<std::pair<std::string, std::pair<double, int>>> sorted(kernels.begin(), kernels.end());
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
       found["gpu_ms_per_step"] = total / 1e3 / steps;
@@ -209,44 +268,6 @@ class StepProfile {
 #endif
 };
 
-// Steps after the timed ones that time the stages (at most --steps).
-constexpr int kStageSteps = 10;
-
-// A step's stages (core/stage.h) as --json gives them: [{"stage": "decode/walk", "ms_per_step": 0.6},
-// ...], each the mean over the steps the clock saw (kStageSteps), and "rest", the mean step's time outside the stages (the
-// batch and the policy's draws).
-nlohmann::json stage_figures(const std::vector<StageClock::Stage>& stages, const std::vector<double>& seconds) {
-  const double steps = double(seconds.size());
-  double step_ms = 0, inside = 0;
-  for (double s : seconds) step_ms += 1000 * s / steps;
-  auto found = nlohmann::json::array();
-  for (const auto& s : stages) {
-    found.push_back({{"stage", s.name}, {"ms_per_step", s.ms / steps}});
-    if (s.name.find('/') == std::string::npos) inside += s.ms / steps;
-  }
-  if (!found.empty()) found.push_back({{"stage", "rest"}, {"ms_per_step", std::max(0.0, step_ms - inside)}});
-  return found;
-}
-
-// Two lines of stage times: the stages, then the parts of those that have them ("decode: walk ...").
-void say_stages(const Output& o, const nlohmann::json& stages) {
-  std::string whole, parts, parent;
-  for (const auto& s : stages) {
-    const auto name = s["stage"].get<std::string>();
-    const auto cut = name.find('/');
-    const auto figure = format_number("%.2f", s["ms_per_step"].get<double>());
-    if (cut == std::string::npos) {
-      whole += (whole.empty() ? "" : " | ") + name + " " + figure;
-      continue;
-    }
-    const auto of = name.substr(0, cut);
-    parts += (of == parent ? ", " : (parts.empty() ? "" : "; ") + of + ": ") + name.substr(cut + 1) + " " + figure;
-    parent = of;
-  }
-  say(o, "  stages, ms a step (mean): %s\n", whole.c_str());
-  if (!parts.empty()) say(o, "    of which %s\n", parts.c_str());
-}
-
 // The lines under a model's row that tell what its profile found (StepProfile::finish).
 void say_profile(const Output& o, const nlohmann::json& found) {
   const auto trace = found["trace"].get<std::string>();
@@ -262,6 +283,7 @@ void say_profile(const Output& o, const nlohmann::json& found) {
   for (const auto& k : found["kernels"])
     say(o, "  %9.3f ms %6.1f x  %.90s\n", k["ms_per_step"].get<double>(), k["launches_per_step"].get<double>(),
         k["name"].get<std::string>().c_str());
+  if (found.contains("stages")) say_stages(o, found["stages"], "GPU ms a step (each kernel by the stage that launched it)");
 }
 
 void bench_train(const std::string& device, const std::string& precision, const TrainChoice& choice, Output& o) {
@@ -319,7 +341,7 @@ void bench_train(const std::string& device, const std::string& precision, const 
       train["models"].back()["profile"] = profiled;
     }
     if (!stages.is_null()) {
-      say_stages(o, stages);
+      say_stages(o, stages, "ms a step (mean)");
       train["models"].back()["stages"] = stages;
     }
   }
@@ -409,7 +431,7 @@ CommandSpec bench_spec() {
            {"models", "M,...", "train: some of the decoders (default all)", Config::choices("model")},
            {"dropout", "P", "train: dropout in training (default 0; the copy preset trains with 0.1)", {}},
            {"profile", "DIR", "train: also write DIR/train-MODEL.trace.json (chrome://tracing, ui.perfetto.dev); on a GPU "
-            "the kernels too, and their time a step printed", {}},
+            "the kernels too, and their time a step printed, by kernel and by stage (stages with --graphs off)", {}},
            {"max-n", "N", "inference: the largest context, from 1k by factors of 4 (default 262144)", {}},
            {"queries", "Q", "inference: queries per context (default 1024)", {}},
            {"repeats", "R", "inference: timed repeats, the median is printed (default 5)", {}},

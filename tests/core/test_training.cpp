@@ -229,6 +229,36 @@ class TestTraining : public QObject {
       QVERIFY2(std::find(names.begin(), names.end(), s) != names.end(), s);
   }
 
+  // A kernel's time goes to the stages whose span was open when its launching operator started,
+  // on any thread; a kernel of no operator, or launched outside the stages, to "rest".
+  void device_stages_follow_each_kernel_to_its_launcher() {
+    auto host = [](std::string name, double start, double duration, std::uint64_t id = 0) {
+      return TraceEvent{std::move(name), false, start, duration, id};
+    };
+    auto kernel = [](double duration, std::uint64_t launcher) {
+      return TraceEvent{"kernel", true, 1000, duration, launcher};
+    };
+    const std::vector<TraceEvent> events = {
+        host("retreever::decode", 10, 10), host("retreever::decode/walk", 12, 3), host("retreever::backward", 30, 20),
+        host("aten::mm", 13, 1, 1),   // inside decode and its walk
+        host("aten::add", 18, 1, 2),  // inside decode only
+        host("aten::mm", 35, 5, 3),   // on another thread, while the backward span is open
+        host("aten::copy_", 60, 1, 4),  // outside every stage
+        kernel(1000, 1), kernel(2000, 2), kernel(4000, 3), kernel(8000, 4), kernel(16000, 0), kernel(32000, 99)};
+    const auto stages = device_stages(events);
+    QCOMPARE(int(stages.size()), 4);
+    QCOMPARE(stages[0].name, std::string("decode"));  // in the order they started
+    QCOMPARE(stages[1].name, std::string("decode/walk"));
+    QCOMPARE(stages[2].name, std::string("backward"));
+    QCOMPARE(stages[3].name, std::string("rest"));
+    QCOMPARE(stages[0].ms, 3.0);
+    QCOMPARE(stages[1].ms, 1.0);
+    QCOMPARE(stages[2].ms, 4.0);
+    QCOMPARE(stages[3].ms, 56.0);  // the copy's kernel, one of no operator, one of an unknown one
+    // No kernel traced to an operator (a trace without correlations): nothing to tell.
+    QVERIFY(device_stages({host("retreever::decode", 0, 10), kernel(5, 0)}).empty());
+  }
+
   void tca_reads_log_many_tokens() {
     Config c = Config::preset("copy");
     c.seq_len = 256;
