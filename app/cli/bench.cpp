@@ -19,6 +19,8 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -122,22 +124,15 @@ ScalingOptions inference_choice(const Args& args, const std::string& device) {
 }
 
 #ifdef RETREEVER_HAS_KINETO
-// LibTorch 2.x times Kineto events in nanoseconds, 1.13 in microseconds.
+// An event's start and duration in microseconds: LibTorch 2.x times Kineto events in nanoseconds,
+// 1.13 in microseconds.
 template <class E>
-auto event_us(const E& e, int) -> decltype(double(e.durationNs())) {
-  return double(e.durationNs()) / 1e3;
+auto event_us(const E& e, int) -> decltype(std::pair<double, double>(double(e.startNs()), double(e.durationNs()))) {
+  return {double(e.startNs()) / 1e3, double(e.durationNs()) / 1e3};
 }
 template <class E>
-double event_us(const E& e, long) {
-  return double(e.durationUs());
-}
-template <class E>
-auto event_start_us(const E& e, int) -> decltype(double(e.startNs())) {
-  return double(e.startNs()) / 1e3;
-}
-template <class E>
-double event_start_us(const E& e, long) {
-  return double(e.startUs());
+std::pair<double, double> event_us(const E& e, long) {
+  return {double(e.startUs()), double(e.durationUs())};
 }
 #endif
 
@@ -226,8 +221,7 @@ class StepProfile {
         TraceEvent t;
         t.name = e.name();
         t.device = e.deviceType() == c10::DeviceType::CUDA;
-        t.start_us = event_start_us(e, 0);
-        t.duration_us = event_us(e, 0);
+        std::tie(t.start_us, t.duration_us) = event_us(e, 0);
         t.correlation = t.device ? e.linkedCorrelationId() : e.correlationId();
         if (t.device) {
           auto& k = kernels[t.name];
