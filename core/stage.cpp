@@ -11,6 +11,14 @@ namespace {
 
 thread_local StageClock* current_clock = nullptr;
 
+// Where the stage of that name is in `stages`, appended with 0 ms if it is not there yet.
+std::size_t stage_index(std::vector<StageClock::Stage>& stages, const std::string& name) {
+  std::size_t i = 0;
+  while (i < stages.size() && stages[i].name != name) ++i;
+  if (i == stages.size()) stages.push_back({name, 0});
+  return i;
+}
+
 struct Started : at::ObserverContext {
   std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
@@ -40,14 +48,7 @@ StageClock::~StageClock() {
   current_clock = outer_;
 }
 
-void StageClock::add(const char* name, double ms) {
-  for (auto& s : stages_)
-    if (s.name == name) {
-      s.ms += ms;
-      return;
-    }
-  stages_.push_back({name, ms});
-}
+void StageClock::add(const char* name, double ms) { stages_[stage_index(stages_, name)].ms += ms; }
 
 std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& events) {
   struct Span {
@@ -69,10 +70,7 @@ std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& even
   std::vector<Span> spans;
   for (const auto* e : host_spans) {
     const auto name = e->name.substr(prefix.size());
-    std::size_t i = 0;
-    while (i < stages.size() && stages[i].name != name) ++i;
-    if (i == stages.size()) stages.push_back({name, 0});
-    spans.push_back({i, e->start_us, e->start_us + e->duration_us, name.find('/') != std::string::npos});
+    spans.push_back({stage_index(stages, name), e->start_us, e->start_us + e->duration_us, name.find('/') != std::string::npos});
   }
   double rest = 0;
   bool traced = false;

@@ -29,7 +29,7 @@ class StageClock {
   ~StageClock();
   StageClock(const StageClock&) = delete;
   StageClock& operator=(const StageClock&) = delete;
-  // In the order the stages first ran.
+  // In the order their first spans ended (a stage's parts before it).
   const std::vector<Stage>& stages() const { return stages_; }
 
   // Internal: the callbacks' entry point.
