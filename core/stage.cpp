@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace retreever {
 namespace {
@@ -50,7 +51,17 @@ StageClock::~StageClock() {
 
 void StageClock::add(const char* name, double ms) { stages_[stage_index(stages_, name)].ms += ms; }
 
-std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& events) {
+void drop_span_copies(std::vector<TraceEvent>& events) {
+  std::unordered_set<std::string> spans;
+  for (const auto& e : events)
+    if (!e.device && e.name.rfind(RETREEVER_STAGE_PREFIX, 0) == 0) spans.insert(e.name);
+  events.erase(std::remove_if(events.begin(), events.end(),
+                              [&](const TraceEvent& e) { return e.device && spans.count(e.name) != 0; }),
+               events.end());
+}
+
+std::vector<StageClock::Stage> device_stages(std::vector<TraceEvent> events) {
+  drop_span_copies(events);
   struct Span {
     std::size_t stage;
     double start, end;

@@ -50,12 +50,17 @@ struct TraceEvent {
   std::uint64_t correlation = 0;  // host: the operator's id; device: its launcher's (0: none)
 };
 
-// The device time of each stage: a kernel counts for every stage whose span was open on the host
+// Removes the device's copies of the spans: LibTorch 2.x's Kineto projects each host span onto the
+// GPU's timeline as an event of the same name ("gpu_user_annotation"), lasting from its first kernel
+// to its last. It is not work, so it is not counted in a device's time.
+void drop_span_copies(std::vector<TraceEvent>& events);
+
+// The device time of each stage (the spans' device copies left out, as drop_span_copies does): a kernel counts for every stage whose span was open on the host
 // when the operator that launched it started, on any thread (the backward's operators run on
 // autograd's device thread while the step's thread waits inside "backward"). Kernels traced to no
 // operator, or launched outside every top-level stage (the batch's copies, a CUDA graph's replay),
 // make the last entry, "rest". In the order the stages started; empty when no kernel was traced to
 // an operator.
-std::vector<StageClock::Stage> device_stages(const std::vector<TraceEvent>& events);
+std::vector<StageClock::Stage> device_stages(std::vector<TraceEvent> events);
 
 }  // namespace retreever

@@ -223,13 +223,15 @@ class StepProfile {
         t.device = e.deviceType() == c10::DeviceType::CUDA;
         std::tie(t.start_us, t.duration_us) = event_us(e, 0);
         t.correlation = t.device ? e.linkedCorrelationId() : e.correlationId();
+        trace.push_back(std::move(t));
+      }
+      result->save(path_);
+      drop_span_copies(trace);
+      for (const auto& t : trace)
         if (t.device) {
           auto& k = kernels[t.name];
           k.first += t.duration_us, k.second += 1, total += t.duration_us, ++events;
         }
-        trace.push_back(std::move(t));
-      }
-      result->save(path_);
       if (const auto stages = device_stages(trace); !stages.empty()) found["stages"] = stage_json(stages, steps);
       std::vector<std::pair<std::string, std::pair<double, int>>> sorted(kernels.begin(), kernels.end());
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });

@@ -6,6 +6,7 @@
 #include <string>
 
 #ifdef RETREEVER_CUDA
+#include <ATen/record_function.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -58,7 +59,13 @@ bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim) {
 #ifdef RETREEVER_CUDA
 namespace {
 
-void check(int code, const char* what) {
+// Runs one of kernels.h's launches and throws if it failed. The launch is a profiler record of its
+// own, named `what`: a trace then ties its kernels to it (and to the stage around it), where a launch
+// from an autograd function's forward would have no operator.
+template <class Launch>
+void launch(const char* what, Launch&& run) {
+  RECORD_FUNCTION_WITH_SCOPE(at::RecordScope::FUNCTION, what, c10::ArrayRef<const c10::IValue>{});
+  const int code = run();
   if (code != 0) throw std::runtime_error(std::string(what) + ": " + cuda::error_string(code));
 }
 
@@ -108,7 +115,7 @@ Group group_forward(const torch::Tensor& q, const torch::Tensor& k, const torch:
     g.raw = torch::empty({a.G, a.m, a.nk, a.H}, q.options());
     a.raw = g.raw.data_ptr<float>();
   }
-  check(cuda::group_forward(a, stream()), "group attention (CUDA)");
+  launch("group attention (CUDA)", [&] { return cuda::group_forward(a, stream()); });
   return g;
 }
 
@@ -153,7 +160,7 @@ struct GroupAttentionFunction : public torch::autograd::Function<GroupAttentionF
     a.dq = dq.data_ptr<float>();
     a.dk = dk.data_ptr<float>();
     a.dv = dv.data_ptr<float>();
-    check(cuda::group_backward(a, stream()), "group attention backward (CUDA)");
+    launch("group attention backward (CUDA)", [&] { return cuda::group_backward(a, stream()); });
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -175,7 +182,7 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     a.y = y.data_ptr<float>();
     a.mean = stats[0].data_ptr<float>();
     a.rstd = stats[1].data_ptr<float>();
-    check(cuda::layer_norm_forward(a, stream()), "layer norm (CUDA)");
+    launch("layer norm (CUDA)", [&] { return cuda::layer_norm_forward(a, stream()); });
     ctx->save_for_backward({x, w, stats});
     return y;
   }
@@ -198,7 +205,7 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     a.dx = dx.data_ptr<float>();
     a.part = part.data_ptr<float>();
     a.sums = sums.data_ptr<float>();
-    check(cuda::layer_norm_backward(a, stream()), "layer norm backward (CUDA)");
+    launch("layer norm backward (CUDA)", [&] { return cuda::layer_norm_backward(a, stream()); });
     return {dx, sums[0], sums[1], torch::Tensor()};
   }
 };
@@ -220,7 +227,7 @@ struct SoftmaxFunction : public torch::autograd::Function<SoftmaxFunction> {
     a.y = y.data_ptr<float>();
     a.dy = dy.data_ptr<float>();
     a.dx = dx.data_ptr<float>();
-    check(cuda::softmax_backward(a, stream()), "softmax backward (CUDA)");
+    launch("softmax backward (CUDA)", [&] { return cuda::softmax_backward(a, stream()); });
     return {dx};
   }
 };
@@ -236,7 +243,7 @@ struct GegluFunction : public torch::autograd::Function<GegluFunction> {
     a.gate = gate.data_ptr<float>();
     a.out = out.data_ptr<float>();
     a.n = value.numel();
-    check(cuda::geglu_forward(a, stream()), "GEGLU (CUDA)");
+    launch("GEGLU (CUDA)", [&] { return cuda::geglu_forward(a, stream()); });
     return out;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -252,7 +259,7 @@ struct GegluFunction : public torch::autograd::Function<GegluFunction> {
     a.dout = dout.data_ptr<float>();
     a.d_value = d_value.data_ptr<float>();
     a.d_gate = d_gate.data_ptr<float>();
-    check(cuda::geglu_backward(a, stream()), "GEGLU backward (CUDA)");
+    launch("GEGLU backward (CUDA)", [&] { return cuda::geglu_backward(a, stream()); });
     return {d_value, d_gate};
   }
 };
@@ -298,8 +305,9 @@ struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
     c10::cuda::CUDAGuard guard(x.device());
     auto in = x.contiguous();
     auto out = torch::empty_like(in);
-    check(cuda::dropout_apply(out.data_ptr<float>(), in.data_ptr<float>(), in.numel(), drop_key(key, p), stream()),
-          "dropout (CUDA)");
+    launch("dropout (CUDA)", [&] {
+      return cuda::dropout_apply(out.data_ptr<float>(), in.data_ptr<float>(), in.numel(), drop_key(key, p), stream());
+    });
     return out;
   }
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& key, double p) {
@@ -325,7 +333,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     auto stats = torch::empty({a.B, a.H, a.M, 2}, q.options());
     a.out = out.data_ptr<float>();
     a.stats = stats.data_ptr<float>();
-    check(cuda::dense_attention_forward(a, stream()), "dense attention (CUDA)");
+    launch("dense attention (CUDA)", [&] { return cuda::dense_attention_forward(a, stream()); });
     ctx->save_for_backward({q, k, v, mask, out, stats, key});
     ctx->saved_data["passes"] = passes;
     ctx->saved_data["p"] = p;
@@ -349,7 +357,7 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
     g.dq = dq.data_ptr<float>();
     g.dk = dk.data_ptr<float>();
     g.dv = dv.data_ptr<float>();
-    check(cuda::dense_attention_backward(g, stream()), "dense attention backward (CUDA)");
+    launch("dense attention backward (CUDA)", [&] { return cuda::dense_attention_backward(g, stream()); });
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -433,7 +441,7 @@ CudaWalk walk_cuda(const torch::Tensor& queries, const torch::Tensor& keys_in, c
   a.log_prob = w.log_prob.data_ptr<float>();
   a.entropy = w.entropy.data_ptr<float>();
   a.head_entropy = w.head_entropy.data_ptr<float>();
-  check(cuda::walk(a, stream()), "tree walk (CUDA)");
+  launch("tree walk (CUDA)", [&] { return cuda::walk(a, stream()); });
   return w;
 }
 
@@ -549,8 +557,9 @@ torch::Tensor keep_mask_cuda(at::IntArrayRef sizes, const KernelDropout& dropout
   check_kernel_dropout(dropout, key.defined() ? key.device() : torch::Device(torch::kCUDA), "keep_mask_cuda");
   c10::cuda::CUDAGuard guard(key.device());
   auto mask = torch::empty(sizes, key.options().dtype(torch::kFloat));
-  check(cuda::dropout_apply(mask.data_ptr<float>(), nullptr, mask.numel(), drop_key(key, dropout.p), stream()),
-        "keep mask (CUDA)");
+  launch("keep mask (CUDA)", [&] {
+    return cuda::dropout_apply(mask.data_ptr<float>(), nullptr, mask.numel(), drop_key(key, dropout.p), stream());
+  });
   return mask;
 }
 
@@ -590,7 +599,7 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out) {
   a.x = g.data_ptr<float>();
   a.part = part.data_ptr<float>();
   a.out = out.data_ptr<float>();
-  check(cuda::column_sum(a, stream()), "bias gradient (CUDA)");
+  launch("bias gradient (CUDA)", [&] { return cuda::column_sum(a, stream()); });
 }
 
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
