@@ -1,5 +1,6 @@
 #include "stage.h"
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <algorithm>
@@ -24,16 +25,22 @@ struct Started : at::ObserverContext {
   std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
 
+bool is_node(const at::RecordFunction& fn) { return fn.scope() == at::RecordScope::BACKWARD_FUNCTION; }
+
 std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
-  if (std::strncmp(fn.name(), RETREEVER_STAGE_PREFIX, sizeof(RETREEVER_STAGE_PREFIX) - 1) != 0) return nullptr;
+  if (!is_node(fn) && std::strncmp(fn.name(), RETREEVER_STAGE_PREFIX, sizeof(RETREEVER_STAGE_PREFIX) - 1) != 0)
+    return nullptr;
   return std::make_unique<Started>();
 }
 
 void on_end(const at::RecordFunction& fn, at::ObserverContext* context) {
-  if (!context || !current_clock) return;
+  if (!context || !current_clock) return;  // no clock on this thread (autograd's device threads)
   const auto start = static_cast<Started*>(context)->at;
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  current_clock->add(fn.name() + sizeof(RETREEVER_STAGE_PREFIX) - 1, ms);
+  if (is_node(fn))
+    current_clock->add(backward_node_stage(fn.name()).c_str(), ms);
+  else
+    current_clock->add(fn.name() + sizeof(RETREEVER_STAGE_PREFIX) - 1, ms);
 }
 
 }  // namespace
@@ -41,7 +48,8 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* context) {
 StageClock::StageClock() : outer_(current_clock) {
   current_clock = this;
   if (!outer_)  // the first clock's callbacks serve the clocks inside it
-    handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(on_start, on_end).scopes({at::RecordScope::USER_SCOPE}));
+    handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(on_start, on_end)
+                                             .scopes({at::RecordScope::USER_SCOPE, at::RecordScope::BACKWARD_FUNCTION}));
 }
 
 StageClock::~StageClock() {
@@ -50,6 +58,20 @@ StageClock::~StageClock() {
 }
 
 void StageClock::add(const char* name, double ms) { stages_[stage_index(stages_, name)].ms += ms; }
+
+std::string backward_node_stage(const std::string& node) {
+  std::string name = node;
+  const std::string custom = "CppNode<";
+  if (const auto at = name.find(custom); at != std::string::npos && name.back() == '>')
+    name = name.substr(at + custom.size(), name.size() - at - custom.size() - 1);
+  if (const auto cut = name.rfind("::"); cut != std::string::npos) name = name.substr(cut + 2);
+  auto end = name.size();
+  while (end > 0 && std::isdigit(static_cast<unsigned char>(name[end - 1]))) --end;
+  const std::string suffix = "Backward";
+  if (end > suffix.size() && name.compare(end - suffix.size(), suffix.size(), suffix) == 0)
+    name = name.substr(0, end - suffix.size());
+  return "backward/" + name;
+}
 
 void drop_span_copies(std::vector<TraceEvent>& events) {
   std::unordered_set<std::string> spans;

@@ -15,10 +15,14 @@
 
 namespace retreever {
 
-// Wall time of the spans run on this thread while it lives. It observes the spans alone, not the
-// operators, so what it times runs at its usual speed (a profiler adds its cost to every operator).
-// On a GPU the spans time the host's launches, not the device's work. One clock a thread at a time:
-// a clock made while another lives takes the spans until it goes.
+// Wall time of the spans run on this thread while it lives, and of the backward's autograd nodes run
+// on it, each a part of "backward" named by the node's type ("backward/Addmm", "backward/PairedLinear":
+// backward_node_stage). On the CPU the backward's nodes run on the thread that called it; the
+// engine's work between them (summing gradients, scheduling) is in "backward" but in no node. It
+// observes these alone, not the operators, so what it times runs at nearly its usual speed (a profiler
+// adds its cost to every operator). On a GPU the spans time the host's launches, not the device's
+// work, and the nodes run on autograd's device threads, unseen. One clock a thread at a time: a clock
+// made while another lives takes the spans until it goes.
 class StageClock {
  public:
   struct Stage {
@@ -40,6 +44,10 @@ class StageClock {
   at::CallbackHandle handle_ = 0;
   StageClock* outer_;
 };
+
+// The stage an autograd node of that name counts for: "AddmmBackward0" -> "backward/Addmm", a custom
+// function's "torch::autograd::CppNode<ns::PairedLinear>" -> "backward/PairedLinear".
+std::string backward_node_stage(const std::string& node);
 
 // One event of a profiler's trace, as device_stages reads it: a host operator or span (device false),
 // or a kernel or copy on the device with the correlation id of the host operator that launched it.

@@ -160,22 +160,41 @@ nlohmann::json stage_figures(const std::vector<StageClock::Stage>& stages, const
 }
 
 // Two lines of stage times: the stages, then the parts of those that have them ("decode: walk ...").
+// A stage of more parts than kShownParts (the backward's autograd nodes) shows its largest ones and
+// the sum of the others.
+constexpr std::size_t kShownParts = 6;
+
 void say_stages(const Output& o, const nlohmann::json& stages, const char* what) {
-  std::string whole, parts, parent;
+  std::string whole;
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, double>>>> parts;  // by stage, in order
   for (const auto& s : stages) {
     const auto name = s["stage"].get<std::string>();
     const auto cut = name.find('/');
-    const auto figure = format_number("%.2f", s["ms_per_step"].get<double>());
+    const double ms = s["ms_per_step"].get<double>();
     if (cut == std::string::npos) {
-      whole += (whole.empty() ? "" : " | ") + name + " " + figure;
+      whole += (whole.empty() ? "" : " | ") + name + " " + format_number("%.2f", ms);
       continue;
     }
     const auto of = name.substr(0, cut);
-    parts += (of == parent ? ", " : (parts.empty() ? "" : "; ") + of + ": ") + name.substr(cut + 1) + " " + figure;
-    parent = of;
+    if (parts.empty() || parts.back().first != of) parts.push_back({of, {}});
+    parts.back().second.push_back({name.substr(cut + 1), ms});
   }
   say(o, "  stages, %s: %s\n", what, whole.c_str());
-  if (!parts.empty()) say(o, "    of which %s\n", parts.c_str());
+  std::string line;
+  for (auto& [of, list] : parts) {
+    if (list.size() > kShownParts) {
+      std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      double others = 0;
+      for (auto i = kShownParts - 1; i < list.size(); ++i) others += list[i].second;
+      const auto more = list.size() - (kShownParts - 1);
+      list.resize(kShownParts - 1);
+      list.push_back({std::to_string(more) + " more", others});
+    }
+    line += (line.empty() ? "" : "; ") + of + ":";
+    for (std::size_t i = 0; i < list.size(); ++i)
+      line += (i ? ", " : " ") + list[i].first + " " + format_number("%.2f", list[i].second);
+  }
+  if (!line.empty()) say(o, "    of which %s\n", line.c_str());
 }
 
 // --profile around one model's timed steps. On a GPU, with a LibTorch built with Kineto, the trace

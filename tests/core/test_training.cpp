@@ -225,8 +225,41 @@ class TestTraining : public QObject {
       for (const auto& s : clock.stages()) names.push_back(s.name);
     }
     for (const char* s : {"embed", "prepare/tree", "prepare", "decode/walk", "decode/read S", "decode/policy",
-                          "decode/all leaves", "decode", "head", "loss", "backward", "optimizer"})
+                          "decode/all leaves", "decode", "head", "loss", "backward", "backward/Addmm", "optimizer"})
       QVERIFY2(std::find(names.begin(), names.end(), s) != names.end(), s);
+  }
+
+  // The backward's autograd nodes count as parts of the span around them, named by their type.
+  void stage_clock_times_the_backward_nodes() {
+    QCOMPARE(backward_node_stage("AddmmBackward0"), std::string("backward/Addmm"));
+    QCOMPARE(backward_node_stage("MulBackward1"), std::string("backward/Mul"));
+    QCOMPARE(backward_node_stage("torch::autograd::CppNode<retreever::(anonymous namespace)::PairedLinear>"),
+             std::string("backward/PairedLinear"));
+    QCOMPARE(backward_node_stage("torch::autograd::AccumulateGrad"), std::string("backward/AccumulateGrad"));
+    auto x = torch::randn({256, 256}, torch::requires_grad());
+    std::vector<StageClock::Stage> seen;
+    {
+      StageClock clock;
+      auto y = (x.mm(x) * 2).sum();  // the forward's operators are not the clock's
+      {
+        RETREEVER_STAGE("backward");
+        y.backward();
+      }
+      seen = clock.stages();
+    }
+    auto ms = [&](const std::string& name) {
+      for (const auto& s : seen)
+        if (s.name == name) return s.ms;
+      return -1.0;
+    };
+    QCOMPARE(int(seen.size()), 5);  // Sum, Mul, Mm, AccumulateGrad, backward
+    double nodes = 0;
+    for (const char* n : {"backward/Sum", "backward/Mul", "backward/Mm", "backward/AccumulateGrad"}) {
+      QVERIFY2(ms(n) >= 0, n);
+      nodes += ms(n);
+    }
+    QCOMPARE(seen.back().name, std::string("backward"));
+    QVERIFY(ms("backward/Mm") > 0 && nodes <= ms("backward"));
   }
 
   // A kernel's time goes to the stages whose span was open when its launching operator started,
