@@ -63,12 +63,12 @@ struct TraceEvent {
 // to its last. It is not work, so it is not counted in a device's time.
 void drop_span_copies(std::vector<TraceEvent>& events);
 
-// The device time of each stage (the spans' device copies left out, as drop_span_copies does): a kernel counts for every stage whose span was open on the host
-// when the operator that launched it started, on any thread (the backward's operators run on
-// autograd's device thread while the step's thread waits inside "backward"). Kernels traced to no
-// operator, or launched outside every top-level stage (the batch's copies, a CUDA graph's replay),
-// make the last entry, "rest". In the order the stages started; empty when no kernel was traced to
-// an operator.
+// The device time of each stage (the spans' device copies left out, as drop_span_copies does): a
+// kernel counts for every stage whose span was open on the host when the operator that launched it
+// started, on any thread (the backward's operators run on autograd's device thread while the step's
+// thread waits inside "backward"). Kernels traced to no operator, or launched outside every
+// top-level stage (the batch's copies, a CUDA graph's replay), make the last entry, "rest". In the
+// order the stages started; empty when no kernel was traced to an operator.
 std::vector<StageClock::Stage> device_stages(std::vector<TraceEvent> events);
 
 }  // namespace retreever
