@@ -1,6 +1,7 @@
 #include "cuda_ops.h"
 
 #include <atomic>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -378,9 +379,11 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
     auto g = grads[0].contiguous().view({-1, out});
     torch::Tensor dx, dw, db;
     if (ctx->needs_input_grad(0)) dx = g.mm(w).view(x.sizes());
-    if (ctx->needs_input_grad(1)) dw = g.t().mm(x.reshape({-1, in}));
-    if (ctx->needs_input_grad(2)) {
-      db = torch::empty({out}, g.options());
+    if (ctx->needs_input_grad(2)) db = torch::empty({out}, g.options());
+    if (ctx->needs_input_grad(1)) {
+      dw = torch::empty_like(w, torch::MemoryFormat::Contiguous);
+      weight_gradient_into(g, x.reshape({-1, in}), dw, db);
+    } else if (db.defined()) {
       column_sum_into(g, db);
     }
     return {dx, dw, db};
@@ -602,6 +605,36 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out) {
   launch("bias gradient (CUDA)", [&] { return cuda::column_sum(a, stream()); });
 }
 
+void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out, torch::Tensor bias_out) {
+  const auto R = g.size(0);
+  const auto aligned = [](const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; };
+  if (kernels_take(g) && R >= kCudaLinearMinRows && g.dim() == 2 && x.dim() == 2 && x.size(0) == R &&
+      g.is_contiguous() && x.is_contiguous() && out.is_contiguous() && x.scalar_type() == torch::kFloat &&
+      out.scalar_type() == torch::kFloat && g.size(1) % cuda::kWeightGradTile == 0 &&
+      x.size(1) % cuda::kWeightGradTile == 0 && aligned(g) && aligned(x) && out.numel() == g.size(1) * x.size(1) &&
+      (!bias_out.defined() || (bias_out.is_contiguous() && bias_out.numel() == g.size(1)))) {
+    c10::cuda::CUDAGuard guard(g.device());
+    cuda::WeightGradArgs a;
+    a.R = R;
+    a.O = g.size(1);
+    a.I = x.size(1);
+    cuda::weight_grad_split(a);
+    auto part = torch::empty({a.parts * (a.O * a.I + (bias_out.defined() ? a.O : 0))}, g.options());
+    a.g = g.data_ptr<float>();
+    a.x = x.data_ptr<float>();
+    a.part = part.data_ptr<float>();
+    a.out = out.data_ptr<float>();
+    if (bias_out.defined()) {
+      a.bias_part = a.part + a.parts * a.O * a.I;
+      a.bias_out = bias_out.data_ptr<float>();
+    }
+    launch("weight gradient (CUDA)", [&] { return cuda::weight_grad(a, stream()); });
+    return;
+  }
+  at::mm_out(out, g.t(), x);
+  if (bias_out.defined()) column_sum_into(g, bias_out);
+}
+
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return kernels_take(x) && !autocast_on() && x.dim() >= 2 && bias.defined() && weight.dim() == 2 && bias.dim() == 1 &&
          x.size(-1) == weight.size(1) && bias.size(0) == weight.size(0) && weight.scalar_type() == torch::kFloat &&
@@ -651,6 +684,11 @@ torch::Tensor geglu_cuda(const torch::Tensor&, const torch::Tensor&) {
 }
 
 void column_sum_into(const torch::Tensor& g, torch::Tensor out) { at::sum_out(out, g, at::IntArrayRef{0}); }
+
+void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out, torch::Tensor bias_out) {
+  at::mm_out(out, g.t(), x);
+  if (bias_out.defined()) column_sum_into(g, bias_out);
+}
 
 bool use_cuda_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }
 

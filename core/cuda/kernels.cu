@@ -784,6 +784,116 @@ int column_sum(const ColumnSumArgs& a, void* stream) {
 
 namespace {
 
+// Each thread of weight_grad sums an 8 x 8 block of out, 64 threads a 64 x 64 tile: a third fewer
+// shared-memory reads for each multiply-add than 4 x 4 with 256 threads, which was 0.14 ms a step
+// slower at N = 1024 (H100, docs/cuda.md, the thirty-sixth session).
+constexpr int kWgPerThread = 8;
+
+// weight_grad's first pass, TM x TM of out per thread: (64 / TM)^2 threads take a 64 x 64 tile of out
+// over the rows of one part, staged RC at a time in shared memory with 16-byte loads, two buffers: a
+// thread fetches the next rows into registers while it multiplies the staged ones. A thread's rows
+// and columns are groups of 4, CW apart, so that a quarter warp's 16-byte reads of a staged row are
+// consecutive (no bank conflicts). Blocks of the first column tile also sum g's columns (the bias).
+template <int TM>
+__global__ void __launch_bounds__((64 / TM) * (64 / TM)) weight_grad_kernel(const WeightGradArgs a) {
+  constexpr int T = int(kWeightGradTile), NT = (T / TM) * (T / TM), RC = TM == 4 ? 32 : 16;
+  constexpr int LOADS = RC * T / 4 / NT, CW = T / (TM / 4);
+  __shared__ __align__(16) float gs[2][RC][T];
+  __shared__ __align__(16) float xs[2][RC][T];
+  const long long tiles_i = a.I / T;
+  const long long o0 = (blockIdx.x / tiles_i) * T, i0 = (blockIdx.x % tiles_i) * T;
+  const long long r_begin = blockIdx.y * a.rows_per_part;
+  const long long r_end = r_begin + a.rows_per_part < a.R ? r_begin + a.rows_per_part : a.R;
+  const int tid = threadIdx.x, ty = tid / (T / TM), tx = tid % (T / TM);
+  const bool bias = a.bias_part != nullptr && i0 == 0 && tid < T;
+  float acc[TM][TM];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TM; ++j) acc[i][j] = 0.f;
+  float bsum = 0.f;
+  float4 pg[LOADS], px[LOADS];
+  const auto fetch = [&](long long r0) {
+#pragma unroll
+    for (int l = 0; l < LOADS; ++l) {
+      const int k = tid + l * NT, row = k / (T / 4), c = (k % (T / 4)) * 4;
+      const long long r = r0 + row;
+      pg[l] = make_float4(0.f, 0.f, 0.f, 0.f);
+      px[l] = pg[l];
+      if (r < r_end) {
+        pg[l] = __ldg(reinterpret_cast<const float4*>(a.g + r * a.O + o0 + c));
+        px[l] = __ldg(reinterpret_cast<const float4*>(a.x + r * a.I + i0 + c));
+      }
+    }
+  };
+  fetch(r_begin);
+  int buf = 0;
+  for (long long r0 = r_begin; r0 < r_end; r0 += RC, buf ^= 1) {
+#pragma unroll
+    for (int l = 0; l < LOADS; ++l) {
+      const int k = tid + l * NT, row = k / (T / 4), c = (k % (T / 4)) * 4;
+      *reinterpret_cast<float4*>(&gs[buf][row][c]) = pg[l];
+      *reinterpret_cast<float4*>(&xs[buf][row][c]) = px[l];
+    }
+    // One barrier a chunk: a thread storing into a buffer has passed the barrier that every thread
+    // reached after multiplying that buffer's previous rows.
+    __syncthreads();
+    if (r0 + RC < r_end) fetch(r0 + RC);
+    if (bias)
+#pragma unroll
+      for (int row = 0; row < RC; ++row) bsum += gs[buf][row][tid];
+#pragma unroll 8
+    for (int row = 0; row < RC; ++row) {
+      float gr[TM], xr[TM];
+#pragma unroll
+      for (int q = 0; q < TM / 4; ++q) {
+        const float4 gv = *reinterpret_cast<const float4*>(&gs[buf][row][q * CW + ty * 4]);
+        const float4 xv = *reinterpret_cast<const float4*>(&xs[buf][row][q * CW + tx * 4]);
+        gr[q * 4] = gv.x, gr[q * 4 + 1] = gv.y, gr[q * 4 + 2] = gv.z, gr[q * 4 + 3] = gv.w;
+        xr[q * 4] = xv.x, xr[q * 4 + 1] = xv.y, xr[q * 4 + 2] = xv.z, xr[q * 4 + 3] = xv.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TM; ++j) acc[i][j] += gr[i] * xr[j];  // one FMA (nvcc contracts)
+    }
+  }
+  float* part = a.part + blockIdx.y * a.O * a.I;
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int q = 0; q < TM / 4; ++q)
+      *reinterpret_cast<float4*>(part + (o0 + (i / 4) * CW + ty * 4 + i % 4) * a.I + i0 + q * CW + tx * 4) =
+          make_float4(acc[i][q * 4], acc[i][q * 4 + 1], acc[i][q * 4 + 2], acc[i][q * 4 + 3]);
+  if (bias) a.bias_part[blockIdx.y * a.O + o0 + tid] = bsum;
+}
+
+}  // namespace
+
+void weight_grad_split(WeightGradArgs& a) {
+  // About four blocks (tiles times parts) for each of an H100's 132 SMs, each at least 256 rows (the
+  // parts' sums are written and read again: at 256 rows an eighth of what the rows themselves take).
+  const std::int64_t tiles = (a.O / kWeightGradTile) * (a.I / kWeightGradTile);
+  const std::int64_t want = std::max<std::int64_t>(1, 528 / std::max<std::int64_t>(1, tiles));
+  std::int64_t rows = std::max<std::int64_t>(256, (a.R + want - 1) / want);
+  rows = std::max<std::int64_t>(rows, (a.R + 65534) / 65535);  // the parts are the grid's y: at most 65535
+  rows = (rows + 31) / 32 * 32;
+  a.rows_per_part = rows;
+  a.parts = std::max<std::int64_t>(1, (a.R + rows - 1) / rows);
+}
+
+int weight_grad(const WeightGradArgs& a, void* stream) {
+  if (a.O == 0 || a.I == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const dim3 grid(unsigned((a.O / kWeightGradTile) * (a.I / kWeightGradTile)), unsigned(a.parts));
+  weight_grad_kernel<kWgPerThread><<<grid, (64 / kWgPerThread) * (64 / kWgPerThread), 0, s>>>(a);
+  if (const int e = int(cudaGetLastError())) return e;
+  if (const int e = sum_rows(a.part, a.parts, a.O * a.I, 1, a.out, s)) return e;
+  return a.bias_part ? sum_rows(a.bias_part, a.parts, a.O, 1, a.bias_out, s) : 0;
+}
+
+namespace {
+
 // Dense attention of every query over every key of its batch row (dense_attention_forward in
 // kernels.h). A block takes R * kDenseThreads queries of one (batch row, head); each thread keeps R
 // queries, their outputs and their running maxima and sums in registers, and the block walks the

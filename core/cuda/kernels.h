@@ -148,6 +148,28 @@ struct ColumnSumArgs {
 std::int64_t column_sum_parts(std::int64_t R);
 int column_sum(const ColumnSumArgs& a, void* stream);
 
+// The weight gradient of a linear layer, out [O,I] = g^T x for g [R,O] and x [R,I] (float32, rows
+// contiguous, O and I multiples of 64, both pointers 16-byte aligned), and its bias gradient, the sum
+// of g's rows, where bias_part is set: a block sums one 64 x 64 tile of out over one part of the rows
+// into part [parts,O,I] (the first column tile's blocks also g's columns into bias_part), then
+// sum_rows adds the parts in a fixed order. cuBLAS takes split-K SIMT kernels for these tall, narrow
+// products: on an H100, TCA's step at N = 1024 spent about 1.5 ms in them and column_sum, and about
+// 1.1 ms here (docs/cuda.md, the thirty-sixth session).
+struct WeightGradArgs {
+  const float* g = nullptr;  // [R,O]
+  const float* x = nullptr;  // [R,I]
+  std::int64_t R = 0, O = 0, I = 0;
+  float* part = nullptr;      // [parts,O,I] scratch
+  float* out = nullptr;       // [O,I]
+  float* bias_part = nullptr;  // [parts,O] scratch, or null: no bias gradient
+  float* bias_out = nullptr;   // [O] = the sum of g's rows, when bias_part is set
+  std::int64_t parts = 0, rows_per_part = 0;  // weight_grad_split(R, O, I)
+};
+constexpr std::int64_t kWeightGradTile = 64;
+// Fills parts and rows_per_part for a's R, O and I.
+void weight_grad_split(WeightGradArgs& a);
+int weight_grad(const WeightGradArgs& a, void* stream);
+
 // Dropout drawn inside a kernel: weight i of the [B,H,M,N] attention weights (i counted in that
 // layout) is kept, and scaled by `scale` = 1 / (1 - p), where keep_bits(i, key) < threshold =
 // keep_threshold(1 - p) (core/nn/keep_hash.h: the CPU's keep masks' hash). The key is read from

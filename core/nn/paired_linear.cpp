@@ -35,16 +35,13 @@ struct PairedLinear : public torch::autograd::Function<PairedLinear> {
     const torch::Tensor g[2] = {grads[0].reshape({-1, h}), grads[1].reshape({-1, h})};
     torch::Tensor dx, dw, db;
     if (ctx->needs_input_grad(0)) dx = g[0].mm(half(w, 0)).addmm_(g[1], half(w, 1)).view(x.sizes());
+    // Never for no bias: its empty stand-in needs no gradient.
+    if (ctx->needs_input_grad(2)) db = torch::empty({2 * h}, w.options());
     if (ctx->needs_input_grad(1)) {
       const auto rows = x.reshape({-1, in});
       dw = torch::empty_like(w, torch::MemoryFormat::Contiguous);
-      for (int i = 0; i < 2; ++i) {
-        auto out = half(dw, i);
-        at::mm_out(out, g[i].t(), rows);
-      }
-    }
-    if (ctx->needs_input_grad(2)) {  // never for no bias: its empty stand-in needs no gradient
-      db = torch::empty({2 * h}, w.options());
+      for (int i = 0; i < 2; ++i) weight_gradient_into(g[i], rows, half(dw, i), half(db, i));
+    } else if (db.defined()) {
       for (int i = 0; i < 2; ++i) column_sum_into(g[i], half(db, i));
     }
     return {dx, dw, db};
