@@ -667,8 +667,9 @@ void linear_kernel_matches_torch() {
     expect_close(g[1], r[1], 1e-3, 1e-2, what + ": dweight");
     expect_close(g[2], r[2], 1e-3, 1e-2, what + ": dbias");
   }
-  // paired_linear's backward on the GPU (its bias halves by that kernel above kCudaLinearMinRows
-  // rows, by PyTorch's sum below), against two torch::linear on the weight's row blocks.
+  // paired_linear's backward on the GPU (its weight and bias halves by weight_grad above
+  // kCudaLinearMinRows rows, by cuBLAS and PyTorch's sum below), against two torch::linear on the
+  // weight's row blocks.
   for (int64_t rows : {int64_t(8192), int64_t(640)}) {
     const auto what = "paired linear rows=" + std::to_string(rows);
     torch::manual_seed(uint64_t(rows));
