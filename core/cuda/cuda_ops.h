@@ -82,7 +82,7 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out);
 // out [C_g, C_x] (a contiguous tensor or view) = g^T x, the weight gradient of a linear layer, for g
 // [R, C_g] and x [R, C_x], and bias_out [C_g] = the sum of g's rows where bias_out is defined.
 // weight_grad (kernels.h) for float32 contiguous CUDA rows of at least kCudaLinearMinRows whose widths
-// are multiples of 64, cuBLAS's product (and column_sum_into) otherwise.
+// are multiples of 64, cuBLAS's product (and column_sum_into) otherwise and under --precision tf32.
 void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out,
                           torch::Tensor bias_out = {});
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
