@@ -1,7 +1,6 @@
 #include "cuda_ops.h"
 
 #include <atomic>
-#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -607,12 +606,12 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out) {
 
 void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out, torch::Tensor bias_out) {
   const auto R = g.size(0);
-  const auto aligned = [](const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; };
   // Under --precision tf32 cuBLAS's product runs on the tensor cores, faster than this float32 kernel.
   if (!MatmulPrecisionScope::tf32_allowed() && kernels_take(g) && R >= kCudaLinearMinRows && g.dim() == 2 && x.dim() == 2 && x.size(0) == R &&
       g.is_contiguous() && x.is_contiguous() && out.is_contiguous() && x.scalar_type() == torch::kFloat &&
-      out.scalar_type() == torch::kFloat && g.size(1) % cuda::kWeightGradTile == 0 &&
-      x.size(1) % cuda::kWeightGradTile == 0 && aligned(g) && aligned(x) && out.numel() == g.size(1) * x.size(1) &&
+      out.scalar_type() == torch::kFloat && out.numel() == g.size(1) * x.size(1) &&
+      cuda::weight_grad_supported(static_cast<const float*>(g.data_ptr()), static_cast<const float*>(x.data_ptr()),
+                                  g.size(1), x.size(1)) &&
       (!bias_out.defined() || (bias_out.is_contiguous() && bias_out.numel() == g.size(1)))) {
     c10::cuda::CUDAGuard guard(g.device());
     cuda::WeightGradArgs a;

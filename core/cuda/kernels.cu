@@ -870,6 +870,10 @@ __global__ void __launch_bounds__((64 / TM) * (64 / TM)) weight_grad_kernel(cons
 
 }  // namespace
 
+bool weight_grad_supported(const float* g, const float* x, std::int64_t O, std::int64_t I) {
+  return O % kWeightGradTile == 0 && I % kWeightGradTile == 0 && aligned_to(g, 16) && aligned_to(x, 16);
+}
+
 void weight_grad_split(WeightGradArgs& a) {
   // About four blocks (tiles times parts) for each of an H100's 132 SMs, each at least 256 rows (the
   // parts' sums are written and read again: at 256 rows an eighth of what the rows themselves take).
@@ -884,6 +888,7 @@ void weight_grad_split(WeightGradArgs& a) {
 
 int weight_grad(const WeightGradArgs& a, void* stream) {
   if (a.O == 0 || a.I == 0) return 0;
+  if (!weight_grad_supported(a.g, a.x, a.O, a.I)) return int(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   const dim3 grid(unsigned((a.O / kWeightGradTile) * (a.I / kWeightGradTile)), unsigned(a.parts));
   weight_grad_kernel<kWgPerThread><<<grid, (64 / kWgPerThread) * (64 / kWgPerThread), 0, s>>>(a);

@@ -166,6 +166,8 @@ struct WeightGradArgs {
   std::int64_t parts = 0, rows_per_part = 0;  // weight_grad_split(R, O, I)
 };
 constexpr std::int64_t kWeightGradTile = 64;
+// Whether weight_grad takes g [R,O] and x [R,I] (rows contiguous) at these addresses.
+bool weight_grad_supported(const float* g, const float* x, std::int64_t O, std::int64_t I);
 // Fills parts and rows_per_part for a's R, O and I.
 void weight_grad_split(WeightGradArgs& a);
 int weight_grad(const WeightGradArgs& a, void* stream);
