@@ -1,5 +1,6 @@
 #include "cuda_ops.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <stdexcept>
@@ -55,6 +56,21 @@ bool use_cuda_kernels(const torch::Tensor& x, std::int64_t head_dim) {
   return kernels_take(x);
 #endif
 }
+
+namespace {
+// rows_product by torch's operations (cuBLAS on the GPU): the product added into add_to in place.
+torch::Tensor rows_product_torch(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
+                                 bool transposed_w, torch::Tensor add_to) {
+  const auto wk = transposed_w ? w.t() : w;
+  if (!add_to.defined()) {
+    if (transposed_w) return torch::linear(x, w, bias);
+    auto r = torch::matmul(x, w);
+    return bias.defined() ? r.add_(bias) : r;
+  }
+  add_to.view({-1, wk.size(1)}).addmm_(x.reshape({-1, x.size(-1)}), wk);
+  return bias.defined() ? add_to.add_(bias) : add_to;
+}
+}  // namespace
 
 #ifdef RETREEVER_CUDA
 namespace {
@@ -362,13 +378,13 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
   }
 };
 
-// x [.., in], weight [out, in], bias [out]: the same gradients as torch::linear's, the bias's by
-// column_sum.
+// x [.., in], weight [out, in], bias [out]: the same gradients as torch::linear's, the products by
+// rows_product and weight_gradient_into, the bias's summed in the weight's pass.
 struct LinearFunction : public torch::autograd::Function<LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& b) {
     ctx->save_for_backward({x, w});
-    return torch::linear(x, w, b);
+    return rows_product(x, w, b, true);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -377,7 +393,7 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
     const auto out = w.size(0), in = w.size(1);
     auto g = grads[0].contiguous().view({-1, out});
     torch::Tensor dx, dw, db;
-    if (ctx->needs_input_grad(0)) dx = g.mm(w).view(x.sizes());
+    if (ctx->needs_input_grad(0)) dx = rows_product(g, w, {}, false).view(x.sizes());
     if (ctx->needs_input_grad(2)) db = torch::empty({out}, g.options());
     if (ctx->needs_input_grad(1)) {
       dw = torch::empty_like(w, torch::MemoryFormat::Contiguous);
@@ -618,6 +634,7 @@ void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch:
     a.R = R;
     a.O = g.size(1);
     a.I = x.size(1);
+    a.tensor_passes = dense_tensor_passes() == 3 ? 3 : 0;  // 3 on the tensor cores (outside tf32 here)
     cuda::weight_grad_split(a);
     auto part = torch::empty({a.parts * (a.O * a.I + (bias_out.defined() ? a.O : 0))}, g.options());
     a.g = g.data_ptr<float>();
@@ -633,6 +650,38 @@ void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch:
   }
   at::mm_out(out, g.t(), x);
   if (bias_out.defined()) column_sum_into(g, bias_out);
+}
+
+torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool transposed_w,
+                           torch::Tensor add_to) {
+  const auto K = x.size(-1), N = transposed_w ? w.size(0) : w.size(1);
+  auto sizes = x.sizes().vec();
+  sizes.back() = N;
+  // The kernel's three passes are float32's precision; under --precision tf32 cuBLAS's one pass is faster.
+  if (kernels_take(x) && !autocast_on() && !MatmulPrecisionScope::tf32_allowed() && dense_tensor_passes() == 3 &&
+      x.numel() / std::max<std::int64_t>(K, 1) >= kCudaLinearMinRows &&
+      x.is_contiguous() && w.dim() == 2 && w.is_contiguous() && w.scalar_type() == torch::kFloat &&
+      w.device() == x.device() && (transposed_w ? w.size(1) : w.size(0)) == K &&
+      (!bias.defined() || (bias.is_contiguous() && bias.scalar_type() == torch::kFloat && bias.numel() == N)) &&
+      (!add_to.defined() || (add_to.is_contiguous() && add_to.scalar_type() == torch::kFloat && add_to.sizes() == sizes))) {
+    c10::cuda::CUDAGuard guard(x.device());
+    auto out = add_to.defined() ? add_to : torch::empty(sizes, x.options());
+    cuda::RowsMatmulArgs a;
+    a.x = x.data_ptr<float>();
+    a.w = w.data_ptr<float>();
+    a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    a.out = out.data_ptr<float>();
+    a.R = x.numel() / K;
+    a.K = K;
+    a.N = N;
+    a.transposed_w = transposed_w;
+    a.accumulate = add_to.defined();
+    if (cuda::rows_matmul_supported(a)) {
+      launch("rows product (CUDA)", [&] { return cuda::rows_matmul(a, stream()); });
+      return out;
+    }
+  }
+  return rows_product_torch(x, w, bias, transposed_w, add_to);
 }
 
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
@@ -688,6 +737,11 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out) { at::sum_out(ou
 void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out, torch::Tensor bias_out) {
   at::mm_out(out, g.t(), x);
   if (bias_out.defined()) column_sum_into(g, bias_out);
+}
+
+torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool transposed_w,
+                           torch::Tensor add_to) {
+  return rows_product_torch(x, w, bias, transposed_w, add_to);
 }
 
 bool use_cuda_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return false; }

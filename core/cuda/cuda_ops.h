@@ -72,9 +72,9 @@ torch::Tensor softmax_cuda(const torch::Tensor& x);
 bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate);
 torch::Tensor geglu_cuda(const torch::Tensor& value, const torch::Tensor& gate);
 
-// torch::linear whose bias gradient is summed by one kernel (PyTorch's reduction over many rows
-// reads them at a fraction of the memory's speed): for float32 CUDA tensors with a bias and at
-// least kCudaLinearMinRows rows (the test).
+// torch::linear whose products and gradients run in our kernels where they take the shapes
+// (rows_product, weight_gradient_into): for float32 CUDA tensors with a bias and at least
+// kCudaLinearMinRows rows (the test).
 constexpr std::int64_t kCudaLinearMinRows = 4096;
 // out [C] (a contiguous tensor or view) = the sum of g's rows, g [R,C]: that kernel for a float32
 // contiguous CUDA g of at least kCudaLinearMinRows rows, PyTorch's sum otherwise.
@@ -85,6 +85,13 @@ void column_sum_into(const torch::Tensor& g, torch::Tensor out);
 // are multiples of 64, cuBLAS's product (and column_sum_into) otherwise and under --precision tf32.
 void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch::Tensor out,
                           torch::Tensor bias_out = {});
+// x [.., K] w^T + bias for w [N,K] (a linear layer's forward), or x w + bias for w [K,N] with
+// transposed_w false (its input gradient); with add_to (x's sizes but N, contiguous), the product is
+// added into it and it is returned. rows_matmul (kernels.h, three TensorFloat-32 passes on the tensor
+// cores) for float32 contiguous CUDA rows of at least kCudaLinearMinRows whose widths it takes,
+// outside autocast and --precision tf32, on GPUs with tensor cores; torch's product otherwise.
+torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool transposed_w,
+                           torch::Tensor add_to = {});
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 

@@ -9,6 +9,7 @@
 
 #include <cfloat>
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cuda_runtime.h>
 
@@ -788,6 +789,9 @@ namespace {
 // shared-memory reads for each multiply-add than 4 x 4 with 256 threads, which was 0.14 ms a step
 // slower at N = 1024 (H100, docs/cuda.md, the thirty-sixth session).
 constexpr int kWgPerThread = 8;
+// Rows a part's chunks stage at a time (the tensor-core kernel's; the float32 kernel's 16 divide it):
+// the parts' rows are a multiple of it, so that only the last part has a short chunk.
+constexpr int kWgRows = 32;
 
 // weight_grad's first pass, TM x TM of out per thread: (64 / TM)^2 threads take a 64 x 64 tile of out
 // over the rows of one part, staged RC at a time in shared memory with 16-byte loads, two buffers: a
@@ -881,21 +885,11 @@ void weight_grad_split(WeightGradArgs& a) {
   const std::int64_t want = std::max<std::int64_t>(1, 528 / std::max<std::int64_t>(1, tiles));
   std::int64_t rows = std::max<std::int64_t>(256, (a.R + want - 1) / want);
   rows = std::max<std::int64_t>(rows, (a.R + 65534) / 65535);  // the parts are the grid's y: at most 65535
-  rows = (rows + 31) / 32 * 32;
+  rows = (rows + kWgRows - 1) / kWgRows * kWgRows;
   a.rows_per_part = rows;
   a.parts = std::max<std::int64_t>(1, (a.R + rows - 1) / rows);
 }
 
-int weight_grad(const WeightGradArgs& a, void* stream) {
-  if (a.O == 0 || a.I == 0) return 0;
-  if (!weight_grad_supported(a.g, a.x, a.O, a.I)) return int(cudaErrorInvalidValue);
-  auto s = static_cast<cudaStream_t>(stream);
-  const dim3 grid(unsigned((a.O / kWeightGradTile) * (a.I / kWeightGradTile)), unsigned(a.parts));
-  weight_grad_kernel<kWgPerThread><<<grid, (64 / kWgPerThread) * (64 / kWgPerThread), 0, s>>>(a);
-  if (const int e = int(cudaGetLastError())) return e;
-  if (const int e = sum_rows(a.part, a.parts, a.O * a.I, 1, a.out, s)) return e;
-  return a.bias_part ? sum_rows(a.bias_part, a.parts, a.O, 1, a.bias_out, s) : 0;
-}
 
 namespace {
 
@@ -1181,12 +1175,20 @@ __global__ void __launch_bounds__(kDenseThreads) dense_backward_key_kernel(const
 constexpr int kMmaWarps = 4, kMmaRows = 16 * kMmaWarps;
 
 // The tensor cores read a float32 register as TensorFloat-32 by its upper 19 bits (rounding toward
-// zero); the big part of a split is those bits, the small part the float32 rest.
-constexpr unsigned kTf32Bits = 0xffffe000u;
-__device__ __forceinline__ unsigned tf32_big(float x) { return __float_as_uint(x) & kTf32Bits; }
-__device__ __forceinline__ unsigned tf32_small(float x, unsigned big) {
-  return __float_as_uint(x - __uint_as_float(big));
+// zero). The big part of a split is x rounded to the nearest TensorFloat-32, the small part the rest
+// rounded the same way: both roundings are unbiased, where truncating both parts drifted one way over
+// a long sum (2.3e-5 in 256 products of terms near 0.08, where float32 drifts about 1e-6).
+__device__ __forceinline__ unsigned tf32_round(float x) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+#else
+  return __float_as_uint(x);
+#endif
 }
+__device__ __forceinline__ unsigned tf32_big(float x) { return tf32_round(x); }
+__device__ __forceinline__ unsigned tf32_small(float x, unsigned big) { return tf32_round(x - __uint_as_float(big)); }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -1671,6 +1673,215 @@ int dropout_apply(float* out, const float* x, std::int64_t n, const DropKey& d, 
   if (d.key == nullptr) return int(cudaErrorInvalidValue);
   const auto blocks = unsigned(std::min<long long>((n + 255) / 256, 65536));
   dropout_apply_kernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(out, x, n, d);
+  return int(cudaGetLastError());
+}
+
+namespace {
+// weight_grad on the tensor cores (tensor_passes 3): 4 warps take a 64 x 64 tile of out over the rows
+// of one part, warp w its rows 16w .. 16w + 15 (of g's columns) and all 64 columns (of x's). The
+// rows arrive 32 at a time by cp.async into two buffers, rows padded to 72 floats so that the
+// fragments' reads (8 apart in a row, 4 rows apart) hit 32 banks; the copy of the next 32 rows runs
+// while these multiply. Blocks of the first column tile also sum g's columns (the bias).
+constexpr int kWgPad = int(kWeightGradTile) + 8;
+__global__ void __launch_bounds__(32 * kMmaWarps) weight_grad_mma_kernel(const WeightGradArgs a) {
+  constexpr int T = int(kWeightGradTile), NT = 32 * kMmaWarps, LOADS = kWgRows * T / 4 / NT;
+  __shared__ __align__(16) float gs[2][kWgRows][kWgPad];
+  __shared__ __align__(16) float xs[2][kWgRows][kWgPad];
+  const long long tiles_i = a.I / T;
+  const long long o0 = (blockIdx.x / tiles_i) * T, i0 = (blockIdx.x % tiles_i) * T;
+  const long long r_begin = blockIdx.y * a.rows_per_part;
+  const long long r_end = r_begin + a.rows_per_part < a.R ? r_begin + a.rows_per_part : a.R;
+  const int tid = threadIdx.x, w = tid / 32, g = (tid & 31) >> 2, t = tid & 3;
+  const bool bias = a.bias_part != nullptr && i0 == 0 && tid < T;
+  const auto stage = [&](int b, long long r0) {
+#pragma unroll
+    for (int l = 0; l < LOADS; ++l) {
+      const int k = tid + l * NT, row = k / (T / 4), c = (k % (T / 4)) * 4;
+      const long long r = r0 + row;
+      const bool real = r < r_end;
+      copy_async<16>(&gs[b][row][c], a.g + (real ? r : r_begin) * a.O + o0 + c, real);
+      copy_async<16>(&xs[b][row][c], a.x + (real ? r : r_begin) * a.I + i0 + c, real);
+    }
+    copy_async_commit();
+  };
+  float acc[T / 8][4];
+#pragma unroll
+  for (int j = 0; j < T / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  float bsum = 0.f;
+  stage(0, r_begin);
+  int b = 0;
+  for (long long r0 = r_begin; r0 < r_end; r0 += kWgRows, b ^= 1) {
+    // The other buffer was last read before the barrier that ended the previous chunk.
+    if (r0 + kWgRows < r_end) {
+      stage(b ^ 1, r0 + kWgRows);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+    if (bias)
+#pragma unroll 8
+      for (int row = 0; row < kWgRows; ++row) bsum += gs[b][row][tid];
+#pragma unroll
+    for (int k = 0; k < kWgRows; k += 8) {
+      // A [16 x 8]: a[m][kk] = g[row k + kk][column 16w + m]; B [8 x 8]: x's rows k .. k + 7.
+      TfA<3> fa;
+      fa.set(gs[b][k + t][16 * w + g], gs[b][k + t][16 * w + g + 8], gs[b][k + t + 4][16 * w + g],
+             gs[b][k + t + 4][16 * w + g + 8]);
+#pragma unroll
+      for (int j = 0; j < T / 8; ++j) mma<3>(acc[j], fa, xs[b][k + t][8 * j + g], xs[b][k + t + 4][8 * j + g]);
+    }
+    __syncthreads();
+  }
+  float* part = a.part + blockIdx.y * a.O * a.I;
+#pragma unroll
+  for (int j = 0; j < T / 8; ++j) {
+    float* p = part + (o0 + 16 * w + g) * a.I + i0 + 8 * j + 2 * t;
+    *reinterpret_cast<float2*>(p) = make_float2(acc[j][0], acc[j][1]);
+    *reinterpret_cast<float2*>(p + 8 * a.I) = make_float2(acc[j][2], acc[j][3]);
+  }
+  if (bias) a.bias_part[blockIdx.y * a.O + o0 + tid] = bsum;
+}
+
+// rows_matmul: a block takes one 64-column tile of out and row tiles blockIdx.y, + gridDim.y, ...;
+// warp w takes rows 16w .. 16w + 15 of a tile and all 64 columns. x's rows and w's 64 columns of out
+// are staged kRowsMatmulChunk of K at a time, two buffers, in one stream of copies across the
+// block's tiles: the next tile's first rows arrive while this tile multiplies and stores (with K = 64
+// a tile is two chunks, and a block of one tile waited on its loads: 26 us for 65536 rows of 64 on
+// an H100, two and a half times what its bytes take). x's rows pad to 36 floats, w's to 36 ([N,K], a
+// row per column of out) or 72 ([K,N]): the fragments' reads hit 32 banks.
+template <bool TW>
+__global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsMatmulArgs a) {
+  constexpr int T = int(kRowsMatmulTile), KC = int(kRowsMatmulChunk), NT = 32 * kMmaWarps;
+  constexpr int XS = KC + 4, WR = TW ? T : KC, WS = TW ? KC + 4 : T + 8;
+  __shared__ __align__(16) float xs[2][T][XS];
+  __shared__ __align__(16) float ws[2][WR][WS];
+  const long long n0 = blockIdx.x * T, tiles = (a.R + T - 1) / T, chunks = a.K / KC;
+  const long long mine = blockIdx.y < tiles ? (tiles - 1 - blockIdx.y) / gridDim.y + 1 : 0;
+  const int tid = threadIdx.x, w = tid / 32, g = (tid & 31) >> 2, t = tid & 3;
+  // The first row of the block's step-th chunk's tile.
+  const auto tile_row = [&](long long step) { return (blockIdx.y + (step / chunks) * gridDim.y) * T; };
+  const auto stage = [&](int b, long long step) {
+    const long long r0 = tile_row(step), k0 = (step % chunks) * KC;
+#pragma unroll
+    for (int l = 0; l < T * KC / 4 / NT; ++l) {
+      const int k = tid + l * NT, row = k / (KC / 4), c = (k % (KC / 4)) * 4;
+      const bool real = r0 + row < a.R;
+      copy_async<16>(&xs[b][row][c], a.x + (real ? r0 + row : 0) * a.K + k0 + c, real);
+      if (TW) {
+        copy_async<16>(&ws[b][row][c], a.w + (n0 + row) * a.K + k0 + c, true);
+      } else {
+        const int wr = k / (T / 4), wc = (k % (T / 4)) * 4;
+        copy_async<16>(&ws[b][wr][wc], a.w + (k0 + wr) * a.N + n0 + wc, true);
+      }
+    }
+    copy_async_commit();
+  };
+  float acc[T / 8][4];
+#pragma unroll
+  for (int j = 0; j < T / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  const long long steps = mine * chunks;
+  if (steps > 0) stage(0, 0);
+  for (long long step = 0; step < steps; ++step) {
+    const int b = int(step & 1);
+    // The other buffer was last read before the barrier that ended the previous step.
+    if (step + 1 < steps) {
+      stage(b ^ 1, step + 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < KC; k += 8) {
+      const int m = 16 * w + g;
+      TfA<3> fa;
+      fa.set(xs[b][m][k + t], xs[b][m + 8][k + t], xs[b][m][k + t + 4], xs[b][m + 8][k + t + 4]);
+#pragma unroll
+      for (int j = 0; j < T / 8; ++j) {
+        if (TW) mma<3>(acc[j], fa, ws[b][8 * j + g][k + t], ws[b][8 * j + g][k + t + 4]);
+        else mma<3>(acc[j], fa, ws[b][k + t][8 * j + g], ws[b][k + t + 4][8 * j + g]);
+      }
+    }
+    __syncthreads();
+    if (step % chunks != chunks - 1) continue;
+    // The tile's last chunk: its rows out, and the sums start again for the next tile.
+    const long long ra = tile_row(step) + 16 * w + g, rb = ra + 8;
+#pragma unroll
+    for (int j = 0; j < T / 8; ++j) {
+      const long long c = n0 + 8 * j + 2 * t;
+      float2 bv = make_float2(0.f, 0.f);
+      if (a.bias != nullptr) bv = make_float2(a.bias[c], a.bias[c + 1]);
+      const auto put = [&](long long r, float v0, float v1) {
+        if (r >= a.R) return;
+        auto* p = reinterpret_cast<float2*>(a.out + r * a.N + c);
+        float2 o = make_float2(v0 + bv.x, v1 + bv.y);
+        if (a.accumulate) {
+          const float2 before = *p;
+          o.x += before.x, o.y += before.y;
+        }
+        *p = o;
+      };
+      put(ra, acc[j][0], acc[j][1]);
+      put(rb, acc[j][2], acc[j][3]);
+      acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    }
+  }
+}
+}  // namespace
+
+namespace {
+// How many blocks of 32 * kMmaWarps threads of `kernel` the current device runs at once (its SMs
+// times the blocks one holds), asked once per device and slot, so that a launch asks nothing (as
+// under graph capture).
+template <typename Kernel>
+int resident_blocks(Kernel kernel, int slot, int* out) {
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[2][kDevices];
+  int device = 0, sms = 0, per_sm = 0;
+  if (const int e = int(cudaGetDevice(&device))) return e;
+  if (device < kDevices && (*out = known[slot][device].load()) > 0) return 0;
+  if (const int e = int(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device))) return e;
+  if (const int e = int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kMmaWarps, 0))) return e;
+  *out = std::max(1, sms * per_sm);
+  if (device < kDevices) known[slot][device].store(*out);
+  return 0;
+}
+}  // namespace
+
+int weight_grad(const WeightGradArgs& a, void* stream) {
+  if (a.O == 0 || a.I == 0) return 0;
+  if (!weight_grad_supported(a.g, a.x, a.O, a.I) || (a.tensor_passes != 0 && a.tensor_passes != 3) ||
+      a.rows_per_part % kWgRows != 0)
+    return int(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  const dim3 grid(unsigned((a.O / kWeightGradTile) * (a.I / kWeightGradTile)), unsigned(a.parts));
+  if (a.tensor_passes == 3)
+    weight_grad_mma_kernel<<<grid, 32 * kMmaWarps, 0, s>>>(a);
+  else
+    weight_grad_kernel<kWgPerThread><<<grid, (64 / kWgPerThread) * (64 / kWgPerThread), 0, s>>>(a);
+  if (const int e = int(cudaGetLastError())) return e;
+  if (const int e = sum_rows(a.part, a.parts, a.O * a.I, 1, a.out, s)) return e;
+  return a.bias_part ? sum_rows(a.bias_part, a.parts, a.O, 1, a.bias_out, s) : 0;
+}
+
+bool rows_matmul_supported(const RowsMatmulArgs& a) {
+  return a.K % kRowsMatmulChunk == 0 && a.N % kRowsMatmulTile == 0 && aligned_to(a.x, 16) && aligned_to(a.w, 16) &&
+         aligned_to(a.out, 16);
+}
+
+int rows_matmul(const RowsMatmulArgs& a, void* stream) {
+  if (a.R == 0 || a.N == 0) return 0;
+  if (a.K == 0 || !rows_matmul_supported(a)) return int(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  // As many blocks as the GPU holds at once (each then streams over several row tiles), column
+  // tiles varying fastest: the blocks running together read the same rows of x (from L2).
+  const auto kernel = a.transposed_w ? rows_matmul_kernel<true> : rows_matmul_kernel<false>;
+  int resident = 0;
+  if (const int e = resident_blocks(kernel, a.transposed_w ? 1 : 0, &resident)) return e;
+  const long long col_tiles = a.N / kRowsMatmulTile, row_tiles = (a.R + kRowsMatmulTile - 1) / kRowsMatmulTile;
+  const long long rows = std::min(row_tiles, std::max(1LL, resident / col_tiles));
+  kernel<<<dim3(unsigned(col_tiles), unsigned(rows)), 32 * kMmaWarps, 0, s>>>(a);
   return int(cudaGetLastError());
 }
 

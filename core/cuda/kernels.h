@@ -153,8 +153,9 @@ int column_sum(const ColumnSumArgs& a, void* stream);
 // of g's rows, where bias_part is set: a block sums one 64 x 64 tile of out over one part of the rows
 // into part [parts,O,I] (the first column tile's blocks also g's columns into bias_part), then
 // sum_rows adds the parts in a fixed order. cuBLAS takes split-K SIMT kernels for these tall, narrow
-// products: on an H100, TCA's step at N = 1024 spent about 1.5 ms in them and column_sum, and about
-// 1.1 ms here (docs/cuda.md, the thirty-sixth session).
+// products: on an H100, TCA's step at N = 1024 spent about 1.5 ms in them and column_sum, about
+// 1.1 ms in this kernel's float32 FMA form, and 0.81 ms in its tensor-core form (docs/cuda.md, the
+// thirty-sixth and thirty-seventh sessions).
 struct WeightGradArgs {
   const float* g = nullptr;  // [R,O]
   const float* x = nullptr;  // [R,I]
@@ -164,6 +165,9 @@ struct WeightGradArgs {
   float* bias_part = nullptr;  // [parts,O] scratch, or null: no bias gradient
   float* bias_out = nullptr;   // [O] = the sum of g's rows, when bias_part is set
   std::int64_t parts = 0, rows_per_part = 0;  // weight_grad_split(R, O, I)
+  // 3: the products on the tensor cores in three TensorFloat-32 passes (the dense reads' float32
+  // split, sm_80 and later: dense_tensor_cores_available()); 0: float32 FMA.
+  int tensor_passes = 0;
 };
 constexpr std::int64_t kWeightGradTile = 64;
 // Whether weight_grad takes g [R,O] and x [R,I] (rows contiguous) at these addresses.
@@ -171,6 +175,26 @@ bool weight_grad_supported(const float* g, const float* x, std::int64_t O, std::
 // Fills parts and rows_per_part for a's R, O and I.
 void weight_grad_split(WeightGradArgs& a);
 int weight_grad(const WeightGradArgs& a, void* stream);
+
+// The rows' products of a linear layer on the tensor cores, three TensorFloat-32 passes (the dense
+// reads' float32 split; sm_80 and later): out [R,N] = x [R,K] w^T (+ bias) with w [N,K] (the layer's
+// forward), or out = x w with w [K,N] (its input gradient); with accumulate, out += instead. A block
+// of 4 warps takes 64 rows and 64 columns of out, x's and w's columns staged 32 at a time by cp.async.
+// For these tall, narrow products cuBLAS's float32 kernels run on the FMA units at about their
+// arithmetic limit, twice or more the time their bytes take.
+struct RowsMatmulArgs {
+  const float* x = nullptr;     // [R,K], rows contiguous
+  const float* w = nullptr;     // [N,K] (transposed_w) or [K,N], contiguous
+  const float* bias = nullptr;  // [N] or null
+  float* out = nullptr;         // [R,N], rows contiguous
+  std::int64_t R = 0, K = 0, N = 0;
+  bool transposed_w = true;
+  bool accumulate = false;
+};
+constexpr std::int64_t kRowsMatmulTile = 64, kRowsMatmulChunk = 32;
+// Whether rows_matmul takes a: K a multiple of 32, N of 64, 16-byte aligned x, w and out.
+bool rows_matmul_supported(const RowsMatmulArgs& a);
+int rows_matmul(const RowsMatmulArgs& a, void* stream);
 
 // Dropout drawn inside a kernel: weight i of the [B,H,M,N] attention weights (i counted in that
 // layout) is kept, and scaled by `scale` = 1 / (1 - p), where keep_bits(i, key) < threshold =

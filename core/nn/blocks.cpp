@@ -41,7 +41,7 @@ double masked_score(torch::ScalarType dtype) {
   }
 }
 
-// torch::linear, or its CUDA twin whose bias gradient is one kernel (cuda_ops.h).
+// torch::linear, or its CUDA twin whose products and gradients run in our kernels (cuda_ops.h).
 static torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return use_cuda_linear(x, weight, bias) ? linear_cuda(x, weight, bias) : torch::linear(x, weight, bias);
 }

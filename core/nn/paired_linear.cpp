@@ -24,7 +24,7 @@ struct PairedLinear : public torch::autograd::Function<PairedLinear> {
   static tensor_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                              const torch::Tensor& b) {
     ctx->save_for_backward({x, w});
-    return {torch::linear(x, half(w, 0), half(b, 0)), torch::linear(x, half(w, 1), half(b, 1))};
+    return {rows_product(x, half(w, 0), half(b, 0), true), rows_product(x, half(w, 1), half(b, 1), true)};
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -34,7 +34,10 @@ struct PairedLinear : public torch::autograd::Function<PairedLinear> {
     // Rows of the two output gradients (zeros where an output was not used).
     const torch::Tensor g[2] = {grads[0].reshape({-1, h}), grads[1].reshape({-1, h})};
     torch::Tensor dx, dw, db;
-    if (ctx->needs_input_grad(0)) dx = g[0].mm(half(w, 0)).addmm_(g[1], half(w, 1)).view(x.sizes());
+    if (ctx->needs_input_grad(0)) {
+      dx = rows_product(g[0], half(w, 0), {}, false);
+      dx = rows_product(g[1], half(w, 1), {}, false, dx).view(x.sizes());
+    }
     // Never for no bias: its empty stand-in needs no gradient.
     if (ctx->needs_input_grad(2)) db = torch::empty({2 * h}, w.options());
     if (ctx->needs_input_grad(1)) {

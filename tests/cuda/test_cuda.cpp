@@ -694,6 +694,39 @@ void linear_kernel_matches_torch() {
   expect(!use_cuda_linear(many, weight, torch::Tensor()), "linear: no bias takes torch::linear");
 }
 
+// rows_product (rows_matmul, three TensorFloat-32 passes on the tensor cores) against cuBLAS's float32
+// products: a linear layer's forward (w [N,K]) with and without a bias, its input gradient (w [K,N]),
+// added into an output, rows that end inside a tile (4100; 70001, where a block streams over several
+// tiles), and widths the kernel does not take
+// (torch's product then, the same values).
+void rows_product_matches_torch() {
+  struct Case {
+    int64_t rows, k, n;
+  };
+  for (const auto& c : std::vector<Case>{{4096, 64, 64}, {4100, 128, 64}, {131072, 64, 128}, {70001, 64, 64}, {8192, 256, 256},
+                                         {5000, 32, 192}, {4096, 48, 64}, {4096, 64, 10}}) {
+    const auto what = "rows product rows=" + std::to_string(c.rows) + " " + std::to_string(c.k) + "->" + std::to_string(c.n);
+    torch::manual_seed(uint64_t(c.rows + 7 * c.k + c.n));
+    auto x = torch::randn({c.rows, c.k}, torch::kCUDA);
+    auto w = 0.1 * torch::randn({c.n, c.k}, torch::kCUDA), bias = torch::randn({c.n}, torch::kCUDA);
+    auto wkn = w.t().contiguous();
+    const auto ref = torch::mm(x, wkn);
+    expect_close(rows_product(x, w, bias, true), ref + bias, 1e-5, 1e-5, what + ": x w^T + bias");
+    expect_close(rows_product(x, w, {}, true), ref, 1e-5, 1e-5, what + ": x w^T");
+    expect_close(rows_product(x, wkn, {}, false), ref, 1e-5, 1e-5, what + ": x w");
+    auto into = torch::randn({c.rows, c.n}, torch::kCUDA);
+    const auto before = into.clone();
+    auto added = rows_product(x, wkn, {}, false, into);
+    expect(added.data_ptr() == into.data_ptr(), what + ": added into the given output");
+    expect_close(into, before + ref, 1e-5, 1e-5, what + ": x w added");
+  }
+  // A batch of rows (x [B, M, K]) keeps its leading sizes.
+  auto x = torch::randn({64, 128, 64}, torch::kCUDA), w = torch::randn({64, 64}, torch::kCUDA);
+  auto y = rows_product(x, w, {}, true);
+  expect(y.sizes() == torch::IntArrayRef({64, 128, 64}), "rows product: [B, M, K] in, [B, M, N] out");
+  expect_close(y, torch::matmul(x, w.t()), 1e-5, 1e-5, "rows product: batched rows");
+}
+
 // The GEGLU kernels (four floats a thread, or one where the size or an address does not allow it)
 // against value * gelu(gate) by PyTorch's operations.
 void geglu_kernels_match_torch() {
@@ -914,6 +947,7 @@ int main() {
   dense_attention_dropout_draws_from_its_key();
   dropout_kernel_applies_the_keep_mask();
   linear_kernel_matches_torch();
+  rows_product_matches_torch();
   geglu_kernels_match_torch();
   low_precision_masks_stay_finite_on_the_gpu();
   nccl_group_joins_and_reduces_on_the_gpu();
