@@ -44,19 +44,48 @@ std::vector<float> rnd(size_t n, float s, unsigned seed) {
   return v;
 }
 
-void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool acc) {
-  auto x = rnd(R * K, 1, 1), w = rnd(N * K, 0.1f, 2), b = rnd(N, 1, 3), o0 = rnd(R * N, 1, 4);
-  float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout = dev(o0);
+// rows_matmul's arguments for x [R,K], w ([N,K] when tw, else [K,N]), bias or null, out [R,N].
+RowsMatmulArgs rows_args(const float* x, const float* w, const float* bias, float* out, long long R,
+                         long long K, long long N, bool tw, bool acc) {
   RowsMatmulArgs a;
-  a.x = dx;
-  a.w = dw;
-  a.bias = bias ? db : nullptr;
-  a.out = dout;
+  a.x = x;
+  a.w = w;
+  a.bias = bias;
+  a.out = out;
   a.R = R;
   a.K = K;
   a.N = N;
   a.transposed_w = tw;
   a.accumulate = acc;
+  return a;
+}
+
+// weight_grad's arguments for g [R,O] and x [R,I], with the bias gradient, the scratch allocated
+// here (freed by free_wgrad).
+WeightGradArgs wgrad_args(const float* g, const float* x, float* out, float* bias_out, long long R,
+                          long long O, long long I, int passes) {
+  WeightGradArgs a;
+  a.g = g;
+  a.x = x;
+  a.R = R;
+  a.O = O;
+  a.I = I;
+  a.tensor_passes = passes;
+  weight_grad_split(a);
+  CK(cudaMalloc(&a.part, (a.parts * (O * I + O)) * 4));
+  a.out = out;
+  a.bias_part = a.part + a.parts * O * I;
+  a.bias_out = bias_out;
+  return a;
+}
+void free_wgrad(const WeightGradArgs& a) {
+  cudaFree(a.part);
+}
+
+void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool acc) {
+  auto x = rnd(R * K, 1, 1), w = rnd(N * K, 0.1f, 2), b = rnd(N, 1, 3), o0 = rnd(R * N, 1, 4);
+  float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout = dev(o0);
+  const auto a = rows_args(dx, dw, bias ? db : nullptr, dout, R, K, N, tw, acc);
   CK(rows_matmul(a, nullptr));
   CK(cudaDeviceSynchronize());
   auto out = host(dout, R * N);
@@ -90,22 +119,10 @@ void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool 
 void check_wgrad(long long R, long long O, long long I, int passes) {
   auto g = rnd(R * O, 1, 5), x = rnd(R * I, 1, 6);
   float *dg = dev(g), *dx = dev(x);
-  WeightGradArgs a;
-  a.g = dg;
-  a.x = dx;
-  a.R = R;
-  a.O = O;
-  a.I = I;
-  a.tensor_passes = passes;
-  weight_grad_split(a);
-  float *part, *out, *bout;
-  CK(cudaMalloc(&part, (a.parts * (O * I + O)) * 4));
+  float *out, *bout;
   CK(cudaMalloc(&out, O * I * 4));
   CK(cudaMalloc(&bout, O * 4));
-  a.part = part;
-  a.out = out;
-  a.bias_part = part + a.parts * O * I;
-  a.bias_out = bout;
+  const auto a = wgrad_args(dg, dx, out, bout, R, O, I, passes);
   CK(weight_grad(a, nullptr));
   CK(cudaDeviceSynchronize());
   auto dw = host(out, O * I), dbias = host(bout, O);
@@ -130,7 +147,7 @@ void check_wgrad(long long R, long long O, long long I, int passes) {
          ok ? "ok  " : "FAIL", passes, R, O, I, worst, worst_b);
   cudaFree(dg);
   cudaFree(dx);
-  cudaFree(part);
+  free_wgrad(a);
   cudaFree(out);
   cudaFree(bout);
 }
@@ -174,15 +191,7 @@ int main() {
     auto x = rnd(s.R * s.K, 1, 1), w = rnd(s.N * s.K, 0.1f, 2), b = rnd(s.N, 1, 3);
     float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout;
     CK(cudaMalloc(&dout, s.R * s.N * 4));
-    RowsMatmulArgs a;
-    a.x = dx;
-    a.w = dw;
-    a.bias = s.tw ? db : nullptr;
-    a.out = dout;
-    a.R = s.R;
-    a.K = s.K;
-    a.N = s.N;
-    a.transposed_w = s.tw;
+    const auto a = rows_args(dx, dw, s.tw ? db : nullptr, dout, s.R, s.K, s.N, s.tw, false);
     const float ours = time_us([&] { rows_matmul(a, nullptr); });
     const float one = 1, zero = 0;
     const float cub = time_us([&] {
@@ -209,24 +218,11 @@ int main() {
     CK(cudaMalloc(&out, O * I * 4));
     float times[2];
     for (int k = 0; k < 2; ++k) {
-      WeightGradArgs a;
-      a.g = dg;
-      a.x = dx;
-      a.R = R;
-      a.O = O;
-      a.I = I;
-      a.tensor_passes = k ? 3 : 0;
-      weight_grad_split(a);
-      float* part;
-      CK(cudaMalloc(&part, (a.parts * (O * I + O)) * 4));
       float* bo;
       CK(cudaMalloc(&bo, O * 4));
-      a.part = part;
-      a.out = out;
-      a.bias_part = part + a.parts * O * I;
-      a.bias_out = bo;
+      const auto a = wgrad_args(dg, dx, out, bo, R, O, I, k ? 3 : 0);
       times[k] = time_us([&] { weight_grad(a, nullptr); });
-      cudaFree(part);
+      free_wgrad(a);
       cudaFree(bo);
     }
     const float one = 1, zero = 0;

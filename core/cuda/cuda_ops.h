@@ -89,7 +89,9 @@ void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch:
 // transposed_w false (its input gradient); with add_to (x's sizes but N, contiguous), the product is
 // added into it and it is returned. rows_matmul (kernels.h, three TensorFloat-32 passes on the tensor
 // cores) for float32 contiguous CUDA rows of at least kCudaLinearMinRows whose widths it takes,
-// outside autocast and --precision tf32, on GPUs with tensor cores; torch's product otherwise.
+// outside autocast and --precision tf32, on GPUs with tensor cores; torch's product otherwise. Not
+// differentiable: it serves the forward and backward of autograd Functions (LinearFunction,
+// paired_linear), which run without gradient tracking.
 torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool transposed_w,
                            torch::Tensor add_to = {});
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);

@@ -793,6 +793,17 @@ constexpr int kWgPerThread = 8;
 // the parts' rows are a multiple of it, so that only the last part has a short chunk.
 constexpr int kWgRows = 32;
 
+// The 64 x 64 tile of out (rows o0.., columns i0..) and the rows [r_begin, r_end) of the part that
+// block (blockIdx.x, blockIdx.y) of either weight_grad kernel sums.
+struct WgBlock {
+  long long o0, i0, r_begin, r_end;
+};
+__device__ __forceinline__ WgBlock wg_block(const WeightGradArgs& a) {
+  const long long T = kWeightGradTile, tiles_i = a.I / T, r_begin = blockIdx.y * a.rows_per_part;
+  return {(blockIdx.x / tiles_i) * T, (blockIdx.x % tiles_i) * T, r_begin,
+          r_begin + a.rows_per_part < a.R ? r_begin + a.rows_per_part : a.R};
+}
+
 // weight_grad's first pass, TM x TM of out per thread: (64 / TM)^2 threads take a 64 x 64 tile of out
 // over the rows of one part, staged RC at a time in shared memory with 16-byte loads, two buffers: a
 // thread fetches the next rows into registers while it multiplies the staged ones. A thread's rows
@@ -804,10 +815,8 @@ __global__ void __launch_bounds__((64 / TM) * (64 / TM)) weight_grad_kernel(cons
   constexpr int LOADS = RC * T / 4 / NT, CW = T / (TM / 4);
   __shared__ __align__(16) float gs[2][RC][T];
   __shared__ __align__(16) float xs[2][RC][T];
-  const long long tiles_i = a.I / T;
-  const long long o0 = (blockIdx.x / tiles_i) * T, i0 = (blockIdx.x % tiles_i) * T;
-  const long long r_begin = blockIdx.y * a.rows_per_part;
-  const long long r_end = r_begin + a.rows_per_part < a.R ? r_begin + a.rows_per_part : a.R;
+  const WgBlock blk = wg_block(a);
+  const long long o0 = blk.o0, i0 = blk.i0, r_begin = blk.r_begin, r_end = blk.r_end;
   const int tid = threadIdx.x, ty = tid / (T / TM), tx = tid % (T / TM);
   const bool bias = a.bias_part != nullptr && i0 == 0 && tid < T;
   float acc[TM][TM];
@@ -1687,10 +1696,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) weight_grad_mma_kernel(const W
   constexpr int T = int(kWeightGradTile), NT = 32 * kMmaWarps, LOADS = kWgRows * T / 4 / NT;
   __shared__ __align__(16) float gs[2][kWgRows][kWgPad];
   __shared__ __align__(16) float xs[2][kWgRows][kWgPad];
-  const long long tiles_i = a.I / T;
-  const long long o0 = (blockIdx.x / tiles_i) * T, i0 = (blockIdx.x % tiles_i) * T;
-  const long long r_begin = blockIdx.y * a.rows_per_part;
-  const long long r_end = r_begin + a.rows_per_part < a.R ? r_begin + a.rows_per_part : a.R;
+  const WgBlock blk = wg_block(a);
+  const long long o0 = blk.o0, i0 = blk.i0, r_begin = blk.r_begin, r_end = blk.r_end;
   const int tid = threadIdx.x, w = tid / 32, g = (tid & 31) >> 2, t = tid & 3;
   const bool bias = a.bias_part != nullptr && i0 == 0 && tid < T;
   const auto stage = [&](int b, long long r0) {
