@@ -61,12 +61,12 @@ namespace {
 // rows_product by torch's operations (cuBLAS on the GPU): the product added into add_to in place.
 torch::Tensor rows_product_torch(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                                  bool transposed_w, torch::Tensor add_to) {
-  const auto wk = transposed_w ? w.t() : w;
   if (!add_to.defined()) {
     if (transposed_w) return torch::linear(x, w, bias);
     auto r = torch::matmul(x, w);
     return bias.defined() ? r.add_(bias) : r;
   }
+  const auto wk = transposed_w ? w.t() : w;
   add_to.view({-1, wk.size(1)}).addmm_(x.reshape({-1, x.size(-1)}), wk);
   return bias.defined() ? add_to.add_(bias) : add_to;
 }
@@ -634,7 +634,7 @@ void weight_gradient_into(const torch::Tensor& g, const torch::Tensor& x, torch:
     a.R = R;
     a.O = g.size(1);
     a.I = x.size(1);
-    a.tensor_passes = dense_tensor_passes() == 3 ? 3 : 0;  // 3 on the tensor cores (outside tf32 here)
+    a.tensor_passes = dense_tensor_passes();  // 3 with tensor cores, else 0 (tf32 took cuBLAS above)
     cuda::weight_grad_split(a);
     auto part = torch::empty({a.parts * (a.O * a.I + (bias_out.defined() ? a.O : 0))}, g.options());
     a.g = g.data_ptr<float>();
@@ -657,8 +657,9 @@ torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const
   const auto K = x.size(-1), N = transposed_w ? w.size(0) : w.size(1);
   auto sizes = x.sizes().vec();
   sizes.back() = N;
-  // The kernel's three passes are float32's precision; under --precision tf32 cuBLAS's one pass is faster.
-  if (kernels_take(x) && !autocast_on() && !MatmulPrecisionScope::tf32_allowed() && dense_tensor_passes() == 3 &&
+  // The kernel's three passes are float32's precision: dense_tensor_passes() is 3 on GPUs with tensor
+  // cores outside --precision tf32 (there cuBLAS's one pass is faster).
+  if (kernels_take(x) && !autocast_on() && dense_tensor_passes() == 3 &&
       x.numel() / std::max<std::int64_t>(K, 1) >= kCudaLinearMinRows &&
       x.is_contiguous() && w.dim() == 2 && w.is_contiguous() && w.scalar_type() == torch::kFloat &&
       w.device() == x.device() && (transposed_w ? w.size(1) : w.size(0)) == K &&

@@ -899,7 +899,6 @@ void weight_grad_split(WeightGradArgs& a) {
   a.parts = std::max<std::int64_t>(1, (a.R + rows - 1) / rows);
 }
 
-
 namespace {
 
 // Dense attention of every query over every key of its batch row (dense_attention_forward in

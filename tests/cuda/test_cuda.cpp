@@ -697,8 +697,7 @@ void linear_kernel_matches_torch() {
 // rows_product (rows_matmul, three TensorFloat-32 passes on the tensor cores) against cuBLAS's float32
 // products: a linear layer's forward (w [N,K]) with and without a bias, its input gradient (w [K,N]),
 // added into an output, rows that end inside a tile (4100; 70001, where a block streams over several
-// tiles), and widths the kernel does not take
-// (torch's product then, the same values).
+// tiles), and widths the kernel does not take (torch's product then, the same values).
 void rows_product_matches_torch() {
   struct Case {
     int64_t rows, k, n;
