@@ -1345,19 +1345,24 @@ __device__ __forceinline__ void copy_rows_async(float (*t)[W], const float* x, l
   }
 }
 
-// The tiles of the other side come in two buffers: the next tile's copy runs while the warps work
-// on this one. Before the tile at n0 (of `rows`) in buffer buf is read: issues the next tile's copy
-// into the other buffer, waits for this tile's, and syncs the block. stage(n0, buf) issues and
-// commits one tile's copies; every thread calls both.
-template <class Stage>
-__device__ __forceinline__ void next_tile(const Stage& stage, long long n0, long long rows, int buf) {
-  if (n0 + kDenseTile < rows) {
-    stage(n0 + kDenseTile, buf ^ 1);
+// Two buffers in shared memory, filled by cp.async: the next chunk's copies run while the warps work
+// on this one. Before this chunk is read: where there is a next one (`more`), stage_next() issues and
+// commits its copies into the other buffer (last read before the barrier that ended the previous
+// chunk); then waits for this chunk's copies and syncs the block. Every thread calls it.
+template <class StageNext>
+__device__ __forceinline__ void await_chunk(bool more, const StageNext& stage_next) {
+  if (more) {
+    stage_next();
     copy_async_wait<1>();
   } else {
     copy_async_wait<0>();
   }
   __syncthreads();
+}
+// The dense kernels' form: the tile at n0 (of `rows`) in buffer buf; stage(n0, buf) stages a tile.
+template <class Stage>
+__device__ __forceinline__ void next_tile(const Stage& stage, long long n0, long long rows, int buf) {
+  await_chunk(n0 + kDenseTile < rows, [&] { stage(n0 + kDenseTile, buf ^ 1); });
 }
 
 // Where a warp of these kernels works: its block's batch row b and head h, its lane's fragment
@@ -1717,14 +1722,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) weight_grad_mma_kernel(const W
   stage(0, r_begin);
   int b = 0;
   for (long long r0 = r_begin; r0 < r_end; r0 += kWgRows, b ^= 1) {
-    // The other buffer was last read before the barrier that ended the previous chunk.
-    if (r0 + kWgRows < r_end) {
-      stage(b ^ 1, r0 + kWgRows);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    await_chunk(r0 + kWgRows < r_end, [&] { stage(b ^ 1, r0 + kWgRows); });
     if (bias)
 #pragma unroll 8
       for (int row = 0; row < kWgRows; ++row) bsum += gs[b][row][tid];
@@ -1790,14 +1788,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsM
   if (steps > 0) stage(0, 0);
   for (long long step = 0; step < steps; ++step) {
     const int b = int(step & 1);
-    // The other buffer was last read before the barrier that ended the previous step.
-    if (step + 1 < steps) {
-      stage(b ^ 1, step + 1);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    await_chunk(step + 1 < steps, [&] { stage(b ^ 1, step + 1); });
 #pragma unroll
     for (int k = 0; k < KC; k += 8) {
       const int m = 16 * w + g;
