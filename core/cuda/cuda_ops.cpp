@@ -378,13 +378,13 @@ struct DenseAttentionFunction : public torch::autograd::Function<DenseAttentionF
   }
 };
 
-// x [.., in], weight [out, in], bias [out] or empty (none): the same gradients as torch::linear's, the
-// products by rows_product and weight_gradient_into, the bias's summed in the weight's pass.
+// x [.., in], weight [out, in], bias [out]: the same gradients as torch::linear's, the products by
+// rows_product and weight_gradient_into, the bias's summed in the weight's pass.
 struct LinearFunction : public torch::autograd::Function<LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& b) {
     ctx->save_for_backward({x, w});
-    return rows_product(x, w, b.numel() > 0 ? b : torch::Tensor(), true);
+    return rows_product(x, w, b, true);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -686,15 +686,13 @@ torch::Tensor rows_product(const torch::Tensor& x, const torch::Tensor& w, const
 }
 
 bool use_cuda_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  return kernels_take(x) && !autocast_on() && x.dim() >= 2 && weight.dim() == 2 && x.size(-1) == weight.size(1) &&
-         weight.scalar_type() == torch::kFloat &&
-         (!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0) && bias.scalar_type() == torch::kFloat)) &&
-         x.numel() / x.size(-1) >= kCudaLinearMinRows;
+  return kernels_take(x) && !autocast_on() && x.dim() >= 2 && bias.defined() && weight.dim() == 2 && bias.dim() == 1 &&
+         x.size(-1) == weight.size(1) && bias.size(0) == weight.size(0) && weight.scalar_type() == torch::kFloat &&
+         bias.scalar_type() == torch::kFloat && x.numel() / x.size(-1) >= kCudaLinearMinRows;
 }
 
 torch::Tensor linear_cuda(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  // Function::apply reads every tensor argument's device: no bias travels as an empty tensor.
-  return LinearFunction::apply(x, weight, bias.defined() ? bias : torch::empty({0}, weight.options()));
+  return LinearFunction::apply(x, weight, bias);
 }
 
 #else  // no CUDA: the hooks never call these

@@ -73,7 +73,7 @@ bool use_cuda_geglu(const torch::Tensor& value, const torch::Tensor& gate);
 torch::Tensor geglu_cuda(const torch::Tensor& value, const torch::Tensor& gate);
 
 // torch::linear whose products and gradients run in our kernels where they take the shapes
-// (rows_product, weight_gradient_into): for float32 CUDA tensors, with a bias or none, and at least
+// (rows_product, weight_gradient_into): for float32 CUDA tensors with a bias and at least
 // kCudaLinearMinRows rows (the test).
 constexpr std::int64_t kCudaLinearMinRows = 4096;
 // out [C] (a contiguous tensor or view) = the sum of g's rows, g [R,C]: that kernel for a float32

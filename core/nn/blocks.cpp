@@ -61,7 +61,7 @@ static torch::Tensor split_heads(const torch::Tensor& x, std::int64_t h, std::in
 
 // The scale is folded into the weight: a multiply of D x D numbers instead of one per query.
 torch::Tensor MultiHeadAttentionImpl::project_query(const torch::Tensor& x) {
-  return split_heads(linear(x, to_q_->weight * scale_, torch::Tensor()), heads_, head_dim_);
+  return split_heads(torch::linear(x, to_q_->weight * scale_), heads_, head_dim_);
 }
 // Keys and values come from the two row blocks of one weight (paired_linear.h).
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::project_key_value(const torch::Tensor& x) {
