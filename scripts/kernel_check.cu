@@ -5,6 +5,8 @@
 // the GPU machine (docs/cuda.md, "Running it on the GPU machine"):
 //   nvcc -O3 -arch=sm_90 -std=c++17 -I. -Icore/cuda core/cuda/kernels.cu scripts/kernel_check.cu \
 //     -lcublas -o kernel_check
+// With -DRETREEVER_ROWS_MATMUL_SPLIT_W=1 (and -DRETREEVER_ROWS_MATMUL_STAGES=2 or 3) rows_matmul takes
+// rows_matmul_w_kernel for K = 32 and 64, the candidate not yet run on a GPU (kernels.cu).
 // Exit status 1 when a check fails.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -177,6 +179,8 @@ int main() {
   check_rows(8192, 256, 256, true, true, false);
   check_rows(131072, 64, 128, false, false, false);
   check_rows(5000, 32, 192, true, true, true);
+  check_rows(4100, 32, 64, false, true, true);
+  check_rows(65536, 64, 128, false, false, true);
   check_wgrad(131072, 64, 128, 3);
   check_wgrad(4100, 128, 64, 3);
   check_wgrad(131072, 64, 128, 0);

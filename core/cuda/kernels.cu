@@ -1223,18 +1223,24 @@ struct TfA {
   }
 };
 
+// c += a b for b already split: big parts (h0, h1), small parts (l0, l1); the small terms first.
+__device__ __forceinline__ void mma_split(float (&c)[4], const TfA<3>& a, unsigned h0, unsigned h1, unsigned l0,
+                                          unsigned l1) {
+  mma_tf32(c, reinterpret_cast<const unsigned(&)[4]>(a.lo), h0, h1);
+  mma_tf32(c, a.hi, l0, l1);
+  mma_tf32(c, a.hi, h0, h1);
+}
+
 // c += a b, b = (b0, b1) in float32: one product, or three: small a times big b, big a times small b,
 // then big a times big b (the small terms first; small times small is left out, 2^-20 of a b).
 template <int P>
 __device__ __forceinline__ void mma(float (&c)[4], const TfA<P>& a, float b0, float b1) {
-  if (P == 1) {
+  if constexpr (P == 1) {
     mma_tf32(c, a.hi, __float_as_uint(b0), __float_as_uint(b1));
-    return;
+  } else {
+    const unsigned h0 = tf32_big(b0), h1 = tf32_big(b1);
+    mma_split(c, a, h0, h1, tf32_small(b0, h0), tf32_small(b1, h1));
   }
-  const unsigned h0 = tf32_big(b0), h1 = tf32_big(b1);
-  mma_tf32(c, reinterpret_cast<const unsigned(&)[4]>(a.lo), h0, h1);
-  mma_tf32(c, a.hi, tf32_small(b0, h0), tf32_small(b1, h1));
-  mma_tf32(c, a.hi, h0, h1);
 }
 
 // The A operands of 16 rows of x (row stride sx) from global memory: rows r0 + g and r0 + g + 8,
@@ -1825,21 +1831,122 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsM
     }
   }
 }
+
+// rows_matmul for K = 32 or 64: the block's 64 columns of w are split once into their big and small
+// TensorFloat-32 parts, held in shared memory for all its row tiles ([column of out][k], padded to
+// K + 4 so the fragments' reads hit 32 banks), and x's tiles (all K at once) stream through NS
+// buffers, NS - 1 tiles ahead. The kernel above reloads w's chunk from L2 and splits it in every
+// warp, for every chunk.
+template <bool TW, int K, int NS>
+__global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const RowsMatmulArgs a) {
+  constexpr int T = int(kRowsMatmulTile), NT = 32 * kMmaWarps, KP = K + 4;
+  extern __shared__ __align__(16) unsigned char smem[];
+  auto* wbig = reinterpret_cast<unsigned(*)[KP]>(smem);  // [T][KP]
+  auto* wsmall = wbig + T;                               // [T][KP]
+  auto* xs = reinterpret_cast<float(*)[T][KP]>(wsmall + T);  // [NS][T][KP]
+  const long long n0 = blockIdx.x * T, tiles = (a.R + T - 1) / T;
+  const long long mine = blockIdx.y < tiles ? (tiles - 1 - blockIdx.y) / gridDim.y + 1 : 0;
+  const int tid = threadIdx.x, w = tid / 32, g = (tid & 31) >> 2, t = tid & 3;
+  const auto tile_row = [&](long long i) { return (blockIdx.y + i * gridDim.y) * T; };
+  const auto stage = [&](long long i) {  // the block's tile i into buffer i % NS
+    float(*dst)[KP] = xs[i % NS];
+    const long long r0 = tile_row(i);
+#pragma unroll
+    for (int l = 0; l < T * K / 4 / NT; ++l) {
+      const int k = tid + l * NT, row = k / (K / 4), c = (k % (K / 4)) * 4;
+      const bool real = r0 + row < a.R;
+      copy_async<16>(&dst[row][c], a.x + (real ? r0 + row : 0) * K + c, real);
+    }
+  };
+  // One commit per tile slot, empty ones too: the wait below then always allows NS - 1 in flight.
+#pragma unroll
+  for (int i = 0; i < NS - 1; ++i) {
+    if (i < mine) stage(i);
+    copy_async_commit();
+  }
+  for (int e = tid; e < T * K; e += NT) {
+    const int n = TW ? e / K : e % T, k = TW ? e % K : e / T;
+    const float v = TW ? a.w[(n0 + n) * K + k] : a.w[(long long)k * a.N + n0 + n];
+    const unsigned big = tf32_big(v);
+    wbig[n][k] = big;
+    wsmall[n][k] = tf32_small(v, big);
+  }
+  for (long long i = 0; i < mine; ++i) {
+    // Buffer (i + NS - 1) % NS was last read in tile i - 1, before the barrier that ended it.
+    if (i + NS - 1 < mine) stage(i + NS - 1);
+    copy_async_commit();
+    copy_async_wait<NS - 1>();
+    __syncthreads();
+    const float(*xt)[KP] = xs[i % NS];
+    float acc[T / 8][4];
+#pragma unroll
+    for (int j = 0; j < T / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; k += 8) {
+      const int m = 16 * w + g;
+      TfA<3> fa;
+      fa.set(xt[m][k + t], xt[m + 8][k + t], xt[m][k + t + 4], xt[m + 8][k + t + 4]);
+#pragma unroll
+      for (int j = 0; j < T / 8; ++j) {
+        const int n = 8 * j + g;
+        mma_split(acc[j], fa, wbig[n][k + t], wbig[n][k + t + 4], wsmall[n][k + t], wsmall[n][k + t + 4]);
+      }
+    }
+    __syncthreads();
+    const long long ra = tile_row(i) + 16 * w + g, rb = ra + 8;
+#pragma unroll
+    for (int j = 0; j < T / 8; ++j) {
+      const long long c = n0 + 8 * j + 2 * t;
+      float2 bv = make_float2(0.f, 0.f);
+      if (a.bias != nullptr) bv = make_float2(a.bias[c], a.bias[c + 1]);
+      const auto put = [&](long long r, float v0, float v1) {
+        if (r >= a.R) return;
+        auto* p = reinterpret_cast<float2*>(a.out + r * a.N + c);
+        float2 o = make_float2(v0 + bv.x, v1 + bv.y);
+        if (a.accumulate) {
+          const float2 before = *p;
+          o.x += before.x, o.y += before.y;
+        }
+        *p = o;
+      };
+      put(ra, acc[j][0], acc[j][1]);
+      put(rb, acc[j][2], acc[j][3]);
+    }
+  }
+}
+// rows_matmul_w_kernel is built but not yet taken: it has not run on a GPU (docs/cuda.md, the
+// thirty-eighth session). Build scripts/kernel_check.cu with -DRETREEVER_ROWS_MATMUL_SPLIT_W=1 (and
+// -DRETREEVER_ROWS_MATMUL_STAGES=2 or 3) to check and time it against the kernel above.
+#ifndef RETREEVER_ROWS_MATMUL_SPLIT_W
+#define RETREEVER_ROWS_MATMUL_SPLIT_W 0
+#endif
+#ifndef RETREEVER_ROWS_MATMUL_STAGES
+#define RETREEVER_ROWS_MATMUL_STAGES 3
+#endif
+// The x tiles rows_matmul_w_kernel keeps in flight and in use.
+constexpr int kRowsMatmulStages = RETREEVER_ROWS_MATMUL_STAGES;
+template <bool TW, int K, int NS>
+constexpr int rows_matmul_w_smem() {
+  return int(sizeof(unsigned)) * 2 * int(kRowsMatmulTile) * (K + 4) + int(sizeof(float)) * NS * int(kRowsMatmulTile) * (K + 4);
+}
 }  // namespace
 
 namespace {
 // How many blocks of 32 * kMmaWarps threads of `kernel` the current device runs at once (its SMs
 // times the blocks one holds), asked once per device and slot, so that a launch asks nothing (as
 // under graph capture).
+// A kernel of more than 48 KiB of dynamic shared memory (smem) is allowed it there first.
 template <typename Kernel>
-int resident_blocks(Kernel kernel, int slot, int* out) {
-  constexpr int kDevices = 64;
-  static std::atomic<int> known[2][kDevices];
+int resident_blocks(Kernel kernel, int slot, int smem, int* out) {
+  constexpr int kDevices = 64, kSlots = 6;
+  static std::atomic<int> known[kSlots][kDevices];
   int device = 0, sms = 0, per_sm = 0;
   if (const int e = int(cudaGetDevice(&device))) return e;
   if (device < kDevices && (*out = known[slot][device].load()) > 0) return 0;
   if (const int e = int(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device))) return e;
-  if (const int e = int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kMmaWarps, 0))) return e;
+  if (smem > 48 * 1024)
+    if (const int e = int(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem))) return e;
+  if (const int e = int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kMmaWarps, smem))) return e;
   *out = std::max(1, sms * per_sm);
   if (device < kDevices) known[slot][device].store(*out);
   return 0;
@@ -1870,16 +1977,25 @@ bool rows_matmul_supported(const RowsMatmulArgs& a) {
 int rows_matmul(const RowsMatmulArgs& a, void* stream) {
   if (a.R == 0 || a.N == 0) return 0;
   if (a.K == 0 || !rows_matmul_supported(a)) return int(cudaErrorInvalidValue);
-  auto s = static_cast<cudaStream_t>(stream);
   // As many blocks as the GPU holds at once (each then streams over several row tiles), column
   // tiles varying fastest: the blocks running together read the same rows of x (from L2).
-  const auto kernel = a.transposed_w ? rows_matmul_kernel<true> : rows_matmul_kernel<false>;
-  int resident = 0;
-  if (const int e = resident_blocks(kernel, a.transposed_w ? 1 : 0, &resident)) return e;
-  const long long col_tiles = a.N / kRowsMatmulTile, row_tiles = (a.R + kRowsMatmulTile - 1) / kRowsMatmulTile;
-  const long long rows = std::min(row_tiles, std::max(1LL, resident / col_tiles));
-  kernel<<<dim3(unsigned(col_tiles), unsigned(rows)), 32 * kMmaWarps, 0, s>>>(a);
-  return int(cudaGetLastError());
+  const auto launch = [&](auto kernel, int slot, int smem) {
+    int resident = 0;
+    if (const int e = resident_blocks(kernel, slot, smem, &resident)) return e;
+    const long long col_tiles = a.N / kRowsMatmulTile, row_tiles = (a.R + kRowsMatmulTile - 1) / kRowsMatmulTile;
+    const long long rows = std::min(row_tiles, std::max(1LL, resident / col_tiles));
+    kernel<<<dim3(unsigned(col_tiles), unsigned(rows)), 32 * kMmaWarps, smem, static_cast<cudaStream_t>(stream)>>>(a);
+    return int(cudaGetLastError());
+  };
+  constexpr int S = kRowsMatmulStages;
+  constexpr bool split_w = RETREEVER_ROWS_MATMUL_SPLIT_W != 0;
+  if (split_w && a.K == 64)
+    return a.transposed_w ? launch(rows_matmul_w_kernel<true, 64, S>, 2, rows_matmul_w_smem<true, 64, S>())
+                          : launch(rows_matmul_w_kernel<false, 64, S>, 3, rows_matmul_w_smem<false, 64, S>());
+  if (split_w && a.K == 32)
+    return a.transposed_w ? launch(rows_matmul_w_kernel<true, 32, S>, 4, rows_matmul_w_smem<true, 32, S>())
+                          : launch(rows_matmul_w_kernel<false, 32, S>, 5, rows_matmul_w_smem<false, 32, S>());
+  return a.transposed_w ? launch(rows_matmul_kernel<true>, 1, 0) : launch(rows_matmul_kernel<false>, 0, 0);
 }
 
 const char* error_string(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
