@@ -1753,6 +1753,31 @@ __global__ void __launch_bounds__(32 * kMmaWarps) weight_grad_mma_kernel(const W
   if (bias) a.bias_part[blockIdx.y * a.O + o0 + tid] = bsum;
 }
 
+// A warp's sums of a rows_matmul tile into out: rows ra and ra + 8 (a lane's fragment rows), columns
+// c0 + 8 j and c0 + 8 j + 1 (c0 = the tile's first column + 2 t), the bias added, added into out with
+// accumulate; rows past R are left alone.
+__device__ __forceinline__ void store_tile_rows(const RowsMatmulArgs& a, const float (&acc)[kRowsMatmulTile / 8][4],
+                                                long long ra, long long c0) {
+#pragma unroll
+  for (int j = 0; j < int(kRowsMatmulTile) / 8; ++j) {
+    const long long c = c0 + 8 * j;
+    float2 bv = make_float2(0.f, 0.f);
+    if (a.bias != nullptr) bv = make_float2(a.bias[c], a.bias[c + 1]);
+    const auto put = [&](long long r, float v0, float v1) {
+      if (r >= a.R) return;
+      auto* p = reinterpret_cast<float2*>(a.out + r * a.N + c);
+      float2 o = make_float2(v0 + bv.x, v1 + bv.y);
+      if (a.accumulate) {
+        const float2 before = *p;
+        o.x += before.x, o.y += before.y;
+      }
+      *p = o;
+    };
+    put(ra, acc[j][0], acc[j][1]);
+    put(ra + 8, acc[j][2], acc[j][3]);
+  }
+}
+
 // rows_matmul: a block takes one 64-column tile of out and row tiles blockIdx.y, + gridDim.y, ...;
 // warp w takes rows 16w .. 16w + 15 of a tile and all 64 columns. x's rows and w's 64 columns of out
 // are staged kRowsMatmulChunk of K at a time, two buffers, in one stream of copies across the
@@ -1809,26 +1834,9 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsM
     __syncthreads();
     if (step % chunks != chunks - 1) continue;
     // The tile's last chunk: its rows out, and the sums start again for the next tile.
-    const long long ra = tile_row(step) + 16 * w + g, rb = ra + 8;
+    store_tile_rows(a, acc, tile_row(step) + 16 * w + g, n0 + 2 * t);
 #pragma unroll
-    for (int j = 0; j < T / 8; ++j) {
-      const long long c = n0 + 8 * j + 2 * t;
-      float2 bv = make_float2(0.f, 0.f);
-      if (a.bias != nullptr) bv = make_float2(a.bias[c], a.bias[c + 1]);
-      const auto put = [&](long long r, float v0, float v1) {
-        if (r >= a.R) return;
-        auto* p = reinterpret_cast<float2*>(a.out + r * a.N + c);
-        float2 o = make_float2(v0 + bv.x, v1 + bv.y);
-        if (a.accumulate) {
-          const float2 before = *p;
-          o.x += before.x, o.y += before.y;
-        }
-        *p = o;
-      };
-      put(ra, acc[j][0], acc[j][1]);
-      put(rb, acc[j][2], acc[j][3]);
-      acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-    }
+    for (int j = 0; j < T / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   }
 }
 
@@ -1893,25 +1901,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const Row
       }
     }
     __syncthreads();
-    const long long ra = tile_row(i) + 16 * w + g, rb = ra + 8;
-#pragma unroll
-    for (int j = 0; j < T / 8; ++j) {
-      const long long c = n0 + 8 * j + 2 * t;
-      float2 bv = make_float2(0.f, 0.f);
-      if (a.bias != nullptr) bv = make_float2(a.bias[c], a.bias[c + 1]);
-      const auto put = [&](long long r, float v0, float v1) {
-        if (r >= a.R) return;
-        auto* p = reinterpret_cast<float2*>(a.out + r * a.N + c);
-        float2 o = make_float2(v0 + bv.x, v1 + bv.y);
-        if (a.accumulate) {
-          const float2 before = *p;
-          o.x += before.x, o.y += before.y;
-        }
-        *p = o;
-      };
-      put(ra, acc[j][0], acc[j][1]);
-      put(rb, acc[j][2], acc[j][3]);
-    }
+    store_tile_rows(a, acc, tile_row(i) + 16 * w + g, n0 + 2 * t);
   }
 }
 // rows_matmul_w_kernel is built but not yet taken: it has not run on a GPU (docs/cuda.md, the
