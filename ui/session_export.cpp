@@ -61,6 +61,10 @@ void append(ExportResult& to, const ExportResult& from) {
 }  // namespace
 
 ExportResult SessionExport::plots(const QString& folder, const QString& format, int width, int height) const {
+  return plots(folder, QStringList{format}, width, height);
+}
+
+ExportResult SessionExport::plots(const QString& folder, const QStringList& formats, int width, int height) const {
   ExportResult r;
   QDir().mkpath(folder);
   s_.plots->draw(s_.runs->runPointers());  // behind another tab the curves wait to be drawn
@@ -73,15 +77,16 @@ ExportResult SessionExport::plots(const QString& folder, const QString& format, 
     targets << s_.scaling->plots();
     names << s_.scaling->plotNames();
   }
-  for (int i = 0; i < targets.size(); ++i) {
-    if (targets[i]->isHidden()) continue;  // a plot that does not apply to these runs
-    auto* plot = targets[i];
-    const bool ok = write_to(r, QDir(folder).filePath(names[i] + "." + format), [&](const QString& tmp) {
-      if (!(format == "pdf" ? plot->savePdf(tmp, width, height) : plot->savePng(tmp, width, height)))
-        throw std::runtime_error("is the disk full or the folder read-only?");
-    });
-    if (!ok) return failed(r);
-  }
+  for (const auto& format : formats)
+    for (int i = 0; i < targets.size(); ++i) {
+      if (targets[i]->isHidden()) continue;  // a plot that does not apply to these runs
+      auto* plot = targets[i];
+      const bool ok = write_to(r, QDir(folder).filePath(names[i] + "." + format), [&](const QString& tmp) {
+        if (!(format == "pdf" ? plot->savePdf(tmp, width, height) : plot->savePng(tmp, width, height)))
+          throw std::runtime_error("is the disk full or the folder read-only?");
+      });
+      if (!ok) return failed(r);
+    }
   return r;
 }
 
@@ -109,10 +114,8 @@ ExportResult SessionExport::report(const QString& folder) const {
     r.problems << tr("Cannot create '%1'.").arg(dir.filePath("plots"));
     return failed(r);
   }
-  for (const auto* format : {"png", "pdf"}) {
-    append(r, plots(dir.filePath("plots"), format, 1200, 800));
-    if (!r.ok) return r;
-  }
+  append(r, plots(dir.filePath("plots"), QStringList{"png", "pdf"}, 1200, 800));
+  if (!r.ok) return r;
   for (const auto* name : {"comparison.csv", "comparison.md"}) {
     append(r, comparison(dir.filePath(name)));
     if (!r.ok) return r;

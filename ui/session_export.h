@@ -38,6 +38,8 @@ class SessionExport {
   // Every plot that applies to the runs (hidden ones are left out), the comparison's, and the
   // Scaling view's once it has points: FOLDER/NAME.FORMAT, format "png" or "pdf".
   ExportResult plots(const QString& folder, const QString& format, int width, int height) const;
+  // The same in several formats from one drawing of the curves.
+  ExportResult plots(const QString& folder, const QStringList& formats, int width, int height) const;
   ExportResult metricsCsv(const QString& path) const;  // the run in hand's curves
   ExportResult comparison(const QString& path) const;  // .md: Markdown, otherwise CSV
   // FOLDER/report.md with plots/, comparison.{csv,md}, metrics_runN.csv, checkpoint_runN.safetensors

@@ -1260,6 +1260,7 @@ class TestStudio : public QObject {
     QTRY_COMPARE_WITH_TIMEOUT(session_failed.count(), 1, 10000);
     QVERIFY(written.files.contains(dir_.filePath("report-3/report.md")));
     QVERIFY(written.files.contains(dir_.filePath("report-3/plots/loss.pdf")));
+    QVERIFY(written.files.contains(dir_.filePath("report-3/plots/loss.png")));  // both formats, one drawing
     QVERIFY(!written.files.contains(dir_.filePath("report-3/" + checkpoint)));
     for (const auto& file : written.files) QVERIFY2(QFileInfo(file).isFile(), qPrintable(file));
     const auto refused = exports.comparison("/proc/nonexistent/dir/table.md");
