@@ -274,7 +274,7 @@ void InspectorPanel::refresh() {
     }
     text += tr("Reads %1 of %2 context tokens").arg(result_->tokens_per_query).arg(result_->context_size);
     if (result_->has_tree) {
-      text += tr(" (k = %1 levels, b = %2, P = %3). Policy per level:").arg(result_->shape.k).arg(result_->shape.b).arg(result_->shape.p);
+      text += tr(" (k = %1 levels of choices above the leaves, b = %2, P = %3). Policy per level:").arg(result_->shape.k).arg(result_->shape.b).arg(result_->shape.p);
       for (const auto& level : result_->trace.probabilities) {
         QStringList ps;
         for (double p : level) ps << QString::number(p, 'f', 2);
