@@ -5,8 +5,8 @@
 // the GPU machine (docs/cuda.md, "Running it on the GPU machine"):
 //   nvcc -O3 -arch=sm_90 -std=c++17 -I. -Icore/cuda core/cuda/kernels.cu scripts/kernel_check.cu \
 //     -lcublas -o kernel_check
-// With -DRETREEVER_ROWS_MATMUL_SPLIT_W=1 (and -DRETREEVER_ROWS_MATMUL_STAGES=2 or 3) rows_matmul takes
-// rows_matmul_w_kernel for K = 32 and 64, the candidate not yet run on a GPU (kernels.cu).
+// With -DRETREEVER_ROWS_MATMUL_SPLIT_W=0 rows_matmul leaves rows_matmul_w_kernel out (at K = 64 it takes
+// it where it was timed faster, kernels.cu), for an A/B of the two in two binaries.
 // Exit status 1 when a check fails.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

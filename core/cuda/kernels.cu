@@ -1842,7 +1842,7 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsM
   }
 }
 
-// rows_matmul for K = 32 or 64: the block's 64 columns of w are split once into their big and small
+// rows_matmul for K = 32 or 64 (taken at 64, below): the block's 64 columns of w are split once into their big and small
 // TensorFloat-32 parts, held in shared memory for all its row tiles ([column of out][k], padded to
 // K + 4 so the fragments' reads hit 32 banks), and x's tiles (all K at once) stream through NS
 // buffers, NS - 1 tiles ahead. The kernel above reloads w's chunk from L2 and splits it in every
@@ -1906,17 +1906,17 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const Row
     store_tile_rows(a, acc, tile_row(i) + 16 * w + g, n0 + 2 * t);
   }
 }
-// rows_matmul_w_kernel is built but not yet taken: it has not run on a GPU (docs/cuda.md, the
-// thirty-eighth session). Build scripts/kernel_check.cu with -DRETREEVER_ROWS_MATMUL_SPLIT_W=1 (and
-// -DRETREEVER_ROWS_MATMUL_STAGES=2 or 3) to check and time it against the kernel above.
+// rows_matmul takes rows_matmul_w_kernel at K = 64 with two x buffers, where an H100 timed it faster
+// (the thirty-ninth session, scripts/kernel_check, against the kernel above in the same call):
+// [65536, 64] x [64, 64]^T 22.3 against 24.7-25.0 us, [131072, 64] x [64, 64]^T 43.7-44.0 against
+// 48.0-48.2, [131072, 64] x [64, 128] 57.1-57.3 against 67.3-67.6. Not at [65536, 64] x [128, 64]^T
+// (40.9-41.2 against 40.3-40.6), so not for transposed w of more than one column tile; three
+// buffers gained nothing (25.3, 48.2, 47.3 and 65.5 us). K = 32 was checked, never timed.
+// -DRETREEVER_ROWS_MATMUL_SPLIT_W=0 builds the previous choice, for an A/B.
 #ifndef RETREEVER_ROWS_MATMUL_SPLIT_W
-#define RETREEVER_ROWS_MATMUL_SPLIT_W 0
+#define RETREEVER_ROWS_MATMUL_SPLIT_W 1
 #endif
-#ifndef RETREEVER_ROWS_MATMUL_STAGES
-#define RETREEVER_ROWS_MATMUL_STAGES 3
-#endif
-// The x tiles rows_matmul_w_kernel keeps in flight and in use.
-constexpr int kRowsMatmulStages = RETREEVER_ROWS_MATMUL_STAGES;
+constexpr int kRowsMatmulStages = 2;
 template <bool TW, int K, int NS>
 constexpr int rows_matmul_w_smem() {
   return int(sizeof(unsigned)) * 2 * int(kRowsMatmulTile) * (K + 4) + int(sizeof(float)) * NS * int(kRowsMatmulTile) * (K + 4);
@@ -1930,7 +1930,7 @@ namespace {
 // A kernel of more than 48 KiB of dynamic shared memory (smem) is allowed it there first.
 template <typename Kernel>
 int resident_blocks(Kernel kernel, int slot, int smem, int* out) {
-  constexpr int kDevices = 64, kSlots = 6;
+  constexpr int kDevices = 64, kSlots = 4;
   static std::atomic<int> known[kSlots][kDevices];
   int device = 0, sms = 0, per_sm = 0;
   if (const int e = int(cudaGetDevice(&device))) return e;
@@ -1980,13 +1980,9 @@ int rows_matmul(const RowsMatmulArgs& a, void* stream) {
     return int(cudaGetLastError());
   };
   constexpr int S = kRowsMatmulStages;
-  constexpr bool split_w = RETREEVER_ROWS_MATMUL_SPLIT_W != 0;
-  if (split_w && a.K == 64)
+  if (RETREEVER_ROWS_MATMUL_SPLIT_W && a.K == 64 && (!a.transposed_w || a.N == kRowsMatmulTile))
     return a.transposed_w ? launch(rows_matmul_w_kernel<true, 64, S>, 2, rows_matmul_w_smem<true, 64, S>())
                           : launch(rows_matmul_w_kernel<false, 64, S>, 3, rows_matmul_w_smem<false, 64, S>());
-  if (split_w && a.K == 32)
-    return a.transposed_w ? launch(rows_matmul_w_kernel<true, 32, S>, 4, rows_matmul_w_smem<true, 32, S>())
-                          : launch(rows_matmul_w_kernel<false, 32, S>, 5, rows_matmul_w_smem<false, 32, S>());
   return a.transposed_w ? launch(rows_matmul_kernel<true>, 1, 0) : launch(rows_matmul_kernel<false>, 0, 0);
 }
 
