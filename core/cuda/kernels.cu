@@ -1842,11 +1842,11 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_kernel(const RowsM
   }
 }
 
-// rows_matmul for K = 32 or 64 (taken at 64, below): the block's 64 columns of w are split once into their big and small
-// TensorFloat-32 parts, held in shared memory for all its row tiles ([column of out][k], padded to
-// K + 4 so the fragments' reads hit 32 banks), and x's tiles (all K at once) stream through NS
-// buffers, NS - 1 tiles ahead. The kernel above reloads w's chunk from L2 and splits it in every
-// warp, for every chunk.
+// rows_matmul for K = 32 or 64 (taken at 64, below): the block's 64 columns of w are split once into
+// their big and small TensorFloat-32 parts, held in shared memory for all its row tiles ([column of
+// out][k], padded to K + 4 so the fragments' reads hit 32 banks), and x's tiles (all K at once)
+// stream through NS buffers, NS - 1 tiles ahead. The kernel above reloads w's chunk from L2 and
+// splits it in every warp, for every chunk.
 template <bool TW, int K, int NS>
 __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const RowsMatmulArgs a) {
   constexpr int T = int(kRowsMatmulTile), NT = 32 * kMmaWarps, KP = K + 4;
