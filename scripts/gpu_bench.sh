@@ -6,6 +6,11 @@
 # (scripts/sdpa_bench.py, bf16 and fp32) and the GP recipe's training time (GP_STEPS steps of the
 # preset: batch 16, 6 encoder layers; fp32 and bf16). Logs and JSON go to $OUT.
 #   scripts/gpu_bench.sh [BASELINE_SOURCE_DIR]
+# BASE_BUILD (default BASELINE_SOURCE_DIR/build) is where the baseline builds: keep it outside any
+# folder a later call carries (a carry replaces the folder). BASE_CMAKE_ARGS go to its configure,
+# e.g. this tree against itself with a kernel left out:
+#   BASE_BUILD=/tmp/basebuild BASE_CMAKE_ARGS=-DCMAKE_CUDA_FLAGS=-DRETREEVER_ROWS_MATMUL_SPLIT_W=0 \
+#     scripts/gpu_bench.sh .
 set -u
 # Everything lands in $RES and comes back as $OUT/results.tgz (the device tool returns few files).
 OUT=${OUT:-/tmp/gpu_bench_out}
@@ -13,22 +18,24 @@ RES=${RES:-$(mktemp -d)}
 mkdir -p "$OUT"
 trap 'tar czf /tmp/results.tgz -C "$RES" . ; cp /tmp/results.tgz "$OUT/"' EXIT
 BASE=${1:-}
+BASE_BUILD=${BASE_BUILD:-$BASE/build}
 PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$RES/gpu.txt"
 nvcc --version | tail -1
 
-configure() {  # SRC BUILD TESTS
+configure() {  # SRC BUILD TESTS [CMAKE_ARGS...]
   [ -e "$1/.deps" ] || ln -s "$(cd "$1/.." && pwd)/.deps" "$1/.deps"
   cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DRETREEVER_BUILD_GUI=OFF -DRETREEVER_BUILD_TESTS="$3" \
-    -DCMAKE_PREFIX_PATH="$PREFIX" >"$2.configure.log" 2>&1 || { tail -30 "$2.configure.log"; return 1; }
+    -DCMAKE_PREFIX_PATH="$PREFIX" "${@:4}" >"$2.configure.log" 2>&1 || { tail -30 "$2.configure.log"; return 1; }
   grep -i "cuda kernels\|Qt6" "$2.configure.log" || true
 }
 
 t0=$(date +%s)
 configure . build ON || exit 1
 if [ -n "$BASE" ]; then
-  configure "$BASE" "$BASE/build" OFF || exit 1
-  (cmake --build "$BASE/build" -j6 --target retreever >"$RES/build-base.log" 2>&1; echo "baseline build rc $?") &
+  # shellcheck disable=SC2086  # BASE_CMAKE_ARGS: words, as on a command line
+  configure "$BASE" "$BASE_BUILD" OFF ${BASE_CMAKE_ARGS:-} || exit 1
+  (cmake --build "$BASE_BUILD" -j6 --target retreever >"$RES/build-base.log" 2>&1; echo "baseline build rc $?") &
   JOBS=10
 else
   JOBS=16
@@ -93,10 +100,10 @@ for n in 256 1024; do
   run_bench train$n-eager "$BIN" $TR --graphs off  # the same steps without CUDA graphs
   run_bench train$n-bf16 "$BIN" $TR --precision bf16
   run_bench train$n-tensor "$BIN" $TR --kernels off
-  [ -n "$BASE" ] && run_bench train$n-main "$BASE/build/app/retreever" $TR
+  [ -n "$BASE" ] && run_bench train$n-main "$BASE_BUILD/app/retreever" $TR
   run_bench train$n-kernels2 "$BIN" $TR  # again: the spread between two runs of the same code
 done
-[ -n "$BASE" ] && run_bench inference-main "$BASE/build/app/retreever" $INF
+[ -n "$BASE" ] && run_bench inference-main "$BASE_BUILD/app/retreever" $INF
 python3 - "$RES" <<'EOF'
 import json, sys, glob, os
 out = sys.argv[1]
