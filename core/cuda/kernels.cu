@@ -1917,9 +1917,10 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const Row
 #define RETREEVER_ROWS_MATMUL_SPLIT_W 1
 #endif
 constexpr int kRowsMatmulStages = 2;
-template <bool TW, int K, int NS>
+// rows_matmul_w_kernel's shared memory: w's big and small parts, and NS tiles of x.
+template <int K, int NS>
 constexpr int rows_matmul_w_smem() {
-  return int(sizeof(unsigned)) * 2 * int(kRowsMatmulTile) * (K + 4) + int(sizeof(float)) * NS * int(kRowsMatmulTile) * (K + 4);
+  return int(sizeof(unsigned) * 2 + sizeof(float) * NS) * int(kRowsMatmulTile) * (K + 4);
 }
 }  // namespace
 
@@ -1979,10 +1980,10 @@ int rows_matmul(const RowsMatmulArgs& a, void* stream) {
     kernel<<<dim3(unsigned(col_tiles), unsigned(rows)), 32 * kMmaWarps, smem, static_cast<cudaStream_t>(stream)>>>(a);
     return int(cudaGetLastError());
   };
-  constexpr int S = kRowsMatmulStages;
+  constexpr int S = kRowsMatmulStages, w_smem = rows_matmul_w_smem<64, S>();
   if (RETREEVER_ROWS_MATMUL_SPLIT_W && a.K == 64 && (!a.transposed_w || a.N == kRowsMatmulTile))
-    return a.transposed_w ? launch(rows_matmul_w_kernel<true, 64, S>, 2, rows_matmul_w_smem<true, 64, S>())
-                          : launch(rows_matmul_w_kernel<false, 64, S>, 3, rows_matmul_w_smem<false, 64, S>());
+    return a.transposed_w ? launch(rows_matmul_w_kernel<true, 64, S>, 2, w_smem)
+                          : launch(rows_matmul_w_kernel<false, 64, S>, 3, w_smem);
   return a.transposed_w ? launch(rows_matmul_kernel<true>, 1, 0) : launch(rows_matmul_kernel<false>, 0, 0);
 }
 
