@@ -5,15 +5,17 @@
 // the GPU machine (docs/cuda.md, "Running it on the GPU machine"):
 //   nvcc -O3 -arch=sm_90 -std=c++17 -I. -Icore/cuda core/cuda/kernels.cu scripts/kernel_check.cu \
 //     -lcublas -o kernel_check
-// With -DRETREEVER_ROWS_MATMUL_SPLIT_W=0 rows_matmul leaves rows_matmul_w_kernel out (at K = 64 it takes
-// it where it was timed faster, kernels.cu), for an A/B of the two in two binaries.
-// Exit status 1 when a check fails.
+// rows_matmul's two kernels are checked and timed each (RowsMatmulKernel: chunked everywhere, split_w
+// at K = 64), and a sweep over the rows times them against each other where rows_matmul chooses
+// between them (kernels.cu, rows_matmul_choice), x and out rotating over buffers larger than L2.
+// `kernel_check sweep` runs the sweep only (seconds). Exit status 1 when a check fails.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/cuda/kernels.h"
@@ -48,7 +50,8 @@ std::vector<float> rnd(size_t n, float s, unsigned seed) {
 
 // rows_matmul's arguments for x [R,K], w ([N,K] when tw, else [K,N]), bias or null, out [R,N].
 RowsMatmulArgs rows_args(const float* x, const float* w, const float* bias, float* out, long long R,
-                         long long K, long long N, bool tw, bool acc) {
+                         long long K, long long N, bool tw, bool acc,
+                         RowsMatmulKernel kernel = RowsMatmulKernel::automatic) {
   RowsMatmulArgs a;
   a.x = x;
   a.w = w;
@@ -59,6 +62,7 @@ RowsMatmulArgs rows_args(const float* x, const float* w, const float* bias, floa
   a.N = N;
   a.transposed_w = tw;
   a.accumulate = acc;
+  a.kernel = kernel;
   return a;
 }
 
@@ -84,15 +88,19 @@ void free_wgrad(const WeightGradArgs& a) {
   cudaFree(a.part);
 }
 
+const char* kernel_name(RowsMatmulKernel k) {
+  return k == RowsMatmulKernel::split_w ? "split_w" : k == RowsMatmulKernel::chunked ? "chunked" : "auto";
+}
+
+// Each kernel's result against double-precision sums, computed once over a sample of the rows (every
+// seventh of a long block, every row of the last 200).
 void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool acc) {
   auto x = rnd(R * K, 1, 1), w = rnd(N * K, 0.1f, 2), b = rnd(N, 1, 3), o0 = rnd(R * N, 1, 4);
-  float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout = dev(o0);
-  const auto a = rows_args(dx, dw, bias ? db : nullptr, dout, R, K, N, tw, acc);
-  CK(rows_matmul(a, nullptr));
-  CK(cudaDeviceSynchronize());
-  auto out = host(dout, R * N);
-  double worst = 0;
-  long long checked = 0;
+  struct Ref {
+    long long i;
+    double sum, terms;
+  };
+  std::vector<Ref> ref;
   for (long long r = 0; r < R; r += (R > 8192 && r < R - 200 ? 7 : 1)) {
     for (long long n = 0; n < N; ++n) {
       double s = 0, sa = 0;
@@ -103,15 +111,24 @@ void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool 
       }
       if (bias) s += b[n], sa += std::fabs(b[n]);
       if (acc) s += o0[r * N + n], sa += std::fabs(o0[r * N + n]);
-      worst = std::max(worst, std::fabs(out[r * N + n] - s) / (sa + 1e-30));
-      ++checked;
+      ref.push_back({r * N + n, s, sa});
     }
   }
-  const bool ok = worst < 2e-6;
-  fails += !ok;
-  printf("%s rows_matmul R=%lld K=%lld N=%lld %s%s%s: max |err| / sum|terms| %.2e over %lld\n",
-         ok ? "ok  " : "FAIL", R, K, N, tw ? "x w^T" : "x w", bias ? " +b" : "",
-         acc ? " (added)" : "", worst, checked);
+  float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout = dev(o0);
+  for (const auto kernel : {RowsMatmulKernel::chunked, RowsMatmulKernel::split_w}) {
+    if (kernel == RowsMatmulKernel::split_w && K != 64) continue;
+    CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
+    CK(rows_matmul(rows_args(dx, dw, bias ? db : nullptr, dout, R, K, N, tw, acc, kernel), nullptr));
+    CK(cudaDeviceSynchronize());
+    const auto out = host(dout, R * N);
+    double worst = 0;
+    for (const Ref& e : ref) worst = std::max(worst, std::fabs(out[e.i] - e.sum) / (e.terms + 1e-30));
+    const bool ok = worst < 2e-6;
+    fails += !ok;
+    printf("%s rows_matmul %s R=%lld K=%lld N=%lld %s%s%s: max |err| / sum|terms| %.2e over %zu\n",
+           ok ? "ok  " : "FAIL", kernel_name(kernel), R, K, N, tw ? "x w^T" : "x w", bias ? " +b" : "",
+           acc ? " (added)" : "", worst, ref.size());
+  }
   cudaFree(dx);
   cudaFree(dw);
   cudaFree(db);
@@ -169,10 +186,53 @@ float time_us(F f) {
   return ms * 1000 / 50;
 }
 
-int main() {
+// Times of the two kernels over the rows, at K = 64 in the four layouts rows_matmul chooses between
+// them for, x and out rotating over six buffers (400 MB, past any L2) as in a model's step.
+void sweep() {
+  constexpr int kBuffers = 6;
+  constexpr long long kMaxRows = 262144, kMaxWidth = 128;
+  float *x[kBuffers], *out[kBuffers], *w, *b;
+  for (int i = 0; i < kBuffers; ++i) {
+    CK(cudaMalloc(&x[i], kMaxRows * 64 * 4));
+    CK(cudaMalloc(&out[i], kMaxRows * kMaxWidth * 4));
+    CK(cudaMemset(x[i], 0, kMaxRows * 64 * 4));
+  }
+  CK(cudaMalloc(&w, 64 * kMaxWidth * 4));
+  CK(cudaMemset(w, 0, 64 * kMaxWidth * 4));
+  CK(cudaMalloc(&b, kMaxWidth * 4));
+  CK(cudaMemset(b, 0, kMaxWidth * 4));
+  struct Layout {
+    bool tw;
+    long long N;
+  };
+  for (Layout l : {Layout{true, 64}, Layout{false, 64}, Layout{false, 128}, Layout{true, 128}}) {
+    for (long long R : {4096LL, 8192LL, 16384LL, 24576LL, 32768LL, 40960LL, 49152LL, 57344LL, 65536LL,
+                        98304LL, 131072LL, kMaxRows}) {
+      float t[2];
+      for (int k = 0; k < 2; ++k) {
+        const auto kernel = k ? RowsMatmulKernel::split_w : RowsMatmulKernel::chunked;
+        int i = 0;
+        t[k] = time_us([&] {
+          i = (i + 1) % kBuffers;
+          CK(rows_matmul(rows_args(x[i], w, l.tw ? b : nullptr, out[i], R, 64, l.N, l.tw, false, kernel),
+                         nullptr));
+        });
+      }
+      const auto chosen = rows_matmul_choice(rows_args(x[0], w, nullptr, out[0], R, 64, l.N, l.tw, false));
+      printf("sweep %s N=%3lld R=%7lld: chunked %6.1f us, split_w %6.1f us (%+5.1f%%); rows_matmul takes %s\n",
+             l.tw ? "x w^T" : "x w  ", l.N, R, t[0], t[1], 100 * (t[1] / t[0] - 1), kernel_name(chosen));
+    }
+  }
+  for (int i = 0; i < kBuffers; ++i) cudaFree(x[i]), cudaFree(out[i]);
+  cudaFree(w);
+  cudaFree(b);
+}
+
+int main(int argc, char** argv) {
   cudaDeviceProp p;
   cudaGetDeviceProperties(&p, 0);
   printf("%s\n", p.name);
+  if (argc > 1 && std::string(argv[1]) == "sweep") return sweep(), 0;
   check_rows(65536, 64, 64, true, true, false);
   check_rows(4100, 128, 64, false, false, true);
   check_rows(70001, 64, 64, true, false, false);
@@ -181,6 +241,7 @@ int main() {
   check_rows(5000, 32, 192, true, true, true);
   check_rows(4100, 32, 64, false, true, true);
   check_rows(65536, 64, 128, false, false, true);
+  check_rows(70001, 64, 64, false, false, true);
   check_wgrad(131072, 64, 128, 3);
   check_wgrad(4100, 128, 64, 3);
   check_wgrad(131072, 64, 128, 0);
@@ -195,8 +256,12 @@ int main() {
     auto x = rnd(s.R * s.K, 1, 1), w = rnd(s.N * s.K, 0.1f, 2), b = rnd(s.N, 1, 3);
     float *dx = dev(x), *dw = dev(w), *db = dev(b), *dout;
     CK(cudaMalloc(&dout, s.R * s.N * 4));
-    const auto a = rows_args(dx, dw, s.tw ? db : nullptr, dout, s.R, s.K, s.N, s.tw, false);
+    const auto a = rows_args(dx, dw, s.tw ? db : nullptr, dout, s.R, s.K, s.N, s.tw, false,
+                             RowsMatmulKernel::chunked);
+    auto split = a;
+    split.kernel = RowsMatmulKernel::split_w;
     const float ours = time_us([&] { rows_matmul(a, nullptr); });
+    const float split_us = s.K == 64 ? time_us([&] { rows_matmul(split, nullptr); }) : 0;
     const float one = 1, zero = 0;
     const float cub = time_us([&] {
       if (s.tw)
@@ -208,8 +273,9 @@ int main() {
     });
     const double mb = (s.R * s.K + s.R * s.N) * 4e-6;
     printf(
-        "time rows_matmul R=%lld K=%lld N=%lld %s: ours %.1f us (%.0f GB/s), cuBLAS fp32 %.1f us\n",
-        s.R, s.K, s.N, s.tw ? "x w^T" : "x w", ours, mb / ours * 1e3, cub);
+        "time rows_matmul R=%lld K=%lld N=%lld %s: chunked %.1f us (%.0f GB/s), split_w %.1f us, "
+        "cuBLAS fp32 %.1f us\n",
+        s.R, s.K, s.N, s.tw ? "x w^T" : "x w", ours, mb / ours * 1e3, split_us, cub);
     cudaFree(dx);
     cudaFree(dw);
     cudaFree(db);

@@ -1906,16 +1906,22 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const Row
     store_tile_rows(a, acc, tile_row(i) + 16 * w + g, n0 + 2 * t);
   }
 }
-// rows_matmul takes rows_matmul_w_kernel at K = 64 with two x buffers, where an H100 timed it faster
-// (the thirty-ninth session, scripts/kernel_check, against the kernel above in the same call):
-// [65536, 64] x [64, 64]^T 22.3 against 24.7-25.0 us, [131072, 64] x [64, 64]^T 43.7-44.0 against
-// 48.0-48.2, [131072, 64] x [64, 128] 57.1-57.3 against 67.3-67.6. Not at [65536, 64] x [128, 64]^T
-// (40.9-41.2 against 40.3-40.6), so not for transposed w of more than one column tile; three
-// buffers gained nothing (25.3, 48.2, 47.3 and 65.5 us). K = 32 was checked, never timed.
-// -DRETREEVER_ROWS_MATMUL_SPLIT_W=0 builds the previous choice, for an A/B.
+// rows_matmul takes rows_matmul_w_kernel (two x buffers) at K = 64 where the model's step ran it faster
+// (the fortieth session: an H100, `bench --profile` of the copy step at N = 256 and 1024, batch 128,
+// each launch against the chunked kernel; the rows are the model's shapes). Transposed w of one
+// column tile, every d_model -> d_model projection: 65,536 and 130,816 rows 28.7 -> 24.8 us a launch,
+// but 16,384 rows 9.0 -> 9.7 and 32,512 rows 14.4 -> 14.2. Untransposed w of two column tiles, the
+// GEGLU contraction's input gradient: 65,536 and 131,072 rows 41.9 -> 36.4 us, but 16,384 rows
+// 11.0 -> 14.6 and 32,768 rows 18.5 -> 20.5. Where a block streams few row tiles, splitting w costs
+// more than it saves; so from kSplitWMinRows, between the 32,768 rows where it lost and the 65,536
+// where it won. Untransposed w of one column tile lost even at 65,536 and 130,816 rows
+// (26.5 -> 28.7 us), transposed w of two column tiles in the thirty-ninth session's kernel_check
+// (40.3 -> 41.0 us at 65,536 rows); three x buffers gained nothing.
+// -DRETREEVER_ROWS_MATMUL_SPLIT_W=0 builds the chunked kernel's choice everywhere, for an A/B.
 #ifndef RETREEVER_ROWS_MATMUL_SPLIT_W
 #define RETREEVER_ROWS_MATMUL_SPLIT_W 1
 #endif
+constexpr std::int64_t kSplitWMinRows = 49152;
 constexpr int kRowsMatmulStages = 2;
 // rows_matmul_w_kernel's shared memory: w's big and small parts, and NS tiles of x.
 template <int K, int NS>
@@ -1962,6 +1968,13 @@ int weight_grad(const WeightGradArgs& a, void* stream) {
   return a.bias_part ? sum_rows(a.bias_part, a.parts, a.O, 1, a.bias_out, s) : 0;
 }
 
+RowsMatmulKernel rows_matmul_choice(const RowsMatmulArgs& a) {
+  if (a.kernel != RowsMatmulKernel::automatic) return a.kernel;
+  const bool split = RETREEVER_ROWS_MATMUL_SPLIT_W && a.K == 64 && a.R >= kSplitWMinRows &&
+                     a.N == (a.transposed_w ? 1 : 2) * kRowsMatmulTile;
+  return split ? RowsMatmulKernel::split_w : RowsMatmulKernel::chunked;
+}
+
 bool rows_matmul_supported(const RowsMatmulArgs& a) {
   return a.K % kRowsMatmulChunk == 0 && a.N % kRowsMatmulTile == 0 && aligned_to(a.x, 16) && aligned_to(a.w, 16) &&
          aligned_to(a.out, 16);
@@ -1981,9 +1994,11 @@ int rows_matmul(const RowsMatmulArgs& a, void* stream) {
     return int(cudaGetLastError());
   };
   constexpr int S = kRowsMatmulStages, w_smem = rows_matmul_w_smem<64, S>();
-  if (RETREEVER_ROWS_MATMUL_SPLIT_W && a.K == 64 && (!a.transposed_w || a.N == kRowsMatmulTile))
+  if (rows_matmul_choice(a) == RowsMatmulKernel::split_w) {
+    if (a.K != 64) return int(cudaErrorInvalidValue);
     return a.transposed_w ? launch(rows_matmul_w_kernel<true, 64, S>, 2, w_smem)
                           : launch(rows_matmul_w_kernel<false, 64, S>, 3, w_smem);
+  }
   return a.transposed_w ? launch(rows_matmul_kernel<true>, 1, 0) : launch(rows_matmul_kernel<false>, 0, 0);
 }
 

@@ -182,6 +182,10 @@ int weight_grad(const WeightGradArgs& a, void* stream);
 // of 4 warps takes 64 rows and 64 columns of out, x's and w's columns staged 32 at a time by cp.async.
 // For these tall, narrow products cuBLAS's float32 kernels run on the FMA units at about their
 // arithmetic limit, twice or more the time their bytes take.
+// Which of rows_matmul's two kernels runs: `automatic` takes the one timed faster for the shape
+// (kernels.cu, rows_matmul); the others force one, for scripts/kernel_check's checks and timings.
+// `split_w` (rows_matmul_w_kernel) takes K = 64 only.
+enum class RowsMatmulKernel : std::uint8_t { automatic, chunked, split_w };
 struct RowsMatmulArgs {
   const float* x = nullptr;     // [R,K], rows contiguous
   const float* w = nullptr;     // [N,K] (transposed_w) or [K,N], contiguous
@@ -190,10 +194,13 @@ struct RowsMatmulArgs {
   std::int64_t R = 0, K = 0, N = 0;
   bool transposed_w = true;
   bool accumulate = false;
+  RowsMatmulKernel kernel = RowsMatmulKernel::automatic;
 };
 constexpr std::int64_t kRowsMatmulTile = 64, kRowsMatmulChunk = 32;
 // Whether rows_matmul takes a: K a multiple of 32, N of 64, 16-byte aligned x, w and out.
 bool rows_matmul_supported(const RowsMatmulArgs& a);
+// The kernel rows_matmul runs for a: a.kernel where that is not `automatic`, else the one it chooses.
+RowsMatmulKernel rows_matmul_choice(const RowsMatmulArgs& a);
 int rows_matmul(const RowsMatmulArgs& a, void* stream);
 
 // Dropout drawn inside a kernel: weight i of the [B,H,M,N] attention weights (i counted in that

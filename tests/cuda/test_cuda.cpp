@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <unistd.h>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -17,6 +18,9 @@
 
 #include "core/cuda/cuda_graph.h"
 #include "core/cuda/cuda_ops.h"
+#ifdef RETREEVER_CUDA
+#include "core/cuda/kernels.h"
+#endif
 #include "core/decoders/tree_cross_attention.h"
 #include "core/nn/blocks.h"
 #include "core/nn/paired_linear.h"
@@ -715,8 +719,22 @@ void rows_product_matches_torch() {
     int64_t rows, k, n;
   };
   const auto f64 = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
-  for (const auto& c : std::vector<Case>{{4096, 64, 64}, {4100, 128, 64}, {131072, 64, 128}, {70001, 64, 64}, {8192, 256, 256},
-                                         {5000, 32, 192}, {4096, 48, 64}, {4096, 64, 10}}) {
+  const std::vector<Case> cases{{4096, 64, 64}, {4100, 128, 64}, {131072, 64, 128}, {70001, 64, 64},
+                                {8192, 256, 256}, {5000, 32, 192}, {4096, 48, 64}, {4096, 64, 10}};
+#ifdef RETREEVER_CUDA
+  // The cases reach both of rows_matmul's kernels (kernels.cu, rows_matmul_choice) in both layouts of w.
+  for (const bool transposed : {true, false}) {
+    std::set<cuda::RowsMatmulKernel> chosen;
+    for (const auto& c : cases) {
+      cuda::RowsMatmulArgs a;
+      a.R = c.rows, a.K = c.k, a.N = c.n, a.transposed_w = transposed;
+      chosen.insert(cuda::rows_matmul_choice(a));
+    }
+    expect(chosen.size() == 2, std::string("rows product: the cases reach both kernels, w ") +
+                                   (transposed ? "[N,K]" : "[K,N]"));
+  }
+#endif
+  for (const auto& c : cases) {
     const auto what = "rows product rows=" + std::to_string(c.rows) + " " + std::to_string(c.k) + "->" + std::to_string(c.n);
     torch::manual_seed(uint64_t(c.rows + 7 * c.k + c.n));
     auto x = torch::randn({c.rows, c.k}, torch::kCUDA);
