@@ -5,10 +5,10 @@
 // the GPU machine (docs/cuda.md, "Running it on the GPU machine"):
 //   nvcc -O3 -arch=sm_90 -std=c++17 -I. -Icore/cuda core/cuda/kernels.cu scripts/kernel_check.cu \
 //     -lcublas -o kernel_check
-// rows_matmul's two kernels are checked and timed each (RowsMatmulKernel: chunked everywhere, split_w
-// at K = 64), and a sweep over the rows times them against each other where rows_matmul chooses
-// between them (kernels.cu, rows_matmul_choice), x and out rotating over buffers larger than L2.
-// `kernel_check sweep` runs the sweep only (seconds). Exit status 1 when a check fails.
+// rows_matmul's two kernels are checked and timed each (RowsMatmulKernel: chunked everywhere,
+// split_w at K = 64), and a sweep over the rows times them against each other where rows_matmul
+// chooses between them (kernels.cu, rows_matmul_choice), x and out rotating over buffers larger
+// than L2. `kernel_check sweep` runs the sweep only (seconds). Exit status 1 when a check fails.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -89,11 +89,13 @@ void free_wgrad(const WeightGradArgs& a) {
 }
 
 const char* kernel_name(RowsMatmulKernel k) {
-  return k == RowsMatmulKernel::split_w ? "split_w" : k == RowsMatmulKernel::chunked ? "chunked" : "auto";
+  return k == RowsMatmulKernel::split_w   ? "split_w"
+         : k == RowsMatmulKernel::chunked ? "chunked"
+                                          : "auto";
 }
 
-// Each kernel's result against double-precision sums, computed once over a sample of the rows (every
-// seventh of a long block, every row of the last 200).
+// Each kernel's result against double-precision sums, computed once over a sample of the rows
+// (every seventh of a long block, every row of the last 200).
 void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool acc) {
   auto x = rnd(R * K, 1, 1), w = rnd(N * K, 0.1f, 2), b = rnd(N, 1, 3), o0 = rnd(R * N, 1, 4);
   struct Ref {
@@ -118,16 +120,18 @@ void check_rows(long long R, long long K, long long N, bool tw, bool bias, bool 
   for (const auto kernel : {RowsMatmulKernel::chunked, RowsMatmulKernel::split_w}) {
     if (kernel == RowsMatmulKernel::split_w && K != 64) continue;
     CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
-    CK(rows_matmul(rows_args(dx, dw, bias ? db : nullptr, dout, R, K, N, tw, acc, kernel), nullptr));
+    CK(rows_matmul(rows_args(dx, dw, bias ? db : nullptr, dout, R, K, N, tw, acc, kernel),
+                   nullptr));
     CK(cudaDeviceSynchronize());
     const auto out = host(dout, R * N);
     double worst = 0;
-    for (const Ref& e : ref) worst = std::max(worst, std::fabs(out[e.i] - e.sum) / (e.terms + 1e-30));
+    for (const Ref& e : ref)
+      worst = std::max(worst, std::fabs(out[e.i] - e.sum) / (e.terms + 1e-30));
     const bool ok = worst < 2e-6;
     fails += !ok;
     printf("%s rows_matmul %s R=%lld K=%lld N=%lld %s%s%s: max |err| / sum|terms| %.2e over %zu\n",
-           ok ? "ok  " : "FAIL", kernel_name(kernel), R, K, N, tw ? "x w^T" : "x w", bias ? " +b" : "",
-           acc ? " (added)" : "", worst, ref.size());
+           ok ? "ok  " : "FAIL", kernel_name(kernel), R, K, N, tw ? "x w^T" : "x w",
+           bias ? " +b" : "", acc ? " (added)" : "", worst, ref.size());
   }
   cudaFree(dx);
   cudaFree(dw);
@@ -206,21 +210,26 @@ void sweep() {
     long long N;
   };
   for (Layout l : {Layout{true, 64}, Layout{false, 64}, Layout{false, 128}, Layout{true, 128}}) {
-    for (long long R : {4096LL, 8192LL, 16384LL, 24576LL, 32768LL, 40960LL, 49152LL, 57344LL, 65536LL,
-                        98304LL, 131072LL, kMaxRows}) {
+    for (long long R : {4096LL, 8192LL, 16384LL, 24576LL, 32768LL, 40960LL, 49152LL, 57344LL,
+                        65536LL, 98304LL, 131072LL, kMaxRows}) {
       float t[2];
       for (int k = 0; k < 2; ++k) {
         const auto kernel = k ? RowsMatmulKernel::split_w : RowsMatmulKernel::chunked;
         int i = 0;
         t[k] = time_us([&] {
           i = (i + 1) % kBuffers;
-          CK(rows_matmul(rows_args(x[i], w, l.tw ? b : nullptr, out[i], R, 64, l.N, l.tw, false, kernel),
-                         nullptr));
+          CK(rows_matmul(
+              rows_args(x[i], w, l.tw ? b : nullptr, out[i], R, 64, l.N, l.tw, false, kernel),
+              nullptr));
         });
       }
-      const auto chosen = rows_matmul_choice(rows_args(x[0], w, nullptr, out[0], R, 64, l.N, l.tw, false));
-      printf("sweep %s N=%3lld R=%7lld: chunked %6.1f us, split_w %6.1f us (%+5.1f%%); rows_matmul takes %s\n",
-             l.tw ? "x w^T" : "x w  ", l.N, R, t[0], t[1], 100 * (t[1] / t[0] - 1), kernel_name(chosen));
+      const auto chosen =
+          rows_matmul_choice(rows_args(x[0], w, nullptr, out[0], R, 64, l.N, l.tw, false));
+      printf(
+          "sweep %s N=%3lld R=%7lld: chunked %6.1f us, split_w %6.1f us (%+5.1f%%); rows_matmul "
+          "takes %s\n",
+          l.tw ? "x w^T" : "x w  ", l.N, R, t[0], t[1], 100 * (t[1] / t[0] - 1),
+          kernel_name(chosen));
     }
   }
   for (int i = 0; i < kBuffers; ++i) cudaFree(x[i]), cudaFree(out[i]);
