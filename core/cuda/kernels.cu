@@ -1910,7 +1910,8 @@ __global__ void __launch_bounds__(32 * kMmaWarps) rows_matmul_w_kernel(const Row
 // (the fortieth session: an H100, `bench --profile` of the copy step at N = 256 and 1024, batch 128,
 // each launch against the chunked kernel; the rows are the model's shapes). Transposed w of one
 // column tile, every d_model -> d_model projection: 65,536 and 130,816 rows 28.7 -> 24.8 us a launch,
-// but 16,384 rows 9.0 -> 9.7 and 32,512 rows 14.4 -> 14.2. Untransposed w of two column tiles, the
+// but 16,384 rows 8.6-9.0 -> 9.7-9.9 and 32,256 to 32,768 rows 13.3-14.4 -> 14.2-15.0 (docs/cuda.md,
+// the fortieth session, has every shape). Untransposed w of two column tiles, the
 // GEGLU contraction's input gradient: 65,536 and 131,072 rows 41.9 -> 36.4 us, but 16,384 rows
 // 11.0 -> 14.6 and 32,768 rows 18.5 -> 20.5. Where a block streams few row tiles, splitting w costs
 // more than it saves; so from kSplitWMinRows, between the 32,768 rows where it lost and the 65,536
