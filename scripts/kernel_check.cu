@@ -270,7 +270,9 @@ int main(int argc, char** argv) {
     auto split = a;
     split.kernel = RowsMatmulKernel::split_w;
     const float ours = time_us([&] { rows_matmul(a, nullptr); });
-    const float split_us = s.K == 64 ? time_us([&] { rows_matmul(split, nullptr); }) : 0;
+    char split_us[32] = "n/a (K != 64)";
+    if (s.K == 64)
+      snprintf(split_us, sizeof split_us, "%.1f us", time_us([&] { rows_matmul(split, nullptr); }));
     const float one = 1, zero = 0;
     const float cub = time_us([&] {
       if (s.tw)
@@ -282,7 +284,7 @@ int main(int argc, char** argv) {
     });
     const double mb = (s.R * s.K + s.R * s.N) * 4e-6;
     printf(
-        "time rows_matmul R=%lld K=%lld N=%lld %s: chunked %.1f us (%.0f GB/s), split_w %.1f us, "
+        "time rows_matmul R=%lld K=%lld N=%lld %s: chunked %.1f us (%.0f GB/s), split_w %s, "
         "cuBLAS fp32 %.1f us\n",
         s.R, s.K, s.N, s.tw ? "x w^T" : "x w", ours, mb / ours * 1e3, split_us, cub);
     cudaFree(dx);

@@ -179,12 +179,12 @@ int weight_grad(const WeightGradArgs& a, void* stream);
 // The rows' products of a linear layer on the tensor cores, three TensorFloat-32 passes (the dense
 // reads' float32 split; sm_80 and later): out [R,N] = x [R,K] w^T (+ bias) with w [N,K] (the layer's
 // forward), or out = x w with w [K,N] (its input gradient); with accumulate, out += instead. A block
-// of 4 warps takes 64 rows and 64 columns of out, x's and w's columns staged 32 at a time by cp.async.
-// For these tall, narrow products cuBLAS's float32 kernels run on the FMA units at about their
-// arithmetic limit, twice or more the time their bytes take.
-// Which of rows_matmul's two kernels runs: `automatic` takes the one timed faster for the shape
-// (kernels.cu, rows_matmul); the others force one, for scripts/kernel_check's checks and timings.
-// `split_w` (rows_matmul_w_kernel) takes K = 64 only.
+// of 4 warps takes 64 columns of out and streams over tiles of 64 rows. `chunked` stages x's and w's
+// columns 32 at a time by cp.async; `split_w` (K = 64 only) splits the block's w once into shared
+// memory and streams x's whole tiles. For these tall, narrow products cuBLAS's float32 kernels run on
+// the FMA units at about their arithmetic limit, twice or more the time their bytes take.
+// `automatic` takes the kernel timed faster for the shape (rows_matmul_choice); the others force one,
+// for scripts/kernel_check's checks and timings.
 enum class RowsMatmulKernel : std::uint8_t { automatic, chunked, split_w };
 struct RowsMatmulArgs {
   const float* x = nullptr;     // [R,K], rows contiguous
