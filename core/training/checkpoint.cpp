@@ -77,11 +77,18 @@ safetensors::Header open_checkpoint(const std::string& path) {
     throw std::runtime_error("'" + path + "' is a checkpoint in the old torch-archive format, which runs code from the "
                              "file when it is read; if you trust where it came from, convert it once with "
                              "'retreever convert --trust " + path + " NEW.safetensors'");
+  safetensors::Header header;
   try {
-    return safetensors::read_header_file(path);
+    header = safetensors::read_header_file(path);
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' is not a valid safetensors file: " + first_line(e.what()));
   }
+  try {
+    safetensors::verify_header(header);  // the data's checksum: load_checkpoint_state, which reads them
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
+  }
+  return header;
 }
 
 }  // namespace
@@ -162,6 +169,11 @@ void load_checkpoint_state(const std::string& path, torch::nn::Module& model, Fl
     if (!file.tensors.count(name))
       throw std::runtime_error("checkpoint '" + path + "' lacks the parameter '" + name + "' of the model its config describes");
   std::ifstream in(path, std::ios::binary);
+  try {
+    safetensors::verify_data(in, file);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
+  }
   torch::NoGradGuard no_grad;
   try {
     for (auto [name, t] : state) safetensors::read_tensor(in, file, name, t);

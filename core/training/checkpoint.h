@@ -1,8 +1,9 @@
 // One self-describing checkpoint file (DESIGN.md "Files") in the safetensors format: the
 // parameters under their module names, the optimiser's moments under "optimizer.exp_avg." and
 // "optimizer.exp_avg_sq." + the parameter's name, and in __metadata__ the format name and version,
-// the config JSON, the step, the best evaluation and the metrics history. Reading runs no code
-// from the file and validates it before allocating (safetensors.h).
+// the config JSON, the step, the best evaluation and the metrics history, and the CRC-32s of the
+// header and of the data. Reading runs no code from the file, validates it before allocating and
+// checks its checksums (safetensors.h).
 #pragma once
 
 #include <optional>
@@ -23,8 +24,8 @@ void save_checkpoint(const std::string& path, const CheckpointHeader& header, to
 
 // Loads parameters into `model` (built from the header's config by the caller) and the optimiser
 // state when given. Throws std::runtime_error with a message naming the file and the problem
-// (missing, truncated, foreign, mismatched, or the old torch-archive format, which only
-// `retreever convert --trust` reads).
+// (missing, truncated, foreign, mismatched, changed since it was written (the checksums), or the
+// old torch-archive format, which only `retreever convert --trust` reads).
 void load_checkpoint_state(const std::string& path, torch::nn::Module& model,
                            FlatAdam* optimizer, const torch::Device& device);
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
+#include <zlib.h>
 
 namespace retreever::safetensors {
 namespace {
@@ -108,7 +109,69 @@ Entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer) 
   return e;
 }
 
+// CRC-32 of bytes, continuing from `crc` (zlib takes at most 4 GiB a call).
+std::uint32_t crc32_of(std::uint32_t crc, const char* bytes, std::uint64_t n) {
+  constexpr std::uint64_t kPart = std::uint64_t(1) << 30;
+  for (; n > 0;) {
+    const auto part = std::min(n, kPart);
+    crc = std::uint32_t(::crc32(crc, reinterpret_cast<const Bytef*>(bytes), uInt(part)));
+    bytes += part;
+    n -= part;
+  }
+  return crc;
+}
+
+std::string hex8(std::uint32_t v) {
+  char text[9];
+  std::snprintf(text, sizeof text, "%08x", v);
+  return text;
+}
+
+// kHeaderCrc's value: the header with the two checksum entries left out of its __metadata__.
+std::uint32_t header_crc(json header) {
+  auto& metadata = header["__metadata__"];
+  metadata.erase(kHeaderCrc);
+  metadata.erase(kDataCrc);
+  const auto text = header.dump();
+  return crc32_of(0, text.data(), text.size());
+}
+
+void compare_crc(const std::string& recorded, std::uint32_t computed, const std::string& what) {
+  if (recorded == hex8(computed)) return;
+  fail(what + " do not match the checksum written with them (CRC-32 " + recorded + ", now " + hex8(computed) +
+       "): the file changed after it was written (a failing disk, an interrupted copy, an edit). To read a file "
+       "you edited on purpose, remove '" + kHeaderCrc + "' and '" + kDataCrc + "' from its __metadata__");
+}
+
 }  // namespace
+
+bool has_checksums(const Header& header) {
+  const bool meta = header.metadata.count(kHeaderCrc) > 0, data = header.metadata.count(kDataCrc) > 0;
+  if (meta != data) fail("it records one checksum without the other (" + std::string(meta ? kHeaderCrc : kDataCrc) + ")");
+  return meta;
+}
+
+void verify_header(const Header& header) {
+  if (has_checksums(header))
+    compare_crc(header.metadata.at(kHeaderCrc), header.header_crc, "its header (config, step, history, tensor names and shapes)");
+}
+
+void verify_data(std::istream& in, const Header& header) {
+  if (!has_checksums(header)) return;
+  std::uint64_t size = 0;  // the tensors tile the buffer (read_header): it ends where the last one does
+  for (const auto& [name, e] : header.tensors) size = std::max(size, e.end);
+  std::vector<char> chunk(std::size_t(1) << 20);
+  std::uint32_t crc = 0;
+  in.clear();
+  in.seekg(std::streamoff(header.data_start));
+  for (std::uint64_t left = size; left > 0;) {
+    const auto n = std::min<std::uint64_t>(left, chunk.size());
+    if (!in.read(chunk.data(), std::streamsize(n))) fail("its data could not be read (truncated file?)");
+    crc = crc32_of(crc, chunk.data(), n);
+    left -= n;
+  }
+  compare_crc(header.metadata.at(kDataCrc), crc, "its tensors' bytes");
+}
 
 std::size_t dtype_size(const std::string& dtype) {
   auto it = dtype_sizes().find(dtype);
@@ -139,6 +202,7 @@ Header read_header(std::istream& in, std::uint64_t size) {
   if (!j.is_object()) fail("the header must be a JSON object");
   Header h;
   h.data_start = 8 + n;
+  if (j.contains("__metadata__") && j["__metadata__"].is_object()) h.header_crc = header_crc(j);
   const std::uint64_t buffer = size - h.data_start;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") {
@@ -196,18 +260,25 @@ void read_tensor(std::istream& in, const Header& header, const std::string& name
 
 void write(std::ostream& out, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
            const std::map<std::string, std::string>& metadata) {
+  if (metadata.count(kHeaderCrc) || metadata.count(kDataCrc))
+    throw std::invalid_argument("safetensors: the metadata names a checksum entry, which write() adds itself");
   json header = json::object();
   std::vector<torch::Tensor> data;
   std::uint64_t offset = 0;
+  std::uint32_t data_crc = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__" || header.contains(name)) throw std::invalid_argument("safetensors: bad or repeated name '" + name + "'");
     auto cpu = t.detach().to(torch::kCPU).contiguous();
     const std::uint64_t bytes = std::uint64_t(cpu.numel()) * cpu.element_size();
     header[name] = {{"dtype", dtype_name(cpu.scalar_type())}, {"shape", cpu.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
+    data_crc = crc32_of(data_crc, static_cast<const char*>(cpu.data_ptr()), bytes);
     data.push_back(cpu);
   }
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  header["__metadata__"] = metadata;
+  const auto covered = header_crc(header);
+  header["__metadata__"][kHeaderCrc] = hex8(covered);
+  header["__metadata__"][kDataCrc] = hex8(data_crc);
   std::string text = header.dump();
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');  // the data starts 8-byte aligned
   unsigned char prefix[8];

@@ -33,6 +33,7 @@ struct Header {
   std::map<std::string, std::string> metadata;
   std::map<std::string, Entry> tensors;
   std::uint64_t data_start = 0;  // 8 + header length: where the data buffer begins in the file
+  std::uint32_t header_crc = 0;  // computed by read_header, as write() computes kHeaderCrc
 };
 
 // Bytes per element of a dtype name, or 0 when the name is not a safetensors dtype.
@@ -48,7 +49,20 @@ Header read_header_file(const std::string& path);
 // differs from dest's.
 void read_tensor(std::istream& in, const Header& header, const std::string& name, torch::Tensor& dest);
 
-// Writes the tensors (CPU or not, any layout) and metadata to a stream.
+// Checksums. write() adds two entries to __metadata__: kHeaderCrc, the CRC-32 (zlib's) of the
+// header without them (its JSON object as nlohmann dumps it: keys sorted, compact), which covers
+// the metadata and the tensors' names, dtypes, shapes and offsets; and kDataCrc, the CRC-32 of the
+// data buffer. A bit that flips on a disk or in a copy then fails a check instead of loading as a
+// slightly different model. The checks throw std::runtime_error naming the part that changed; a
+// file that records no checksums (another program's, or ours before December 2026) passes them.
+inline constexpr const char* kHeaderCrc = "crc32_header";
+inline constexpr const char* kDataCrc = "crc32_data";
+bool has_checksums(const Header& header);
+void verify_header(const Header& header);
+void verify_data(std::istream& in, const Header& header);
+
+// Writes the tensors (CPU or not, any layout) and metadata to a stream, with the checksums above
+// (metadata must not hold their names).
 void write(std::ostream& out, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
            const std::map<std::string, std::string>& metadata);
 // The same as one file, atomically: PATH.tmp, then a rename. Throws std::runtime_error when the

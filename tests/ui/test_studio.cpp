@@ -1180,7 +1180,7 @@ class TestStudio : public QObject {
     QProcess cli;
     cli.start(RETREEVER_BINARY, {"inspect", "--checkpoint", path, "--sample", "0", "--query", "3", "--json"});
     QVERIFY(cli.waitForFinished(120000));
-    QCOMPARE(cli.exitCode(), 0);
+    QVERIFY2(cli.exitCode() == 0, cli.readAllStandardError().constData());
     auto expected = QJsonDocument::fromJson(cli.readAllStandardOutput()).object();
     auto actual = QJsonDocument::fromJson(QByteArray::fromStdString(result->to_json())).object();
     QCOMPARE(actual["trace"].toObject()["path"], expected["trace"].toObject()["path"]);
