@@ -195,16 +195,16 @@ float time_us(F f) {
 void sweep() {
   constexpr int kBuffers = 6;
   constexpr long long kMaxRows = 262144, kMaxWidth = 128;
-  float *x[kBuffers], *out[kBuffers], *w, *b;
+  // Random values, as a model's activations and weights are (zeros would let the products' units
+  // idle, which can change clocks and times): one draw of x copied into every buffer.
+  const auto xs = rnd(kMaxRows * 64, 1.0f, 7);
+  float *x[kBuffers], *out[kBuffers];
   for (int i = 0; i < kBuffers; ++i) {
-    CK(cudaMalloc(&x[i], kMaxRows * 64 * 4));
+    x[i] = dev(xs);
     CK(cudaMalloc(&out[i], kMaxRows * kMaxWidth * 4));
-    CK(cudaMemset(x[i], 0, kMaxRows * 64 * 4));
   }
-  CK(cudaMalloc(&w, 64 * kMaxWidth * 4));
-  CK(cudaMemset(w, 0, 64 * kMaxWidth * 4));
-  CK(cudaMalloc(&b, kMaxWidth * 4));
-  CK(cudaMemset(b, 0, kMaxWidth * 4));
+  float* w = dev(rnd(64 * kMaxWidth, 0.125f, 8));
+  float* b = dev(rnd(kMaxWidth, 0.1f, 9));
   struct Layout {
     bool tw;
     long long N;
