@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -25,6 +26,19 @@ const std::string kExpAvg = "optimizer.exp_avg.", kExpAvgSq = "optimizer.exp_avg
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+// "checkpoint PATH is damaged: WHY", naming the run folder's other checkpoint where there is one
+// (a run's last checkpoint and its best are written apart, so one can outlive the other's damage).
+std::runtime_error damaged(const std::string& path, const std::exception& why) {
+  std::string message = "checkpoint '" + path + "' is damaged: " + first_line(why.what());
+  const auto folder = std::filesystem::path(path).parent_path(), name = std::filesystem::path(path).filename();
+  for (const char* other : {kCheckpointFileName, kBestCheckpointFileName}) {
+    const auto sibling = folder / other;
+    if (name != other && unreadable_file_reason(sibling.string()).empty())
+      return std::runtime_error(message + ". The run's other checkpoint, '" + sibling.string() + "', may be intact");
+  }
+  return std::runtime_error(message);
 }
 
 // Parameters and buffers by name, in the order the optimiser holds them.
@@ -86,7 +100,7 @@ safetensors::Header open_checkpoint(const std::string& path) {
   try {
     safetensors::verify_header(header);  // the data's checksum: load_checkpoint_state, which reads them
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
+    throw damaged(path, e);
   }
   return header;
 }
@@ -133,7 +147,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
     h.best = parse_double(field("best"), "the best evaluation");
     h.history = MetricsHistory::from_json(field("history"));
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
+    throw damaged(path, e);
   }
   check_checkpoint_config(path, h.config);
   return h;
@@ -172,7 +186,7 @@ void load_checkpoint_state(const std::string& path, torch::nn::Module& model, Fl
   try {
     safetensors::verify_data(in, file);
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "' is damaged: " + first_line(e.what()));
+    throw damaged(path, e);
   }
   torch::NoGradGuard no_grad;
   try {

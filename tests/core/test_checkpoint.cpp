@@ -3,6 +3,7 @@
 // foreign, old-format, crafted and changed files (checksums) are refused with a message that names
 // the problem, and thousands of mutated files each end in one clear error or a load of the very
 // content they came from.
+#include <QDir>
 #include <QElapsedTimer>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -314,6 +315,16 @@ class TestCheckpoint : public QObject {
     QVERIFY2(msg.find("remove 'crc32_header' and 'crc32_data'") != std::string::npos, msg.c_str());
     msg = message_of([&] { Inspector::from_checkpoint(path("flipped.safetensors"), datasets::make_task); });
     QVERIFY2(msg.find("is damaged") != std::string::npos, msg.c_str());
+    QVERIFY2(msg.find("other checkpoint") == std::string::npos, msg.c_str());  // none beside it
+    // In a run folder the message names the run's other checkpoint.
+    QVERIFY(QDir(dir_.path()).mkpath("run"));
+    write_bytes(path("run/checkpoint.safetensors"), flipped);
+    write_bytes(path("run/checkpoint_best.safetensors"), bytes);
+    msg = message_of([&] { Trainer::load(path("run/checkpoint.safetensors"), datasets::make_task); });
+    QVERIFY2(msg.find("The run's other checkpoint, '" + path("run/checkpoint_best.safetensors") + "', may be intact") !=
+                 std::string::npos,
+             msg.c_str());
+    QCOMPARE(Trainer::load(path("run/checkpoint_best.safetensors"), datasets::make_task)->steps_done(), a.steps_done());
 
     // An edit of the config that stays valid (another learning rate) is refused by the header's
     // checksum, as soon as the header is read (what the studio lists runs by).
