@@ -28,6 +28,7 @@
 #include <QMenuBar>
 #include <QMenu>
 #include <QMessageBox>
+#include <QScreen>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -547,7 +548,17 @@ void MainWindow::createDockWindows() {
 void MainWindow::readSettings() {
   QSettings s;
   restoreGeometry(s.value("window/geometry").toByteArray());
-  if (!restoreState(s.value("window/state").toByteArray())) resize(1500, 950);
+  if (!restoreState(s.value("window/state").toByteArray())) {
+    // The first start: 1500 x 950, or on a smaller screen (a 1366 x 768 laptop) its free area,
+    // maximized where a window manager does that, so the status bar and every plot are on screen.
+    const QSize wanted(1500, 950);
+    const QRect free = screen()->availableGeometry();
+    resize(wanted.boundedTo(free.size()));
+    if (wanted.width() > free.width() || wanted.height() > free.height()) {
+      move(free.topLeft());
+      setWindowState(windowState() | Qt::WindowMaximized);
+    }
+  }
   const auto last = s.value("experiment/config").toString();
   if (!last.isEmpty()) {
     try {

@@ -18,6 +18,7 @@
 #include <QProcess>
 #include <QPushButton>
 #include <QSet>
+#include <QScreen>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTabWidget>
@@ -980,6 +981,22 @@ class TestStudio : public QObject {
     QCOMPARE(again.cpuThreads(), default_cpu_threads());
     again.setCpuThreads(0);
     again.close();
+  }
+
+  void the_first_window_fits_a_small_screen() {
+    // A first start (no saved layout) on a screen smaller than the default 1500 x 950 (the
+    // offscreen platform's is 800 x 600; a 1366 x 768 laptop's is another): the window fits the
+    // screen's free area and asks to be maximized, so the status bar and every plot are on screen.
+    QSettings().remove("window");
+    {
+      MainWindow w;
+      const QRect free = w.screen()->availableGeometry();
+      QVERIFY2(free.width() < 1500 || free.height() < 950, "the test needs a screen smaller than the default window");
+      QVERIFY2(w.width() <= free.width() && w.height() <= free.height(),
+               qPrintable(QString("%1 x %2 on a screen of %3 x %4").arg(w.width()).arg(w.height()).arg(free.width()).arg(free.height())));
+      QVERIFY(w.windowState() & Qt::WindowMaximized);
+    }
+    QSettings().remove("window");  // the other tests' windows start at their own size
   }
 
   void file_dialogs_open_in_the_folder_last_chosen() {
