@@ -58,6 +58,9 @@ ScalingPanel::ScalingPanel(QWidget* parent) : QWidget(parent) {
   controls->addWidget(start_);
   status_ = new QLabel(tr("Measures on a worker thread; the plots fill in as each size is done."));
   status_->setObjectName("scalingStatus");
+  // A long summary wraps rather than widening the window (past a 1366-pixel screen at 1M tokens).
+  status_->setWordWrap(true);
+  status_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   controls->addWidget(status_, 1);
   layout->addLayout(controls);
   auto* plots = new QHBoxLayout;
@@ -230,7 +233,7 @@ void ScalingPanel::redraw() {
   tokens.empty_y_lo = 1, tokens.empty_y_hi = max_n;
   preparation.empty_y_lo = 0.01, preparation.empty_y_hi = 1000;
   latency.empty_text = tokens.empty_text = preparation.empty_text =
-      tr("Press Measure: each size is drawn as it is timed.").toStdString();
+      tr("Press Measure:\neach size is drawn\nas it is timed.").toStdString();  // lines that fit a third of a laptop's width
   const auto& all = decoders();
   for (std::size_t i = 0; i < all.size(); ++i) {
     ChartSeries l, t, r;

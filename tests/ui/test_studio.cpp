@@ -187,6 +187,12 @@ class TestStudio : public QObject {
     QCOMPARE(tree->levels(), int(shape.levels()));
     QVERIFY2(walked.first().at(0).toString().contains(QString("read %1 tokens").arg(shape.tokens_per_query())),
              qPrintable(walked.first().at(0).toString()));
+    // The summary in the controls' row wraps rather than asking for its one-line width (at 1M
+    // tokens that widened the window to 1528 pixels, past a 1366-pixel laptop screen).
+    const auto* status = panel.findChild<QLabel*>("scalingStatus");
+    const int line = status->fontMetrics().horizontalAdvance(status->text());
+    QVERIFY2(status->minimumSizeHint().width() < line / 4,
+             qPrintable(QString("%1 of %2 pixels").arg(status->minimumSizeHint().width()).arg(line)));
     tree->repaint();
     qInfo() << "1M-leaf tree: frame of" << tree->lastFrameItems() << "items in" << tree->lastFrameMs() << "ms";
     QVERIFY2(tree->lastFrameItems() < 5000, qPrintable(QString::number(tree->lastFrameItems())));
