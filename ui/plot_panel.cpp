@@ -98,6 +98,11 @@ PlotPanel::PlotPanel(QWidget* parent) : QWidget(parent) {
   grid->setRowStretch(0, 3);
   grid->setRowStretch(1, 3);
   grid->setRowStretch(2, 2);
+  // Two columns of one width: without stretch the column whose legends sit below its axes (their
+  // minimum width) took the extra space, and at a laptop's width the other lost its legends and
+  // clipped "Accuracy per target position (click to inspect)".
+  grid->setColumnStretch(0, 1);
+  grid->setColumnStretch(1, 1);
   layout->addLayout(grid, 1);
   connect(smoothing_, &QSlider::valueChanged, this, &PlotPanel::redrawRequested);
   connect(log_, &QCheckBox::toggled, this, &PlotPanel::setLogScale);

@@ -774,6 +774,19 @@ class TestStudio : public QObject {
     QCOMPARE(legend_names(), QStringList({"prediction (solid)", "CA (dashed)", "RL (dotted)", "entropy (dash-dot)"}));
     QCOMPARE(terms->graph(7 * 4)->name(), QString("#8"));
     for (int p : {0, 4}) QVERIFY(!panel.plots()[p]->legend->visible());
+    // At a laptop's width (the Curves tab beside the docks on a 1366-pixel screen) the two columns
+    // are one width: the one whose legends sat below its axes took the extra space before, and the
+    // other lost its legends and clipped its title.
+    panel.setRuns(shown.mid(0, 4));
+    panel.resize(1200, 650);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    for (int width : {1200, 990, 800, 700}) {
+      panel.resize(width, 650);
+      QTRY_VERIFY2(std::abs(panel.plots()[0]->width() - panel.plots()[1]->width()) <= 2,
+                   qPrintable(QString("at %1: %2 and %3").arg(width).arg(panel.plots()[0]->width()).arg(panel.plots()[1]->width())));
+      QVERIFY(std::abs(panel.plots()[2]->width() - panel.plots()[3]->width()) <= 2);
+    }
   }
 
   void a_run_that_cannot_fit_in_memory_disables_train_as_you_type() {
