@@ -143,13 +143,14 @@ void compare_crc(const std::string& recorded, std::uint32_t computed, const std:
        "you edited on purpose, remove '" + kHeaderCrc + "' and '" + kDataCrc + "' from its __metadata__");
 }
 
-}  // namespace
-
+// Whether the file records the checksums (both, or it is damaged).
 bool has_checksums(const Header& header) {
   const bool meta = header.metadata.count(kHeaderCrc) > 0, data = header.metadata.count(kDataCrc) > 0;
   if (meta != data) fail("it records one checksum without the other (" + std::string(meta ? kHeaderCrc : kDataCrc) + ")");
   return meta;
 }
+
+}  // namespace
 
 void verify_header(const Header& header) {
   if (has_checksums(header))
@@ -202,7 +203,9 @@ Header read_header(std::istream& in, std::uint64_t size) {
   if (!j.is_object()) fail("the header must be a JSON object");
   Header h;
   h.data_start = 8 + n;
-  if (j.contains("__metadata__") && j["__metadata__"].is_object()) h.header_crc = header_crc(j);
+  // Only where the file records it: the dump of a whole header is not free (a long run's history).
+  if (const auto m = j.find("__metadata__"); m != j.end() && m->is_object() && m->contains(kHeaderCrc))
+    h.header_crc = header_crc(j);
   const std::uint64_t buffer = size - h.data_start;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") {

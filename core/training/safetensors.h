@@ -33,7 +33,7 @@ struct Header {
   std::map<std::string, std::string> metadata;
   std::map<std::string, Entry> tensors;
   std::uint64_t data_start = 0;  // 8 + header length: where the data buffer begins in the file
-  std::uint32_t header_crc = 0;  // computed by read_header, as write() computes kHeaderCrc
+  std::uint32_t header_crc = 0;  // computed by read_header where the file records kHeaderCrc, as write() does
 };
 
 // Bytes per element of a dtype name, or 0 when the name is not a safetensors dtype.
@@ -57,7 +57,6 @@ void read_tensor(std::istream& in, const Header& header, const std::string& name
 // file that records no checksums (another program's, or ours before December 2026) passes them.
 inline constexpr const char* kHeaderCrc = "crc32_header";
 inline constexpr const char* kDataCrc = "crc32_data";
-bool has_checksums(const Header& header);
 void verify_header(const Header& header);
 void verify_data(std::istream& in, const Header& header);
 
